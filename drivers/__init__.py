@@ -1,0 +1,1 @@
+"""Protocol drivers: one folder per protocol; only driver.py files import protocol libraries."""

@@ -1,0 +1,1 @@
+"""Modbus driver (TCP in the walking skeleton; RTU and RTU-over-TCP build on the same planner)."""

@@ -1,0 +1,153 @@
+"""Composition root of the edge role: drivers -> normalise -> batcher -> buffer -> forwarder.
+
+Every hand-off is bounded: device runners put poll batches into a bounded queue (a full queue
+slows polling rather than growing memory); the batcher commits encoded batches to the durable
+buffer; the forwarder publishes them.  Supervision is one TaskGroup: a fatal error (a disk error
+in the buffer) stops the gateway with a non-zero exit, so systemd restarts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from drivers.modbus.driver import ModbusTcpDriver
+from gateway.buffer import SqliteBuffer
+from gateway.catalog import Catalog, build_catalog
+from gateway.codec import encode
+from gateway.config import BufferConfig, Config
+from gateway.errors import BufferFullError, ConfigError, ConfigIssue
+from gateway.forwarder import Forwarder
+from gateway.point import SampleBatch, now_ns
+from gateway.runner import DeviceRunner, PollingDriver
+from gateway.sinks.mqtt import MqttUplink
+from pipelines.normalise import Normalise
+
+__all__ = ["Batcher", "Gateway"]
+
+log = logging.getLogger("edgegw.app")
+
+
+class Batcher:
+    """Normalises poll batches and commits them to the buffer in batches of up to N points."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        buffer: SqliteBuffer,
+        cfg: BufferConfig,
+        wake: asyncio.Event,
+        observer: Callable[[SampleBatch], None] | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.buffer = buffer
+        self.max_points = cfg.batch_max_points
+        self.linger = cfg.linger_ms / 1000
+        self.wake = wake
+        self.normalise = Normalise(catalog)
+        self.queue: asyncio.Queue[SampleBatch] = asyncio.Queue(maxsize=64)
+        self.observer = observer
+        self.seq = buffer.counters().get("accepted_batches", 0)
+        self.pending: SampleBatch = []
+
+    async def submit(self, batch: SampleBatch) -> None:
+        await self.queue.put(batch)
+
+    async def run(self) -> None:
+        deadline: float | None = None
+        try:
+            while True:
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    batch = await asyncio.wait_for(self.queue.get(), timeout)
+                except TimeoutError:
+                    await self.flush()
+                    deadline = None
+                    continue
+                batch = self.normalise(batch)
+                if self.observer is not None:
+                    self.observer(batch)
+                self.pending.extend(batch)
+                if deadline is None:
+                    deadline = time.monotonic() + self.linger
+                if len(self.pending) >= self.max_points:
+                    await self.flush()
+                    deadline = None
+        finally:
+            # graceful stop: what was polled but not yet committed goes to the buffer too
+            while not self.queue.empty():
+                self.pending.extend(self.normalise(self.queue.get_nowait()))
+            if self.pending:
+                self._commit_all()
+
+    def _commit_all(self) -> None:
+        while self.pending:
+            chunk, self.pending = self.pending[: self.max_points], self.pending[self.max_points :]
+            self.seq += 1
+            self.buffer.put(encode(self.catalog, chunk, self.seq, now_ns()), len(chunk))
+
+    async def flush(self) -> None:
+        while True:
+            try:
+                self._commit_all()
+                break
+            except BufferFullError:
+                log.warning("Buffer is full and when_full = block: polling is held back.")
+                await asyncio.sleep(0.5)
+        self.wake.set()
+
+
+class Gateway:
+    def __init__(self, cfg: Config, observer: Callable[[SampleBatch], None] | None = None) -> None:
+        if cfg.gateway is None or cfg.uplink is None or not cfg.devices:
+            missing = [n for n, v in (("gateway", cfg.gateway), ("uplink", cfg.uplink)) if v is None]
+            if not cfg.devices:
+                missing.append("devices")
+            raise ConfigError([ConfigIssue(m, "required to run a gateway") for m in missing])
+        self.cfg = cfg
+        self.catalog = build_catalog(cfg)
+        self.wake = asyncio.Event()
+        bc = cfg.buffer
+        self.buffer = SqliteBuffer(
+            bc.path, max_bytes=bc.max_bytes, when_full=bc.when_full.value, durability=bc.durability.value
+        )
+        self.batcher = Batcher(self.catalog, self.buffer, bc, self.wake, observer)
+        self.uplink = MqttUplink(cfg.uplink, cfg.gateway.site, cfg.gateway.id)
+        self.forwarder = Forwarder(self.buffer, self.uplink, self.wake, max_inflight=cfg.uplink.max_inflight)
+        self.runners: list[DeviceRunner] = []
+        for dev in cfg.devices:
+            if not dev.enabled:
+                continue
+            first = self.catalog.by_device[dev.name].start
+            driver: PollingDriver = ModbusTcpDriver(dev, first)
+            self.runners.append(
+                DeviceRunner(
+                    driver,
+                    self.catalog,
+                    self.batcher.submit,
+                    poll_interval_s=dev.poll_interval_ms / 1000,
+                    timeout_s=dev.timeout_ms / 1000,
+                    backoff_max_s=dev.backoff_max_ms / 1000,
+                )
+            )
+
+    async def run(self) -> None:
+        log.info(
+            "Gateway %s starting: %d devices, %d points, buffer %s (durability %s, %d batches pending).",
+            self.catalog.gateway_id,
+            len(self.runners),
+            len(self.catalog.points),
+            self.buffer.path,
+            self.buffer.durability,
+            self.buffer.pending_batches,
+        )
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.batcher.run(), name="batcher")
+                tg.create_task(self.forwarder.run(), name="forwarder")
+                for r in self.runners:
+                    tg.create_task(r.run(), name=f"device:{r.driver.name}")
+        finally:
+            self.buffer.close()

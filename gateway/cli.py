@@ -1,0 +1,155 @@
+"""``edgegw``: check, run, ingest, demo, buffer.
+
+Exit codes: 0 ok, 1 runtime failure, 2 user mistake (config, arguments).  A user mistake prints
+located messages, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import Coroutine
+from dataclasses import asdict
+from typing import Any
+
+from gateway import __version__
+from gateway.errors import BufferCorruptError, BufferStorageError, ConfigError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def _print_config_error(err: ConfigError) -> None:
+    where = f"{err.source}: " if err.source else ""
+    print(f"error: {where}invalid configuration ({len(err.issues)} problem(s))", file=sys.stderr)
+    for issue in err.issues:
+        print(f"  {issue}", file=sys.stderr)
+
+
+def _run(coro: Coroutine[Any, Any, None]) -> None:
+    """Run until done or until SIGINT / SIGTERM, then cancel cleanly."""
+
+    async def main() -> None:
+        task = asyncio.ensure_future(coro)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from gateway.catalog import build_catalog
+    from gateway.config import load
+
+    cfg = load(args.config)
+    catalog = build_catalog(cfg)
+    print(
+        f"{args.config}: ok ({len(cfg.devices)} devices, {len(catalog.points)} points, "
+        f"uplink {'configured' if cfg.uplink else 'none'}, ingest {'configured' if cfg.ingest else 'none'})"
+    )
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gateway.app import Gateway
+    from gateway.config import load
+
+    gw = Gateway(load(args.config))
+    _run(gw.run())
+    return EXIT_OK
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from gateway.config import ConfigIssue, load
+    from gateway.ingest import Ingest
+
+    cfg = load(args.config)
+    if cfg.ingest is None:
+        raise ConfigError([ConfigIssue("ingest", "required for `edgegw ingest`")], args.config)
+    _run(Ingest(cfg.ingest).run())
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.demo import run_demo
+
+    _run(run_demo(duration_s=args.duration, data_dir=args.data_dir, influx_url=args.influx_url,
+                  influx_db=args.influx_db, broker=args.broker, live=not args.plain))
+    return EXIT_OK
+
+
+def cmd_buffer(args: argparse.Namespace) -> int:
+    from gateway.buffer import SqliteBuffer
+    from gateway.config import load
+
+    cfg = load(args.config)
+    buf = SqliteBuffer(cfg.buffer.path, max_bytes=cfg.buffer.max_bytes, when_full=cfg.buffer.when_full.value)
+    try:
+        print(json.dumps(asdict(buf.stats()), indent=2))
+    finally:
+        buf.close()
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgegw", description="Edge telemetry gateway for mines and plants.")
+    p.add_argument("--version", action="version", version=f"edgegw {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("check", help="validate a config file without connecting to anything")
+    s.add_argument("-c", "--config", required=True)
+    s.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("run", help="run the gateway (edge role)")
+    s.add_argument("-c", "--config", required=True)
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("ingest", help="run the central ingest role (MQTT -> InfluxDB)")
+    s.add_argument("-c", "--config", required=True)
+    s.set_defaults(func=cmd_ingest)
+
+    s = sub.add_parser("demo", help="simulated mine -> gateway -> broker -> ingest, live in the terminal")
+    s.add_argument("--duration", type=float, default=None, help="stop after S seconds (default: until Ctrl-C)")
+    s.add_argument("--data-dir", default="demo-data", help="buffer and line-protocol output (default demo-data/)")
+    s.add_argument("--broker", default=None, help="HOST:PORT of an MQTT broker (default: an in-process one)")
+    s.add_argument("--influx-url", default=None, help="InfluxDB 1.x URL (default: write demo-data/telemetry.lp)")
+    s.add_argument("--influx-db", default="edgegw")
+    s.add_argument("--plain", action="store_true", help="print lines instead of a live table")
+    s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("buffer", help="inspect the durable buffer")
+    bsub = s.add_subparsers(dest="buffer_command", required=True)
+    b = bsub.add_parser("stats", help="pending batches, points, bytes and counters as JSON")
+    b.add_argument("-c", "--config", required=True)
+    b.set_defaults(func=cmd_buffer)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except ConfigError as err:
+        _print_config_error(err)
+        return EXIT_USAGE
+    except (BufferCorruptError, BufferStorageError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""The typed root config, TOML loading and located error messages.
+
+The union of driver models, discriminated by ``type``, is the driver registry: no string imports,
+no plugins discovered at run time.  Loading does no I/O beyond reading the file; connecting does no
+validation.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from drivers.modbus.config import ModbusTcpDevice
+from gateway.errors import ConfigError, ConfigIssue
+from gateway.schema import Key, StrictModel, check_code
+
+__all__ = [
+    "BufferConfig",
+    "Config",
+    "DeviceConfig",
+    "Durability",
+    "GatewaySection",
+    "IngestSection",
+    "InfluxConfig",
+    "MqttConfig",
+    "WhenFull",
+    "format_location",
+    "load",
+    "parse",
+]
+
+DeviceConfig = Annotated[ModbusTcpDevice, Field(discriminator="type")]
+_DEVICE_TYPES = {"modbus_tcp"}
+
+
+class GatewaySection(StrictModel):
+    id: Key = Field(description="gateway key, unique per site; used in MQTT topics and as client id")
+    site: Key
+    code: str | None = Field(default=None, description="identifier code of the gateway itself")
+    enterprise_prefix: str | None = Field(
+        default=None, description="e.g. 88.608.5288: codes of points without one are minted from it"
+    )
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    _check_code = field_validator("code")(check_code)
+
+    @field_validator("enterprise_prefix")
+    @classmethod
+    def _prefix(cls, v: str | None) -> str | None:
+        if v is not None:
+            check_code(v + "/x")
+        return v
+
+
+class Durability(enum.StrEnum):
+    FSYNC = "fsync"  # every accepted batch survives kill -9 and power loss
+    INTERVAL = "interval"  # survives kill -9; power loss may lose the last checkpoint interval
+
+
+class WhenFull(enum.StrEnum):
+    BLOCK = "block"
+    DROP_OLDEST = "drop_oldest"
+    DROP_NEWEST = "drop_newest"
+
+
+class BufferConfig(StrictModel):
+    path: str = "edgegw-buffer.db"
+    durability: Durability = Durability.FSYNC
+    max_bytes: int = Field(default=1 << 30, ge=1 << 16)
+    when_full: WhenFull = WhenFull.DROP_OLDEST
+    batch_max_points: int = Field(default=1000, ge=1, le=100_000)
+    linger_ms: int = Field(default=200, ge=0, le=60_000)
+
+
+class MqttConfig(StrictModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    protocol: Literal["5", "3.1.1"] = "5"
+    client_id: str | None = Field(default=None, description="fixed client id (persistent session); default edgegw-<id>")
+    username: str | None = None
+    password_env: str | None = Field(default=None, description="name of the environment variable with the password")
+    topic_prefix: Key = "edgegw"
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    session_expiry_s: int = Field(default=86_400, ge=0)
+    max_inflight: int = Field(default=20, ge=1, le=1000)
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    def password(self) -> str | None:
+        return os.environ.get(self.password_env) if self.password_env else None
+
+
+class InfluxConfig(StrictModel):
+    api: Literal["v1", "v2", "file"] = Field(
+        description="v1: /write (InfluxDB 1.x); v2: /api/v2/write via influxdb-client; file: line protocol"
+    )
+    url: str | None = None
+    database: str = "edgegw"  # v1
+    retention_policy: str | None = None  # v1
+    org: str = "edgegw"  # v2
+    bucket: str = "edgegw"  # v2
+    token_env: str | None = None  # v2: name of the environment variable holding the token
+    path: str | None = None  # file
+    measurement: Key = "telemetry"
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _target(self) -> Self:
+        if self.api == "file":
+            if not self.path:
+                raise ValueError("api = 'file' needs path")
+        elif not self.url:
+            raise ValueError(f"api = '{self.api}' needs url")
+        elif not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"url {self.url!r} must start with http:// or https://")
+        return self
+
+
+class IngestSection(StrictModel):
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    share_group: Key | None = Field(
+        default="ingest", description="MQTT 5 shared-subscription group; none for MQTT 3.1.1 brokers"
+    )
+    influx: InfluxConfig
+    batch_max_points: int = Field(default=5000, ge=1)
+    linger_ms: int = Field(default=200, ge=0)
+
+
+class Config(StrictModel):
+    gateway: GatewaySection | None = None
+    devices: list[DeviceConfig] = Field(default_factory=list)
+    buffer: BufferConfig = Field(default_factory=BufferConfig)
+    uplink: MqttConfig | None = None
+    ingest: IngestSection | None = None
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Self:
+        names: set[str] = set()
+        for dev in self.devices:
+            if dev.name in names:
+                raise ValueError(f"two devices are named {dev.name!r}")
+            names.add(dev.name)
+        if self.devices and self.gateway is None:
+            raise ValueError("devices need a [gateway] section (id, site)")
+        return self
+
+
+def format_location(loc: tuple[int | str, ...]) -> str:
+    """``('devices', 0, 'modbus_tcp', 'points', 3, 'address')`` -> ``devices[0].points[3].address``."""
+    out = ""
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in _DEVICE_TYPES and i > 0 and isinstance(loc[i - 1], int):
+            continue  # the discriminator tag pydantic inserts after a union member
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _issues(err: ValidationError) -> list[ConfigIssue]:
+    issues = []
+    for e in err.errors(include_url=False):
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif e["type"] == "union_tag_invalid":
+            msg = f"unknown device type {e['input'].get('type')!r}; known: {', '.join(sorted(_DEVICE_TYPES))}"
+        elif e["type"] == "union_tag_not_found":
+            msg = f"missing 'type' (one of: {', '.join(sorted(_DEVICE_TYPES))})"
+        msg = msg.removeprefix("Value error, ")
+        issues.append(ConfigIssue(format_location(tuple(e["loc"])), msg))
+    return issues
+
+
+def _semantic_issues(cfg: Config) -> list[ConfigIssue]:
+    """Checks across the whole tree: every point gets a code, and no two points share one."""
+    from gateway.catalog import build_catalog
+
+    try:
+        build_catalog(cfg)
+    except ConfigError as err:
+        return err.issues
+    return []
+
+
+def parse(data: dict[str, Any], source: str = "") -> Config:
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_issues(err), source) from None
+    issues = _semantic_issues(cfg)
+    if issues:
+        raise ConfigError(issues, source)
+    return cfg
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as err:
+        raise ConfigError([ConfigIssue("", f"cannot read config file: {err.strerror}")], str(p)) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError([ConfigIssue("", f"not UTF-8 text ({err.reason} at byte {err.start})")], str(p)) from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError([ConfigIssue("", f"TOML syntax error: {err}")], str(p)) from None
+    return parse(data, str(p))
+

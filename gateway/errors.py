@@ -1,0 +1,111 @@
+"""One flat error hierarchy.
+
+Library exceptions are translated at the boundary (``raise ConnectError(...) from err``):
+nothing above a driver or sink sees pymodbus, asyncua, paho or HTTP-client types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "BufferCorruptError",
+    "BufferFullError",
+    "BufferStorageError",
+    "CodecError",
+    "ConfigError",
+    "ConfigIssue",
+    "ConnectError",
+    "DeviceError",
+    "GatewayError",
+    "IdentifierError",
+    "PartialWriteError",
+    "ReadError",
+    "RejectedError",
+    "RetryableError",
+    "SinkError",
+]
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    location: str  # e.g. "devices[0].points[3].address"
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}" if self.location else self.message
+
+
+class ConfigError(GatewayError):
+    """A user mistake in configuration: printed as located lines, never as a traceback."""
+
+    def __init__(self, issues: list[ConfigIssue], source: str = "") -> None:
+        self.issues = issues
+        self.source = source
+        head = f"{source}: " if source else ""
+        super().__init__(head + "; ".join(str(i) for i in issues))
+
+
+class IdentifierError(GatewayError, ValueError):
+    """A malformed industrial-internet identifier code."""
+
+
+class DeviceError(GatewayError):
+    """Base for field-device problems; ``device`` names the device in config."""
+
+    def __init__(self, device: str, message: str) -> None:
+        self.device = device
+        super().__init__(f"{device}: {message}")
+
+
+class ConnectError(DeviceError):
+    """The device cannot be reached (refused, timed out, link down)."""
+
+
+class ReadError(DeviceError):
+    """The device answered, but not with data (exception code, malformed frame, timeout mid-poll)."""
+
+    def __init__(self, device: str, message: str, *, reason: str, disconnect: bool = False) -> None:
+        super().__init__(device, message)
+        self.reason = reason  # short machine-friendly reason copied into the points' quality
+        self.disconnect = disconnect  # the connection is unusable and must be re-opened
+
+
+class SinkError(GatewayError):
+    """Base for errors of a sink (MQTT uplink, InfluxDB writer)."""
+
+
+class RetryableError(SinkError):
+    """Transient: keep the batch, back off, try again (network down, 5xx, timeout)."""
+
+
+class RejectedError(SinkError):
+    """The receiver refused the batch (PUBACK reason >= 0x80, HTTP 4xx): keep it and raise an alarm."""
+
+
+class PartialWriteError(SinkError):
+    """Part of the batch was written; ``written`` points are done, the rest must be retried."""
+
+    def __init__(self, message: str, written: int) -> None:
+        super().__init__(message)
+        self.written = written
+
+
+class CodecError(GatewayError, ValueError):
+    """A wire-format payload that cannot be decoded (garbage, truncated, unknown version)."""
+
+
+class BufferFullError(GatewayError):
+    """The buffer is at its size bound and the policy is ``block``."""
+
+
+class BufferCorruptError(GatewayError):
+    """The buffer file cannot be opened safely; the message tells the operator what to do."""
+
+
+class BufferStorageError(GatewayError):
+    """A disk error in the buffer (ENOSPC, EIO): fatal by design, systemd restarts the gateway."""

@@ -1,0 +1,136 @@
+"""The central ingest role: MQTT subscriber -> decode -> InfluxDB.
+
+A message is acknowledged (PUBACK) only after its points are written to InfluxDB, so a crash of
+this process loses nothing: the broker redelivers what was not acknowledged (persistent session,
+fixed client id).  With MQTT 5 several processes share the load through a shared subscription
+(``$share/<group>/...``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiomqtt
+
+from gateway.codec import Batch, decode
+from gateway.config import IngestSection
+from gateway.errors import CodecError, RejectedError, RetryableError
+from gateway.sinks.influx import LineWriter, make_writer, to_line
+from gateway.sinks.mqtt import MqttClient
+
+__all__ = ["Ingest", "IngestStats"]
+
+log = logging.getLogger("edgegw.ingest")
+
+
+@dataclass(slots=True)
+class IngestStats:
+    messages: int = 0
+    points: int = 0
+    written_points: int = 0
+    undecodable: int = 0
+    rejected_points: int = 0
+    write_retries: int = 0
+    connected: bool = False
+
+
+class Ingest:
+    def __init__(
+        self,
+        cfg: IngestSection,
+        writer: LineWriter | None = None,
+        observer: Callable[[Batch], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.writer = writer or make_writer(cfg.influx)
+        self.observer = observer
+        self.stats = IngestStats()
+        self.client_id = cfg.mqtt.client_id or f"edgegw-ingest-{socket.gethostname()}"
+        base = f"{cfg.mqtt.topic_prefix}/+/+/data"
+        if cfg.share_group and cfg.mqtt.protocol == "5":
+            self.topic_filter = f"$share/{cfg.share_group}/{base}"
+        else:
+            self.topic_filter = base
+        self.subscribed = asyncio.Event()
+
+    async def run(self) -> None:
+        backoff = 0.2
+        while True:
+            client = MqttClient(
+                self.cfg.mqtt, self.client_id, manual_ack=True, max_queued_incoming=1000
+            )
+            try:
+                async with client:
+                    await client.subscribe(self.topic_filter, qos=1)
+                    self.stats.connected = True
+                    self.subscribed.set()
+                    log.info("Ingest subscribed to %s.", self.topic_filter)
+                    backoff = 0.2
+                    await self._consume(client)
+            except aiomqtt.MqttError as err:
+                if self.stats.connected:
+                    log.warning("Ingest lost the broker: %s", err)
+                self.stats.connected = False
+                self.subscribed.clear()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    async def _consume(self, client: MqttClient) -> None:
+        it = client.messages
+        pending: list[aiomqtt.Message] = []
+        lines: list[str] = []
+        deadline: float | None = None
+        linger = self.cfg.linger_ms / 1000
+        while True:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                msg = await asyncio.wait_for(it.__anext__(), timeout)
+            except TimeoutError:
+                await self._commit(client, pending, lines)
+                pending, lines, deadline = [], [], None
+                continue
+            self.stats.messages += 1
+            pending.append(msg)
+            payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload).encode()
+            try:
+                batch = decode(payload)
+            except CodecError as err:
+                self.stats.undecodable += 1
+                log.error("Dropped an undecodable message on %s: %s", msg.topic.value, err)
+            else:
+                self.stats.points += len(batch.points)
+                m = self.cfg.influx.measurement
+                lines.extend(to_line(p, m, batch.site) for p in batch.points)
+                if self.observer is not None:
+                    self.observer(batch)
+            if deadline is None:
+                deadline = time.monotonic() + linger
+            if len(lines) >= self.cfg.batch_max_points:
+                await self._commit(client, pending, lines)
+                pending, lines, deadline = [], [], None
+
+    async def _commit(self, client: MqttClient, pending: list[aiomqtt.Message], lines: list[str]) -> None:
+        """Write, then acknowledge.  Retry transient failures without acknowledging anything."""
+        backoff = 0.2
+        while True:
+            try:
+                await self.writer.write(lines)
+                self.stats.written_points += len(lines)
+                break
+            except RetryableError as err:
+                self.stats.write_retries += 1
+                if self.stats.write_retries == 1 or backoff >= 5:
+                    log.warning("InfluxDB write failed, retrying: %s", err)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+            except RejectedError as err:
+                self.stats.rejected_points += len(lines)
+                log.error("InfluxDB refused %d points; they are dropped: %s", len(lines), err)
+                break
+        for msg in pending:
+            client.ack(msg.mid, msg.qos)

@@ -1,0 +1,1 @@
+"""Sinks: the MQTT uplink (edge role) and InfluxDB writers (ingest role)."""

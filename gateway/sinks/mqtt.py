@@ -1,0 +1,184 @@
+"""MQTT uplink with delivery confirmed by PUBACK reason code.
+
+aiomqtt (on paho-mqtt 2.x) treats every PUBACK as success and acknowledges incoming messages on
+receipt.  :class:`MqttClient` closes both gaps: :meth:`MqttClient.publish_checked` returns only
+after a PUBACK and raises :class:`RejectedError` for a reason code >= 0x80, and ``manual_ack``
+lets the ingest role acknowledge a message only once its points are durable in InfluxDB.
+This module and :mod:`gateway.ingest` are the only users of aiomqtt / paho.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiomqtt
+import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gateway.config import MqttConfig
+from gateway.errors import RejectedError, RetryableError
+from gateway.point import now_ns
+
+__all__ = ["MqttClient", "MqttUplink", "UplinkConnection", "topic"]
+
+log = logging.getLogger("edgegw.mqtt")
+_quiet = logging.getLogger("edgegw.mqtt.client")
+_quiet.setLevel(logging.ERROR)  # aiomqtt warns on every publish while > 10 are pending
+
+
+def topic(cfg: MqttConfig, site: str, gateway_id: str, kind: str) -> str:
+    """``<prefix>/<site>/<gateway>/<kind>``: config keys only, never raw identifier codes."""
+    return f"{cfg.topic_prefix}/{site}/{gateway_id}/{kind}"
+
+
+class MqttClient(aiomqtt.Client):
+    """aiomqtt client that reports PUBACK reason codes, the broker's Receive Maximum, and can
+    acknowledge incoming QoS 1 messages manually."""
+
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        client_id: str,
+        *,
+        will: aiomqtt.Will | None = None,
+        manual_ack: bool = False,
+        max_queued_incoming: int = 0,
+    ) -> None:
+        v5 = cfg.protocol == "5"
+        kwargs: dict[str, Any] = {}
+        if v5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = cfg.session_expiry_s
+            kwargs.update(protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props)
+        else:
+            kwargs.update(protocol=aiomqtt.ProtocolVersion.V311, clean_session=False)
+        super().__init__(
+            cfg.host,
+            cfg.port,
+            username=cfg.username,
+            password=cfg.password(),
+            identifier=client_id,
+            will=will,
+            keepalive=cfg.keepalive_s,
+            timeout=cfg.timeout_s,
+            max_inflight_messages=cfg.max_inflight,
+            max_queued_incoming_messages=max_queued_incoming,
+            logger=_quiet,
+            **kwargs,
+        )
+        self._v5 = v5
+        self._acks: dict[int, asyncio.Future[int]] = {}
+        self.receive_maximum = 65535
+        self.session_present = False
+        if manual_ack:
+            self._client.manual_ack_set(True)
+
+    # paho callbacks (run on the event loop thread through aiomqtt's socket callbacks)
+    def _on_connect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.ConnectFlags,
+        reason_code: Any,
+        properties: Properties | None = None,
+    ) -> None:
+        self.session_present = bool(getattr(flags, "session_present", False))
+        if properties is not None and hasattr(properties, "ReceiveMaximum"):
+            self.receive_maximum = int(properties.ReceiveMaximum)
+        super()._on_connect(client, userdata, flags, reason_code, properties)
+
+    def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
+        fut = self._acks.pop(mid, None)
+        if fut is not None and not fut.done():
+            fut.set_result(int(getattr(reason_code, "value", 0)) if self._v5 else 0)
+        super()._on_publish(client, userdata, mid, reason_code, properties)
+
+    def _on_disconnect(self, client: paho.Client, userdata: Any, *args: Any, **kwargs: Any) -> None:
+        acks, self._acks = self._acks, {}
+        for fut in acks.values():
+            if not fut.done():
+                fut.set_exception(RetryableError("connection to the broker lost before PUBACK"))
+        super()._on_disconnect(client, userdata, *args, **kwargs)
+
+    async def publish_checked(self, topic: str, payload: bytes, *, retain: bool = False, timeout: float) -> int:
+        """Publish at QoS 1 and wait for the PUBACK; return its reason code (0 = success)."""
+        info = self._client.publish(topic, payload, 1, retain)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise RetryableError(f"cannot publish: {paho.error_string(info.rc)}")
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._acks[info.mid] = fut
+        try:
+            code = await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise RetryableError(f"no PUBACK within {timeout} s") from None
+        finally:
+            self._acks.pop(info.mid, None)
+        if code >= 0x80:
+            raise RejectedError(f"broker refused the publish with reason code {code:#04x}")
+        return code
+
+    def ack(self, mid: int, qos: int) -> None:
+        self._client.ack(mid, qos)
+
+
+class UplinkConnection:
+    """One live broker connection of the gateway: publish batches, confirmed by PUBACK."""
+
+    def __init__(self, client: MqttClient, data_topic: str, timeout_s: float) -> None:
+        self._client = client
+        self._topic = data_topic
+        self._timeout = timeout_s
+        self.no_subscriber_acks = 0
+
+    @property
+    def window(self) -> int:
+        return self._client.receive_maximum
+
+    async def write(self, payload: bytes) -> None:
+        """Raise RetryableError (keep, reconnect) or RejectedError (keep, alarm)."""
+        code = await self._client.publish_checked(self._topic, payload, timeout=self._timeout)
+        if code == 0x10:  # "no matching subscribers": delivered to the broker, but nobody listens
+            self.no_subscriber_acks += 1
+
+
+class MqttUplink:
+    """Connection factory for the edge role: fixed client id, persistent session, birth and last will."""
+
+    def __init__(self, cfg: MqttConfig, site: str, gateway_id: str) -> None:
+        self.cfg = cfg
+        self.client_id = cfg.client_id or f"edgegw-{gateway_id}"
+        self.data_topic = topic(cfg, site, gateway_id, "data")
+        self.state_topic = topic(cfg, site, gateway_id, "state")
+
+    def _state(self, state: str) -> bytes:
+        return json.dumps({"state": state, "ts_ns": now_ns()}).encode()
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[UplinkConnection]:
+        will = aiomqtt.Will(self.state_topic, self._state("offline"), qos=1, retain=True)
+        client = MqttClient(self.cfg, self.client_id, will=will)
+        try:
+            await client.__aenter__()
+        except aiomqtt.MqttError as err:
+            raise RetryableError(f"cannot connect to broker {self.cfg.host}:{self.cfg.port}: {err}") from err
+        try:
+            await client.publish_checked(
+                self.state_topic, self._state("online"), retain=True, timeout=self.cfg.timeout_s
+            )
+            yield UplinkConnection(client, self.data_topic, self.cfg.timeout_s)
+            await client.publish_checked(
+                self.state_topic, self._state("offline"), retain=True, timeout=self.cfg.timeout_s
+            )
+        except aiomqtt.MqttError as err:
+            raise RetryableError(f"broker connection failed: {err}") from err
+        finally:
+            try:
+                await client.__aexit__(None, None, None)
+            except aiomqtt.MqttError:
+                pass  # the connection is already gone; nothing to close

@@ -1,0 +1,1 @@
+"""Pure, synchronous stages that normalise and tag sample batches (no I/O)."""
