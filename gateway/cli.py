@@ -69,7 +69,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from gateway.config import ConfigIssue, load
+    from gateway.config import load
+    from gateway.errors import ConfigIssue
     from gateway.ingest import Ingest
 
     cfg = load(args.config)

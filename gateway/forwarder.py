@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -69,10 +70,8 @@ class Forwarder:
             self.wake.clear()
             tx = self.buffer.begin(max(1, min(self.max_inflight, conn.window)))
             if not tx.ids:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), 1.0)
-                except TimeoutError:
-                    pass
                 continue
             results = await asyncio.gather(*(conn.write(p) for p in tx.payloads), return_exceptions=True)
             outcomes = [Outcome.DELIVERED if r is None else Outcome.RETRY for r in results]

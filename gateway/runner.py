@@ -25,7 +25,8 @@ log = logging.getLogger("edgegw.runner")
 
 
 class PollingDriver(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(self, *exc: object) -> None: ...

@@ -107,7 +107,7 @@ class SimulatedPlc:
                 await task
         self._tasks.clear()
         if self._server is not None:
-            await self._server.shutdown()
+            await self._server.shutdown()  # type: ignore[no-untyped-call]
             self._server = None
 
 

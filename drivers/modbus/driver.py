@@ -6,7 +6,6 @@ counters live in :mod:`gateway.runner`.  pymodbus exceptions never leave this mo
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Self
 
@@ -99,7 +98,7 @@ class ModbusTcpDriver:
                     rr = await client.read_input_registers(block.address, count=block.count, device_id=unit)
             except ConnectionException as err:
                 raise ReadError(self.name, f"connection lost: {err}", reason="disconnected", disconnect=True) from err
-            except (ModbusException, asyncio.TimeoutError, OSError) as err:
+            except (TimeoutError, ModbusException, OSError) as err:
                 raise ReadError(self.name, f"no answer: {err}", reason="timeout", disconnect=True) from err
             if rr.isError():
                 code = getattr(rr, "exception_code", 0)

@@ -107,7 +107,7 @@ class InfluxV1Writer:
 
 class InfluxV2Writer:
     def __init__(self, cfg: InfluxConfig) -> None:
-        from influxdb_client import InfluxDBClient
+        from influxdb_client.client.influxdb_client import InfluxDBClient
         from influxdb_client.client.write_api import SYNCHRONOUS
 
         token = os.environ.get(cfg.token_env, "") if cfg.token_env else ""
@@ -117,12 +117,12 @@ class InfluxV2Writer:
         self._org = cfg.org
 
     def _write(self, lines: list[str]) -> None:
-        from influxdb_client.client.write_api import WritePrecision
+        from influxdb_client.domain.write_precision import WritePrecision
         from influxdb_client.rest import ApiException
         from urllib3.exceptions import HTTPError
 
         try:
-            self._api.write(bucket=self._bucket, org=self._org, record=lines, write_precision=WritePrecision.NS)
+            self._api.write(bucket=self._bucket, org=self._org, record=lines, write_precision=WritePrecision.NS)  # type: ignore[arg-type]
         except ApiException as err:
             status = int(err.status or 0)
             if 400 <= status < 500 and status not in (408, 429):
@@ -136,7 +136,7 @@ class InfluxV2Writer:
             await asyncio.to_thread(self._write, lines)
 
     def close(self) -> None:
-        self._client.close()
+        self._client.close()  # type: ignore[no-untyped-call]
 
 
 class FileWriter:

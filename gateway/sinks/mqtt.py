@@ -10,6 +10,7 @@ This module and :mod:`gateway.ingest` are the only users of aiomqtt / paho.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -53,7 +54,7 @@ class MqttClient(aiomqtt.Client):
         v5 = cfg.protocol == "5"
         kwargs: dict[str, Any] = {}
         if v5:
-            props = Properties(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = cfg.session_expiry_s
             kwargs.update(protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props)
         else:
@@ -178,7 +179,5 @@ class MqttUplink:
         except aiomqtt.MqttError as err:
             raise RetryableError(f"broker connection failed: {err}") from err
         finally:
-            try:
+            with contextlib.suppress(aiomqtt.MqttError):  # the connection may already be gone
                 await client.__aexit__(None, None, None)
-            except aiomqtt.MqttError:
-                pass  # the connection is already gone; nothing to close

@@ -1,0 +1,219 @@
+"""Start real servers on loopback for tests, benchmarks and HIL runs: mosquitto, InfluxDB 1.x,
+VictoriaMetrics.  Each gets a free port and its own directory, and is stopped by PID.
+
+Used by ``tests/conftest.py``.  Under CI (``CI=true``) a missing server binary is an error, never a
+silent skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Influx1", "Mosquitto", "Service", "ServiceUnavailable", "VictoriaMetrics", "free_port"]
+
+
+class ServiceUnavailable(RuntimeError):
+    """The server's binary is not installed (run the README's test command as root to install it)."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _find(binary: str) -> str:
+    path = shutil.which(binary) or next(
+        (str(p) for d in ("/usr/sbin", "/usr/bin", "/usr/local/sbin") if (p := Path(d) / binary).exists()), None
+    )
+    if path is None:
+        raise ServiceUnavailable(f"{binary} is not installed")
+    return path
+
+
+@dataclass(kw_only=True)
+class Service:
+    name: str
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Write config files before start."""
+
+    def ready(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    def start(self, timeout_s: float = 20.0) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.workdir, 0o755)
+        self.prepare()
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
+        log.close()
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.tail()}")
+            if self.ready():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not become ready on 127.0.0.1:{self.port}: {self.tail()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def tail(self, n: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+@dataclass(kw_only=True)
+class Mosquitto(Service):
+    name: str = "mosquitto"
+    extra_config: str = ""
+
+    def prepare(self) -> None:
+        data = self.workdir / "data"
+        data.mkdir(exist_ok=True)
+        if os.geteuid() == 0:
+            # mosquitto started as root drops to user 'mosquitto': it must own its persistence dir
+            shutil.chown(data, "mosquitto", "mosquitto")
+        (self.workdir / "mosquitto.conf").write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence true\n"
+            f"persistence_location {data}/\n"
+            "autosave_interval 1\n"
+            "max_queued_messages 100000\n"
+            "log_dest stderr\n" + self.extra_config
+        )
+
+    def command(self) -> list[str]:
+        return [_find("mosquitto"), "-c", str(self.workdir / "mosquitto.conf")]
+
+
+@dataclass(kw_only=True)
+class Influx1(Service):
+    name: str = "influxd"
+    rpc_port: int = field(default_factory=free_port)
+
+    def prepare(self) -> None:
+        d = self.workdir
+        (d / "influxdb.conf").write_text(
+            f"""reporting-enabled = false
+bind-address = "127.0.0.1:{self.rpc_port}"
+[meta]
+  dir = "{d}/meta"
+[data]
+  dir = "{d}/data"
+  wal-dir = "{d}/wal"
+  query-log-enabled = false
+[http]
+  bind-address = "127.0.0.1:{self.port}"
+  log-enabled = false
+[monitor]
+  store-enabled = false
+"""
+        )
+
+    def command(self) -> list[str]:
+        return [_find("influxd"), "-config", str(self.workdir / "influxdb.conf")]
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/ping", timeout=0.5) as r:
+                return bool(r.status == 204)
+        except OSError:
+            return False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def query(self, q: str, db: str) -> dict[str, object]:
+        import json
+        import urllib.parse
+
+        url = f"{self.url}/query?" + urllib.parse.urlencode({"db": db, "q": q, "epoch": "ns"})
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return dict(json.loads(r.read()))
+
+    def create_database(self, db: str) -> None:
+        import urllib.parse
+
+        body = urllib.parse.urlencode({"q": f'CREATE DATABASE "{db}"'}).encode()
+        with urllib.request.urlopen(f"{self.url}/query", data=body, timeout=10) as r:
+            r.read()
+
+
+@dataclass(kw_only=True)
+class VictoriaMetrics(Service):
+    name: str = "victoria-metrics"
+
+    def command(self) -> list[str]:
+        return [
+            _find("victoria-metrics"),
+            f"-storageDataPath={self.workdir / 'data'}",
+            f"-httpListenAddr=127.0.0.1:{self.port}",
+            "-search.latencyOffset=0s",
+            "-search.disableCache",
+            "-loggerLevel=WARN",
+        ]
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=0.5) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def export(self, match: str) -> list[dict[str, object]]:
+        """Force a flush, then export every series matching the selector (JSON lines)."""
+        import json
+        import urllib.parse
+
+        with urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=10) as r:
+            r.read()
+        url = f"{self.url}/api/v1/export?" + urllib.parse.urlencode({"match[]": match})
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return [json.loads(line) for line in r.read().decode().splitlines() if line.strip()]

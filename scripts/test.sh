@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The README's test command (`make test`): installs what the tests need, then runs them.
+#   - as root with apt: the Debian packages of the servers the tests start (mosquitto, InfluxDB 1.x,
+#     VictoriaMetrics, socat, libmodbus);
+#   - a virtual environment in .venv with the project and its dev dependencies;
+#   - the tests start and stop their own servers on 127.0.0.1 (tests/conftest.py, hil/services.py).
+# Extra arguments go to pytest, e.g. `scripts/test.sh -k e2e`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+T0=$SECONDS
+
+APT_PACKAGES=(mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics socat mbpoll libmodbus-dev gcc)
+need_apt=()
+for bin in mosquitto influxd victoria-metrics socat mbpoll; do
+  command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || need_apt+=("$bin")
+done
+[ -e /usr/include/modbus/modbus.h ] || need_apt+=(libmodbus-dev)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing Debian packages (${need_apt[*]} missing)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >/dev/null
+  else
+    echo "WARNING: missing ${need_apt[*]}; run as root to install them. Tests that need them are skipped (failed under CI=true)."
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "== creating .venv"
+  python3 -m venv .venv
+fi
+if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+  echo "== installing Python packages"
+  .venv/bin/pip install -q -e '.[dev]'
+  .venv/bin/pip check
+  touch .venv/.installed
+fi
+echo "== setup took $((SECONDS - T0)) s"
+
+echo "== ruff"
+.venv/bin/ruff check gateway drivers pipelines firmware_stubs hil tests
+echo "== mypy"
+.venv/bin/mypy
+echo "== pytest"
+set +e
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+rc=$?
+set -e
+[ $rc -eq 5 ] && { echo "FATAL: no tests collected"; exit 1; }
+echo "== total $((SECONDS - T0)) s"
+exit $rc

@@ -1,0 +1,79 @@
+"""Shared fixtures: real servers on 127.0.0.1 (free ports), started once per session.
+
+Under CI (``CI=true``) a server that cannot start is a test failure, never a silent skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from hil.services import Influx1, Mosquitto, Service, ServiceUnavailable, VictoriaMetrics
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _start(service: Service) -> Service:
+    try:
+        service.start()
+    except ServiceUnavailable as err:
+        if IN_CI:
+            pytest.fail(f"{err}: CI must install it (the README's test command does, as root)")
+        pytest.skip(f"{err}; run the README's test command as root to install it")
+    return service
+
+
+@pytest.fixture(scope="session")
+def services_dir() -> Iterator[Path]:
+    # not pytest's tmp dirs: those are 0700 and user 'mosquitto' could not reach its data dir
+    d = Path(tempfile.mkdtemp(prefix="edgegw-services-"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mosquitto(services_dir: Path) -> Iterator[Mosquitto]:
+    svc = Mosquitto(workdir=services_dir / "mosquitto")
+    _start(svc)
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="session")
+def influx1(services_dir: Path) -> Iterator[Influx1]:
+    svc = Influx1(workdir=services_dir / "influxd")
+    _start(svc)
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="session")
+def victoria(services_dir: Path) -> Iterator[VictoriaMetrics]:
+    svc = VictoriaMetrics(workdir=services_dir / "victoria-metrics")
+    _start(svc)
+    yield svc
+    svc.stop()
+
+
+async def eventually(
+    condition: Callable[[], bool | Awaitable[bool]], timeout: float = 20.0, interval: float = 0.05, what: str = ""
+) -> None:
+    """Poll a condition under a timeout (never a bare sleep to wait for an effect)."""
+    end = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
+        await asyncio.sleep(interval)
