@@ -13,11 +13,12 @@ import logging
 import time
 from collections.abc import Callable
 
+from drivers.modbus.config import ModbusTcpDevice
 from drivers.modbus.driver import ModbusTcpDriver
 from gateway.buffer import SqliteBuffer
 from gateway.catalog import Catalog, build_catalog
 from gateway.codec import encode
-from gateway.config import BufferConfig, Config
+from gateway.config import BufferConfig, Config, DeviceConfig
 from gateway.errors import BufferFullError, ConfigError, ConfigIssue
 from gateway.forwarder import Forwarder
 from gateway.point import SampleBatch, now_ns
@@ -99,6 +100,13 @@ class Batcher:
         self.wake.set()
 
 
+def _make_driver(dev: DeviceConfig, first_index: int) -> PollingDriver:
+    """The driver for a device config: the config union is the registry (no plugins, no string imports)."""
+    if isinstance(dev, ModbusTcpDevice):
+        return ModbusTcpDriver(dev, first_index)
+    raise TypeError(f"no driver for device type {type(dev).__name__}")
+
+
 class Gateway:
     def __init__(self, cfg: Config, observer: Callable[[SampleBatch], None] | None = None) -> None:
         if cfg.gateway is None or cfg.uplink is None or not cfg.devices:
@@ -120,8 +128,7 @@ class Gateway:
         for dev in cfg.devices:
             if not dev.enabled:
                 continue
-            first = self.catalog.by_device[dev.name].start
-            driver: PollingDriver = ModbusTcpDriver(dev, first)
+            driver = _make_driver(dev, self.catalog.by_device[dev.name].start)
             self.runners.append(
                 DeviceRunner(
                     driver,
