@@ -62,7 +62,8 @@ class Batcher:
             while True:
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
                 try:
-                    batch = await asyncio.wait_for(self.queue.get(), timeout)
+                    async with asyncio.timeout(timeout):
+                        batch = await self.queue.get()
                 except TimeoutError:
                     await self.flush()
                     deadline = None
@@ -125,6 +126,7 @@ class Gateway:
         self.uplink = MqttUplink(cfg.uplink, cfg.gateway.site, cfg.gateway.id)
         self.forwarder = Forwarder(self.buffer, self.uplink, self.wake, max_inflight=cfg.uplink.max_inflight)
         self.runners: list[DeviceRunner] = []
+        self._final_counters: dict[str, int] | None = None
         for dev in cfg.devices:
             if not dev.enabled:
                 continue
@@ -140,7 +142,14 @@ class Gateway:
                 )
             )
 
+    @property
+    def buffer_counters(self) -> dict[str, int]:
+        """Live buffer counters; after :meth:`run` returned, their values at shutdown."""
+        return self._final_counters if self._final_counters is not None else self.buffer.counters()
+
     async def run(self) -> None:
+        """Run until cancelled; then stop gracefully: acquisition first, then commit what was
+        polled, then give the uplink up to ``uplink.shutdown_drain_s`` to deliver the buffer."""
         log.info(
             "Gateway %s starting: %d devices, %d points, buffer %s (durability %s, %d batches pending).",
             self.catalog.gateway_id,
@@ -150,11 +159,40 @@ class Gateway:
             self.buffer.durability,
             self.buffer.pending_batches,
         )
+        forwarder = asyncio.create_task(self.forwarder.run(), name="forwarder")
+        batcher = asyncio.create_task(self.batcher.run(), name="batcher")
+        devices = [asyncio.create_task(r.run(), name=f"device:{r.driver.name}") for r in self.runners]
+        everything = [forwarder, batcher, *devices]
         try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self.batcher.run(), name="batcher")
-                tg.create_task(self.forwarder.run(), name="forwarder")
-                for r in self.runners:
-                    tg.create_task(r.run(), name=f"device:{r.driver.name}")
+            done, _ = await asyncio.wait(everything, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:  # these tasks only end by failing
+                exc = task.exception()
+                if exc is not None:
+                    raise exc
+                raise RuntimeError(f"task {task.get_name()} stopped unexpectedly")
+        except asyncio.CancelledError:
+            await self._stop_gracefully(devices, batcher)
+            raise
         finally:
+            for task in everything:
+                task.cancel()
+            await asyncio.gather(*everything, return_exceptions=True)
+            self._final_counters = self.buffer.counters()
             self.buffer.close()
+            log.info("Gateway %s stopped; %d batches stay buffered.", self.catalog.gateway_id,
+                     self._final_counters["accepted_batches"] - self._final_counters["delivered_batches"])
+
+    async def _stop_gracefully(self, devices: list[asyncio.Task[None]], batcher: asyncio.Task[None]) -> None:
+        for task in devices:
+            task.cancel()
+        await asyncio.gather(*devices, return_exceptions=True)
+        batcher.cancel()  # its cleanup commits every polled sample to the buffer
+        await asyncio.gather(batcher, return_exceptions=True)
+        self.wake.set()
+        assert self.cfg.uplink is not None
+        deadline = time.monotonic() + self.cfg.uplink.shutdown_drain_s
+        # polled, bounded by the deadline: the buffer has no "drained" notification
+        while self.buffer.pending_batches and self.forwarder.stats.connected:
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)

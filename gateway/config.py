@@ -89,6 +89,7 @@ class MqttConfig(StrictModel):
     session_expiry_s: int = Field(default=86_400, ge=0)
     max_inflight: int = Field(default=20, ge=1, le=1000)
     timeout_s: float = Field(default=10.0, gt=0)
+    shutdown_drain_s: float = Field(default=5.0, ge=0, description="on stop, time allowed to deliver the buffer")
 
     def password(self) -> str | None:
         return os.environ.get(self.password_env) if self.password_env else None

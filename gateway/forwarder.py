@@ -70,8 +70,11 @@ class Forwarder:
             self.wake.clear()
             tx = self.buffer.begin(max(1, min(self.max_inflight, conn.window)))
             if not tx.ids:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+                # races with the event being set, and the gateway would never stop
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), 1.0)
+                    async with asyncio.timeout(1.0):
+                        await self.wake.wait()
                 continue
             results = await asyncio.gather(*(conn.write(p) for p in tx.payloads), return_exceptions=True)
             outcomes = [Outcome.DELIVERED if r is None else Outcome.RETRY for r in results]

@@ -89,7 +89,8 @@ class Ingest:
         while True:
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                msg = await asyncio.wait_for(it.__anext__(), timeout)
+                async with asyncio.timeout(timeout):
+                    msg = await anext(it)
             except TimeoutError:
                 await self._commit(client, pending, lines)
                 pending, lines, deadline = [], [], None

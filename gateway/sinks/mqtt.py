@@ -115,7 +115,8 @@ class MqttClient(aiomqtt.Client):
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._acks[info.mid] = fut
         try:
-            code = await asyncio.wait_for(fut, timeout)
+            async with asyncio.timeout(timeout):
+                code = await fut
         except TimeoutError:
             raise RetryableError(f"no PUBACK within {timeout} s") from None
         finally:
