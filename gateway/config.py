@@ -17,7 +17,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from drivers.modbus.config import ModbusTcpDevice
 from gateway.errors import ConfigError, ConfigIssue
-from gateway.schema import Key, StrictModel, check_code
+from gateway.schema import KEY_PATTERN, Key, StrictModel, check_code
 
 __all__ = [
     "BufferConfig",
@@ -171,6 +171,8 @@ def _issues(err: ValidationError) -> list[ConfigIssue]:
             msg = "unknown key"
         elif e["type"] == "union_tag_invalid":
             msg = f"unknown device type {e['input'].get('type')!r}; known: {', '.join(sorted(_DEVICE_TYPES))}"
+        elif e["type"] == "string_pattern_mismatch" and e.get("ctx", {}).get("pattern") == KEY_PATTERN:
+            msg = f"{e['input']!r} is not a valid key: use 1-64 letters, digits, '_', '.', '-', starting with a letter or digit"
         elif e["type"] == "union_tag_not_found":
             msg = f"missing 'type' (one of: {', '.join(sorted(_DEVICE_TYPES))})"
         msg = msg.removeprefix("Value error, ")

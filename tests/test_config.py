@@ -77,7 +77,7 @@ def test_good_config_builds_a_catalog_with_minted_and_given_codes() -> None:
         ({"devices__0__points__2__code": "99.1.2/x"}, "devices[0].points[2].code: prefix '99.1.2' is not a national"),
         ({"devices__0__type": "profibus"}, "devices[0]: unknown device type 'profibus'"),
         ({"devices__0__port": 70000}, "devices[0].port: Input should be less than or equal to 65535"),
-        ({"gateway__site": "bad site"}, "gateway.site: String should match pattern"),
+        ({"gateway__site": "bad site"}, "gateway.site: 'bad site' is not a valid key: use 1-64 letters"),
         ({"devices__0__points__1__min": 5, "devices__0__points__1__max": 1}, "min (5.0) is greater than max (1.0)"),
         ({"buffer": {"when_full": "explode"}}, "buffer.when_full: Input should be 'block', 'drop_oldest'"),
     ],
