@@ -172,7 +172,10 @@ def _issues(err: ValidationError) -> list[ConfigIssue]:
         elif e["type"] == "union_tag_invalid":
             msg = f"unknown device type {e['input'].get('type')!r}; known: {', '.join(sorted(_DEVICE_TYPES))}"
         elif e["type"] == "string_pattern_mismatch" and e.get("ctx", {}).get("pattern") == KEY_PATTERN:
-            msg = f"{e['input']!r} is not a valid key: use 1-64 letters, digits, '_', '.', '-', starting with a letter or digit"
+            msg = (
+                f"{e['input']!r} is not a valid key: use 1-64 letters, digits, '_', '.', '-', "
+                "starting with a letter or digit"
+            )
         elif e["type"] == "union_tag_not_found":
             msg = f"missing 'type' (one of: {', '.join(sorted(_DEVICE_TYPES))})"
         msg = msg.removeprefix("Value error, ")
