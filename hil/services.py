@@ -92,6 +92,17 @@ class Service:
                 self.proc.wait(5)
         self.proc = None
 
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _http_status(self, path: str) -> int:
+        try:
+            with urllib.request.urlopen(f"{self.url}{path}", timeout=0.5) as r:
+                return int(r.status)
+        except OSError:
+            return 0
+
     def restart(self) -> None:
         self.stop()
         self.start()
@@ -156,15 +167,7 @@ bind-address = "127.0.0.1:{self.rpc_port}"
         return [_find("influxd"), "-config", str(self.workdir / "influxdb.conf")]
 
     def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/ping", timeout=0.5) as r:
-                return bool(r.status == 204)
-        except OSError:
-            return False
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self._http_status("/ping") == 204
 
     def query(self, q: str, db: str) -> dict[str, object]:
         import json
@@ -197,15 +200,7 @@ class VictoriaMetrics(Service):
         ]
 
     def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=0.5) as r:
-                return bool(r.status == 200)
-        except OSError:
-            return False
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self._http_status("/health") == 200
 
     def export(self, match: str) -> list[dict[str, object]]:
         """Force a flush, then export every series matching the selector (JSON lines)."""

@@ -39,28 +39,25 @@ def services_dir() -> Iterator[Path]:
     shutil.rmtree(d, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def mosquitto(services_dir: Path) -> Iterator[Mosquitto]:
-    svc = Mosquitto(workdir=services_dir / "mosquitto")
-    _start(svc)
-    yield svc
-    svc.stop()
+def _session_service(service: Service) -> Iterator[Service]:
+    _start(service)
+    yield service
+    service.stop()
 
 
 @pytest.fixture(scope="session")
-def influx1(services_dir: Path) -> Iterator[Influx1]:
-    svc = Influx1(workdir=services_dir / "influxd")
-    _start(svc)
-    yield svc
-    svc.stop()
+def mosquitto(services_dir: Path) -> Iterator[Service]:
+    yield from _session_service(Mosquitto(workdir=services_dir / "mosquitto"))
 
 
 @pytest.fixture(scope="session")
-def victoria(services_dir: Path) -> Iterator[VictoriaMetrics]:
-    svc = VictoriaMetrics(workdir=services_dir / "victoria-metrics")
-    _start(svc)
-    yield svc
-    svc.stop()
+def influx1(services_dir: Path) -> Iterator[Service]:
+    yield from _session_service(Influx1(workdir=services_dir / "influxd"))
+
+
+@pytest.fixture(scope="session")
+def victoria(services_dir: Path) -> Iterator[Service]:
+    yield from _session_service(VictoriaMetrics(workdir=services_dir / "victoria-metrics"))
 
 
 async def eventually(
