@@ -142,6 +142,7 @@ class PlantServer:
             await srv.load_private_key(str(self.key))
         self.ns = await srv.register_namespace(NAMESPACE)
         folders: dict[tuple[str, ...], Any] = {}
+        self.specs, self.node_ids, self._vts = [], [], []  # a restart builds a fresh address space
         for plant in self.plants:
             self.specs += PLANTS[plant]()
         if self.items:
