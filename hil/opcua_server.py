@@ -23,7 +23,7 @@ from asyncua.crypto.permission_rules import User, UserRole
 
 from firmware_stubs.opcua_plants import PLANTS, NodeSpec
 
-__all__ = ["NAMESPACE", "PlantServer", "free_port"]
+__all__ = ["NAMESPACE", "PlantServer", "bench_node_id", "free_port"]
 
 NAMESPACE = "urn:edgegw:sim"
 _VT = {
@@ -46,6 +46,10 @@ _ALL_POLICIES = [
 
 for _n in ("asyncua",):
     logging.getLogger(_n).setLevel(logging.ERROR)
+
+
+def bench_node_id(i: int, ns: int = 2) -> str:
+    return f"ns={ns};s=Bench.G{i // 100:03d}.Item{i:05d}"
 
 
 def free_port() -> int:
@@ -147,7 +151,9 @@ class PlantServer:
             self.specs += PLANTS[plant]()
         if self.items:
             self.specs += [
-                NodeSpec(("Bench", f"Item{i:05d}"), "Double", "", lambda t, i=i: float(t * 100_000 + i))
+                # 100 items per folder: asyncua's add_variable slows down quadratically in one big folder
+                NodeSpec(("Bench", f"G{i // 100:03d}", f"Item{i:05d}"), "Double", "",
+                         lambda t, i=i: float(t * 100_000 + i))
                 for i in range(self.items)
             ]
         for spec in self.specs:

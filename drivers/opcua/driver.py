@@ -46,8 +46,11 @@ from gateway.point import Quality, SampleBatch, now_ns
 
 __all__ = ["BrowsedVariable", "OpcUaDriver", "browse", "status_name"]
 
-for _name in ("asyncua", "asyncua.client", "asyncua.common.subscription", "asyncua.client.ua_session"):
+for _name in ("asyncua", "asyncua.client", "asyncua.common.subscription"):
     logging.getLogger(_name).setLevel(logging.ERROR)  # it logs every publish at INFO, formatting the payload
+# a lost connection is logged once as a state transition by the runner, not as asyncua's traceback
+for _name in ("asyncua.client.ua_session", "asyncua.client.client"):
+    logging.getLogger(_name).setLevel(logging.CRITICAL)
 
 log = logging.getLogger("edgegw.opcua")
 
@@ -153,7 +156,10 @@ class OpcUaDriver:
             self._node_ids = [ua.NodeId.from_string(p.node_id) for p in cfg.points]
         except (UaError, ValueError) as err:
             raise ConnectError(cfg.name, f"invalid node id: {err}") from err
-        client = Client(cfg.endpoint, timeout=cfg.timeout_ms / 1000, watchdog_intervall=1.0)
+        # asyncua's liveness probe reads ServerState with a timeout of one watchdog interval: at 1 s a
+        # server busy with a 10,000-item publish looked dead.  Our keep-alive watchdog in stream() is
+        # the fast detector; this probe only catches a half-open socket.
+        client = Client(cfg.endpoint, timeout=cfg.timeout_ms / 1000, watchdog_intervall=max(5.0, cfg.timeout_ms / 1000))
         client.name = client.description = f"edgegw {cfg.name}"
         client.session_timeout = max(10_000, int(cfg.publishing_interval_ms * cfg.lifetime_count * 2))
         client.connection_lost_callback = self._on_connection_lost

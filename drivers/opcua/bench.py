@@ -1,0 +1,144 @@
+"""`edgegw bench opcua`: N monitored items changing every second on a server in another process.
+
+Measures what the gateway pays, not the server: notifications/s received, the gateway process's CPU
+seconds per wall second while streaming, and the time from a server restart (the server process is
+killed and started again on the same port) to data flowing again.  Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from gateway.catalog import build_catalog
+from gateway.config import parse
+from gateway.point import SampleBatch
+from gateway.runner import StreamRunner
+from hil.opcua_server import bench_node_id
+
+__all__ = ["BenchResult", "run_bench"]
+
+
+@dataclass(frozen=True, slots=True)
+class BenchResult:
+    items: int
+    window_s: float
+    notifications: int
+    notifications_per_s: float
+    cpu_fraction: float
+    reconnect_s: float | None
+    subscribe_s: float
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _start_server(port: int, items: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hil.opcua_server", "--port", str(port), "--items", str(items), "--plants", "",
+         "--tick-s", "1"],
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    line = await asyncio.to_thread(proc.stdout.readline)
+    if not line.startswith(b"READY"):
+        proc.kill()
+        raise RuntimeError(f"benchmark server did not start: {line!r}")
+    return proc
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+async def run_bench(items: int = 10_000, window_s: float = 10.0, restart: bool = True) -> BenchResult:
+    port = _free_port()
+    points: list[dict[str, Any]] = [
+        {"name": f"i{i:05d}", "node_id": bench_node_id(i)} for i in range(items)
+    ]
+    cfg = parse({
+        "gateway": {"id": "bench", "site": "bench", "enterprise_prefix": "88.608.5288"},
+        "devices": [{
+            "type": "opcua", "name": "bench", "endpoint": f"opc.tcp://127.0.0.1:{port}/edgegw/",
+            "security_policy": "None", "security_mode": "None", "allow_no_security": True,
+            "publishing_interval_ms": 500, "sampling_interval_ms": 500, "timeout_ms": 10_000,
+            "backoff_max_ms": 1000, "points": points,
+        }],
+    })
+    catalog = build_catalog(cfg)
+    from drivers.opcua.driver import OpcUaDriver
+
+    driver = OpcUaDriver(cfg.devices[0], 0)  # type: ignore[arg-type]
+    received = 0
+    last_batch_at = 0.0
+
+    async def sink(batch: SampleBatch) -> None:
+        nonlocal received, last_batch_at
+        good = sum(1 for s in batch if s[2] is not None)
+        received += good
+        if good:
+            last_batch_at = time.monotonic()
+
+    server = await _start_server(port, items)
+    runner = StreamRunner(driver, catalog, sink, connect_timeout_s=60, backoff_max_s=1.0, backoff_initial_s=0.2)
+    t0 = time.monotonic()
+    task = asyncio.create_task(runner.run())
+    try:
+        while received < items:  # the initial values of every item
+            await asyncio.sleep(0.05)
+        subscribe_s = time.monotonic() - t0
+        await asyncio.sleep(1.5)  # warm-up: past the first burst
+        n0, c0, w0 = received, time.process_time(), time.monotonic()
+        await asyncio.sleep(window_s)
+        n1, c1, w1 = received, time.process_time(), time.monotonic()
+        reconnect_s: float | None = None
+        if restart:
+            _stop(server)
+            while runner.health.up:
+                await asyncio.sleep(0.02)
+            server = await _start_server(port, items)
+            back = time.monotonic()
+            seen = received
+            while received < seen + items // 2:
+                await asyncio.sleep(0.02)
+            reconnect_s = time.monotonic() - back
+        return BenchResult(
+            items=items,
+            window_s=round(w1 - w0, 3),
+            notifications=n1 - n0,
+            notifications_per_s=round((n1 - n0) / (w1 - w0), 1),
+            cpu_fraction=round((c1 - c0) / (w1 - w0), 4),
+            reconnect_s=None if reconnect_s is None else round(reconnect_s, 3),
+            subscribe_s=round(subscribe_s, 3),
+        )
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        _stop(server)
+
+
+def main(items: int, json_path: str | None, window_s: float, restart: bool) -> BenchResult:
+    result = asyncio.run(run_bench(items, window_s, restart))
+    text = json.dumps(asdict(result), indent=2)
+    print(text)
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+    return result
