@@ -42,6 +42,10 @@ def _wave(base: float, amp: float, period: float, phase: float = 0.0) -> Callabl
     return lambda t: round(base + amp * math.sin(2 * math.pi * t / period + phase), 3)
 
 
+def _every(period: int, offset: int) -> Callable[[int], bool]:
+    return lambda t: (t + offset) % period == 0
+
+
 def _faulty(every: int, length: int, status: str, offset: int = 0) -> Callable[[int], str]:
     """Bad/uncertain for ``length`` ticks out of every ``every``: deterministic fault windows."""
     return lambda t: status if (t + offset) % every < length else "Good"
@@ -109,7 +113,7 @@ def ree_cell_line(prefix: str = "CellLine3", cells: int = 4) -> list[NodeSpec]:
                 _wave(1050.0, 8.0, 90, c),
                 _faulty(40, 4, "BadCommunicationError", 10 * c),
             ),
-            NodeSpec((prefix, name, "AnodeEffect"), "Boolean", "", lambda t, c=c: (t + c) % 37 == 0),
+            NodeSpec((prefix, name, "AnodeEffect"), "Boolean", "", _every(37, c)),
         ]
     return out
 

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -46,6 +46,10 @@ _ALL_POLICIES = [
 
 for _n in ("asyncua",):
     logging.getLogger(_n).setLevel(logging.ERROR)
+
+
+def _bench_value(i: int) -> Callable[[int], float]:
+    return lambda t: float(t * 100_000 + i)
 
 
 def bench_node_id(i: int, ns: int = 2) -> str:
@@ -129,7 +133,7 @@ class PlantServer:
         await self.stop()
 
     async def start(self) -> None:
-        srv = Server(user_manager=_Users(self.users, self.user_certs))  # type: ignore[arg-type]
+        srv = Server(user_manager=_Users(self.users, self.user_certs))
         await srv.init()
         srv.set_endpoint(self.endpoint)
         srv.set_server_name("edgegw simulated plant")
@@ -152,8 +156,7 @@ class PlantServer:
         if self.items:
             self.specs += [
                 # 100 items per folder: asyncua's add_variable slows down quadratically in one big folder
-                NodeSpec(("Bench", f"G{i // 100:03d}", f"Item{i:05d}"), "Double", "",
-                         lambda t, i=i: float(t * 100_000 + i))
+                NodeSpec(("Bench", f"G{i // 100:03d}", f"Item{i:05d}"), "Double", "", _bench_value(i))
                 for i in range(self.items)
             ]
         for spec in self.specs:

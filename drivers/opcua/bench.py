@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -44,27 +43,31 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def _start_server(port: int, items: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hil.opcua_server", "--port", str(port), "--items", str(items), "--plants", "",
-         "--tick-s", "1"],
-        stdout=subprocess.PIPE,
+async def _start_server(port: int, items: int) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hil.opcua_server", "--port", str(port), "--items", str(items), "--plants", "",
+        "--tick-s", "1",
+        stdout=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None
-    line = await asyncio.to_thread(proc.stdout.readline)
+    line = await proc.stdout.readline()
     if not line.startswith(b"READY"):
         proc.kill()
+        await proc.wait()
         raise RuntimeError(f"benchmark server did not start: {line!r}")
     return proc
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is not None:
+        return
     proc.terminate()
     try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
+        async with asyncio.timeout(5):
+            await proc.wait()
+    except TimeoutError:
         proc.kill()
-        proc.wait()
+        await proc.wait()
 
 
 async def run_bench(items: int = 10_000, window_s: float = 10.0, restart: bool = True) -> BenchResult:
@@ -86,22 +89,25 @@ async def run_bench(items: int = 10_000, window_s: float = 10.0, restart: bool =
 
     driver = OpcUaDriver(cfg.devices[0], 0)  # type: ignore[arg-type]
     received = 0
-    last_batch_at = 0.0
+    target = items  # `reached` is set once `received` gets here
+    reached = asyncio.Event()
+    down = asyncio.Event()
 
     async def sink(batch: SampleBatch) -> None:
-        nonlocal received, last_batch_at
+        nonlocal received
         good = sum(1 for s in batch if s[2] is not None)
         received += good
-        if good:
-            last_batch_at = time.monotonic()
+        if received >= target:
+            reached.set()
+        if batch and not good and len(batch) == items:  # the runner reports every point bad: device down
+            down.set()
 
     server = await _start_server(port, items)
     runner = StreamRunner(driver, catalog, sink, connect_timeout_s=60, backoff_max_s=1.0, backoff_initial_s=0.2)
     t0 = time.monotonic()
     task = asyncio.create_task(runner.run())
     try:
-        while received < items:  # the initial values of every item
-            await asyncio.sleep(0.05)
+        await reached.wait()  # the initial values of every item
         subscribe_s = time.monotonic() - t0
         await asyncio.sleep(1.5)  # warm-up: past the first burst
         n0, c0, w0 = received, time.process_time(), time.monotonic()
@@ -109,14 +115,13 @@ async def run_bench(items: int = 10_000, window_s: float = 10.0, restart: bool =
         n1, c1, w1 = received, time.process_time(), time.monotonic()
         reconnect_s: float | None = None
         if restart:
-            _stop(server)
-            while runner.health.up:
-                await asyncio.sleep(0.02)
+            await _stop(server)
+            await down.wait()
             server = await _start_server(port, items)
             back = time.monotonic()
-            seen = received
-            while received < seen + items // 2:
-                await asyncio.sleep(0.02)
+            target = received + items // 2  # half the items delivered again = data flowing
+            reached.clear()
+            await reached.wait()
             reconnect_s = time.monotonic() - back
         return BenchResult(
             items=items,
@@ -131,7 +136,7 @@ async def run_bench(items: int = 10_000, window_s: float = 10.0, restart: bool =
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        _stop(server)
+        await _stop(server)
 
 
 def main(items: int, json_path: str | None, window_s: float, restart: bool) -> BenchResult:

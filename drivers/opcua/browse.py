@@ -10,11 +10,16 @@ __all__ = ["emit_config", "format_table", "point_name"]
 
 
 class Variable(Protocol):
-    node_id: str
-    browse_path: str
-    data_type: str
-    access: str
-    array: bool
+    @property
+    def node_id(self) -> str: ...
+    @property
+    def browse_path(self) -> str: ...
+    @property
+    def data_type(self) -> str: ...
+    @property
+    def access(self) -> str: ...
+    @property
+    def array(self) -> bool: ...
 
 
 def format_table(variables: Sequence[Variable]) -> str:

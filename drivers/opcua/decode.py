@@ -78,9 +78,16 @@ def _scalar(raw: Any) -> tuple[Value | None, str | None]:
     text = getattr(raw, "Text", None)  # LocalizedText
     if isinstance(text, str):
         return text, None
-    for base in (bool, int, float, str, bytes):  # subclasses (IntEnum, ua.String, ...)
-        if isinstance(raw, base):
-            return _CONVERTERS[base](base(raw)), None
+    if isinstance(raw, bool):  # subclasses (IntEnum, asyncua's String / ByteString aliases, ...)
+        return bool(raw), None
+    if isinstance(raw, int):
+        return int(raw), None
+    if isinstance(raw, float):
+        return float(raw), None
+    if isinstance(raw, str):
+        return str(raw), None
+    if isinstance(raw, bytes):
+        return bytes(raw).hex(), None
     return None, f"unsupported_type_{type(raw).__name__}"
 
 
