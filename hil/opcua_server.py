@@ -202,8 +202,12 @@ class PlantServer:
                 )
 
     async def _ticker(self) -> None:
+        """Ticks on a fixed grid: writing 10,000 values takes a good part of a second itself."""
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
         while True:
-            await asyncio.sleep(self.tick_s)
+            next_at += self.tick_s
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
             await self.tick()
 
     async def tick(self, steps: int = 1) -> None:

@@ -11,6 +11,7 @@ from drivers.opcua.driver import OpcUaDriver
 from gateway.point import Quality
 from gateway.runner import StreamRunner
 from hil.opcua_server import PlantServer
+from hil.tcp_proxy import FaultProxy
 from tests.conftest import eventually
 from tests.opcua.conftest import catalog_for, device
 from tests.opcua.test_subscription import Collector
@@ -49,3 +50,31 @@ async def test_subscription_recovers_after_server_restart() -> None:
                 await task
     finally:
         await srv.stop()
+
+
+async def test_keepalive_watchdog_detects_a_silent_link_and_recovers(plant: PlantServer) -> None:
+    """A frozen link (socket open, nothing flows) is caught by the watchdog, then data resumes."""
+    async with FaultProxy("127.0.0.1", plant.port) as proxy:
+        endpoint = f"opc.tcp://127.0.0.1:{proxy.port}/edgegw/"
+        points = [{"name": "v", "node_id": plant.node_id("CellLine3.Cell01.Voltage")}]
+        cfg, cat = catalog_for(device(endpoint, points, keepalive_count=3, timeout_ms=1000))
+        drv = OpcUaDriver(cfg.devices[0], 0)
+        out = Collector()
+        runner = StreamRunner(drv, cat, out, connect_timeout_s=5, backoff_max_s=1)
+        task = asyncio.create_task(runner.run())
+        try:
+            await eventually(lambda: (s := out.latest(0)) is not None and s[3] is Quality.GOOD, what="first value")
+            proxy.freeze()
+            await eventually(lambda: not runner.health.up, timeout=30, what="watchdog fires")
+            assert out.latest(0)[2] is None  # type: ignore[index]
+            assert out.latest(0)[4] in ("keepalive_timeout", "disconnected", "unreachable")  # type: ignore[index]
+            proxy.cut()
+            proxy.thaw()
+            await plant.tick()
+            want = next(s for s in plant.specs if s.string_id == "CellLine3.Cell01.Voltage").value(plant.t)
+            await eventually(lambda: (s := out.latest(0)) is not None and s[2] == want, timeout=30,
+                             what="data after the link is back")
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
