@@ -131,7 +131,7 @@ def cmd_browse(args: argparse.Namespace) -> int:
 def cmd_bench_opcua(args: argparse.Namespace) -> int:
     from drivers.opcua.bench import main as bench_main
 
-    bench_main(args.items, args.json, args.window, not args.no_restart)
+    bench_main(args.items, args.json, args.window, not args.no_restart, args.server)
     return EXIT_OK
 
 
@@ -193,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", default=None, help="also write the figures to FILE")
     b.add_argument("--window", type=float, default=10.0, help="measurement window in seconds")
     b.add_argument("--no-restart", action="store_true", help="skip the server-restart measurement")
+    b.add_argument("--server", choices=("asyncua", "node-opcua"), default="asyncua",
+                   help="simulated server: asyncua (Python, ~8k changes/s ceiling) or node-opcua (npm)")
     b.set_defaults(func=cmd_bench_opcua)
     return p
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -33,6 +36,7 @@ class BenchResult:
     cpu_fraction: float
     reconnect_s: float | None
     subscribe_s: float
+    server: str
 
 
 def _free_port() -> int:
@@ -43,19 +47,38 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def _start_server(port: int, items: int) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hil.opcua_server", "--port", str(port), "--items", str(items), "--plants", "",
-        "--tick-s", "1",
-        stdout=asyncio.subprocess.PIPE,
-    )
+async def _start_server(port: int, items: int, server: str, workdir: str) -> asyncio.subprocess.Process:
+    if server == "node-opcua":
+        from hil.node_opcua_peer import NODE_DIR
+
+        proc = await asyncio.create_subprocess_exec(
+            "node", str(NODE_DIR / "server.js"), str(port), workdir, str(items),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env={**os.environ, "HOME": workdir},
+        )
+    else:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "hil.opcua_server", "--port", str(port), "--items", str(items), "--plants", "",
+            "--tick-s", "1",
+            stdout=asyncio.subprocess.PIPE,
+        )
     assert proc.stdout is not None
-    line = await proc.stdout.readline()
+    line = b""
+    while not line.startswith(b"READY"):  # node-opcua logs to stdout before it is ready
+        line = await proc.stdout.readline()
+        if not line:
+            break
+    if proc.stdout is not None and server == "node-opcua":
+        asyncio.get_running_loop().create_task(_drain(proc.stdout))
     if not line.startswith(b"READY"):
         proc.kill()
         await proc.wait()
         raise RuntimeError(f"benchmark server did not start: {line!r}")
     return proc
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.read(65536):
+        pass
 
 
 async def _stop(proc: asyncio.subprocess.Process) -> None:
@@ -70,15 +93,20 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
         await proc.wait()
 
 
-async def run_bench(items: int = 10_000, window_s: float = 10.0, restart: bool = True) -> BenchResult:
+async def run_bench(
+    items: int = 10_000, window_s: float = 10.0, restart: bool = True, server_kind: str = "asyncua"
+) -> BenchResult:
     port = _free_port()
+    ns = 1 if server_kind == "node-opcua" else 2
     points: list[dict[str, Any]] = [
-        {"name": f"i{i:05d}", "node_id": bench_node_id(i)} for i in range(items)
+        {"name": f"i{i:05d}", "node_id": bench_node_id(i, ns)} for i in range(items)
     ]
+    path = "" if server_kind == "node-opcua" else "/edgegw/"
+    workdir = tempfile.mkdtemp(prefix="edgegw-bench-")
     cfg = parse({
         "gateway": {"id": "bench", "site": "bench", "enterprise_prefix": "88.608.5288"},
         "devices": [{
-            "type": "opcua", "name": "bench", "endpoint": f"opc.tcp://127.0.0.1:{port}/edgegw/",
+            "type": "opcua", "name": "bench", "endpoint": f"opc.tcp://127.0.0.1:{port}{path}",
             "security_policy": "None", "security_mode": "None", "allow_no_security": True,
             "publishing_interval_ms": 500, "sampling_interval_ms": 500, "timeout_ms": 10_000,
             "backoff_max_ms": 1000, "points": points,
@@ -102,7 +130,7 @@ async def run_bench(items: int = 10_000, window_s: float = 10.0, restart: bool =
         if batch and not good and len(batch) == items:  # the runner reports every point bad: device down
             down.set()
 
-    server = await _start_server(port, items)
+    server = await _start_server(port, items, server_kind, workdir)
     runner = StreamRunner(driver, catalog, sink, connect_timeout_s=60, backoff_max_s=1.0, backoff_initial_s=0.2)
     t0 = time.monotonic()
     task = asyncio.create_task(runner.run())
@@ -117,7 +145,7 @@ async def run_bench(items: int = 10_000, window_s: float = 10.0, restart: bool =
         if restart:
             await _stop(server)
             await down.wait()
-            server = await _start_server(port, items)
+            server = await _start_server(port, items, server_kind, workdir)
             back = time.monotonic()
             target = received + items // 2  # half the items delivered again = data flowing
             reached.clear()
@@ -131,16 +159,20 @@ async def run_bench(items: int = 10_000, window_s: float = 10.0, restart: bool =
             cpu_fraction=round((c1 - c0) / (w1 - w0), 4),
             reconnect_s=None if reconnect_s is None else round(reconnect_s, 3),
             subscribe_s=round(subscribe_s, 3),
+            server=server_kind,
         )
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await _stop(server)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
-def main(items: int, json_path: str | None, window_s: float, restart: bool) -> BenchResult:
-    result = asyncio.run(run_bench(items, window_s, restart))
+def main(
+    items: int, json_path: str | None, window_s: float, restart: bool, server_kind: str = "asyncua"
+) -> BenchResult:
+    result = asyncio.run(run_bench(items, window_s, restart, server_kind))
     text = json.dumps(asdict(result), indent=2)
     print(text)
     if json_path:

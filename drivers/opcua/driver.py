@@ -108,6 +108,8 @@ class DriverCounters:
     dropped_batches: int = 0
     sessions: int = 0
     bad_items: int = 0
+    create_item_calls: int = 0  # CreateMonitoredItems requests (batched under the server's limit)
+    read_calls: int = 0
 
 
 class OpcUaDriver:
@@ -331,6 +333,7 @@ class OpcUaDriver:
         bad: SampleBatch = []
         ts = now_ns()
         for chunk in chunks(requests, per_call):
+            self.counters.create_item_calls += 1
             results = await client.uaclient.create_monitored_items(
                 ua.CreateMonitoredItemsParameters(
                     SubscriptionId=result.SubscriptionId,
@@ -466,6 +469,7 @@ class OpcUaDriver:
                     ua.ReadValueId(NodeId=self._node_ids[i], AttributeId=ua.AttributeIds.Value) for i in chunk
                 ],
             )
+            self.counters.read_calls += 1
             try:
                 values = await client.uaclient.read(params)
             except UaStatusCodeError as err:

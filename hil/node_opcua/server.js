@@ -1,5 +1,6 @@
 // Independent OPC UA server (node-opcua) for edgegw interop tests.
-// Usage: node server.js PORT WORKDIR   -> prints "READY <port> <server-cert-der-path>" when listening.
+// Usage: node server.js PORT WORKDIR [ITEMS]  -> prints "READY <port> <server-cert-der-path>" when listening.
+// ITEMS > 0 adds ns=1;s=Bench.G<nnn>.Item<nnnnn> Doubles that all change once a second (edgegw bench).
 // Binds 127.0.0.1 only; its PKI lives under WORKDIR (never $HOME/.config).
 "use strict";
 const path = require("path");
@@ -46,6 +47,28 @@ async function main() {
   ns.addVariable({ organizedBy: kiln, browseName: "Zones", nodeId: "s=Kiln.Zones", dataType: "Double",
     valueRank: 1, arrayDimensions: [3],
     value: new Variant({ dataType: DataType.Double, arrayType: 1, value: new Float64Array([800.5, 900.5, 1000.5]) }) });
+  const items = parseInt(process.argv[4] || "0", 10);
+  const bench = [];
+  if (items > 0) {
+    const root = ns.addFolder(addressSpace.rootFolder.objects, { browseName: "Bench", nodeId: "s=Bench" });
+    let group = null;
+    for (let i = 0; i < items; i++) {
+      const g = String(Math.floor(i / 100)).padStart(3, "0");
+      if (i % 100 === 0) {
+        group = ns.addFolder(root, { browseName: `G${g}`, nodeId: `s=Bench.G${g}` });
+      }
+      const id = String(i).padStart(5, "0");
+      bench.push(ns.addVariable({ organizedBy: group, browseName: `Item${id}`, nodeId: `s=Bench.G${g}.Item${id}`,
+        dataType: "Double", value: new Variant({ dataType: DataType.Double, value: i }) }));
+    }
+    let t = 0;
+    setInterval(() => {
+      t += 1;
+      for (let i = 0; i < bench.length; i++) {
+        bench[i].setValueFromSource(new Variant({ dataType: DataType.Double, value: t * 100000 + i }));
+      }
+    }, 1000);
+  }
   let tick = 0;
   const step = () => {
     tick += 1;

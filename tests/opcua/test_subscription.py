@@ -50,8 +50,8 @@ async def test_polling_reads_every_point_in_batches_under_the_server_limit(plant
     cfg, cat = catalog_for(device(plant.endpoint, gasifier_points(plant), mode="polling"))
     drv = OpcUaDriver(cfg.devices[0], 0)
     async with drv:
-        assert drv._read_batch == 4  # the server advertises MaxNodesPerRead = 4
         batch = await drv.read()
+        assert drv.counters.read_calls == 3  # 9 nodes, the server advertises MaxNodesPerRead = 4
     by_name = {cat.points[s[0]].key.split(".", 1)[1]: s for s in batch}
     assert len(batch) == 9
     spec = {s.string_id: s for s in plant.specs}
@@ -106,6 +106,7 @@ async def test_subscription_delivers_changes_statuses_and_survives_an_unknown_no
                 assert out.latest(idx["co2"])[4] == co2  # type: ignore[index]
                 assert out.latest(idx["co2"])[2] is not None  # type: ignore[index]
         assert drv.counters.bad_items == 1
+        assert drv.counters.create_item_calls == 2  # 9 items, MaxMonitoredItemsPerCall = 5
         assert runner.health.up
     finally:
         task.cancel()
@@ -139,3 +140,12 @@ async def test_absolute_deadband_suppresses_small_changes(plant: PlantServer) ->
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_wrong_endpoint_is_a_clear_error_naming_the_device() -> None:
+    from gateway.errors import ConnectError
+
+    cfg, _ = catalog_for(device("opc.tcp://127.0.0.1:1/", [{"name": "a", "node_id": "ns=2;s=A"}], mode="polling"))
+    with pytest.raises(ConnectError, match=r"^opc1: cannot connect to opc.tcp://127.0.0.1:1/"):
+        async with OpcUaDriver(cfg.devices[0], 0):
+            pass
