@@ -127,6 +127,15 @@ class OpcUaDriver:
             )
             for i, p in enumerate(config.points)
         ]
+        # ask only for the timestamps some point uses: decoding two DateTimes per notification is a
+        # measurable share of the client's CPU at 10,000 notifications/s
+        wanted = {r[1] for r in self._routes}
+        self._timestamps = (
+            ua.TimestampsToReturn.Both if len(wanted - {2}) > 1
+            else ua.TimestampsToReturn.Source if wanted - {2} == {0}
+            else ua.TimestampsToReturn.Server if wanted - {2} == {1}
+            else ua.TimestampsToReturn.Neither
+        )
         self._node_ids: list[ua.NodeId] = []
         self._client: Client | None = None
         self._queue: asyncio.Queue[SampleBatch] = asyncio.Queue(maxsize=queue_batches)
@@ -337,7 +346,7 @@ class OpcUaDriver:
             results = await client.uaclient.create_monitored_items(
                 ua.CreateMonitoredItemsParameters(
                     SubscriptionId=result.SubscriptionId,
-                    TimestampsToReturn=ua.TimestampsToReturn.Both,
+                    TimestampsToReturn=self._timestamps,
                     ItemsToCreate=list(chunk),
                 )
             )
@@ -464,7 +473,7 @@ class OpcUaDriver:
         for chunk in chunks(ids, self._read_batch):
             params = ua.ReadParameters(
                 MaxAge=0,
-                TimestampsToReturn=ua.TimestampsToReturn.Both,
+                TimestampsToReturn=self._timestamps,
                 NodesToRead=[
                     ua.ReadValueId(NodeId=self._node_ids[i], AttributeId=ua.AttributeIds.Value) for i in chunk
                 ],

@@ -78,3 +78,16 @@ def test_sample_config_passes_check() -> None:
     r = subprocess.run([sys.executable, "-m", "gateway.cli", "check", "-c", "drivers/opcua/sample.toml"],
                        cwd=ROOT, capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
+
+
+@SESSION_LOOP
+async def test_bench_smoke_prints_the_figures(tmp_path: Path) -> None:
+    """A tiny run so the benchmark cannot rot; figures are printed, never asserted."""
+    out_json = tmp_path / "bench.json"
+    rc, out, err = await edgegw("bench", "opcua", "--items", "200", "--window", "1", "--json", str(out_json))
+    assert rc == 0, err
+    import json
+
+    figures = json.loads(out_json.read_text())
+    assert set(figures) >= {"notifications_per_s", "cpu_fraction", "reconnect_s"}
+    assert figures["items"] == 200 and figures["reconnect_s"] is not None
