@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import tomllib
@@ -86,8 +87,7 @@ async def test_bench_smoke_prints_the_figures(tmp_path: Path) -> None:
     out_json = tmp_path / "bench.json"
     rc, out, err = await edgegw("bench", "opcua", "--items", "200", "--window", "1", "--json", str(out_json))
     assert rc == 0, err
-    import json
-
+    assert "notifications_per_s" in out  # printed as well as written
     figures = json.loads(out_json.read_text())
     assert set(figures) >= {"notifications_per_s", "cpu_fraction", "reconnect_s"}
     assert figures["items"] == 200 and figures["reconnect_s"] is not None
