@@ -30,6 +30,7 @@ __all__ = [
     "AppCertificate",
     "Pki",
     "application_uri_of",
+    "validity_problem",
     "create_certificate",
     "thumbprint",
 ]
@@ -57,6 +58,20 @@ def application_uri_of(der: bytes) -> str | None:
     return uris[0] if uris else None
 
 
+def validity_problem(der: bytes, now: dt.datetime | None = None) -> str | None:
+    """Why a certificate must not be used now (expired / not yet valid), or None.
+
+    An expired server certificate is an operator alarm with a clear message, not a retry storm.
+    """
+    cert = x509.load_der_x509_certificate(der)
+    now = now or dt.datetime.now(dt.UTC)
+    if now > cert.not_valid_after_utc:
+        return f"expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+    if now < cert.not_valid_before_utc:
+        return f"not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
+    return None
+
+
 def create_certificate(
     cert_path: Path,
     key_path: Path,
@@ -80,6 +95,8 @@ def create_certificate(
     sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(application_uri)]
     sans += [x509.DNSName(h) for h in (hostnames or (socket.gethostname(), "localhost"))]
     now = dt.datetime.now(dt.UTC)
+    not_after = now + dt.timedelta(days=days)
+    not_before = min(now - dt.timedelta(minutes=5), not_after - dt.timedelta(days=1))
     usage = [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
     if server:
         usage.append(ExtendedKeyUsageOID.CLIENT_AUTH)
@@ -89,8 +106,8 @@ def create_certificate(
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(

@@ -26,7 +26,7 @@ from asyncua import Client, ua
 from asyncua.crypto import security_policies
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
-from drivers.opcua.certs import Pki, application_uri_of, thumbprint
+from drivers.opcua.certs import Pki, application_uri_of, thumbprint, validity_problem
 from drivers.opcua.config import (
     ArrayMode,
     DeadbandType,
@@ -260,6 +260,9 @@ class OpcUaDriver:
 
     def _check_trust(self, pki: Pki, der: bytes) -> None:
         cfg = self.config
+        problem = validity_problem(der)
+        if problem is not None:
+            raise ConnectError(cfg.name, f"server certificate {thumbprint(der)} of {cfg.endpoint} {problem}")
         if pki.is_trusted(der):
             return
         uri = application_uri_of(der)

@@ -47,6 +47,10 @@ async function main() {
   ns.addVariable({ organizedBy: kiln, browseName: "Zones", nodeId: "s=Kiln.Zones", dataType: "Double",
     valueRank: 1, arrayDimensions: [3],
     value: new Variant({ dataType: DataType.Double, arrayType: 1, value: new Float64Array([800.5, 900.5, 1000.5]) }) });
+  // an AnalogItem with an EURange: what a percent deadband is computed against
+  const level = ns.addAnalogDataItem({ organizedBy: kiln, browseName: "Level", nodeId: "s=Kiln.Level",
+    dataType: "Double", engineeringUnitsRange: { low: 0, high: 100 }, engineeringUnits: undefined,
+    value: new Variant({ dataType: DataType.Double, value: 0 }) });
   const items = parseInt(process.argv[4] || "0", 10);
   const bench = [];
   if (items > 0) {
@@ -80,6 +84,7 @@ async function main() {
     } else {
       probe.setValueFromSource(new Variant({ dataType: DataType.Double, value: tick / 10 }), StatusCodes.Good);
     }
+    level.setValueFromSource(new Variant({ dataType: DataType.Double, value: tick % 100 }));
     name.setValueFromSource(new Variant({ dataType: DataType.String, value: "kiln-1" }));
   };
   setInterval(step, 200);

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -81,3 +82,15 @@ def test_chunks_cover_everything_in_order_and_respect_the_size(items: list[int],
     parts = chunks(items, size)
     assert [x for p in parts for x in p] == items
     assert all(1 <= len(p) <= size for p in parts)
+
+
+def test_expired_and_future_certificates_are_named(tmp_path: Path) -> None:
+    from drivers.opcua.certs import create_certificate, validity_problem
+
+    create_certificate(tmp_path / "old.der", tmp_path / "old.pem", application_uri="urn:x", days=-2, key_size=1024)
+    assert (problem := validity_problem((tmp_path / "old.der").read_bytes())) and problem.startswith("expired on")
+    create_certificate(tmp_path / "ok.der", tmp_path / "ok.pem", application_uri="urn:x", days=30, key_size=1024)
+    der = (tmp_path / "ok.der").read_bytes()
+    assert validity_problem(der) is None
+    past = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+    assert (problem := validity_problem(der, past)) and problem.startswith("not valid before")

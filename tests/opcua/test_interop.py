@@ -101,3 +101,26 @@ async def test_browse_finds_the_peer_variables(peer: NodeOpcuaPeer) -> None:
     assert by_path["Objects/Kiln/Temperature"].node_id == "ns=1;s=Kiln.Temperature"
     assert by_path["Objects/Kiln/Zones"].array
     assert "r" in by_path["Objects/Kiln/Count"].access
+
+
+async def test_percent_deadband_against_an_analog_item(peer: NodeOpcuaPeer) -> None:
+    """Level moves 1 % of its EURange per tick; a 5 % deadband reports only moves of 5 or more."""
+    points = [
+        {"name": "level_db", "node_id": "ns=1;s=Kiln.Level", "deadband_type": "percent", "deadband_value": 5.0},
+        {"name": "level", "node_id": "ns=1;s=Kiln.Level"},
+    ]
+    cfg, cat = catalog_for(device(peer.endpoint, points, sampling_interval_ms=50))
+    drv = OpcUaDriver(cfg.devices[0], 0)
+    out = Collector()
+    runner = StreamRunner(drv, cat, out, connect_timeout_s=15, backoff_max_s=1)
+    task = asyncio.create_task(runner.run())
+    try:
+        await eventually(lambda: sum(1 for s in out.samples if s[0] == 1) >= 20, what="20 undamped changes")
+        damped = [s[2] for s in out.samples if s[0] == 0]
+        assert all(s[3] is Quality.GOOD for s in out.samples if s[0] == 0), "server refused the percent filter"
+        assert 1 <= len(damped) <= 6
+        assert all(abs(b - a) >= 5 for a, b in zip(damped, damped[1:], strict=False))  # type: ignore[operator]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
