@@ -30,9 +30,9 @@ __all__ = [
     "AppCertificate",
     "Pki",
     "application_uri_of",
-    "validity_problem",
     "create_certificate",
     "thumbprint",
+    "validity_problem",
 ]
 
 
