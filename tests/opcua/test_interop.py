@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,7 +120,7 @@ async def test_percent_deadband_against_an_analog_item(peer: NodeOpcuaPeer) -> N
         damped = [s[2] for s in out.samples if s[0] == 0]
         assert all(s[3] is Quality.GOOD for s in out.samples if s[0] == 0), "server refused the percent filter"
         assert 1 <= len(damped) <= 6
-        assert all(abs(b - a) >= 5 for a, b in zip(damped, damped[1:], strict=False))  # type: ignore[operator]
+        assert all(abs(b - a) >= 5 for a, b in itertools.pairwise(damped))  # type: ignore[operator]
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
