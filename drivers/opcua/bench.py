@@ -37,6 +37,7 @@ class BenchResult:
     reconnect_s: float | None
     subscribe_s: float
     server: str
+    notifications_per_publish: float
 
 
 def _free_port() -> int:
@@ -138,9 +139,9 @@ async def run_bench(
         await reached.wait()  # the initial values of every item
         subscribe_s = time.monotonic() - t0
         await asyncio.sleep(1.5)  # warm-up: past the first burst
-        n0, c0, w0 = received, time.process_time(), time.monotonic()
+        n0, c0, w0, p0 = received, time.process_time(), time.monotonic(), driver.counters.publish_responses
         await asyncio.sleep(window_s)
-        n1, c1, w1 = received, time.process_time(), time.monotonic()
+        n1, c1, w1, p1 = received, time.process_time(), time.monotonic(), driver.counters.publish_responses
         reconnect_s: float | None = None
         if restart:
             await _stop(server)
@@ -160,6 +161,7 @@ async def run_bench(
             reconnect_s=None if reconnect_s is None else round(reconnect_s, 3),
             subscribe_s=round(subscribe_s, 3),
             server=server_kind,
+            notifications_per_publish=round((n1 - n0) / max(1, p1 - p0), 1),
         )
     finally:
         task.cancel()

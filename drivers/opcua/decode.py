@@ -18,8 +18,8 @@ from gateway.point import Quality, Value
 __all__ = ["convert_value", "datetime_ns", "quality_of"]
 
 _EPOCH = dt.datetime(1970, 1, 1)
+_EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _US = dt.timedelta(microseconds=1)
-_UTC = dt.UTC
 
 
 def quality_of(status: int) -> Quality:
@@ -33,9 +33,9 @@ def quality_of(status: int) -> Quality:
 
 def datetime_ns(value: dt.datetime) -> int:
     """UTC nanoseconds of an OPC UA DateTime (naive values are UTC, as asyncua decodes them)."""
-    if value.tzinfo is not None:
-        value = value.astimezone(_UTC).replace(tzinfo=None)
-    return ((value - _EPOCH) // _US) * 1000
+    if value.tzinfo is None:
+        return ((value - _EPOCH) // _US) * 1000
+    return ((value - _EPOCH_UTC) // _US) * 1000  # aware arithmetic: no astimezone() per sample
 
 
 def _json_default(o: Any) -> Any:

@@ -104,6 +104,7 @@ _Route = tuple[int, int, int, bool]
 @dataclass(slots=True)
 class DriverCounters:
     notifications: int = 0
+    publish_responses: int = 0
     keepalives: int = 0
     dropped_batches: int = 0
     sessions: int = 0
@@ -397,6 +398,7 @@ class OpcUaDriver:
     def _on_publish(self, result: ua.PublishResult) -> None:
         """Called by asyncua's publish loop: keep-alives, data changes and status changes."""
         self._last_publish = time.monotonic()
+        self.counters.publish_responses += 1
         data = result.NotificationMessage.NotificationData
         if not data:
             self.counters.keepalives += 1
