@@ -176,10 +176,9 @@ class PlantServer:
             self.node_ids.append(nid)
             self._vts.append(vt)
         # an array variable for array tests
-        arr = await srv.nodes.objects.add_variable(
+        await srv.nodes.objects.add_variable(
             ua.NodeId("Arrays.Temps", self.ns), "Temps", ua.Variant([1.5, 2.5, 3.5], ua.VariantType.Double)
         )
-        _ = arr
         await self._set_limits(srv)
         await srv.start()
         self._server = srv

@@ -552,7 +552,6 @@ async def browse(
         raise ConnectError(endpoint, f"cannot connect: {err!r}") from err
     try:
         out: list[BrowsedVariable] = []
-        names: dict[int, str] = {}
         frontier: list[tuple[Any, str]] = [(client.nodes.objects, "Objects")]
         seen: set[str] = set()
         for _level in range(depth):
@@ -571,7 +570,7 @@ async def browse(
                     child = client.get_node(ref.NodeId)
                     cpath = f"{path}/{ref.BrowseName.Name}"
                     if ref.NodeClass == ua.NodeClass.Variable and fnmatch.fnmatchcase(cpath, pattern):
-                        out.append(await _describe(client, child, nid, cpath, names))
+                        out.append(await _describe(client, child, nid, cpath))
                     nxt.append((child, cpath))
             frontier = nxt
             if not frontier:
@@ -585,11 +584,10 @@ async def browse(
         await OpcUaDriver._close(client)
 
 
-async def _describe(client: Client, node: Any, nid: str, path: str, names: dict[int, str]) -> BrowsedVariable:
-    dvs = (
-        await client.uaclient.read_attributes([node.nodeid], ua.AttributeIds.DataType)
-        + await client.uaclient.read_attributes([node.nodeid], ua.AttributeIds.AccessLevel)
-        + (await client.uaclient.read_attributes([node.nodeid], ua.AttributeIds.ValueRank))
+async def _describe(client: Client, node: Any, nid: str, path: str) -> BrowsedVariable:
+    attrs = (ua.AttributeIds.DataType, ua.AttributeIds.AccessLevel, ua.AttributeIds.ValueRank)
+    dvs = await client.uaclient.read(  # one Read for the three attributes
+        ua.ReadParameters(NodesToRead=[ua.ReadValueId(NodeId=node.nodeid, AttributeId=a) for a in attrs])
     )
     dtype_id = dvs[0].Value.Value if dvs[0].Value is not None else None
     dtype = "?"
