@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime
 import logging
 import socket
 import sys
@@ -217,10 +218,11 @@ class PlantServer:
         srv = self._server
         assert srv is not None
         t = self.t
+        stamp = datetime.datetime.now(datetime.UTC)  # the device's sample time: SourceTimestamp
         for spec, nid, vt in zip(self.specs, self.node_ids, self._vts, strict=True):
             status = spec.status(t)
             code = getattr(ua.StatusCodes, status)
-            dv = ua.DataValue(ua.Variant(spec.value(t), vt), StatusCode=ua.StatusCode(code))
+            dv = ua.DataValue(ua.Variant(spec.value(t), vt), StatusCode=ua.StatusCode(code), SourceTimestamp=stamp)
             await srv.write_attribute_value(nid, dv)
 
     async def set_status(self, node_id: str, status: str) -> None:

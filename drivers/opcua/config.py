@@ -82,7 +82,7 @@ class DeadbandType(enum.StrEnum):
 
 
 class TimestampSource(enum.StrEnum):
-    SOURCE = "source"  # the device's time (SourceTimestamp); server time if the source gave none
+    SOURCE = "source"  # the device's time (SourceTimestamp); gateway receive time if the server sent none
     SERVER = "server"  # the server's time (ServerTimestamp)
     GATEWAY = "gateway"  # the gateway's receive time
 

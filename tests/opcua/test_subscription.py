@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 import pytest
@@ -149,3 +150,17 @@ async def test_wrong_endpoint_is_a_clear_error_naming_the_device() -> None:
     with pytest.raises(ConnectError, match=r"^opc1: cannot connect to opc.tcp://127.0.0.1:1/"):
         async with OpcUaDriver(cfg.devices[0], 0):
             pass
+
+
+async def test_timestamp_choice_per_point(plant: PlantServer) -> None:
+    nid = plant.node_id("HotStove2.Gas.BfgFlow")
+    pts = [{"name": n, "node_id": nid, "timestamp": n} for n in ("source", "server", "gateway")]
+    cfg, _ = catalog_for(device(plant.endpoint, pts, mode="polling"))
+    async with OpcUaDriver(cfg.devices[0], 0) as drv:
+        await plant.tick()
+        before = time.time_ns()
+        batch = await drv.read()
+        after = time.time_ns()
+    source, server, gateway = (s[1] for s in batch)
+    assert before <= gateway <= after
+    assert source < before and server <= after  # the source time is when the plant wrote the value
