@@ -121,6 +121,7 @@ class PlantServer:
         self._server: Server | None = None
         self._task: asyncio.Task[None] | None = None
         self.ns = 2
+        self._plant_nodes = 0
 
     def node_id(self, spec_or_id: NodeSpec | str) -> str:
         sid = spec_or_id if isinstance(spec_or_id, str) else spec_or_id.string_id
@@ -154,6 +155,7 @@ class PlantServer:
         self.specs, self.node_ids, self._vts = [], [], []  # a restart builds a fresh address space
         for plant in self.plants:
             self.specs += PLANTS[plant]()
+        self._plant_nodes = len(self.specs)
         if self.items:
             self.specs += [
                 # 100 items per folder: asyncua's add_variable slows down quadratically in one big folder
@@ -218,11 +220,17 @@ class PlantServer:
         srv = self._server
         assert srv is not None
         t = self.t
-        stamp = datetime.datetime.now(datetime.UTC)  # the device's sample time: SourceTimestamp
-        for spec, nid, vt in zip(self.specs, self.node_ids, self._vts, strict=True):
+        # the device's sample time for plant nodes; none for benchmark items, where asyncua's per-change
+        # deepcopy of an aware datetime halved the server's throughput
+        stamp = datetime.datetime.now(datetime.UTC)
+        for i, (spec, nid, vt) in enumerate(zip(self.specs, self.node_ids, self._vts, strict=True)):
             status = spec.status(t)
             code = getattr(ua.StatusCodes, status)
-            dv = ua.DataValue(ua.Variant(spec.value(t), vt), StatusCode=ua.StatusCode(code), SourceTimestamp=stamp)
+            dv = ua.DataValue(
+                ua.Variant(spec.value(t), vt),
+                StatusCode=ua.StatusCode(code),
+                SourceTimestamp=stamp if i < self._plant_nodes else None,
+            )
             await srv.write_attribute_value(nid, dv)
 
     async def set_status(self, node_id: str, status: str) -> None:
