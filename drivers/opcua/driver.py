@@ -188,6 +188,9 @@ class OpcUaDriver:
         except _COMM_ERRORS as err:
             await self._close(client)
             raise ConnectError(cfg.name, f"cannot connect to {cfg.endpoint}: {err!r}") from err
+        except (ValueError, TypeError) as err:  # a corrupt certificate or key file (cryptography)
+            await self._close(client)
+            raise ConnectError(cfg.name, f"unusable certificate or key: {err}") from err
         self._client = client
         self.counters.sessions += 1
         try:

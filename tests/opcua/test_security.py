@@ -156,3 +156,11 @@ async def test_deprecated_policy_allowed_explicitly_passes_validation() -> None:
     dev = device("opc.tcp://127.0.0.1:4840", [{"name": "a", "node_id": "ns=2;s=A"}],
                  security_policy="Basic256", security_mode="Sign", allow_deprecated_policies=True)
     catalog_for(dev)
+
+
+async def test_corrupt_application_certificate_is_a_clear_error(secure_plant: PlantServer, tmp_path: Path) -> None:
+    pki = Pki(tmp_path / "corrupt")
+    pki.create_own("urn:edgegw:test:corrupt", hostnames=("localhost",), key_size=1024)
+    pki.own_cert.write_bytes(b"not a certificate")
+    with pytest.raises(ConnectError, match="unusable certificate or key"):
+        await read_once(secure_device(secure_plant, pki.root))
