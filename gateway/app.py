@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 from drivers.modbus.config import ModbusTcpDevice
 from drivers.modbus.driver import ModbusTcpDriver
+from drivers.opcua.config import OpcUaDevice
+from drivers.opcua.driver import OpcUaDriver
 from gateway.buffer import SqliteBuffer
 from gateway.catalog import Catalog, build_catalog
 from gateway.codec import encode
@@ -22,7 +24,7 @@ from gateway.config import BufferConfig, Config, DeviceConfig
 from gateway.errors import BufferFullError, ConfigError, ConfigIssue
 from gateway.forwarder import Forwarder
 from gateway.point import SampleBatch, now_ns
-from gateway.runner import DeviceRunner, PollingDriver
+from gateway.runner import DeviceRunner, PollingDriver, StreamRunner
 from gateway.sinks.mqtt import MqttUplink
 from pipelines.normalise import Normalise
 
@@ -101,10 +103,12 @@ class Batcher:
         self.wake.set()
 
 
-def _make_driver(dev: DeviceConfig, first_index: int) -> PollingDriver:
+def _make_driver(dev: DeviceConfig, first_index: int) -> PollingDriver | OpcUaDriver:
     """The driver for a device config: the config union is the registry (no plugins, no string imports)."""
     if isinstance(dev, ModbusTcpDevice):
         return ModbusTcpDriver(dev, first_index)
+    if isinstance(dev, OpcUaDevice):
+        return OpcUaDriver(dev, first_index)
     raise TypeError(f"no driver for device type {type(dev).__name__}")
 
 
@@ -125,12 +129,23 @@ class Gateway:
         self.batcher = Batcher(self.catalog, self.buffer, bc, self.wake, observer)
         self.uplink = MqttUplink(cfg.uplink, cfg.gateway.site, cfg.gateway.id)
         self.forwarder = Forwarder(self.buffer, self.uplink, self.wake, max_inflight=cfg.uplink.max_inflight)
-        self.runners: list[DeviceRunner] = []
+        self.runners: list[DeviceRunner | StreamRunner] = []
         self._final_counters: dict[str, int] | None = None
         for dev in cfg.devices:
             if not dev.enabled:
                 continue
             driver = _make_driver(dev, self.catalog.by_device[dev.name].start)
+            if isinstance(driver, OpcUaDriver) and driver.streaming:
+                self.runners.append(
+                    StreamRunner(
+                        driver,
+                        self.catalog,
+                        self.batcher.submit,
+                        connect_timeout_s=max(dev.timeout_ms / 1000, 10.0),
+                        backoff_max_s=dev.backoff_max_ms / 1000,
+                    )
+                )
+                continue
             self.runners.append(
                 DeviceRunner(
                     driver,

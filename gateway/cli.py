@@ -101,6 +101,40 @@ def cmd_buffer(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_certs_create(args: argparse.Namespace) -> int:
+    from drivers.opcua.certs import Pki
+
+    pki = Pki(args.pki_dir)
+    if pki.own_cert.exists() and not args.force:
+        print(f"error: {pki.own_cert} exists (use --force to replace it)", file=sys.stderr)
+        return EXIT_USAGE
+    hosts = tuple(args.hostname) if args.hostname else ()
+    own = pki.create_own(args.application_uri, common_name=args.common_name, hostnames=hosts, days=args.days)
+    print(f"certificate {own.cert_path}\nprivate key {own.key_path}\napplication uri {own.application_uri}")
+    return EXIT_OK
+
+
+def cmd_browse(args: argparse.Namespace) -> int:
+    from drivers.opcua.browse import emit_config, format_table
+    from drivers.opcua.driver import browse
+    from gateway.errors import DeviceError
+
+    try:
+        found = asyncio.run(browse(args.endpoint, depth=args.depth, pattern=args.filter))
+    except DeviceError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(emit_config(args.endpoint, found) if args.emit_config else format_table(found))
+    return EXIT_OK
+
+
+def cmd_bench_opcua(args: argparse.Namespace) -> int:
+    from drivers.opcua.bench import main as bench_main
+
+    bench_main(args.items, args.json, args.window, not args.no_restart, args.server)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgegw", description="Edge telemetry gateway for mines and plants.")
     p.add_argument("--version", action="version", version=f"edgegw {__version__}")
@@ -133,6 +167,35 @@ def build_parser() -> argparse.ArgumentParser:
     b = bsub.add_parser("stats", help="pending batches, points, bytes and counters as JSON")
     b.add_argument("-c", "--config", required=True)
     b.set_defaults(func=cmd_buffer)
+
+    s = sub.add_parser("certs", help="OPC UA application certificates")
+    csub = s.add_subparsers(dest="certs_command", required=True)
+    c = csub.add_parser("create", help="create the gateway's application certificate and key in a PKI directory")
+    c.add_argument("--pki-dir", default="pki")
+    c.add_argument("--application-uri", default="urn:edgegw:gateway", help="becomes the certificate's URI SAN")
+    c.add_argument("--common-name", default="edgegw")
+    c.add_argument("--hostname", action="append", help="DNS SAN (repeatable; default: this host and localhost)")
+    c.add_argument("--days", type=int, default=3650)
+    c.add_argument("--force", action="store_true")
+    c.set_defaults(func=cmd_certs_create)
+
+    s = sub.add_parser("browse", help="walk an OPC UA server's address space and list its variables")
+    s.add_argument("endpoint", help="opc.tcp://HOST:PORT[/path]")
+    s.add_argument("--depth", type=int, default=6)
+    s.add_argument("--filter", default="*", help="glob on the browse path, e.g. 'Objects/Gasifier*/*'")
+    s.add_argument("--emit-config", action="store_true", help="print a ready-to-paste [[devices]] block")
+    s.set_defaults(func=cmd_browse)
+
+    s = sub.add_parser("bench", help="benchmarks (print figures)")
+    bsub = s.add_subparsers(dest="bench_command", required=True)
+    b = bsub.add_parser("opcua", help="N monitored items changing every second on a server in another process")
+    b.add_argument("--items", type=int, default=10_000)
+    b.add_argument("--json", default=None, help="also write the figures to FILE")
+    b.add_argument("--window", type=float, default=10.0, help="measurement window in seconds")
+    b.add_argument("--no-restart", action="store_true", help="skip the server-restart measurement")
+    b.add_argument("--server", choices=("asyncua", "node-opcua"), default="asyncua",
+                   help="simulated server: asyncua (Python, ~8k changes/s ceiling) or node-opcua (npm)")
+    b.set_defaults(func=cmd_bench_opcua)
     return p
 
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from drivers.modbus.config import ModbusTcpDevice
+from drivers.opcua.config import OpcUaDevice
 from gateway.errors import ConfigError, ConfigIssue
 from gateway.schema import KEY_PATTERN, Key, StrictModel, check_code
 
@@ -34,8 +35,8 @@ __all__ = [
     "parse",
 ]
 
-DeviceConfig = Annotated[ModbusTcpDevice, Field(discriminator="type")]
-_DEVICE_TYPES = {"modbus_tcp"}
+DeviceConfig = Annotated[ModbusTcpDevice | OpcUaDevice, Field(discriminator="type")]
+_DEVICE_TYPES = {"modbus_tcp", "opcua"}
 
 
 class GatewaySection(StrictModel):

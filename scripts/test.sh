@@ -37,6 +37,15 @@ if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
   .venv/bin/pip check
   touch .venv/.installed
 fi
+# node-opcua: the independent OPC UA server of the interop tests (hil/node_opcua, locked by package-lock.json)
+if command -v npm >/dev/null 2>&1; then
+  if [ ! -d hil/node_opcua/node_modules ] || [ hil/node_opcua/package-lock.json -nt hil/node_opcua/node_modules ]; then
+    echo "== npm ci (hil/node_opcua)"
+    (cd hil/node_opcua && npm ci --no-audit --no-fund --silent) && touch hil/node_opcua/node_modules
+  fi
+else
+  echo "WARNING: npm missing; the node-opcua interop tests are skipped (failed under CI=true)."
+fi
 echo "== setup took $((SECONDS - T0)) s"
 
 echo "== ruff"

@@ -1,0 +1,1 @@
+"""OPC UA client driver: subscriptions (monitored items) or batched polling, secured sessions."""

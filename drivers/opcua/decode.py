@@ -1,0 +1,107 @@
+"""From an OPC UA DataValue's parts to a sample (pure: plain Python types in, sample fields out).
+
+Policy: the status code's severity bits decide the quality (Part 4 §7.34: 00 good, 01 uncertain,
+10/11 bad); the status name is kept as the reason.  A bad status never carries a value, even when
+the server sent one: a fake number is worse than a gap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from gateway.point import Quality, Value
+
+__all__ = ["convert_value", "datetime_ns", "quality_of"]
+
+_EPOCH = dt.datetime(1970, 1, 1)
+_EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_US = dt.timedelta(microseconds=1)
+
+
+def quality_of(status: int) -> Quality:
+    severity = (status >> 30) & 0b11
+    if severity == 0:
+        return Quality.GOOD
+    if severity == 1:
+        return Quality.UNCERTAIN
+    return Quality.BAD
+
+
+def datetime_ns(value: dt.datetime) -> int:
+    """UTC nanoseconds of an OPC UA DateTime (naive values are UTC, as asyncua decodes them)."""
+    if value.tzinfo is None:
+        return ((value - _EPOCH) // _US) * 1000
+    return ((value - _EPOCH_UTC) // _US) * 1000  # aware arithmetic: no astimezone() per sample
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, dt.datetime):
+        return o.isoformat()
+    if isinstance(o, bytes):
+        return o.hex()
+    return str(o)
+
+
+def convert_value(raw: Any, array_index: int, as_json: bool) -> tuple[Value | None, str | None]:
+    """``(value, None)`` or ``(None, reason)``.
+
+    Booleans, integers, floats and strings pass through; a DateTime becomes UTC ns (int); a
+    ByteString its hex text; a Guid its text; LocalizedText its text.  Arrays: ``array_index`` >= 0
+    takes one element, otherwise ``as_json`` encodes the whole array as one JSON string.
+    """
+    if isinstance(raw, list):
+        if array_index >= 0:
+            if array_index >= len(raw):
+                return None, "array_index_out_of_range"
+            raw = raw[array_index]
+        elif as_json:
+            return json.dumps(raw, default=_json_default, separators=(",", ":")), None
+        else:
+            return None, "array_value_needs_array_index"
+    elif array_index >= 0:
+        return None, "not_an_array"
+    return _scalar(raw)
+
+
+def _scalar(raw: Any) -> tuple[Value | None, str | None]:
+    conv = _CONVERTERS.get(type(raw))
+    if conv is not None:
+        return conv(raw), None
+    if raw is None:
+        return None, "no_value"
+    if isinstance(raw, dt.datetime):
+        return datetime_ns(raw), None
+    text = getattr(raw, "Text", None)  # LocalizedText
+    if isinstance(text, str):
+        return text, None
+    if isinstance(raw, bool):  # subclasses (IntEnum, asyncua's String / ByteString aliases, ...)
+        return bool(raw), None
+    if isinstance(raw, int):
+        return int(raw), None
+    if isinstance(raw, float):
+        return float(raw), None
+    if isinstance(raw, str):
+        return str(raw), None
+    if isinstance(raw, bytes):
+        return bytes(raw).hex(), None
+    return None, f"unsupported_type_{type(raw).__name__}"
+
+
+def _float(v: float) -> float:
+    return v  # NaN / Inf are left to pipelines.normalise, which marks them bad with a reason
+
+
+_CONVERTERS: dict[type, Callable[[Any], Value]] = {
+    bool: bool,
+    int: int,
+    float: _float,
+    str: str,
+    bytes: bytes.hex,
+    bytearray: bytes.hex,
+    uuid.UUID: str,
+    dt.datetime: datetime_ns,
+}

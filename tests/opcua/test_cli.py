@@ -1,0 +1,93 @@
+"""`edgegw certs create`, `edgegw browse [--emit-config]`, and the sample config."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from drivers.opcua.browse import emit_config, point_name
+from drivers.opcua.certs import Pki, application_uri_of
+from gateway.config import parse
+from hil.opcua_server import PlantServer
+
+SESSION_LOOP = pytest.mark.asyncio(loop_scope="session")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def edgegw(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", *args, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+@SESSION_LOOP
+async def test_certs_create_writes_cert_with_the_application_uri(tmp_path: Path) -> None:
+    rc, out, _ = await edgegw("certs", "create", "--pki-dir", str(tmp_path / "pki"), "--application-uri",
+                              "urn:ordos-01:edgegw")
+    assert rc == 0, out
+    pki = Pki(tmp_path / "pki")
+    assert application_uri_of(pki.own_cert.read_bytes()) == "urn:ordos-01:edgegw"
+    assert pki.own_key.stat().st_mode & 0o077 == 0  # the private key is not readable by others
+    rc, _, err = await edgegw("certs", "create", "--pki-dir", str(tmp_path / "pki"))
+    assert rc == 2 and "--force" in err
+
+
+@SESSION_LOOP
+async def test_browse_lists_variables_and_emits_a_valid_point_list(plant: PlantServer) -> None:
+    rc, out, err = await edgegw("browse", plant.endpoint, "--filter", "Objects/HotStove2/*")
+    assert rc == 0, err
+    assert "ns=2;s=HotStove2.Dome.Temperature" in out and "Double" in out
+    assert "Gasifier01" not in out
+    rc, out, err = await edgegw("browse", plant.endpoint, "--depth", "4", "--emit-config")
+    assert rc == 0, err
+    devices = tomllib.loads(out)["devices"]
+    names = {p["name"] for p in devices[0]["points"]}
+    assert "Gasifier01.Reactor.Temperature" in names and "CellLine3.Cell02.Voltage" in names
+    parse({"gateway": {"id": "g", "site": "s", "enterprise_prefix": "88.608.5288"}, "devices": devices})
+
+
+@SESSION_LOOP
+async def test_browse_of_a_dead_endpoint_is_a_clear_error() -> None:
+    rc, _, err = await edgegw("browse", "opc.tcp://127.0.0.1:1/")
+    assert rc == 1 and "cannot connect" in err and "Traceback" not in err
+
+
+def test_point_names_are_valid_keys() -> None:
+    assert point_name("Objects/Line 3/Cell#1/Temp (C)") == "Line_3.Cell_1.Temp__C"
+
+
+def test_emit_config_deduplicates_names() -> None:
+    class V:
+        def __init__(self, nid: str, path: str) -> None:
+            self.node_id, self.browse_path, self.data_type, self.access, self.array = nid, path, "Double", "r", False
+
+    text = emit_config("opc.tcp://h:1", [V("ns=2;s=a", "Objects/A"), V("ns=2;s=b", "Objects/A")])
+    assert [p["name"] for p in tomllib.loads(text)["devices"][0]["points"]] == ["A", "A_2"]
+
+
+def test_sample_config_passes_check() -> None:
+    r = subprocess.run([sys.executable, "-m", "gateway.cli", "check", "-c", "drivers/opcua/sample.toml"],
+                       cwd=ROOT, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+
+
+@SESSION_LOOP
+async def test_bench_smoke_prints_the_figures(tmp_path: Path) -> None:
+    """A tiny run so the benchmark cannot rot; figures are printed, never asserted."""
+    out_json = tmp_path / "bench.json"
+    rc, out, err = await edgegw("bench", "opcua", "--items", "200", "--window", "1", "--json", str(out_json))
+    assert rc == 0, err
+    assert "notifications_per_s" in out  # printed as well as written
+    figures = json.loads(out_json.read_text())
+    assert set(figures) >= {"notifications_per_s", "cpu_fraction", "reconnect_s"}
+    assert figures["items"] == 200 and figures["reconnect_s"] is not None

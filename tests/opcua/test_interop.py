@@ -1,0 +1,127 @@
+"""Interop with an independent implementation: node-opcua (npm), including Basic256Sha256 SignAndEncrypt."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drivers.opcua.certs import Pki
+from drivers.opcua.driver import OpcUaDriver, browse
+from gateway.point import Quality
+from gateway.runner import StreamRunner
+from hil.node_opcua_peer import NodeOpcuaPeer, PeerUnavailable
+from tests.conftest import IN_CI, eventually
+from tests.opcua.conftest import catalog_for, device
+from tests.opcua.test_subscription import Collector
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest.fixture(scope="module")
+def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeOpcuaPeer]:
+    p = NodeOpcuaPeer(tmp_path_factory.mktemp("node-opcua"))
+    try:
+        p.start()
+    except PeerUnavailable as err:
+        if IN_CI:
+            pytest.fail(f"{err}: scripts/test.sh installs it")
+        pytest.skip(str(err))
+    yield p
+    p.stop()
+
+
+POINTS: list[dict[str, Any]] = [
+    {"name": "temp", "node_id": "ns=1;s=Kiln.Temperature", "unit": "degC"},
+    {"name": "count", "node_id": "ns=1;s=Kiln.Count"},
+    {"name": "probe", "node_id": "ns=1;s=Kiln.Probe"},
+    {"name": "label", "node_id": "ns=1;s=Kiln.Name"},
+    {"name": "zone2", "node_id": "ns=1;s=Kiln.Zones", "array_index": 2},
+    {"name": "ghost", "node_id": "ns=1;s=Kiln.Nope"},
+]
+
+
+async def test_polling_without_security(peer: NodeOpcuaPeer) -> None:
+    cfg, _ = catalog_for(device(peer.endpoint, POINTS, mode="polling"))
+    async with OpcUaDriver(cfg.devices[0], 0) as drv:
+        batch = await drv.read()
+    assert isinstance(batch[0][2], float) and batch[0][3] is Quality.GOOD
+    assert isinstance(batch[1][2], int)
+    assert batch[3][2] == "kiln-1"
+    assert batch[4][2] == 1000.5
+    assert batch[5][2:] == (None, Quality.BAD, "BadNodeIdUnknown")
+
+
+async def test_subscription_signandencrypt_with_bad_status_and_unknown_node(
+    peer: NodeOpcuaPeer, pki_root: Path, tmp_path: Path
+) -> None:
+    pki = Pki(tmp_path / "pki")
+    shutil.copytree(pki_root / "gw" / "own", pki.root / "own")
+    assert peer.cert_der is not None
+    pki.trust(peer.cert_der.read_bytes())
+    dev = device(peer.endpoint, POINTS, pki_dir=str(pki.root), security_policy="Basic256Sha256",
+                 security_mode="SignAndEncrypt", allow_no_security=False, sampling_interval_ms=100)
+    cfg, cat = catalog_for(dev)
+    drv = OpcUaDriver(cfg.devices[0], 0)
+    out = Collector()
+    runner = StreamRunner(drv, cat, out, connect_timeout_s=15, backoff_max_s=1)
+    task = asyncio.create_task(runner.run())
+    try:
+        await eventually(lambda: out.latest(5) is not None, what="unknown node reported")
+        assert out.latest(5)[2:] == (None, Quality.BAD, "BadNodeIdUnknown")  # type: ignore[index]
+        first = None
+
+        def count_advanced() -> bool:
+            nonlocal first
+            s = out.latest(1)
+            if s is None:
+                return False
+            first = s[2] if first is None else first
+            return s[2] != first
+
+        await eventually(count_advanced, what="count changes arriving")
+        await eventually(lambda: (s := out.latest(2)) is not None and s[4] == "BadSensorFailure", what="bad probe")
+        assert out.latest(2)[2] is None  # type: ignore[index]
+        await eventually(lambda: (s := out.latest(2)) is not None and s[3] is Quality.GOOD, what="probe recovers")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_browse_finds_the_peer_variables(peer: NodeOpcuaPeer) -> None:
+    found = await browse(peer.endpoint, depth=3, pattern="Objects/Kiln/*")
+    by_path = {v.browse_path: v for v in found}
+    assert by_path["Objects/Kiln/Temperature"].data_type == "Double"
+    assert by_path["Objects/Kiln/Temperature"].node_id == "ns=1;s=Kiln.Temperature"
+    assert by_path["Objects/Kiln/Zones"].array
+    assert "r" in by_path["Objects/Kiln/Count"].access
+
+
+async def test_percent_deadband_against_an_analog_item(peer: NodeOpcuaPeer) -> None:
+    """Level moves 1 % of its EURange per tick; a 5 % deadband reports only moves of 5 or more."""
+    points = [
+        {"name": "level_db", "node_id": "ns=1;s=Kiln.Level", "deadband_type": "percent", "deadband_value": 5.0},
+        {"name": "level", "node_id": "ns=1;s=Kiln.Level"},
+    ]
+    cfg, cat = catalog_for(device(peer.endpoint, points, sampling_interval_ms=50))
+    drv = OpcUaDriver(cfg.devices[0], 0)
+    out = Collector()
+    runner = StreamRunner(drv, cat, out, connect_timeout_s=15, backoff_max_s=1)
+    task = asyncio.create_task(runner.run())
+    try:
+        await eventually(lambda: sum(1 for s in out.samples if s[0] == 1) >= 20, what="20 undamped changes")
+        damped = [s[2] for s in out.samples if s[0] == 0]
+        assert all(s[3] is Quality.GOOD for s in out.samples if s[0] == 0), "server refused the percent filter"
+        assert 1 <= len(damped) <= 6
+        assert all(abs(b - a) >= 5 for a, b in itertools.pairwise(damped))  # type: ignore[operator]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

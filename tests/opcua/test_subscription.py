@@ -1,0 +1,166 @@
+"""Subscription and polling against a real asyncua plant server; the firmware stub is the oracle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import pytest
+
+from drivers.opcua.driver import OpcUaDriver
+from gateway.point import Quality, Sample, SampleBatch
+from gateway.runner import StreamRunner
+from hil.opcua_server import PlantServer
+from tests.conftest import eventually
+from tests.opcua.conftest import catalog_for, device
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+def gasifier_points(plant: PlantServer) -> list[dict[str, Any]]:
+    return [
+        {"name": "temp", "node_id": plant.node_id("Gasifier01.Reactor.Temperature"), "unit": "degC"},
+        {"name": "wall", "node_id": plant.node_id("Gasifier01.Reactor.WallTemp"), "unit": "degC"},
+        {"name": "co2", "node_id": plant.node_id("Gasifier01.Syngas.CO2")},
+        {"name": "running", "node_id": plant.node_id("Gasifier01.Status.Running")},
+        {"name": "mode", "node_id": plant.node_id("Gasifier01.Status.Mode")},
+        {"name": "trips", "node_id": plant.node_id("Gasifier01.Status.BurnerTrips")},
+        {"name": "ghost", "node_id": "ns=2;s=Does.Not.Exist"},
+        {"name": "t1", "node_id": "ns=2;s=Arrays.Temps", "array_index": 1},
+        {"name": "temps", "node_id": "ns=2;s=Arrays.Temps", "array_mode": "json"},
+    ]
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.samples: list[Sample] = []
+
+    async def __call__(self, batch: SampleBatch) -> None:
+        self.samples.extend(batch)
+
+    def latest(self, idx: int) -> Sample | None:
+        for s in reversed(self.samples):
+            if s[0] == idx:
+                return s
+        return None
+
+
+async def test_polling_reads_every_point_in_batches_under_the_server_limit(plant: PlantServer) -> None:
+    cfg, cat = catalog_for(device(plant.endpoint, gasifier_points(plant), mode="polling"))
+    drv = OpcUaDriver(cfg.devices[0], 0)
+    async with drv:
+        batch = await drv.read()
+        assert drv.counters.read_calls == 3  # 9 nodes, the server advertises MaxNodesPerRead = 4
+    by_name = {cat.points[s[0]].key.split(".", 1)[1]: s for s in batch}
+    assert len(batch) == 9
+    spec = {s.string_id: s for s in plant.specs}
+    t = plant.t
+    assert by_name["temp"][2] == spec["Gasifier01.Reactor.Temperature"].value(t)
+    assert by_name["running"][2] is spec["Gasifier01.Status.Running"].value(t)
+    assert by_name["mode"][2] == spec["Gasifier01.Status.Mode"].value(t)
+    assert by_name["trips"][2] == spec["Gasifier01.Status.BurnerTrips"].value(t)
+    assert by_name["ghost"][2:] == (None, Quality.BAD, "BadNodeIdUnknown")
+    assert by_name["t1"][2] == 2.5
+    assert by_name["temps"][2] == "[1.5,2.5,3.5]"
+    wall_status = spec["Gasifier01.Reactor.WallTemp"].status(t)
+    if wall_status == "Good":
+        assert by_name["wall"][3] is Quality.GOOD
+    else:
+        assert by_name["wall"][2:] == (None, Quality.BAD, wall_status)
+
+
+async def test_subscription_delivers_changes_statuses_and_survives_an_unknown_node(plant: PlantServer) -> None:
+    cfg, cat = catalog_for(device(plant.endpoint, gasifier_points(plant)))
+    drv = OpcUaDriver(cfg.devices[0], 0)
+    out = Collector()
+    runner = StreamRunner(drv, cat, out, connect_timeout_s=10, backoff_max_s=1)
+    task = asyncio.create_task(runner.run())
+    try:
+        idx = {p.key.split(".", 1)[1]: p.index for p in cat.points}
+        await eventually(lambda: out.latest(idx["ghost"]) is not None, what="ghost reported bad")
+        assert out.latest(idx["ghost"])[2:] == (None, Quality.BAD, "BadNodeIdUnknown")  # type: ignore[index]
+        spec = {s.string_id: s for s in plant.specs}
+        # step the plant through a WallTemp fault window and a CO2 uncertain window
+        for _ in range(25):
+            await plant.tick()
+            t = plant.t
+            want = spec["Gasifier01.Reactor.Temperature"].value(t)
+            await eventually(
+                lambda want=want: (s := out.latest(idx["temp"])) is not None and s[2] == want,
+                what=f"temperature at tick {t}",
+            )
+            wall = spec["Gasifier01.Reactor.WallTemp"].status(t)
+            if wall != "Good":
+                await eventually(
+                    lambda wall=wall: (s := out.latest(idx["wall"])) is not None and s[4] == wall,
+                    what="wall-temperature fault",
+                )
+                assert out.latest(idx["wall"])[2] is None  # type: ignore[index]
+            co2 = spec["Gasifier01.Syngas.CO2"].status(t)
+            if co2 != "Good":
+                await eventually(
+                    lambda: (s := out.latest(idx["co2"])) is not None and s[3] is Quality.UNCERTAIN,
+                    what="uncertain CO2",
+                )
+                assert out.latest(idx["co2"])[4] == co2  # type: ignore[index]
+                assert out.latest(idx["co2"])[2] is not None  # type: ignore[index]
+        assert drv.counters.bad_items == 1
+        assert drv.counters.create_item_calls == 2  # 9 items, MaxMonitoredItemsPerCall = 5
+        assert runner.health.up
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_absolute_deadband_suppresses_small_changes(plant: PlantServer) -> None:
+    nid = plant.node_id("CellLine3.Rectifier.LineCurrent")  # 6.0 +- 0.05 kA
+    cfg, cat = catalog_for(
+        device(
+            plant.endpoint,
+            [
+                {"name": "current_db", "node_id": nid, "deadband_type": "absolute", "deadband_value": 1.0},
+                {"name": "current", "node_id": nid},
+            ],
+        )
+    )
+    drv = OpcUaDriver(cfg.devices[0], 0)
+    out = Collector()
+    runner = StreamRunner(drv, cat, out, connect_timeout_s=10, backoff_max_s=1)
+    task = asyncio.create_task(runner.run())
+    try:
+        await eventually(lambda: out.latest(0) is not None and out.latest(1) is not None, what="initial values")
+        for _ in range(6):
+            await plant.tick()
+            n = sum(1 for s in out.samples if s[0] == 1)
+            await eventually(lambda n=n: sum(1 for s in out.samples if s[0] == 1) > n, what="undamped change")
+        assert sum(1 for s in out.samples if s[0] == 0) == 1  # only the initial value passed the 1 kA deadband
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_wrong_endpoint_is_a_clear_error_naming_the_device() -> None:
+    from gateway.errors import ConnectError
+
+    cfg, _ = catalog_for(device("opc.tcp://127.0.0.1:1/", [{"name": "a", "node_id": "ns=2;s=A"}], mode="polling"))
+    with pytest.raises(ConnectError, match=r"^opc1: cannot connect to opc.tcp://127.0.0.1:1/"):
+        async with OpcUaDriver(cfg.devices[0], 0):
+            pass
+
+
+async def test_timestamp_choice_per_point(plant: PlantServer) -> None:
+    nid = plant.node_id("HotStove2.Gas.BfgFlow")
+    pts = [{"name": n, "node_id": nid, "timestamp": n} for n in ("source", "server", "gateway")]
+    cfg, _ = catalog_for(device(plant.endpoint, pts, mode="polling"))
+    async with OpcUaDriver(cfg.devices[0], 0) as drv:
+        await plant.tick()
+        before = time.time_ns()
+        batch = await drv.read()
+        after = time.time_ns()
+    source, server, gateway = (s[1] for s in batch)
+    assert before <= gateway <= after
+    assert source < before and server <= after  # the source time is when the plant wrote the value
