@@ -8,6 +8,7 @@ big-endian (ABCD) before unpacking, so every layout shares one code path.  The r
 
 from __future__ import annotations
 
+import array
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -81,24 +82,34 @@ class Decoder:
     """Decodes every field of one register block; returns (index, value, bad reason or None)."""
 
     def __init__(self, fields: Sequence[Field]) -> None:
+        # Every byte order of a plain number is one unpack_from: ABCD / DCBA read the block as is
+        # (big / little endian); BADC / CDAB read it after swapping the bytes of every register once
+        # per block (big / little endian).  A per-field byte permutation was 12x slower.
         self._plain: list[tuple[int, struct.Struct, int]] = []
+        self._swapped: list[tuple[int, struct.Struct, int]] = []
         self._special: list[tuple[Field, struct.Struct | None, tuple[int, ...] | None]] = []
         for f in fields:
             if f.data_type is DataType.STRING:
                 self._special.append((f, None, None))
                 continue
             st = struct.Struct(_FORMAT[f.data_type])
-            perm = permutation(f.order, st.size)
-            plain = perm is None and f.enum is None and f.data_type in _PLAIN
-            if plain:
-                self._plain.append((f.index, st, f.offset))
+            if f.enum is None and f.data_type in _PLAIN:
+                little = f.order in (ByteOrder.DCBA, ByteOrder.CDAB)
+                fmt = ("<" if little else ">") + _FORMAT[f.data_type][1:]
+                target = self._swapped if f.order in (ByteOrder.BADC, ByteOrder.CDAB) else self._plain
+                target.append((f.index, struct.Struct(fmt), f.offset))
             else:
-                self._special.append((f, st, perm))
+                self._special.append((f, st, permutation(f.order, st.size)))
 
     def decode(self, data: bytes) -> list[tuple[int, Value, str | None]]:
         out: list[tuple[int, Value, str | None]] = [
             (i, st.unpack_from(data, off)[0], None) for i, st, off in self._plain
         ]
+        if self._swapped:
+            words = array.array("H", data[: len(data) - len(data) % 2])
+            words.byteswap()
+            swapped = words.tobytes()
+            out.extend((i, st.unpack_from(swapped, off)[0], None) for i, st, off in self._swapped)
         for f, st, perm in self._special:
             out.append(_decode_special(f, st, perm, data))
         return out
