@@ -135,6 +135,19 @@ def cmd_bench_opcua(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_import_tags(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from drivers.modbus.tags import csv_to_points, points_to_toml
+
+    toml = points_to_toml(csv_to_points(Path(args.file).read_text(encoding="utf-8-sig"), args.file))
+    if args.output:
+        Path(args.output).write_text(toml, encoding="utf-8")
+    else:
+        print(toml, end="")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgegw", description="Edge telemetry gateway for mines and plants.")
     p.add_argument("--version", action="version", version=f"edgegw {__version__}")
@@ -196,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--server", choices=("asyncua", "node-opcua"), default="asyncua",
                    help="simulated server: asyncua (Python, ~8k changes/s ceiling) or node-opcua (npm)")
     b.set_defaults(func=cmd_bench_opcua)
+
+    s = sub.add_parser("import-tags", help="turn a CSV tag list into config TOML")
+    s.add_argument("protocol", choices=["modbus"])
+    s.add_argument("file")
+    s.add_argument("-o", "--output", default=None, help="write here instead of stdout")
+    s.set_defaults(func=cmd_import_tags)
     return p
 
 

@@ -3,27 +3,47 @@
 from __future__ import annotations
 
 import enum
-from typing import Literal, Self
+import re
+from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 
 from gateway.schema import DeviceBase, PointBase
 
-__all__ = ["ByteOrder", "DataType", "ModbusPoint", "ModbusTcpDevice", "Table"]
+__all__ = ["ByteOrder", "DataType", "ModbusPoint", "ModbusTcpDevice", "StringOrder", "Table", "parse_address"]
 
 
 class Table(enum.StrEnum):
+    COIL = "coil"  # function code 1
+    DISCRETE_INPUT = "discrete_input"  # function code 2
     HOLDING_REGISTER = "holding_register"  # function code 3
     INPUT_REGISTER = "input_register"  # function code 4
 
+    @property
+    def is_bit(self) -> bool:
+        return self in (Table.COIL, Table.DISCRETE_INPUT)
+
+    @property
+    def function_code(self) -> int:
+        return _FC[self]
+
+
+_FC = {Table.COIL: 1, Table.DISCRETE_INPUT: 2, Table.HOLDING_REGISTER: 3, Table.INPUT_REGISTER: 4}
+
 
 class DataType(enum.StrEnum):
+    BOOL = "bool"  # a coil / discrete input, or one bit (`bit`) of a register
     INT16 = "int16"
     UINT16 = "uint16"
     INT32 = "int32"
     UINT32 = "uint32"
+    INT64 = "int64"
+    UINT64 = "uint64"
     FLOAT32 = "float32"
     FLOAT64 = "float64"
+    BCD16 = "bcd16"  # 4 decimal digits in one register (0x1234 -> 1234)
+    BCD32 = "bcd32"  # 8 decimal digits in two registers, in the point's byte order
+    STRING = "string"  # `length` registers, two characters each
 
     @property
     def registers(self) -> int:
@@ -31,17 +51,28 @@ class DataType(enum.StrEnum):
 
 
 _WIDTH = {
+    DataType.BOOL: 1,
     DataType.INT16: 1,
     DataType.UINT16: 1,
     DataType.INT32: 2,
     DataType.UINT32: 2,
+    DataType.INT64: 4,
+    DataType.UINT64: 4,
     DataType.FLOAT32: 2,
     DataType.FLOAT64: 4,
+    DataType.BCD16: 1,
+    DataType.BCD32: 2,
+    DataType.STRING: 1,  # per register of `length`
 }
 
 
 class ByteOrder(enum.StrEnum):
-    """Order of the bytes of a multi-register value, named after the big-endian ABCD."""
+    """Order of the bytes of a multi-register value, named after the big-endian ABCD.
+
+    For 64-bit values the same names mean the matching layouts: ABCD = ABCDEFGH (big-endian),
+    DCBA = HGFEDCBA (little-endian), BADC = BADCFEHG (bytes swapped in each word), CDAB =
+    GHEFCDAB (word order reversed).
+    """
 
     ABCD = "ABCD"  # big-endian words, big-endian bytes (Modbus default)
     DCBA = "DCBA"  # fully little-endian
@@ -49,16 +80,82 @@ class ByteOrder(enum.StrEnum):
     CDAB = "CDAB"  # words swapped ("word swap", common on Schneider / Siemens floats)
 
 
+class StringOrder(enum.StrEnum):
+    """Where the two characters of a register sit: AB = first character in the high byte."""
+
+    AB = "AB"
+    BA = "BA"
+
+
+# Vendor notation: 0xxxx coils, 1xxxx discrete inputs, 3xxxx input registers, 4xxxx holding
+# registers; 5 digits (40001..49999) or 6 digits (400001..465536), both 1-based.
+_NOTATION = re.compile(r"^([0134])x?(\d{4,5})$")
+_PREFIX = {"0": Table.COIL, "1": Table.DISCRETE_INPUT, "3": Table.INPUT_REGISTER, "4": Table.HOLDING_REGISTER}
+
+
+def parse_address(text: str) -> tuple[Table, int]:
+    """``"40001"`` / ``"400001"`` / ``"4x0001"`` -> (holding_register, 0): the 1-based notation of manuals."""
+    m = _NOTATION.match(text.strip())
+    if m is None:
+        raise ValueError(
+            f"address {text!r} is neither a 0-based number nor 1-based notation such as '40001' or '400001'"
+        )
+    number = int(m.group(2))
+    if number < 1 or number > 65536:
+        raise ValueError(f"address {text!r}: register number {number} is outside 1..65536")
+    return _PREFIX[m.group(1)], number - 1
+
+
 class ModbusPoint(PointBase):
     table: Table = Table.HOLDING_REGISTER
-    address: int = Field(ge=0, le=65535, description="0-based PDU address (register 40001 is address 0)")
+    address: int = Field(
+        ge=0, le=65535, description="0-based PDU address; a string such as '40001' is converted (and sets table)"
+    )
     data_type: DataType = DataType.UINT16
     byte_order: ByteOrder | None = Field(default=None, description="overrides the device's byte_order")
+    bit: int | None = Field(default=None, ge=0, le=15, description="bool inside a register: bit 0 = LSB")
+    length: int | None = Field(default=None, ge=1, le=125, description="string length in registers")
+    string_order: StringOrder = StringOrder.AB
+    enum: dict[int, str] | None = Field(default=None, description="maps raw integer values to labels")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _notation(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("address"), str) and _NOTATION.match(data["address"]):
+            # anything else stays a string, so the error is reported at `.address`
+            table, address = parse_address(data["address"])
+            given = data.get("table")
+            if given is not None and given != table.value:
+                raise ValueError(f"address {data['address']!r} is a {table.value}, but table = {given!r}")
+            data = {**data, "table": table.value, "address": address}
+        return data
+
+    @property
+    def registers(self) -> int:
+        """Width in registers (or in bits, for coils and discrete inputs)."""
+        if self.table.is_bit:
+            return 1
+        if self.data_type is DataType.STRING:
+            return self.length or 0
+        return self.data_type.registers
 
     @model_validator(mode="after")
     def _fits(self) -> Self:
-        if self.address + self.data_type.registers > 65536:
-            raise ValueError(f"a {self.data_type} at address {self.address} runs past register 65535")
+        dt = self.data_type
+        if self.table.is_bit and dt is not DataType.BOOL:
+            raise ValueError(f"a {self.table} holds single bits: data_type must be 'bool', not {dt!r}")
+        if dt is DataType.BOOL and not self.table.is_bit and self.bit is None:
+            raise ValueError("a bool in a register needs `bit` (0 = least significant)")
+        if self.bit is not None and dt is not DataType.BOOL:
+            raise ValueError("`bit` is only for data_type 'bool'")
+        if dt is DataType.STRING and self.length is None:
+            raise ValueError("a string needs `length` (registers, two characters each)")
+        if self.length is not None and dt is not DataType.STRING:
+            raise ValueError("`length` is only for data_type 'string'")
+        if self.enum is not None and dt in (DataType.FLOAT32, DataType.FLOAT64, DataType.STRING, DataType.BOOL):
+            raise ValueError(f"an enum map needs an integer data_type, not {dt!r}")
+        if self.address + self.registers > 65536:
+            raise ValueError(f"a {dt} of {self.registers} registers at address {self.address} runs past 65535")
         return self
 
 
@@ -69,6 +166,7 @@ class ModbusTcpDevice(DeviceBase):
     unit_id: int = Field(default=1, ge=0, le=255)
     byte_order: ByteOrder = ByteOrder.ABCD
     max_gap: int = Field(default=16, ge=0, le=124, description="unused registers a single read may bridge")
+    max_bit_gap: int = Field(default=64, ge=0, le=1999, description="unused coils / inputs a read may bridge")
     points: list[ModbusPoint] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -78,4 +176,27 @@ class ModbusTcpDevice(DeviceBase):
             if p.name in seen:
                 raise ValueError(f"two points are named {p.name!r}")
             seen.add(p.name)
+        return self
+
+    @model_validator(mode="after")
+    def _no_conflicts(self) -> Self:
+        """Overlapping points must agree on what the shared registers mean (bits of one word may share it)."""
+        spans = sorted(
+            (p.table, p.address, p.address + p.registers, i) for i, p in enumerate(self.points) if not p.table.is_bit
+        )
+        prev: tuple[Table, int, int] | None = None  # (table, end, point) of the span reaching furthest
+        for table, lo, hi, i in spans:
+            if prev is None or prev[0] is not table or lo >= prev[1]:
+                prev = (table, hi, i)
+                continue
+            a, b = self.points[prev[2]], self.points[i]
+            both_bits = a.data_type is DataType.BOOL and b.data_type is DataType.BOOL
+            same = (a.address, a.data_type, a.byte_order, a.length) == (b.address, b.data_type, b.byte_order, b.length)
+            if not (both_bits or same):
+                raise ValueError(
+                    f"points {a.name!r} ({a.data_type} at {a.address}) and {b.name!r} ({b.data_type} at"
+                    f" {b.address}) overlap in {table} with conflicting types"
+                )
+            if hi > prev[1]:
+                prev = (table, hi, i)
         return self

@@ -1,18 +1,27 @@
 """Request planning: the fewest reads that cover a device's points (pure, no I/O).
 
-Points are grouped per function code, sorted by address, and merged into blocks of at most 125
-registers, bridging gaps of up to ``max_gap`` unused registers.  Never one request per point.
+Points are grouped per function code, sorted by address, and merged greedily into blocks of at
+most 125 registers (2000 bits for coils / discrete inputs), bridging gaps of up to ``max_gap``
+unused addresses.  Never one request per point.  Greedy left-to-right merging is optimal here:
+for sorted intervals with a length cap, extending the current block whenever the next point fits
+cannot need more blocks than any other cover (exchange argument), which the property tests check.
+
+When a device answers "illegal data address" for a block that bridges a gap, the driver calls
+:func:`gap_addresses` and re-plans with those addresses in ``unbridgeable``: the block splits and
+the plan remembers why.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from drivers.modbus.config import ModbusPoint, Table
 
-__all__ = ["MAX_REGISTERS", "Block", "plan"]
+__all__ = ["MAX_BITS", "MAX_REGISTERS", "Block", "gap_addresses", "plan"]
 
 MAX_REGISTERS = 125  # Modbus limit for FC 3 / FC 4
+MAX_BITS = 2000  # Modbus limit for FC 1 / FC 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,16 +32,26 @@ class Block:
     members: tuple[int, ...]  # positions in the device's point list
 
 
-def plan(points: list[ModbusPoint], max_gap: int) -> list[Block]:
+def plan(
+    points: Sequence[ModbusPoint],
+    max_gap: int,
+    max_bit_gap: int = 64,
+    unbridgeable: Collection[tuple[Table, int]] = (),
+) -> list[Block]:
+    bad = set(unbridgeable)
     blocks: list[Block] = []
     for table in Table:
-        items = sorted(
-            (p.address, p.address + p.data_type.registers, i) for i, p in enumerate(points) if p.table is table
-        )
+        limit, gap = (MAX_BITS, max_bit_gap) if table.is_bit else (MAX_REGISTERS, max_gap)
+        items = sorted((p.address, p.address + p.registers, i) for i, p in enumerate(points) if p.table is table)
         start = end = -1
         members: list[int] = []
         for lo, hi, i in items:
-            if members and lo - end <= max_gap and max(end, hi) - start <= MAX_REGISTERS:
+            if (
+                members
+                and lo - end <= gap
+                and max(end, hi) - start <= limit
+                and not any((table, a) in bad for a in range(end, lo))
+            ):
                 end = max(end, hi)
                 members.append(i)
                 continue
@@ -42,3 +61,12 @@ def plan(points: list[ModbusPoint], max_gap: int) -> list[Block]:
         if members:
             blocks.append(Block(table, start, end - start, tuple(members)))
     return blocks
+
+
+def gap_addresses(block: Block, points: Sequence[ModbusPoint]) -> set[tuple[Table, int]]:
+    """Addresses inside ``block`` that no point covers: the ones a device may refuse."""
+    covered: set[int] = set()
+    for m in block.members:
+        p = points[m]
+        covered.update(range(p.address, p.address + p.registers))
+    return {(block.table, a) for a in range(block.address, block.address + block.count) if a not in covered}

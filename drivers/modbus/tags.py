@@ -1,0 +1,91 @@
+"""CSV tag lists -> Modbus point config (pure, no I/O): how plant engineers keep their point tables.
+
+The header names the columns; ``name`` and ``address`` are required, every other column is a
+:class:`~drivers.modbus.config.ModbusPoint` key (``table``, ``data_type``, ``byte_order``, ``bit``,
+``length``, ``string_order``, ``scale``, ``offset``, ``unit``, ``min``, ``max``, ``code``...).
+Empty cells mean "default".  Each row is validated as a point, so a bad row is reported as
+``FILE:LINE: column: message`` and nothing is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from pydantic import ValidationError
+
+from drivers.modbus.config import ModbusPoint
+from gateway.errors import ConfigError, ConfigIssue
+
+__all__ = ["csv_to_points", "points_to_toml"]
+
+_NUMBERS = {"scale", "offset", "min", "max"}
+_INTEGERS = {"bit", "length"}
+
+
+def csv_to_points(text: str, source: str = "tags.csv") -> list[ModbusPoint]:
+    reader = csv.DictReader(io.StringIO(text))
+    header = reader.fieldnames or []
+    issues = [ConfigIssue(f"{source}:1", f"missing column {c!r}") for c in ("name", "address") if c not in header]
+    if issues:
+        raise ConfigError(issues, source)
+    points: list[ModbusPoint] = []
+    for row in reader:
+        line = reader.line_num
+        data: dict[str, Any] = {}
+        for key, cell in row.items():
+            if key is None or cell is None or not cell.strip():
+                continue
+            value: Any = cell.strip()
+            if key == "address" and value.isdigit() and not (len(value) >= 5 and value[0] in "0134"):
+                value = int(value)
+            elif key in _INTEGERS:
+                value = _number(value, int)
+            elif key in _NUMBERS:
+                value = _number(value, float)
+            data[key] = value
+        try:
+            points.append(ModbusPoint.model_validate(data))
+        except ValidationError as err:
+            for e in err.errors():
+                col = ".".join(str(x) for x in e["loc"])
+                msg = str(e["msg"]).removeprefix("Value error, ")
+                issues.append(ConfigIssue(f"{source}:{line}" + (f": {col}" if col else ""), msg))
+    names = [p.name for p in points]
+    issues += [
+        ConfigIssue(source, f"two rows are named {n!r}") for n in sorted({n for n in names if names.count(n) > 1})
+    ]
+    if issues:
+        raise ConfigError(issues, source)
+    return points
+
+
+def _number(text: str, kind: type[int] | type[float]) -> Any:
+    """The number, or the text unchanged so pydantic reports it at its column."""
+    try:
+        return kind(text)
+    except ValueError:
+        return text
+
+
+def points_to_toml(points: list[ModbusPoint]) -> str:
+    """``[[devices.points]]`` tables to paste under a ``[[devices]]`` entry; only non-default keys."""
+    out: list[str] = []
+    for p in points:
+        out.append("[[devices.points]]")
+        for key, value in p.model_dump(mode="json", exclude_defaults=True).items():
+            out.append(f"{key} = {_toml_value(value)}")
+        out.append("")
+    return "\n".join(out)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    return json.dumps(str(value), ensure_ascii=False)  # JSON string escapes are valid TOML basic strings

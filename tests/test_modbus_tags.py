@@ -1,0 +1,55 @@
+"""`edgegw import-tags modbus FILE.csv`: CSV rows -> points, bad rows reported by line and column."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+
+from drivers.modbus.config import ByteOrder, Table
+from gateway.cli import main
+from gateway.config import parse
+from tests.test_config import GOOD
+
+CSV = """name,address,table,data_type,byte_order,scale,unit,bit,code
+ch4,30003,,float32,CDAB,,%CH4,,
+speed,9,input_register,int16,,0.1,rpm,,88.608.5288/DEV.fan.speed
+run,"00001",,bool,,,,,
+fault,40011,,bool,,,,3,
+"""
+
+
+def test_a_tag_list_becomes_a_valid_device_config(tmp_path: Path) -> None:
+    src, out = tmp_path / "tags.csv", tmp_path / "points.toml"
+    src.write_text(CSV)
+    assert main(["import-tags", "modbus", str(src), "-o", str(out)]) == 0
+    data = copy.deepcopy(GOOD)
+    data["devices"][0]["points"] = tomllib.loads(out.read_text())["devices"]["points"]
+    points = parse(data).devices[0].points
+    got = [(p.name, p.table, p.address, p.data_type.value, p.byte_order, p.scale, p.bit) for p in points]
+    assert got == [
+        ("ch4", Table.INPUT_REGISTER, 2, "float32", ByteOrder.CDAB, 1.0, None),
+        ("speed", Table.INPUT_REGISTER, 9, "int16", None, 0.1, None),
+        ("run", Table.COIL, 0, "bool", None, 1.0, None),
+        ("fault", Table.HOLDING_REGISTER, 10, "bool", None, 1.0, 3),
+    ]
+    assert points[1].code == "88.608.5288/DEV.fan.speed"
+
+
+def test_bad_rows_are_located_and_nothing_is_written(tmp_path: Path, capsys: object) -> None:
+    src, out = tmp_path / "tags.csv", tmp_path / "points.toml"
+    src.write_text(CSV + "bad,40001,,float16,,x,,,\nrun,40002,,,,,,,\nstr,40003,,string,,,,,\n")
+    assert main(["import-tags", "modbus", str(src), "-o", str(out)]) == 2
+    err = capsys.readouterr().err  # type: ignore[attr-defined]
+    assert f"{src}:6: data_type: Input should be" in err
+    assert f"{src}:6: scale: Input should be a valid number" in err
+    assert f"{src}:8: a string needs `length`" in err
+    assert "two rows are named 'run'" in err
+    assert not out.exists()
+
+
+def test_a_missing_column_is_reported(tmp_path: Path, capsys: object) -> None:
+    src = tmp_path / "tags.csv"
+    src.write_text("name,register\nx,1\n")
+    assert main(["import-tags", "modbus", str(src)]) == 2
+    assert "missing column 'address'" in capsys.readouterr().err  # type: ignore[attr-defined]
