@@ -193,3 +193,17 @@ def test_cli_ids_validate_exit_codes(capsys: pytest.CaptureFixture[str]) -> None
     assert main(["ids", "validate", "88.608.5288/DEV.a", "88..1/x"]) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[-1].startswith("INVALID") and "88..1/x" in out[-1]
+
+
+def test_cli_ids_list_shows_minted_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "baotou-mine.toml"
+    assert main(["ids", "list", "-c", str(example), "--json"]) == 0
+    import json
+
+    rows = json.loads(capsys.readouterr().out)
+    assert rows, "the example config has points"
+    for row in rows:
+        parse_handle(row["code"])
+        assert row["code"].startswith(row["device_code"] + ".")
