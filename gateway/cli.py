@@ -148,6 +148,37 @@ def cmd_import_tags(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_ids_validate(args: argparse.Namespace) -> int:
+    """One verdict line per code; exit 1 if any is invalid, so scripts can gate on it."""
+    from pipelines.identifiers import Profile, verdict
+
+    profile = Profile(args.profile)
+    bad = 0
+    for code in args.codes:
+        v = verdict(code, profile)
+        bad += not v.ok
+        print(f"{'ok' if v.ok else 'INVALID'}\t{v.kind}\t{code}\t{v.detail}")
+    return EXIT_FAILURE if bad else EXIT_OK
+
+
+def cmd_ids_list(args: argparse.Namespace) -> int:
+    """Every point's resolved code (given or minted) with its device code and grade, as TSV or JSON."""
+    from gateway.catalog import build_catalog
+    from gateway.config import load
+
+    catalog = build_catalog(load(args.config))
+    rows = [
+        {"point": p.key, "code": p.code, "device_code": p.device_code, "data_grade": p.data_grade}
+        for p in catalog.points
+    ]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        for r in rows:
+            print("\t".join(str(r[k]) for k in ("point", "code", "device_code", "data_grade")))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgegw", description="Edge telemetry gateway for mines and plants.")
     p.add_argument("--version", action="version", version=f"edgegw {__version__}")
@@ -215,6 +246,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("file")
     s.add_argument("-o", "--output", default=None, help="write here instead of stdout")
     s.set_defaults(func=cmd_import_tags)
+
+    s = sub.add_parser("ids", help="identifier codes: list the configured ones, validate codes")
+    isub = s.add_subparsers(dest="ids_command", required=True)
+    i = isub.add_parser("list", help="every point's identifier code (given or minted)")
+    i.add_argument("-c", "--config", required=True)
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_ids_list)
+    i = isub.add_parser("validate", help="check codes (88. handles, OIDs, GS1 keys); exit 1 if any is invalid")
+    i.add_argument("codes", nargs="+", metavar="CODE")
+    i.add_argument("--profile", choices=["national", "handle"], default="national")
+    i.set_defaults(func=cmd_ids_validate)
     return p
 
 

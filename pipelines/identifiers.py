@@ -21,9 +21,14 @@ __all__ = [
     "MAX_PREFIX_LEN",
     "Handle",
     "Profile",
+    "Verdict",
+    "gs1_check_digit",
     "mint",
     "parse_handle",
+    "parse_oid",
     "topic_safe",
+    "validate_gs1",
+    "verdict",
 ]
 
 MAX_HANDLE_LEN = 255
@@ -33,6 +38,7 @@ _NA_SEG = re.compile(r"[^./\x00-\x20\x7F]+")
 _PREFIX_88 = re.compile(r"88(?:\.[0-9]{1,16}){1,3}")
 _SUFFIX_88 = re.compile(r"\S{1,250}")
 _SUFFIX_GW = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,190}")
+_MINT_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _CONTROL = re.compile(r"[\x00-\x1F\x7F]")
 
 
@@ -107,6 +113,12 @@ def mint(prefix: str, *keys: str) -> str:
     parse_handle(prefix + "/x")  # validates the prefix
     if not keys:
         raise IdentifierError("minting needs at least one key")
+    for key in keys:
+        if not _MINT_KEY.fullmatch(key):
+            raise IdentifierError(
+                f"key {key!r} cannot be minted into a code: it must be non-empty, start with an ASCII "
+                "letter or digit and contain only ASCII letters, digits, '.', '_' and '-'"
+            )
     suffix = ".".join(keys)
     if not _SUFFIX_GW.fullmatch(suffix):
         raise IdentifierError(
@@ -121,3 +133,80 @@ def mint(prefix: str, *keys: str) -> str:
 def topic_safe(code: str) -> str:
     """Percent-encode the characters MQTT reserves (``/ + #``) and ``%`` itself: one topic level."""
     return code.replace("%", "%25").replace("/", "%2F").replace("+", "%2B").replace("#", "%23")
+
+
+_OID = re.compile(r"(?:0|1|2)(?:\.(?:0|[1-9][0-9]*))+")
+_GS1_LENGTHS = {8: "GTIN-8", 12: "GTIN-12", 13: "GTIN-13", 14: "GTIN-14", 17: "GSIN", 18: "SSCC"}
+
+
+def parse_oid(text: str) -> tuple[int, ...]:
+    """Parse a dotted ISO/ITU object identifier (X.660): arcs are decimal without leading zeros.
+
+    Leading zeros are rejected because ``1.02`` and ``1.2`` would name the same object twice.
+    """
+    if not _OID.fullmatch(text):
+        raise IdentifierError(
+            f"{text!r} is not an OID: expected decimal arcs like 1.2.156.xxx, first arc 0, 1 or 2, "
+            "no leading zeros, at least two arcs"
+        )
+    arcs = tuple(int(a) for a in text.split("."))
+    if arcs[0] < 2 and arcs[1] > 39:
+        raise IdentifierError(f"OID {text!r}: under arc {arcs[0]} the second arc must be 0..39")
+    return arcs
+
+
+def gs1_check_digit(body: str) -> int:
+    """GS1 mod-10 check digit of ``body`` (all digits except the check digit).
+
+    Weights 3,1,3,1... from the rightmost body digit, as in the GS1 General Specifications §7.9.1.
+    """
+    if not body.isascii() or not body.isdigit():
+        raise IdentifierError(f"GS1 key body {body!r} must be ASCII digits")
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
+    return (10 - total % 10) % 10
+
+
+def validate_gs1(key: str) -> str:
+    """Check a GS1 key (GTIN-8/12/13/14, GSIN, SSCC) and return its kind; raise saying why not."""
+    if not key.isascii() or not key.isdigit():
+        raise IdentifierError(f"GS1 key {key!r} must be ASCII digits only")
+    kind = _GS1_LENGTHS.get(len(key))
+    if kind is None:
+        raise IdentifierError(f"GS1 key {key!r} has {len(key)} digits; expected 8, 12, 13, 14, 17 or 18")
+    expected = gs1_check_digit(key[:-1])
+    if int(key[-1]) != expected:
+        raise IdentifierError(f"GS1 {kind} {key!r} has check digit {key[-1]}, expected {expected}")
+    return kind
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a code was recognised as, or why it is invalid (``ok`` false): for ``edgegw ids validate``."""
+
+    code: str
+    ok: bool
+    kind: str
+    detail: str
+
+
+def verdict(code: str, profile: Profile = Profile.NATIONAL) -> Verdict:
+    """Classify ``code``: a Handle (``/`` present), an OID, or a GS1 key; never raises.
+
+    The shape decides which grammar applies, so the message names the grammar the user meant.
+    """
+    try:
+        if "/" in code:
+            h = parse_handle(code, profile)
+            return Verdict(code, True, f"handle ({profile.value})", f"prefix {h.prefix}, suffix {h.suffix}")
+        if code.isascii() and code.isdigit():
+            return Verdict(code, True, "gs1", validate_gs1(code))
+        if "." in code and code[:1].isdigit() and not code.startswith("88."):
+            return Verdict(code, True, "oid", f"{len(parse_oid(code))} arcs")
+        parse_handle(code, profile)  # raises with the Handle-grammar reason
+    except IdentifierError as err:
+        if code.isascii() and code.isdigit():
+            kind = "gs1"
+        else:
+            kind = "handle" if "/" in code or code.startswith("88.") else "oid"
+        return Verdict(code, False, kind, str(err))
+    return Verdict(code, False, "unknown", "not a handle, OID or GS1 key")  # pragma: no cover
