@@ -41,7 +41,7 @@ class BufferMachine(RuleBasedStateMachine):
         self.seq = 0
 
     def _open(self) -> SqliteBuffer:
-        return SqliteBuffer(self.dir / "buf.db", max_bytes=_MAX_BYTES, when_full=self.policy, durability="fsync")
+        return SqliteBuffer(self.dir / "buf.db", max_bytes=_MAX_BYTES, when_full=self.policy, durability="interval")
 
     @rule(policy=st.sampled_from(["drop_oldest", "drop_newest", "block"]))
     @precondition(lambda self: self.buf is None)
@@ -156,4 +156,4 @@ class BufferMachine(RuleBasedStateMachine):
 
 
 TestBufferModel = BufferMachine.TestCase
-TestBufferModel.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+TestBufferModel.settings = settings(max_examples=50, stateful_step_count=30, deadline=None)
