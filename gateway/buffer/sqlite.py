@@ -180,16 +180,17 @@ class SqliteBuffer:
 
     # -- consumer side ---------------------------------------------------------------------------
     def begin(self, max_batches: int) -> Transaction:
-        """The oldest batches not already in flight (FIFO)."""
+        """The oldest batches not already in flight (FIFO).
+
+        A batch released by ``Outcome.RETRY`` comes back first even while later batches are still
+        in flight (skipping ids below the highest in-flight one would strand it).  The in-flight
+        set is bounded by the uplink window, so over-fetching by its size stays cheap.
+        """
+        rows = self._db.execute(
+            "SELECT id, payload, npoints FROM batches ORDER BY id LIMIT ?", (max_batches + len(self._inflight),)
+        ).fetchall()
         if self._inflight:
-            rows = self._db.execute(
-                "SELECT id, payload, npoints FROM batches WHERE id > ? ORDER BY id LIMIT ?",
-                (max(self._inflight), max_batches),
-            ).fetchall()
-        else:
-            rows = self._db.execute(
-                "SELECT id, payload, npoints FROM batches ORDER BY id LIMIT ?", (max_batches,)
-            ).fetchall()
+            rows = [r for r in rows if r[0] not in self._inflight][:max_batches]
         self._inflight.update(r[0] for r in rows)
         return Transaction(tuple(r[0] for r in rows), tuple(r[1] for r in rows), tuple(r[2] for r in rows))
 

@@ -1,0 +1,159 @@
+"""Model-based test of the SQLite buffer: random put / begin / end / crash / reopen sequences.
+
+The model is the obvious one: a FIFO list of (payload, npoints) plus the persistent counters.
+A "crash" abandons the connection without cleanup (what kill -9 leaves behind: in-flight batches
+were never confirmed, so they must all come back); "reopen" is a clean close and open.  After
+every step the buffer must agree with the model exactly, and the ledger must balance:
+accepted = delivered + dropped + pending.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from gateway.buffer import Outcome, SqliteBuffer, Transaction
+from gateway.errors import BufferFullError
+
+__all__ = ["BufferMachine"]
+
+_MAX_BYTES = 400
+
+
+class BufferMachine(RuleBasedStateMachine):
+    """Drives one buffer and a list model in lockstep."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = Path(tempfile.mkdtemp(prefix="edgegw-model-"))
+        self.policy = "drop_oldest"
+        self.buf: SqliteBuffer | None = None
+        self.model: list[tuple[int, bytes, int]] = []  # (row id, payload, npoints), FIFO
+        self.inflight: list[Transaction] = []
+        self.counters = dict.fromkeys(
+            ("accepted_points", "delivered_points", "dropped_oldest_points", "dropped_newest_points"), 0
+        )
+        self.seq = 0
+
+    def _open(self) -> SqliteBuffer:
+        return SqliteBuffer(self.dir / "buf.db", max_bytes=_MAX_BYTES, when_full=self.policy, durability="interval")
+
+    @rule(policy=st.sampled_from(["drop_oldest", "drop_newest", "block"]))
+    @precondition(lambda self: self.buf is None)
+    def start(self, policy: str) -> None:
+        self.policy = policy
+        self.buf = self._open()
+
+    @rule(size=st.integers(1, 150), npoints=st.integers(1, 50))
+    @precondition(lambda self: self.buf is not None)
+    def put(self, size: int, npoints: int) -> None:
+        assert self.buf is not None
+        self.seq += 1
+        payload = self.seq.to_bytes(4, "big") + b"x" * max(0, size - 4)
+        used = sum(len(p) for _, p, _ in self.model)
+        inflight_ids = {i for tx in self.inflight for i in tx.ids}
+        if used + len(payload) > _MAX_BYTES:
+            if self.policy == "block":
+                try:
+                    self.buf.put(payload, npoints)
+                except BufferFullError:
+                    return
+                raise AssertionError("block policy accepted a batch with no room")
+            if self.policy == "drop_newest" or len(payload) > _MAX_BYTES:
+                assert self.buf.put(payload, npoints) is False
+                self.counters["dropped_newest_points"] += npoints
+                return
+            # drop_oldest: oldest first, skipping what is in flight
+            need = used + len(payload) - _MAX_BYTES
+            freed = 0
+            keep: list[tuple[int, bytes, int]] = []
+            dropped = 0
+            for row in self.model:
+                if freed < need and row[0] not in inflight_ids:
+                    freed += len(row[1])
+                    dropped += row[2]
+                else:
+                    keep.append(row)
+            accepted = self.buf.put(payload, npoints)
+            self.model = keep
+            self.counters["dropped_oldest_points"] += dropped
+            if freed < need:
+                assert accepted is False
+                self.counters["dropped_newest_points"] += npoints
+                return
+            assert accepted is True
+        else:
+            assert self.buf.put(payload, npoints) is True
+        rid = self.buf._db.execute("SELECT MAX(id) FROM batches").fetchone()[0]
+        self.model.append((rid, payload, npoints))
+        self.counters["accepted_points"] += npoints
+
+    @rule(n=st.integers(1, 4))
+    @precondition(lambda self: self.buf is not None)
+    def begin(self, n: int) -> None:
+        assert self.buf is not None
+        tx = self.buf.begin(n)
+        taken = {i for t in self.inflight for i in t.ids}
+        expected = [row for row in self.model if row[0] not in taken][:n]
+        # FIFO: the oldest batches not already in flight, in order, byte for byte
+        assert list(tx.ids) == [r[0] for r in expected]
+        assert list(tx.payloads) == [r[1] for r in expected]
+        if tx.ids:
+            self.inflight.append(tx)
+
+    @rule(data=st.data())
+    @precondition(lambda self: self.buf is not None and self.inflight)
+    def end(self, data: st.DataObject) -> None:
+        assert self.buf is not None
+        tx = self.inflight.pop(0)
+        outcomes = data.draw(st.lists(st.sampled_from(list(Outcome)), min_size=len(tx.ids), max_size=len(tx.ids)))
+        self.buf.end(tx, outcomes)
+        done = {i for i, o in zip(tx.ids, outcomes, strict=True) if o is Outcome.DELIVERED}
+        self.counters["delivered_points"] += sum(n for i, _, n in self.model if i in done)
+        self.model = [row for row in self.model if row[0] not in done]
+
+    @rule()
+    @precondition(lambda self: self.buf is not None)
+    def crash(self) -> None:
+        """Abandon the connection mid-flight, as kill -9 would: nothing in flight was confirmed."""
+        assert self.buf is not None
+        self.buf._db.close()  # no end() for in-flight transactions, no cleanup
+        self.buf = self._open()
+        self.inflight.clear()
+
+    @rule()
+    @precondition(lambda self: self.buf is not None and not self.inflight)
+    def reopen(self) -> None:
+        assert self.buf is not None
+        self.buf.close()
+        self.buf = self._open()
+
+    @invariant()
+    def agrees_with_model(self) -> None:
+        if self.buf is None:
+            return
+        got = self.buf.counters()
+        for name, value in self.counters.items():
+            assert got[name] == value, (name, got[name], value)
+        assert self.buf.pending_batches == len(self.model)
+        assert self.buf.pending_points == sum(n for _, _, n in self.model)
+        rows = self.buf._db.execute("SELECT id, payload FROM batches ORDER BY id").fetchall()
+        assert [(r[0], r[1]) for r in rows] == [(i, p) for i, p, _ in self.model]
+        # the ledger balances: nothing accepted disappears uncounted
+        assert got["accepted_points"] == (
+            got["delivered_points"] + got["dropped_oldest_points"] + self.buf.pending_points
+        )
+
+    def teardown(self) -> None:
+        if self.buf is not None:
+            self.buf.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+TestBufferModel = BufferMachine.TestCase
+TestBufferModel.settings = settings(max_examples=50, stateful_step_count=30, deadline=None)
