@@ -55,7 +55,7 @@ from drivers.opcua.wire import ItemChange, PublishFrame, Unsupported, decode_pub
 from gateway.errors import ConnectError, ReadError
 from gateway.point import Quality, SampleBatch, now_ns
 
-__all__ = ["BrowsedVariable", "OpcUaDriver", "browse", "status_name"]
+__all__ = ["BrowsedVariable", "OpcUaDriver", "asyncua_variant", "browse", "decode_publish", "frame_of", "status_name"]
 
 for _name in ("asyncua", "asyncua.client", "asyncua.common.subscription"):
     logging.getLogger(_name).setLevel(logging.ERROR)  # it logs every publish at INFO, formatting the payload
@@ -114,7 +114,7 @@ _Route = tuple[int, int, int, bool]
 _NODE_GONE = frozenset({ua.StatusCodes.BadNodeIdUnknown, ua.StatusCodes.BadNodeIdInvalid})
 
 
-def _asyncua_variant(b: bytes, pos: int) -> tuple[Any, int]:
+def asyncua_variant(b: bytes, pos: int) -> tuple[Any, int]:
     """The wire decoder's fallback for uncommon Variants: asyncua's own decoding."""
     buf = Buffer(b, pos)
     return variant_from_binary(buf).Value, buf.cur_pos
@@ -146,7 +146,7 @@ def frame_of(result: ua.PublishResult) -> PublishFrame:
 def decode_publish(data: bytes) -> PublishFrame:
     """The lean decoder, or asyncua's generic one for a message it does not read."""
     try:
-        return decode_publish_response(data, _asyncua_variant)
+        return decode_publish_response(data, asyncua_variant)
     except Unsupported:
         return frame_of(struct_from_binary(ua.PublishResponse, Buffer(data)).Parameters)
 
