@@ -116,11 +116,22 @@ def cmd_certs_create(args: argparse.Namespace) -> int:
 
 def cmd_browse(args: argparse.Namespace) -> int:
     from drivers.opcua.browse import emit_config, format_table
-    from drivers.opcua.driver import browse
+    from drivers.opcua.config import SecurityMode, SecurityPolicy, TrustPolicy
+    from drivers.opcua.driver import SecuritySettings, browse
     from gateway.errors import DeviceError
 
+    security = None
+    if args.security != "None":
+        if (args.cert is None) != (args.key is None):
+            print("error: --cert and --key go together", file=sys.stderr)
+            return EXIT_USAGE
+        security = SecuritySettings(
+            SecurityPolicy(args.security), SecurityMode(args.mode), args.pki_dir,
+            TrustPolicy.TRUST_ON_FIRST_USE if args.trust_on_first_use else TrustPolicy.TRUST_LIST,
+            args.cert, args.key,
+        )
     try:
-        found = asyncio.run(browse(args.endpoint, depth=args.depth, pattern=args.filter))
+        found = asyncio.run(browse(args.endpoint, depth=args.depth, pattern=args.filter, security=security))
     except DeviceError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILURE
@@ -228,6 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--depth", type=int, default=6)
     s.add_argument("--filter", default="*", help="glob on the browse path, e.g. 'Objects/Gasifier*/*'")
     s.add_argument("--emit-config", action="store_true", help="print a ready-to-paste [[devices]] block")
+    s.add_argument("--security", default="None",
+                   choices=("None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"))
+    s.add_argument("--mode", choices=("Sign", "SignAndEncrypt"), default="SignAndEncrypt")
+    s.add_argument("--pki-dir", default="pki", help="trust list (trusted/) and, without --cert/--key, own/")
+    s.add_argument("--cert", help="the gateway's application certificate (DER or PEM)")
+    s.add_argument("--key", help="its private key (PEM)")
+    s.add_argument("--trust-on-first-use", action="store_true", help="store an unknown server certificate")
     s.set_defaults(func=cmd_browse)
 
     s = sub.add_parser("bench", help="benchmarks (print figures)")

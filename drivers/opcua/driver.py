@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Self
 
 from asyncua import Client, ua
@@ -35,8 +36,10 @@ from asyncua.ua.uaerrors import (
     UaError,
     UaStatusCodeError,
 )
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
-from drivers.opcua.certs import Pki, application_uri_of, thumbprint, validity_problem
+from drivers.opcua.certs import AppCertificate, Pki, application_uri_of, thumbprint, validity_problem
 from drivers.opcua.config import (
     ArrayMode,
     DeadbandType,
@@ -48,6 +51,7 @@ from drivers.opcua.config import (
     SecurityPolicy,
     TimestampSource,
     Trigger,
+    TrustPolicy,
 )
 from drivers.opcua.decode import convert_value, datetime_ns, quality_of
 from drivers.opcua.plan import batch_size, chunks
@@ -55,7 +59,17 @@ from drivers.opcua.wire import ItemChange, PublishFrame, Unsupported, decode_pub
 from gateway.errors import ConnectError, ReadError
 from gateway.point import Quality, SampleBatch, now_ns
 
-__all__ = ["BrowsedVariable", "OpcUaDriver", "asyncua_variant", "browse", "decode_publish", "frame_of", "status_name"]
+__all__ = [
+    "BrowsedVariable",
+    "OpcUaDriver",
+    "SecuritySettings",
+    "asyncua_variant",
+    "browse",
+    "decode_publish",
+    "frame_of",
+    "secure",
+    "status_name",
+]
 
 for _name in ("asyncua", "asyncua.client", "asyncua.common.subscription"):
     logging.getLogger(_name).setLevel(logging.ERROR)  # it logs every publish at INFO, formatting the payload
@@ -291,7 +305,7 @@ class OpcUaDriver:
         client.session_timeout = max(10_000, int(cfg.publishing_interval_ms * cfg.lifetime_count * 2))
         client.connection_lost_callback = self._on_connection_lost
         try:
-            await self._secure(client)
+            await secure(client, cfg.name, cfg.endpoint, SecuritySettings.of(cfg))
             self._identity(client)
             await client.connect()
         except ConnectError:
@@ -339,71 +353,6 @@ class OpcUaDriver:
         self._lost_reason = f"connection lost: {exc!r}"
         self._lost.set()
 
-    async def _secure(self, client: Client) -> None:
-        cfg = self.config
-        if cfg.security_policy is SecurityPolicy.NONE:
-            return
-        pki = Pki(cfg.pki_dir)
-        own = pki.own()
-        if own is None:
-            raise ConnectError(
-                cfg.name,
-                f"no application certificate in {pki.root}/own: create one with "
-                f"`edgegw certs create --pki-dir {pki.root}`",
-            )
-        client.application_uri = own.application_uri
-        policy = _POLICIES[cfg.security_policy]
-        mode = _MODES[cfg.security_mode]
-        endpoints = await client.connect_and_get_server_endpoints()
-        match = [e for e in endpoints if e.SecurityPolicyUri == policy.URI and e.SecurityMode == mode]
-        if not match:
-            offered = sorted({f"{e.SecurityPolicyUri.rsplit('#', 1)[-1]}/{e.SecurityMode.name}" for e in endpoints})
-            raise ConnectError(
-                cfg.name,
-                f"{cfg.endpoint} offers no {cfg.security_policy.value}/{cfg.security_mode.value} endpoint "
-                f"(offered: {', '.join(offered)})",
-            )
-        server_der = _first_certificate(match[0].ServerCertificate)
-        self._check_trust(pki, server_der)
-
-        async def validate(cert: Any, _app: Any) -> None:
-            from cryptography.hazmat.primitives.serialization import Encoding
-
-            if cert.public_bytes(Encoding.DER) != server_der:
-                raise ConnectError(cfg.name, "the server presented a different certificate in CreateSession")
-
-        client.certificate_validator = validate
-        await client.set_security(
-            policy, str(own.cert_path), str(own.key_path), server_certificate=server_der, mode=mode
-        )
-
-    def _check_trust(self, pki: Pki, der: bytes) -> None:
-        cfg = self.config
-        problem = validity_problem(der)
-        if problem is not None:
-            raise ConnectError(cfg.name, f"server certificate {thumbprint(der)} of {cfg.endpoint} {problem}")
-        if pki.is_trusted(der):
-            return
-        uri = application_uri_of(der)
-        if cfg.trust.value == "trust_on_first_use" and not pki.known_for_uri(uri):
-            path = pki.trust(der)
-            log.warning(
-                "Device %s: trusting server certificate %s (%s) on first use; stored as %s.",
-                cfg.name,
-                thumbprint(der),
-                uri,
-                path,
-                extra={"device": cfg.name},
-            )
-            return
-        path = pki.reject(der)
-        why = "differs from the one trusted for" if pki.known_for_uri(uri) else "is not in the trust list for"
-        raise ConnectError(
-            cfg.name,
-            f"server certificate {thumbprint(der)} ({uri}) {why} {cfg.endpoint}; it was saved as {path}: "
-            f"move it to {pki.trusted}/ to trust it",
-        )
-
     def _identity(self, client: Client) -> None:
         cfg = self.config
         if cfg.identity is Identity.USERNAME:
@@ -416,7 +365,6 @@ class OpcUaDriver:
                 raise ConnectError(cfg.name, f"environment variable {cfg.password_env} is not set")
             client.set_password(password)
         elif cfg.identity is Identity.CERTIFICATE:
-            from cryptography import x509
             from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
             assert cfg.user_certificate and cfg.user_private_key  # checked by the config model
@@ -676,6 +624,103 @@ def _sample(idx: int, ts: int, arr: int, as_json: bool, raw: Any, status: int) -
     return (idx, ts, value, quality, status_name(status) if status else None)
 
 
+# ------------------------------------------------------------------ security
+@dataclass(frozen=True, slots=True)
+class SecuritySettings:
+    """What a secured session needs: from a device's config, or from `edgegw browse` options."""
+
+    policy: SecurityPolicy
+    mode: SecurityMode
+    pki_dir: str = "pki"
+    trust: TrustPolicy = TrustPolicy.TRUST_LIST
+    certificate: str | None = None  # the gateway's own certificate; default <pki_dir>/own/cert.der
+    private_key: str | None = None
+
+    @classmethod
+    def of(cls, cfg: OpcUaDevice) -> SecuritySettings:
+        return cls(cfg.security_policy, cfg.security_mode, cfg.pki_dir, cfg.trust)
+
+
+def _own_certificate(name: str, s: SecuritySettings, pki: Pki) -> AppCertificate:
+    if s.certificate is None or s.private_key is None:
+        own = pki.own()
+        if own is None:
+            raise ConnectError(
+                name,
+                f"no application certificate in {pki.root}/own: create one with "
+                f"`edgegw certs create --pki-dir {pki.root}`",
+            )
+        return own
+    try:
+        with open(s.certificate, "rb") as f:
+            data = f.read()
+        der = x509.load_pem_x509_certificate(data).public_bytes(Encoding.DER) if data.startswith(b"-----") else data
+        uri = application_uri_of(der)
+    except (OSError, ValueError) as err:
+        raise ConnectError(name, f"unusable certificate {s.certificate}: {err}") from err
+    if uri is None:
+        raise ConnectError(name, f"certificate {s.certificate} has no ApplicationUri (URI subjectAltName)")
+    return AppCertificate(Path(s.certificate), Path(s.private_key), uri)
+
+
+async def secure(client: Client, name: str, endpoint: str, s: SecuritySettings) -> None:
+    """Pick the server's endpoint for the policy and mode, check its certificate, and set security up.
+
+    ``name`` (the device, or the endpoint for `edgegw browse`) goes into every error.
+    """
+    if s.policy is SecurityPolicy.NONE:
+        return
+    pki = Pki(s.pki_dir)
+    own = _own_certificate(name, s, pki)
+    client.application_uri = own.application_uri
+    policy = _POLICIES[s.policy]
+    mode = _MODES[s.mode]
+    endpoints = await client.connect_and_get_server_endpoints()
+    match = [e for e in endpoints if e.SecurityPolicyUri == policy.URI and e.SecurityMode == mode]
+    if not match:
+        offered = sorted({f"{e.SecurityPolicyUri.rsplit('#', 1)[-1]}/{e.SecurityMode.name}" for e in endpoints})
+        raise ConnectError(
+            name,
+            f"{endpoint} offers no {s.policy.value}/{s.mode.value} endpoint (offered: {', '.join(offered)})",
+        )
+    server_der = _first_certificate(match[0].ServerCertificate)
+    _check_trust(pki, server_der, name, endpoint, s.trust)
+
+    async def validate(cert: Any, _app: Any) -> None:
+        if cert.public_bytes(Encoding.DER) != server_der:
+            raise ConnectError(name, "the server presented a different certificate in CreateSession")
+
+    client.certificate_validator = validate
+    await client.set_security(policy, str(own.cert_path), str(own.key_path), server_certificate=server_der, mode=mode)
+
+
+def _check_trust(pki: Pki, der: bytes, name: str, endpoint: str, trust: TrustPolicy) -> None:
+    problem = validity_problem(der)
+    if problem is not None:
+        raise ConnectError(name, f"server certificate {thumbprint(der)} of {endpoint} {problem}")
+    if pki.is_trusted(der):
+        return
+    uri = application_uri_of(der)
+    if trust is TrustPolicy.TRUST_ON_FIRST_USE and not pki.known_for_uri(uri):
+        path = pki.trust(der)
+        log.warning(
+            "Device %s: trusting server certificate %s (%s) on first use; stored as %s.",
+            name,
+            thumbprint(der),
+            uri,
+            path,
+            extra={"device": name},
+        )
+        return
+    path = pki.reject(der)
+    why = "differs from the one trusted for" if pki.known_for_uri(uri) else "is not in the trust list for"
+    raise ConnectError(
+        name,
+        f"server certificate {thumbprint(der)} ({uri}) {why} {endpoint}; it was saved as {path}: "
+        f"move it to {pki.trusted}/ to trust it",
+    )
+
+
 def _first_certificate(der: bytes) -> bytes:
     """A server may send a chain; the first DER element is its own certificate."""
     if len(der) > 4 and der[0] == 0x30 and der[1] == 0x82:
@@ -695,15 +740,26 @@ class BrowsedVariable:
 
 
 async def browse(
-    endpoint: str, *, depth: int = 6, pattern: str = "*", timeout_s: float = 10.0
+    endpoint: str,
+    *,
+    depth: int = 6,
+    pattern: str = "*",
+    timeout_s: float = 10.0,
+    security: SecuritySettings | None = None,
 ) -> list[BrowsedVariable]:
     """Walk Objects/ (hierarchical references) and list the variables: the raw material of a point list.
 
-    Uses security None (discovery); it is an engineering tool run against a commissioning endpoint.
+    Security None unless ``security`` says otherwise; then the server certificate is checked
+    against the trust list exactly as a device's would be.
     """
     client = Client(endpoint, timeout=timeout_s)
     try:
+        if security is not None:
+            await secure(client, endpoint, endpoint, security)
         await client.connect()
+    except ConnectError:
+        await OpcUaDriver._close(client)
+        raise
     except UaStatusCodeError as err:
         raise ConnectError(endpoint, f"refused: {status_name(err.code)}") from err
     except _COMM_ERRORS as err:
