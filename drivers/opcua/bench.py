@@ -58,7 +58,8 @@ async def _start_server(port: int, items: int, server: str, workdir: str) -> asy
 
         proc = await asyncio.create_subprocess_exec(
             "node", str(NODE_DIR / "server.js"), str(port), workdir, str(items),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env={**os.environ, "HOME": workdir},
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            env={**os.environ, "HOME": workdir},
         )
     else:
         proc = await asyncio.create_subprocess_exec(

@@ -125,3 +125,30 @@ async def test_percent_deadband_against_an_analog_item(peer: NodeOpcuaPeer) -> N
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_a_node_deleted_at_run_time_turns_bad_and_the_others_keep_flowing(peer: NodeOpcuaPeer) -> None:
+    """node-opcua reports a deleted node on its own monitored item (BadNodeIdInvalid)."""
+    points = [
+        {"name": "doomed", "node_id": "ns=1;s=Kiln.Doomed1"},
+        {"name": "count", "node_id": "ns=1;s=Kiln.Count"},
+    ]
+    cfg, cat = catalog_for(device(peer.endpoint, points))
+    drv = OpcUaDriver(cfg.devices[0], 0)
+    out = Collector()
+    runner = StreamRunner(drv, cat, out, connect_timeout_s=15, backoff_max_s=1)
+    task = asyncio.create_task(runner.run())
+    try:
+        await eventually(lambda: all((s := out.latest(i)) is not None and s[3] is Quality.GOOD for i in (0, 1)),
+                         what="first values")
+        peer.delete_node("ns=1;s=Kiln.Doomed1")
+        await eventually(lambda: (s := out.latest(0)) is not None and s[3] is Quality.BAD, what="deleted node bad")
+        assert out.latest(0)[2:] == (None, Quality.BAD, "BadNodeIdInvalid")  # type: ignore[index]
+        after = len(out.samples)
+        await eventually(lambda: any(s[0] == 1 and s[3] is Quality.GOOD for s in out.samples[after:]),
+                         what="count still flowing")
+        assert drv.counters.sessions == 1 and runner.health.up
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
