@@ -14,7 +14,7 @@ import pytest
 
 from drivers.opcua.certs import Pki
 from drivers.opcua.driver import OpcUaDriver, browse
-from gateway.point import Quality
+from gateway.point import Quality, now_ns
 from gateway.runner import StreamRunner
 from hil.node_opcua_peer import NodeOpcuaPeer, PeerUnavailable
 from tests.conftest import IN_CI, eventually
@@ -148,6 +148,32 @@ async def test_a_node_deleted_at_run_time_turns_bad_and_the_others_keep_flowing(
         await eventually(lambda: any(s[0] == 1 and s[3] is Quality.GOOD for s in out.samples[after:]),
                          what="count still flowing")
         assert drv.counters.sessions == 1 and runner.health.up
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_server_and_source_timestamps_with_picoseconds(peer: NodeOpcuaPeer) -> None:
+    """node-opcua sends both timestamps with picoseconds (DataValue mask 0x3D); in Part 6 order the
+    SourcePicoseconds come before the ServerTimestamp, which asyncua 2.1 misreads (year 9999)."""
+    points = [
+        {"name": "by_source", "node_id": "ns=1;s=Kiln.Count", "timestamp": "source"},
+        {"name": "by_server", "node_id": "ns=1;s=Kiln.Count", "timestamp": "server"},
+    ]
+    cfg, cat = catalog_for(device(peer.endpoint, points))
+    drv = OpcUaDriver(cfg.devices[0], 0)
+    out = Collector()
+    runner = StreamRunner(drv, cat, out, connect_timeout_s=15, backoff_max_s=1)
+    task = asyncio.create_task(runner.run())
+    try:
+        await eventually(lambda: all(out.latest(i) is not None for i in (0, 1)), what="both points")
+        now = now_ns()
+        day = 86_400 * 10**9
+        for i in (0, 1):
+            s = out.latest(i)
+            assert s is not None and s[3] is Quality.GOOD
+            assert abs(s[1] - now) < day, f"point {i}: time {s[1]} is not today"
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
