@@ -55,7 +55,14 @@ from drivers.opcua.config import (
 )
 from drivers.opcua.decode import convert_value, datetime_ns, quality_of
 from drivers.opcua.plan import batch_size, chunks
-from drivers.opcua.wire import ItemChange, PublishFrame, Unsupported, decode_publish_response
+from drivers.opcua.wire import (
+    ItemChange,
+    PublishFrame,
+    ReadResult,
+    Unsupported,
+    decode_publish_response,
+    decode_read_response,
+)
 from gateway.errors import ConnectError, ReadError
 from gateway.point import Quality, SampleBatch, now_ns
 
@@ -165,6 +172,11 @@ def decode_publish(data: bytes) -> PublishFrame:
         return frame_of(struct_from_binary(ua.PublishResponse, Buffer(data)).Parameters)
 
 
+def _bytes_of(data: Buffer) -> bytes:
+    raw = data.read(len(data))
+    return raw if isinstance(raw, bytes) else bytes(raw)
+
+
 class _PipelinedSession(UaSession):  # type: ignore[misc]
     """asyncua's session with a publish loop that keeps several PublishRequests in flight.
 
@@ -179,6 +191,19 @@ class _PipelinedSession(UaSession):  # type: ignore[misc]
     def __init__(self, client: Any, publish_requests: int) -> None:
         super().__init__(client)
         self.publish_requests = publish_requests
+
+    async def read_values(self, params: ua.ReadParameters) -> list[ReadResult]:
+        """A Read decoded by :mod:`drivers.opcua.wire` (Part 6 DataValue field order)."""
+        request = ua.ReadRequest()
+        request.Parameters = params
+        raw = _bytes_of(await self._send_request(request))
+        try:
+            code, results = decode_read_response(raw, asyncua_variant)
+        except Unsupported:
+            response = struct_from_binary(ua.ReadResponse, Buffer(raw))
+            code, results = response.ResponseHeader.ServiceResult.value, [_dv_parts(dv) for dv in response.Results]
+        ua.StatusCode(code).check()
+        return results
 
     async def _publish_loop(self) -> None:
         acks: list[ua.SubscriptionAcknowledgement] = []
@@ -201,8 +226,7 @@ class _PipelinedSession(UaSession):  # type: ignore[misc]
                 # the connection-lost callback tells the driver; the session is closed from there
                 await asyncio.sleep(1.0)
                 continue
-            raw = data.read(len(data))
-            frame = decode_publish(raw if isinstance(raw, bytes) else bytes(raw))
+            frame = decode_publish(_bytes_of(data))
             if not frame.subscription_id:
                 return  # Part 4 §5.13.5: no subscriptions
             callback = self._subscription_callbacks.get(frame.subscription_id)
@@ -600,14 +624,14 @@ class OpcUaDriver:
             )
             self.counters.read_calls += 1
             try:
-                values = await client.uaclient.read(params)
+                values = await client.uaclient.session.read_values(params)
             except UaStatusCodeError as err:
                 raise ReadError(
                     self.name, f"Read failed: {status_name(err.code)}", reason=status_name(err.code), disconnect=True
                 ) from err
             except (*_COMM_ERRORS, ConnectionError) as err:
                 raise ReadError(self.name, f"Read failed: {err!r}", reason="disconnected", disconnect=True) from err
-            out += self._samples([(i, *_dv_parts(dv)) for i, dv in zip(chunk, values, strict=True)])
+            out += self._samples([(i, *v) for i, v in zip(chunk, values, strict=True)])
         return out
 
 

@@ -1,4 +1,4 @@
-"""Lean decoding of PublishResponse messages (OPC UA Part 6 binary encoding; pure, no asyncua).
+"""Lean decoding of PublishResponse and ReadResponse messages (OPC UA Part 6 binary; pure, no asyncua).
 
 Why: asyncua decodes a PublishResponse through its generic dataclass machinery, building a
 MonitoredItemNotification, a DataValue, a Variant, a StatusCode and two datetimes per notification.
@@ -15,7 +15,8 @@ values are exactly those asyncua would give.  Anything that is not a PublishResp
 
 DataValue fields are read in the order of Part 6 §5.2.2.17 (SourceTimestamp, SourcePicoseconds,
 ServerTimestamp, ServerPicoseconds).  asyncua 2.1 reads both timestamps before both picosecond
-fields, which garbles the ServerTimestamp of a server that sends picoseconds (node-opcua does).
+fields, which garbles the ServerTimestamp of a server that sends picoseconds (node-opcua does);
+that is why polling reads (:func:`decode_read_response`) come through here too.
 """
 
 from __future__ import annotations
@@ -29,17 +30,21 @@ from typing import Any
 __all__ = [
     "DATA_CHANGE_NOTIFICATION",
     "PUBLISH_RESPONSE",
+    "READ_RESPONSE",
     "STATUS_CHANGE_NOTIFICATION",
     "ItemChange",
     "PublishFrame",
+    "ReadResult",
     "Unsupported",
     "VariantDecoder",
     "decode_publish_response",
+    "decode_read_response",
     "filetime_ns",
 ]
 
 # binary encoding node ids (namespace 0)
 PUBLISH_RESPONSE = 829
+READ_RESPONSE = 634
 DATA_CHANGE_NOTIFICATION = 811
 STATUS_CHANGE_NOTIFICATION = 820
 
@@ -68,7 +73,6 @@ _U8 = struct.Struct("<B").unpack_from
 _I32 = struct.Struct("<i").unpack_from
 _U32 = struct.Struct("<I").unpack_from
 _I64 = struct.Struct("<q").unpack_from
-_HANDLE_MASK = struct.Struct("<IB").unpack_from  # MonitoredItemNotification: ClientHandle + DataValue mask
 
 # DateTime: 100 ns ticks since 1601-01-01, clamped and truncated to µs as asyncua does (so both
 # decoders agree to the nanosecond): below 0 is 1601, from year 9999-12-31 23:59:59 on is that.
@@ -217,36 +221,73 @@ def _extension_object(b: bytes, pos: int) -> tuple[int | None, int, int, int]:
     return (ident if ns == 0 else None), pos, pos, pos
 
 
+def _data_value(b: bytes, pos: int, variant: VariantDecoder) -> tuple[Any, int, int | None, int | None, int]:
+    """``(value, status, source ns, server ns, offset after)`` of one DataValue."""
+    mask = b[pos]
+    pos += 1
+    value: Any = None
+    status = 0
+    source: int | None = None
+    server: int | None = None
+    if mask & 0x01:
+        value, pos = _variant(b, pos, variant)
+    if mask & 0x02:
+        status = _U32(b, pos)[0]
+        pos += 4
+    if mask & 0x04:
+        source = filetime_ns(_I64(b, pos)[0])
+        pos += 8
+    if mask & 0x10:  # SourcePicoseconds: below the gateway's ns resolution of a 100 ns tick
+        pos += 2
+    if mask & 0x08:
+        server = filetime_ns(_I64(b, pos)[0])
+        pos += 8
+    if mask & 0x20:
+        pos += 2
+    return value, status, source, server, pos
+
+
 def _data_changes(b: bytes, pos: int, end: int, out: list[ItemChange], variant: VariantDecoder) -> None:
     (n,) = _I32(b, pos)
     pos += 4
     append = out.append
-    ticks = filetime_ns
     for _ in range(max(n, 0)):
-        handle, mask = _HANDLE_MASK(b, pos)
-        pos += 5
-        value: Any = None
-        status = 0
-        source: int | None = None
-        server: int | None = None
-        if mask & 0x01:
-            value, pos = _variant(b, pos, variant)
-        if mask & 0x02:
-            status = _U32(b, pos)[0]
-            pos += 4
-        if mask & 0x04:
-            source = ticks(_I64(b, pos)[0])
-            pos += 8
-        if mask & 0x10:  # SourcePicoseconds: below the gateway's ns resolution of a 100 ns tick
-            pos += 2
-        if mask & 0x08:
-            server = ticks(_I64(b, pos)[0])
-            pos += 8
-        if mask & 0x20:
-            pos += 2
+        (handle,) = _U32(b, pos)
+        value, status, source, server, pos = _data_value(b, pos + 4, variant)
         append((handle, value, status, source, server))
     if pos > end:
         raise struct.error("DataChangeNotification runs past its ExtensionObject body")
+
+
+def _response_body(b: bytes, type_id: int) -> tuple[int, int]:
+    """``(offset after the ResponseHeader, its ServiceResult)`` of a ``type_id`` response, else :class:`Unsupported`."""
+    ns, ident, pos = _node_id(b, 0)
+    if ns != 0 or ident != type_id:
+        raise Unsupported(f"not the expected response {type_id}: ns={ns} id={ident}")
+    # ResponseHeader: Timestamp, RequestHandle, ServiceResult, ServiceDiagnostics, StringTable, AdditionalHeader
+    (service_result,) = _U32(b, pos + 12)
+    pos = _skip_diagnostic_info(b, pos + 16)
+    (n,) = _I32(b, pos)
+    pos += 4
+    for _ in range(max(n, 0)):
+        pos = _skip_string(b, pos)
+    return _extension_object(b, pos)[3], service_result
+
+
+ReadResult = tuple[Any, int, int | None, int | None]
+"""``(value, status code, source time in UTC ns | None, server time in UTC ns | None)``."""
+
+
+def decode_read_response(b: bytes, variant: VariantDecoder) -> tuple[int, list[ReadResult]]:
+    """``(ServiceResult, one ReadResult per node)`` of a ReadResponse (TypeId first)."""
+    pos, service_result = _response_body(b, READ_RESPONSE)
+    (n,) = _I32(b, pos)
+    pos += 4
+    out: list[ReadResult] = []
+    for _ in range(max(n, 0)):
+        value, status, source, server, pos = _data_value(b, pos, variant)
+        out.append((value, status, source, server))
+    return service_result, out
 
 
 def decode_publish_response(b: bytes, variant: VariantDecoder) -> PublishFrame:
@@ -256,16 +297,7 @@ def decode_publish_response(b: bytes, variant: VariantDecoder) -> PublishFrame:
     read: nothing in the gateway acts on them.  A truncated message raises ``struct.error`` or
     ``IndexError``.
     """
-    ns, ident, pos = _node_id(b, 0)
-    if ns != 0 or ident != PUBLISH_RESPONSE:
-        raise Unsupported(f"not a PublishResponse: ns={ns} id={ident}")
-    # ResponseHeader: Timestamp, RequestHandle, ServiceResult, ServiceDiagnostics, StringTable, AdditionalHeader
-    pos = _skip_diagnostic_info(b, pos + 16)
-    (n,) = _I32(b, pos)
-    pos += 4
-    for _ in range(max(n, 0)):
-        pos = _skip_string(b, pos)
-    _, _, _, pos = _extension_object(b, pos)
+    pos = _response_body(b, PUBLISH_RESPONSE)[0]  # its ServiceResult is Good or it is a ServiceFault
     # PublishResult
     subscription_id, n = struct.unpack_from("<Ii", b, pos)
     pos += 8 + 4 * max(n, 0)  # AvailableSequenceNumbers

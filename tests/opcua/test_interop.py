@@ -161,6 +161,9 @@ async def test_server_and_source_timestamps_with_picoseconds(peer: NodeOpcuaPeer
         {"name": "by_source", "node_id": "ns=1;s=Kiln.Count", "timestamp": "source"},
         {"name": "by_server", "node_id": "ns=1;s=Kiln.Count", "timestamp": "server"},
     ]
+    cfg, cat = catalog_for(device(peer.endpoint, points, mode="polling"))
+    async with OpcUaDriver(cfg.devices[0], 0) as polling:
+        read = await polling.read()
     cfg, cat = catalog_for(device(peer.endpoint, points))
     drv = OpcUaDriver(cfg.devices[0], 0)
     out = Collector()
@@ -170,10 +173,9 @@ async def test_server_and_source_timestamps_with_picoseconds(peer: NodeOpcuaPeer
         await eventually(lambda: all(out.latest(i) is not None for i in (0, 1)), what="both points")
         now = now_ns()
         day = 86_400 * 10**9
-        for i in (0, 1):
-            s = out.latest(i)
+        for s in [out.latest(0), out.latest(1), *read]:  # subscription, then polling
             assert s is not None and s[3] is Quality.GOOD
-            assert abs(s[1] - now) < day, f"point {i}: time {s[1]} is not today"
+            assert abs(s[1] - now) < day, f"point {s[0]}: time {s[1]} is not today"
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -17,8 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from drivers.opcua.decode import datetime_ns
-from drivers.opcua.driver import asyncua_variant, decode_publish, frame_of
-from drivers.opcua.wire import PublishFrame, Unsupported, decode_publish_response, filetime_ns
+from drivers.opcua.driver import _dv_parts, asyncua_variant, decode_publish, frame_of
+from drivers.opcua.wire import (
+    PublishFrame,
+    Unsupported,
+    decode_publish_response,
+    decode_read_response,
+    filetime_ns,
+)
 
 VT = ua.VariantType
 UTC = dt.UTC
@@ -160,6 +166,18 @@ def test_plain_types_decode_as_asyncua_does_without_fallback(raw: bytes) -> None
 @given(publish_responses(st.one_of(fast_variants(), other_variants())))
 def test_other_types_go_through_asyncua_and_agree(raw: bytes) -> None:
     assert _canon(decode_publish_response(raw, asyncua_variant)) == _canon(_asyncua_frame(raw))
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(data_values(st.one_of(fast_variants(), other_variants())), max_size=8), st.integers(0, 2**32 - 1))
+def test_read_responses_decode_as_asyncua_does(values: list[ua.DataValue], service_result: int) -> None:
+    resp = ua.ReadResponse()
+    resp.ResponseHeader.ServiceResult = ua.StatusCode(service_result)
+    resp.Results = values
+    raw = struct_to_binary(resp)
+    decoded = struct_from_binary(ua.ReadResponse, Buffer(raw))
+    expected = (decoded.ResponseHeader.ServiceResult.value, [_dv_parts(dv) for dv in decoded.Results])
+    assert _canon(decode_read_response(raw, asyncua_variant)) == _canon(expected)
 
 
 @given(st.integers(-(2**63), 2**63 - 1))
