@@ -13,8 +13,7 @@ from gateway.runner import StreamRunner
 from hil.opcua_server import PlantServer
 from hil.tcp_proxy import FaultProxy
 from tests.conftest import eventually
-from tests.opcua.conftest import catalog_for, device
-from tests.opcua.test_subscription import Collector
+from tests.opcua.conftest import Collector, catalog_for, device, streaming
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -88,12 +87,7 @@ async def test_a_node_deleted_at_run_time_turns_bad_and_the_others_keep_flowing(
     try:
         dome, phase = srv.node_id("HotStove2.Dome.Temperature"), srv.node_id("HotStove2.Status.Phase")
         points = [{"name": "dome", "node_id": dome}, {"name": "phase", "node_id": phase}]
-        cfg, cat = catalog_for(device(srv.endpoint, points))
-        drv = OpcUaDriver(cfg.devices[0], 0)
-        out = Collector()
-        runner = StreamRunner(drv, cat, out, connect_timeout_s=10, backoff_max_s=1)
-        task = asyncio.create_task(runner.run())
-        try:
+        async with streaming(device(srv.endpoint, points), connect_timeout_s=10) as (drv, runner, out):
             await eventually(lambda: all((s := out.latest(i)) is not None and s[3] is Quality.GOOD for i in (0, 1)),
                              what="first values")
             await srv.delete_node(phase)
@@ -104,9 +98,5 @@ async def test_a_node_deleted_at_run_time_turns_bad_and_the_others_keep_flowing(
             await eventually(lambda: (s := out.latest(0)) is not None and s[2] == want, what="others still flowing")
             assert out.latest(1)[3] is Quality.BAD  # type: ignore[index]
             assert drv.counters.sessions == 1 and runner.health.up  # no reconnect for one missing node
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
     finally:
         await srv.stop()

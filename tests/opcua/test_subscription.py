@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from drivers.opcua.driver import OpcUaDriver
-from gateway.point import Quality, Sample, SampleBatch
+from gateway.point import Quality
 from gateway.runner import StreamRunner
 from hil.opcua_server import PlantServer
 from tests.conftest import eventually
-from tests.opcua.conftest import catalog_for, device
+from tests.opcua.conftest import Collector, catalog_for, device
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -31,20 +31,6 @@ def gasifier_points(plant: PlantServer) -> list[dict[str, Any]]:
         {"name": "t1", "node_id": "ns=2;s=Arrays.Temps", "array_index": 1},
         {"name": "temps", "node_id": "ns=2;s=Arrays.Temps", "array_mode": "json"},
     ]
-
-
-class Collector:
-    def __init__(self) -> None:
-        self.samples: list[Sample] = []
-
-    async def __call__(self, batch: SampleBatch) -> None:
-        self.samples.extend(batch)
-
-    def latest(self, idx: int) -> Sample | None:
-        for s in reversed(self.samples):
-            if s[0] == idx:
-                return s
-        return None
 
 
 async def test_polling_reads_every_point_in_batches_under_the_server_limit(plant: PlantServer) -> None:
