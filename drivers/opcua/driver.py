@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
+import struct
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -226,7 +227,11 @@ class _PipelinedSession(UaSession):  # type: ignore[misc]
                 # the connection-lost callback tells the driver; the session is closed from there
                 await asyncio.sleep(1.0)
                 continue
-            frame = decode_publish(_bytes_of(data))
+            try:
+                frame = decode_publish(_bytes_of(data))
+            except (struct.error, IndexError, ValueError, UaError) as err:  # as asyncua: skip, keep publishing
+                log.warning("Undecodable PublishResponse skipped: %r", err)
+                continue
             if not frame.subscription_id:
                 return  # Part 4 §5.13.5: no subscriptions
             callback = self._subscription_callbacks.get(frame.subscription_id)
