@@ -116,11 +116,22 @@ def cmd_certs_create(args: argparse.Namespace) -> int:
 
 def cmd_browse(args: argparse.Namespace) -> int:
     from drivers.opcua.browse import emit_config, format_table
-    from drivers.opcua.driver import browse
+    from drivers.opcua.config import SecurityMode, SecurityPolicy, TrustPolicy
+    from drivers.opcua.driver import SecuritySettings, browse
     from gateway.errors import DeviceError
 
+    security = None
+    if args.security != "None":
+        if (args.cert is None) != (args.key is None):
+            print("error: --cert and --key go together", file=sys.stderr)
+            return EXIT_USAGE
+        security = SecuritySettings(
+            SecurityPolicy(args.security), SecurityMode(args.mode), args.pki_dir,
+            TrustPolicy.TRUST_ON_FIRST_USE if args.trust_on_first_use else TrustPolicy.TRUST_LIST,
+            args.cert, args.key,
+        )
     try:
-        found = asyncio.run(browse(args.endpoint, depth=args.depth, pattern=args.filter))
+        found = asyncio.run(browse(args.endpoint, depth=args.depth, pattern=args.filter, security=security))
     except DeviceError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILURE
@@ -131,7 +142,7 @@ def cmd_browse(args: argparse.Namespace) -> int:
 def cmd_bench_opcua(args: argparse.Namespace) -> int:
     from drivers.opcua.bench import main as bench_main
 
-    bench_main(args.items, args.json, args.window, not args.no_restart, args.server)
+    bench_main(args.items, args.json, args.window, not args.no_restart, args.server, args.runs, args.profile)
     return EXIT_OK
 
 
@@ -228,6 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--depth", type=int, default=6)
     s.add_argument("--filter", default="*", help="glob on the browse path, e.g. 'Objects/Gasifier*/*'")
     s.add_argument("--emit-config", action="store_true", help="print a ready-to-paste [[devices]] block")
+    s.add_argument("--security", default="None",
+                   choices=("None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"))
+    s.add_argument("--mode", choices=("Sign", "SignAndEncrypt"), default="SignAndEncrypt")
+    s.add_argument("--pki-dir", default="pki", help="trust list (trusted/) and, without --cert/--key, own/")
+    s.add_argument("--cert", help="the gateway's application certificate (DER or PEM)")
+    s.add_argument("--key", help="its private key (PEM)")
+    s.add_argument("--trust-on-first-use", action="store_true", help="store an unknown server certificate")
     s.set_defaults(func=cmd_browse)
 
     s = sub.add_parser("bench", help="benchmarks (print figures)")
@@ -237,8 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", default=None, help="also write the figures to FILE")
     b.add_argument("--window", type=float, default=10.0, help="measurement window in seconds")
     b.add_argument("--no-restart", action="store_true", help="skip the server-restart measurement")
-    b.add_argument("--server", choices=("asyncua", "node-opcua"), default="asyncua",
-                   help="simulated server: asyncua (Python, ~8k changes/s ceiling) or node-opcua (npm)")
+    b.add_argument("--server", choices=("asyncua", "node-opcua"), default="node-opcua",
+                   help="simulated server: node-opcua (npm) or asyncua (Python, ~8k changes/s ceiling)")
+    b.add_argument("--runs", type=int, default=1, help="repeat and report per-figure medians")
+    b.add_argument("--profile", default=None, help="cProfile the gateway during the first window into FILE")
     b.set_defaults(func=cmd_bench_opcua)
 
     s = sub.add_parser("import-tags", help="turn a CSV tag list into config TOML")

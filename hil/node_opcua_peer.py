@@ -44,7 +44,7 @@ class NodeOpcuaPeer:
         log = (self.workdir / "peer.log").open("wb")
         self.proc = subprocess.Popen(
             [node, str(NODE_DIR / "server.js"), str(self.port), str(self.workdir / "server")],
-            stdout=subprocess.PIPE, stderr=log, env=env, cwd=NODE_DIR,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env, cwd=NODE_DIR,
         )
         assert self.proc.stdout is not None
         end = time.monotonic() + timeout_s
@@ -63,6 +63,12 @@ class NodeOpcuaPeer:
         self.cert_der = Path(der.strip())
         # node-opcua's default endpoint path is the resource path it was given; discover it
         self.endpoint = f"opc.tcp://127.0.0.1:{port}"
+
+    def delete_node(self, node_id: str) -> None:
+        """Delete a node of the running server (``ns=1;s=Kiln.Doomed1``), as a re-engineered PLC would."""
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(f"delete {node_id}\n".encode())
+        self.proc.stdin.flush()
 
     def stop(self) -> None:
         if self.proc is None:

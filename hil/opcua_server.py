@@ -12,9 +12,11 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import gc
 import logging
 import socket
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Self
@@ -239,6 +241,35 @@ class PlantServer:
         nid = ua.NodeId.from_string(node_id)
         dv = ua.DataValue(StatusCode=ua.StatusCode(getattr(ua.StatusCodes, status)))
         await self._server.write_attribute_value(nid, dv)
+
+    async def delete_node(self, node_id: str) -> None:
+        """Delete a node while clients monitor it, as a re-engineered PLC program would.
+
+        asyncua 2.1 means to tell each subscription monitoring it with a StatusChangeNotification
+        (BadNodeIdUnknown) but calls the coroutine without awaiting it, so nothing is sent; this
+        does what it intends, so clients see the asyncua server's designed behaviour.
+        """
+        assert self._server is not None
+        nid = ua.NodeId.from_string(node_id)
+        subs = [
+            sub.monitored_item_srv
+            for sub in self._server.iserver.subscription_service.subscriptions.values()
+            if any(
+                m.read_value_id is not None and m.read_value_id.NodeId == nid
+                for m in sub.monitored_item_srv._monitored_items.values()
+            )
+        ]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # "coroutine ... was never awaited", see above
+            await self._server.delete_nodes([self._server.get_node(nid)])
+            gc.collect()
+        for mis in subs:
+            await mis.trigger_statuschange(ua.StatusCode(ua.StatusCodes.BadNodeIdUnknown))
+        gone = [i for i, n in enumerate(self.node_ids) if n == nid]  # stop writing it on tick()
+        for i in reversed(gone):
+            del self.specs[i], self.node_ids[i], self._vts[i]
+            if i < self._plant_nodes:
+                self._plant_nodes -= 1
 
     async def stop(self) -> None:
         if self._task is not None:

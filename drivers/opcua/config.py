@@ -145,6 +145,12 @@ class OpcUaDevice(DeviceBase):
     deadband_value: float = Field(default=0.0, ge=0)
     keepalive_count: int = Field(default=10, ge=1, le=10_000)
     lifetime_count: int = Field(default=60, ge=3, le=100_000)
+    max_notifications_per_publish: int = Field(
+        default=0, ge=0, le=1_000_000, description="cap per PublishResponse; 0 = as many as the server allows"
+    )
+    publish_requests: int = Field(
+        default=3, ge=1, le=20, description="PublishRequests kept in flight, so a server never waits for the next one"
+    )
     max_items_per_request: int = Field(
         default=1000, ge=1, le=100_000, description="cap when the server does not advertise its own limits"
     )

@@ -2,9 +2,11 @@
 
 Two modes, both sized under the server's operation limits:
 
-* subscription: one subscription, monitored items created in batches; the publish callback turns a
-  ``DataChangeNotification`` straight into a sample batch (no per-item task or Node object, which is
-  what keeps 10,000 items/s cheap), and :meth:`OpcUaDriver.stream` yields those batches;
+* subscription: one subscription, monitored items created in batches; several PublishRequests stay
+  in flight (:class:`_PipelinedSession`), each PublishResponse is decoded by :mod:`drivers.opcua.wire`
+  straight into (handle, value, status, times) tuples and routed into one sample batch (no asyncua
+  struct, Node object or per-item task: that is what keeps 10,000 notifications/s at a few percent
+  of a core), and :meth:`OpcUaDriver.stream` yields those batches;
 * polling: :meth:`OpcUaDriver.read` issues batched Read calls.
 
 Reconnecting is not done here: a lost session makes :meth:`stream` / :meth:`read` raise, and the
@@ -17,16 +19,30 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
+import struct
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Self
 
 from asyncua import Client, ua
+from asyncua.client.ua_session import SessionState, UaSession
+from asyncua.common.shortcuts import Shortcuts
+from asyncua.common.utils import Buffer
 from asyncua.crypto import security_policies
-from asyncua.ua.uaerrors import UaError, UaStatusCodeError
+from asyncua.ua.ua_binary import struct_from_binary, variant_from_binary
+from asyncua.ua.uaerrors import (
+    BadNoSubscription,
+    BadTimeout,
+    BadTooManyPublishRequests,
+    UaError,
+    UaStatusCodeError,
+)
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
-from drivers.opcua.certs import Pki, application_uri_of, thumbprint, validity_problem
+from drivers.opcua.certs import AppCertificate, Pki, application_uri_of, thumbprint, validity_problem
 from drivers.opcua.config import (
     ArrayMode,
     DeadbandType,
@@ -38,13 +54,32 @@ from drivers.opcua.config import (
     SecurityPolicy,
     TimestampSource,
     Trigger,
+    TrustPolicy,
 )
 from drivers.opcua.decode import convert_value, datetime_ns, quality_of
 from drivers.opcua.plan import batch_size, chunks
+from drivers.opcua.wire import (
+    ItemChange,
+    PublishFrame,
+    ReadResult,
+    Unsupported,
+    decode_publish_response,
+    decode_read_response,
+)
 from gateway.errors import ConnectError, ReadError
 from gateway.point import Quality, SampleBatch, now_ns
 
-__all__ = ["BrowsedVariable", "OpcUaDriver", "browse", "status_name"]
+__all__ = [
+    "BrowsedVariable",
+    "OpcUaDriver",
+    "SecuritySettings",
+    "asyncua_variant",
+    "browse",
+    "decode_publish",
+    "frame_of",
+    "secure",
+    "status_name",
+]
 
 for _name in ("asyncua", "asyncua.client", "asyncua.common.subscription"):
     logging.getLogger(_name).setLevel(logging.ERROR)  # it logs every publish at INFO, formatting the payload
@@ -99,6 +134,124 @@ def status_name(code: int) -> str:
 
 # Per point, resolved once: (sample index, timestamp choice, array index or -1, array as JSON)
 _Route = tuple[int, int, int, bool]
+# a monitored node deleted at run time; asyncua servers report it as a subscription status change
+_NODE_GONE = frozenset({ua.StatusCodes.BadNodeIdUnknown, ua.StatusCodes.BadNodeIdInvalid})
+
+
+def asyncua_variant(b: bytes, pos: int) -> tuple[Any, int]:
+    """The wire decoder's fallback for uncommon Variants: asyncua's own decoding."""
+    buf = Buffer(b, pos)
+    return variant_from_binary(buf).Value, buf.cur_pos
+
+
+def _dv_parts(dv: ua.DataValue) -> tuple[Any, int, int | None, int | None]:
+    """``(value, status, source ns, server ns)`` of an asyncua DataValue, as the wire decoder gives them."""
+    return (
+        dv.Value.Value if dv.Value is not None else None,
+        dv.StatusCode.value if dv.StatusCode is not None else 0,
+        datetime_ns(dv.SourceTimestamp) if dv.SourceTimestamp is not None else None,
+        datetime_ns(dv.ServerTimestamp) if dv.ServerTimestamp is not None else None,
+    )
+
+
+def frame_of(result: ua.PublishResult) -> PublishFrame:
+    """A PublishResult decoded by asyncua, in the wire decoder's shape."""
+    msg = result.NotificationMessage
+    data = msg.NotificationData or []
+    frame = PublishFrame(result.SubscriptionId, msg.SequenceNumber, bool(result.MoreNotifications), len(data))
+    for notif in data:
+        if isinstance(notif, ua.DataChangeNotification):
+            frame.items.extend((i.ClientHandle, *_dv_parts(i.Value)) for i in notif.MonitoredItems)
+        elif isinstance(notif, ua.StatusChangeNotification):
+            frame.status_changes.append(notif.Status.value)
+    return frame
+
+
+def decode_publish(data: bytes) -> PublishFrame:
+    """The lean decoder, or asyncua's generic one for a message it does not read."""
+    try:
+        return decode_publish_response(data, asyncua_variant)
+    except Unsupported:
+        return frame_of(struct_from_binary(ua.PublishResponse, Buffer(data)).Parameters)
+
+
+def _bytes_of(data: Buffer) -> bytes:
+    raw = data.read(len(data))
+    return raw if isinstance(raw, bytes) else bytes(raw)
+
+
+class _PipelinedSession(UaSession):  # type: ignore[misc]
+    """asyncua's session with a publish loop that keeps several PublishRequests in flight.
+
+    asyncua sends the next PublishRequest only after the previous response was decoded and handled,
+    so a server that caps notifications per response (node-opcua: 1,000) waits a full round trip
+    between chunks; with N requests queued at the server it answers as fast as it can encode
+    (Part 4 §5.13.5 recommends several).  Responses are decoded by :mod:`drivers.opcua.wire`.
+    The callback receives a :class:`PublishFrame`, or asyncua's ``PublishResult`` when asyncua
+    itself informs subscriptions of a lost session.
+    """
+
+    def __init__(self, client: Any, publish_requests: int) -> None:
+        super().__init__(client)
+        self.publish_requests = publish_requests
+
+    async def read_values(self, params: ua.ReadParameters) -> list[ReadResult]:
+        """A Read decoded by :mod:`drivers.opcua.wire` (Part 6 DataValue field order)."""
+        request = ua.ReadRequest()
+        request.Parameters = params
+        raw = _bytes_of(await self._send_request(request))
+        try:
+            code, results = decode_read_response(raw, asyncua_variant)
+        except Unsupported:
+            response = struct_from_binary(ua.ReadResponse, Buffer(raw))
+            code, results = response.ResponseHeader.ServiceResult.value, [_dv_parts(dv) for dv in response.Results]
+        ua.StatusCode(code).check()
+        return results
+
+    async def _publish_loop(self) -> None:
+        acks: list[ua.SubscriptionAcknowledgement] = []
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(self.publish_requests):
+                tg.create_task(self._publisher(acks))
+
+    async def _publisher(self, acks: list[ua.SubscriptionAcknowledgement]) -> None:
+        while self._state not in (SessionState.CLOSING, SessionState.CLOSED):
+            request = ua.PublishRequest()
+            request.Parameters.SubscriptionAcknowledgements = acks[:]
+            acks.clear()
+            try:
+                data = await self._send_request(request, timeout=0)
+            except BadTimeout:
+                continue
+            except (BadNoSubscription, BadTooManyPublishRequests):
+                return  # no subscription left, or the server queues fewer requests: fewer in flight
+            except (*_COMM_ERRORS, ConnectionError):
+                # the connection-lost callback tells the driver; the session is closed from there
+                await asyncio.sleep(1.0)
+                continue
+            try:
+                frame = decode_publish(_bytes_of(data))
+            except (struct.error, IndexError, ValueError, UaError) as err:  # as asyncua: skip, keep publishing
+                log.warning("Undecodable PublishResponse skipped: %r", err)
+                continue
+            if not frame.subscription_id:
+                return  # Part 4 §5.13.5: no subscriptions
+            callback = self._subscription_callbacks.get(frame.subscription_id)
+            if callback is not None:
+                callback(frame)
+            if frame.notification_count:
+                acks.append(
+                    ua.SubscriptionAcknowledgement(
+                        SubscriptionId=frame.subscription_id, SequenceNumber=frame.sequence_number
+                    )
+                )
+
+
+class _Client(Client):  # type: ignore[misc]
+    def __init__(self, url: str, *, timeout: float, watchdog_intervall: float, publish_requests: int) -> None:
+        super().__init__(url, timeout=timeout, watchdog_intervall=watchdog_intervall)
+        self.uaclient.session = _PipelinedSession(self.uaclient, publish_requests)
+        self.nodes = Shortcuts(self.uaclient.session)
 
 
 @dataclass(slots=True)
@@ -142,6 +295,7 @@ class OpcUaDriver:
         self._queue: asyncio.Queue[SampleBatch] = asyncio.Queue(maxsize=queue_batches)
         self._lost: asyncio.Event = asyncio.Event()
         self._lost_reason = ""
+        self._locate_gone = False
         self._last_publish = 0.0
         self._read_batch = config.max_items_per_request
         self.counters = DriverCounters()
@@ -162,6 +316,7 @@ class OpcUaDriver:
         cfg = self.config
         self._lost.clear()
         self._lost_reason = ""
+        self._locate_gone = False
         while not self._queue.empty():
             self._queue.get_nowait()
         try:
@@ -171,12 +326,17 @@ class OpcUaDriver:
         # asyncua's liveness probe reads ServerState with a timeout of one watchdog interval: at 1 s a
         # server busy with a 10,000-item publish looked dead.  Our keep-alive watchdog in stream() is
         # the fast detector; this probe only catches a half-open socket.
-        client = Client(cfg.endpoint, timeout=cfg.timeout_ms / 1000, watchdog_intervall=max(5.0, cfg.timeout_ms / 1000))
+        client = _Client(
+            cfg.endpoint,
+            timeout=cfg.timeout_ms / 1000,
+            watchdog_intervall=max(5.0, cfg.timeout_ms / 1000),
+            publish_requests=cfg.publish_requests,
+        )
         client.name = client.description = f"edgegw {cfg.name}"
         client.session_timeout = max(10_000, int(cfg.publishing_interval_ms * cfg.lifetime_count * 2))
         client.connection_lost_callback = self._on_connection_lost
         try:
-            await self._secure(client)
+            await secure(client, cfg.name, cfg.endpoint, SecuritySettings.of(cfg))
             self._identity(client)
             await client.connect()
         except ConnectError:
@@ -224,71 +384,6 @@ class OpcUaDriver:
         self._lost_reason = f"connection lost: {exc!r}"
         self._lost.set()
 
-    async def _secure(self, client: Client) -> None:
-        cfg = self.config
-        if cfg.security_policy is SecurityPolicy.NONE:
-            return
-        pki = Pki(cfg.pki_dir)
-        own = pki.own()
-        if own is None:
-            raise ConnectError(
-                cfg.name,
-                f"no application certificate in {pki.root}/own: create one with "
-                f"`edgegw certs create --pki-dir {pki.root}`",
-            )
-        client.application_uri = own.application_uri
-        policy = _POLICIES[cfg.security_policy]
-        mode = _MODES[cfg.security_mode]
-        endpoints = await client.connect_and_get_server_endpoints()
-        match = [e for e in endpoints if e.SecurityPolicyUri == policy.URI and e.SecurityMode == mode]
-        if not match:
-            offered = sorted({f"{e.SecurityPolicyUri.rsplit('#', 1)[-1]}/{e.SecurityMode.name}" for e in endpoints})
-            raise ConnectError(
-                cfg.name,
-                f"{cfg.endpoint} offers no {cfg.security_policy.value}/{cfg.security_mode.value} endpoint "
-                f"(offered: {', '.join(offered)})",
-            )
-        server_der = _first_certificate(match[0].ServerCertificate)
-        self._check_trust(pki, server_der)
-
-        async def validate(cert: Any, _app: Any) -> None:
-            from cryptography.hazmat.primitives.serialization import Encoding
-
-            if cert.public_bytes(Encoding.DER) != server_der:
-                raise ConnectError(cfg.name, "the server presented a different certificate in CreateSession")
-
-        client.certificate_validator = validate
-        await client.set_security(
-            policy, str(own.cert_path), str(own.key_path), server_certificate=server_der, mode=mode
-        )
-
-    def _check_trust(self, pki: Pki, der: bytes) -> None:
-        cfg = self.config
-        problem = validity_problem(der)
-        if problem is not None:
-            raise ConnectError(cfg.name, f"server certificate {thumbprint(der)} of {cfg.endpoint} {problem}")
-        if pki.is_trusted(der):
-            return
-        uri = application_uri_of(der)
-        if cfg.trust.value == "trust_on_first_use" and not pki.known_for_uri(uri):
-            path = pki.trust(der)
-            log.warning(
-                "Device %s: trusting server certificate %s (%s) on first use; stored as %s.",
-                cfg.name,
-                thumbprint(der),
-                uri,
-                path,
-                extra={"device": cfg.name},
-            )
-            return
-        path = pki.reject(der)
-        why = "differs from the one trusted for" if pki.known_for_uri(uri) else "is not in the trust list for"
-        raise ConnectError(
-            cfg.name,
-            f"server certificate {thumbprint(der)} ({uri}) {why} {cfg.endpoint}; it was saved as {path}: "
-            f"move it to {pki.trusted}/ to trust it",
-        )
-
     def _identity(self, client: Client) -> None:
         cfg = self.config
         if cfg.identity is Identity.USERNAME:
@@ -301,7 +396,6 @@ class OpcUaDriver:
                 raise ConnectError(cfg.name, f"environment variable {cfg.password_env} is not set")
             client.set_password(password)
         elif cfg.identity is Identity.CERTIFICATE:
-            from cryptography import x509
             from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
             assert cfg.user_certificate and cfg.user_private_key  # checked by the config model
@@ -336,7 +430,7 @@ class OpcUaDriver:
             RequestedPublishingInterval=cfg.publishing_interval_ms,
             RequestedLifetimeCount=cfg.lifetime_count,
             RequestedMaxKeepAliveCount=cfg.keepalive_count,
-            MaxNotificationsPerPublish=0,
+            MaxNotificationsPerPublish=cfg.max_notifications_per_publish,
             PublishingEnabled=True,
             Priority=0,
         )
@@ -398,39 +492,52 @@ class OpcUaDriver:
             RequestedParameters=mparams,
         )
 
-    def _on_publish(self, result: ua.PublishResult) -> None:
-        """Called by asyncua's publish loop: keep-alives, data changes and status changes."""
+    def _on_publish(self, frame: PublishFrame | ua.PublishResult) -> None:
+        """Called by the publish loop: keep-alives, data changes and status changes."""
+        if not isinstance(frame, PublishFrame):  # asyncua informing of a lost session
+            frame = frame_of(frame)
         self._last_publish = time.monotonic()
         self.counters.publish_responses += 1
-        data = result.NotificationMessage.NotificationData
-        if not data:
+        if not frame.notification_count:
             self.counters.keepalives += 1
             return
-        for notif in data:
-            if isinstance(notif, ua.DataChangeNotification):
-                batch = self._samples(notif.MonitoredItems)
-                self.counters.notifications += len(batch)
-                if self._queue.full():  # bounded hand-off: the oldest burst goes, and is counted
-                    self._queue.get_nowait()
-                    self.counters.dropped_batches += 1
-                self._queue.put_nowait(batch)
-            elif isinstance(notif, ua.StatusChangeNotification):
-                code = notif.Status.value
-                if quality_of(code) is Quality.BAD:
-                    self._lost_reason = f"subscription status {status_name(code)}"
-                    self._lost.set()
+        if frame.items:
+            batch = self._samples(frame.items)
+            self.counters.notifications += len(frame.items)
+            if self._queue.full():  # bounded hand-off: the oldest burst goes, and is counted
+                self._queue.get_nowait()
+                self.counters.dropped_batches += 1
+            self._queue.put_nowait(batch)
+        for code in frame.status_changes:
+            if code in _NODE_GONE:  # a monitored node was deleted; the server does not say which
+                self._locate_gone = True
+            elif quality_of(code) is Quality.BAD:
+                self._lost_reason = f"subscription status {status_name(code)}"
+                self._lost.set()
 
-    def _samples(self, items: Sequence[ua.MonitoredItemNotification]) -> SampleBatch:
+    def _samples(self, items: Sequence[ItemChange]) -> SampleBatch:
         routes = self._routes
+        n_routes = len(routes)
         gw_ts = now_ns()
+        good = Quality.GOOD
         out: SampleBatch = []
         append = out.append
-        for item in items:
-            try:
-                idx, ts_mode, arr, as_json = routes[item.ClientHandle]
-            except IndexError:
+        for handle, value, status, source, server in items:
+            if handle >= n_routes:
                 continue
-            append(_sample(item.Value, idx, ts_mode, arr, as_json, gw_ts))
+            idx, ts_mode, arr, as_json = routes[handle]
+            if ts_mode == 0:
+                t = source if source is not None else server
+            elif ts_mode == 1:
+                t = server if server is not None else source
+            else:
+                t = None
+            if t is None:
+                t = gw_ts
+            if not status and arr < 0 and type(value) in _PLAIN:  # the common case, inline
+                append((idx, t, value, good, None))
+            else:
+                append(_sample(idx, t, arr, as_json, value, status))
         return out
 
     async def stream(self) -> AsyncIterator[SampleBatch]:
@@ -446,6 +553,11 @@ class OpcUaDriver:
         lost_wait: asyncio.Task[bool] = asyncio.create_task(self._lost.wait())
         try:
             while True:
+                if self._locate_gone:
+                    self._locate_gone = False
+                    gone = await self._gone_nodes()
+                    if gone:
+                        yield gone
                 if not self._queue.empty():
                     yield self._queue.get_nowait()
                     continue
@@ -469,6 +581,37 @@ class OpcUaDriver:
         finally:
             lost_wait.cancel()
 
+    async def _gone_nodes(self) -> SampleBatch:
+        """Which monitored nodes no longer exist: one NodeClass Read per batch, only after the server
+        reported a deleted node without naming it (asyncua servers do); they turn bad with the reason."""
+        client = self._client
+        if client is None:
+            return []
+        ts = now_ns()
+        out: SampleBatch = []
+        for chunk in chunks(list(range(len(self._node_ids))), self._read_batch):
+            self.counters.read_calls += 1
+            try:
+                values = await client.uaclient.read_attributes(
+                    [self._node_ids[i] for i in chunk], ua.AttributeIds.NodeClass
+                )
+            except (*_COMM_ERRORS, ConnectionError) as err:
+                raise ReadError(self.name, f"Read failed: {err!r}", reason="disconnected", disconnect=True) from err
+            for i, dv in zip(chunk, values, strict=True):
+                code = dv.StatusCode.value if dv.StatusCode is not None else 0
+                if code in _NODE_GONE:
+                    out.append((self._routes[i][0], ts, None, Quality.BAD, status_name(code)))
+                    log.warning(
+                        "Device %s: node %s (point %s) was deleted from the server: %s.",
+                        self.name,
+                        self.config.points[i].node_id,
+                        self.config.points[i].name,
+                        status_name(code),
+                        extra={"device": self.name},
+                    )
+        self.counters.bad_items += len(out)
+        return out
+
     # ----------------------------------------------------------------- polling
     async def read(self) -> SampleBatch:
         client = self._client
@@ -488,37 +631,125 @@ class OpcUaDriver:
             )
             self.counters.read_calls += 1
             try:
-                values = await client.uaclient.read(params)
+                values = await client.uaclient.session.read_values(params)
             except UaStatusCodeError as err:
                 raise ReadError(
                     self.name, f"Read failed: {status_name(err.code)}", reason=status_name(err.code), disconnect=True
                 ) from err
             except (*_COMM_ERRORS, ConnectionError) as err:
                 raise ReadError(self.name, f"Read failed: {err!r}", reason="disconnected", disconnect=True) from err
-            gw_ts = now_ns()
-            routes = self._routes
-            for i, dv in zip(chunk, values, strict=True):
-                idx, ts_mode, arr, as_json = routes[i]
-                out.append(_sample(dv, idx, ts_mode, arr, as_json, gw_ts))
+            out += self._samples([(i, *v) for i, v in zip(chunk, values, strict=True)])
         return out
 
 
-def _sample(dv: ua.DataValue, idx: int, ts_mode: int, arr: int, as_json: bool, gw_ts: int) -> Any:
-    status = dv.StatusCode.value if dv.StatusCode is not None else 0
-    if ts_mode == 0:
-        t = dv.SourceTimestamp or dv.ServerTimestamp
-    elif ts_mode == 1:
-        t = dv.ServerTimestamp or dv.SourceTimestamp
-    else:
-        t = None
-    ts = datetime_ns(t) if t is not None else gw_ts
+_PLAIN = frozenset({float, int, bool, str})
+
+
+def _sample(idx: int, ts: int, arr: int, as_json: bool, raw: Any, status: int) -> Any:
     quality = quality_of(status) if status else Quality.GOOD
     if quality is Quality.BAD:
         return (idx, ts, None, Quality.BAD, status_name(status))
-    value, reason = convert_value(dv.Value.Value if dv.Value is not None else None, arr, as_json)
+    value, reason = convert_value(raw, arr, as_json)
     if value is None:
         return (idx, ts, None, Quality.BAD, reason)
     return (idx, ts, value, quality, status_name(status) if status else None)
+
+
+# ------------------------------------------------------------------ security
+@dataclass(frozen=True, slots=True)
+class SecuritySettings:
+    """What a secured session needs: from a device's config, or from `edgegw browse` options."""
+
+    policy: SecurityPolicy
+    mode: SecurityMode
+    pki_dir: str = "pki"
+    trust: TrustPolicy = TrustPolicy.TRUST_LIST
+    certificate: str | None = None  # the gateway's own certificate; default <pki_dir>/own/cert.der
+    private_key: str | None = None
+
+    @classmethod
+    def of(cls, cfg: OpcUaDevice) -> SecuritySettings:
+        return cls(cfg.security_policy, cfg.security_mode, cfg.pki_dir, cfg.trust)
+
+
+def _own_certificate(name: str, s: SecuritySettings, pki: Pki) -> AppCertificate:
+    if s.certificate is None or s.private_key is None:
+        own = pki.own()
+        if own is None:
+            raise ConnectError(
+                name,
+                f"no application certificate in {pki.root}/own: create one with "
+                f"`edgegw certs create --pki-dir {pki.root}`",
+            )
+        return own
+    try:
+        with open(s.certificate, "rb") as f:
+            data = f.read()
+        der = x509.load_pem_x509_certificate(data).public_bytes(Encoding.DER) if data.startswith(b"-----") else data
+        uri = application_uri_of(der)
+    except (OSError, ValueError) as err:
+        raise ConnectError(name, f"unusable certificate {s.certificate}: {err}") from err
+    if uri is None:
+        raise ConnectError(name, f"certificate {s.certificate} has no ApplicationUri (URI subjectAltName)")
+    return AppCertificate(Path(s.certificate), Path(s.private_key), uri)
+
+
+async def secure(client: Client, name: str, endpoint: str, s: SecuritySettings) -> None:
+    """Pick the server's endpoint for the policy and mode, check its certificate, and set security up.
+
+    ``name`` (the device, or the endpoint for `edgegw browse`) goes into every error.
+    """
+    if s.policy is SecurityPolicy.NONE:
+        return
+    pki = Pki(s.pki_dir)
+    own = _own_certificate(name, s, pki)
+    client.application_uri = own.application_uri
+    policy = _POLICIES[s.policy]
+    mode = _MODES[s.mode]
+    endpoints = await client.connect_and_get_server_endpoints()
+    match = [e for e in endpoints if e.SecurityPolicyUri == policy.URI and e.SecurityMode == mode]
+    if not match:
+        offered = sorted({f"{e.SecurityPolicyUri.rsplit('#', 1)[-1]}/{e.SecurityMode.name}" for e in endpoints})
+        raise ConnectError(
+            name,
+            f"{endpoint} offers no {s.policy.value}/{s.mode.value} endpoint (offered: {', '.join(offered)})",
+        )
+    server_der = _first_certificate(match[0].ServerCertificate)
+    _check_trust(pki, server_der, name, endpoint, s.trust)
+
+    async def validate(cert: Any, _app: Any) -> None:
+        if cert.public_bytes(Encoding.DER) != server_der:
+            raise ConnectError(name, "the server presented a different certificate in CreateSession")
+
+    client.certificate_validator = validate
+    await client.set_security(policy, str(own.cert_path), str(own.key_path), server_certificate=server_der, mode=mode)
+
+
+def _check_trust(pki: Pki, der: bytes, name: str, endpoint: str, trust: TrustPolicy) -> None:
+    problem = validity_problem(der)
+    if problem is not None:
+        raise ConnectError(name, f"server certificate {thumbprint(der)} of {endpoint} {problem}")
+    if pki.is_trusted(der):
+        return
+    uri = application_uri_of(der)
+    if trust is TrustPolicy.TRUST_ON_FIRST_USE and not pki.known_for_uri(uri):
+        path = pki.trust(der)
+        log.warning(
+            "Device %s: trusting server certificate %s (%s) on first use; stored as %s.",
+            name,
+            thumbprint(der),
+            uri,
+            path,
+            extra={"device": name},
+        )
+        return
+    path = pki.reject(der)
+    why = "differs from the one trusted for" if pki.known_for_uri(uri) else "is not in the trust list for"
+    raise ConnectError(
+        name,
+        f"server certificate {thumbprint(der)} ({uri}) {why} {endpoint}; it was saved as {path}: "
+        f"move it to {pki.trusted}/ to trust it",
+    )
 
 
 def _first_certificate(der: bytes) -> bytes:
@@ -540,15 +771,26 @@ class BrowsedVariable:
 
 
 async def browse(
-    endpoint: str, *, depth: int = 6, pattern: str = "*", timeout_s: float = 10.0
+    endpoint: str,
+    *,
+    depth: int = 6,
+    pattern: str = "*",
+    timeout_s: float = 10.0,
+    security: SecuritySettings | None = None,
 ) -> list[BrowsedVariable]:
     """Walk Objects/ (hierarchical references) and list the variables: the raw material of a point list.
 
-    Uses security None (discovery); it is an engineering tool run against a commissioning endpoint.
+    Security None unless ``security`` says otherwise; then the server certificate is checked
+    against the trust list exactly as a device's would be.
     """
     client = Client(endpoint, timeout=timeout_s)
     try:
+        if security is not None:
+            await secure(client, endpoint, endpoint, security)
         await client.connect()
+    except ConnectError:
+        await OpcUaDriver._close(client)
+        raise
     except UaStatusCodeError as err:
         raise ConnectError(endpoint, f"refused: {status_name(err.code)}") from err
     except _COMM_ERRORS as err:

@@ -48,6 +48,11 @@ async function main() {
     valueRank: 1, arrayDimensions: [3],
     value: new Variant({ dataType: DataType.Double, arrayType: 1, value: new Float64Array([800.5, 900.5, 1000.5]) }) });
   // an AnalogItem with an EURange: what a percent deadband is computed against
+  // nodes a test deletes at run time (command "delete <nodeId>" on stdin): a monitored node going away
+  for (const n of ["Doomed1", "Doomed2"]) {
+    ns.addVariable({ organizedBy: kiln, browseName: n, nodeId: `s=Kiln.${n}`, dataType: "Double",
+      value: new Variant({ dataType: DataType.Double, value: 7 }) });
+  }
   const level = ns.addAnalogDataItem({ organizedBy: kiln, browseName: "Level", nodeId: "s=Kiln.Level",
     dataType: "Double", engineeringUnitsRange: { low: 0, high: 100 }, engineeringUnits: undefined,
     value: new Variant({ dataType: DataType.Double, value: 0 }) });
@@ -88,6 +93,23 @@ async function main() {
     name.setValueFromSource(new Variant({ dataType: DataType.String, value: "kiln-1" }));
   };
   setInterval(step, 200);
+  // test control on stdin, one command a line; the answer "OK <command>" goes to stdout
+  let pending = "";
+  process.stdin.on("data", (chunk) => {
+    pending += chunk.toString();
+    let nl;
+    while ((nl = pending.indexOf("\n")) >= 0) {
+      const line = pending.slice(0, nl).trim();
+      pending = pending.slice(nl + 1);
+      const [cmd, arg] = line.split(/\s+/, 2);
+      if (cmd === "delete") {
+        const node = addressSpace.findNode(arg);
+        if (node) { addressSpace.deleteNode(node); }
+        process.stdout.write(`${node ? "OK" : "NOTFOUND"} ${line}\n`);
+      }
+    }
+  });
+  process.stdin.on("error", () => {});
   await server.start();
   const der = path.join(work, "server_cert.der");
   fs.writeFileSync(der, server.getCertificate());

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,8 @@ import pytest_asyncio
 from drivers.opcua.certs import Pki, create_certificate
 from gateway.catalog import Catalog, build_catalog
 from gateway.config import parse
+from gateway.point import Sample, SampleBatch
+from gateway.runner import StreamRunner
 from hil.opcua_server import PlantServer
 
 USERS = {"operator": "s3cret-pass"}
@@ -77,3 +81,39 @@ def catalog_for(*devices: dict[str, Any]) -> tuple[Any, Catalog]:
         {"gateway": {"id": "gw1", "site": "ordos-01", "enterprise_prefix": "88.608.5288"}, "devices": list(devices)}
     )
     return cfg, build_catalog(cfg)
+
+
+class Collector:
+    """The runner's sink in tests: every sample, in arrival order."""
+
+    def __init__(self) -> None:
+        self.samples: list[Sample] = []
+
+    async def __call__(self, batch: SampleBatch) -> None:
+        self.samples.extend(batch)
+
+    def latest(self, idx: int) -> Sample | None:
+        for s in reversed(self.samples):
+            if s[0] == idx:
+                return s
+        return None
+
+
+@contextlib.asynccontextmanager
+async def streaming(
+    dev: dict[str, Any], connect_timeout_s: float = 15
+) -> AsyncIterator[tuple[Any, StreamRunner, Collector]]:
+    """A device's driver run by a StreamRunner into a Collector, for the duration of the block."""
+    from drivers.opcua.driver import OpcUaDriver
+
+    cfg, cat = catalog_for(dev)
+    drv = OpcUaDriver(cfg.devices[0], 0)
+    out = Collector()
+    runner = StreamRunner(drv, cat, out, connect_timeout_s=connect_timeout_s, backoff_max_s=1)
+    task = asyncio.create_task(runner.run())
+    try:
+        yield drv, runner, out
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -57,6 +57,31 @@ async def test_browse_lists_variables_and_emits_a_valid_point_list(plant: PlantS
 
 
 @SESSION_LOOP
+async def test_browse_a_secured_server(secure_plant: PlantServer, pki_root: Path, tmp_path: Path) -> None:
+    """The secured plant offers no None endpoint: only a Sign / SignAndEncrypt session can browse it."""
+    rc, _, err = await edgegw("browse", secure_plant.endpoint)
+    assert rc == 1 and "Traceback" not in err
+    gw = pki_root / "gw"
+    for policy, mode in (("Basic256Sha256", "SignAndEncrypt"), ("Aes256_Sha256_RsaPss", "Sign")):
+        rc, out, err = await edgegw(
+            "browse", secure_plant.endpoint, "--security", policy, "--mode", mode, "--pki-dir", str(gw),
+            "--cert", str(gw / "own" / "cert.der"), "--key", str(gw / "own" / "private" / "key.pem"),
+            "--filter", "Objects/HotStove2/*",
+        )
+        assert rc == 0, err
+        assert "ns=2;s=HotStove2.Dome.Temperature" in out
+    # the same certificate, but a trust list without the server's: refused, the certificate kept aside
+    rc, _, err = await edgegw(
+        "browse", secure_plant.endpoint, "--security", "Basic256Sha256", "--pki-dir", str(tmp_path / "empty"),
+        "--cert", str(gw / "own" / "cert.der"), "--key", str(gw / "own" / "private" / "key.pem"),
+    )
+    assert rc == 1 and "is not in the trust list" in err and "Traceback" not in err
+    assert list((tmp_path / "empty" / "rejected").iterdir())
+    rc, _, err = await edgegw("browse", secure_plant.endpoint, "--security", "Basic256Sha256", "--cert", "x.der")
+    assert rc == 2 and "--key" in err
+
+
+@SESSION_LOOP
 async def test_browse_of_a_dead_endpoint_is_a_clear_error() -> None:
     rc, _, err = await edgegw("browse", "opc.tcp://127.0.0.1:1/")
     assert rc == 1 and "cannot connect" in err and "Traceback" not in err

@@ -14,12 +14,11 @@ import pytest
 
 from drivers.opcua.certs import Pki
 from drivers.opcua.driver import OpcUaDriver, browse
-from gateway.point import Quality
+from gateway.point import Quality, now_ns
 from gateway.runner import StreamRunner
 from hil.node_opcua_peer import NodeOpcuaPeer, PeerUnavailable
 from tests.conftest import IN_CI, eventually
-from tests.opcua.conftest import catalog_for, device
-from tests.opcua.test_subscription import Collector
+from tests.opcua.conftest import Collector, catalog_for, device, streaming
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -125,3 +124,40 @@ async def test_percent_deadband_against_an_analog_item(peer: NodeOpcuaPeer) -> N
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_a_node_deleted_at_run_time_turns_bad_and_the_others_keep_flowing(peer: NodeOpcuaPeer) -> None:
+    """node-opcua reports a deleted node on its own monitored item (BadNodeIdInvalid)."""
+    points = [
+        {"name": "doomed", "node_id": "ns=1;s=Kiln.Doomed1"},
+        {"name": "count", "node_id": "ns=1;s=Kiln.Count"},
+    ]
+    async with streaming(device(peer.endpoint, points)) as (drv, runner, out):
+        await eventually(lambda: all((s := out.latest(i)) is not None and s[3] is Quality.GOOD for i in (0, 1)),
+                         what="first values")
+        peer.delete_node("ns=1;s=Kiln.Doomed1")
+        await eventually(lambda: (s := out.latest(0)) is not None and s[3] is Quality.BAD, what="deleted node bad")
+        assert out.latest(0)[2:] == (None, Quality.BAD, "BadNodeIdInvalid")  # type: ignore[index]
+        after = len(out.samples)
+        await eventually(lambda: any(s[0] == 1 and s[3] is Quality.GOOD for s in out.samples[after:]),
+                         what="count still flowing")
+        assert drv.counters.sessions == 1 and runner.health.up
+
+
+async def test_server_and_source_timestamps_with_picoseconds(peer: NodeOpcuaPeer) -> None:
+    """node-opcua sends both timestamps with picoseconds (DataValue mask 0x3D); in Part 6 order the
+    SourcePicoseconds come before the ServerTimestamp, which asyncua 2.1 misreads (year 9999)."""
+    points = [
+        {"name": "by_source", "node_id": "ns=1;s=Kiln.Count", "timestamp": "source"},
+        {"name": "by_server", "node_id": "ns=1;s=Kiln.Count", "timestamp": "server"},
+    ]
+    cfg, _ = catalog_for(device(peer.endpoint, points, mode="polling"))
+    async with OpcUaDriver(cfg.devices[0], 0) as polling:
+        read = await polling.read()
+    async with streaming(device(peer.endpoint, points)) as (_, _, out):
+        await eventually(lambda: all(out.latest(i) is not None for i in (0, 1)), what="both points")
+        now = now_ns()
+        day = 86_400 * 10**9
+        for s in [out.latest(0), out.latest(1), *read]:  # subscription, then polling
+            assert s is not None and s[3] is Quality.GOOD
+            assert abs(s[1] - now) < day, f"point {s[0]}: time {s[1]} is not today"

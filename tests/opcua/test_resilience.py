@@ -13,8 +13,7 @@ from gateway.runner import StreamRunner
 from hil.opcua_server import PlantServer
 from hil.tcp_proxy import FaultProxy
 from tests.conftest import eventually
-from tests.opcua.conftest import catalog_for, device
-from tests.opcua.test_subscription import Collector
+from tests.opcua.conftest import Collector, catalog_for, device, streaming
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -78,3 +77,26 @@ async def test_keepalive_watchdog_detects_a_silent_link_and_recovers(plant: Plan
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def test_a_node_deleted_at_run_time_turns_bad_and_the_others_keep_flowing() -> None:
+    """asyncua servers report a deleted monitored node as a subscription status change that names no
+    node: the driver finds which one with a Read, marks it bad, and keeps the session."""
+    srv = PlantServer(["hot_stove"])
+    await srv.start()
+    try:
+        dome, phase = srv.node_id("HotStove2.Dome.Temperature"), srv.node_id("HotStove2.Status.Phase")
+        points = [{"name": "dome", "node_id": dome}, {"name": "phase", "node_id": phase}]
+        async with streaming(device(srv.endpoint, points), connect_timeout_s=10) as (drv, runner, out):
+            await eventually(lambda: all((s := out.latest(i)) is not None and s[3] is Quality.GOOD for i in (0, 1)),
+                             what="first values")
+            await srv.delete_node(phase)
+            await eventually(lambda: (s := out.latest(1)) is not None and s[3] is Quality.BAD, what="deleted node bad")
+            assert out.latest(1)[2:] == (None, Quality.BAD, "BadNodeIdUnknown")  # type: ignore[index]
+            await srv.tick(3)
+            want = srv.specs[0].value(srv.t)
+            await eventually(lambda: (s := out.latest(0)) is not None and s[2] == want, what="others still flowing")
+            assert out.latest(1)[3] is Quality.BAD  # type: ignore[index]
+            assert drv.counters.sessions == 1 and runner.health.up  # no reconnect for one missing node
+    finally:
+        await srv.stop()

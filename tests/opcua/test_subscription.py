@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from drivers.opcua.driver import OpcUaDriver
-from gateway.point import Quality, Sample, SampleBatch
+from gateway.point import Quality
 from gateway.runner import StreamRunner
 from hil.opcua_server import PlantServer
 from tests.conftest import eventually
-from tests.opcua.conftest import catalog_for, device
+from tests.opcua.conftest import Collector, catalog_for, device, streaming
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -31,20 +31,6 @@ def gasifier_points(plant: PlantServer) -> list[dict[str, Any]]:
         {"name": "t1", "node_id": "ns=2;s=Arrays.Temps", "array_index": 1},
         {"name": "temps", "node_id": "ns=2;s=Arrays.Temps", "array_mode": "json"},
     ]
-
-
-class Collector:
-    def __init__(self) -> None:
-        self.samples: list[Sample] = []
-
-    async def __call__(self, batch: SampleBatch) -> None:
-        self.samples.extend(batch)
-
-    def latest(self, idx: int) -> Sample | None:
-        for s in reversed(self.samples):
-            if s[0] == idx:
-                return s
-        return None
 
 
 async def test_polling_reads_every_point_in_batches_under_the_server_limit(plant: PlantServer) -> None:
@@ -164,3 +150,18 @@ async def test_timestamp_choice_per_point(plant: PlantServer) -> None:
     source, server, gateway = (s[1] for s in batch)
     assert before <= gateway <= after
     assert source < before and server <= after  # the source time is when the plant wrote the value
+
+
+@pytest.mark.parametrize("in_flight", [1, 3])
+async def test_publish_requests_stay_queued_at_the_server(plant: PlantServer, in_flight: int) -> None:
+    """With nothing to send, the server holds every PublishRequest: as many as configured are waiting."""
+    points = [{"name": "temp", "node_id": plant.node_id("Gasifier01.Reactor.Temperature")}]
+    dev = device(plant.endpoint, points, publish_requests=in_flight, keepalive_count=100)
+    async with streaming(dev) as (drv, _, out):
+        await eventually(lambda: out.latest(0) is not None, what="first value")
+
+        def waiting() -> int:
+            client = drv._client
+            return 0 if client is None else len(client.uaclient.protocol._callbackmap)
+
+        await eventually(lambda: waiting() == in_flight, what=f"{in_flight} PublishRequests pending")
