@@ -245,9 +245,16 @@ class SqliteBuffer:
             self._db = self._connect_readonly(self.path)
         else:
             self._db = self._open_writable()
-        self._bytes, self._points, self._batches = self._db.execute(
-            "SELECT COALESCE(SUM(nbytes), 0), COALESCE(SUM(npoints), 0), COUNT(*) FROM batches"
-        ).fetchone()
+        try:
+            self._bytes, self._points, self._batches = self._db.execute(
+                "SELECT COALESCE(SUM(nbytes), 0), COALESCE(SUM(npoints), 0), COUNT(*) FROM batches"
+            ).fetchone()
+        except sqlite3.DatabaseError as err:
+            self._db.close()
+            raise BufferCorruptError(
+                f"buffer file {self.path} is damaged ({err}); it was left untouched. The gateway salvages it "
+                "at start-up (moves it aside, keeps every readable batch)"
+            ) from err
 
     # -- opening ---------------------------------------------------------------------------------
     @staticmethod
@@ -784,6 +791,18 @@ def read_batches(db: sqlite3.Connection, *, quarantined: bool = False) -> Iterat
             return
 
 
+def _first_int(db: sqlite3.Connection, queries: tuple[str, ...]) -> int | None:
+    """The first query that answers with a number (a damaged file fails some and not others)."""
+    for q in queries:
+        try:
+            row = db.execute(q).fetchone()
+        except sqlite3.Error:
+            continue
+        if row is not None and row[0] is not None:
+            return int(row[0])
+    return None
+
+
 def _newer_message(path: Path, version: int) -> str:
     return (
         f"buffer {path} has format version {version}, newer than this build reads ({FORMAT_VERSION}); "
@@ -807,23 +826,22 @@ def _salvage(aside: Path, db: sqlite3.Connection) -> tuple[tuple[int, int], int,
     try:
         with contextlib.suppress(sqlite3.Error):
             old = {str(k): int(v) for k, v in src.execute("SELECT name, value FROM counters").fetchall()}
-        try:
-            lo, hi = src.execute("SELECT MIN(id), MAX(id) FROM batches").fetchone()
-        except sqlite3.Error:
-            lo = hi = None
-        if lo is None or hi is None:
-            ids: range = range(0)
-        else:
-            ids = range(int(lo), int(hi) + 1)
+        hi = _first_int(src, ("SELECT seq FROM sqlite_sequence WHERE name = 'batches'", "SELECT MAX(id) FROM batches"))
+        rid = _first_int(src, ("SELECT MIN(id) FROM batches",)) or 1
         db.execute("BEGIN IMMEDIATE")
-        for rid in ids:
+        while hi is not None and rid <= hi:
             try:
+                nxt = src.execute("SELECT id FROM batches WHERE id >= ? ORDER BY id LIMIT 1", (rid,)).fetchone()
+                if nxt is None:
+                    break
+                rid = int(nxt[0])
                 row = src.execute(
                     "SELECT created_ns, npoints, nbytes, payload, crc FROM batches WHERE id = ?", (rid,)
                 ).fetchone()
             except sqlite3.Error:
-                lost_b += 1
+                rid += 1  # a damaged page: step over it one id at a time
                 continue
+            rid += 1
             if row is None:
                 continue
             created, n, nbytes, payload, crc = row
@@ -833,7 +851,7 @@ def _salvage(aside: Path, db: sqlite3.Connection) -> tuple[tuple[int, int], int,
                 continue
             db.execute(
                 "INSERT INTO batches(id, created_ns, npoints, nbytes, payload, crc) VALUES (?, ?, ?, ?, ?, ?)",
-                (rid, created, n, nbytes, payload, crc if crc is not None else _crc(payload)),
+                (rid - 1, created, n, nbytes, payload, crc if crc is not None else _crc(payload)),
             )
             salvaged_b += 1
             salvaged_p += int(n)
