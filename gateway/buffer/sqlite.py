@@ -415,7 +415,12 @@ class SqliteBuffer:
                     raise
                 log.warning("Buffer %s: the filesystem is full; applying when_full = %s.", self.path, self.when_full)
                 try:
-                    accepted = self._put_once(payload, npoints, created, force=True)
+                    if self.when_full == "drop_oldest":
+                        accepted = self._free_oldest(size, npoints) and self._put_once(
+                            payload, npoints, created, force=False, disk_check=False
+                        )
+                    else:
+                        accepted = self._put_once(payload, npoints, created, force=True)
                 except sqlite3.OperationalError as err2:
                     if not _is_full(err2) or self.when_full == "block":
                         raise
@@ -433,13 +438,15 @@ class SqliteBuffer:
             self._after_commit(npoints)
         return accepted
 
-    def _put_once(self, payload: bytes, npoints: int, created: int, *, force: bool) -> bool:
+    def _put_once(self, payload: bytes, npoints: int, created: int, *, force: bool, disk_check: bool = True) -> bool:
         size = len(payload)
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             self._expire_locked(time.time_ns())
-            need = max(self._bytes + size - self.max_bytes, self._disk_need(size), size if force else 0)
+            need = max(
+                self._bytes + size - self.max_bytes, self._disk_need(size) if disk_check else 0, size if force else 0
+            )
             if need > 0 and not self._make_room(need, size, npoints):
                 db.execute("COMMIT")
                 return False
@@ -454,6 +461,20 @@ class SqliteBuffer:
             self._rollback()
             raise
         return True
+
+    def _free_oldest(self, size: int, npoints: int) -> bool:
+        """On a truly full filesystem: delete the oldest batches in a transaction of their own, then
+        checkpoint, so the insert that follows reuses their pages and the WAL's space."""
+        self._db.execute("PRAGMA wal_checkpoint(RESTART)")  # the delete then writes from the WAL's start
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            room = self._make_room(size + 4 * self._page_size, size, npoints)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        self._db.execute("PRAGMA wal_checkpoint(RESTART)")  # keeps the WAL's space for the insert
+        return room
 
     def _rollback(self) -> None:
         with contextlib.suppress(sqlite3.Error):
