@@ -153,6 +153,10 @@ class BufferStats:
     counters: dict[str, int] = field(default_factory=dict)
 
 
+class _Damaged(Exception):
+    """SQLite's integrity check found damage in an otherwise readable file."""
+
+
 def _crc(payload: bytes) -> int:
     return zlib.crc32(payload) & 0xFFFFFFFF
 
@@ -285,12 +289,22 @@ class SqliteBuffer:
         except BufferCorruptError:
             db.close()
             raise
+        except _Damaged as err:
+            db.close()
+            return self._recover_corrupt(str(err))
         except sqlite3.DatabaseError as err:
             db.close()
             if _is_full(err):
                 raise BufferStorageError(f"buffer file {self.path} cannot be opened: the disk is full") from err
             if not existed:
                 raise BufferStorageError(f"buffer file {self.path} cannot be created: {err}") from err
+            code = getattr(err, "sqlite_errorcode", None)
+            if code is not None and code & 0xFF not in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+                # an I/O error is not corruption: do not touch the file, let systemd retry
+                raise BufferStorageError(
+                    f"buffer file {self.path} cannot be opened ({err}); it was left untouched: check the disk "
+                    "(kernel log) and the file's permissions"
+                ) from err
             return self._recover_corrupt(str(err))
 
     def _prepare(self, db: sqlite3.Connection, existed: bool, wal_present: bool) -> None:
@@ -320,7 +334,7 @@ class SqliteBuffer:
             # after kill -9 or power loss: check the pages before trusting them (a clean stop skips this)
             problems = [r[0] for r in db.execute("PRAGMA quick_check(20)")]
             if problems != ["ok"]:
-                raise sqlite3.DatabaseError("; ".join(problems))
+                raise _Damaged("; ".join(problems))
         db.executescript(_SCHEMA)
         if version == 1:
             cols = {r[1] for r in db.execute("PRAGMA table_info(batches)")}
