@@ -454,49 +454,43 @@ class SqliteBuffer:
 
     def _put_once(self, payload: bytes, npoints: int, created: int, *, force: bool, disk_check: bool = True) -> bool:
         size = len(payload)
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write():
             self._expire_locked(time.time_ns())
             need = max(
                 self._bytes + size - self.max_bytes, self._disk_need(size) if disk_check else 0, size if force else 0
             )
             if need > 0 and not self._make_room(need, size, npoints):
-                db.execute("COMMIT")
-                return False
-            db.execute(
+                return False  # the drop is counted and committed
+            self._db.execute(
                 "INSERT INTO batches(created_ns, npoints, nbytes, payload, crc) VALUES (?, ?, ?, ?, ?)",
                 (created, npoints, size, payload, _crc(payload)),
             )
             self._bump("accepted_points", npoints)
             self._bump("accepted_batches", 1)
-            db.execute("COMMIT")
-        except BaseException:
-            self._rollback()
-            raise
         return True
 
     def _free_oldest(self, size: int, npoints: int) -> bool:
         """On a truly full filesystem: delete the oldest batches in a transaction of their own, then
         checkpoint, so the insert that follows reuses their pages and the WAL's space."""
         self._db.execute("PRAGMA wal_checkpoint(RESTART)")  # the delete then writes from the WAL's start
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write():
             room = self._make_room(size + 4 * self._page_size, size, npoints)
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._rollback()
-            raise
         self._db.execute("PRAGMA wal_checkpoint(RESTART)")  # keeps the WAL's space for the insert
         return room
 
-    def _rollback(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            self._db.execute("ROLLBACK")
-        # what a rolled-back transaction changed in memory is recomputed from the file
-        self._bytes, self._points, self._batches = self._db.execute(
-            "SELECT COALESCE(SUM(nbytes), 0), COALESCE(SUM(npoints), 0), COUNT(*) FROM batches"
-        ).fetchone()
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[None]:
+        """One write transaction; on any failure it is rolled back, in memory too."""
+        saved = (self._bytes, self._points, self._batches)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            self._bytes, self._points, self._batches = saved
+            raise
 
     def _disk_need(self, size: int) -> int:
         """Bytes to free so that ``size`` fits while keeping ``disk_reserve_bytes`` free on the filesystem."""
@@ -549,14 +543,9 @@ class SqliteBuffer:
         return True
 
     def _count_drop_newest(self, npoints: int) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write():
             self._bump("dropped_newest_points", npoints)
             self._bump("dropped_newest_batches", 1)
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._rollback()
-            raise
 
     def _bump(self, name: str, n: int) -> None:
         self._db.execute("UPDATE counters SET value = value + ? WHERE name = ?", (n, name))
@@ -601,13 +590,8 @@ class SqliteBuffer:
             self.sync()
         if self.max_age_ns is not None and time.time_ns() >= self._next_expiry:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
+                with self._write():
                     self._expire_locked(time.time_ns())
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._rollback()
-                    raise
             except sqlite3.Error as err:
                 raise BufferStorageError(f"buffer expiry failed ({err})") from err
 
@@ -680,9 +664,9 @@ class SqliteBuffer:
 
     def _quarantine(self, bad: list[tuple[int, str]]) -> None:
         now = time.time_ns()
+        moved: list[tuple[int, int, str]] = []
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._write():
                 for rid, reason in bad:
                     row = self._db.execute(
                         "DELETE FROM batches WHERE id = ? RETURNING created_ns, npoints, nbytes, payload, crc", (rid,)
@@ -699,45 +683,32 @@ class SqliteBuffer:
                     self._bytes -= row[2]
                     self._points -= row[1]
                     self._batches -= 1
-                    log.error(
-                        "Buffer %s: batch %d (%d points) is damaged (%s); moved to the quarantine table.",
-                        self.path,
-                        rid,
-                        row[1],
-                        reason,
-                    )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._rollback()
-                raise
+                    moved.append((rid, row[1], reason))
         except sqlite3.Error as err:
             raise BufferStorageError(f"buffer quarantine failed ({err})") from err
+        for rid, n, reason in moved:
+            log.error("Buffer %s: batch %d (%d points) is damaged (%s); moved to the quarantine table.",
+                      self.path, rid, n, reason)
 
     def end(self, tx: Transaction, outcomes: list[Outcome]) -> None:
         """Delete delivered batches; release the others for a later retry."""
         done = [i for i, o in zip(tx.ids, outcomes, strict=True) if o is Outcome.DELIVERED]
         try:
             if done:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    removed = removed_bytes = removed_batches = 0
+                with self._write():
+                    removed = removed_batches = 0
                     for rid in done:
                         row = self._db.execute(
                             "DELETE FROM batches WHERE id = ? RETURNING npoints, nbytes", (rid,)
                         ).fetchone()
                         if row:
                             removed += row[0]
-                            removed_bytes += row[1]
                             removed_batches += 1
+                            self._bytes -= row[1]
+                            self._points -= row[0]
+                            self._batches -= 1
                     self._bump("delivered_points", removed)
                     self._bump("delivered_batches", removed_batches)
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._rollback()
-                    raise
-                self._bytes -= removed_bytes
-                self._points -= removed
-                self._batches -= removed_batches
         except sqlite3.Error as err:
             raise BufferStorageError(f"buffer delete failed ({err})") from err
         finally:
