@@ -85,6 +85,9 @@ class BufferConfig(StrictModel):
         description="free space kept on the buffer's filesystem; below it the buffer counts as full",
     )
     when_full: WhenFull = WhenFull.DROP_OLDEST
+    startup_check: Literal["after_crash", "always", "never"] = Field(
+        default="after_crash", description="SQLite quick_check of the whole file at start-up"
+    )
     batch_max_points: int = Field(default=1000, ge=1, le=100_000)
     linger_ms: int = Field(default=200, ge=0, le=60_000)
 

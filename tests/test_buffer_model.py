@@ -36,7 +36,8 @@ class BufferMachine(RuleBasedStateMachine):
         self.model: list[tuple[int, bytes, int]] = []  # (row id, payload, npoints), FIFO
         self.inflight: list[Transaction] = []
         self.counters = dict.fromkeys(
-            ("accepted_points", "delivered_points", "dropped_oldest_points", "dropped_newest_points"), 0
+            ("accepted_points", "delivered_points", "dropped_oldest_points", "dropped_newest_points",
+             "dropped_oldest_batches", "dropped_newest_batches"), 0
         )
         self.seq = 0
 
@@ -49,7 +50,7 @@ class BufferMachine(RuleBasedStateMachine):
         self.policy = policy
         self.buf = self._open()
 
-    @rule(size=st.integers(1, 150), npoints=st.integers(1, 50))
+    @rule(size=st.one_of(st.integers(1, 150), st.integers(390, 420)), npoints=st.integers(1, 50))
     @precondition(lambda self: self.buf is not None)
     def put(self, size: int, npoints: int) -> None:
         assert self.buf is not None
@@ -58,15 +59,17 @@ class BufferMachine(RuleBasedStateMachine):
         used = sum(len(p) for _, p, _ in self.model)
         inflight_ids = {i for tx in self.inflight for i in tx.ids}
         if used + len(payload) > _MAX_BYTES:
-            if self.policy == "block":
+            if self.policy == "block" and len(payload) <= _MAX_BYTES:
                 try:
                     self.buf.put(payload, npoints)
                 except BufferFullError:
                     return
                 raise AssertionError("block policy accepted a batch with no room")
             if self.policy == "drop_newest" or len(payload) > _MAX_BYTES:
+                # an oversized batch can never fit: dropped under every policy, block included
                 assert self.buf.put(payload, npoints) is False
                 self.counters["dropped_newest_points"] += npoints
+                self.counters["dropped_newest_batches"] += 1
                 return
             # drop_oldest: oldest first, skipping what is in flight
             need = used + len(payload) - _MAX_BYTES
@@ -77,6 +80,7 @@ class BufferMachine(RuleBasedStateMachine):
                 if freed < need and row[0] not in inflight_ids:
                     freed += len(row[1])
                     dropped += row[2]
+                    self.counters["dropped_oldest_batches"] += 1
                 else:
                     keep.append(row)
             accepted = self.buf.put(payload, npoints)
@@ -85,6 +89,7 @@ class BufferMachine(RuleBasedStateMachine):
             if freed < need:
                 assert accepted is False
                 self.counters["dropped_newest_points"] += npoints
+                self.counters["dropped_newest_batches"] += 1
                 return
             assert accepted is True
         else:

@@ -26,4 +26,5 @@ def open_buffer(cfg: BufferConfig, *, readonly: bool = False) -> SqliteBuffer:
         disk_reserve_bytes=cfg.disk_reserve_bytes,
         validate=decode,
         readonly=readonly,
+        startup_check=cfg.startup_check,
     )

@@ -216,6 +216,7 @@ class SqliteBuffer:
         disk_reserve_bytes: int = 16 << 20,
         validate: Callable[[bytes], object] | None = None,
         readonly: bool = False,
+        startup_check: str = "after_crash",
     ) -> None:
         """Open (or create) the buffer.
 
@@ -227,6 +228,9 @@ class SqliteBuffer:
             raise ValueError(f"unknown when_full policy {when_full!r}")
         if durability not in ("fsync", "interval"):
             raise ValueError(f"unknown durability {durability!r}")
+        if startup_check not in ("after_crash", "always", "never"):
+            raise ValueError(f"unknown startup_check {startup_check!r}")
+        self.startup_check = startup_check
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.when_full = when_full
@@ -330,7 +334,8 @@ class SqliteBuffer:
             row = db.execute("SELECT value FROM meta WHERE key = 'state'").fetchone()
             state = row[0] if row else None
         unclean = state == "open"
-        if existed and unclean:
+        check = self.startup_check == "always" or (self.startup_check == "after_crash" and unclean)
+        if existed and check:
             # after kill -9 or power loss: check the pages before trusting them (a clean stop skips this)
             problems = [r[0] for r in db.execute("PRAGMA quick_check(20)")]
             if problems != ["ok"]:
@@ -507,7 +512,11 @@ class SqliteBuffer:
         return max(0, cost - spare - reusable)
 
     def _make_room(self, need: int, size: int, npoints: int) -> bool:
-        if self.when_full == "block":
+        if size > self.max_bytes:
+            # could never fit, whatever the policy: holding it back under block would stall acquisition
+            log.error("Buffer %s: a batch of %d bytes exceeds max_bytes (%d); dropped (dropped_newest_*).",
+                      self.path, size, self.max_bytes)
+        elif self.when_full == "block":
             self.full_refusals += 1
             raise BufferFullError(f"buffer {self.path} is full ({self._bytes} of {self.max_bytes} bytes)")
         if self.when_full == "drop_newest" or size > self.max_bytes:
