@@ -20,6 +20,7 @@ import hashlib
 import signal
 import sqlite3
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -103,9 +104,21 @@ async def _drain(tmp: Path, plc: SimulatedPlc, broker: Mosquitto, buffer: Path, 
     return list(received), log.read_text()
 
 
-def _lost(buffer: Path) -> int:
+def _counters(buffer: Path) -> dict[str, int]:
     with contextlib.closing(sqlite3.connect(f"file:{buffer}?mode=ro", uri=True)) as db:
-        return int(db.execute("SELECT value FROM counters WHERE name = 'lost_corrupt_batches'").fetchone()[0])
+        return {str(k): int(v) for k, v in db.execute("SELECT name, value FROM counters").fetchall()}
+
+
+def _lost(buffer: Path) -> int:
+    return _counters(buffer)["lost_corrupt_batches"]
+
+
+@contextlib.asynccontextmanager
+async def _killed_gateway(tmp: Path, *, seed: int, batches: int) -> AsyncIterator[tuple[SimulatedPlc, Path]]:
+    """A simulated PLC, and a buffer the gateway filled with it before it was killed with SIGKILL."""
+    async with SimulatedPlc(tick_s=0.01, seed=seed) as plc:
+        buffer, _ = await _fill_then_kill(tmp, plc, batches)
+        yield plc, buffer
 
 
 @pytest.mark.integration
@@ -135,8 +148,7 @@ async def test_newer_format_refuses_start_up_and_leaves_the_file(tmp_path: Path)
 async def test_corrupt_buffer_is_moved_aside_and_readable_batches_delivered(
     tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
-    async with SimulatedPlc(tick_s=0.01, seed=9) as plc:
-        buffer, _ = await _fill_then_kill(tmp_path, plc, 150)
+    async with _killed_gateway(tmp_path, seed=9, batches=150) as (plc, buffer):
         # fold the WAL into the main file (the 'open' marker of the killed run stays), then damage a page
         with contextlib.closing(sqlite3.connect(buffer, isolation_level=None)) as db:
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -149,8 +161,7 @@ async def test_corrupt_buffer_is_moved_aside_and_readable_batches_delivered(
     aside = [p for p in tmp_path.iterdir() if ".corrupt-" in p.name and not p.name.endswith(("-wal", "-shm"))]
     assert len(aside) == 1 and aside[0].stat().st_size > 0
     assert "moved aside" in log and str(aside[0]) in log
-    with contextlib.closing(sqlite3.connect(f"file:{buffer}?mode=ro", uri=True)) as db:
-        counters = dict(db.execute("SELECT name, value FROM counters").fetchall())
+    counters = _counters(buffer)
     assert counters["corrupt_files_moved"] == 1
     lost = counters["lost_corrupt_batches"]
     assert 1 <= lost < total
@@ -167,8 +178,7 @@ async def test_corrupt_buffer_is_moved_aside_and_readable_batches_delivered(
 async def test_missing_wal_after_kill_is_reported_and_the_rest_delivered(
     tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
-    async with SimulatedPlc(tick_s=0.01, seed=10) as plc:
-        buffer, _ = await _fill_then_kill(tmp_path, plc, 40)
+    async with _killed_gateway(tmp_path, seed=10, batches=40) as (plc, buffer):
         wal = Path(f"{buffer}-wal")
         assert wal.exists()
         # what the main file alone holds
@@ -178,7 +188,5 @@ async def test_missing_wal_after_kill_is_reported_and_the_rest_delivered(
         Path(f"{buffer}-shm").unlink(missing_ok=True)
         received, log = await _drain(tmp_path, plc, mosquitto, buffer, "nowal")
     assert "write-ahead log" in log and f"{buffer}-wal" in log and "missing" in log
-    with contextlib.closing(sqlite3.connect(f"file:{buffer}?mode=ro", uri=True)) as db:
-        counters = dict(db.execute("SELECT name, value FROM counters").fetchall())
-    assert counters["wal_missing_starts"] == 1
+    assert _counters(buffer)["wal_missing_starts"] == 1
     assert len({decode(p).seq for p in received}) >= in_main_file

@@ -44,11 +44,13 @@ IR_POINTS = ("seq", "ch4", "co", "o2", "wind", "temp")
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _config(path: Path, plc_port: int, broker_port: int, buffer: Path) -> None:
+def _config(path: Path, plc_port: int, broker_port: int, buffer: Path, durability: str) -> None:
     lines = [
         '[gateway]\nid = "gw-kill"\nsite = "ordos-mine-09"\nenterprise_prefix = "88.608.5288"\n',
-        f'[buffer]\npath = "{buffer.as_posix()}"\ndurability = "fsync"\nbatch_max_points = 40\nlinger_ms = 20\n',
-        f'[uplink]\nport = {broker_port}\ntopic_prefix = "killtest"\nclient_id = "gw-kill"\n'
+        f'[buffer]\npath = "{buffer.as_posix()}"\ndurability = "{durability}"\n'
+        "batch_max_points = 40\nlinger_ms = 20\n",
+        f'[uplink]\nport = {broker_port}\ntopic_prefix = "killtest-{durability}"\n'
+        f'client_id = "gw-kill-{durability}"\n'
         f"max_inflight = {MAX_INFLIGHT}\ntimeout_s = 5\nshutdown_drain_s = 30\nkeepalive_s = 5\n",
     ]
     for d in range(DEVICES):
@@ -73,15 +75,17 @@ async def _start(cfg: Path, log: Path) -> asyncio.subprocess.Process:
 
 
 @pytest.mark.integration
-async def test_kill_9_loop_loses_nothing_accepted(tmp_path: Path, mosquitto: Mosquitto) -> None:
+@pytest.mark.parametrize("durability", ["fsync", "interval"])
+async def test_kill_9_loop_loses_nothing_accepted(tmp_path: Path, mosquitto: Mosquitto, durability: str) -> None:
+    """Both durability modes: kill -9 never loses a committed batch (interval only risks power loss)."""
     buffer = tmp_path / "buffer.db"
     cfg = tmp_path / "gw.toml"
     log = tmp_path / "gateway.log"
     rng = random.Random(6)
     async with SimulatedPlc(tick_s=0.01, seed=11) as plc, collect(
-        mosquitto.port, "killtest/+/+/data", "kill-test-subscriber"
+        mosquitto.port, f"killtest-{durability}/+/+/data", f"kill-test-subscriber-{durability}"
     ) as received:
-        _config(cfg, plc.port, mosquitto.port, buffer)
+        _config(cfg, plc.port, mosquitto.port, buffer, durability)
         for _ in range(KILLS):
             proc = await _start(cfg, log)
             start = len(received)
@@ -110,7 +114,8 @@ async def test_kill_9_loop_loses_nothing_accepted(tmp_path: Path, mosquitto: Mos
     duplicates = sum(n - 1 for n in seqs.values())
     dup_points = sum(len(b.points) for b in batches) - len({(p.key, p.ts_ns) for b in batches for p in b.points})
     unique_points = {(p.key, p.ts_ns): p for b in batches for p in b.points}
-    print(f"\nkill -9 x{KILLS}: accepted {counters['accepted_points']} points in {accepted_batches} batches; "
+    print(f"\nkill -9 x{KILLS} ({durability}): accepted {counters['accepted_points']} points in "
+          f"{accepted_batches} batches; "
           f"received {len(batches)} messages, {duplicates} duplicate batches ({dup_points} points), "
           f"unclean starts {counters['unclean_starts']}")
 
