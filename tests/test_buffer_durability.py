@@ -67,16 +67,30 @@ def encoded_batch(cat: Catalog, seq: int, npoints: int = 4) -> bytes:
 
 
 def test_interval_durability_counts_points_at_risk_exactly(tmp_path: Path) -> None:
-    buf = SqliteBuffer(tmp_path / "b.db", durability="interval", sync_interval_ms=60_000)
+    path = tmp_path / "b.db"
+    buf = SqliteBuffer(path, durability="interval", sync_interval_ms=60_000)
+    assert buf.put(b"x" * 10, 2)
+    buf.sync()
     for n in (3, 4, 5):
         assert buf.put(b"x" * 10, n)
     assert (buf.unsynced_points, buf.unsynced_batches) == (12, 3)
     buf.maintain()  # not yet due: nothing synced
     assert buf.unsynced_points == 12
+
+    def seen_from_outside() -> tuple[int, int]:  # what `edgegw buffer stats` shows while the gateway runs
+        other = SqliteBuffer(path, durability="interval", readonly=True)
+        try:
+            st = other.stats()
+            return st.unsynced_batches, st.unsynced_points
+        finally:
+            other.close()
+
+    assert seen_from_outside() == (3, 12)
     buf._last_sync -= 61 * 10**9  # the interval has passed
     buf.maintain()
-    assert (buf.unsynced_points, buf.unsynced_batches, buf.syncs) == (0, 0, 1)
+    assert (buf.unsynced_points, buf.unsynced_batches, buf.syncs) == (0, 0, 2)
     assert buf.stats().unsynced_points == 0
+    assert seen_from_outside() == (0, 0)
     buf.close()
 
 

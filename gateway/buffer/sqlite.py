@@ -243,6 +243,7 @@ class SqliteBuffer:
         self._inflight: set[int] = set()
         self.unsynced_points = 0
         self.unsynced_batches = 0
+        self._last_id = 0
         self.syncs = 0
         self.full_refusals = 0  # puts refused under ``block`` (nothing is lost: the producer holds)
         self._last_sync = time.monotonic_ns()
@@ -257,6 +258,8 @@ class SqliteBuffer:
             self._bytes, self._points, self._batches = self._db.execute(
                 "SELECT COALESCE(SUM(nbytes), 0), COALESCE(SUM(npoints), 0), COUNT(*) FROM batches"
             ).fetchone()
+            # the checkpoint at open synced everything already in the file
+            self._last_id = int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM batches").fetchone()[0])
         except sqlite3.DatabaseError as err:
             self._db.close()
             raise BufferCorruptError(
@@ -466,10 +469,11 @@ class SqliteBuffer:
             )
             if need > 0 and not self._make_room(need, size, npoints):
                 return False  # the drop is counted and committed
-            self._db.execute(
+            cur = self._db.execute(
                 "INSERT INTO batches(created_ns, npoints, nbytes, payload, crc) VALUES (?, ?, ?, ?, ?)",
                 (created, npoints, size, payload, _crc(payload)),
             )
+            self._last_id = int(cur.lastrowid or 0)
             self._bump("accepted_points", npoints)
             self._bump("accepted_batches", 1)
         return True
@@ -592,6 +596,9 @@ class SqliteBuffer:
         self.syncs += 1
         self.unsynced_points = 0
         self.unsynced_batches = 0
+        # for `edgegw buffer stats` in another process: batches above this id are not yet synced
+        with contextlib.suppress(sqlite3.Error):  # informational; a full disk must not make it fatal
+            self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('synced_id', ?)", (str(self._last_id),))
 
     def maintain(self) -> None:
         """Periodic duties, called about every 100 ms by the app: sync when due, expire old batches."""
@@ -748,6 +755,9 @@ class SqliteBuffer:
 
     def stats(self) -> BufferStats:
         oldest = self._db.execute("SELECT MIN(created_ns) FROM batches").fetchone()[0]
+        unsynced = (self.unsynced_batches, self.unsynced_points)
+        if self.readonly and self.durability == "interval":
+            unsynced = self._unsynced_on_disk()
         qrows, qbytes = self._db.execute("SELECT COUNT(*), COALESCE(SUM(nbytes), 0) FROM quarantine").fetchone()
         try:
             st = os.statvfs(self.path.parent)
@@ -767,8 +777,8 @@ class SqliteBuffer:
             max_age_s=None if self.max_age_ns is None else self.max_age_ns / 1e9,
             oldest_created_ns=oldest,
             oldest_age_s=None if oldest is None else round((time.time_ns() - oldest) / 1e9, 3),
-            unsynced_points=self.unsynced_points,
-            unsynced_batches=self.unsynced_batches,
+            unsynced_points=unsynced[1],
+            unsynced_batches=unsynced[0],
             quarantined_rows=int(qrows),
             quarantined_bytes=int(qbytes),
             file_bytes=_file_size(self.path),
@@ -777,6 +787,19 @@ class SqliteBuffer:
             disk_reserve_bytes=self.disk_reserve_bytes,
             counters=self.counters(),
         )
+
+    def _unsynced_on_disk(self) -> tuple[int, int]:
+        """(batches, points) the running gateway has committed but not yet synced, from its marker."""
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'synced_id'").fetchone()
+        except sqlite3.Error:
+            return 0, 0
+        if row is None:
+            row = ("0",)
+        n, p = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(npoints), 0) FROM batches WHERE id > ?", (int(row[0]),)
+        ).fetchone()
+        return int(n), int(p)
 
     def batches(self, *, quarantined: bool = False) -> Iterator[StoredBatch]:
         """Every pending (or quarantined) batch, oldest first, without removing anything."""
