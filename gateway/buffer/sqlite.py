@@ -357,10 +357,11 @@ class SqliteBuffer:
             if not wal_present:
                 db.execute("UPDATE counters SET value = value + 1 WHERE name = 'wal_missing_starts'")
                 log.error(
-                    "Buffer %s: the write-ahead log %s-wal is missing after an unclean stop (deleted by hand or "
-                    "by a cleanup job?). Batches committed after the last checkpoint may be gone; their number "
-                    "cannot be known. Never delete *-wal or *-shm files of a buffer. Continuing with what the "
-                    "file holds (counter wal_missing_starts).",
+                    "Buffer %s: the write-ahead log %s-wal is missing after an unclean stop. If it was deleted "
+                    "(by hand, by a cleanup job), batches committed after the last checkpoint are gone and their "
+                    "number cannot be known; never delete the *-wal or *-shm files of a buffer. (If instead the "
+                    "previous process ended on an error without closing the buffer, nothing is lost.) Continuing "
+                    "with what the file holds (counter wal_missing_starts).",
                     self.path,
                     self.path,
                 )
