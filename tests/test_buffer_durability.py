@@ -314,3 +314,30 @@ def test_stats_on_a_newer_format_names_the_file_and_exits_1(
     assert main(["buffer", "stats", "-c", str(_config_file(tmp_path, db))]) == 1
     err = capsys.readouterr().err
     assert str(db) in err and "newer" in err and "untouched" in err
+
+
+def test_salvage_interrupted_after_the_move_is_finished_at_next_start(tmp_path: Path) -> None:
+    """Killed between moving the damaged file aside and renaming the salvaged copy into place."""
+    path = tmp_path / "buffer.db"
+    copy = SqliteBuffer(tmp_path / "buffer.db.salvage")
+    for _ in range(3):
+        assert copy.put(b"kept", 2)
+    copy.close()
+    (tmp_path / "buffer.db.corrupt-20261126T000000Z").write_bytes(b"the damaged original")
+    buf = SqliteBuffer(path)
+    assert buf.pending_batches == 3
+    assert not (tmp_path / "buffer.db.salvage").exists()
+    assert (tmp_path / "buffer.db.corrupt-20261126T000000Z").read_bytes() == b"the damaged original"
+    buf.close()
+
+
+def test_salvage_interrupted_while_copying_is_discarded_and_the_original_kept(tmp_path: Path) -> None:
+    path = tmp_path / "buffer.db"
+    buf = SqliteBuffer(path)
+    assert buf.put(b"original", 4)
+    buf.close()
+    (tmp_path / "buffer.db.salvage").write_bytes(b"half a copy")
+    buf = SqliteBuffer(path)
+    assert buf.pending_batches == 1 and buf.pending_points == 4
+    assert not (tmp_path / "buffer.db.salvage").exists()
+    buf.close()

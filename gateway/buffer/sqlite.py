@@ -176,6 +176,20 @@ def _sidecars(path: Path) -> list[Path]:
     return [Path(f"{path}-wal"), Path(f"{path}-shm")]
 
 
+def _remove_with_sidecars(path: Path) -> None:
+    """Only for the gateway's own temporary salvage copy (never a buffer holding the only copy of data)."""
+    for p in (path, *_sidecars(path)):
+        p.unlink(missing_ok=True)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _check_header(path: Path) -> None:
     """Refuse, untouched, a file that is not an SQLite database or not an edgegw buffer.
 
@@ -284,6 +298,7 @@ class SqliteBuffer:
 
     def _open_writable(self) -> sqlite3.Connection:
         """Open, check, migrate; a corrupt file of ours is moved aside and salvaged."""
+        self._finish_interrupted_recovery()
         existed = self.path.exists() and self.path.stat().st_size > 0
         wal_present = Path(f"{self.path}-wal").exists()
         try:
@@ -370,55 +385,90 @@ class SqliteBuffer:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _recover_corrupt(self, problem: str) -> sqlite3.Connection:
-        """Move the damaged file aside (never delete it), start fresh, copy what is readable."""
+        """Copy what is readable into a fresh buffer, then move the damaged file aside (never delete it).
+
+        Crash-safe at every step: the fresh buffer is built under a temporary name while the damaged
+        file stays in place; then the damaged file is renamed aside, then the fresh one into place.
+        :meth:`_finish_interrupted_recovery` completes or discards an interrupted run.
+        """
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
         n = 1
         while aside.exists():
             n += 1
             aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
-        try:
-            os.rename(self.path, aside)
-            for side, new in zip(_sidecars(self.path), _sidecars(aside), strict=True):
-                if side.exists():
-                    os.rename(side, new)
-        except OSError as err:
-            raise BufferCorruptError(
-                f"buffer file {self.path} is corrupt ({problem}) and could not be moved aside ({err}); "
-                f"it was left in place: move it away by hand (keep it for `edgegw buffer export --file`)"
-            ) from err
         log.error(
-            "Buffer %s is corrupt (%s). It was moved aside to %s (nothing deleted); starting with a fresh "
-            "buffer and copying every readable batch into it.",
+            "Buffer %s is corrupt (%s). Copying every readable batch into a fresh buffer; the damaged file will "
+            "be kept as %s.",
             self.path,
             problem,
             aside,
         )
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._prepare(db, existed=False, wal_present=True)
-        salvaged, lost_batches, lost_points, old_counters = _salvage(aside, db)
-        db.execute("BEGIN IMMEDIATE")
-        for name, value in old_counters.items():
-            if name in COUNTERS:
-                db.execute("UPDATE counters SET value = ? WHERE name = ?", (value, name))
-        if not old_counters:
-            db.execute("UPDATE counters SET value = ? WHERE name = 'accepted_points'", (salvaged[1],))
-            db.execute("UPDATE counters SET value = ? WHERE name = 'accepted_batches'", (salvaged[0],))
-        db.execute("UPDATE counters SET value = value + 1 WHERE name = 'corrupt_files_moved'")
-        db.execute("UPDATE counters SET value = value + ? WHERE name = 'lost_corrupt_batches'", (lost_batches,))
-        db.execute("UPDATE counters SET value = value + ? WHERE name = 'lost_corrupt_points'", (lost_points,))
-        db.execute("COMMIT")
+        tmp = self._salvage_path()
+        _remove_with_sidecars(tmp)
+        db = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            self._prepare(db, existed=False, wal_present=True)
+            salvaged, lost_batches, lost_points, old_counters = _salvage(self.path, db)
+            db.execute("BEGIN IMMEDIATE")
+            for name, value in old_counters.items():
+                if name in COUNTERS:
+                    db.execute("UPDATE counters SET value = ? WHERE name = ?", (value, name))
+            if not old_counters:
+                db.execute("UPDATE counters SET value = ? WHERE name = 'accepted_points'", (salvaged[1],))
+                db.execute("UPDATE counters SET value = ? WHERE name = 'accepted_batches'", (salvaged[0],))
+            db.execute("UPDATE counters SET value = value + 1 WHERE name = 'corrupt_files_moved'")
+            db.execute("UPDATE counters SET value = value + ? WHERE name = 'lost_corrupt_batches'", (lost_batches,))
+            db.execute("UPDATE counters SET value = value + ? WHERE name = 'lost_corrupt_points'", (lost_points,))
+            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('state', 'closed')")
+            db.execute("COMMIT")
+        except sqlite3.Error as err:
+            raise BufferStorageError(
+                f"salvaging buffer {self.path} into {tmp} failed ({err}); nothing was moved"
+            ) from err
+        finally:
+            db.close()  # a clean close folds the WAL into the single file
+        try:
+            for side, new in zip((self.path, *_sidecars(self.path)), (aside, *_sidecars(aside)), strict=True):
+                if side.exists():
+                    os.rename(side, new)
+            os.rename(tmp, self.path)
+            _fsync_dir(self.path.parent)
+        except OSError as err:
+            raise BufferCorruptError(
+                f"buffer file {self.path} is corrupt ({problem}) and could not be replaced ({err}); the "
+                f"readable batches are in {tmp}: move the damaged file away by hand and restart"
+            ) from err
         log.error(
-            "Buffer %s: salvaged %d batches (%d points) from %s; %d batches (%d points) were unreadable "
-            "(counters lost_corrupt_*).",
+            "Buffer %s: the damaged file was moved aside to %s (nothing deleted); salvaged %d batches (%d points) "
+            "into a fresh buffer; %d batches (%d points) were unreadable (counters lost_corrupt_*).",
             self.path,
+            aside,
             salvaged[0],
             salvaged[1],
-            aside,
             lost_batches,
             lost_points,
         )
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._prepare(db, existed=True, wal_present=False)
         return db
+
+    def _salvage_path(self) -> Path:
+        return self.path.with_name(f"{self.path.name}.salvage")
+
+    def _finish_interrupted_recovery(self) -> None:
+        """A salvage interrupted by a crash: promote a complete copy, or drop a partial one."""
+        tmp = self._salvage_path()
+        if not tmp.exists():
+            return
+        if not self.path.exists():
+            # killed between moving the damaged file aside and renaming the copy into place
+            os.rename(tmp, self.path)
+            _fsync_dir(self.path.parent)
+            log.warning("Buffer %s: finished an interrupted salvage (the copy %s is now the buffer).", self.path, tmp)
+        else:
+            # killed while copying: the damaged file is still in place and will be salvaged again
+            _remove_with_sidecars(tmp)
 
     # -- producer side ---------------------------------------------------------------------------
     def put(self, payload: bytes, npoints: int, created_ns: int | None = None) -> bool:
