@@ -269,17 +269,24 @@ class SqliteBuffer:
         else:
             self._db = self._open_writable()
         try:
-            self._bytes, self._points, self._batches = self._db.execute(
-                "SELECT COALESCE(SUM(nbytes), 0), COALESCE(SUM(npoints), 0), COUNT(*) FROM batches"
-            ).fetchone()
-            # the checkpoint at open synced everything already in the file
-            self._last_id = int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM batches").fetchone()[0])
+            self._load_totals()
         except sqlite3.DatabaseError as err:
             self._db.close()
-            raise BufferCorruptError(
-                f"buffer file {self.path} is damaged ({err}); it was left untouched. The gateway salvages it "
-                "at start-up (moves it aside, keeps every readable batch)"
-            ) from err
+            if readonly:
+                raise BufferCorruptError(
+                    f"buffer file {self.path} is damaged ({err}); it was left untouched. The gateway salvages "
+                    "it at start-up (moves it aside, keeps every readable batch)"
+                ) from err
+            # damage the integrity check did not run into (it runs only after an unclean stop)
+            self._db = self._recover_corrupt(str(err))
+            self._load_totals()
+
+    def _load_totals(self) -> None:
+        self._bytes, self._points, self._batches = self._db.execute(
+            "SELECT COALESCE(SUM(nbytes), 0), COALESCE(SUM(npoints), 0), COUNT(*) FROM batches"
+        ).fetchone()
+        # the checkpoint at open synced everything already in the file
+        self._last_id = int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM batches").fetchone()[0])
 
     # -- opening ---------------------------------------------------------------------------------
     @staticmethod
