@@ -126,6 +126,8 @@ def cmd_buffer_export(args: argparse.Namespace) -> int:
     finally:
         buf.close()
     print(summary.describe(args.out or "stdout"), file=sys.stderr)
+    if buf.damaged is not None:
+        print(f"note: the file is damaged ({buf.damaged}); rows on damaged pages were skipped", file=sys.stderr)
     return EXIT_OK
 
 

@@ -223,6 +223,10 @@ def test_corrupt_file_is_moved_aside_and_readable_batches_kept(tmp_path: Path, c
     fresh.close()
     # the moved-aside copy can still be inspected read-only
     assert main(["buffer", "stats", "--file", str(aside[0])]) == 1  # refused with a message, not a traceback
+    # export reads around the damage: exactly the batches the salvage kept
+    dump = tmp_path / "aside.jsonl"
+    assert main(["buffer", "export", "--file", str(aside[0]), "--out", str(dump)]) == 0
+    assert len(dump.read_text().splitlines()) == 120 - c["lost_corrupt_batches"]
 
 
 def test_missing_wal_after_unclean_stop_is_detected_and_start_up_succeeds(

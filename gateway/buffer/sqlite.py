@@ -260,9 +260,11 @@ class SqliteBuffer:
         self._last_id = 0
         self.syncs = 0
         self.full_refusals = 0  # puts refused under ``block`` (nothing is lost: the producer holds)
+        self.damaged: str | None = None  # read-only inspection of a damaged file: what SQLite reported
         self._last_sync = time.monotonic_ns()
         self._next_expiry = 0
         self._page_size = 4096
+        self._bytes = self._points = self._batches = 0
         _check_header(self.path)
         if readonly:
             self._db = self._connect_readonly(self.path)
@@ -271,12 +273,11 @@ class SqliteBuffer:
         try:
             self._load_totals()
         except sqlite3.DatabaseError as err:
-            self._db.close()
             if readonly:
-                raise BufferCorruptError(
-                    f"buffer file {self.path} is damaged ({err}); it was left untouched. The gateway salvages "
-                    "it at start-up (moves it aside, keeps every readable batch)"
-                ) from err
+                # inspection of a damaged file: export still reads around the damage; stats refuses
+                self.damaged = str(err)
+                return
+            self._db.close()
             # damage the integrity check did not run into (it runs only after an unclean stop)
             self._db = self._recover_corrupt(str(err))
             self._load_totals()
@@ -812,6 +813,12 @@ class SqliteBuffer:
         return {name: int(got.get(name, 0)) for name in COUNTERS}
 
     def stats(self) -> BufferStats:
+        if self.damaged is not None:
+            raise BufferCorruptError(
+                f"buffer file {self.path} is damaged ({self.damaged}); it was left untouched. `edgegw buffer "
+                "export` still dumps every readable batch; the gateway salvages it at start-up (moves it aside, "
+                "keeps every readable batch)"
+            )
         oldest = self._db.execute("SELECT MIN(created_ns) FROM batches").fetchone()[0]
         unsynced = (self.unsynced_batches, self.unsynced_points)
         if self.readonly and self.durability == "interval":
@@ -872,19 +879,39 @@ class SqliteBuffer:
 
 
 def read_batches(db: sqlite3.Connection, *, quarantined: bool = False) -> Iterator[StoredBatch]:
-    sql = (
-        "SELECT id, created_ns, npoints, payload, crc, reason FROM quarantine"
-        if quarantined
-        else "SELECT id, created_ns, npoints, payload, crc, NULL FROM batches"
-    )
+    """Every readable row, oldest first.  A damaged page is stepped over id by id: the rows on it are
+    skipped, the rows after it are still read (export and salvage of a corrupt file rely on this)."""
+    table = "quarantine" if quarantined else "batches"
+    cols = f"id, created_ns, npoints, payload, crc, {'reason' if quarantined else 'NULL'}"
     last = -1
     while True:
-        rows = db.execute(f"{sql} WHERE id > ? ORDER BY id LIMIT 256", (last,)).fetchall()
-        for rid, created, n, payload, crc, reason in rows:
-            last = rid
-            yield StoredBatch(rid, created, n, payload, crc, reason)
+        try:
+            rows = db.execute(f"SELECT {cols} FROM {table} WHERE id > ? ORDER BY id LIMIT 256", (last,)).fetchall()
+        except sqlite3.DatabaseError:
+            yield from _read_around_damage(db, table, cols, last + 1)
+            return
+        for row in rows:
+            last = row[0]
+            yield StoredBatch(*row)
         if len(rows) < 256:
             return
+
+
+def _read_around_damage(db: sqlite3.Connection, table: str, cols: str, rid: int) -> Iterator[StoredBatch]:
+    hi = _first_int(db, ("SELECT seq FROM sqlite_sequence WHERE name = 'batches'", f"SELECT MAX(id) FROM {table}"))
+    while hi is not None and rid <= hi:
+        try:
+            nxt = db.execute(f"SELECT id FROM {table} WHERE id >= ? ORDER BY id LIMIT 1", (rid,)).fetchone()
+            if nxt is None:
+                return
+            rid = int(nxt[0])
+            row = db.execute(f"SELECT {cols} FROM {table} WHERE id = ?", (rid,)).fetchone()
+        except sqlite3.DatabaseError:
+            rid += 1  # on a damaged page: step over it one id at a time
+            continue
+        rid += 1
+        if row is not None:
+            yield StoredBatch(*row)
 
 
 def _first_int(db: sqlite3.Connection, queries: tuple[str, ...]) -> int | None:
@@ -922,35 +949,19 @@ def _salvage(aside: Path, db: sqlite3.Connection) -> tuple[tuple[int, int], int,
     try:
         with contextlib.suppress(sqlite3.Error):
             old = {str(k): int(v) for k, v in src.execute("SELECT name, value FROM counters").fetchall()}
-        hi = _first_int(src, ("SELECT seq FROM sqlite_sequence WHERE name = 'batches'", "SELECT MAX(id) FROM batches"))
-        rid = _first_int(src, ("SELECT MIN(id) FROM batches",)) or 1
         db.execute("BEGIN IMMEDIATE")
-        while hi is not None and rid <= hi:
-            try:
-                nxt = src.execute("SELECT id FROM batches WHERE id >= ? ORDER BY id LIMIT 1", (rid,)).fetchone()
-                if nxt is None:
-                    break
-                rid = int(nxt[0])
-                row = src.execute(
-                    "SELECT created_ns, npoints, nbytes, payload, crc FROM batches WHERE id = ?", (rid,)
-                ).fetchone()
-            except sqlite3.Error:
-                rid += 1  # a damaged page: step over it one id at a time
-                continue
-            rid += 1
-            if row is None:
-                continue
-            created, n, nbytes, payload, crc = row
-            if crc is not None and _crc(payload) != crc:
+        for row in read_batches(src):
+            if not row.checksum_ok:
                 lost_b += 1
-                lost_p += int(n)
+                lost_p += row.npoints
                 continue
             db.execute(
                 "INSERT INTO batches(id, created_ns, npoints, nbytes, payload, crc) VALUES (?, ?, ?, ?, ?, ?)",
-                (rid - 1, created, n, nbytes, payload, crc if crc is not None else _crc(payload)),
+                (row.id, row.created_ns, row.npoints, len(row.payload), row.payload,
+                 row.crc if row.crc is not None else _crc(row.payload)),
             )
             salvaged_b += 1
-            salvaged_p += int(n)
+            salvaged_p += row.npoints
         db.execute("COMMIT")
     finally:
         src.close()
