@@ -25,6 +25,7 @@ from gateway.catalog import Catalog, build_catalog
 from gateway.cli import main
 from gateway.codec import decode, encode
 from gateway.config import parse
+from gateway.errors import BufferCorruptError
 from gateway.point import Quality
 
 __all__ = ["assert_ledger", "catalog", "encoded_batch"]
@@ -364,3 +365,31 @@ def test_damage_after_a_clean_stop_is_salvaged_at_start_up_too(tmp_path: Path) -
     assert fresh.pending_batches == 120 - c["lost_corrupt_batches"]
     assert_ledger(fresh)
     fresh.close()
+
+
+def test_damage_met_while_running_stops_and_the_next_start_salvages(tmp_path: Path) -> None:
+    """The forwarder meets a damaged page: a clear error (the gateway exits 1); the buffer is not marked
+    cleanly closed, so the next start checks the file and salvages it instead of crash-looping."""
+    path = tmp_path / "buffer.db"
+    buf = SqliteBuffer(path)
+    for i in range(40):
+        assert buf.put(i.to_bytes(4, "big") + b"q" * 6000, 10)  # payloads live on overflow pages
+    buf.close()
+    buf = SqliteBuffer(path)
+    pages = path.stat().st_size // 4096
+    with path.open("r+b") as f:  # damage behind the running buffer's back
+        f.seek((pages // 2) * 4096)
+        f.write(b"\x00" * 4096 * (pages // 4))
+    other = sqlite3.connect(path, isolation_level=None)  # a write elsewhere: the buffer rereads its pages
+    other.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('poke', '1')")
+    other.close()
+    with pytest.raises(BufferCorruptError, match="restart"):
+        for _ in range(40):
+            tx = buf.begin(4)
+            buf.end(tx, [Outcome.DELIVERED] * len(tx.ids))
+    buf.close()
+    again = SqliteBuffer(path)
+    c = again.counters()
+    assert c["corrupt_files_moved"] == 1 and c["lost_corrupt_batches"] >= 1
+    assert_ledger(again)
+    again.close()

@@ -261,6 +261,7 @@ class SqliteBuffer:
         self.syncs = 0
         self.full_refusals = 0  # puts refused under ``block`` (nothing is lost: the producer holds)
         self.damaged: str | None = None  # read-only inspection of a damaged file: what SQLite reported
+        self._corrupt_seen = False  # damage met while running: the next start must check the file
         self._last_sync = time.monotonic_ns()
         self._next_expiry = 0
         self._page_size = 4096
@@ -511,7 +512,7 @@ class SqliteBuffer:
             if _is_full(err) and self.when_full == "block":
                 self.full_refusals += 1
                 raise BufferFullError(f"buffer {self.path}: the filesystem is full") from err
-            raise BufferStorageError(f"buffer write failed ({err}); the batch was not accepted") from err
+            raise self._fatal(err, "write", "; the batch was not accepted") from err
         if accepted:
             self._bytes += size
             self._points += npoints
@@ -554,11 +555,27 @@ class SqliteBuffer:
         try:
             yield
             self._db.execute("COMMIT")
-        except BaseException:
+        except BaseException as err:
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")
             self._bytes, self._points, self._batches = saved
+            self._note(err)
             raise
+
+    def _fatal(self, err: sqlite3.Error, what: str, note: str = "") -> BufferStorageError | BufferCorruptError:
+        """The error that stops the gateway (exit 1, systemd restarts it), saying what to expect."""
+        self._note(err)
+        if self._corrupt_seen:
+            return BufferCorruptError(
+                f"buffer {self.path}: {what} failed, the file is damaged ({err}); restart the gateway: the "
+                "damaged file is then moved aside and its readable batches are kept"
+            )
+        return BufferStorageError(f"buffer {what} failed ({err}){note}")
+
+    def _note(self, err: BaseException) -> None:
+        code = getattr(err, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+            self._corrupt_seen = True
 
     def _disk_need(self, size: int) -> int:
         """Bytes to free so that ``size`` fits while keeping ``disk_reserve_bytes`` free on the filesystem."""
@@ -668,7 +685,7 @@ class SqliteBuffer:
                 with self._write():
                     self._expire_locked(time.time_ns())
             except sqlite3.Error as err:
-                raise BufferStorageError(f"buffer expiry failed ({err})") from err
+                raise self._fatal(err, "expiry") from err
 
     def _expire_locked(self, now: int) -> None:
         """Drop (and count) batches older than ``max_age_s``, oldest first, at most once a second."""
@@ -713,6 +730,7 @@ class SqliteBuffer:
                     (max_batches + len(self._inflight),),
                 ).fetchall()
             except sqlite3.DatabaseError as err:
+                self._corrupt_seen = True
                 raise BufferCorruptError(
                     f"buffer {self.path} became unreadable ({err}); restart the gateway: the damaged file "
                     "is then moved aside and its readable batches are kept"
@@ -760,7 +778,7 @@ class SqliteBuffer:
                     self._batches -= 1
                     moved.append((rid, row[1], reason))
         except sqlite3.Error as err:
-            raise BufferStorageError(f"buffer quarantine failed ({err})") from err
+            raise self._fatal(err, "quarantine") from err
         for rid, n, reason in moved:
             log.error("Buffer %s: batch %d (%d points) is damaged (%s); moved to the quarantine table.",
                       self.path, rid, n, reason)
@@ -785,7 +803,7 @@ class SqliteBuffer:
                     self._bump("delivered_points", removed)
                     self._bump("delivered_batches", removed_batches)
         except sqlite3.Error as err:
-            raise BufferStorageError(f"buffer delete failed ({err})") from err
+            raise self._fatal(err, "delete") from err
         finally:
             self._inflight.difference_update(tx.ids)
 
@@ -871,7 +889,7 @@ class SqliteBuffer:
         yield from read_batches(self._db, quarantined=quarantined)
 
     def close(self) -> None:
-        if not self.readonly:
+        if not self.readonly and not self._corrupt_seen:  # else the 'open' marker makes the next start check
             with contextlib.suppress(sqlite3.Error):
                 self.sync()
                 self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('state', 'closed')")
