@@ -17,7 +17,7 @@ from drivers.modbus.config import ModbusTcpDevice
 from drivers.modbus.driver import ModbusTcpDriver
 from drivers.opcua.config import OpcUaDevice
 from drivers.opcua.driver import OpcUaDriver
-from gateway.buffer import SqliteBuffer
+from gateway.buffer import SqliteBuffer, open_buffer
 from gateway.catalog import Catalog, build_catalog
 from gateway.codec import encode
 from gateway.config import BufferConfig, Config, DeviceConfig
@@ -52,7 +52,10 @@ class Batcher:
         self.normalise = Normalise(catalog)
         self.queue: asyncio.Queue[SampleBatch] = asyncio.Queue(maxsize=64)
         self.observer = observer
-        self.seq = buffer.counters().get("accepted_batches", 0)
+        counted = buffer.counters()
+        # every batch offered to the buffer is either accepted or counted as dropped_newest: their sum
+        # survives kill -9 with the batches, so batch sequence numbers are never reused after a restart
+        self.seq = counted["accepted_batches"] + counted["dropped_newest_batches"]
         self.pending: SampleBatch = []
 
     async def submit(self, batch: SampleBatch) -> None:
@@ -88,18 +91,27 @@ class Batcher:
 
     def _commit_all(self) -> None:
         while self.pending:
-            chunk, self.pending = self.pending[: self.max_points], self.pending[self.max_points :]
+            chunk = self.pending[: self.max_points]
+            # the chunk leaves ``pending`` only once the buffer took it (or counted its drop): under
+            # when_full = block a refused chunk stays and is offered again
+            self.buffer.put(encode(self.catalog, chunk, self.seq + 1, now_ns()), len(chunk))
             self.seq += 1
-            self.buffer.put(encode(self.catalog, chunk, self.seq, now_ns()), len(chunk))
+            del self.pending[: len(chunk)]
 
     async def flush(self) -> None:
+        blocked = False
         while True:
             try:
                 self._commit_all()
                 break
-            except BufferFullError:
-                log.warning("Buffer is full and when_full = block: polling is held back.")
+            except BufferFullError as err:
+                if not blocked:
+                    log.warning("%s; when_full = block: polling is held back until the uplink frees room.", err)
+                    blocked = True
+                self.wake.set()
                 await asyncio.sleep(0.5)
+        if blocked:
+            log.info("Buffer has room again; polling resumes.")
         self.wake.set()
 
 
@@ -123,9 +135,7 @@ class Gateway:
         self.catalog = build_catalog(cfg)
         self.wake = asyncio.Event()
         bc = cfg.buffer
-        self.buffer = SqliteBuffer(
-            bc.path, max_bytes=bc.max_bytes, when_full=bc.when_full.value, durability=bc.durability.value
-        )
+        self.buffer = open_buffer(bc)
         self.batcher = Batcher(self.catalog, self.buffer, bc, self.wake, observer)
         self.uplink = MqttUplink(cfg.uplink, cfg.gateway.site, cfg.gateway.id)
         self.forwarder = Forwarder(self.buffer, self.uplink, self.wake, max_inflight=cfg.uplink.max_inflight)
@@ -171,13 +181,14 @@ class Gateway:
             len(self.runners),
             len(self.catalog.points),
             self.buffer.path,
-            self.buffer.durability,
+            self.buffer.durability_label,
             self.buffer.pending_batches,
         )
         forwarder = asyncio.create_task(self.forwarder.run(), name="forwarder")
+        upkeep = asyncio.create_task(self._upkeep(), name="buffer-upkeep")
         batcher = asyncio.create_task(self.batcher.run(), name="batcher")
         devices = [asyncio.create_task(r.run(), name=f"device:{r.driver.name}") for r in self.runners]
-        everything = [forwarder, batcher, *devices]
+        everything = [forwarder, upkeep, batcher, *devices]
         try:
             done, _ = await asyncio.wait(everything, return_when=asyncio.FIRST_COMPLETED)
             for task in done:  # these tasks only end by failing
@@ -196,6 +207,12 @@ class Gateway:
             self.buffer.close()
             log.info("Gateway %s stopped; %d batches stay buffered.", self.catalog.gateway_id,
                      self._final_counters["accepted_batches"] - self._final_counters["delivered_batches"])
+
+    async def _upkeep(self) -> None:
+        """Sync the buffer when due (interval durability) and expire batches past max_age_s."""
+        while True:
+            await asyncio.sleep(0.1)
+            self.buffer.maintain()
 
     async def _stop_gracefully(self, devices: list[asyncio.Task[None]], batcher: asyncio.Task[None]) -> None:
         for task in devices:

@@ -18,7 +18,7 @@ from dataclasses import asdict
 from typing import Any
 
 from gateway import __version__
-from gateway.errors import BufferCorruptError, BufferStorageError, ConfigError
+from gateway.errors import BufferCorruptError, BufferStorageError, ConfigError, ConfigIssue
 
 __all__ = ["main"]
 
@@ -70,7 +70,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from gateway.config import load
-    from gateway.errors import ConfigIssue
     from gateway.ingest import Ingest
 
     cfg = load(args.config)
@@ -88,16 +87,47 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_buffer(args: argparse.Namespace) -> int:
-    from gateway.buffer import SqliteBuffer
-    from gateway.config import load
+def _buffer_cfg(args: argparse.Namespace) -> Any:
+    from gateway.config import BufferConfig, load
 
-    cfg = load(args.config)
-    buf = SqliteBuffer(cfg.buffer.path, max_bytes=cfg.buffer.max_bytes, when_full=cfg.buffer.when_full.value)
+    if args.config is None and getattr(args, "file", None) is None:
+        raise ConfigError([ConfigIssue("", "give -c FILE (the gateway config) or --file BUFFER_DB")])
+    bc = load(args.config).buffer if args.config else BufferConfig()
+    if getattr(args, "file", None):
+        bc = bc.model_copy(update={"path": args.file})
+    return bc
+
+
+def cmd_buffer_stats(args: argparse.Namespace) -> int:
+    """Read-only: safe while the gateway runs; never changes the file."""
+    from gateway.buffer import open_buffer
+
+    buf = open_buffer(_buffer_cfg(args), readonly=True)
     try:
         print(json.dumps(asdict(buf.stats()), indent=2))
     finally:
         buf.close()
+    return EXIT_OK
+
+
+def cmd_buffer_export(args: argparse.Namespace) -> int:
+    """Dump pending (or quarantined) batches, decoded, without removing them."""
+    from gateway.buffer import open_buffer
+    from gateway.buffer.export import export
+
+    buf = open_buffer(_buffer_cfg(args), readonly=True)
+    try:
+        if args.out:
+            with open(args.out, "wb") as out:
+                summary = export(buf, out, fmt=args.format, quarantined=args.quarantined)
+        else:
+            summary = export(buf, sys.stdout.buffer, fmt=args.format, quarantined=args.quarantined)
+            sys.stdout.flush()
+    finally:
+        buf.close()
+    print(summary.describe(args.out or "stdout"), file=sys.stderr)
+    if buf.damaged is not None:
+        print(f"note: the file is damaged ({buf.damaged}); rows on damaged pages were skipped", file=sys.stderr)
     return EXIT_OK
 
 
@@ -219,9 +249,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("buffer", help="inspect the durable buffer")
     bsub = s.add_subparsers(dest="buffer_command", required=True)
-    b = bsub.add_parser("stats", help="pending batches, points, bytes and counters as JSON")
-    b.add_argument("-c", "--config", required=True)
-    b.set_defaults(func=cmd_buffer)
+    b = bsub.add_parser("stats", help="pending batches, points, bytes and counters as JSON (read-only)")
+    b.add_argument("-c", "--config", default=None)
+    b.add_argument("--file", default=None, help="a buffer file instead of [buffer].path (e.g. a *.corrupt-* copy)")
+    b.set_defaults(func=cmd_buffer_stats)
+    b = bsub.add_parser("export", help="dump pending batches decoded, without removing them (read-only)")
+    b.add_argument("-c", "--config", default=None)
+    b.add_argument("--file", default=None, help="a buffer file instead of [buffer].path (e.g. a *.corrupt-* copy)")
+    b.add_argument("--out", default=None, help="write here instead of stdout")
+    b.add_argument("--format", choices=("jsonl", "msgpack"), default="jsonl")
+    b.add_argument("--quarantined", action="store_true", help="dump the quarantine table instead")
+    b.set_defaults(func=cmd_buffer_export)
 
     s = sub.add_parser("certs", help="OPC UA application certificates")
     csub = s.add_subparsers(dest="certs_command", required=True)

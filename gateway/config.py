@@ -72,8 +72,22 @@ class WhenFull(enum.StrEnum):
 class BufferConfig(StrictModel):
     path: str = "edgegw-buffer.db"
     durability: Durability = Durability.FSYNC
+    sync_interval_ms: int = Field(
+        default=500, ge=10, le=60_000, description="interval durability: power loss loses at most this window"
+    )
     max_bytes: int = Field(default=1 << 30, ge=1 << 16)
+    max_age_s: float | None = Field(
+        default=None, gt=0, description="batches older than this are dropped and counted as expired_*; none = keep"
+    )
+    disk_reserve_bytes: int = Field(
+        default=16 << 20,
+        ge=1 << 16,
+        description="free space kept on the buffer's filesystem; below it the buffer counts as full",
+    )
     when_full: WhenFull = WhenFull.DROP_OLDEST
+    startup_check: Literal["after_crash", "always", "never"] = Field(
+        default="after_crash", description="SQLite quick_check of the whole file at start-up"
+    )
     batch_max_points: int = Field(default=1000, ge=1, le=100_000)
     linger_ms: int = Field(default=200, ge=0, le=60_000)
 

@@ -36,9 +36,11 @@ class BufferMachine(RuleBasedStateMachine):
         self.model: list[tuple[int, bytes, int]] = []  # (row id, payload, npoints), FIFO
         self.inflight: list[Transaction] = []
         self.counters = dict.fromkeys(
-            ("accepted_points", "delivered_points", "dropped_oldest_points", "dropped_newest_points"), 0
+            ("accepted_points", "delivered_points", "dropped_oldest_points", "dropped_newest_points",
+             "dropped_oldest_batches", "dropped_newest_batches", "quarantined_points"), 0
         )
         self.seq = 0
+        self.rotten: set[int] = set()
 
     def _open(self) -> SqliteBuffer:
         return SqliteBuffer(self.dir / "buf.db", max_bytes=_MAX_BYTES, when_full=self.policy, durability="interval")
@@ -49,7 +51,7 @@ class BufferMachine(RuleBasedStateMachine):
         self.policy = policy
         self.buf = self._open()
 
-    @rule(size=st.integers(1, 150), npoints=st.integers(1, 50))
+    @rule(size=st.one_of(st.integers(1, 150), st.integers(390, 420)), npoints=st.integers(1, 50))
     @precondition(lambda self: self.buf is not None)
     def put(self, size: int, npoints: int) -> None:
         assert self.buf is not None
@@ -58,15 +60,17 @@ class BufferMachine(RuleBasedStateMachine):
         used = sum(len(p) for _, p, _ in self.model)
         inflight_ids = {i for tx in self.inflight for i in tx.ids}
         if used + len(payload) > _MAX_BYTES:
-            if self.policy == "block":
+            if self.policy == "block" and len(payload) <= _MAX_BYTES:
                 try:
                     self.buf.put(payload, npoints)
                 except BufferFullError:
                     return
                 raise AssertionError("block policy accepted a batch with no room")
             if self.policy == "drop_newest" or len(payload) > _MAX_BYTES:
+                # an oversized batch can never fit: dropped under every policy, block included
                 assert self.buf.put(payload, npoints) is False
                 self.counters["dropped_newest_points"] += npoints
+                self.counters["dropped_newest_batches"] += 1
                 return
             # drop_oldest: oldest first, skipping what is in flight
             need = used + len(payload) - _MAX_BYTES
@@ -77,6 +81,7 @@ class BufferMachine(RuleBasedStateMachine):
                 if freed < need and row[0] not in inflight_ids:
                     freed += len(row[1])
                     dropped += row[2]
+                    self.counters["dropped_oldest_batches"] += 1
                 else:
                     keep.append(row)
             accepted = self.buf.put(payload, npoints)
@@ -85,6 +90,7 @@ class BufferMachine(RuleBasedStateMachine):
             if freed < need:
                 assert accepted is False
                 self.counters["dropped_newest_points"] += npoints
+                self.counters["dropped_newest_batches"] += 1
                 return
             assert accepted is True
         else:
@@ -99,7 +105,14 @@ class BufferMachine(RuleBasedStateMachine):
         assert self.buf is not None
         tx = self.buf.begin(n)
         taken = {i for t in self.inflight for i in t.ids}
-        expected = [row for row in self.model if row[0] not in taken][:n]
+        while True:  # damaged rows among the candidates are quarantined, then the next ones are taken
+            expected = [row for row in self.model if row[0] not in taken][:n]
+            bad = {r[0] for r in expected if r[0] in self.rotten}
+            if not bad:
+                break
+            self.counters["quarantined_points"] += sum(r[2] for r in expected if r[0] in bad)
+            self.model = [row for row in self.model if row[0] not in bad]
+            self.rotten -= bad
         # FIFO: the oldest batches not already in flight, in order, byte for byte
         assert list(tx.ids) == [r[0] for r in expected]
         assert list(tx.payloads) == [r[1] for r in expected]
@@ -116,6 +129,22 @@ class BufferMachine(RuleBasedStateMachine):
         done = {i for i, o in zip(tx.ids, outcomes, strict=True) if o is Outcome.DELIVERED}
         self.counters["delivered_points"] += sum(n for i, _, n in self.model if i in done)
         self.model = [row for row in self.model if row[0] not in done]
+
+    @rule(data=st.data())
+    @precondition(lambda self: self.buf is not None and self.model)
+    def rot(self, data: st.DataObject) -> None:
+        """A stored payload changes on disk (bit rot): its checksum no longer matches."""
+        assert self.buf is not None
+        sound = [i for i, row in enumerate(self.model) if row[0] not in self.rotten]
+        if not sound:
+            return
+        i = data.draw(st.sampled_from(sound))
+        rid, payload, npoints = self.model[i]
+        damaged = bytes([payload[0] ^ 0xFF]) + payload[1:]
+        self.buf._db.execute("UPDATE batches SET payload = ? WHERE id = ?", (damaged, rid))
+        self.model[i] = (rid, damaged, npoints)
+        # a batch in flight was read before it rotted: it is caught if it comes back for a retry
+        self.rotten.add(rid)
 
     @rule()
     @precondition(lambda self: self.buf is not None)
@@ -146,7 +175,8 @@ class BufferMachine(RuleBasedStateMachine):
         assert [(r[0], r[1]) for r in rows] == [(i, p) for i, p, _ in self.model]
         # the ledger balances: nothing accepted disappears uncounted
         assert got["accepted_points"] == (
-            got["delivered_points"] + got["dropped_oldest_points"] + self.buf.pending_points
+            got["delivered_points"] + got["dropped_oldest_points"] + got["quarantined_points"]
+            + self.buf.pending_points
         )
 
     def teardown(self) -> None:
