@@ -163,6 +163,11 @@ class BitDecoder:
 
     def __init__(self, fields: Sequence[Field]) -> None:
         self._fields = [(f.index, f.offset) for f in fields]
+        self._packed = [(f.index, f.offset >> 3, 1 << (f.offset & 7)) for f in fields]
 
     def decode(self, bits: Sequence[bool]) -> list[tuple[int, Value, str | None]]:
         return [(i, bool(bits[off]), None) for i, off in self._fields]
+
+    def decode_packed(self, data: bytes) -> list[tuple[int, Value, str | None]]:
+        """Bits as on the wire: eight per byte, the first bit in the least significant position."""
+        return [(i, bool(data[byte] & mask), None) for i, byte, mask in self._packed]
