@@ -149,6 +149,7 @@ class ModbusDriver:
             members = [i for i, p in enumerate(config.points) if (p.group or "") == name]
             self.groups[name] = _Group(name, ms / 1000, members)
         self._entered = False
+        self.requests = 0  # requests sent, for benchmarks and diagnostics
         self._replan()
 
     def _replan(self) -> None:
@@ -226,6 +227,7 @@ class ModbusDriver:
         replan = False
         good = Quality.GOOD
         for block, decoder in self.groups[group].blocks:
+            self.requests += 1
             try:
                 async with conn.lock:  # the line is ours from here: the timeout starts now
                     ts = now_ns()
