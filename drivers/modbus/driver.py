@@ -251,10 +251,10 @@ class ModbusDriver:
                 raise ReadError(self.name, f"malformed response: {err}", reason="malformed_response") from err
             except (ConnectionError, OSError) as err:
                 raise ReadError(self.name, f"connection lost: {err}", reason="disconnected", disconnect=True) from err
-            values = decoder.decode_packed(data) if isinstance(decoder, BitDecoder) else decoder.decode(data)
-            out.extend(
-                (i, ts, v, good, None) if why is None else (i, ts, None, Quality.BAD, why) for i, v, why in values
-            )
+            if isinstance(decoder, BitDecoder):
+                out += [(i, ts, v, good, None) for i, v, _ in decoder.decode_packed(data)]
+            else:
+                out += decoder.samples(data, ts)
         if replan:
             self._replan()
         return out
