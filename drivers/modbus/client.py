@@ -188,16 +188,17 @@ class Connection(asyncio.Protocol):
             return
 
     def _parse_rtu(self) -> None:
+        """Find a CRC-valid frame from our unit; then the PDU decides (a wrong function is a FrameError)."""
         buf = self._buf
         unit, function, nbytes = self._expect
         while len(buf) >= 5:
             fc = buf[1]
-            if fc == function | 0x80:
-                size = 5
-            elif fc == function:
-                size = 5 + buf[2]
+            if fc & 0x80:
+                size = 5  # an exception response
+            elif fc in (1, 2, 3, 4):
+                size = 5 + buf[2]  # a read response: unit, function, byte count, data, CRC
             else:
-                size = 0  # garbage or a foreign frame
+                size = 0  # garbage, or a frame we cannot size
             if size and len(buf) < size:
                 return
             if size == 0 or crc16(memoryview(buf)[: size - 2]) != buf[size - 2] | buf[size - 1] << 8:
