@@ -73,25 +73,17 @@ async def test_every_type_and_byte_order_from_libmodbus_over_tcp(libmodbus: Path
         _check(await _read(cfg))
 
 
-async def test_every_type_and_byte_order_from_libmodbus_over_rtu_on_a_pty(libmodbus: Path, tmp_path: Path) -> None:
-    pty = PtyPair(workdir=tmp_path / "pty")
-    try:
-        pty.start()
-    except ServiceUnavailable as err:
-        if IN_CI:
-            pytest.fail(f"{err}: CI must install socat")
-        pytest.skip(str(err))
-    try:
-        image, points = _points()
-        with LibmodbusServer(libmodbus, tmp_path, coils=COILS, discrete_inputs=[True], holding_registers=image,
-                             input_registers=INPUTS, serial_port=pty.a, unit_id=17):
-            cfg = ModbusRtuDevice.model_validate(
-                {"type": "modbus_rtu", "name": "plc", "port": pty.b, "baudrate": 19200, "parity": "N",
-                 "unit_id": 17, "points": points}
-            )
-            _check(await _read(cfg))
-    finally:
-        pty.stop()
+async def test_every_type_and_byte_order_from_libmodbus_over_rtu_on_a_pty(
+    libmodbus: Path, tmp_path: Path, pty_pair: PtyPair
+) -> None:
+    image, points = _points()
+    with LibmodbusServer(libmodbus, tmp_path, coils=COILS, discrete_inputs=[True], holding_registers=image,
+                         input_registers=INPUTS, serial_port=pty_pair.a, unit_id=17):
+        cfg = ModbusRtuDevice.model_validate(
+            {"type": "modbus_rtu", "name": "plc", "port": pty_pair.b, "baudrate": 19200, "parity": "N",
+             "unit_id": 17, "points": points}
+        )
+        _check(await _read(cfg))
 
 
 def _mbpoll() -> str:
@@ -118,7 +110,7 @@ async def _mbpoll_read(args: list[str], table: str, count: int) -> list[int]:
 
 
 @pytest.mark.parametrize("transport", ["tcp", "rtu"])
-async def test_mbpoll_reads_the_stub_images_our_hil_server_serves(transport: str, tmp_path: Path) -> None:
+async def test_mbpoll_reads_the_stub_images_our_hil_server_serves(transport: str, request: Any) -> None:
     """The register images of the firmware stubs, as a third-party client sees them on the wire."""
     from firmware_stubs.belt_conveyor import BeltConveyor
     from firmware_stubs.drainage_pump import DrainagePump
@@ -127,27 +119,15 @@ async def test_mbpoll_reads_the_stub_images_our_hil_server_serves(transport: str
     from hil.modbus_server import SimulatedPlc
 
     _mbpoll()
-    pty: PtyPair | None = None
-    if transport == "rtu":
-        pty = PtyPair(workdir=tmp_path / "pty")
-        try:
-            pty.start()
-        except ServiceUnavailable as err:
-            if IN_CI:
-                pytest.fail(f"{err}: CI must install socat")
-            pytest.skip(str(err))
-    try:
-        for stub in (VentilationFan(3), BeltConveyor(4), DrainagePump(5), MineHoist(6)):
-            where: dict[str, Any] = {"transport": "rtu", "serial_port": pty.a} if pty else {}
-            async with SimulatedPlc(units={1: stub}, tick_s=0, **where) as plc:
-                await plc.advance(1234)
-                img = stub.image(1234)
-                if pty:
-                    args = ["-m", "rtu", "-b", "19200", "-P", "none", pty.b]
-                else:
-                    args = ["-m", "tcp", "-p", str(plc.port), "127.0.0.1"]
-                assert await _mbpoll_read(args, "3", len(img.input_registers)) == img.input_registers
-                assert await _mbpoll_read(args, "4", len(img.holding_registers)) == img.holding_registers
-    finally:
-        if pty:
-            pty.stop()
+    pty: PtyPair | None = request.getfixturevalue("pty_pair") if transport == "rtu" else None
+    for stub in (VentilationFan(3), BeltConveyor(4), DrainagePump(5), MineHoist(6)):
+        where: dict[str, Any] = {"transport": "rtu", "serial_port": pty.a} if pty else {}
+        async with SimulatedPlc(units={1: stub}, tick_s=0, **where) as plc:
+            await plc.advance(1234)
+            img = stub.image(1234)
+            if pty:
+                args = ["-m", "rtu", "-b", "19200", "-P", "none", pty.b]
+            else:
+                args = ["-m", "tcp", "-p", str(plc.port), "127.0.0.1"]
+            assert await _mbpoll_read(args, "3", len(img.input_registers)) == img.input_registers
+            assert await _mbpoll_read(args, "4", len(img.holding_registers)) == img.holding_registers

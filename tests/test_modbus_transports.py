@@ -4,12 +4,14 @@ serving the firmware stubs; several unit ids sharing one line; a dead unit id on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from drivers.modbus.driver import LinePool, ModbusDriver
+from drivers.modbus.driver import Line, LinePool, ModbusDriver
 from firmware_stubs.belt_conveyor import BeltConveyor
 from firmware_stubs.drainage_pump import DrainagePump
 from firmware_stubs.mine_hoist import MineHoist
@@ -55,6 +57,22 @@ def _assert_matches(got: dict[str, Any], expected: dict[str, Any]) -> None:
             assert got[name] == want, name
 
 
+@contextlib.asynccontextmanager
+async def _on_one_line(cfg: Config) -> AsyncIterator[tuple[list[ModbusDriver], Line]]:
+    """Drivers for every device of ``cfg`` (all on one line), entered; the line they share."""
+    catalog = build_catalog(cfg)
+    pool = LinePool()
+    drivers = [ModbusDriver(d, catalog.by_device[d.name].start, pool) for d in cfg.devices]  # type: ignore[arg-type]
+    for d in drivers:
+        await d.__aenter__()
+    try:
+        (line,) = pool.lines.values()
+        yield drivers, line
+    finally:
+        for d in drivers:
+            await d.__aexit__()
+
+
 @pytest.mark.parametrize("stub", STUBS, ids=lambda s: s.__name__)
 async def test_each_stub_over_modbus_tcp(stub: type[Stub]) -> None:
     plant = stub(seed=7)
@@ -75,19 +93,11 @@ async def test_three_units_share_one_rtu_over_tcp_connection() -> None:
             [_device("modbus_rtu_tcp", f"u{u}", u, type(s), host="127.0.0.1", port=plc.port) for u, s in stubs.items()]
         )
         catalog = build_catalog(cfg)
-        pool = LinePool()
-        drivers = [ModbusDriver(d, catalog.by_device[d.name].start, pool) for d in cfg.devices]  # type: ignore[arg-type]
-        for d in drivers:
-            await d.__aenter__()
-        try:
+        async with _on_one_line(cfg) as (drivers, line):
             batches = await asyncio.gather(*(d.read() for d in drivers))  # serialised on the line
             for (u, s), batch in zip(stubs.items(), batches, strict=True):
                 _assert_matches(_values(catalog, batch, f"u{u}"), s.expected(1234))
-            (line,) = pool.lines.values()
             assert line.opens == 1 and line.users == 3
-        finally:
-            for d in drivers:
-                await d.__aexit__()
         assert line.conn is None  # the last user closed it
 
 
@@ -98,22 +108,14 @@ async def test_rtu_on_a_serial_line_through_a_pty_pair(pty_pair: PtyPair) -> Non
         serial = {"port": pty_pair.b, "baudrate": 19200, "parity": "N"}
         cfg = _config([_device("modbus_rtu", f"u{u}", u, type(s), **serial) for u, s in stubs.items()])
         catalog = build_catalog(cfg)
-        pool = LinePool()
-        drivers = [ModbusDriver(d, catalog.by_device[d.name].start, pool) for d in cfg.devices]  # type: ignore[arg-type]
-        for d in drivers:
-            await d.__aenter__()
-        try:
+        async with _on_one_line(cfg) as (drivers, line):
             for _ in range(2):
                 batches = await asyncio.gather(*(d.read() for d in drivers))
                 for (u, s), batch in zip(stubs.items(), batches, strict=True):
                     _assert_matches(_values(catalog, batch, f"u{u}"), s.expected(plc.tick))
                 await plc.advance()
             assert _values(catalog, batches[0], "u1")["mode"] == "inspection"
-            (line,) = pool.lines.values()
             assert line.opens == 1
-        finally:
-            for d in drivers:
-                await d.__aexit__()
 
 
 @pytest.mark.parametrize("transport", ["rtu_tcp", "rtu"])

@@ -9,7 +9,6 @@ stage.  Figures are per 1-second window after a warm-up; the table shows medians
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import cProfile
 import io
 import json
@@ -222,9 +221,7 @@ async def run_bench(
     finally:
         for t in tasks:
             t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await asyncio.gather(*tasks, return_exceptions=True)
         await _stop_plcs(procs)
 
 
