@@ -18,8 +18,7 @@ from gateway.point import Quality
 from hil.libmodbus_peer import LibmodbusServer, build_server
 from hil.services import PtyPair, ServiceUnavailable
 from tests.conftest import IN_CI
-from tests.test_modbus_decode import CASES
-from tests.test_modbus_driver import _register_image
+from tests.test_modbus_driver import _register_image, check_image_values
 
 INPUTS = [7, *([0] * 9), 42]  # "mode" = 7 (running) at input register 0, "hole" = 42 at 10
 COILS = [False, False, True, False]
@@ -45,12 +44,7 @@ def _points() -> tuple[list[int], list[dict[str, Any]]]:
 
 
 def _check(got: dict[str, Any]) -> None:
-    for n, (_dt, _order, _regs, expected) in enumerate(CASES):
-        assert got[f"c{n}"] == (expected, Quality.GOOD, None), f"case {n}: {CASES[n]}"
-    assert got["label"] == ("MINE-1", Quality.GOOD, None)
-    assert [got[b][0] for b in ("b0", "b1", "b15", "coil2", "di0")] == [True, False, True, True, True]
-    assert got["mode"] == ("running", Quality.GOOD, None)
-    assert got["hole"] == (42, Quality.GOOD, None)
+    check_image_values(got)
     assert got["beyond"] == (None, Quality.BAD, "modbus_exception_2_illegal_data_address")
 
 
