@@ -57,3 +57,4 @@ async def test_fast_and_slow_groups_poll_at_their_own_intervals() -> None:
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
