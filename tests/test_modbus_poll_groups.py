@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import Any
 
 from drivers.modbus.driver import ModbusDriver
 from firmware_stubs.ventilation_fan import VentilationFan
@@ -58,3 +60,32 @@ async def test_fast_and_slow_groups_poll_at_their_own_intervals() -> None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
+
+
+def test_the_gateway_gives_devices_on_one_line_one_connection_and_their_poll_groups(tmp_path: Path) -> None:
+    from drivers.modbus.driver import ModbusDriver as Driver
+    from gateway.app import Gateway
+
+    def dev(name: str, unit: int, port: int) -> dict[str, Any]:
+        return {"type": "modbus_rtu_tcp", "name": name, "host": "127.0.0.1", "port": port, "unit_id": unit,
+                "poll_groups": {"fast": 100}, "retries": 2,
+                "points": [{"name": "a", "address": 0, "group": "fast"}, {"name": "b", "address": 1}]}
+
+    cfg = parse({
+        "gateway": {"id": "gw1", "site": "s1", "enterprise_prefix": "88.608.5288"},
+        "devices": [dev("u1", 1, 4001), dev("u2", 2, 4001), dev("other", 1, 4002)],
+        "buffer": {"path": str(tmp_path / "buf.db")},
+        "uplink": {"host": "127.0.0.1", "port": 1883},
+    })
+    gw = Gateway(cfg)
+    try:
+        drivers = [r.driver for r in gw.runners]
+        assert all(isinstance(d, Driver) for d in drivers)
+        u1, u2, other = drivers
+        assert u1.line is u2.line and other.line is not u1.line  # type: ignore[attr-defined]
+        runner = gw.runners[0]
+        assert isinstance(runner, DeviceRunner)
+        assert sorted(i for i, _ in runner.schedules) == [0.1, 1.0] and runner.retries == 2
+        assert not runner.watchdog  # the driver times each request once the line is free
+    finally:
+        gw.buffer.close()
