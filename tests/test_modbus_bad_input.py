@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drivers.modbus.client import crc16
 from drivers.modbus.config import ModbusRtuTcpDevice, ModbusTcpDevice
@@ -189,3 +191,37 @@ async def test_a_late_answer_to_a_timed_out_request_is_not_taken_for_the_next(pe
         if peer.framing == "mbap":
             peer.script = lambda t, u, f, a, c: stale + peer.good(t, u, f, a, c)
             assert _short(await drv.read()) == GOOD
+
+
+@settings(max_examples=60, deadline=None)
+@given(framing=st.sampled_from(["mbap", "rtu"]), count=st.integers(1, 125), cuts=st.lists(st.integers(1, 300)))
+def test_an_answer_split_anywhere_across_reads_is_reassembled(framing: str, count: int, cuts: list[int]) -> None:
+    """TCP and serial ports deliver a frame in arbitrary pieces; noise may precede an RTU frame."""
+    from drivers.modbus.client import Connection, Framing
+
+    class Wire:
+        def __init__(self) -> None:
+            self.sent: list[bytes] = []
+
+        def write(self, data: bytes) -> None:
+            self.sent.append(data)
+
+        def is_closing(self) -> bool:
+            return False
+
+    async def run() -> bytes:
+        conn = Connection(Framing.MBAP if framing == "mbap" else Framing.RTU)
+        conn.transport = Wire()  # type: ignore[assignment]
+        task = asyncio.create_task(conn.read(9, 3, 0, count, 5.0))
+        await asyncio.sleep(0)
+        pdu = _good_pdu(3, count)
+        answer = mbap(1, 9, pdu) if framing == "mbap" else b"\x00\x07" + rtu(9, pdu)  # two bytes of noise
+        pos = 0
+        for cut in [*sorted(set(cuts)), len(answer)]:
+            if pos < min(cut, len(answer)):
+                conn.data_received(answer[pos : min(cut, len(answer))])
+                pos = min(cut, len(answer))
+                await asyncio.sleep(0)
+        return await asyncio.wait_for(task, 1)
+
+    assert asyncio.run(run()) == _good_pdu(3, count)[2:]
