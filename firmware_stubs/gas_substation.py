@@ -30,6 +30,8 @@ import random
 import struct
 from dataclasses import dataclass
 
+from firmware_stubs.register_map import Image
+
 __all__ = ["HOLDING_REGISTERS", "INPUT_REGISTERS", "GasSubstation", "Reading", "expected_values", "point_config"]
 
 INPUT_REGISTERS = 8
@@ -94,6 +96,9 @@ class GasSubstation:
     def holding_registers(self, tick: int) -> list[int]:
         r = self.reading(tick)
         return [r.status, round(r.ch4_alarm * 100)]
+
+    def image(self, tick: int) -> Image:
+        return Image(holding_registers=self.holding_registers(tick), input_registers=self.input_registers(tick))
 
 
 def point_config() -> list[dict[str, object]]:

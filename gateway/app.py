@@ -13,8 +13,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from drivers.modbus.config import ModbusTcpDevice
-from drivers.modbus.driver import ModbusTcpDriver
+from drivers.modbus.config import ModbusDeviceBase
+from drivers.modbus.driver import LinePool, ModbusDriver
 from drivers.opcua.config import OpcUaDevice
 from drivers.opcua.driver import OpcUaDriver
 from gateway.buffer import SqliteBuffer, open_buffer
@@ -115,10 +115,13 @@ class Batcher:
         self.wake.set()
 
 
-def _make_driver(dev: DeviceConfig, first_index: int) -> PollingDriver | OpcUaDriver:
-    """The driver for a device config: the config union is the registry (no plugins, no string imports)."""
-    if isinstance(dev, ModbusTcpDevice):
-        return ModbusTcpDriver(dev, first_index)
+def _make_driver(dev: DeviceConfig, first_index: int, lines: LinePool | None = None) -> PollingDriver | OpcUaDriver:
+    """The driver for a device config: the config union is the registry (no plugins, no string imports).
+
+    ``lines`` holds the Modbus connections devices share (one serial port, one serial device server).
+    """
+    if isinstance(dev, ModbusDeviceBase):
+        return ModbusDriver(dev, first_index, lines)
     if isinstance(dev, OpcUaDevice):
         return OpcUaDriver(dev, first_index)
     raise TypeError(f"no driver for device type {type(dev).__name__}")
@@ -141,10 +144,11 @@ class Gateway:
         self.forwarder = Forwarder(self.buffer, self.uplink, self.wake, max_inflight=cfg.uplink.max_inflight)
         self.runners: list[DeviceRunner | StreamRunner] = []
         self._final_counters: dict[str, int] | None = None
+        lines = LinePool()
         for dev in cfg.devices:
             if not dev.enabled:
                 continue
-            driver = _make_driver(dev, self.catalog.by_device[dev.name].start)
+            driver = _make_driver(dev, self.catalog.by_device[dev.name].start, lines)
             if isinstance(driver, OpcUaDriver) and driver.streaming:
                 self.runners.append(
                     StreamRunner(
@@ -156,6 +160,7 @@ class Gateway:
                     )
                 )
                 continue
+            modbus = isinstance(driver, ModbusDriver)
             self.runners.append(
                 DeviceRunner(
                     driver,
@@ -164,6 +169,10 @@ class Gateway:
                     poll_interval_s=dev.poll_interval_ms / 1000,
                     timeout_s=dev.timeout_ms / 1000,
                     backoff_max_s=dev.backoff_max_ms / 1000,
+                    # the Modbus driver times each request once the line is its own (shared lines)
+                    schedules=driver.schedules() if isinstance(driver, ModbusDriver) else None,
+                    retries=dev.retries if isinstance(dev, ModbusDeviceBase) else 0,
+                    watchdog=not modbus,
                 )
             )
 

@@ -176,6 +176,13 @@ def cmd_bench_opcua(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bench_modbus(args: argparse.Namespace) -> int:
+    from drivers.modbus.bench import main as bench_main
+
+    bench_main(args.devices, args.registers, args.json, args.seconds, args.workers, args.profile)
+    return EXIT_OK
+
+
 def cmd_import_tags(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -298,6 +305,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--runs", type=int, default=1, help="repeat and report per-figure medians")
     b.add_argument("--profile", default=None, help="cProfile the gateway during the first window into FILE")
     b.set_defaults(func=cmd_bench_opcua)
+    b = bsub.add_parser("modbus", help="N simulated PLCs (other processes) polled at 1 Hz through the real driver")
+    b.add_argument("--devices", type=int, default=200)
+    b.add_argument("--registers", type=int, default=125, help="holding registers (= points) per PLC")
+    b.add_argument("--json", default=None, help="also write the figures to FILE")
+    b.add_argument("--seconds", type=int, default=10, help="measured 1-s windows after the warm-up")
+    b.add_argument("--workers", type=int, default=2, help="processes serving the simulated PLCs")
+    b.add_argument("--profile", default=None, help="cProfile the measured windows into FILE; print the top")
+    b.set_defaults(func=cmd_bench_modbus)
 
     s = sub.add_parser("import-tags", help="turn a CSV tag list into config TOML")
     s.add_argument("protocol", choices=["modbus"])

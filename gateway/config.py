@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from drivers.modbus.config import ModbusTcpDevice
+from drivers.modbus.config import ModbusRtuDevice, ModbusRtuTcpDevice, ModbusTcpDevice, line_issues
 from drivers.opcua.config import OpcUaDevice
 from gateway.errors import ConfigError, ConfigIssue
 from gateway.schema import KEY_PATTERN, Key, StrictModel, check_code
@@ -35,8 +35,10 @@ __all__ = [
     "parse",
 ]
 
-DeviceConfig = Annotated[ModbusTcpDevice | OpcUaDevice, Field(discriminator="type")]
-_DEVICE_TYPES = {"modbus_tcp", "opcua"}
+DeviceConfig = Annotated[
+    ModbusTcpDevice | ModbusRtuTcpDevice | ModbusRtuDevice | OpcUaDevice, Field(discriminator="type")
+]
+_DEVICE_TYPES = {"modbus_tcp", "modbus_rtu_tcp", "modbus_rtu", "opcua"}
 
 
 class GatewaySection(StrictModel):
@@ -202,11 +204,12 @@ def _semantic_issues(cfg: Config) -> list[ConfigIssue]:
     """Checks across the whole tree: every point gets a code, and no two points share one."""
     from gateway.catalog import build_catalog
 
+    issues = line_issues(cfg.devices)  # devices sharing a Modbus line agree on its settings
     try:
         build_catalog(cfg)
     except ConfigError as err:
-        return err.issues
-    return []
+        return issues + err.issues
+    return issues
 
 
 def parse(data: dict[str, Any], source: str = "") -> Config:

@@ -8,7 +8,9 @@ counted in :class:`DeviceHealth`.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -38,13 +40,28 @@ class DeviceHealth:
     up: bool = False
     polls: int = 0
     failed_polls: int = 0
+    retries: int = 0
     connects: int = 0
     connect_failures: int = 0
     deadline_misses: int = 0
     last_error: str = ""
 
 
+POLL_SLOTS = 10  # poll instants per interval that devices share (see DeviceRunner._aligned)
+Schedule = tuple[float, Callable[[], Awaitable[SampleBatch]]]  # (interval s, read one poll group)
+
+
 class DeviceRunner:
+    """Polls one device: one task, a deadline per poll group, retries, capped exponential backoff.
+
+    ``schedules`` lists (interval, read) per poll group; by default one group read with
+    ``driver.read()`` every ``poll_interval_s``.  ``timeout_s`` bounds connecting and, unless the
+    driver times its own requests (``watchdog=False``, as the Modbus driver does so that waiting
+    for a shared line does not count), each read.  A failed read is retried ``retries`` times at
+    once; then the device is down: its points turn bad with the reason, the connection is
+    re-opened after a backoff that doubles per consecutive failure up to ``backoff_max_s``.
+    """
+
     def __init__(
         self,
         driver: PollingDriver,
@@ -55,6 +72,9 @@ class DeviceRunner:
         timeout_s: float,
         backoff_max_s: float,
         backoff_initial_s: float = 0.5,
+        schedules: list[Schedule] | None = None,
+        retries: int = 0,
+        watchdog: bool = True,
     ) -> None:
         self.driver = driver
         self.catalog = catalog
@@ -63,12 +83,18 @@ class DeviceRunner:
         self.timeout = timeout_s
         self.backoff_max = backoff_max_s
         self.backoff_initial = min(backoff_initial_s, backoff_max_s)
+        self.schedules = schedules or [(poll_interval_s, driver.read)]
+        self.retries = retries
+        self.watchdog = watchdog
+        self._backoff = self.backoff_initial
+        self._slot = random.randrange(POLL_SLOTS)
         self.health = DeviceHealth()
 
     async def run(self) -> None:
         name = self.driver.name
-        backoff = self.backoff_initial
-        await asyncio.sleep(random.uniform(0, min(self.interval, 1.0)) * 0.1)  # jittered start
+        self._backoff = self.backoff_initial
+        shortest = min(interval for interval, _ in self.schedules)
+        await asyncio.sleep(random.uniform(0, min(shortest, 1.0)))  # jittered start: no connect storm
         while True:
             try:
                 async with asyncio.timeout(self.timeout):
@@ -76,8 +102,7 @@ class DeviceRunner:
             except (DeviceError, TimeoutError) as err:
                 self.health.connect_failures += 1
                 await self._failed(name, str(err) or "connect timed out", "unreachable")
-                await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
-                backoff = min(backoff * 2, self.backoff_max)
+                await self._back_off()
                 continue
             self.health.connects += 1
             try:
@@ -85,29 +110,62 @@ class DeviceRunner:
             except (DeviceError, TimeoutError) as err:
                 reason = err.reason if isinstance(err, ReadError) else "timeout"
                 await self._failed(name, str(err) or "poll timed out", reason)
-                backoff = self.backoff_initial
-                await asyncio.sleep(backoff)
             finally:
                 await self.driver.__aexit__(None, None, None)
+            await self._back_off()
+
+    async def _back_off(self) -> None:
+        """Consecutive failures wait longer (doubling, capped, jittered); a good poll resets it."""
+        await asyncio.sleep(self._backoff * random.uniform(0.8, 1.2))
+        self._backoff = min(self._backoff * 2, self.backoff_max)
+
+    async def _read(self, read: Callable[[], Awaitable[SampleBatch]]) -> SampleBatch:
+        attempt = 0
+        while True:
+            try:
+                if not self.watchdog:
+                    return await read()
+                async with asyncio.timeout(self.timeout):
+                    return await read()
+            except (ReadError, TimeoutError) as err:
+                if attempt >= self.retries or (isinstance(err, ReadError) and err.reason == "disconnected"):
+                    raise
+                attempt += 1
+                self.health.retries += 1
+
+    def _aligned(self, interval: float, now: float) -> float:
+        """The first deadline: this runner's slot on a grid of ``POLL_SLOTS`` per interval.
+
+        Devices poll in a few shared slots rather than each at its own instant: timers due at the
+        same moment run in one event-loop iteration, and every wake-up from idle costs far more CPU
+        than the request itself (``edgegw bench modbus``, 200 devices at 1 Hz: CPU 0.15 -> 0.08).
+        """
+        return math.ceil(now / interval) * interval + self._slot * interval / POLL_SLOTS
 
     async def _poll_loop(self, name: str) -> None:
-        next_at = time.monotonic()
+        now = time.monotonic()
+        due = [(self._aligned(interval, now), i) for i, (interval, _) in enumerate(self.schedules)]
+        heapq.heapify(due)
         while True:
-            async with asyncio.timeout(self.timeout):
-                batch = await self.driver.read()
+            next_at, i = due[0]
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            interval, read = self.schedules[i]
+            batch = await self._read(read)
             self.health.polls += 1
             if not self.health.up:
                 self.health.up = True
+                self._backoff = self.backoff_initial
                 log.info("Device %s is up.", name, extra={"device": name})
             await self.emit(batch)
-            next_at += self.interval
-            delay = next_at - time.monotonic()
-            if delay < 0:
-                missed = int(-delay // self.interval) + 1
+            next_at += interval
+            late = time.monotonic() - next_at
+            if late > 0:
+                missed = int(late // interval) + 1
                 self.health.deadline_misses += missed
-                next_at += missed * self.interval
-                delay = next_at - time.monotonic()
-            await asyncio.sleep(max(delay, 0))
+                next_at += missed * interval
+            heapq.heapreplace(due, (next_at, i))
 
     async def _failed(self, name: str, message: str, reason: str) -> None:
         self.health.failed_polls += 1

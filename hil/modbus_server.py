@@ -1,7 +1,10 @@
-"""Serve firmware stubs over a real pymodbus Modbus TCP server on loopback.
+"""Serve firmware stubs on real pymodbus servers on loopback: Modbus TCP, RTU over TCP, RTU on a serial port.
 
-The register values advance one tick per ``tick_s`` (or on :meth:`SimulatedPlc.advance` when
-``tick_s`` is 0, for tests that step the plant by hand).
+One server may carry several stubs at different unit ids: an RS-485 line with a fan, a pump and a
+conveyor behind one serial device server, or one serial port (a socat pty in tests).  The register
+values advance one tick per ``tick_s`` (or on :meth:`SimulatedPlc.advance` when ``tick_s`` is 0,
+for tests that step the plant by hand).  :meth:`SimulatedPlc.silence` makes a unit id stop
+answering (a dead outstation on the line), :meth:`SimulatedPlc.revive` brings it back.
 """
 
 from __future__ import annotations
@@ -9,21 +12,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Self
+from collections.abc import Mapping
+from typing import Literal, Protocol, Self
 
-from pymodbus.server import ModbusTcpServer
+from pymodbus import FramerType
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from firmware_stubs.gas_substation import HOLDING_REGISTERS, INPUT_REGISTERS, GasSubstation
+from firmware_stubs.gas_substation import GasSubstation
+from firmware_stubs.register_map import Image
 
-__all__ = ["SimulatedPlc"]
+__all__ = ["SimulatedPlc", "StubLike", "Transport"]
 
-_FC_HOLDING = 3
-_FC_INPUT = 4
+Transport = Literal["tcp", "rtu_tcp", "rtu"]
+
+
+class StubLike(Protocol):
+    def image(self, tick: int) -> Image: ...
 
 
 class SimulatedPlc:
-    """A gas monitoring substation stub on ``host:port`` (port 0 picks a free port)."""
+    """Stubs on ``host:port`` (port 0 picks a free port) or, for ``transport="rtu"``, on ``serial_port``.
+
+    Without ``units`` it is a gas monitoring substation (``seed``) at ``unit_id``.
+    """
 
     def __init__(
         self,
@@ -33,15 +45,24 @@ class SimulatedPlc:
         seed: int = 1,
         unit_id: int = 1,
         tick_s: float = 1.0,
+        units: Mapping[int, StubLike] | None = None,
+        transport: Transport = "tcp",
+        serial_port: str = "",
+        baudrate: int = 19200,
     ) -> None:
         self.host = host
         self.port = port
         self.unit_id = unit_id
         self.tick_s = tick_s
         self.stub = GasSubstation(seed)
+        self.units: dict[int, StubLike] = dict(units) if units else {unit_id: self.stub}
+        self.transport = transport
+        self.serial_port = serial_port
+        self.baudrate = baudrate
         self.tick = 0
-        self._server: ModbusTcpServer | None = None
+        self._server: ModbusTcpServer | ModbusSerialServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._silent: set[int] = set()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -50,49 +71,71 @@ class SimulatedPlc:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    def _devices(self) -> list[SimDevice]:
+        devices = []
+        for unit, stub in sorted(self.units.items()):
+            img = stub.image(self.tick)
+            devices.append(
+                SimDevice(
+                    unit,
+                    simdata=(
+                        [SimData(0, values=img.coils or [False], datatype=DataType.BITS)],
+                        [SimData(0, values=img.discrete_inputs or [False], datatype=DataType.BITS)],
+                        [SimData(0, values=img.holding_registers or [0], datatype=DataType.REGISTERS)],
+                        [SimData(0, values=img.input_registers or [0], datatype=DataType.REGISTERS)],
+                    ),
+                )
+            )
+        return devices
+
     async def start(self) -> None:
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-        if self.port == 0:
-            self.port = _free_port(self.host)
-        device = SimDevice(
-            self.unit_id,
-            simdata=(
-                [SimData(0, values=[0], datatype=DataType.BITS)],  # coils (unused)
-                [SimData(0, values=[0], datatype=DataType.BITS)],  # discrete inputs (unused)
-                [SimData(0, values=self.stub.holding_registers(0), datatype=DataType.REGISTERS)],
-                [SimData(0, values=self.stub.input_registers(0), datatype=DataType.REGISTERS)],
-            ),
-        )
-        self._server = ModbusTcpServer([device], address=(self.host, self.port))
-        self._tasks.append(asyncio.create_task(self._server.serve_forever()))
-        await self._wait_listening()
+        if self.transport == "rtu":
+            if not self.serial_port:
+                raise ValueError("transport 'rtu' needs serial_port (e.g. one end of a socat pty pair)")
+            self._server = ModbusSerialServer(
+                self._devices(), framer=FramerType.RTU, port=self.serial_port, baudrate=self.baudrate,
+                trace_packet=self._trace_packet,
+            )
+        else:
+            if self.port == 0:
+                self.port = _free_port(self.host)
+            framer = FramerType.RTU if self.transport == "rtu_tcp" else FramerType.SOCKET
+            self._server = ModbusTcpServer(
+                self._devices(), address=(self.host, self.port), framer=framer, trace_packet=self._trace_packet
+            )
+        await self._server.serve_forever(background=True)
         await self._publish()
         if self.tick_s > 0:
             self._tasks.append(asyncio.create_task(self._ticker()))
 
-    async def _wait_listening(self) -> None:
-        for _ in range(200):
-            try:
-                _, writer = await asyncio.open_connection(self.host, self.port)
-            except OSError:
-                await asyncio.sleep(0.01)
-                continue
-            writer.close()
-            return
-        raise RuntimeError(f"simulated PLC did not start listening on {self.host}:{self.port}")
-
     async def _publish(self) -> None:
         assert self._server is not None
-        await self._server.async_setValues(
-            self.unit_id, _FC_INPUT, 0, self.stub.input_registers(self.tick)[:INPUT_REGISTERS]
-        )
-        await self._server.async_setValues(
-            self.unit_id, _FC_HOLDING, 0, self.stub.holding_registers(self.tick)[:HOLDING_REGISTERS]
-        )
+        for unit, stub in self.units.items():
+            img = stub.image(self.tick)
+            for fc, values in ((1, img.coils), (2, img.discrete_inputs), (3, img.holding_registers),
+                               (4, img.input_registers)):
+                if values:
+                    await self._server.async_setValues(unit, fc, 0, values)
 
     async def advance(self, ticks: int = 1) -> None:
         self.tick += ticks
         await self._publish()
+
+    def silence(self, unit: int) -> None:
+        """The unit stops answering (requests to it time out), the others carry on."""
+        self._silent.add(unit)
+
+    def revive(self, unit: int) -> None:
+        self._silent.discard(unit)
+
+    def _trace_packet(self, sending: bool, data: bytes) -> bytes:
+        """Swallow the answers of silenced units: nothing goes on the wire for them."""
+        if sending and self._silent and data:
+            unit = data[0] if self.transport != "tcp" else (data[6] if len(data) > 6 else -1)
+            if unit in self._silent:
+                return b""
+        return data
 
     async def _ticker(self) -> None:
         while True:

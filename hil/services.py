@@ -17,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Influx1", "Mosquitto", "Service", "ServiceUnavailable", "VictoriaMetrics", "free_port"]
+__all__ = ["Influx1", "Mosquitto", "PtyPair", "Service", "ServiceUnavailable", "VictoriaMetrics", "free_port"]
 
 
 class ServiceUnavailable(RuntimeError):
@@ -212,3 +212,28 @@ class VictoriaMetrics(Service):
         url = f"{self.url}/api/v1/export?" + urllib.parse.urlencode({"match[]": match})
         with urllib.request.urlopen(url, timeout=10) as r:
             return [json.loads(line) for line in r.read().decode().splitlines() if line.strip()]
+
+
+@dataclass(kw_only=True)
+class PtyPair(Service):
+    """A null-modem cable in software: ``socat`` joins two ptys, ``a`` and ``b`` (raw, no echo).
+
+    A Modbus RTU server opens one end, the gateway the other; socat ignores baud rates and needs
+    parity N on ptys.
+    """
+
+    name: str = "socat"
+
+    @property
+    def a(self) -> str:
+        return str(self.workdir / "ttyA")
+
+    @property
+    def b(self) -> str:
+        return str(self.workdir / "ttyB")
+
+    def command(self) -> list[str]:
+        return [_find("socat"), "-d", "-d", f"pty,raw,echo=0,link={self.a}", f"pty,raw,echo=0,link={self.b}"]
+
+    def ready(self) -> bool:
+        return os.path.exists(self.a) and os.path.exists(self.b)

@@ -12,7 +12,7 @@ T0=$SECONDS
 
 APT_PACKAGES=(mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics socat mbpoll libmodbus-dev gcc)
 need_apt=()
-for bin in mosquitto influxd victoria-metrics socat mbpoll; do
+for bin in mosquitto influxd victoria-metrics socat mbpoll gcc; do
   command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || need_apt+=("$bin")
 done
 [ -e /usr/include/modbus/modbus.h ] || need_apt+=(libmodbus-dev)

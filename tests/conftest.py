@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from hil.services import Influx1, Mosquitto, Service, ServiceUnavailable, VictoriaMetrics
+from hil.services import Influx1, Mosquitto, PtyPair, Service, ServiceUnavailable, VictoriaMetrics
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -58,6 +58,14 @@ def influx1(services_dir: Path) -> Iterator[Service]:
 @pytest.fixture(scope="session")
 def victoria(services_dir: Path) -> Iterator[Service]:
     yield from _session_service(VictoriaMetrics(workdir=services_dir / "victoria-metrics"))
+
+
+@pytest.fixture
+def pty_pair() -> Iterator[Service]:
+    """Two ptys joined by socat: a Modbus RTU server on ``a``, the gateway on ``b``."""
+    d = Path(tempfile.mkdtemp(prefix="edgegw-pty-"))
+    yield from _session_service(PtyPair(workdir=d))
+    shutil.rmtree(d, ignore_errors=True)
 
 
 async def eventually(

@@ -79,3 +79,69 @@ def test_bits_of_one_word_and_identical_aliases_may_overlap() -> None:
             {"name": "f_again", "address": 4, "data_type": "float32", "scale": 2.0},
         )
     )
+
+
+def _line_device(name: str, **kw: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"type": "modbus_rtu", "name": name, "port": "/dev/ttyS1", "unit_id": 1,
+                            "points": [{"name": "a", "address": 0}]}
+    return {**base, **kw}
+
+
+@pytest.mark.parametrize(
+    ("devices", "expected"),
+    [
+        (
+            [_line_device("p1"), _line_device("p2", unit_id=2, baudrate=19200)],
+            "devices[1].baudrate: 19200 differs from 9600 of devices[0] ('p1') on the same line /dev/ttyS1",
+        ),
+        (
+            [_line_device("p1"), _line_device("p2", unit_id=2, parity="N")],
+            "devices[1].parity: 'N' differs from 'E' of devices[0] ('p1')",
+        ),
+        (
+            [_line_device("p1", unit_id=3), _line_device("p2", unit_id=3)],
+            "devices[1].unit_id: unit id 3 is already used on line /dev/ttyS1 by devices[0]",
+        ),
+        (
+            [{"type": "modbus_rtu_tcp", "name": "a", "host": "127.0.0.1", "port": 4001,
+              "points": [{"name": "x", "address": 0}]},
+             {"type": "modbus_rtu_tcp", "name": "b", "host": "127.0.0.1", "port": 4001, "frame_gap_ms": 9,
+              "unit_id": 2, "points": [{"name": "x", "address": 0}]}],
+            "devices[1].frame_gap_ms: 9.0 differs from 2.0 of devices[0] ('a') on the same line 127.0.0.1 4001",
+        ),
+        ([_line_device("p1", unit_id=0)], "devices[0].unit_id: Input should be greater than or equal to 1"),
+        ([_line_device("p1", unit_id=248)], "devices[0].unit_id: Input should be less than or equal to 247"),
+        ([_line_device("p1", parity="X")], "devices[0].parity: Input should be 'N', 'E' or 'O'"),
+        ([_line_device("p1", stopbits=3)], "devices[0].stopbits"),
+        ([_line_device("p1", bytesize=7)], "devices[0]: Modbus RTU needs bytesize = 8"),
+        ([_line_device("p1", baudrate=50)], "devices[0].baudrate: Input should be greater than or equal to 300"),
+        ([_line_device("p1", port="")], "devices[0].port"),
+        (
+            [_line_device("p1", points=[{"name": "a", "address": 0, "group": "fast"}])],
+            "devices[0]: points[0].group = 'fast' is not in poll_groups (none defined)",
+        ),
+        (
+            [_line_device("p1", poll_groups={"fast": 5})],
+            "devices[0]: poll_groups.fast = 5: a poll interval must be 10..86400000 ms",
+        ),
+        ([_line_device("p1", retries=11)], "devices[0].retries: Input should be less than or equal to 10"),
+    ],
+)
+def test_line_and_schedule_mistakes_are_located(devices: list[dict[str, Any]], expected: str) -> None:
+    data = copy.deepcopy(GOOD)
+    data["devices"] = devices
+    found = issues_of(data)
+    assert any(expected in f for f in found), found
+
+
+def test_devices_on_one_line_may_differ_in_unit_and_points_and_disabled_ones_are_not_checked() -> None:
+    data = copy.deepcopy(GOOD)
+    data["devices"] = [
+        _line_device("p1", baudrate=19200, poll_groups={"fast": 200, "slow": 5000},
+                     points=[{"name": "a", "address": 0, "group": "fast"}, {"name": "b", "address": 9, "group": "slow"},
+                             {"name": "c", "address": 20}]),
+        _line_device("p2", unit_id=2, baudrate=19200),
+        _line_device("p3", unit_id=2, enabled=False),
+    ]
+    cfg = parse(data)
+    assert cfg.devices[0].group_intervals_ms() == {"": 1000, "fast": 200, "slow": 5000}  # type: ignore[union-attr]

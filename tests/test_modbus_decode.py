@@ -125,3 +125,19 @@ def test_roundtrip_through_every_layout(order: ByteOrder, kind: tuple[str, str],
     wire = _wire(struct.pack(fmt, value), order)
     (got,) = Decoder([Field(0, 0, DataType(name), order)]).decode(wire)
     assert got == (0, value, None)
+
+
+def test_aliases_of_one_register_block_decode_each_and_gaps_are_skipped() -> None:
+    """Plain fields become one Struct per block; overlapping ones (aliases) go to another run."""
+    data = registers_to_bytes([0x0001, 0x0002, 0xFFFF, 0x4049, 0x0FDB])
+    fields = [
+        Field(0, 0, DataType.UINT32),
+        Field(1, 0, DataType.UINT16),
+        Field(2, 2, DataType.UINT16),
+        Field(3, 4, DataType.INT16),
+        Field(4, 6, DataType.FLOAT32),  # after no gap
+        Field(5, 0, DataType.UINT32, ByteOrder.CDAB),
+        Field(6, 8, DataType.UINT16, ByteOrder.DCBA),
+    ]
+    got = {i: v for i, v, _ in Decoder(fields).decode(data)}
+    assert got == {0: 0x00010002, 1: 1, 2: 2, 3: -1, 4: pytest.approx(3.1415927), 5: 0x00020001, 6: 0xDB0F}

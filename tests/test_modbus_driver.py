@@ -96,9 +96,14 @@ async def test_every_layout_and_table_from_a_real_server(server: int) -> None:
         assert first["mode"][1] is Quality.BAD
         second = {names[i - 100]: (v, q, why) for i, _ts, v, q, why in await drv.read()}
         assert drv.requests_per_poll == 7  # 3 holding (125 cap, gap to 200) + coil + input bit + 2 input (split)
+    check_image_values(second)
+
+
+def check_image_values(got: dict[str, Any]) -> None:
+    """What the points of :func:`_register_image` must read: (value, quality, reason) per name."""
     for n, (_dt, _order, _regs, expected) in enumerate(CASES):
-        assert second[f"c{n}"] == (expected, Quality.GOOD, None), f"case {n}: {CASES[n]}"
-    assert second["label"] == ("MINE-1", Quality.GOOD, None)
-    assert [second[b][0] for b in ("b0", "b1", "b15", "coil2", "di0")] == [True, False, True, True, True]
-    assert second["mode"] == ("running", Quality.GOOD, None)
-    assert second["hole"] == (42, Quality.GOOD, None)
+        assert got[f"c{n}"] == (expected, Quality.GOOD, None), f"case {n}: {CASES[n]}"
+    assert got["label"] == ("MINE-1", Quality.GOOD, None)
+    assert [got[b][0] for b in ("b0", "b1", "b15", "coil2", "di0")] == [True, False, True, True, True]
+    assert got["mode"] == ("running", Quality.GOOD, None)
+    assert got["hole"] == (42, Quality.GOOD, None)

@@ -8,9 +8,23 @@ from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 
-from gateway.schema import DeviceBase, PointBase
+from gateway.errors import ConfigIssue
+from gateway.schema import DeviceBase, Key, PointBase
 
-__all__ = ["ByteOrder", "DataType", "ModbusPoint", "ModbusTcpDevice", "StringOrder", "Table", "parse_address"]
+__all__ = [
+    "ByteOrder",
+    "DataType",
+    "ModbusDevice",
+    "ModbusDeviceBase",
+    "ModbusPoint",
+    "ModbusRtuDevice",
+    "ModbusRtuTcpDevice",
+    "ModbusTcpDevice",
+    "StringOrder",
+    "Table",
+    "line_issues",
+    "parse_address",
+]
 
 
 class Table(enum.StrEnum):
@@ -117,6 +131,7 @@ class ModbusPoint(PointBase):
     length: int | None = Field(default=None, ge=1, le=125, description="string length in registers")
     string_order: StringOrder = StringOrder.AB
     enum: dict[int, str] | None = Field(default=None, description="maps raw integer values to labels")
+    group: Key | None = Field(default=None, description="poll group (a key of the device's poll_groups)")
 
     @model_validator(mode="before")
     @classmethod
@@ -159,14 +174,17 @@ class ModbusPoint(PointBase):
         return self
 
 
-class ModbusTcpDevice(DeviceBase):
-    type: Literal["modbus_tcp"]
-    host: str
-    port: int = Field(default=502, ge=1, le=65535)
+class ModbusDeviceBase(DeviceBase):
+    """What every Modbus transport shares: the unit, the layout defaults, planning and scheduling."""
+
     unit_id: int = Field(default=1, ge=0, le=255)
     byte_order: ByteOrder = ByteOrder.ABCD
     max_gap: int = Field(default=16, ge=0, le=124, description="unused registers a single read may bridge")
     max_bit_gap: int = Field(default=64, ge=0, le=1999, description="unused coils / inputs a read may bridge")
+    retries: int = Field(default=1, ge=0, le=10, description="immediate re-polls after a timeout before 'down'")
+    poll_groups: dict[Key, int] = Field(
+        default_factory=dict, description="group name -> poll interval in ms; points name theirs in `group`"
+    )
     points: list[ModbusPoint] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -177,6 +195,22 @@ class ModbusTcpDevice(DeviceBase):
                 raise ValueError(f"two points are named {p.name!r}")
             seen.add(p.name)
         return self
+
+    @model_validator(mode="after")
+    def _groups(self) -> Self:
+        for name, ms in self.poll_groups.items():
+            if not 10 <= ms <= 86_400_000:
+                raise ValueError(f"poll_groups.{name} = {ms}: a poll interval must be 10..86400000 ms")
+        for i, p in enumerate(self.points):
+            if p.group is not None and p.group not in self.poll_groups:
+                known = ", ".join(sorted(self.poll_groups)) or "none defined"
+                raise ValueError(f"points[{i}].group = {p.group!r} is not in poll_groups ({known})")
+        return self
+
+    def group_intervals_ms(self) -> dict[str, int]:
+        """Every group that has points -> its interval; "" is the device's own poll_interval_ms."""
+        used = {p.group or "" for p in self.points}
+        return {g: (self.poll_groups[g] if g else self.poll_interval_ms) for g in sorted(used)}
 
     @model_validator(mode="after")
     def _no_conflicts(self) -> Self:
@@ -200,3 +234,103 @@ class ModbusTcpDevice(DeviceBase):
             if hi > prev[1]:
                 prev = (table, hi, i)
         return self
+
+
+class ModbusTcpDevice(ModbusDeviceBase):
+    """Modbus TCP (MBAP framing): one TCP connection per device."""
+
+    type: Literal["modbus_tcp"]
+    host: str
+    port: int = Field(default=502, ge=1, le=65535)
+
+
+class ModbusRtuTcpDevice(ModbusDeviceBase):
+    """RTU frames over TCP (serial device servers, DTUs): devices at one host:port share one connection."""
+
+    type: Literal["modbus_rtu_tcp"]
+    host: str
+    port: int = Field(ge=1, le=65535)
+    unit_id: int = Field(default=1, ge=1, le=247)
+    frame_gap_ms: float = Field(default=2.0, ge=0, le=1000, description="silence before each request on the line")
+
+
+class ModbusRtuDevice(ModbusDeviceBase):
+    """Modbus RTU on a serial line: devices on one serial port share it, one request at a time."""
+
+    type: Literal["modbus_rtu"]
+    port: str = Field(min_length=1, description="serial device, e.g. /dev/ttyUSB0 or /dev/ttyS1")
+    unit_id: int = Field(default=1, ge=1, le=247)
+    baudrate: int = Field(default=9600, ge=300, le=921_600)
+    parity: Literal["N", "E", "O"] = Field(default="E", description="the Modbus spec's default is even parity")
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+    frame_gap_ms: float | None = Field(
+        default=None, ge=0, le=1000, description="silence before each request; default 3.5 characters (>= 1.75 ms)"
+    )
+
+    @model_validator(mode="after")
+    def _rtu_frame(self) -> Self:
+        if self.bytesize != 8:
+            raise ValueError("Modbus RTU needs bytesize = 8 (7 data bits is Modbus ASCII)")
+        return self
+
+    def effective_frame_gap_s(self) -> float:
+        if self.frame_gap_ms is not None:
+            return self.frame_gap_ms / 1000
+        bits = 1 + self.bytesize + (0 if self.parity == "N" else 1) + self.stopbits
+        return 0.00175 if self.baudrate > 19200 else 3.5 * bits / self.baudrate
+
+
+ModbusDevice = ModbusTcpDevice | ModbusRtuTcpDevice | ModbusRtuDevice
+
+# keys that must agree between devices sharing one line
+_LINE_KEYS = {
+    "modbus_rtu": ("baudrate", "parity", "stopbits", "bytesize", "frame_gap_ms"),
+    "modbus_rtu_tcp": ("frame_gap_ms",),
+}
+
+
+def line_key(dev: ModbusDevice) -> tuple[str, ...] | None:
+    """The shared connection a device sits on (None: a connection of its own)."""
+    if isinstance(dev, ModbusRtuDevice):
+        return ("serial", dev.port)
+    if isinstance(dev, ModbusRtuTcpDevice):
+        return ("rtu_tcp", dev.host, str(dev.port))
+    return None
+
+
+def line_issues(devices: list[Any]) -> list[ConfigIssue]:
+    """Devices on one line must agree on its settings and have distinct unit ids (located errors)."""
+    issues: list[ConfigIssue] = []
+    first: dict[tuple[str, ...], tuple[int, ModbusDevice]] = {}
+    units: dict[tuple[tuple[str, ...], int], int] = {}
+    for d, dev in enumerate(devices):
+        if not isinstance(dev, ModbusRtuDevice | ModbusRtuTcpDevice) or not dev.enabled:
+            continue
+        key = line_key(dev)
+        assert key is not None
+        where = " ".join(key[1:])
+        if key in first:
+            f, other = first[key]
+            for attr in _LINE_KEYS[dev.type]:
+                mine, theirs = getattr(dev, attr), getattr(other, attr)
+                if mine != theirs:
+                    issues.append(
+                        ConfigIssue(
+                            f"devices[{d}].{attr}",
+                            f"{mine!r} differs from {theirs!r} of devices[{f}] ({other.name!r})"
+                            f" on the same line {where}",
+                        )
+                    )
+        else:
+            first[key] = (d, dev)
+        if (key, dev.unit_id) in units:
+            issues.append(
+                ConfigIssue(
+                    f"devices[{d}].unit_id",
+                    f"unit id {dev.unit_id} is already used on line {where} by devices[{units[key, dev.unit_id]}]",
+                )
+            )
+        else:
+            units[key, dev.unit_id] = d
+    return issues
