@@ -19,7 +19,7 @@ from drivers.opcua.config import OpcUaDevice
 from drivers.opcua.driver import OpcUaDriver
 from gateway.buffer import SqliteBuffer
 from gateway.catalog import Catalog, build_catalog
-from gateway.codec import encode
+from gateway.codec import Encoder
 from gateway.config import BufferConfig, Config, DeviceConfig
 from gateway.errors import BufferFullError, ConfigError, ConfigIssue
 from gateway.forwarder import Forwarder
@@ -43,8 +43,10 @@ class Batcher:
         cfg: BufferConfig,
         wake: asyncio.Event,
         observer: Callable[[SampleBatch], None] | None = None,
+        encoder: Encoder | None = None,
     ) -> None:
         self.catalog = catalog
+        self.encoder = encoder or Encoder(catalog)
         self.buffer = buffer
         self.max_points = cfg.batch_max_points
         self.linger = cfg.linger_ms / 1000
@@ -90,7 +92,7 @@ class Batcher:
         while self.pending:
             chunk, self.pending = self.pending[: self.max_points], self.pending[self.max_points :]
             self.seq += 1
-            self.buffer.put(encode(self.catalog, chunk, self.seq, now_ns()), len(chunk))
+            self.buffer.put(self.encoder.encode(chunk, self.seq, now_ns()), len(chunk))
 
     async def flush(self) -> None:
         while True:
@@ -126,9 +128,13 @@ class Gateway:
         self.buffer = SqliteBuffer(
             bc.path, max_bytes=bc.max_bytes, when_full=bc.when_full.value, durability=bc.durability.value
         )
-        self.batcher = Batcher(self.catalog, self.buffer, bc, self.wake, observer)
-        self.uplink = MqttUplink(cfg.uplink, cfg.gateway.site, cfg.gateway.id)
-        self.forwarder = Forwarder(self.buffer, self.uplink, self.wake, max_inflight=cfg.uplink.max_inflight)
+        up = cfg.uplink
+        encoder = Encoder(self.catalog, up.payload_format, up.compression)
+        self.batcher = Batcher(self.catalog, self.buffer, bc, self.wake, observer, encoder)
+        self.uplink = MqttUplink(up, cfg.gateway.site, cfg.gateway.id)
+        self.forwarder = Forwarder(
+            self.buffer, self.uplink, self.wake, max_inflight=up.max_inflight, backlog_share=up.backlog_share
+        )
         self.runners: list[DeviceRunner | StreamRunner] = []
         self._final_counters: dict[str, int] | None = None
         for dev in cfg.devices:

@@ -104,8 +104,8 @@ class Encoder:
         else:
             body = self._packer.pack(doc)
         if self.compression == "zlib":
-            return self._packer.pack({"v": SCHEMA_VERSION, "z": "zlib", "d": zlib.compress(body, self.level)})
-        return body
+            body = self._packer.pack({"v": SCHEMA_VERSION, "z": "zlib", "d": zlib.compress(body, self.level)})
+        return bytes(body)
 
 
 def encode(catalog: Catalog, samples: SampleBatch, seq: int, created_ns: int) -> bytes:
@@ -205,7 +205,8 @@ def _batch(doc: dict[str, Any], historical: bool) -> Batch:
     try:
         infos = dict(_cat_row(r) for r in cat)
         points = [
-            _point(infos, *row, historical) for row in zip(idx, ts, val, q, rsn, flags, strict=True)
+            _point(infos, i, t, v, qq, r, f, historical)
+            for i, t, v, qq, r, f in zip(idx, ts, val, q, rsn, flags, strict=True)
         ]
     except (TypeError, ValueError, KeyError) as err:
         raise CodecError(f"malformed batch content: {err}") from None
