@@ -107,11 +107,11 @@ async def test_mutual_tls_without_or_with_a_foreign_client_certificate_is_refuse
     tls_broker: TlsBroker, password: str
 ) -> None:
     with pytest.raises(RetryableError):
-        await _publish(_cfg(tls_broker, port=tls_broker.mtls_port, password_file=password))
+        await _publish(_cfg(tls_broker, port=tls_broker.mtls_port, password_file=password, timeout_s=2))
     other = tls_broker.other
     with pytest.raises(RetryableError):
         await _publish(_cfg(tls_broker, port=tls_broker.mtls_port, cert_file=str(other.client_cert),
-                            key_file=str(other.client_key), password_file=password))
+                            key_file=str(other.client_key), password_file=password, timeout_s=2))
 
 
 def test_tls_settings_are_checked_without_io() -> None:
