@@ -74,20 +74,20 @@ class Encoder:
             for p in catalog.points
         ]
         self._packer = msgpack.Packer(use_bin_type=True)
+        self._packed_rows = [self._packer.pack(r) for r in self._rows]  # msgpack: catalog rows packed once
 
     def encode(self, samples: SampleBatch, seq: int, created_ns: int, flags: list[int] | None = None) -> bytes:
         if samples:
             idx, ts, val, q, rsn = zip(*samples, strict=True)
         else:
             idx = ts = val = q = rsn = ()
-        rows = self._rows
+        used = sorted(set(idx))
         doc: dict[str, Any] = {
             "v": SCHEMA_VERSION,
             "gw": self.catalog.gateway_id,
             "site": self.catalog.site,
             "seq": seq,
             "t": created_ns,
-            "cat": [rows[i] for i in sorted(set(idx))],
             "i": idx,
             "ts": ts,
             "val": val,
@@ -100,12 +100,26 @@ class Encoder:
                 raise ValueError("flags must have one entry per sample")
             doc["f"] = flags
         if self.payload_format == "json":
+            rows = self._rows
+            doc["cat"] = [rows[i] for i in used]
             body = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
         else:
-            body = self._packer.pack(doc)
+            # the catalog rows were packed once: splice them in as the map's last entry
+            packed = self._packer.pack(doc)
+            rows_b = self._packed_rows
+            body = b"".join((bytes((packed[0] + 1,)), memoryview(packed)[1:], b"\xa3cat", _array_header(len(used)),
+                             *[rows_b[i] for i in used]))
         if self.compression == "zlib":
             body = self._packer.pack({"v": SCHEMA_VERSION, "z": "zlib", "d": zlib.compress(body, self.level)})
         return bytes(body)
+
+
+def _array_header(n: int) -> bytes:
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 0x10000:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
 
 
 def encode(catalog: Catalog, samples: SampleBatch, seq: int, created_ns: int) -> bytes:
