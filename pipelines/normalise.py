@@ -46,20 +46,21 @@ class Normalise:
             if quality is bad or (tv is not int and tv is not float):  # None, bool, str: as read
                 append(sample)
                 continue
+            num: float = value  # type: ignore[assignment]  # int or float, checked above (no call)
             spec = table[idx]
             if spec is None:
-                if tv is float and not isfinite(value):
+                if tv is float and not isfinite(num):
                     append((idx, ts, None, bad, "nan" if value != value else "inf"))
                 else:
                     append(sample)
                 continue
             identity, divisor, scale, offset, lo, hi = spec
             if identity:
-                v = value
+                v = num
             elif divisor:
-                v = value / divisor + offset
+                v = num / divisor + offset
             else:
-                v = value * scale + offset
+                v = num * scale + offset
             if type(v) is float and not isfinite(v):
                 append((idx, ts, None, bad, "nan" if v != v else "inf"))
             elif (lo is not None and v < lo) or (hi is not None and v > hi):
