@@ -9,6 +9,7 @@ in the buffer) stops the gateway with a non-zero exit, so systemd restarts it.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -28,9 +29,23 @@ from gateway.runner import DeviceRunner, PollingDriver, StreamRunner
 from gateway.sinks.mqtt import MqttUplink
 from pipelines.normalise import Normalise
 
-__all__ = ["Batcher", "Gateway"]
+__all__ = ["Batcher", "Gateway", "tune_gc"]
 
 log = logging.getLogger("edgegw.app")
+
+
+def tune_gc() -> None:
+    """Make the cyclic garbage collector fit a stream of short-lived tuples.
+
+    The hot path allocates a tuple per sample; with the default threshold (700 allocations) the
+    collector ran every few hundred samples and re-scanned the pending batches: py-spy put half of
+    the pipeline's time in the lines that allocate.  The objects made at start-up (config, point
+    table) are frozen out of the scans and the first generation is made larger; cycles are still
+    collected, memory stays bounded.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 class Batcher:
@@ -180,6 +195,7 @@ class Gateway:
             self.buffer.durability,
             self.buffer.pending_batches,
         )
+        tune_gc()
         forwarder = asyncio.create_task(self.forwarder.run(), name="forwarder")
         batcher = asyncio.create_task(self.batcher.run(), name="batcher")
         devices = [asyncio.create_task(r.run(), name=f"device:{r.driver.name}") for r in self.runners]

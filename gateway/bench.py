@@ -29,7 +29,7 @@ from typing import Any
 
 import msgpack
 
-from gateway.app import Batcher
+from gateway.app import Batcher, tune_gc
 from gateway.buffer import SqliteBuffer
 from gateway.catalog import Catalog, PointInfo
 from gateway.codec import Encoder
@@ -351,6 +351,7 @@ def _print(result: dict[str, Any]) -> None:
 
 
 def main(name: str, coro: Any, json_path: str | None) -> dict[str, Any]:
+    tune_gc()  # as the gateway does (gateway.app.tune_gc)
     result: dict[str, Any] = asyncio.run(coro)
     _print(result)
     if json_path:
