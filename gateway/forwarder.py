@@ -3,18 +3,18 @@
 Backlog and live data share the link.  At each (re)connect, every batch already in the buffer is
 *backlog*: it was stored while the uplink was down (or had not caught up), is published with the
 wire format's historical mark, oldest first.  Batches accepted after the connect are *live*.
-While both exist, each round of the in-flight window gives ``backlog_share`` of its slots to the
-backlog and the rest to live data; a side that has nothing to send leaves its slots to the other,
-so the link is never idle while anything is pending, and live data is never starved by a drain.
+While both exist, the slots of the in-flight window go to the backlog in the proportion
+``backlog_share`` and to live data otherwise; a side that has nothing to send leaves its slots to
+the other, so the link is never idle while anything is pending, and a drain never starves live data.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.buffer import Outcome, SqliteBuffer, Transaction
 from gateway.codec import mark_historical
@@ -85,72 +85,149 @@ class Forwarder:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.backoff_max)
 
-    def _take(self, window: int, boundary: int, credit: float) -> tuple[Transaction, int, float]:
-        """This round's batches: backlog (ids <= boundary) first, then live; returns the combined
-        transaction, how many of its batches are backlog, and the backlog credit carried over."""
+    def _take(self, free: int, boundary: int, share: _Share) -> tuple[list[_Item], int]:
+        """Batches for ``free`` window slots: backlog (ids <= boundary, oldest first) and live
+        (later ids), split by the running backlog share; a side with nothing to send leaves its
+        slots to the other.  Returns the items and how many backlog batches are left in flight."""
         if boundary == 0:
-            return self.buffer.begin(window), 0, 0.0
-        quota = self.backlog_share * window + credit
-        backlog_slots = int(quota)
-        live = self.buffer.begin(window - backlog_slots, after_id=boundary)
-        backlog = self.buffer.begin(window - len(live.ids), up_to_id=boundary)
-        # the fraction of a slot not used this round is carried: with a window of 1 and a share of
-        # 0.5, backlog and live alternate
-        credit = quota - backlog_slots if live.ids else 0.0
-        tx = Transaction(backlog.ids + live.ids, backlog.payloads + live.payloads, backlog.npoints + live.npoints)
-        return tx, len(backlog.ids), credit
+            return _items(self.buffer.begin(free), False), 0
+        n_backlog = share.backlog_slots(free)
+        live = self.buffer.begin(free - n_backlog, after_id=boundary)
+        backlog = self.buffer.begin(free - len(live.ids), up_to_id=boundary)
+        if len(live.ids) + len(backlog.ids) < free:  # backlog ran short: live may use its slots
+            more = self.buffer.begin(free - len(live.ids) - len(backlog.ids), after_id=boundary)
+            live = Transaction(live.ids + more.ids, live.payloads + more.payloads, live.npoints + more.npoints)
+        share.taken(len(backlog.ids), len(live.ids), competing=bool(backlog.ids) and bool(live.ids))
+        return _items(backlog, True) + _items(live, False), len(backlog.ids)
 
     async def _pump(self, conn: UplinkConnection) -> None:
-        reject_backoff = 1.0
+        """A sliding window: a slot freed by a PUBACK is refilled at once (live data never waits
+        for a whole round of backlog), and what completed together is deleted in one transaction."""
         boundary = self.buffer.newest_id  # what is stored now was stored while the uplink was down
-        credit = 0.0
-        while True:
-            self.wake.clear()
-            tx, n_backlog, credit = self._take(max(1, min(self.max_inflight, conn.window)), boundary, credit)
-            if boundary and n_backlog == 0:
-                boundary = 0  # backlog drained: from now on everything is live (no range queries)
-            if not tx.ids:
-                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
-                # races with the event being set, and the gateway would never stop
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(1.0):
-                        await self.wake.wait()
-                continue
-            wire = [_historical(p) for p in tx.payloads[:n_backlog]] + list(tx.payloads[n_backlog:])
-            results = await asyncio.gather(*(conn.write(p) for p in wire), return_exceptions=True)
-            outcomes = [Outcome.DELIVERED if r is None else Outcome.RETRY for r in results]
-            self.buffer.end(tx, outcomes)
-            self._count(tx, n_backlog, outcomes)
+        share = _Share(self.backlog_share)
+        inflight: dict[asyncio.Task[None], _Item] = {}
+        backlog_inflight = 0
+        reject_backoff = 1.0
+        try:
+            while True:
+                self.wake.clear()
+                free = max(1, min(self.max_inflight, conn.window)) - len(inflight)
+                if free > 0:
+                    items, n_backlog = self._take(free, boundary, share)
+                    if boundary and n_backlog == 0 and backlog_inflight == 0:
+                        boundary = 0  # backlog drained: from now on everything is live (no range queries)
+                    backlog_inflight += n_backlog
+                    for item in items:
+                        wire = _historical(item.payload) if item.historical else item.payload
+                        inflight[asyncio.ensure_future(conn.write(wire))] = item
+                    free -= len(items)
+                waiters: set[asyncio.Future[Any]] = set(inflight)
+                wake = asyncio.ensure_future(self.wake.wait()) if free > 0 else None
+                if wake is not None:
+                    waiters.add(wake)
+                try:
+                    # asyncio.wait, not wait_for: on 3.11 wait_for can swallow a cancellation
+                    done, _ = await asyncio.wait(waiters, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if wake is not None:
+                        wake.cancel()
+                finished = [t for t in inflight if t in done]  # in publish order
+                if not finished:
+                    continue
+                batch = [(t, inflight.pop(t)) for t in finished]
+                backlog_inflight -= sum(1 for _t, item in batch if item.historical)
+                errors = self._finish(batch)
+                retry = next((e for e in errors if isinstance(e, RetryableError)), None)
+                if retry is not None:
+                    raise retry
+                rejected = [e for e in errors if isinstance(e, RejectedError)]
+                if rejected:
+                    self.stats.rejected_batches += len(rejected)
+                    self.stats.last_error = str(rejected[0])
+                    log.error("Broker refused %d batch(es): %s; they stay buffered.", len(rejected), rejected[0])
+                    await asyncio.sleep(reject_backoff)
+                    reject_backoff = min(reject_backoff * 2, self.backoff_max)
+                elif len(errors) < len(batch):
+                    reject_backoff = 1.0
+        finally:
+            # connection gone or stopping: what has no PUBACK stays buffered for the next attempt
+            for t in inflight:
+                t.cancel()
+            await asyncio.gather(*inflight, return_exceptions=True)
+            self._finish(list(inflight.items()))
             self.stats.no_subscriber_acks = conn.no_subscriber_acks
-            for r in results:
-                if isinstance(r, BaseException) and not isinstance(r, RetryableError | RejectedError):
-                    raise r
-            retry = next((r for r in results if isinstance(r, RetryableError)), None)
-            if retry is not None:
-                raise retry
-            rejected = [r for r in results if isinstance(r, RejectedError)]
-            if rejected:
-                self.stats.rejected_batches += len(rejected)
-                self.stats.last_error = str(rejected[0])
-                log.error("Broker refused %d batch(es): %s; they stay buffered.", len(rejected), rejected[0])
-                await asyncio.sleep(reject_backoff)
-                reject_backoff = min(reject_backoff * 2, self.backoff_max)
-            else:
-                reject_backoff = 1.0
 
-    def _count(self, tx: Transaction, n_backlog: int, outcomes: list[Outcome]) -> None:
+    def _finish(self, batch: list[tuple[asyncio.Task[None], _Item]]) -> list[BaseException]:
+        """Delete what the broker confirmed (one transaction), release the rest; count; return the
+        errors.  An unexpected error is raised after the buffer is settled."""
+        if not batch:
+            return []
+        errors: list[BaseException] = []
+        outcomes = []
+        for task, _item in batch:
+            exc = None if not task.done() or task.cancelled() else task.exception()
+            ok = task.done() and not task.cancelled() and exc is None
+            outcomes.append(Outcome.DELIVERED if ok else Outcome.RETRY)
+            if exc is not None:
+                errors.append(exc)
+        items = [item for _t, item in batch]
+        tx = Transaction(tuple(i.id for i in items), tuple(i.payload for i in items), tuple(i.npoints for i in items))
+        self.buffer.end(tx, outcomes)
         st = self.stats
-        for k, (payload, n, outcome) in enumerate(zip(tx.payloads, tx.npoints, outcomes, strict=True)):
+        for item, outcome in zip(items, outcomes, strict=True):
             if outcome is not Outcome.DELIVERED:
                 continue
-            historical = k < n_backlog
             st.published_batches += 1
-            st.published_points += n
-            if historical:
+            st.published_points += item.npoints
+            if item.historical:
                 st.historical_batches += 1
-                st.historical_points += n
+                st.historical_points += item.npoints
             if self.on_delivered is not None:
-                self.on_delivered(payload, historical)
+                self.on_delivered(item.payload, item.historical)
+        for e in errors:
+            if not isinstance(e, RetryableError | RejectedError):
+                raise e
+        return errors
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    id: int
+    payload: bytes
+    npoints: int
+    historical: bool
+
+
+def _items(tx: Transaction, historical: bool) -> list[_Item]:
+    return [_Item(i, p, n, historical) for i, p, n in zip(tx.ids, tx.payloads, tx.npoints, strict=True)]
+
+
+class _Share:
+    """Running split of window slots between backlog and live while both have batches waiting:
+    each slot goes to the side that is furthest below its share (with a share of 0.5 they
+    alternate, whatever the window)."""
+
+    def __init__(self, share: float) -> None:
+        self.share = share
+        self.backlog = 0
+        self.live = 0
+
+    def backlog_slots(self, free: int) -> int:
+        b, n = self.backlog, self.backlog + self.live
+        slots = 0
+        for _ in range(free):
+            n += 1
+            if b + 1 <= self.share * n + 1e-9:
+                b += 1
+                slots += 1
+        return slots
+
+    def taken(self, backlog: int, live: int, *, competing: bool) -> None:
+        if competing:
+            self.backlog += backlog
+            self.live += live
+        else:  # one side alone: no debt builds up for the next contest
+            self.backlog = self.live = 0
 
 
 def _historical(payload: bytes) -> bytes:
