@@ -267,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--points", type=int, default=10_000_000, help="backlog points")
     b.add_argument("--rate", type=float, default=25_000, help="live points per second")
     b.add_argument("--points-per-poll", type=int, default=250)
-    b.add_argument("--batch-points", type=int, default=5000, help="points per backlog batch")
+    b.add_argument("--batch-points", type=int, default=1000,
+                   help="points per backlog batch (the buffer's batch_max_points while the uplink was down)")
     b.add_argument("--linger-ms", type=int, default=5)
     b.add_argument("--backlog-share", type=float, default=0.5)
     for name in ("pipeline", "latency", "drain"):

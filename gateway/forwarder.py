@@ -4,14 +4,16 @@ Backlog and live data share the link.  At each (re)connect, every batch already 
 *backlog*: it was stored while the uplink was down (or had not caught up), is published with the
 wire format's historical mark, oldest first.  Batches accepted after the connect are *live*.
 While both exist, the slots of the in-flight window go to the backlog in the proportion
-``backlog_share`` and to live data otherwise; a side that has nothing to send leaves its slots to
-the other, so the link is never idle while anything is pending, and a drain never starves live data.
+``backlog_share`` and to live data otherwise.  The backlog never holds more than its share of the
+window (at least one slot), so a live batch always finds a free slot and queues behind a bounded
+number of backlog bytes; live data may use every slot the backlog leaves.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -85,20 +87,22 @@ class Forwarder:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.backoff_max)
 
-    def _take(self, free: int, boundary: int, share: _Share) -> tuple[list[_Item], int]:
-        """Batches for ``free`` window slots: backlog (ids <= boundary, oldest first) and live
-        (later ids), split by the running backlog share; a side with nothing to send leaves its
-        slots to the other.  Returns the items and how many backlog batches are left in flight."""
+    def _take(self, free: int, boundary: int, share: _Share, backlog_room: int) -> tuple[list[_Item], int, bool]:
+        """Batches for ``free`` window slots: backlog (ids <= boundary, oldest first, at most
+        ``backlog_room``) and live (later ids), split by the running backlog share; live data
+        may use the slots the backlog leaves.  Returns the items, how many are backlog, and
+        whether the backlog had fewer batches than asked for (none left outside the window)."""
         if boundary == 0:
-            return _items(self.buffer.begin(free), False), 0
-        n_backlog = share.backlog_slots(free)
+            return _items(self.buffer.begin(free), False), 0, False
+        n_backlog = min(share.backlog_slots(free), backlog_room)
         live = self.buffer.begin(free - n_backlog, after_id=boundary)
-        backlog = self.buffer.begin(free - len(live.ids), up_to_id=boundary)
+        asked = min(free - len(live.ids), backlog_room)
+        backlog = self.buffer.begin(asked, up_to_id=boundary)
         if len(live.ids) + len(backlog.ids) < free:  # backlog ran short: live may use its slots
             more = self.buffer.begin(free - len(live.ids) - len(backlog.ids), after_id=boundary)
             live = Transaction(live.ids + more.ids, live.payloads + more.payloads, live.npoints + more.npoints)
         share.taken(len(backlog.ids), len(live.ids), competing=bool(backlog.ids) and bool(live.ids))
-        return _items(backlog, True) + _items(live, False), len(backlog.ids)
+        return _items(backlog, True) + _items(live, False), len(backlog.ids), asked > 0 and len(backlog.ids) < asked
 
     async def _pump(self, conn: UplinkConnection) -> None:
         """A sliding window: a slot freed by a PUBACK is refilled at once (live data never waits
@@ -111,12 +115,16 @@ class Forwarder:
         try:
             while True:
                 self.wake.clear()
-                free = max(1, min(self.max_inflight, conn.window)) - len(inflight)
+                window = max(1, min(self.max_inflight, conn.window))
+                free = window - len(inflight)
                 if free > 0:
-                    items, n_backlog = self._take(free, boundary, share)
-                    if boundary and n_backlog == 0 and backlog_inflight == 0:
-                        boundary = 0  # backlog drained: from now on everything is live (no range queries)
+                    # the backlog never holds more than its share of the window: a live batch
+                    # always finds a free slot, and queues behind at most that many backlog bytes
+                    room = max(1, math.ceil(self.backlog_share * window)) - backlog_inflight
+                    items, n_backlog, short = self._take(free, boundary, share, max(0, room))
                     backlog_inflight += n_backlog
+                    if short and backlog_inflight == 0:
+                        boundary = 0  # backlog drained: from now on everything is live (no range queries)
                     for item in items:
                         wire = _historical(item.payload) if item.historical else item.payload
                         inflight[asyncio.ensure_future(conn.write(wire))] = item
