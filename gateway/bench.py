@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import shutil
 import statistics
@@ -330,10 +331,12 @@ async def bench_drain(backlog: int, rate: float, n_points: int, batch_points: in
 # -- reporting -----------------------------------------------------------------------------------
 def _summary(name: str, rows: list[dict[str, float]], params: dict[str, Any], targets: dict[str, str]
              ) -> dict[str, Any]:
-    keys = list(rows[0])
-    medians = {k: statistics.median(r[k] for r in rows) for k in keys}
-    return {"bench": name, **{k: round(v, 3) for k, v in medians.items()},
-            "runs": [{k: round(v, 3) for k, v in r.items()} for r in rows],
+    def median(k: str) -> float | None:  # NaN (nothing measured in a run) is left out; JSON gets null
+        vals = [r[k] for r in rows if not math.isnan(r[k])]
+        return round(statistics.median(vals), 3) if vals else None
+
+    return {"bench": name, **{k: median(k) for k in rows[0]},
+            "runs": [{k: None if math.isnan(v) else round(v, 3) for k, v in r.items()} for r in rows],
             "load_avg": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count(),
             "params": params, "targets": targets}
 
@@ -342,10 +345,13 @@ def _print(result: dict[str, Any]) -> None:
     keys = list(result["runs"][0])
     width = max(14, *(len(k) + 2 for k in keys))
     print(f"edgegw bench {result['bench']}  ({result['params']})")
+    def cell(v: float | None) -> str:
+        return f"{'-':>{width}}" if v is None else f"{v:>{width},.2f}"
+
     print("run    " + "".join(f"{k:>{width}}" for k in keys))
     for i, r in enumerate(result["runs"], 1):
-        print(f"{i:<7}" + "".join(f"{r[k]:>{width},.2f}" for k in keys))
-    print("median " + "".join(f"{result[k]:>{width},.2f}" for k in keys))
+        print(f"{i:<7}" + "".join(cell(r[k]) for k in keys))
+    print("median " + "".join(cell(result[k]) for k in keys))
     load = result["load_avg"]
     print(f"targets: {result['targets']}; load average {load[0]} {load[1]} {load[2]} on {result['cpus']} CPUs")
 
@@ -355,5 +361,5 @@ def main(name: str, coro: Any, json_path: str | None) -> dict[str, Any]:
     result: dict[str, Any] = asyncio.run(coro)
     _print(result)
     if json_path:
-        Path(json_path).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        Path(json_path).write_text(json.dumps(result, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return result
