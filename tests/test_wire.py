@@ -141,3 +141,14 @@ def test_random_bytes_never_escape_as_another_exception(data: bytes) -> None:
 def test_random_compressed_bytes_never_escape_as_another_exception(data: bytes) -> None:
     with contextlib.suppress(CodecError):
         decode(msgpack.packb({"v": 1, "z": "zlib", "d": zlib.compress(data)}))
+
+
+def test_the_documented_example_decodes() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).parent.parent / "docs" / "wire-format.md").read_text(encoding="utf-8")
+    example = doc.split("```json\n", 1)[1].split("```", 1)[0].replace("\n", "").encode()
+    batch = decode(example)
+    assert (batch.gateway, batch.seq, len(batch.points), batch.historical) == ("gw-01", 42, 2, False)
+    assert batch.points[1].reason == "timeout" and batch.points[1].value is None
+    assert decode(mark_historical(example)).historical
