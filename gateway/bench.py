@@ -22,7 +22,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,9 +133,7 @@ async def _rig(
     finally:
         for t in tasks:
             t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await asyncio.gather(*tasks, return_exceptions=True)
         buffer.close()
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
@@ -150,38 +148,49 @@ async def _wait(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
 
 
 # -- pipeline ------------------------------------------------------------------------------------
-async def _pipeline_once(port: int, workdir: Path, total: int, n_points: int, batch_points: int) -> float:
-    src = SyntheticSource(n_points)
-    polls = max(1, total // n_points)
-    total = polls * n_points
-    async with _rig(port, workdir, n_points, batch_points, 50) as rig:
-        await _wait(lambda: rig.forwarder.stats.connected, 10, "the broker")
-        t0 = time.perf_counter()
-        for _ in range(polls):
-            await rig.batcher.submit(src.poll())
-        await _wait(lambda: rig.forwarder.stats.published_points >= total, 600, "PUBACKs")
-        return total / (time.perf_counter() - t0)
-
-
-async def _floor_once(port: int, workdir: Path, total: int, n_points: int, batch_points: int) -> float:
-    """The same buffer and publish path with pre-built batches: what the I/O alone allows."""
+def _prebuilt(n_points: int, batch_points: int) -> bytes:
+    """One encoded batch of ``batch_points`` samples: the floor's and the backlog's payload."""
     src = SyntheticSource(n_points)
     samples: SampleBatch = []
     while len(samples) < batch_points:
         samples.extend(src.poll())
-    samples = samples[:batch_points]
-    payload = Encoder(synthetic_catalog(n_points)).encode(samples, 1, now_ns())
-    batches = max(1, total // batch_points)
-    total = batches * batch_points
+    return Encoder(synthetic_catalog(n_points)).encode(samples[:batch_points], 1, now_ns())
+
+
+async def _timed(port: int, workdir: Path, n_points: int, batch_points: int, total: int,
+                 feed: Callable[[Rig], Awaitable[None]]) -> float:
+    """Points per second from the first point fed to the last PUBACK."""
     async with _rig(port, workdir, n_points, batch_points, 50) as rig:
         await _wait(lambda: rig.forwarder.stats.connected, 10, "the broker")
         t0 = time.perf_counter()
+        await feed(rig)
+        await _wait(lambda: rig.forwarder.stats.published_points >= total, 600, "PUBACKs")
+        return total / (time.perf_counter() - t0)
+
+
+async def _pipeline_once(port: int, workdir: Path, total: int, n_points: int, batch_points: int) -> float:
+    src = SyntheticSource(n_points)
+    polls = max(1, total // n_points)
+
+    async def feed(rig: Rig) -> None:
+        for _ in range(polls):
+            await rig.batcher.submit(src.poll())
+
+    return await _timed(port, workdir, n_points, batch_points, polls * n_points, feed)
+
+
+async def _floor_once(port: int, workdir: Path, total: int, n_points: int, batch_points: int) -> float:
+    """The same buffer and publish path with pre-built batches: what the I/O alone allows."""
+    payload = _prebuilt(n_points, batch_points)
+    batches = max(1, total // batch_points)
+
+    async def feed(rig: Rig) -> None:
         for _ in range(batches):
             rig.buffer.put(payload, batch_points)
             rig.wake.set()
             await asyncio.sleep(0)
-        await _wait(lambda: rig.forwarder.stats.published_points >= total, 600, "PUBACKs")
-        return total / (time.perf_counter() - t0)
+
+    return await _timed(port, workdir, n_points, batch_points, batches * batch_points, feed)
 
 
 async def bench_pipeline(total: int, n_points: int, batch_points: int, runs: int) -> dict[str, Any]:
@@ -273,10 +282,7 @@ def _rss_mb() -> float:
 async def _drain_once(port: int, workdir: Path, backlog: int, rate: float, n_points: int, batch_points: int,
                       linger_ms: int, share: float) -> dict[str, float]:
     src = SyntheticSource(n_points)
-    samples: SampleBatch = []
-    while len(samples) < batch_points:
-        samples.extend(src.poll())
-    payload = Encoder(synthetic_catalog(n_points)).encode(samples[:batch_points], 1, now_ns())
+    payload = _prebuilt(n_points, batch_points)
     batches = max(1, backlog // batch_points)
     backlog = batches * batch_points
 
