@@ -183,6 +183,20 @@ def cmd_bench_modbus(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bench_uplink(args: argparse.Namespace) -> int:
+    from gateway import bench
+
+    if args.bench_command == "pipeline":
+        coro = bench.bench_pipeline(args.points, args.points_per_poll, args.batch_points, args.runs)
+    elif args.bench_command == "latency":
+        coro = bench.bench_latency(args.rate, args.duration, args.points_per_poll, args.linger_ms, args.runs)
+    else:
+        coro = bench.bench_drain(args.points, args.rate, args.points_per_poll, args.batch_points, args.linger_ms,
+                                 args.backlog_share, args.runs)
+    bench.main(args.bench_command, coro, args.json)
+    return EXIT_OK
+
+
 def cmd_import_tags(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -313,6 +327,28 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--workers", type=int, default=2, help="processes serving the simulated PLCs")
     b.add_argument("--profile", default=None, help="cProfile the measured windows into FILE; print the top")
     b.set_defaults(func=cmd_bench_modbus)
+    b = bsub.add_parser("pipeline", help="source -> normalise + tag -> fsync buffer -> PUBACK, and the I/O floor")
+    b.add_argument("--points", type=int, default=2_000_000, help="points per run")
+    b.add_argument("--points-per-poll", type=int, default=1000)
+    b.add_argument("--batch-points", type=int, default=5000, help="points per buffered batch (MQTT message)")
+    b = bsub.add_parser("latency", help="acquisition -> PUBACK latency at a paced rate")
+    b.add_argument("--rate", type=float, default=25_000, help="points per second")
+    b.add_argument("--duration", type=float, default=10.0, help="seconds recorded per run")
+    b.add_argument("--points-per-poll", type=int, default=250)
+    b.add_argument("--linger-ms", type=int, default=5)
+    b = bsub.add_parser("drain", help="drain a backlog on disk while live data continues")
+    b.add_argument("--points", type=int, default=10_000_000, help="backlog points")
+    b.add_argument("--rate", type=float, default=25_000, help="live points per second")
+    b.add_argument("--points-per-poll", type=int, default=250)
+    b.add_argument("--batch-points", type=int, default=1000,
+                   help="points per backlog batch (the buffer's batch_max_points while the uplink was down)")
+    b.add_argument("--linger-ms", type=int, default=5)
+    b.add_argument("--backlog-share", type=float, default=0.5)
+    for name in ("pipeline", "latency", "drain"):
+        b = bsub.choices[name]
+        b.add_argument("--runs", type=int, default=3)
+        b.add_argument("--json", default=None, help="also write the figures to FILE")
+        b.set_defaults(func=cmd_bench_uplink)
 
     s = sub.add_parser("import-tags", help="turn a CSV tag list into config TOML")
     s.add_argument("protocol", choices=["modbus"])

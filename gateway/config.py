@@ -29,6 +29,7 @@ __all__ = [
     "InfluxConfig",
     "IngestSection",
     "MqttConfig",
+    "UplinkConfig",
     "WhenFull",
     "format_location",
     "load",
@@ -101,6 +102,14 @@ class MqttConfig(StrictModel):
     client_id: str | None = Field(default=None, description="fixed client id (persistent session); default edgegw-<id>")
     username: str | None = None
     password_env: str | None = Field(default=None, description="name of the environment variable with the password")
+    password_file: str | None = Field(default=None, description="file whose first line is the password")
+    tls: bool = Field(default=False, description="connect with TLS (port 8883 by convention)")
+    ca_file: str | None = Field(default=None, description="PEM trust anchors; default: the system store")
+    cert_file: str | None = Field(default=None, description="PEM client certificate (mutual TLS)")
+    key_file: str | None = Field(default=None, description="PEM private key of cert_file")
+    tls_verify: Literal["full", "chain", "off"] = Field(
+        default="full", description="full: chain and host name; chain: chain only; off: lab use only"
+    )
     topic_prefix: Key = "edgegw"
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     session_expiry_s: int = Field(default=86_400, ge=0)
@@ -108,8 +117,36 @@ class MqttConfig(StrictModel):
     timeout_s: float = Field(default=10.0, gt=0)
     shutdown_drain_s: float = Field(default=5.0, ge=0, description="on stop, time allowed to deliver the buffer")
 
+    @model_validator(mode="after")
+    def _tls_and_secrets(self) -> Self:
+        if self.password_env and self.password_file:
+            raise ValueError("give password_env or password_file, not both")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (mutual TLS)")
+        given = [k for k in ("ca_file", "cert_file", "key_file") if getattr(self, k) is not None]
+        if given and not self.tls:
+            raise ValueError(f"{', '.join(given)} set but tls = false")
+        return self
+
     def password(self) -> str | None:
+        if self.password_file:
+            try:
+                return Path(self.password_file).read_text(encoding="utf-8").splitlines()[0]
+            except (OSError, IndexError) as err:
+                raise ConfigError([ConfigIssue("password_file", f"cannot read a password from it: {err}")]) from None
         return os.environ.get(self.password_env) if self.password_env else None
+
+
+class UplinkConfig(MqttConfig):
+    """The edge role's broker connection: MQTT settings plus what goes on the wire and how the
+    backlog shares the link."""
+
+    payload_format: Literal["msgpack", "json"] = Field(default="msgpack", description="wire format v1 encoding")
+    compression: Literal["none", "zlib"] = Field(default="none", description="zlib for thin (metered) links")
+    backlog_share: float = Field(
+        default=0.5, ge=0.0, le=1.0,
+        description="share of the in-flight window given to backlog batches while live data is flowing",
+    )
 
 
 class InfluxConfig(StrictModel):
@@ -152,7 +189,7 @@ class Config(StrictModel):
     gateway: GatewaySection | None = None
     devices: list[DeviceConfig] = Field(default_factory=list)
     buffer: BufferConfig = Field(default_factory=BufferConfig)
-    uplink: MqttConfig | None = None
+    uplink: UplinkConfig | None = None
     ingest: IngestSection | None = None
 
     @model_validator(mode="after")

@@ -23,32 +23,48 @@ class Normalise:
     """
 
     def __init__(self, catalog: Catalog) -> None:
-        # (scale, divisor or 0, offset, min, max, is identity) per point index, resolved once
-        self._table = [
-            (p.scale, _divisor(p.scale), p.offset, p.min, p.max, p.scale == 1.0 and p.offset == 0.0)
-            for p in catalog.points
-        ]
+        # per point index, resolved once: None when the value passes as read (scale 1, offset 0,
+        # no range), else (identity, divisor or 0, scale, offset, min, max)
+        self._table: list[tuple[bool, int, float, float, float | None, float | None] | None] = []
+        for p in catalog.points:
+            identity = p.scale == 1.0 and p.offset == 0.0
+            if identity and p.min is None and p.max is None:
+                self._table.append(None)
+            else:
+                self._table.append((identity, _divisor(p.scale), p.scale, p.offset, p.min, p.max))
 
     def __call__(self, batch: SampleBatch) -> SampleBatch:
+        # the hot path of every sample: one loop, no calls but isfinite on floats
         table = self._table
         out: SampleBatch = []
         append = out.append
+        bad = Quality.BAD
+        isfinite = math.isfinite
         for sample in batch:
             idx, ts, value, quality, reason = sample
-            if quality is Quality.BAD or value is None or isinstance(value, bool | str):
+            tv = type(value)
+            if quality is bad or (tv is not int and tv is not float):  # None, bool, str: as read
                 append(sample)
                 continue
-            scale, divisor, offset, lo, hi, identity = table[idx]
+            num: float = value  # type: ignore[assignment]  # int or float, checked above (no call)
+            spec = table[idx]
+            if spec is None:
+                if tv is float and not isfinite(num):
+                    append((idx, ts, None, bad, "nan" if value != value else "inf"))
+                else:
+                    append(sample)
+                continue
+            identity, divisor, scale, offset, lo, hi = spec
             if identity:
-                v = value
+                v = num
             elif divisor:
-                v = value / divisor + offset
+                v = num / divisor + offset
             else:
-                v = value * scale + offset
-            if isinstance(v, float) and not math.isfinite(v):
-                append((idx, ts, None, Quality.BAD, "nan" if math.isnan(v) else "inf"))
+                v = num * scale + offset
+            if type(v) is float and not isfinite(v):
+                append((idx, ts, None, bad, "nan" if v != v else "inf"))
             elif (lo is not None and v < lo) or (hi is not None and v > hi):
-                append((idx, ts, None, Quality.BAD, "out_of_range"))
+                append((idx, ts, None, bad, "out_of_range"))
             else:
                 append((idx, ts, v, quality, reason))
         return out

@@ -32,7 +32,8 @@ UNITS = {p["name"]: p.get("unit", "") for p in point_config()}
 
 
 def make_config(
-    plc_port: int, broker_port: int, tmp: Path, influx: dict[str, Any], client_suffix: str, topic_prefix: str
+    plc_port: int, broker_port: int, tmp: Path, influx: dict[str, Any], client_suffix: str, topic_prefix: str,
+    **uplink: Any,
 ) -> Config:
     mqtt = {"host": "127.0.0.1", "port": broker_port, "protocol": "5", "topic_prefix": topic_prefix}
     return parse(
@@ -51,7 +52,7 @@ def make_config(
                 }
             ],
             "buffer": {"path": str(tmp / "buffer.db"), "linger_ms": 50},
-            "uplink": {**mqtt, "client_id": f"gw-e2e-{client_suffix}"},
+            "uplink": {**mqtt, "client_id": f"gw-e2e-{client_suffix}", **uplink},
             "ingest": {
                 "mqtt": {**mqtt, "client_id": f"ingest-e2e-{client_suffix}"},
                 "influx": influx,
@@ -128,13 +129,18 @@ def check_rows(rows: list[dict[str, Any]], stub: GasSubstation, ticks: int, rel:
 
 
 @pytest.mark.integration
-async def test_chain_into_influxdb_v1(tmp_path: Path, mosquitto: Mosquitto, influx1: Influx1) -> None:
-    influx1.create_database("e2e")
+@pytest.mark.parametrize(("payload_format", "compression"), [("msgpack", "none"), ("json", "zlib")])
+async def test_chain_into_influxdb_v1(
+    tmp_path: Path, mosquitto: Mosquitto, influx1: Influx1, payload_format: str, compression: str
+) -> None:
+    db = f"e2e_{payload_format}_{compression}"
+    influx1.create_database(db)
     async with SimulatedPlc(tick_s=0, seed=7) as plc:
-        cfg = make_config(plc.port, mosquitto.port, tmp_path, {"api": "v1", "url": influx1.url, "database": "e2e"},
-                          "v1", "e2e-v1")
+        cfg = make_config(plc.port, mosquitto.port, tmp_path, {"api": "v1", "url": influx1.url, "database": db},
+                          f"v1-{payload_format}", f"e2e-v1-{payload_format}", payload_format=payload_format,
+                          compression=compression)
         gw, ingest = await drive_chain(cfg, plc, ticks=4)
-    res = influx1.query('SELECT * FROM "telemetry"', db="e2e")
+    res = influx1.query('SELECT * FROM "telemetry"', db=db)
     series = res["results"][0]["series"][0]  # type: ignore[index]
     cols = series["columns"]
     rows = []

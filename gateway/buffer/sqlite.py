@@ -714,20 +714,25 @@ class SqliteBuffer:
                 return
 
     # -- consumer side ---------------------------------------------------------------------------
-    def begin(self, max_batches: int) -> Transaction:
-        """The oldest batches not already in flight (FIFO).
+    def begin(self, max_batches: int, *, after_id: int = 0, up_to_id: int | None = None) -> Transaction:
+        """The oldest batches not already in flight (FIFO), with ids in ``(after_id, up_to_id]``.
 
+        The id range lets the forwarder serve the backlog (ids up to the newest one at connect
+        time) and live data (later ids) as two FIFO queues sharing the uplink.
         A batch released by ``Outcome.RETRY`` comes back first even while later batches are still
         in flight (skipping ids below the highest in-flight one would strand it).  The in-flight
         set is bounded by the uplink window, so over-fetching by its size stays cheap.  A row whose
         checksum (or, for rows without one, whose decoding) fails is quarantined here, so it never
         blocks the forwarder.
         """
+        if max_batches <= 0:
+            return Transaction((), (), ())
+        upper = up_to_id if up_to_id is not None else (1 << 63) - 1
         while True:
             try:
                 rows = self._db.execute(
-                    "SELECT id, payload, npoints, crc FROM batches ORDER BY id LIMIT ?",
-                    (max_batches + len(self._inflight),),
+                    "SELECT id, payload, npoints, crc FROM batches WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+                    (after_id, upper, max_batches + len(self._inflight)),
                 ).fetchall()
             except sqlite3.DatabaseError as err:
                 self._corrupt_seen = True
@@ -808,6 +813,12 @@ class SqliteBuffer:
             self._inflight.difference_update(tx.ids)
 
     # -- inspection ------------------------------------------------------------------------------
+    @property
+    def newest_id(self) -> int:
+        """Id of the newest batch ever accepted (0 for none): ids only grow (AUTOINCREMENT)."""
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'batches'").fetchone()
+        return int(row[0]) if row else 0
+
     @property
     def pending_batches(self) -> int:
         return int(self._batches)

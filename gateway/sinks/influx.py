@@ -8,7 +8,8 @@ demo without a database).
 Schema: one measurement (``telemetry`` by default); tags ``code`` (the point's identifier),
 ``device``, ``device_code``, ``point``, ``unit``, ``site``, ``data_grade`` and the configured tags;
 fields ``value`` (float) or ``value_bool`` / ``value_str``, ``quality`` (0 good, 1 uncertain,
-2 bad) and ``reason`` when the point is not good.  A bad point carries no value field.  Numbers are
+2 bad), ``reason`` when the point is not good, and ``historical=true`` on replayed backlog (a
+field, so a replay lands on the same series).  A bad point carries no value field.  Numbers are
 always written as floats: InfluxDB fixes a field's type per measurement and shard, so mixing
 integer and float points in one measurement would be refused.
 """
@@ -64,6 +65,8 @@ def to_line(p: Point, measurement: str, site: str = "") -> str:
     fields.append(f"quality={int(p.quality)}i")
     if p.reason:
         fields.append(f"reason={_esc_str(p.reason)}")
+    if p.historical:  # a field, not a tag: a replay must land on the same series as the live point
+        fields.append("historical=true")
     return f"{_esc_key(measurement)},{tag_part} {','.join(fields)} {p.ts_ns}"
 
 

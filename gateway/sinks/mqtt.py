@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,10 +24,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gateway.config import MqttConfig
-from gateway.errors import RejectedError, RetryableError
+from gateway.errors import ConfigError, ConfigIssue, RejectedError, RetryableError
 from gateway.point import now_ns
 
-__all__ = ["MqttClient", "MqttUplink", "UplinkConnection", "topic"]
+__all__ = ["MqttClient", "MqttUplink", "UplinkConnection", "tls_context", "topic"]
 
 log = logging.getLogger("edgegw.mqtt")
 _quiet = logging.getLogger("edgegw.mqtt.client")
@@ -36,6 +37,25 @@ _quiet.setLevel(logging.ERROR)  # aiomqtt warns on every publish while > 10 are 
 def topic(cfg: MqttConfig, site: str, gateway_id: str, kind: str) -> str:
     """``<prefix>/<site>/<gateway>/<kind>``: config keys only, never raw identifier codes."""
     return f"{cfg.topic_prefix}/{site}/{gateway_id}/{kind}"
+
+
+def tls_context(cfg: MqttConfig) -> ssl.SSLContext | None:
+    """The TLS context of a connection, or None without TLS.  Verification is on unless the
+    config says ``tls_verify = "off"``; TLS 1.2 is the floor."""
+    if not cfg.tls:
+        return None
+    try:
+        ctx = ssl.create_default_context(cafile=cfg.ca_file)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        if cfg.tls_verify != "full":
+            ctx.check_hostname = False
+        if cfg.tls_verify == "off":
+            ctx.verify_mode = ssl.CERT_NONE
+        if cfg.cert_file and cfg.key_file:
+            ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
+    except (OSError, ssl.SSLError) as err:
+        raise ConfigError([ConfigIssue("tls", f"cannot load the TLS files: {err}")]) from None
+    return ctx
 
 
 class MqttClient(aiomqtt.Client):
@@ -67,6 +87,7 @@ class MqttClient(aiomqtt.Client):
             identifier=client_id,
             will=will,
             keepalive=cfg.keepalive_s,
+            tls_context=tls_context(cfg),
             timeout=cfg.timeout_s,
             max_inflight_messages=cfg.max_inflight,
             max_queued_incoming_messages=max_queued_incoming,

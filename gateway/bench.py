@@ -1,0 +1,380 @@
+"""`edgegw bench pipeline | latency | drain`: uplink-path benchmarks on a real mosquitto.
+
+Each command starts its own mosquitto on 127.0.0.1 (hil.services), runs the real components
+(Normalise, Batcher, Encoder, SqliteBuffer in fsync durability, Forwarder, MqttUplink) several
+times, prints a table of the runs and their medians with the load average, and writes JSON with
+``--json FILE``.  Figures only: nothing here asserts a speed.
+
+- pipeline: synthetic source -> normalise + tag -> fsync buffer -> PUBACK; and, in the same run,
+  the floor: pre-built batches through the same buffer and publish with no per-point work.
+- latency: acquisition time -> PUBACK at a paced rate (25,000 points/s by default).
+- drain: a backlog on disk drained while paced live data continues; RSS sampled throughout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from gateway.app import Batcher, tune_gc
+from gateway.buffer import SqliteBuffer
+from gateway.catalog import Catalog, PointInfo
+from gateway.codec import Encoder
+from gateway.config import BufferConfig, MqttConfig
+from gateway.forwarder import Forwarder
+from gateway.point import Quality, SampleBatch, now_ns
+from gateway.sinks.mqtt import MqttUplink
+from hil.services import Mosquitto
+
+__all__ = ["bench_drain", "bench_latency", "bench_pipeline", "main", "synthetic_catalog"]
+
+_SITE, _GW = "bench-site", "bench-gw"
+
+
+def synthetic_catalog(n_points: int) -> Catalog:
+    """A plant-like point table: half the points scaled by 0.1 (Modbus tenths), a quarter with an
+    offset too, a quarter as read; some with a valid range."""
+    pts = []
+    for i in range(n_points):
+        kind = i % 4
+        scale, offset = ((0.1, 0.0), (0.1, 0.0), (0.01, -40.0), (1.0, 0.0))[kind]
+        lo, hi = (0.0, 6553.5) if kind == 0 else (None, None)
+        pts.append(PointInfo(
+            i, f"plc{i // 100}.p{i % 100}", f"88.608.5288/DEV.{_SITE}.plc{i // 100}.p{i % 100}", f"plc{i // 100}",
+            f"88.608.5288/DEV.{_SITE}.plc{i // 100}", ("degC", "kPa", "m3/h", "")[kind], scale, offset, lo, hi,
+            "general", (("site", _SITE), ("asset", f"line{i // 500}")),
+        ))
+    return Catalog(_GW, _SITE, tuple(pts), {})
+
+
+class SyntheticSource:
+    """Raw register-like integers for every point, one poll = one batch, deterministic."""
+
+    def __init__(self, n_points: int) -> None:
+        self.index = range(n_points)
+        self.cycles = [[(i * 7 + c * 13) % 60_000 for i in self.index] for c in range(8)]
+        self.n = 0
+
+    def poll(self) -> SampleBatch:
+        ts = now_ns()
+        values = self.cycles[self.n % 8]
+        self.n += 1
+        good = Quality.GOOD
+        return [(i, ts, v, good, None) for i, v in zip(self.index, values, strict=True)]
+
+
+@contextmanager
+def broker() -> Iterator[Mosquitto]:
+    work = Path(tempfile.mkdtemp(prefix="edgegw-bench-mqtt-"))
+    work.chmod(0o755)  # mosquitto started as root reads its config as user 'mosquitto'
+    svc = Mosquitto(workdir=work)
+    svc.start()
+    try:
+        yield svc
+    finally:
+        svc.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclass
+class Rig:
+    """One run's buffer, batcher and forwarder on a fresh fsync buffer file."""
+
+    catalog: Catalog
+    buffer: SqliteBuffer
+    batcher: Batcher
+    forwarder: Forwarder
+    wake: asyncio.Event
+    delivered: dict[bool, int] = field(default_factory=lambda: {False: 0, True: 0})
+
+
+@asynccontextmanager
+async def _rig(
+    port: int, workdir: Path, n_points: int, batch_points: int, linger_ms: int, *,
+    backlog_share: float = 0.5, on_delivered: Callable[[bytes, bool], None] | None = None,
+    prefill: Callable[[SqliteBuffer], None] | None = None, start_forwarder: bool = True,
+) -> AsyncIterator[Rig]:
+    catalog = synthetic_catalog(n_points)
+    path = workdir / f"buffer-{time.monotonic_ns()}.db"
+    buffer = SqliteBuffer(path, max_bytes=64 << 30, when_full="block", durability="fsync")
+    wake = asyncio.Event()
+    batcher = Batcher(catalog, buffer, BufferConfig(batch_max_points=batch_points, linger_ms=linger_ms), wake)
+    cfg = MqttConfig(port=port, topic_prefix="bench", max_inflight=20, timeout_s=30)
+    if prefill is not None:
+        prefill(buffer)
+    rig: Rig
+
+    def delivered(payload: bytes, historical: bool) -> None:
+        if on_delivered is not None:
+            on_delivered(payload, historical)
+
+    fwd = Forwarder(buffer, MqttUplink(cfg, _SITE, _GW), wake, max_inflight=cfg.max_inflight,
+                    backlog_share=backlog_share, on_delivered=delivered)
+    rig = Rig(catalog, buffer, batcher, fwd, wake)
+    tasks = [asyncio.create_task(batcher.run(), name="batcher")]
+    try:
+        if start_forwarder:
+            tasks.append(asyncio.create_task(fwd.run(), name="forwarder"))
+        yield rig
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        buffer.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+async def _wait(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
+    end = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > end:
+            raise TimeoutError(f"benchmark timed out waiting for {what}")
+        await asyncio.sleep(0.002)
+
+
+# -- pipeline ------------------------------------------------------------------------------------
+def _prebuilt(n_points: int, batch_points: int) -> bytes:
+    """One encoded batch of ``batch_points`` samples: the floor's and the backlog's payload."""
+    src = SyntheticSource(n_points)
+    samples: SampleBatch = []
+    while len(samples) < batch_points:
+        samples.extend(src.poll())
+    return Encoder(synthetic_catalog(n_points)).encode(samples[:batch_points], 1, now_ns())
+
+
+async def _timed(port: int, workdir: Path, n_points: int, batch_points: int, total: int,
+                 feed: Callable[[Rig], Awaitable[None]]) -> float:
+    """Points per second from the first point fed to the last PUBACK."""
+    async with _rig(port, workdir, n_points, batch_points, 50) as rig:
+        await _wait(lambda: rig.forwarder.stats.connected, 10, "the broker")
+        t0 = time.perf_counter()
+        await feed(rig)
+        await _wait(lambda: rig.forwarder.stats.published_points >= total, 600, "PUBACKs")
+        return total / (time.perf_counter() - t0)
+
+
+async def _pipeline_once(port: int, workdir: Path, total: int, n_points: int, batch_points: int) -> float:
+    src = SyntheticSource(n_points)
+    polls = max(1, total // n_points)
+
+    async def feed(rig: Rig) -> None:
+        for _ in range(polls):
+            await rig.batcher.submit(src.poll())
+
+    return await _timed(port, workdir, n_points, batch_points, polls * n_points, feed)
+
+
+async def _floor_once(port: int, workdir: Path, total: int, n_points: int, batch_points: int) -> float:
+    """The same buffer and publish path with pre-built batches: what the I/O alone allows."""
+    payload = _prebuilt(n_points, batch_points)
+    batches = max(1, total // batch_points)
+
+    async def feed(rig: Rig) -> None:
+        for _ in range(batches):
+            rig.buffer.put(payload, batch_points)
+            rig.wake.set()
+            await asyncio.sleep(0)
+
+    return await _timed(port, workdir, n_points, batch_points, batches * batch_points, feed)
+
+
+async def bench_pipeline(total: int, n_points: int, batch_points: int, runs: int) -> dict[str, Any]:
+    with broker() as mq, tempfile.TemporaryDirectory(prefix="edgegw-bench-") as tmp:
+        rows = []
+        for _ in range(runs):
+            pipe = await _pipeline_once(mq.port, Path(tmp), total, n_points, batch_points)
+            floor = await _floor_once(mq.port, Path(tmp), total, n_points, batch_points)
+            rows.append({"points_per_s": pipe, "limit_points_per_s": floor, "ratio_to_limit": pipe / floor})
+    return _summary("pipeline", rows, {"points": total, "points_per_poll": n_points, "batch_points": batch_points},
+                    {"points_per_s": ">= 300000", "ratio_to_limit": ">= 0.5"})
+
+
+# -- latency -------------------------------------------------------------------------------------
+class LatencyProbe:
+    """Acquisition -> PUBACK per point, from the source times in each delivered batch.
+
+    Kept as a histogram of 0.1 ms buckets, not a list: the probe must not be what makes RSS grow
+    during a long drain."""
+
+    def __init__(self, historical: bool = False) -> None:
+        self.historical = historical
+        self.buckets: Counter[int] = Counter()
+        self.points = 0
+        self.recording = False
+
+    def __call__(self, payload: bytes, historical: bool) -> None:
+        if historical != self.historical or not self.recording:
+            return
+        now = now_ns()
+        ts = msgpack.unpackb(payload)["ts"]
+        self.points += len(ts)
+        self.buckets.update((now - t) // 100_000 for t in ts)
+
+    def percentile(self, q: float) -> float:
+        if not self.points:
+            return float("nan")
+        rank = q * self.points
+        seen = 0
+        for bucket in sorted(self.buckets):
+            seen += self.buckets[bucket]
+            if seen > rank:
+                return (bucket + 1) / 10  # upper edge of the bucket, ms
+        return (max(self.buckets) + 1) / 10
+
+
+async def _paced_source(rig: Rig, src: SyntheticSource, rate: float, stop: asyncio.Event) -> None:
+    """Submit one poll every n_points / rate seconds on an absolute schedule (no drift)."""
+    period = len(src.index) / rate
+    nxt = time.monotonic()
+    while not stop.is_set():
+        await rig.batcher.submit(src.poll())
+        nxt += period
+        delay = nxt - time.monotonic()
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await stop.wait()
+
+
+async def _latency_once(port: int, workdir: Path, rate: float, duration_s: float, n_points: int,
+                        linger_ms: int) -> dict[str, float]:
+    probe = LatencyProbe()
+    src = SyntheticSource(n_points)
+    stop = asyncio.Event()
+    async with _rig(port, workdir, n_points, 5000, linger_ms, on_delivered=probe) as rig:
+        await _wait(lambda: rig.forwarder.stats.connected, 10, "the broker")
+        feeder = asyncio.create_task(_paced_source(rig, src, rate, stop))
+        try:
+            await asyncio.sleep(min(1.0, duration_s / 5))  # warm-up, not recorded
+            probe.recording = True
+            t0 = time.perf_counter()
+            await asyncio.sleep(duration_s)
+            probe.recording = False
+            elapsed = time.perf_counter() - t0
+        finally:
+            stop.set()
+            await feeder
+    return {"p50_ms": probe.percentile(0.50), "p99_ms": probe.percentile(0.99),
+            "points_per_s": probe.points / elapsed}
+
+
+async def bench_latency(rate: float, duration_s: float, n_points: int, linger_ms: int, runs: int) -> dict[str, Any]:
+    with broker() as mq, tempfile.TemporaryDirectory(prefix="edgegw-bench-") as tmp:
+        rows = [await _latency_once(mq.port, Path(tmp), rate, duration_s, n_points, linger_ms) for _ in range(runs)]
+    return _summary("latency", rows, {"rate_points_per_s": rate, "duration_s": duration_s,
+                                      "points_per_poll": n_points, "linger_ms": linger_ms},
+                    {"p99_ms": "<= 50"})
+
+
+# -- drain ---------------------------------------------------------------------------------------
+def _rss_mb() -> float:
+    with open("/proc/self/statm", encoding="ascii") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+async def _drain_once(port: int, workdir: Path, backlog: int, rate: float, n_points: int, batch_points: int,
+                      linger_ms: int, share: float) -> dict[str, float]:
+    src = SyntheticSource(n_points)
+    payload = _prebuilt(n_points, batch_points)
+    batches = max(1, backlog // batch_points)
+    backlog = batches * batch_points
+
+    def prefill(buf: SqliteBuffer) -> None:  # what piled up on disk while the uplink was down
+        for _ in range(batches):
+            buf.put(payload, batch_points)
+
+    probe = LatencyProbe()
+    stop = asyncio.Event()
+    rss: list[float] = []
+    async with _rig(port, workdir, n_points, 5000, linger_ms, backlog_share=share, on_delivered=probe,
+                    prefill=prefill, start_forwarder=False) as rig:
+        rss.append(_rss_mb())
+        feeder = asyncio.create_task(_paced_source(rig, src, rate, stop))
+        fwd = asyncio.create_task(rig.forwarder.run())
+        try:
+            probe.recording = True
+            t0 = time.perf_counter()
+            next_rss = t0
+            while rig.forwarder.stats.historical_points < backlog:
+                await asyncio.sleep(0.01)
+                if time.perf_counter() >= next_rss:
+                    rss.append(_rss_mb())
+                    next_rss += 0.5
+                if time.perf_counter() - t0 > 3600:
+                    raise TimeoutError("drain did not finish within an hour")
+            elapsed = time.perf_counter() - t0
+            probe.recording = False
+            rss.append(_rss_mb())
+        finally:
+            stop.set()
+            await feeder
+            fwd.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await fwd
+    return {"drain_points_per_s": backlog / elapsed, "live_points_per_s": probe.points / elapsed,
+            "live_p99_ms": probe.percentile(0.99), "live_p50_ms": probe.percentile(0.50),
+            "rss_mb": max(rss), "rss_start_mb": rss[0], "rss_end_mb": rss[-1], "drain_s": elapsed}
+
+
+async def bench_drain(backlog: int, rate: float, n_points: int, batch_points: int, linger_ms: int, share: float,
+                      runs: int) -> dict[str, Any]:
+    with broker() as mq, tempfile.TemporaryDirectory(prefix="edgegw-bench-") as tmp:
+        rows = [await _drain_once(mq.port, Path(tmp), backlog, rate, n_points, batch_points, linger_ms, share)
+                for _ in range(runs)]
+    return _summary("drain", rows, {"backlog_points": backlog, "live_rate_points_per_s": rate,
+                                    "backlog_batch_points": batch_points, "backlog_share": share,
+                                    "linger_ms": linger_ms},
+                    {"drain_points_per_s": ">= 500000", "live_p99_ms": "<= 200", "rss_mb": "flat"})
+
+
+# -- reporting -----------------------------------------------------------------------------------
+def _summary(name: str, rows: list[dict[str, float]], params: dict[str, Any], targets: dict[str, str]
+             ) -> dict[str, Any]:
+    def median(k: str) -> float | None:  # NaN (nothing measured in a run) is left out; JSON gets null
+        vals = [r[k] for r in rows if not math.isnan(r[k])]
+        return round(statistics.median(vals), 3) if vals else None
+
+    return {"bench": name, **{k: median(k) for k in rows[0]},
+            "runs": [{k: None if math.isnan(v) else round(v, 3) for k, v in r.items()} for r in rows],
+            "load_avg": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count(),
+            "params": params, "targets": targets}
+
+
+def _print(result: dict[str, Any]) -> None:
+    keys = list(result["runs"][0])
+    width = max(14, *(len(k) + 2 for k in keys))
+    print(f"edgegw bench {result['bench']}  ({result['params']})")
+    def cell(v: float | None) -> str:
+        return f"{'-':>{width}}" if v is None else f"{v:>{width},.2f}"
+
+    print("run    " + "".join(f"{k:>{width}}" for k in keys))
+    for i, r in enumerate(result["runs"], 1):
+        print(f"{i:<7}" + "".join(cell(r[k]) for k in keys))
+    print("median " + "".join(cell(result[k]) for k in keys))
+    load = result["load_avg"]
+    print(f"targets: {result['targets']}; load average {load[0]} {load[1]} {load[2]} on {result['cpus']} CPUs")
+
+
+def main(name: str, coro: Any, json_path: str | None) -> dict[str, Any]:
+    tune_gc()  # as the gateway does (gateway.app.tune_gc)
+    result: dict[str, Any] = asyncio.run(coro)
+    _print(result)
+    if json_path:
+        Path(json_path).write_text(json.dumps(result, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    return result

@@ -1,0 +1,42 @@
+"""Smoke test of the uplink benchmarks: each command runs with tiny sizes and writes its JSON keys.
+
+Speed is never asserted here; the figures come from running the commands (see docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hil.services import Mosquitto
+
+__all__: list[str] = []
+
+CASES = {
+    "pipeline": (["--points", "3000", "--points-per-poll", "100", "--batch-points", "1000"],
+                 {"points_per_s", "limit_points_per_s", "ratio_to_limit"}),
+    "latency": (["--rate", "2000", "--duration", "0.5", "--points-per-poll", "50"], {"p50_ms", "p99_ms"}),
+    "drain": (["--points", "5000", "--rate", "2000", "--points-per-poll", "50", "--batch-points", "500"],
+              {"drain_points_per_s", "live_points_per_s", "live_p99_ms", "rss_mb"}),
+}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("command", list(CASES))
+def test_bench_command_writes_its_keys(command: str, tmp_path: Path, mosquitto: Mosquitto) -> None:
+    # the `mosquitto` fixture only makes sure the broker is installed: each bench starts its own
+    args, keys = CASES[command]
+    out = tmp_path / f"{command}.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "bench", command, *args, "--runs", "2", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert keys <= set(result)
+    assert len(result["runs"]) == 2 and len(result["load_avg"]) == 3
+    assert "median" in proc.stdout
