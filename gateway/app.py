@@ -1,4 +1,8 @@
-"""Composition root of the edge role: drivers -> normalise -> batcher -> buffer -> forwarder.
+"""Composition root of the edge role: drivers -> pipeline stages -> batcher -> buffer -> forwarder.
+
+The stages (normalise, clock, plausibility, alarms, forwarding policy, deadband; see
+:mod:`pipelines.pipeline`) run in the batcher, once per poll batch.  Alarm events go to their own
+publisher (:mod:`gateway.alarms`) on their own topic.
 
 Every hand-off is bounded: device runners put poll batches into a bounded queue (a full queue
 slows polling rather than growing memory); the batcher commits encoded batches to the durable
@@ -17,6 +21,7 @@ from drivers.modbus.config import ModbusTcpDevice
 from drivers.modbus.driver import ModbusTcpDriver
 from drivers.opcua.config import OpcUaDevice
 from drivers.opcua.driver import OpcUaDriver
+from gateway.alarms import AlarmPublisher
 from gateway.buffer import SqliteBuffer
 from gateway.catalog import Catalog, build_catalog
 from gateway.codec import encode
@@ -26,7 +31,8 @@ from gateway.forwarder import Forwarder
 from gateway.point import SampleBatch, now_ns
 from gateway.runner import DeviceRunner, PollingDriver, StreamRunner
 from gateway.sinks.mqtt import MqttUplink
-from pipelines.normalise import Normalise
+from pipelines.alarms import AlarmEvent
+from pipelines.pipeline import Pipeline
 
 __all__ = ["Batcher", "Gateway"]
 
@@ -34,7 +40,7 @@ log = logging.getLogger("edgegw.app")
 
 
 class Batcher:
-    """Normalises poll batches and commits them to the buffer in batches of up to N points."""
+    """Runs the stages over poll batches and commits them to the buffer in batches of up to N points."""
 
     def __init__(
         self,
@@ -43,13 +49,17 @@ class Batcher:
         cfg: BufferConfig,
         wake: asyncio.Event,
         observer: Callable[[SampleBatch], None] | None = None,
+        *,
+        pipeline: Pipeline | None = None,
+        on_alarms: Callable[[list[AlarmEvent]], None] | None = None,
     ) -> None:
         self.catalog = catalog
         self.buffer = buffer
         self.max_points = cfg.batch_max_points
         self.linger = cfg.linger_ms / 1000
         self.wake = wake
-        self.normalise = Normalise(catalog)
+        self.pipeline = pipeline or Pipeline(catalog.specs)
+        self.on_alarms = on_alarms
         self.queue: asyncio.Queue[SampleBatch] = asyncio.Queue(maxsize=64)
         self.observer = observer
         self.seq = buffer.counters().get("accepted_batches", 0)
@@ -70,7 +80,7 @@ class Batcher:
                     await self.flush()
                     deadline = None
                     continue
-                batch = self.normalise(batch)
+                batch = self.process(batch)
                 if self.observer is not None:
                     self.observer(batch)
                 self.pending.extend(batch)
@@ -82,9 +92,15 @@ class Batcher:
         finally:
             # graceful stop: what was polled but not yet committed goes to the buffer too
             while not self.queue.empty():
-                self.pending.extend(self.normalise(self.queue.get_nowait()))
+                self.pending.extend(self.process(self.queue.get_nowait()))
             if self.pending:
                 self._commit_all()
+
+    def process(self, batch: SampleBatch) -> SampleBatch:
+        batch, events = self.pipeline(batch, time.time_ns(), time.monotonic_ns())
+        if events and self.on_alarms is not None:
+            self.on_alarms(events)
+        return batch
 
     def _commit_all(self) -> None:
         while self.pending:
@@ -126,7 +142,20 @@ class Gateway:
         self.buffer = SqliteBuffer(
             bc.path, max_bytes=bc.max_bytes, when_full=bc.when_full.value, durability=bc.durability.value
         )
-        self.batcher = Batcher(self.catalog, self.buffer, bc, self.wake, observer)
+        gw = cfg.gateway
+        pipeline = Pipeline(
+            self.catalog.specs,
+            future_tolerance_ns=gw.future_tolerance_ms * 1_000_000,
+            clock_jump_ns=gw.clock_jump_ms * 1_000_000,
+        )
+        self.alarms: AlarmPublisher | None = None
+        if pipeline.alarms.active:
+            forwarded = frozenset(i for i in range(len(self.catalog.points)) if pipeline.is_forwarded(i))
+            self.alarms = AlarmPublisher(cfg.uplink, self.catalog, forwarded=forwarded)
+        self.batcher = Batcher(
+            self.catalog, self.buffer, bc, self.wake, observer,
+            pipeline=pipeline, on_alarms=self.alarms.submit if self.alarms else None,
+        )
         self.uplink = MqttUplink(cfg.uplink, cfg.gateway.site, cfg.gateway.id)
         self.forwarder = Forwarder(self.buffer, self.uplink, self.wake, max_inflight=cfg.uplink.max_inflight)
         self.runners: list[DeviceRunner | StreamRunner] = []
@@ -178,6 +207,8 @@ class Gateway:
         batcher = asyncio.create_task(self.batcher.run(), name="batcher")
         devices = [asyncio.create_task(r.run(), name=f"device:{r.driver.name}") for r in self.runners]
         everything = [forwarder, batcher, *devices]
+        if self.alarms is not None:
+            everything.append(asyncio.create_task(self.alarms.run(), name="alarms"))
         try:
             done, _ = await asyncio.wait(everything, return_when=asyncio.FIRST_COMPLETED)
             for task in done:  # these tasks only end by failing

@@ -23,8 +23,10 @@ from gateway.schema import KEY_PATTERN, Key, StrictModel, check_code
 __all__ = [
     "BufferConfig",
     "Config",
+    "DataPolicy",
     "DeviceConfig",
     "Durability",
+    "ForwardPolicy",
     "GatewaySection",
     "InfluxConfig",
     "IngestSection",
@@ -33,6 +35,7 @@ __all__ = [
     "format_location",
     "load",
     "parse",
+    "uplink_uses_tls",
 ]
 
 DeviceConfig = Annotated[ModbusTcpDevice | OpcUaDevice, Field(discriminator="type")]
@@ -47,6 +50,12 @@ class GatewaySection(StrictModel):
         default=None, description="e.g. 88.608.5288: codes of points without one are minted from it"
     )
     tags: dict[str, str] = Field(default_factory=dict)
+    future_tolerance_ms: int = Field(
+        default=2000, ge=0, description="a sample stamped further ahead of this gateway's clock is flagged"
+    )
+    clock_jump_ms: int = Field(
+        default=2000, ge=1, description="a wall-clock step larger than this between batches is flagged (NTP jump)"
+    )
 
     _check_code = field_validator("code")(check_code)
 
@@ -56,6 +65,23 @@ class GatewaySection(StrictModel):
         if v is not None:
             check_code(v + "/x")
         return v
+
+
+class ForwardPolicy(enum.StrEnum):
+    """What leaves the site for a data grade (GB/T 43697 core / important / general)."""
+
+    FORWARD = "forward"  # over the configured uplink, whatever its transport
+    TLS_ONLY = "tls_only"  # only over a TLS uplink: the gateway refuses to start otherwise
+    KEEP_ON_SITE = "keep_on_site"  # never forwarded (nor its alarm events)
+
+
+class DataPolicy(StrictModel):
+    general: ForwardPolicy = ForwardPolicy.FORWARD
+    important: ForwardPolicy = ForwardPolicy.FORWARD
+    core: ForwardPolicy = ForwardPolicy.TLS_ONLY
+
+    def for_grade(self, grade: str) -> ForwardPolicy:
+        return ForwardPolicy(getattr(self, grade))
 
 
 class Durability(enum.StrEnum):
@@ -108,6 +134,7 @@ class InfluxConfig(StrictModel):
     token_env: str | None = None  # v2: name of the environment variable holding the token
     path: str | None = None  # file
     measurement: Key = "telemetry"
+    alarm_measurement: Key = "alarm"
     timeout_s: float = Field(default=10.0, gt=0)
 
     @model_validator(mode="after")
@@ -138,6 +165,7 @@ class Config(StrictModel):
     buffer: BufferConfig = Field(default_factory=BufferConfig)
     uplink: MqttConfig | None = None
     ingest: IngestSection | None = None
+    data_policy: DataPolicy = Field(default_factory=DataPolicy)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Self:
@@ -184,15 +212,41 @@ def _issues(err: ValidationError) -> list[ConfigIssue]:
     return issues
 
 
+def uplink_uses_tls(m: MqttConfig) -> bool:
+    """Whether the uplink is encrypted.  Reads ``uplink.tls`` (the TLS settings of the uplink);
+    a config without one is plain MQTT."""
+    tls = getattr(m, "tls", None)
+    return bool(tls) and getattr(tls, "enabled", True) is not False
+
+
+def _policy_issues(cfg: Config) -> list[ConfigIssue]:
+    """A point whose grade may only leave over TLS must not be configured next to a plain uplink."""
+    if cfg.uplink is None or uplink_uses_tls(cfg.uplink):
+        return []
+    issues = []
+    for d, dev in enumerate(cfg.devices):
+        for p, pt in enumerate(dev.points):
+            grade = pt.data_grade.value
+            if cfg.data_policy.for_grade(grade) is ForwardPolicy.TLS_ONLY:
+                issues.append(ConfigIssue(
+                    f"devices[{d}].points[{p}].data_grade",
+                    f"{grade} data may only leave the site over TLS (data_policy.{grade} = 'tls_only'), "
+                    "but the uplink is plain MQTT: configure uplink TLS, or change the grade or the policy",
+                ))
+    return issues
+
+
 def _semantic_issues(cfg: Config) -> list[ConfigIssue]:
-    """Checks across the whole tree: every point gets a code, and no two points share one."""
+    """Checks across the whole tree: every point gets a code, no two points share one, and the
+    forwarding policy of every grade can be kept."""
     from gateway.catalog import build_catalog
 
+    issues = _policy_issues(cfg)
     try:
         build_catalog(cfg)
     except ConfigError as err:
-        return err.issues
-    return []
+        issues.extend(err.issues)
+    return issues
 
 
 def parse(data: dict[str, Any], source: str = "") -> Config:

@@ -1,52 +1,74 @@
-"""Scaling and validation of raw samples.
+"""Scaling, unit conversion and validation of raw samples.
 
-Policy for garbage from the field (documented in the README): a NaN or infinite reading, or one
-outside the point's ``min``/``max``, becomes quality bad with a reason (``nan``, ``inf``,
-``out_of_range``) and no value.  It is never written as a number.
+Policy for garbage from the field (docs/normalisation.md): a raw signal outside its fault limits
+(``signal_fault``, e.g. a broken 4-20 mA loop), a NaN or infinite reading (``nan``, ``inf``), or a
+value outside the point's ``min``/``max`` (``out_of_range``) becomes quality bad with that reason
+and no value.  It is never written as a number.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
-from gateway.catalog import Catalog
 from gateway.point import Quality, Sample, SampleBatch
+from pipelines.spec import PointSpec
 
 __all__ = ["Normalise"]
 
+_Row = tuple[bool, float, int, float, float | None, float | None, bool, float, float, float | None, float | None]
+
 
 class Normalise:
-    """``value * scale + offset``, then NaN / Inf / range checks.  Pure; works on whole batches.
+    """raw -> (fault limits) -> linear scaling -> unit conversion -> NaN / Inf / range.  Pure; batch-wise.
 
     A decimal scale such as 0.01 is applied as a division by 100, which gives the correctly
     rounded decimal (2090 -> 20.9, where 2090 * 0.01 is 20.900000000000002).
     """
 
-    def __init__(self, catalog: Catalog) -> None:
-        # (scale, divisor or 0, offset, min, max, is identity) per point index, resolved once
-        self._table = [
-            (p.scale, _divisor(p.scale), p.offset, p.min, p.max, p.scale == 1.0 and p.offset == 0.0)
-            for p in catalog.points
+    def __init__(self, specs: Sequence[PointSpec]) -> None:
+        # one flat row per point index, resolved once
+        self._table: list[_Row] = [
+            (
+                s.identity_scale,
+                s.scale,
+                s.divisor,
+                s.offset,
+                s.raw_fault_low,
+                s.raw_fault_high,
+                s.identity_conversion,
+                s.conv_factor,
+                s.conv_offset,
+                s.min,
+                s.max,
+            )
+            for s in specs
         ]
 
     def __call__(self, batch: SampleBatch) -> SampleBatch:
         table = self._table
         out: SampleBatch = []
         append = out.append
+        isfinite = math.isfinite
         for sample in batch:
             idx, ts, value, quality, reason = sample
             if quality is Quality.BAD or value is None or isinstance(value, bool | str):
                 append(sample)
                 continue
-            scale, divisor, offset, lo, hi, identity = table[idx]
+            identity, scale, divisor, offset, flo, fhi, noconv, cf, co, lo, hi = table[idx]
+            if (flo is not None and value < flo) or (fhi is not None and value > fhi):
+                append((idx, ts, None, Quality.BAD, "signal_fault"))
+                continue
             if identity:
                 v = value
             elif divisor:
                 v = value / divisor + offset
             else:
                 v = value * scale + offset
-            if isinstance(v, float) and not math.isfinite(v):
-                append((idx, ts, None, Quality.BAD, "nan" if math.isnan(v) else "inf"))
+            if not noconv:
+                v = v * cf + co
+            if isinstance(v, float) and not isfinite(v):
+                append((idx, ts, None, Quality.BAD, "nan" if v != v else "inf"))
             elif (lo is not None and v < lo) or (hi is not None and v > hi):
                 append((idx, ts, None, Quality.BAD, "out_of_range"))
             else:
@@ -55,12 +77,3 @@ class Normalise:
 
     def one(self, sample: Sample) -> Sample:
         return self([sample])[0]
-
-
-def _divisor(scale: float) -> int:
-    """100 for a scale of 0.01; 0 when the scale is not the inverse of an integer."""
-    if scale == 0 or abs(scale) >= 1:
-        return 0
-    inv = 1 / scale
-    nearest = round(inv)
-    return int(nearest) if abs(inv - nearest) < 1e-9 * abs(inv) else 0
