@@ -33,12 +33,13 @@ class SimulatedPlc:
         seed: int = 1,
         unit_id: int = 1,
         tick_s: float = 1.0,
+        stub: GasSubstation | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.unit_id = unit_id
         self.tick_s = tick_s
-        self.stub = GasSubstation(seed)
+        self.stub = stub or GasSubstation(seed)
         self.tick = 0
         self._server: ModbusTcpServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
