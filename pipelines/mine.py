@@ -81,8 +81,8 @@ def apply_preset(data: dict[str, Any]) -> dict[str, Any]:
         return data  # the enum validation of `class` reports it
     out = dict(data)
     out.setdefault("unit", preset.unit)
-    if "min" not in out and "max" not in out:
-        out["min"], out["max"] = preset.min, preset.max
+    out.setdefault("min", preset.min)
+    out.setdefault("max", preset.max)
     alarm = out.get("alarm")
     if alarm is False:  # `alarm = false`: the class without its alarm thresholds
         out.pop("alarm")
