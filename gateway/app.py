@@ -29,6 +29,7 @@ from gateway.config import BufferConfig, Config, DeviceConfig
 from gateway.errors import BufferFullError, ConfigError, ConfigIssue
 from gateway.forwarder import Forwarder
 from gateway.point import SampleBatch, now_ns
+from gateway.registry import RegistrySync, make_client, records
 from gateway.runner import DeviceRunner, PollingDriver, StreamRunner
 from gateway.sinks.mqtt import MqttUplink
 from pipelines.alarms import AlarmEvent
@@ -156,6 +157,9 @@ class Gateway:
             self.catalog, self.buffer, bc, self.wake, observer,
             pipeline=pipeline, on_alarms=self.alarms.submit if self.alarms else None,
         )
+        self.registry_sync: RegistrySync | None = None
+        if cfg.registry is not None and cfg.registry.register_on_start:
+            self.registry_sync = RegistrySync(make_client(cfg.registry), records(self.catalog, gw.code))
         self.uplink = MqttUplink(cfg.uplink, cfg.gateway.site, cfg.gateway.id)
         self.forwarder = Forwarder(self.buffer, self.uplink, self.wake, max_inflight=cfg.uplink.max_inflight)
         self.runners: list[DeviceRunner | StreamRunner] = []
@@ -209,6 +213,8 @@ class Gateway:
         everything = [forwarder, batcher, *devices]
         if self.alarms is not None:
             everything.append(asyncio.create_task(self.alarms.run(), name="alarms"))
+        if self.registry_sync is not None:
+            everything.append(asyncio.create_task(self.registry_sync.run(), name="registry"))
         try:
             done, _ = await asyncio.wait(everything, return_when=asyncio.FIRST_COMPLETED)
             for task in done:  # these tasks only end by failing

@@ -31,6 +31,7 @@ __all__ = [
     "InfluxConfig",
     "IngestSection",
     "MqttConfig",
+    "RegistrySection",
     "WhenFull",
     "format_location",
     "load",
@@ -159,6 +160,38 @@ class IngestSection(StrictModel):
     linger_ms: int = Field(default=200, ge=0)
 
 
+class RegistrySection(StrictModel):
+    """The resolution node where this gateway's codes are registered (off the hot path)."""
+
+    api: Literal["snms", "doip"] = Field(description="snms: /identity/token + /identityv2/...; doip: /api/v1/doip")
+    url: str = Field(description="base URL of the node's HTTP API, e.g. http://idis.example:3000")
+    identity: str = Field(description="application identity (SNMS username / DOIP app handle), e.g. 88.608.5288/App_gw")
+    password_env: str | None = Field(default=None, description="snms: environment variable holding the password")
+    private_key_file: str | None = Field(default=None, description="doip: PEM RSA key of the application identity")
+    template_version: str = Field(default="1.0", max_length=128, description="snms: the data template's version")
+    type_handle: str | None = Field(default=None, description="doip: metadata template handle (META_...)")
+    batch_size: int = Field(default=1500, ge=1, le=1500)
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+    retries_504: int = Field(default=3, ge=0, le=10)
+    cache_ttl_s: float = Field(default=86_400.0, gt=0)
+    register_on_start: bool = Field(default=False, description="register every code in the background at start")
+
+    _check_identity = field_validator("identity", "type_handle")(check_code)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> Self:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"url {self.url!r} must start with http:// or https://")
+        if self.api == "snms" and not self.password_env:
+            raise ValueError("api = 'snms' needs password_env")
+        if self.api == "doip" and not (self.private_key_file and self.type_handle):
+            raise ValueError("api = 'doip' needs private_key_file and type_handle")
+        return self
+
+    def password(self) -> str:
+        return os.environ.get(self.password_env, "") if self.password_env else ""
+
+
 class Config(StrictModel):
     gateway: GatewaySection | None = None
     devices: list[DeviceConfig] = Field(default_factory=list)
@@ -166,6 +199,7 @@ class Config(StrictModel):
     uplink: MqttConfig | None = None
     ingest: IngestSection | None = None
     data_policy: DataPolicy = Field(default_factory=DataPolicy)
+    registry: RegistrySection | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Self:
