@@ -152,16 +152,14 @@ def _is_exists(message: Any) -> bool:
     return isinstance(message, str) and any(m in message for m in _EXISTS)
 
 
-class SnmsClient:
-    """SNMS-compatible API (``/identity/token``, ``/identityv2/...``)."""
+class _NodeClient:
+    """What both APIs share: the HTTP session, login on first use and again when the token
+    expired, and the 504 rule ("maybe done": send the same request again)."""
 
     def __init__(
         self,
         base_url: str,
-        username: str,
-        password: str,
         *,
-        template_version: str = "1.0",
         timeout_s: float = 10.0,
         retries_504: int = 3,
         batch_size: int = MAX_BATCH,
@@ -169,13 +167,42 @@ class SnmsClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.http = _Http(base_url, timeout_s)
-        self.username = username
-        self.password = password
-        self.template_version = template_version
         self.retries_504 = retries_504
         self.batch_size = batch_size
         self.backoff = backoff_s
         self.sleep = sleep
+
+    def login(self) -> None:
+        raise NotImplementedError
+
+    def _call(self, method: str, path: str, **kw: Any) -> tuple[int, dict[str, Any]]:
+        if self.http.token is None:
+            self.login()
+        try:
+            return self.http.call(method, path, **kw)
+        except RegistryAuthError:  # the token expired: log in again, once
+            self.login()
+            return self.http.call(method, path, **kw)
+
+    def _write(self, report: RegisterReport, what: str, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        for attempt in range(self.retries_504 + 1):
+            status, doc = self._call(method, path, **kw)
+            if status != 504:
+                return doc
+            report.retries_504 += 1
+            if attempt < self.retries_504:
+                self.sleep(self.backoff * 2**attempt)
+        raise RegistryUnavailable(f"{what} still answered 504 after {self.retries_504} retries")
+
+
+class SnmsClient(_NodeClient):
+    """SNMS-compatible API (``/identity/token``, ``/identityv2/...``)."""
+
+    def __init__(self, base_url: str, username: str, password: str, *, template_version: str = "1.0", **kw: Any):
+        super().__init__(base_url, **kw)
+        self.username = username
+        self.password = password
+        self.template_version = template_version
 
     def login(self) -> None:
         self.http.token = None
@@ -187,28 +214,12 @@ class SnmsClient:
             raise RegistryAuthError(f"login as {self.username!r} refused: {doc.get('message') or f'HTTP {status}'}")
         self.http.token = token
 
-    def _call(self, method: str, path: str, **kw: Any) -> tuple[int, dict[str, Any]]:
-        if self.http.token is None:
-            self.login()
-        try:
-            return self.http.call(method, path, **kw)
-        except RegistryAuthError:  # the token expired: log in again, once
-            self.login()
-            return self.http.call(method, path, **kw)
-
     def register(self, records: Sequence[Record]) -> RegisterReport:
         report = RegisterReport()
         for chunk in batches(records, self.batch_size):
             report.batches += 1
             body = [r.snms(self.template_version) for r in chunk]
-            for attempt in range(self.retries_504 + 1):
-                status, doc = self._call("POST", "/identityv2/data/batchCreate", body=body)
-                if status != 504:
-                    break
-                report.retries_504 += 1
-                if attempt == self.retries_504:
-                    raise RegistryUnavailable(f"batch of {len(chunk)} still answered 504 after {attempt} retries")
-                self.sleep(self.backoff * 2**attempt)
+            doc = self._write(report, f"batch of {len(chunk)}", "POST", "/identityv2/data/batchCreate", body=body)
             self._batch_result(chunk, doc, report)
         return report
 
@@ -251,30 +262,14 @@ class SnmsClient:
         return Resolved(str(data.get("handle", handle)), values)
 
 
-class DoipClient:
+class DoipClient(_NodeClient):
     """IDHub DOIP-over-HTTP API with challenge-response login (RSA PKCS#1 v1.5, SHA-256)."""
 
-    def __init__(
-        self,
-        base_url: str,
-        app_handle: str,
-        private_key_pem: bytes,
-        *,
-        type_handle: str,
-        timeout_s: float = 10.0,
-        retries_504: int = 3,
-        batch_size: int = MAX_BATCH,
-        backoff_s: float = 0.5,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.http = _Http(base_url, timeout_s)
+    def __init__(self, base_url: str, app_handle: str, private_key_pem: bytes, *, type_handle: str, **kw: Any):
+        super().__init__(base_url, **kw)
         self.app_handle = app_handle
         self._key_pem = private_key_pem
         self.type_handle = type_handle
-        self.retries_504 = retries_504
-        self.batch_size = batch_size
-        self.backoff = backoff_s
-        self.sleep = sleep
 
     def sign(self, nonce: str) -> str:
         from cryptography.exceptions import UnsupportedAlgorithm
@@ -303,30 +298,14 @@ class DoipClient:
             raise RegistryAuthError(f"signature of {self.app_handle!r} refused: {doc.get('message')}")
         self.http.token = token
 
-    def _op(self, method: str, operation: str, target: str, body: Any = None) -> tuple[int, dict[str, Any]]:
-        if self.http.token is None:
-            self.login()
-        query = {"operationId": operation, "targetId": target}
-        try:
-            return self.http.call(method, "/api/v1/doip", query=query, body=body)
-        except RegistryAuthError:
-            self.login()
-            return self.http.call(method, "/api/v1/doip", query=query, body=body)
-
     def register(self, records: Sequence[Record]) -> RegisterReport:
         report = RegisterReport()
         for chunk in batches(records, self.batch_size):
             report.batches += 1
             for r in chunk:
                 body = {"type": self.type_handle, "attributes": {"content": {t: v for _, t, v in r.values}}}
-                for attempt in range(self.retries_504 + 1):
-                    status, doc = self._op("POST", "0.DOIP/Op.Create", r.handle, body)
-                    if status != 504:
-                        break
-                    report.retries_504 += 1
-                    if attempt == self.retries_504:
-                        raise RegistryUnavailable(f"{r.handle} still answered 504 after {attempt} retries")
-                    self.sleep(self.backoff * 2**attempt)
+                query = {"operationId": "0.DOIP/Op.Create", "targetId": r.handle}
+                doc = self._write(report, r.handle, "POST", "/api/v1/doip", query=query, body=body)
                 code = doc.get("code")
                 if code == _DOIP_OK:
                     report.created.append(r.handle)
@@ -340,7 +319,7 @@ class DoipClient:
 
     def resolve(self, handle: str) -> Resolved:
         parse_handle(handle)
-        _, doc = self._op("GET", "0.DOIP/Op.Retrieve", handle)
+        _, doc = self._call("GET", "/api/v1/doip", query={"operationId": "0.DOIP/Op.Retrieve", "targetId": handle})
         code, data = doc.get("code"), doc.get("data")
         if code == _DOIP_NOT_FOUND:
             raise RegistryError(f"{handle}: not found ({doc.get('message')})")

@@ -34,31 +34,35 @@ UNITS = {p["name"]: p.get("unit", "") for p in point_config()}
 def make_config(
     plc_port: int, broker_port: int, tmp: Path, influx: dict[str, Any], client_suffix: str, topic_prefix: str
 ) -> Config:
+    return parse(config_dict(plc_port, broker_port, tmp, influx, client_suffix, topic_prefix))
+
+
+def config_dict(
+    plc_port: int, broker_port: int, tmp: Path, influx: dict[str, Any], client_suffix: str, topic_prefix: str
+) -> dict[str, Any]:
     mqtt = {"host": "127.0.0.1", "port": broker_port, "protocol": "5", "topic_prefix": topic_prefix}
-    return parse(
-        {
-            "gateway": {"id": "gw-e2e", "site": SITE, "enterprise_prefix": PREFIX},
-            "devices": [
-                {
-                    "type": "modbus_tcp",
-                    "name": "gas-sub-01",
-                    "host": "127.0.0.1",
-                    "port": plc_port,
-                    "poll_interval_ms": 100,
-                    "timeout_ms": 1000,
-                    "asset": "face-T1-1201",
-                    "points": point_config(),
-                }
-            ],
-            "buffer": {"path": str(tmp / "buffer.db"), "linger_ms": 50},
-            "uplink": {**mqtt, "client_id": f"gw-e2e-{client_suffix}"},
-            "ingest": {
-                "mqtt": {**mqtt, "client_id": f"ingest-e2e-{client_suffix}"},
-                "influx": influx,
-                "linger_ms": 50,
-            },
-        }
-    )
+    return {
+        "gateway": {"id": "gw-e2e", "site": SITE, "enterprise_prefix": PREFIX},
+        "devices": [
+            {
+                "type": "modbus_tcp",
+                "name": "gas-sub-01",
+                "host": "127.0.0.1",
+                "port": plc_port,
+                "poll_interval_ms": 100,
+                "timeout_ms": 1000,
+                "asset": "face-T1-1201",
+                "points": point_config(),
+            }
+        ],
+        "buffer": {"path": str(tmp / "buffer.db"), "linger_ms": 50},
+        "uplink": {**mqtt, "client_id": f"gw-e2e-{client_suffix}"},
+        "ingest": {
+            "mqtt": {**mqtt, "client_id": f"ingest-e2e-{client_suffix}"},
+            "influx": influx,
+            "linger_ms": 50,
+        },
+    }
 
 
 @contextlib.asynccontextmanager

@@ -24,7 +24,7 @@ from gateway.ingest import Ingest
 from hil.modbus_server import SimulatedPlc
 from hil.services import Influx1, Mosquitto
 from tests.conftest import eventually
-from tests.test_e2e import running
+from tests.test_e2e import config_dict, running
 
 PREFIX = "88.608.5288"
 SITE = "baotou-mine-01"
@@ -47,32 +47,12 @@ def points() -> list[dict[str, Any]]:
 
 
 def make_config(plc_port: int, broker_port: int, tmp: Path, influx_url: str) -> Config:
-    mqtt = {"host": "127.0.0.1", "port": broker_port, "protocol": "5", "topic_prefix": TOPIC_PREFIX}
-    return parse(
-        {
-            "gateway": {"id": "gw-alarm", "site": SITE, "enterprise_prefix": PREFIX},
-            "devices": [
-                {
-                    "type": "modbus_tcp",
-                    "name": "gas-sub-01",
-                    "host": "127.0.0.1",
-                    "port": plc_port,
-                    "poll_interval_ms": 100,
-                    "asset": "face-T1-1201",
-                    "line": "panel-12",
-                    "points": points(),
-                }
-            ],
-            "buffer": {"path": str(tmp / "buffer.db"), "linger_ms": 50},
-            "uplink": {**mqtt, "client_id": "gw-alarm-e2e"},
-            "data_policy": {"core": "keep_on_site"},
-            "ingest": {
-                "mqtt": {**mqtt, "client_id": "ingest-alarm-e2e"},
-                "influx": {"api": "v1", "url": influx_url, "database": "alarms"},
-                "linger_ms": 50,
-            },
-        }
-    )
+    data = config_dict(plc_port, broker_port, tmp, {"api": "v1", "url": influx_url, "database": "alarms"},
+                       "alarm", TOPIC_PREFIX)
+    data["gateway"]["id"] = "gw-alarm"
+    data["devices"][0].update(line="panel-12", points=points())
+    data["data_policy"] = {"core": "keep_on_site"}  # the core-graded point stays on site
+    return parse(data)
 
 
 async def watch(port: int, seen: list[tuple[str, bytes]], ready: asyncio.Event) -> None:

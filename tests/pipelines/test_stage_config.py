@@ -9,8 +9,8 @@ import pytest
 
 from gateway.catalog import build_catalog
 from gateway.config import parse
-from gateway.errors import ConfigError
 from pipelines.spec import AlarmSpec
+from tests.test_config import issues_of
 
 BASE: dict[str, Any] = {
     "gateway": {"id": "gw1", "site": "baotou-mine-01", "enterprise_prefix": "88.608.5288"},
@@ -30,12 +30,6 @@ def with_point(**point: Any) -> dict[str, Any]:
     data = copy.deepcopy(BASE)
     data["devices"][0]["points"][0].update(point)
     return data
-
-
-def issues(data: dict[str, Any]) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        parse(data)
-    return [str(i) for i in info.value.issues]
 
 
 def test_ch4_class_fills_unit_range_and_thresholds_and_location_picks_the_row() -> None:
@@ -104,19 +98,19 @@ def test_scaling_units_deadband_compile_into_the_spec() -> None:
     ],
 )
 def test_contradictions_are_located_config_errors(point: dict[str, Any], expected: str) -> None:
-    found = issues(with_point(**point))
+    found = issues_of(with_point(**point))
     assert any(expected in i for i in found), found
 
 
 def test_core_data_over_plain_mqtt_is_refused_unless_the_policy_allows_it() -> None:
     core = with_point(data_grade="core")
-    assert issues(core) == [
+    assert issues_of(core) == [
         "devices[0].points[0].data_grade: core data may only leave the site over TLS (data_policy.core = "
         "'tls_only'), but the uplink is plain MQTT: configure uplink TLS, or change the grade or the policy"
     ]
     kept = parse({**core, "data_policy": {"core": "keep_on_site"}})
     assert build_catalog(kept).points[0].spec.forward is False
     assert build_catalog(parse({**core, "data_policy": {"core": "forward"}})).points[0].spec.forward is True
-    strict = issues({**with_point(data_grade="important"), "data_policy": {"important": "tls_only"}})
+    strict = issues_of({**with_point(data_grade="important"), "data_policy": {"important": "tls_only"}})
     assert strict and "important data may only leave the site over TLS" in strict[0]
-    assert "data_policy.general" in issues({**BASE, "data_policy": {"general": "tls_only"}})[0]
+    assert "data_policy.general" in issues_of({**BASE, "data_policy": {"general": "tls_only"}})[0]
