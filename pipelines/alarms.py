@@ -85,10 +85,19 @@ class AlarmStage:
     def __init__(self, specs: Sequence[PointSpec]) -> None:
         self._alarm: list[AlarmSpec | None] = [s.alarm for s in specs]
         self.active = any(a is not None for a in self._alarm)
-        self._level: dict[int, Level] = {}
+        self._level: list[Level] = [Level.NORMAL] * len(specs)
+        # the band in which a point at level normal stays normal: [low, first upper threshold)
+        inf = float("inf")
+        self._quiet: list[tuple[float, float] | None] = [
+            None if a is None or a.state is not None else (
+                a.low if a.low is not None else -inf,
+                min((x for x in (a.high, a.power_off) if x is not None), default=inf),
+            )
+            for a in self._alarm
+        ]
 
     def level(self, index: int) -> Level:
-        return self._level.get(index, Level.NORMAL)
+        return self._level[index]
 
     def __call__(self, batch: SampleBatch) -> list[AlarmEvent]:
         events: list[AlarmEvent] = []
@@ -96,11 +105,16 @@ class AlarmStage:
             return events
         alarms = self._alarm
         levels = self._level
+        quiet = self._quiet
+        normal = Level.NORMAL
         for idx, ts, value, quality, _reason in batch:
             a = alarms[idx]
             if a is None or quality is Quality.BAD or value is None or isinstance(value, str):
                 continue
-            cur = levels.get(idx, Level.NORMAL)
+            cur = levels[idx]
+            q = quiet[idx]
+            if cur is normal and q is not None and q[0] <= value < q[1]:
+                continue  # the common case: nothing near a threshold
             new = next_level(a, cur, value)
             if new is not cur:
                 levels[idx] = new

@@ -19,12 +19,13 @@ __all__ = ["Deadband"]
 
 class Deadband:
     def __init__(self, specs: Sequence[PointSpec]) -> None:
+        never = 1 << 62  # no heartbeat configured
         self._cfg: list[tuple[float, int] | None] = [
-            (s.deadband, s.max_silence_ns or 0) if s.deadband is not None else None for s in specs
+            (s.deadband, s.max_silence_ns or never) if s.deadband is not None else None for s in specs
         ]
         self.active = any(c is not None for c in self._cfg)
         # per point: (value, quality, reason, source time) of the last forwarded sample
-        self._last: dict[int, tuple[Value | None, int, str | None, int]] = {}
+        self._last: list[tuple[Value | None, int, str | None, int] | None] = [None] * len(specs)
         self.suppressed = 0
 
     def __call__(self, batch: SampleBatch) -> SampleBatch:
@@ -34,27 +35,27 @@ class Deadband:
         last = self._last
         out: SampleBatch = []
         append = out.append
+        suppressed = 0
         for sample in batch:
             idx, ts, value, quality, reason = sample
             c = cfg[idx]
             if c is None:
                 append(sample)
                 continue
-            band, silence = c
-            prev = last.get(idx)
+            prev = last[idx]
             if prev is not None:
                 pv, pq, pr, pts = prev
-                same_state = pq == quality and pr == reason
-                if same_state and (silence <= 0 or ts - pts < silence):
-                    if value is None or pv is None:
-                        unchanged = value is pv
-                    elif isinstance(value, bool | str) or isinstance(pv, bool | str):
-                        unchanged = value == pv
-                    else:
-                        unchanged = abs(value - pv) <= band
-                    if unchanged:
-                        self.suppressed += 1
+                if pq == quality and pr == reason and ts - pts < c[1]:
+                    tv = type(value)
+                    if tv is float or tv is int:
+                        tp = type(pv)
+                        if (tp is float or tp is int) and abs(value - pv) <= c[0]:  # type: ignore[operator]
+                            suppressed += 1
+                            continue
+                    elif value == pv and tv is type(pv):  # None, bool, str: only a change goes
+                        suppressed += 1
                         continue
             last[idx] = (value, quality, reason, ts)
             append(sample)
+        self.suppressed += suppressed
         return out

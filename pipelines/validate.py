@@ -32,15 +32,17 @@ class Plausibility:
         self.active = any(c is not None for c in self._cfg)
         # per point: last accepted value, last value seen, whether the last one was a spike,
         # source time since which the value has not changed
-        self._ref: dict[int, float] = {}
-        self._prev: dict[int, float] = {}
-        self._spiked: set[int] = set()
-        self._since: dict[int, int] = {}
+        n = len(specs)
+        self._ref: list[float | None] = [None] * n
+        self._prev: list[float | None] = [None] * n
+        self._spiked: list[bool] = [False] * n
+        self._since: list[int] = [0] * n
 
     def __call__(self, batch: SampleBatch) -> SampleBatch:
         if not self.active:
             return batch
         cfg = self._cfg
+        refs, prevs, spiked, since = self._ref, self._prev, self._spiked, self._since
         out: SampleBatch = []
         append = out.append
         for sample in batch:
@@ -51,23 +53,24 @@ class Plausibility:
                 continue
             delta, stuck_ns = c
             flag = None
+            prev = prevs[idx]
             if delta is not None:
-                ref = self._ref.get(idx)
+                ref = refs[idx]
                 if ref is None or abs(value - ref) <= delta:
-                    self._ref[idx] = value
-                    self._spiked.discard(idx)
-                elif idx in self._spiked and abs(value - self._prev[idx]) <= delta:
-                    self._ref[idx] = value  # confirmed level shift
-                    self._spiked.discard(idx)
+                    refs[idx] = value
+                    spiked[idx] = False
+                elif spiked[idx] and prev is not None and abs(value - prev) <= delta:
+                    refs[idx] = value  # confirmed level shift
+                    spiked[idx] = False
                 else:
-                    self._spiked.add(idx)
+                    spiked[idx] = True
                     flag = "spike"
             if stuck_ns is not None:
-                if self._prev.get(idx) != value:
-                    self._since[idx] = ts
-                elif flag is None and ts - self._since.get(idx, ts) >= stuck_ns:
+                if prev != value:
+                    since[idx] = ts
+                elif flag is None and ts - since[idx] >= stuck_ns:
                     flag = "stuck"
-            self._prev[idx] = value
+            prevs[idx] = value
             if flag is not None and quality is Quality.GOOD:
                 append((idx, ts, value, Quality.UNCERTAIN, flag))
             else:
