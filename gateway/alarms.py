@@ -152,13 +152,23 @@ class AlarmPublisher:
                 async with MqttClient(self.cfg, self.client_id) as client:
                     self.stats.connected = True
                     backoff = 0.2
-                    await self._pump(client)
-            except (aiomqtt.MqttError, RetryableError) as err:
+                    async with asyncio.TaskGroup() as tg:
+                        tg.create_task(self._pump(client))
+                        tg.create_task(self._until_disconnected(client))
+            except* (aiomqtt.MqttError, RetryableError) as group:
                 if self.stats.connected:
-                    log.warning("Alarm publisher lost the broker: %s; %d alarm(s) queued.", err, len(self._queue))
+                    log.warning("Alarm publisher lost the broker: %s; %d alarm(s) queued.",
+                                group.exceptions[0], len(self._queue))
                 self.stats.connected = False
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
+
+    @staticmethod
+    async def _until_disconnected(client: MqttClient) -> None:
+        """Ends with MqttError when the connection drops, even while no alarm is being sent."""
+        async for _ in client.messages:  # nothing is subscribed: this only waits
+            pass
+        raise RetryableError("alarm connection closed")
 
     async def _pump(self, client: MqttClient) -> None:
         while True:
