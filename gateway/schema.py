@@ -253,31 +253,35 @@ class PointBase(StrictModel):
 
     @model_validator(mode="after")
     def _range(self) -> Self:
+        """Every contradiction of the point at once (one message, joined by '; ')."""
+        problems: list[str] = []
         if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+            problems.append(f"min ({self.min}) is greater than max ({self.max})")
         if self.scale == 0:
-            raise ValueError("scale must not be 0")
+            problems.append("scale must not be 0")
         if self.scaling is not None and (self.scale != 1.0 or self.offset != 0.0):
-            raise ValueError("give either scaling or scale/offset, not both")
+            problems.append("give either scaling or scale/offset, not both")
         if self.source_unit is not None:
             try:
                 conversion(self.source_unit, self.unit)
             except UnitError as err:
-                raise ValueError(f"source_unit: {err}") from None
+                problems.append(f"source_unit: {err}")
         span = None if self.min is None or self.max is None else self.max - self.min
         if self.deadband is not None:
             if self.deadband.percent is not None and not span:
-                raise ValueError("deadband.percent needs min and max (it is a percentage of their span)")
+                problems.append("deadband.percent needs min and max (it is a percentage of their span)")
             if self.deadband.absolute is not None and span is not None and self.deadband.absolute >= span:
-                raise ValueError(f"deadband.absolute ({self.deadband.absolute}) is not smaller than the range span "
-                                 f"({span})")
+                problems.append(f"deadband.absolute ({self.deadband.absolute}) is not smaller than the range span "
+                                f"({span})")
         if self.alarm is not None:
             a = self.alarm
             if a.location is not None and self.point_class is not PointClass.CH4:
-                raise ValueError("alarm.location is only for class = 'ch4'")
+                problems.append("alarm.location is only for class = 'ch4'")
             for name, v in a.thresholds():
                 if (self.min is not None and v < self.min) or (self.max is not None and v > self.max):
-                    raise ValueError(f"alarm.{name} ({v}) is outside the range {self.min}..{self.max}")
+                    problems.append(f"alarm.{name} ({v}) is outside the range {self.min}..{self.max}")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 

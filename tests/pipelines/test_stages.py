@@ -269,3 +269,24 @@ def test_pipeline_order_alarms_see_what_the_deadband_drops_and_kept_points_never
     assert [(e.index, e.level) for e in events] == [(0, Level.HIGH), (1, Level.HIGH)]
     assert batch == [good(0, 1, 0.1), (0, 3, None, Quality.BAD, "nan")]  # 1.1 is inside the deadband
     assert p.counters.kept_on_site == 1 and p.counters.samples_in == 4 and p.counters.samples_out == 2
+
+
+@given(
+    values=st.lists(st.one_of(st.floats(-10, 10), st.none()), min_size=1, max_size=60),
+    delta=st.one_of(st.none(), st.floats(0.01, 5)),
+    stuck_s=st.one_of(st.none(), st.integers(1, 10)),
+)
+def test_plausibility_only_ever_downgrades_good_to_uncertain(
+    values: list[float | None], delta: float | None, stuck_s: int | None
+) -> None:
+    p = Plausibility([PointSpec(spike_delta=delta, stuck_after_ns=stuck_s * S if stuck_s else None)])
+    batch: SampleBatch = [good(0, i * S, v) if v is not None else (0, i * S, None, Quality.BAD, "timeout")
+                          for i, v in enumerate(values)]
+    out = p(batch)
+    assert len(out) == len(batch)
+    for before, after in zip(batch, out, strict=True):
+        assert after[:3] == before[:3]  # index, time and value are never touched
+        if after != before:
+            assert before[3] is Quality.GOOD and after[3] is Quality.UNCERTAIN and after[4] in ("spike", "stuck")
+    if delta is None and stuck_s is None:
+        assert out == batch
