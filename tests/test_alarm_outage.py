@@ -18,7 +18,7 @@ from gateway.config import parse
 from hil.modbus_server import SimulatedPlc
 from hil.services import Mosquitto
 from tests.conftest import eventually
-from tests.test_e2e import running
+from tests.test_e2e import running, step
 
 
 def watcher(port: int) -> aiomqtt.Client:
@@ -53,10 +53,7 @@ async def test_alarms_raised_during_a_broker_outage_are_delivered_after_it(tmp_p
                 await eventually(lambda: alarms.stats.connected, what="the alarm publisher to connect")
                 broker.stop()
                 await eventually(lambda: not alarms.stats.connected, what="the publisher to notice")
-                for _ in range(7):  # through the excursion: high, power_off, back to normal
-                    await plc.advance()
-                    polls = gw.runners[0].health.polls
-                    await eventually(lambda p=polls: gw.runners[0].health.polls >= p + 2, what="two more polls")
+                await step(gw, plc, range(1, 8))  # through the excursion: high, power_off, back to normal
                 assert alarms.stats.published == 0 and alarms.pending == 3
                 broker.start()
                 received: list[dict[str, object]] = []

@@ -78,6 +78,15 @@ async def running(*coros: Any) -> AsyncIterator[list[asyncio.Task[None]]]:
                 await t
 
 
+async def step(gw: Gateway, plc: SimulatedPlc, ticks: range) -> None:
+    """Advance the PLC tick by tick (not for tick 0) and wait until the gateway polled each one."""
+    for tick in ticks:
+        if tick:
+            await plc.advance()
+        polls = gw.runners[0].health.polls
+        await eventually(lambda p=polls: gw.runners[0].health.polls >= p + 2, what="two more polls")
+
+
 async def drive_chain(cfg: Config, plc: SimulatedPlc, ticks: int) -> tuple[Gateway, Ingest]:
     """Run gateway + ingest while the PLC steps through ``ticks`` ticks; stop once all is delivered."""
     assert cfg.ingest is not None
@@ -86,12 +95,7 @@ async def drive_chain(cfg: Config, plc: SimulatedPlc, ticks: int) -> tuple[Gatew
     async with running(ingest.run()):
         await asyncio.wait_for(ingest.subscribed.wait(), 10)
         async with running(gw.run()):
-            for tick in range(ticks + 1):
-                if tick:
-                    await plc.advance()
-                # wait until the gateway has polled the current tick at least once
-                polls = gw.runners[0].health.polls
-                await eventually(lambda p=polls: gw.runners[0].health.polls >= p + 2, what="two more polls")
+            await step(gw, plc, range(ticks + 1))
         # the gateway is stopped: everything it accepted must reach InfluxDB
         accepted = gw.buffer_counters["accepted_points"]
         await eventually(lambda: ingest.stats.written_points >= accepted, what="ingest to write all accepted points")

@@ -24,7 +24,7 @@ from gateway.ingest import Ingest
 from hil.modbus_server import SimulatedPlc
 from hil.services import Influx1, Mosquitto
 from tests.conftest import eventually
-from tests.test_e2e import config_dict, running
+from tests.test_e2e import config_dict, running, step
 
 PREFIX = "88.608.5288"
 SITE = "baotou-mine-01"
@@ -82,11 +82,7 @@ async def test_ch4_excursion_raises_alarms_on_topic_and_in_influxdb(
             await asyncio.wait_for(ingest.subscribed.wait(), 10)
             await asyncio.wait_for(watcher_ready.wait(), 10)
             async with running(gw.run()):
-                for tick in range(TICKS + 1):
-                    if tick:
-                        await plc.advance()
-                    polls = gw.runners[0].health.polls
-                    await eventually(lambda p=polls: gw.runners[0].health.polls >= p + 2, what="two more polls")
+                await step(gw, plc, range(TICKS + 1))
                 assert gw.alarms is not None
                 await eventually(lambda: gw.alarms is not None and gw.alarms.stats.published >= 3,
                                  what="alarm events published")
