@@ -25,7 +25,7 @@ from gateway.alarms import AlarmPublisher
 from gateway.buffer import SqliteBuffer
 from gateway.catalog import Catalog, build_catalog
 from gateway.codec import encode
-from gateway.config import BufferConfig, Config, DeviceConfig
+from gateway.config import BufferConfig, Config, DeviceConfig, policy_issues
 from gateway.errors import BufferFullError, ConfigError, ConfigIssue
 from gateway.forwarder import Forwarder
 from gateway.point import SampleBatch, now_ns
@@ -136,6 +136,9 @@ class Gateway:
             if not cfg.devices:
                 missing.append("devices")
             raise ConfigError([ConfigIssue(m, "required to run a gateway") for m in missing])
+        refused = policy_issues(cfg)  # also for configs built in code, which skip parse()
+        if refused:
+            raise ConfigError(refused)
         self.cfg = cfg
         self.catalog = build_catalog(cfg)
         self.wake = asyncio.Event()

@@ -36,6 +36,7 @@ __all__ = [
     "format_location",
     "load",
     "parse",
+    "policy_issues",
     "uplink_uses_tls",
 ]
 
@@ -253,7 +254,7 @@ def uplink_uses_tls(m: MqttConfig) -> bool:
     return bool(tls) and getattr(tls, "enabled", True) is not False
 
 
-def _policy_issues(cfg: Config) -> list[ConfigIssue]:
+def policy_issues(cfg: Config) -> list[ConfigIssue]:
     """A point whose grade may only leave over TLS must not be configured next to a plain uplink."""
     if cfg.uplink is None or uplink_uses_tls(cfg.uplink):
         return []
@@ -275,7 +276,7 @@ def _semantic_issues(cfg: Config) -> list[ConfigIssue]:
     forwarding policy of every grade can be kept."""
     from gateway.catalog import build_catalog
 
-    issues = _policy_issues(cfg)
+    issues = policy_issues(cfg)
     try:
         build_catalog(cfg)
     except ConfigError as err:

@@ -114,3 +114,15 @@ def test_core_data_over_plain_mqtt_is_refused_unless_the_policy_allows_it() -> N
     strict = issues_of({**with_point(data_grade="important"), "data_policy": {"important": "tls_only"}})
     assert strict and "important data may only leave the site over TLS" in strict[0]
     assert "data_policy.general" in issues_of({**BASE, "data_policy": {"general": "tls_only"}})[0]
+
+
+def test_the_gateway_refuses_to_start_with_core_data_over_plain_mqtt(tmp_path: Any) -> None:
+    from gateway.app import Gateway
+    from gateway.config import Config
+    from gateway.errors import ConfigError
+
+    data = with_point(data_grade="core")
+    data["buffer"] = {"path": str(tmp_path / "b.db")}
+    cfg = Config.model_validate(data)  # built in code: parse()'s checks skipped
+    with pytest.raises(ConfigError, match="core data may only leave the site over TLS"):
+        Gateway(cfg)
