@@ -168,7 +168,8 @@ def cmd_ids_list(args: argparse.Namespace) -> int:
 
     catalog = build_catalog(load(args.config))
     rows = [
-        {"point": p.key, "code": p.code, "device_code": p.device_code, "data_grade": p.data_grade}
+        {"point": p.key, "code": p.code, "device_code": p.device_code, "data_grade": p.data_grade,
+         "data_domain": p.data_domain, "class": p.point_class, "unit": p.unit}
         for p in catalog.points
     ]
     if args.json:
