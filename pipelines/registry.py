@@ -15,6 +15,9 @@ counts as success); an HTTP 504 means "maybe registered", so the same batch is s
 "already exists" on the retry confirms the first call.  Resolutions are cached for a TTL, and a
 stale entry is served while the node is unreachable.
 
+The documentation shows the DOIP token being issued but not the header that carries it; like the
+SNMS API, ``Authorization: Bearer <token>`` is sent (unverified against a real IDHub node).
+
 Never on the hot path: the gateway registers in a background task (``asyncio.to_thread``), the
 CLI calls it directly; a node that is down or answers garbage raises
 :class:`~gateway.errors.RegistryUnavailable` and nothing else waits for it.  Plain ``urllib``:

@@ -134,6 +134,13 @@ async def test_ch4_excursion_raises_alarms_on_topic_and_in_influxdb(
     assert good and all(r["value"] is not None for r in good)
     assert {r["data_grade"] for r in ch4} == {"important"}
     assert all(r["class"] == "ch4" for r in ch4)
+    for r in telemetry:  # every point: its code, its device's code, site / line / asset / unit / grade tags
+        name = r["point"].split(".", 1)[1]
+        assert r["code"] == f"{PREFIX}/DEV.{SITE}.gas-sub-01.{name}"
+        assert r["device_code"] == f"{PREFIX}/DEV.{SITE}.gas-sub-01"
+        assert (r["site"], r["line"], r["asset"], r["data_domain"]) == (SITE, "panel-12", "face-T1-1201", "production")
+        assert r["data_grade"] in ("general", "important")
+    assert {r["unit"] for r in ch4} == {"%CH4"}
     # the core-graded point stays on site: not on the wire, not in the database
     assert not [r for r in telemetry if r["point"] == "gas-sub-01.temp"]
     assert gw.batcher.pipeline.counters.kept_on_site > 0
