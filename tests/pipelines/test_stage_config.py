@@ -126,3 +126,19 @@ def test_the_gateway_refuses_to_start_with_core_data_over_plain_mqtt(tmp_path: A
     cfg = Config.model_validate(data)  # built in code: parse()'s checks skipped
     with pytest.raises(ConfigError, match="core data may only leave the site over TLS"):
         Gateway(cfg)
+
+
+def test_csv_tag_import_with_mine_classes_round_trips_through_toml() -> None:
+    import tomllib
+
+    from drivers.modbus.tags import csv_to_points, points_to_toml
+
+    csv_text = "name,address,class,spike_delta,data_grade\nch4,2,ch4,0.5,important\nfan,3,switch,,\n"
+    toml = points_to_toml(csv_to_points(csv_text))
+    assert 'class = "ch4"' in toml and "point_class" not in toml and "None" not in toml
+    data = with_point()
+    data["devices"][0]["points"] = tomllib.loads(toml)["devices"]["points"]
+    cat = build_catalog(parse(data))
+    ch4 = cat.points[0]
+    assert (ch4.point_class, ch4.unit, ch4.spec.spike_delta, ch4.data_grade) == ("ch4", "%CH4", 0.5, "important")
+    assert ch4.spec.alarm == AlarmSpec(high=1.0, power_off=1.5, restore=1.0, hysteresis=0.05)
