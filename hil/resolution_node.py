@@ -11,11 +11,16 @@ Fault injection for tests: ``fail_504`` (the next N writes answer 504, after sto
 ``commit_on_504``, as a timed-out proxy in front of a slow node would), ``garbage`` (every answer
 is an HTML error page), and :meth:`ResolutionNode.down` / :meth:`ResolutionNode.up` (the port
 stops / starts accepting connections).
+
+By hand: ``python -m hil.resolution_node --port 3000 --user 88.608.5288/App_gw=secret`` serves until
+Ctrl-C, for trying ``edgegw ids register | resolve`` with ``url = "http://127.0.0.1:3000"``.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
+import contextlib
 import json
 import secrets
 import socket
@@ -39,6 +44,7 @@ class ResolutionNode:
         users: dict[str, str] | None = None,
         doip_apps: dict[str, bytes] | None = None,
         max_batch: int = 2000,
+        port: int = 0,
     ) -> None:
         self.users = dict(users or {})
         self.doip_apps = dict(doip_apps or {})  # app handle -> PEM public key
@@ -51,7 +57,7 @@ class ResolutionNode:
         self.fail_504 = 0
         self.commit_on_504 = True
         self.garbage = False
-        self.port = _free_port()
+        self.port = port or _free_port()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -261,3 +267,19 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="simulated identifier resolution node on 127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--user", action="append", default=[], metavar="IDENTITY=PASSWORD")
+    args = ap.parse_args(argv)
+    users = dict(u.split("=", 1) for u in args.user)
+    with ResolutionNode(users=users, port=args.port) as node:
+        print(f"resolution node simulator on {node.url} (Ctrl-C stops)", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
