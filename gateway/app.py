@@ -82,6 +82,8 @@ class Batcher:
                     deadline = None
                     continue
                 batch = self.process(batch)
+                if not batch:
+                    continue  # all of it stayed on site or inside a deadband
                 if self.observer is not None:
                     self.observer(batch)
                 self.pending.extend(batch)
