@@ -290,3 +290,50 @@ def test_plausibility_only_ever_downgrades_good_to_uncertain(
             assert before[3] is Quality.GOOD and after[3] is Quality.UNCERTAIN and after[4] in ("spike", "stuck")
     if delta is None and stuck_s is None:
         assert out == batch
+
+
+alarm_specs = st.one_of(
+    st.none(),
+    st.builds(AlarmSpec, high=st.just(1.0), power_off=st.just(1.5), restore=st.just(1.0), hysteresis=st.floats(0, .3)),
+    st.builds(AlarmSpec, low=st.just(0.2), hysteresis=st.floats(0, 0.1)),
+)
+point_specs = st.builds(
+    PointSpec,
+    scale=st.floats(-100, 100).filter(lambda x: abs(x) > 1e-3),
+    offset=st.floats(-10, 10),
+    min=st.one_of(st.none(), st.just(-5.0)),
+    max=st.one_of(st.none(), st.just(5.0)),
+    spike_delta=st.one_of(st.none(), st.floats(0.1, 10)),
+    stuck_after_ns=st.one_of(st.none(), st.integers(1, 10 * S)),
+    deadband=st.one_of(st.none(), st.floats(0, 1)),
+    max_silence_ns=st.one_of(st.none(), st.integers(1, 10 * S)),
+    alarm=alarm_specs,
+    forward=st.booleans(),
+)
+raw_values = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-70000, 70000), st.booleans(),
+                       st.none())
+
+
+@settings(max_examples=100, deadline=None)
+@given(specs=st.lists(point_specs, min_size=1, max_size=4), data=st.data())
+def test_the_whole_pipeline_never_emits_a_bad_number(specs: list[PointSpec], data: st.DataObject) -> None:
+    p = Pipeline(specs)
+    n = len(specs)
+    for b in range(3):
+        rows = data.draw(st.lists(st.tuples(st.integers(0, n - 1), raw_values), max_size=30))
+        batch: SampleBatch = [
+            (i, b * S + k, v, Quality.GOOD, None) if v is not None else (i, b * S + k, None, Quality.BAD, "timeout")
+            for k, (i, v) in enumerate(rows)
+        ]
+        out, events = p(batch, b * S, b * S)
+        assert len(out) <= len(batch)
+        for idx, _ts, v, q, r in out:
+            assert specs[idx].forward  # kept-on-site points never come out
+            if q is Quality.BAD:
+                assert v is None and r
+            elif isinstance(v, float):
+                assert math.isfinite(v)
+                lo, hi = specs[idx].min, specs[idx].max
+                assert (lo is None or v >= lo) and (hi is None or v <= hi)
+        for e in events:
+            assert specs[e.index].alarm is not None and e.level is not e.previous
