@@ -21,6 +21,10 @@ Holding registers (FC 3):
 =======  ==========  ===========  ======  ===========================================
 
 Values follow slow sine waves plus seeded noise, within the ranges a real face sees.
+
+Fault modes, deterministic: ``ch4_override`` maps ticks to CH4 readings that replace the normal
+wave, e.g. :func:`ch4_excursion` (a gas outburst that crosses the 1.0 % alarm and the 1.5 %
+power-off level and falls back), or ``nan`` (a failed sensor sending an IEEE NaN; status bit 0).
 """
 
 from __future__ import annotations
@@ -28,11 +32,20 @@ from __future__ import annotations
 import math
 import random
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from firmware_stubs.register_map import Image
 
-__all__ = ["HOLDING_REGISTERS", "INPUT_REGISTERS", "GasSubstation", "Reading", "expected_values", "point_config"]
+__all__ = [
+    "HOLDING_REGISTERS",
+    "INPUT_REGISTERS",
+    "GasSubstation",
+    "Reading",
+    "ch4_excursion",
+    "expected_values",
+    "point_config",
+]
 
 INPUT_REGISTERS = 8
 HOLDING_REGISTERS = 2
@@ -54,21 +67,30 @@ class Reading:
     ch4_alarm: float
 
 
+def ch4_excursion(start: int, levels: tuple[float, ...] = (0.8, 1.2, 1.6, 1.2, 0.9, 0.4)) -> dict[int, float]:
+    """A CH4 excursion from tick ``start`` on, one level per tick (default: up through the 1.0 %
+    alarm and the 1.5 % power-off level, back below both)."""
+    return {start + i: level for i, level in enumerate(levels)}
+
+
 class GasSubstation:
-    def __init__(self, seed: int = 1) -> None:
+    def __init__(self, seed: int = 1, ch4_override: Mapping[int, float] | None = None) -> None:
         self.seed = seed
+        self.ch4_override = dict(ch4_override or {})
 
     def reading(self, tick: int) -> Reading:
         rng = random.Random(self.seed * 1_000_003 + tick)
         phase = tick / 60.0
         ch4 = 0.35 + 0.25 * math.sin(phase + self.seed) + rng.uniform(-0.05, 0.05)
         ch4 = max(0.0, ch4)
+        ch4 = self.ch4_override.get(tick, ch4)
         ch4_f32 = struct.unpack(">f", struct.pack(">f", ch4))[0]
         co = max(0, int(6 + 4 * math.sin(phase / 2 + self.seed) + rng.randint(-1, 1)))
         o2_raw = 2090 + int(8 * math.sin(phase / 3)) + rng.randint(-3, 3)
         wind_raw = max(0, 180 + int(40 * math.sin(phase / 5 + 1)) + rng.randint(-5, 5))
         temp_raw = 215 + int(30 * math.sin(phase / 7 + 2)) + rng.randint(-2, 2)
-        status = (2 if ch4_f32 >= CH4_ALARM_PCT else 0) | (4 if ch4_f32 >= CH4_POWER_OFF_PCT else 0)
+        fault = 1 if math.isnan(ch4_f32) else 0
+        status = fault | (2 if ch4_f32 >= CH4_ALARM_PCT else 0) | (4 if ch4_f32 >= CH4_POWER_OFF_PCT else 0)
         return Reading(
             seq=tick,
             ch4=ch4_f32,

@@ -1,4 +1,8 @@
-"""Composition root of the edge role: drivers -> normalise -> batcher -> buffer -> forwarder.
+"""Composition root of the edge role: drivers -> pipeline stages -> batcher -> buffer -> forwarder.
+
+The stages (normalise, clock, plausibility, alarms, forwarding policy, deadband; see
+:mod:`pipelines.pipeline`) run in the batcher, once per poll batch.  Alarm events go to their own
+publisher (:mod:`gateway.alarms`) on their own topic.
 
 Every hand-off is bounded: device runners put poll batches into a bounded queue (a full queue
 slows polling rather than growing memory); the batcher commits encoded batches to the durable
@@ -18,16 +22,19 @@ from drivers.modbus.config import ModbusDeviceBase
 from drivers.modbus.driver import LinePool, ModbusDriver
 from drivers.opcua.config import OpcUaDevice
 from drivers.opcua.driver import OpcUaDriver
+from gateway.alarms import AlarmPublisher
 from gateway.buffer import SqliteBuffer, open_buffer
 from gateway.catalog import Catalog, build_catalog
 from gateway.codec import Encoder
-from gateway.config import BufferConfig, Config, DeviceConfig
+from gateway.config import BufferConfig, Config, DeviceConfig, policy_issues
 from gateway.errors import BufferFullError, ConfigError, ConfigIssue
 from gateway.forwarder import Forwarder
 from gateway.point import SampleBatch, now_ns
+from gateway.registry import RegistrySync, make_client, records
 from gateway.runner import DeviceRunner, PollingDriver, StreamRunner
 from gateway.sinks.mqtt import MqttUplink
-from pipelines.normalise import Normalise
+from pipelines.alarms import AlarmEvent
+from pipelines.pipeline import Pipeline
 
 __all__ = ["Batcher", "Gateway", "tune_gc"]
 
@@ -49,7 +56,7 @@ def tune_gc() -> None:
 
 
 class Batcher:
-    """Normalises poll batches and commits them to the buffer in batches of up to N points."""
+    """Runs the stages over poll batches and commits them to the buffer in batches of up to N points."""
 
     def __init__(
         self,
@@ -59,6 +66,9 @@ class Batcher:
         wake: asyncio.Event,
         observer: Callable[[SampleBatch], None] | None = None,
         encoder: Encoder | None = None,
+        *,
+        pipeline: Pipeline | None = None,
+        on_alarms: Callable[[list[AlarmEvent]], None] | None = None,
     ) -> None:
         self.catalog = catalog
         self.encoder = encoder or Encoder(catalog)
@@ -66,7 +76,8 @@ class Batcher:
         self.max_points = cfg.batch_max_points
         self.linger = cfg.linger_ms / 1000
         self.wake = wake
-        self.normalise = Normalise(catalog)
+        self.pipeline = pipeline or Pipeline(catalog.specs)
+        self.on_alarms = on_alarms
         self.queue: asyncio.Queue[SampleBatch] = asyncio.Queue(maxsize=64)
         self.observer = observer
         counted = buffer.counters()
@@ -90,7 +101,9 @@ class Batcher:
                     await self.flush()
                     deadline = None
                     continue
-                batch = self.normalise(batch)
+                batch = self.process(batch)
+                if not batch:
+                    continue  # all of it stayed on site or inside a deadband
                 if self.observer is not None:
                     self.observer(batch)
                 self.pending.extend(batch)
@@ -102,9 +115,15 @@ class Batcher:
         finally:
             # graceful stop: what was polled but not yet committed goes to the buffer too
             while not self.queue.empty():
-                self.pending.extend(self.normalise(self.queue.get_nowait()))
+                self.pending.extend(self.process(self.queue.get_nowait()))
             if self.pending:
                 self._commit_all()
+
+    def process(self, batch: SampleBatch) -> SampleBatch:
+        batch, events = self.pipeline(batch, time.time_ns(), time.monotonic_ns())
+        if events and self.on_alarms is not None:
+            self.on_alarms(events)
+        return batch
 
     def _commit_all(self) -> None:
         while self.pending:
@@ -151,6 +170,9 @@ class Gateway:
             if not cfg.devices:
                 missing.append("devices")
             raise ConfigError([ConfigIssue(m, "required to run a gateway") for m in missing])
+        refused = policy_issues(cfg)  # also for configs built in code, which skip parse()
+        if refused:
+            raise ConfigError(refused)
         self.cfg = cfg
         self.catalog = build_catalog(cfg)
         self.wake = asyncio.Event()
@@ -158,8 +180,24 @@ class Gateway:
         self.buffer = open_buffer(bc)
         up = cfg.uplink
         encoder = Encoder(self.catalog, up.payload_format, up.compression)
-        self.batcher = Batcher(self.catalog, self.buffer, bc, self.wake, observer, encoder)
-        self.uplink = MqttUplink(up, cfg.gateway.site, cfg.gateway.id)
+        gw = cfg.gateway
+        pipeline = Pipeline(
+            self.catalog.specs,
+            future_tolerance_ns=gw.future_tolerance_ms * 1_000_000,
+            clock_jump_ns=gw.clock_jump_ms * 1_000_000,
+        )
+        self.alarms: AlarmPublisher | None = None
+        if pipeline.alarms.active:
+            forwarded = frozenset(i for i in range(len(self.catalog.points)) if pipeline.is_forwarded(i))
+            self.alarms = AlarmPublisher(up, self.catalog, forwarded=forwarded)
+        self.batcher = Batcher(
+            self.catalog, self.buffer, bc, self.wake, observer, encoder,
+            pipeline=pipeline, on_alarms=self.alarms.submit if self.alarms else None,
+        )
+        self.registry_sync: RegistrySync | None = None
+        if cfg.registry is not None and cfg.registry.register_on_start:
+            self.registry_sync = RegistrySync(make_client(cfg.registry), records(self.catalog, gw.code))
+        self.uplink = MqttUplink(up, gw.site, gw.id)
         self.forwarder = Forwarder(
             self.buffer, self.uplink, self.wake, max_inflight=up.max_inflight, backlog_share=up.backlog_share
         )
@@ -220,6 +258,10 @@ class Gateway:
         batcher = asyncio.create_task(self.batcher.run(), name="batcher")
         devices = [asyncio.create_task(r.run(), name=f"device:{r.driver.name}") for r in self.runners]
         everything = [forwarder, upkeep, batcher, *devices]
+        if self.alarms is not None:
+            everything.append(asyncio.create_task(self.alarms.run(), name="alarms"))
+        if self.registry_sync is not None:
+            everything.append(asyncio.create_task(self.registry_sync.run(), name="registry"))
         try:
             done, _ = await asyncio.wait(everything, return_when=asyncio.FIRST_COMPLETED)
             for task in done:  # these tasks only end by failing

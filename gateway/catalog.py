@@ -13,11 +13,14 @@ from typing import TYPE_CHECKING
 from gateway.errors import ConfigError, ConfigIssue, IdentifierError
 from gateway.point import Point, Quality, Sample, Value
 from pipelines.identifiers import mint, parse_handle
+from pipelines.spec import AlarmSpec, PointSpec, ns
+from pipelines.units import conversion
 
 if TYPE_CHECKING:
     from gateway.config import Config
+    from gateway.schema import PointBase
 
-__all__ = ["Catalog", "PointInfo", "build_catalog"]
+__all__ = ["Catalog", "PointInfo", "build_catalog", "compile_spec"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,9 @@ class PointInfo:
     max: float | None
     data_grade: str
     tags: tuple[tuple[str, str], ...]
+    spec: PointSpec = field(default_factory=PointSpec)
+    point_class: str = ""
+    data_domain: str = "production"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +48,10 @@ class Catalog:
     site: str
     points: tuple[PointInfo, ...]
     by_device: dict[str, range] = field(default_factory=dict)
+
+    @property
+    def specs(self) -> tuple[PointSpec, ...]:
+        return tuple(p.spec for p in self.points)
 
     def point(self, sample: Sample) -> Point:
         """The self-describing form of a sample (tests, demo, diagnostics; not the hot path)."""
@@ -78,6 +88,9 @@ def build_catalog(cfg: Config) -> Catalog:
     if gw:
         base_tags["site"] = gw.site
 
+    def forward(grade: str) -> bool:
+        return cfg.data_policy.for_grade(grade).value != "keep_on_site"
+
     def claim(code: str, loc: str) -> None:
         key = parse_handle(code).key
         if key in seen:
@@ -113,6 +126,9 @@ def build_catalog(cfg: Config) -> Catalog:
                 tags["asset"] = dev.asset
             if dev.line:
                 tags["line"] = dev.line
+            tags["data_domain"] = pt.data_domain.value
+            if pt.point_class is not None:
+                tags["class"] = pt.point_class.value
             points.append(
                 PointInfo(
                     index=len(points),
@@ -127,6 +143,9 @@ def build_catalog(cfg: Config) -> Catalog:
                     max=pt.max,
                     data_grade=pt.data_grade.value,
                     tags=tuple(sorted(tags.items())),
+                    spec=compile_spec(pt, forward=forward(pt.data_grade.value)),
+                    point_class=pt.point_class.value if pt.point_class else "",
+                    data_domain=pt.data_domain.value,
                 )
             )
         by_device[dev.name] = range(start, len(points))
@@ -141,3 +160,63 @@ def _mint(prefix: str, issues: list[ConfigIssue], loc: str, *keys: str) -> str |
     except IdentifierError as err:
         issues.append(ConfigIssue(loc, f"cannot mint an identifier: {err}"))
         return None
+
+
+def compile_spec(pt: PointBase, *, forward: bool = True) -> PointSpec:
+    """Everything the stages need about one point, as plain numbers (validated by the config model)."""
+    scale, offset, divisor = pt.scale, pt.offset, _divisor(pt.scale)
+    fault_low = fault_high = None
+    if pt.scaling is not None:
+        scale, offset = pt.scaling.linear()
+        divisor = 0
+        _, _, fault_low, fault_high = pt.scaling.limits()
+    conv = conversion(pt.source_unit, pt.unit) if pt.source_unit is not None else None
+    deadband = None
+    max_silence = None
+    if pt.deadband is not None:
+        deadband = pt.deadband.absolute
+        if pt.deadband.percent is not None:
+            assert pt.min is not None and pt.max is not None
+            deadband = (pt.max - pt.min) * pt.deadband.percent / 100
+        max_silence = ns(pt.deadband.max_silence_s)
+    alarm = None
+    if pt.alarm is not None:
+        a = pt.alarm
+        restore = a.restore
+        if restore is None and a.power_off is not None:
+            restore = a.high if a.high is not None else a.power_off
+        alarm = AlarmSpec(
+            high=a.high, power_off=a.power_off, restore=restore, low=a.low, hysteresis=a.hysteresis, state=a.state
+        )
+        if alarm == AlarmSpec(hysteresis=a.hysteresis):
+            alarm = None  # nothing to watch
+    return PointSpec(
+        scale=scale,
+        divisor=divisor,
+        offset=offset,
+        raw_fault_low=fault_low,
+        raw_fault_high=fault_high,
+        conv_factor=conv.factor if conv else 1.0,
+        conv_offset=conv.offset if conv else 0.0,
+        min=pt.min,
+        max=pt.max,
+        spike_delta=pt.spike_delta,
+        stuck_after_ns=ns(pt.stuck_after_s),
+        deadband=deadband,
+        max_silence_ns=max_silence,
+        alarm=alarm,
+        forward=forward,
+    )
+
+
+def _divisor(scale: float) -> int:
+    """100 for a scale of 0.01; 0 when the scale is not the inverse of an integer.
+
+    Dividing by 100 gives the correctly rounded decimal (2090 -> 20.9, where 2090 * 0.01 is
+    20.900000000000002).
+    """
+    if scale == 0 or abs(scale) >= 1:
+        return 0
+    inv = 1 / scale
+    nearest = round(inv)
+    return int(nearest) if abs(inv - nearest) < 1e-9 * abs(inv) else 0

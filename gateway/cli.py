@@ -230,7 +230,8 @@ def cmd_ids_list(args: argparse.Namespace) -> int:
 
     catalog = build_catalog(load(args.config))
     rows = [
-        {"point": p.key, "code": p.code, "device_code": p.device_code, "data_grade": p.data_grade}
+        {"point": p.key, "code": p.code, "device_code": p.device_code, "data_grade": p.data_grade,
+         "data_domain": p.data_domain, "class": p.point_class, "unit": p.unit}
         for p in catalog.points
     ]
     if args.json:
@@ -239,6 +240,49 @@ def cmd_ids_list(args: argparse.Namespace) -> int:
         for r in rows:
             print("\t".join(str(r[k]) for k in ("point", "code", "device_code", "data_grade")))
     return EXIT_OK
+
+
+def cmd_ids_registry(args: argparse.Namespace) -> int:
+    """export (offline: the batchCreate body), register (idempotent), resolve (per code; exit 1 if any fails)."""
+    from gateway.catalog import build_catalog
+    from gateway.config import load
+    from gateway.errors import ConfigIssue, RegistryError
+    from gateway.registry import make_client, records
+
+    cfg = load(args.config)
+    if args.ids_command == "export":
+        template = cfg.registry.template_version if cfg.registry else "1.0"
+        recs = records(build_catalog(cfg), cfg.gateway.code if cfg.gateway else None)
+        print(json.dumps([r.snms(template) for r in recs], ensure_ascii=False, indent=2))
+        return EXIT_OK
+    if cfg.registry is None:
+        raise ConfigError([ConfigIssue("registry", f"required for `edgegw ids {args.ids_command}`")], args.config)
+    client = make_client(cfg.registry)
+    try:
+        if args.ids_command == "register":
+            recs = records(build_catalog(cfg), cfg.gateway.code if cfg.gateway else None)
+            rep = client.register(recs)
+            for handle, msg in rep.failed:
+                print(f"REFUSED\t{handle}\t{msg}")
+            print(f"{len(recs)} codes in {rep.batches} batch(es): {len(rep.created)} created, "
+                  f"{len(rep.existed)} already registered, {len(rep.failed)} refused "
+                  f"({rep.retries_504} retries after 504)")
+            return EXIT_OK if rep.ok else EXIT_FAILURE
+        bad = 0
+        for code in args.codes:
+            try:
+                got = client.resolve(code)
+            except RegistryError as err:
+                if "unreachable" in str(err) or "not JSON" in str(err):
+                    raise
+                bad += 1
+                print(f"{code}\tERROR\t{err}")
+                continue
+            print(f"{code}\t" + "\t".join(f"{k}={v}" for k, v in sorted(got.values.items())))
+        return EXIT_FAILURE if bad else EXIT_OK
+    except RegistryError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -356,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", default=None, help="write here instead of stdout")
     s.set_defaults(func=cmd_import_tags)
 
-    s = sub.add_parser("ids", help="identifier codes: list the configured ones, validate codes")
+    s = sub.add_parser("ids", help="identifier codes: list, export, register, resolve, validate")
     isub = s.add_subparsers(dest="ids_command", required=True)
     i = isub.add_parser("list", help="every point's identifier code (given or minted)")
     i.add_argument("-c", "--config", required=True)
@@ -366,6 +410,14 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("codes", nargs="+", metavar="CODE")
     i.add_argument("--profile", choices=["national", "handle"], default="national")
     i.set_defaults(func=cmd_ids_validate)
+    for name, text in (("export", "print every code as the node's batch-registration JSON (offline)"),
+                       ("register", "register every code on the [registry] node (idempotent)"),
+                       ("resolve", "resolve codes on the [registry] node; exit 1 if any fails")):
+        i = isub.add_parser(name, help=text)
+        i.add_argument("-c", "--config", required=True)
+        if name == "resolve":
+            i.add_argument("codes", nargs="+", metavar="CODE")
+        i.set_defaults(func=cmd_ids_registry)
     return p
 
 

@@ -23,17 +23,22 @@ from gateway.schema import KEY_PATTERN, Key, StrictModel, check_code
 __all__ = [
     "BufferConfig",
     "Config",
+    "DataPolicy",
     "DeviceConfig",
     "Durability",
+    "ForwardPolicy",
     "GatewaySection",
     "InfluxConfig",
     "IngestSection",
     "MqttConfig",
+    "RegistrySection",
     "UplinkConfig",
     "WhenFull",
     "format_location",
     "load",
     "parse",
+    "policy_issues",
+    "uplink_uses_tls",
 ]
 
 DeviceConfig = Annotated[
@@ -50,6 +55,12 @@ class GatewaySection(StrictModel):
         default=None, description="e.g. 88.608.5288: codes of points without one are minted from it"
     )
     tags: dict[str, str] = Field(default_factory=dict)
+    future_tolerance_ms: int = Field(
+        default=2000, ge=0, description="a sample stamped further ahead of this gateway's clock is flagged"
+    )
+    clock_jump_ms: int = Field(
+        default=2000, ge=1, description="a wall-clock step larger than this between batches is flagged (NTP jump)"
+    )
 
     _check_code = field_validator("code")(check_code)
 
@@ -59,6 +70,23 @@ class GatewaySection(StrictModel):
         if v is not None:
             check_code(v + "/x")
         return v
+
+
+class ForwardPolicy(enum.StrEnum):
+    """What leaves the site for a data grade (GB/T 43697 core / important / general)."""
+
+    FORWARD = "forward"  # over the configured uplink, whatever its transport
+    TLS_ONLY = "tls_only"  # only over a TLS uplink: the gateway refuses to start otherwise
+    KEEP_ON_SITE = "keep_on_site"  # never forwarded (nor its alarm events)
+
+
+class DataPolicy(StrictModel):
+    general: ForwardPolicy = ForwardPolicy.FORWARD
+    important: ForwardPolicy = ForwardPolicy.FORWARD
+    core: ForwardPolicy = ForwardPolicy.TLS_ONLY
+
+    def for_grade(self, grade: str) -> ForwardPolicy:
+        return ForwardPolicy(getattr(self, grade))
 
 
 class Durability(enum.StrEnum):
@@ -161,6 +189,7 @@ class InfluxConfig(StrictModel):
     token_env: str | None = None  # v2: name of the environment variable holding the token
     path: str | None = None  # file
     measurement: Key = "telemetry"
+    alarm_measurement: Key = "alarm"
     timeout_s: float = Field(default=10.0, gt=0)
 
     @model_validator(mode="after")
@@ -185,12 +214,46 @@ class IngestSection(StrictModel):
     linger_ms: int = Field(default=200, ge=0)
 
 
+class RegistrySection(StrictModel):
+    """The resolution node where this gateway's codes are registered (off the hot path)."""
+
+    api: Literal["snms", "doip"] = Field(description="snms: /identity/token + /identityv2/...; doip: /api/v1/doip")
+    url: str = Field(description="base URL of the node's HTTP API, e.g. http://idis.example:3000")
+    identity: str = Field(description="application identity (SNMS username / DOIP app handle), e.g. 88.608.5288/App_gw")
+    password_env: str | None = Field(default=None, description="snms: environment variable holding the password")
+    private_key_file: str | None = Field(default=None, description="doip: PEM RSA key of the application identity")
+    template_version: str = Field(default="1.0", max_length=128, description="snms: the data template's version")
+    type_handle: str | None = Field(default=None, description="doip: metadata template handle (META_...)")
+    batch_size: int = Field(default=1500, ge=1, le=1500)
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+    retries_504: int = Field(default=3, ge=0, le=10)
+    cache_ttl_s: float = Field(default=86_400.0, gt=0)
+    register_on_start: bool = Field(default=False, description="register every code in the background at start")
+
+    _check_identity = field_validator("identity", "type_handle")(check_code)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> Self:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"url {self.url!r} must start with http:// or https://")
+        if self.api == "snms" and not self.password_env:
+            raise ValueError("api = 'snms' needs password_env")
+        if self.api == "doip" and not (self.private_key_file and self.type_handle):
+            raise ValueError("api = 'doip' needs private_key_file and type_handle")
+        return self
+
+    def password(self) -> str:
+        return os.environ.get(self.password_env, "") if self.password_env else ""
+
+
 class Config(StrictModel):
     gateway: GatewaySection | None = None
     devices: list[DeviceConfig] = Field(default_factory=list)
     buffer: BufferConfig = Field(default_factory=BufferConfig)
     uplink: UplinkConfig | None = None
     ingest: IngestSection | None = None
+    data_policy: DataPolicy = Field(default_factory=DataPolicy)
+    registry: RegistrySection | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Self:
@@ -237,15 +300,39 @@ def _issues(err: ValidationError) -> list[ConfigIssue]:
     return issues
 
 
+def uplink_uses_tls(m: MqttConfig) -> bool:
+    """Whether the uplink is encrypted (``uplink.tls``)."""
+    return m.tls
+
+
+def policy_issues(cfg: Config) -> list[ConfigIssue]:
+    """A point whose grade may only leave over TLS must not be configured next to a plain uplink."""
+    if cfg.uplink is None or uplink_uses_tls(cfg.uplink):
+        return []
+    issues = []
+    for d, dev in enumerate(cfg.devices):
+        for p, pt in enumerate(dev.points):
+            grade = pt.data_grade.value
+            if cfg.data_policy.for_grade(grade) is ForwardPolicy.TLS_ONLY:
+                issues.append(ConfigIssue(
+                    f"devices[{d}].points[{p}].data_grade",
+                    f"{grade} data may only leave the site over TLS (data_policy.{grade} = 'tls_only'), "
+                    "but the uplink is plain MQTT: configure uplink TLS, or change the grade or the policy",
+                ))
+    return issues
+
+
 def _semantic_issues(cfg: Config) -> list[ConfigIssue]:
-    """Checks across the whole tree: every point gets a code, and no two points share one."""
+    """Checks across the whole tree: every point gets a code, no two points share one, and the
+    forwarding policy of every grade can be kept."""
     from gateway.catalog import build_catalog
 
     issues = line_issues(cfg.devices)  # devices sharing a Modbus line agree on its settings
+    issues.extend(policy_issues(cfg))
     try:
         build_catalog(cfg)
     except ConfigError as err:
-        return issues + err.issues
+        issues.extend(err.issues)
     return issues
 
 

@@ -21,6 +21,9 @@ __all__ = [
     "IdentifierError",
     "PartialWriteError",
     "ReadError",
+    "RegistryAuthError",
+    "RegistryError",
+    "RegistryUnavailable",
     "RejectedError",
     "RetryableError",
     "SinkError",
@@ -109,3 +112,15 @@ class BufferCorruptError(GatewayError):
 
 class BufferStorageError(GatewayError):
     """A disk error in the buffer (ENOSPC, EIO): fatal by design, systemd restarts the gateway."""
+
+
+class RegistryError(GatewayError):
+    """A resolution node refused a request (bad parameters, not found, not authorised)."""
+
+
+class RegistryAuthError(RegistryError):
+    """Login to a resolution node failed (wrong identity, password or key)."""
+
+
+class RegistryUnavailable(RegistryError):
+    """The resolution node is down, timed out, or answered something that is not its API (garbage)."""

@@ -3,7 +3,9 @@
 A message is acknowledged (PUBACK) only after its points are written to InfluxDB, so a crash of
 this process loses nothing: the broker redelivers what was not acknowledged (persistent session,
 fixed client id).  With MQTT 5 several processes share the load through a shared subscription
-(``$share/<group>/...``).
+(``$share/<group>/...``).  Alarm events (``<prefix>/<site>/<gateway>/alarm``, JSON) are stored
+in their own measurement (``influx.alarm_measurement``, default ``alarm``) with the same
+write-then-acknowledge rule.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 
 import aiomqtt
 
+from gateway.alarms import alarm_line, decode_alarm
 from gateway.codec import Batch, decode
 from gateway.config import IngestSection
 from gateway.errors import CodecError, RejectedError, RetryableError
@@ -34,6 +37,7 @@ class IngestStats:
     points: int = 0
     written_points: int = 0
     undecodable: int = 0
+    alarms: int = 0
     rejected_points: int = 0
     write_retries: int = 0
     connected: bool = False
@@ -51,11 +55,9 @@ class Ingest:
         self.observer = observer
         self.stats = IngestStats()
         self.client_id = cfg.mqtt.client_id or f"edgegw-ingest-{socket.gethostname()}"
-        base = f"{cfg.mqtt.topic_prefix}/+/+/data"
-        if cfg.share_group and cfg.mqtt.protocol == "5":
-            self.topic_filter = f"$share/{cfg.share_group}/{base}"
-        else:
-            self.topic_filter = base
+        share = f"$share/{cfg.share_group}/" if cfg.share_group and cfg.mqtt.protocol == "5" else ""
+        self.topic_filter = f"{share}{cfg.mqtt.topic_prefix}/+/+/data"
+        self.alarm_filter = f"{share}{cfg.mqtt.topic_prefix}/+/+/alarm"
         self.subscribed = asyncio.Event()
 
     async def run(self) -> None:
@@ -67,6 +69,7 @@ class Ingest:
             try:
                 async with client:
                     await client.subscribe(self.topic_filter, qos=1)
+                    await client.subscribe(self.alarm_filter, qos=1)
                     self.stats.connected = True
                     self.subscribed.set()
                     log.info("Ingest subscribed to %s.", self.topic_filter)
@@ -86,34 +89,57 @@ class Ingest:
         lines: list[str] = []
         deadline: float | None = None
         linger = self.cfg.linger_ms / 1000
-        while True:
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        # The wait for the next message is never cancelled by the linger timeout: aiomqtt's
+        # iterator loses a message that was dequeued just as its wait was cancelled, and an
+        # unacknowledged message is not redelivered before the next reconnect (it was seen: a
+        # batch or an alarm event stuck at the broker).  One pending task, reused across timeouts.
+        nxt: asyncio.Future[aiomqtt.Message] | None = None
+        try:
+            while True:
+                if nxt is None:
+                    nxt = asyncio.ensure_future(anext(it))
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                done, _ = await asyncio.wait({nxt}, timeout=timeout)
+                if not done:
+                    await self._commit(client, pending, lines)
+                    pending, lines, deadline = [], [], None
+                    continue
+                msg = nxt.result()
+                nxt = None
+                self._take(msg, pending, lines)
+                if deadline is None:
+                    deadline = time.monotonic() + linger
+                if len(lines) >= self.cfg.batch_max_points:
+                    await self._commit(client, pending, lines)
+                    pending, lines, deadline = [], [], None
+        finally:
+            if nxt is not None:
+                nxt.cancel()
+
+    def _take(self, msg: aiomqtt.Message, pending: list[aiomqtt.Message], lines: list[str]) -> None:
+        """Decode one message into line protocol; it is acknowledged only by :meth:`_commit`."""
+        self.stats.messages += 1
+        pending.append(msg)
+        payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload).encode()
+        if msg.topic.value.endswith("/alarm"):
             try:
-                async with asyncio.timeout(timeout):
-                    msg = await anext(it)
-            except TimeoutError:
-                await self._commit(client, pending, lines)
-                pending, lines, deadline = [], [], None
-                continue
-            self.stats.messages += 1
-            pending.append(msg)
-            payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload).encode()
-            try:
-                batch = decode(payload)
+                lines.append(alarm_line(decode_alarm(payload), self.cfg.influx.alarm_measurement))
+                self.stats.alarms += 1
             except CodecError as err:
                 self.stats.undecodable += 1
-                log.error("Dropped an undecodable message on %s: %s", msg.topic.value, err)
-            else:
-                self.stats.points += len(batch.points)
-                m = self.cfg.influx.measurement
-                lines.extend(to_line(p, m, batch.site) for p in batch.points)
-                if self.observer is not None:
-                    self.observer(batch)
-            if deadline is None:
-                deadline = time.monotonic() + linger
-            if len(lines) >= self.cfg.batch_max_points:
-                await self._commit(client, pending, lines)
-                pending, lines, deadline = [], [], None
+                log.error("Dropped an undecodable alarm on %s: %s", msg.topic.value, err)
+            return
+        try:
+            batch = decode(payload)
+        except CodecError as err:
+            self.stats.undecodable += 1
+            log.error("Dropped an undecodable message on %s: %s", msg.topic.value, err)
+            return
+        self.stats.points += len(batch.points)
+        m = self.cfg.influx.measurement
+        lines.extend(to_line(p, m, batch.site) for p in batch.points)
+        if self.observer is not None:
+            self.observer(batch)
 
     async def _commit(self, client: MqttClient, pending: list[aiomqtt.Message], lines: list[str]) -> None:
         """Write, then acknowledge.  Retry transient failures without acknowledging anything."""

@@ -49,12 +49,13 @@ class SimulatedPlc:
         transport: Transport = "tcp",
         serial_port: str = "",
         baudrate: int = 19200,
+        stub: GasSubstation | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.unit_id = unit_id
         self.tick_s = tick_s
-        self.stub = GasSubstation(seed)
+        self.stub = stub or GasSubstation(seed)
         self.units: dict[int, StubLike] = dict(units) if units else {unit_id: self.stub}
         self.transport = transport
         self.serial_port = serial_port

@@ -1,37 +1,61 @@
-"""Scaling and validation of raw samples.
+"""Scaling, unit conversion and validation of raw samples.
 
-Policy for garbage from the field (documented in the README): a NaN or infinite reading, or one
-outside the point's ``min``/``max``, becomes quality bad with a reason (``nan``, ``inf``,
-``out_of_range``) and no value.  It is never written as a number.
+Policy for garbage from the field (docs/normalisation.md): a raw signal outside its fault limits
+(``signal_fault``, e.g. a broken 4-20 mA loop), a NaN or infinite reading (``nan``, ``inf``), or a
+value outside the point's ``min``/``max`` (``out_of_range``) becomes quality bad with that reason
+and no value.  It is never written as a number.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
-from gateway.catalog import Catalog
 from gateway.point import Quality, Sample, SampleBatch
+from pipelines.spec import PointSpec
 
 __all__ = ["Normalise"]
 
+_Row = tuple[bool, float, int, float, float | None, float | None, bool, float, float, float | None, float | None]
+
 
 class Normalise:
-    """``value * scale + offset``, then NaN / Inf / range checks.  Pure; works on whole batches.
+    """raw -> (fault limits) -> linear scaling -> unit conversion -> NaN / Inf / range.  Pure; batch-wise.
 
     A decimal scale such as 0.01 is applied as a division by 100, which gives the correctly
     rounded decimal (2090 -> 20.9, where 2090 * 0.01 is 20.900000000000002).
     """
 
-    def __init__(self, catalog: Catalog) -> None:
-        # per point index, resolved once: None when the value passes as read (scale 1, offset 0,
-        # no range), else (identity, divisor or 0, scale, offset, min, max)
-        self._table: list[tuple[bool, int, float, float, float | None, float | None] | None] = []
-        for p in catalog.points:
-            identity = p.scale == 1.0 and p.offset == 0.0
-            if identity and p.min is None and p.max is None:
+    def __init__(self, specs: Sequence[PointSpec]) -> None:
+        # one flat row per point index, resolved once; None when the value passes as read
+        # (no scaling, conversion, fault limits or range: only the NaN / Inf check applies)
+        self._table: list[_Row | None] = []
+        for s in specs:
+            if (
+                s.identity_scale
+                and s.identity_conversion
+                and s.raw_fault_low is None
+                and s.raw_fault_high is None
+                and s.min is None
+                and s.max is None
+            ):
                 self._table.append(None)
-            else:
-                self._table.append((identity, _divisor(p.scale), p.scale, p.offset, p.min, p.max))
+                continue
+            self._table.append(
+                (
+                    s.identity_scale,
+                    s.scale,
+                    s.divisor,
+                    s.offset,
+                    s.raw_fault_low,
+                    s.raw_fault_high,
+                    s.identity_conversion,
+                    s.conv_factor,
+                    s.conv_offset,
+                    s.min,
+                    s.max,
+                )
+            )
 
     def __call__(self, batch: SampleBatch) -> SampleBatch:
         # the hot path of every sample: one loop, no calls but isfinite on floats
@@ -47,20 +71,25 @@ class Normalise:
                 append(sample)
                 continue
             num: float = value  # type: ignore[assignment]  # int or float, checked above (no call)
-            spec = table[idx]
-            if spec is None:
+            row = table[idx]
+            if row is None:
                 if tv is float and not isfinite(num):
-                    append((idx, ts, None, bad, "nan" if value != value else "inf"))
+                    append((idx, ts, None, bad, "nan" if num != num else "inf"))
                 else:
                     append(sample)
                 continue
-            identity, divisor, scale, offset, lo, hi = spec
+            identity, scale, divisor, offset, flo, fhi, noconv, cf, co, lo, hi = row
+            if (flo is not None and num < flo) or (fhi is not None and num > fhi):
+                append((idx, ts, None, bad, "signal_fault"))
+                continue
             if identity:
                 v = num
             elif divisor:
                 v = num / divisor + offset
             else:
                 v = num * scale + offset
+            if not noconv:
+                v = v * cf + co
             if type(v) is float and not isfinite(v):
                 append((idx, ts, None, bad, "nan" if v != v else "inf"))
             elif (lo is not None and v < lo) or (hi is not None and v > hi):
@@ -71,12 +100,3 @@ class Normalise:
 
     def one(self, sample: Sample) -> Sample:
         return self([sample])[0]
-
-
-def _divisor(scale: float) -> int:
-    """100 for a scale of 0.01; 0 when the scale is not the inverse of an integer."""
-    if scale == 0 or abs(scale) >= 1:
-        return 0
-    inv = 1 / scale
-    nearest = round(inv)
-    return int(nearest) if abs(inv - nearest) < 1e-9 * abs(inv) else 0

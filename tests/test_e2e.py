@@ -35,31 +35,36 @@ def make_config(
     plc_port: int, broker_port: int, tmp: Path, influx: dict[str, Any], client_suffix: str, topic_prefix: str,
     **uplink: Any,
 ) -> Config:
+    return parse(config_dict(plc_port, broker_port, tmp, influx, client_suffix, topic_prefix, **uplink))
+
+
+def config_dict(
+    plc_port: int, broker_port: int, tmp: Path, influx: dict[str, Any], client_suffix: str, topic_prefix: str,
+    **uplink: Any,
+) -> dict[str, Any]:
     mqtt = {"host": "127.0.0.1", "port": broker_port, "protocol": "5", "topic_prefix": topic_prefix}
-    return parse(
-        {
-            "gateway": {"id": "gw-e2e", "site": SITE, "enterprise_prefix": PREFIX},
-            "devices": [
-                {
-                    "type": "modbus_tcp",
-                    "name": "gas-sub-01",
-                    "host": "127.0.0.1",
-                    "port": plc_port,
-                    "poll_interval_ms": 100,
-                    "timeout_ms": 1000,
-                    "asset": "face-T1-1201",
-                    "points": point_config(),
-                }
-            ],
-            "buffer": {"path": str(tmp / "buffer.db"), "linger_ms": 50},
-            "uplink": {**mqtt, "client_id": f"gw-e2e-{client_suffix}", **uplink},
-            "ingest": {
-                "mqtt": {**mqtt, "client_id": f"ingest-e2e-{client_suffix}"},
-                "influx": influx,
-                "linger_ms": 50,
-            },
-        }
-    )
+    return {
+        "gateway": {"id": "gw-e2e", "site": SITE, "enterprise_prefix": PREFIX},
+        "devices": [
+            {
+                "type": "modbus_tcp",
+                "name": "gas-sub-01",
+                "host": "127.0.0.1",
+                "port": plc_port,
+                "poll_interval_ms": 100,
+                "timeout_ms": 1000,
+                "asset": "face-T1-1201",
+                "points": point_config(),
+            }
+        ],
+        "buffer": {"path": str(tmp / "buffer.db"), "linger_ms": 50},
+        "uplink": {**mqtt, "client_id": f"gw-e2e-{client_suffix}", **uplink},
+        "ingest": {
+            "mqtt": {**mqtt, "client_id": f"ingest-e2e-{client_suffix}"},
+            "influx": influx,
+            "linger_ms": 50,
+        },
+    }
 
 
 @contextlib.asynccontextmanager
@@ -75,6 +80,15 @@ async def running(*coros: Any) -> AsyncIterator[list[asyncio.Task[None]]]:
                 await t
 
 
+async def step(gw: Gateway, plc: SimulatedPlc, ticks: range) -> None:
+    """Advance the PLC tick by tick (not for tick 0) and wait until the gateway polled each one."""
+    for tick in ticks:
+        if tick:
+            await plc.advance()
+        polls = gw.runners[0].health.polls
+        await eventually(lambda p=polls: gw.runners[0].health.polls >= p + 2, what="two more polls")
+
+
 async def drive_chain(cfg: Config, plc: SimulatedPlc, ticks: int) -> tuple[Gateway, Ingest]:
     """Run gateway + ingest while the PLC steps through ``ticks`` ticks; stop once all is delivered."""
     assert cfg.ingest is not None
@@ -83,12 +97,7 @@ async def drive_chain(cfg: Config, plc: SimulatedPlc, ticks: int) -> tuple[Gatew
     async with running(ingest.run()):
         await asyncio.wait_for(ingest.subscribed.wait(), 10)
         async with running(gw.run()):
-            for tick in range(ticks + 1):
-                if tick:
-                    await plc.advance()
-                # wait until the gateway has polled the current tick at least once
-                polls = gw.runners[0].health.polls
-                await eventually(lambda p=polls: gw.runners[0].health.polls >= p + 2, what="two more polls")
+            await step(gw, plc, range(ticks + 1))
         # the gateway is stopped: everything it accepted must reach InfluxDB
         accepted = gw.buffer_counters["accepted_points"]
         await eventually(lambda: ingest.stats.written_points >= accepted, what="ingest to write all accepted points")

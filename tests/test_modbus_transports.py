@@ -41,7 +41,7 @@ def _device(kind: str, name: str, unit: int, stub: type[Stub], **where: Any) -> 
 def _values(catalog: Catalog, batch: SampleBatch, device: str) -> dict[str, Any]:
     """Point name -> (value or None, quality, reason) after the normalise stage, for one device."""
     out: dict[str, Any] = {}
-    for idx, _ts, value, quality, reason in Normalise(catalog)(batch):
+    for idx, _ts, value, quality, reason in Normalise(catalog.specs)(batch):
         info = catalog.points[idx]
         if info.device == device:
             out[info.key.split(".", 1)[1]] = value if quality is Quality.GOOD else (quality, reason)

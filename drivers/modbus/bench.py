@@ -143,7 +143,7 @@ async def run_bench(
     })
     del points
     catalog = build_catalog(cfg)
-    normalise = Normalise(catalog)
+    normalise = Normalise(catalog.specs)
     good = 0
     polled: set[str] = set()
     all_polled = asyncio.Event()

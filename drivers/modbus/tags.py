@@ -75,7 +75,7 @@ def points_to_toml(points: list[ModbusPoint]) -> str:
     out: list[str] = []
     for p in points:
         out.append("[[devices.points]]")
-        for key, value in p.model_dump(mode="json", exclude_defaults=True).items():
+        for key, value in p.model_dump(mode="json", exclude_defaults=True, exclude_none=True, by_alias=True).items():
             out.append(f"{key} = {_toml_value(value)}")
         out.append("")
     return "\n".join(out)

@@ -29,10 +29,10 @@ from gateway.config import InfluxConfig
 from gateway.errors import RejectedError, RetryableError
 from gateway.point import Point
 
-__all__ = ["FileWriter", "InfluxV1Writer", "InfluxV2Writer", "LineWriter", "make_writer", "to_line"]
+__all__ = ["FileWriter", "InfluxV1Writer", "InfluxV2Writer", "LineWriter", "esc_key", "make_writer", "to_line"]
 
 
-def _esc_key(s: str) -> str:
+def esc_key(s: str) -> str:
     """Measurement, tag keys and tag values: escape ``\\``, ``,``, ``=`` and space; drop newlines."""
     return (
         s.replace("\\", "\\\\")
@@ -53,7 +53,7 @@ def to_line(p: Point, measurement: str, site: str = "") -> str:
     if site:
         tags["site"] = site
     tags.update(p.tags)
-    tag_part = ",".join(f"{_esc_key(k)}={_esc_key(v)}" for k, v in sorted(tags.items()) if v)
+    tag_part = ",".join(f"{esc_key(k)}={esc_key(v)}" for k, v in sorted(tags.items()) if v)
     fields = []
     v = p.value
     if isinstance(v, bool):
@@ -67,7 +67,7 @@ def to_line(p: Point, measurement: str, site: str = "") -> str:
         fields.append(f"reason={_esc_str(p.reason)}")
     if p.historical:  # a field, not a tag: a replay must land on the same series as the live point
         fields.append("historical=true")
-    return f"{_esc_key(measurement)},{tag_part} {','.join(fields)} {p.ts_ns}"
+    return f"{esc_key(measurement)},{tag_part} {','.join(fields)} {p.ts_ns}"
 
 
 class LineWriter(Protocol):

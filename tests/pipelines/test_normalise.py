@@ -47,7 +47,7 @@ samples = st.lists(st.tuples(st.integers(0, len(SPECS) - 1), st.integers(0, 2**6
 
 @given(samples)
 def test_batch_normaliser_matches_the_per_sample_rules(batch: list[Sample]) -> None:
-    got = Normalise(_catalog())(batch)
+    got = Normalise(_catalog().specs)(batch)
     want = [reference(s) for s in batch]
     assert len(got) == len(want)
     for g, w in zip(got, want, strict=True):

@@ -1,0 +1,285 @@
+"""A simulated identifier resolution node (enterprise / secondary node HTTP APIs) on 127.0.0.1.
+
+A real node cannot be reached from here (no network beyond loopback, and registration needs an
+enterprise prefix and an application identity issued by a secondary node), so this simulator
+follows the request and response shapes documented for the SNMS-compatible API and the IDHub
+DOIP-over-HTTP API (the project's identifier reference, section 2.2, after the node vendor's API
+docs): status / code fields, "标识已存在" for an existing handle, the 2,000-record batch limit,
+HTTP 504 meaning "maybe registered", challenge-response login with an RSA signature.
+
+Fault injection for tests: ``fail_504`` (the next N writes answer 504, after storing the data when
+``commit_on_504``, as a timed-out proxy in front of a slow node would), ``garbage`` (every answer
+is an HTML error page), and :meth:`ResolutionNode.down` / :meth:`ResolutionNode.up` (the port
+stops / starts accepting connections).
+
+By hand: ``python -m hil.resolution_node --port 3000 --user 88.608.5288/App_gw=secret`` serves until
+Ctrl-C, for trying ``edgegw ids register | resolve`` with ``url = "http://127.0.0.1:3000"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import secrets
+import socket
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
+
+from gateway.errors import IdentifierError
+from pipelines.identifiers import Profile, parse_handle
+
+__all__ = ["ResolutionNode"]
+
+_EXISTS = "标识已存在"
+
+
+class ResolutionNode:
+    def __init__(
+        self,
+        *,
+        users: dict[str, str] | None = None,
+        doip_apps: dict[str, bytes] | None = None,
+        max_batch: int = 2000,
+        port: int = 0,
+    ) -> None:
+        self.users = dict(users or {})
+        self.doip_apps = dict(doip_apps or {})  # app handle -> PEM public key
+        self.max_batch = max_batch
+        self.store: dict[str, dict[str, Any]] = {}  # equality key -> {"handle", "templateVersion", "value"}
+        self.tokens: set[str] = set()
+        self.nonces: dict[str, str] = {}
+        self.batch_sizes: list[int] = []
+        self.requests: list[tuple[str, str]] = []  # (method, path)
+        self.fail_504 = 0
+        self.commit_on_504 = True
+        self.garbage = False
+        self.port = port or _free_port()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Self:
+        self.up()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+    def up(self) -> None:
+        node = self
+
+        class Handler(_Handler):
+            pass
+
+        Handler.node = node
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="resolution-node", daemon=True)
+        self._thread.start()
+
+    def down(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def registered(self, handle: str) -> dict[str, Any] | None:
+        return self.store.get(parse_handle(handle, Profile.HANDLE).key)
+
+    # --- the APIs -------------------------------------------------------------------------
+
+    def _create(self, rec: Any) -> str:
+        """One record of a registration: ``success``, ``标识已存在`` or the reason it is refused."""
+        if not isinstance(rec, dict) or not isinstance(rec.get("handle"), str):
+            return "缺少必要的请求参数: handle"
+        try:
+            key = parse_handle(rec["handle"], Profile.HANDLE).key
+        except IdentifierError:
+            return "标识格式异常"
+        values = rec.get("value")
+        if not isinstance(values, list) or any(
+            not isinstance(v, dict) or v.get("index") == 1001 or not isinstance(v.get("data"), dict) for v in values
+        ):
+            return "非法操作，标识属性不合法"
+        with self._lock:
+            if key in self.store:
+                return _EXISTS
+            self.store[key] = {"handle": rec["handle"], "templateVersion": rec.get("templateVersion"), "value": values}
+        return "success"
+
+    def snms(self, method: str, path: str, query: dict[str, str], body: Any, auth: str | None) -> tuple[int, Any]:
+        if path == "/identity/token" and method == "POST":
+            if isinstance(body, dict) and self.users.get(str(body.get("username"))) == body.get("password"):
+                token = secrets.token_hex(16)
+                self.tokens.add(token)
+                return 200, {"status": 1, "message": "success", "data": {"token": token}}
+            return 200, {"status": -1, "message": "用户名或密码错误", "data": None}
+        if auth not in self.tokens:
+            return 401, {"status": -1, "message": "token无效或已过期", "data": None}
+        if path == "/identityv2/data/batchCreate" and method == "POST":
+            if not isinstance(body, list):
+                return 200, {"status": -2, "message": "请求体必须是数组", "data": None}
+            if len(body) > self.max_batch:
+                return 200, {"status": -2, "message": f"批量注册最大支持{self.max_batch}条", "data": None}
+            self.batch_sizes.append(len(body))
+            items = [{"handle": r.get("handle") if isinstance(r, dict) else None, "msg": self._create(r)} for r in body]
+            return 200, {"status": 1, "message": "success", "data": items}
+        if path == "/identityv2/data" and method == "POST":
+            msg = self._create(body)
+            if msg == "success":
+                return 200, {"status": 1, "message": "success", "data": True}
+            return 200, {"status": -2, "message": msg, "data": None}
+        if path == "/identityv2/data/detail" and method == "GET":
+            handle = query.get("handle")
+            if not handle:
+                return 200, {"status": -2, "message": "缺少必要的请求参数: handle", "data": None}
+            try:
+                rec = self.registered(handle)
+            except IdentifierError:
+                return 200, {"status": -2, "message": "标识格式异常", "data": None}
+            if rec is None:
+                return 200, {"status": -2, "message": "没有找到标识", "data": None}
+            prefix = rec["handle"].partition("/")[0]
+            return 200, {"status": 1, "message": "success", "data": {"code": "200", "prefix": prefix, **rec}}
+        return 404, {"status": -2, "message": f"no such API: {method} {path}", "data": None}
+
+    def doip(self, method: str, path: str, query: dict[str, str], body: Any, auth: str | None) -> tuple[int, Any]:
+        if path == "/api/v1/doip/public/challenge" and method == "GET":
+            handle = query.get("handle", "")
+            if handle not in self.doip_apps:
+                return 200, {"code": 40508, "message": "标识格式异常"}
+            nonce = str(secrets.randbelow(9000) + 1000)
+            self.nonces[handle] = nonce
+            return 200, {"code": 1, "message": "operation was successfully processed", "data": nonce}
+        if path == "/api/v1/doip/public/verify-response" and method == "POST":
+            app = str(body.get("handle")) if isinstance(body, dict) else ""
+            issued = self.nonces.pop(app, None)
+            if issued is None or not _verify(self.doip_apps[app], issued, str(body.get("signature", ""))):
+                return 200, {"code": 102, "message": "authentication failed"}
+            token = secrets.token_hex(16)
+            self.tokens.add(token)
+            return 200, {"code": 1, "message": "operation was successfully processed", "data": {"token": token}}
+        if path != "/api/v1/doip":
+            return 404, {"code": 101, "message": "invalid request"}
+        if auth not in self.tokens:
+            return 401, {"code": 102, "message": "authentication failed"}
+        op, target = query.get("operationId"), query.get("targetId", "")
+        if op == "0.DOIP/Op.Create" and method == "POST":
+            attrs = body.get("attributes") if isinstance(body, dict) else None
+            content = attrs.get("content") if isinstance(attrs, dict) else None
+            if not isinstance(content, dict):
+                return 200, {"code": 106, "message": "bad parameters"}
+            values = [{"index": 2000 + i, "type": k, "data": {"format": "string", "value": v}}
+                      for i, (k, v) in enumerate(content.items())]
+            msg = self._create({"handle": target, "templateVersion": body.get("type"), "value": values})
+            if msg == "success":
+                return 200, {"code": 1, "message": "operation was successfully processed"}
+            if msg == _EXISTS:
+                return 200, {"code": 105, "message": "handle already exists"}
+            return 200, {"code": 40508 if msg == "标识格式异常" else 106, "message": msg}
+        if op == "0.DOIP/Op.Retrieve" and method == "GET":
+            try:
+                rec = self.registered(target)
+            except IdentifierError:
+                return 200, {"code": 40508, "message": "标识格式异常"}
+            if rec is None:
+                return 200, {"code": 104, "message": "handle not found"}
+            content = {v["type"]: v["data"]["value"] for v in rec["value"]}
+            return 200, {"code": 1, "data": {"id": rec["handle"], "type": rec["templateVersion"],
+                                             "attributes": {"content": content}}}
+        return 200, {"code": 101, "message": "invalid request"}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    node: ResolutionNode
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _handle(self) -> None:
+        node = self.node
+        url = urllib.parse.urlsplit(self.path)
+        query = dict(urllib.parse.parse_qsl(url.query))
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        node.requests.append((self.command, url.path))
+        if node.garbage:
+            self._send(200, b"<html><body>502 Bad Gateway</body></html>", "text/html")
+            return
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            self._send(400, json.dumps({"status": -2, "message": "请求体不是JSON"}).encode())
+            return
+        auth = self.headers.get("Authorization", "").removeprefix("Bearer ").strip() or None
+        write = self.command in ("POST", "PUT") and "public" not in url.path and url.path != "/identity/token"
+        if write and node.fail_504 > 0:
+            node.fail_504 -= 1
+            if node.commit_on_504:
+                self._dispatch(url.path, query, body, auth)
+            self._send(504, b"<html>504 Gateway Time-out</html>", "text/html")
+            return
+        status, doc = self._dispatch(url.path, query, body, auth)
+        self._send(status, json.dumps(doc, ensure_ascii=False).encode())
+
+    def _dispatch(self, path: str, query: dict[str, str], body: Any, auth: str | None) -> tuple[int, Any]:
+        if path.startswith("/api/v1/doip"):
+            return self.node.doip(self.command, path, query, body, auth)
+        return self.node.snms(self.command, path, query, body, auth)
+
+    def _send(self, status: int, payload: bytes, ctype: str = "application/json;charset=UTF-8") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+
+def _verify(public_pem: bytes, nonce: str, signature_b64: str) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    key = serialization.load_pem_public_key(public_pem)
+    assert isinstance(key, rsa.RSAPublicKey)
+    try:
+        key.verify(base64.b64decode(signature_b64), nonce.encode(), padding.PKCS1v15(), hashes.SHA256())
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="simulated identifier resolution node on 127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--user", action="append", default=[], metavar="IDENTITY=PASSWORD")
+    args = ap.parse_args(argv)
+    users = dict(u.split("=", 1) for u in args.user)
+    with ResolutionNode(users=users, port=args.port) as node:
+        print(f"resolution node simulator on {node.url} (Ctrl-C stops)", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

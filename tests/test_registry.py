@@ -1,0 +1,255 @@
+"""Registration and resolution against the simulated resolution node (hil/resolution_node.py).
+
+A real node cannot be reached from here; the simulator follows the documented request and
+response shapes and injects 504s, garbage and downtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from gateway.app import Gateway
+from gateway.catalog import build_catalog
+from gateway.cli import main
+from gateway.config import parse
+from gateway.errors import RegistryAuthError, RegistryError, RegistryUnavailable
+from gateway.registry import records
+from hil.modbus_server import SimulatedPlc
+from hil.resolution_node import ResolutionNode
+from pipelines.registry import DoipClient, Record, ResolutionCache, Resolver, SnmsClient
+from tests.conftest import eventually
+
+APP = "88.608.5288/App_edgegw"
+PASSWORD = "s3cret"
+
+
+def recs(n: int, prefix: str = "88.608.5288/DEV.t.") -> list[Record]:
+    return [Record(f"{prefix}{i:05d}", ((2000, "name", f"p{i}"), (2001, "kind", "point"))) for i in range(n)]
+
+
+@pytest.fixture
+def node() -> Iterator[ResolutionNode]:
+    with ResolutionNode(users={APP: PASSWORD}) as n:
+        yield n
+
+
+def snms(node: ResolutionNode, **kw: Any) -> SnmsClient:
+    return SnmsClient(node.url, APP, PASSWORD, timeout_s=5, backoff_s=0, **kw)
+
+
+def test_snms_registers_in_batches_of_at_most_1500_and_again_idempotently(node: ResolutionNode) -> None:
+    client = snms(node)
+    first = client.register(recs(3200))
+    assert node.batch_sizes == [1500, 1500, 200]
+    assert len(first.created) == 3200 and first.ok and not first.existed
+    again = client.register(recs(3200))
+    assert again.ok and len(again.existed) == 3200 and not again.created  # "标识已存在" counts as success
+    got = client.resolve("88.608.5288/DEV.t.00042")
+    assert got.values == {"name": "p42", "kind": "point"}
+    # the prefix is case-insensitive at the node, the suffix is not
+    assert client.resolve("88.608.5288/DEV.t.00042").handle == "88.608.5288/DEV.t.00042"
+    with pytest.raises(RegistryError, match="没有找到标识"):
+        client.resolve("88.608.5288/dev.t.00042")
+
+
+def test_a_504_is_retried_and_already_exists_on_the_retry_confirms_the_first_call(node: ResolutionNode) -> None:
+    node.fail_504 = 2  # the node stored the batch, but the proxy timed out: twice
+    report = snms(node).register(recs(10))
+    assert report.retries_504 == 2 and report.ok
+    assert len(report.existed) == 10 and not report.created
+    assert len(node.store) == 10
+    node.fail_504, node.commit_on_504 = 1, False  # this time the first call really failed
+    report = snms(node).register(recs(5, "88.608.5288/DEV.u."))
+    assert report.retries_504 == 1 and len(report.created) == 5
+    node.fail_504 = 10
+    with pytest.raises(RegistryUnavailable, match="still answered 504 after 3 retries"):
+        snms(node).register(recs(1, "88.608.5288/DEV.v."))
+
+
+def test_refused_records_are_reported_not_hidden(node: ResolutionNode) -> None:
+    bad = [Record("88.608.5288/ok.1", ((2000, "name", "x"),)), Record("88.608.5288/idx", ((1001, "name", "x"),))]
+    report = snms(node).register(bad)
+    assert report.created == ["88.608.5288/ok.1"]
+    assert report.failed == [("88.608.5288/idx", "非法操作，标识属性不合法")]
+
+
+def test_wrong_password_garbage_and_downtime_are_typed_errors(node: ResolutionNode) -> None:
+    with pytest.raises(RegistryAuthError, match="用户名或密码错误"):
+        SnmsClient(node.url, APP, "wrong", timeout_s=5).register(recs(1))
+    node.garbage = True
+    with pytest.raises(RegistryUnavailable, match="not JSON"):
+        snms(node).register(recs(1))
+    node.garbage = False
+    node.down()
+    with pytest.raises(RegistryUnavailable, match="unreachable"):
+        snms(node).resolve("88.608.5288/x")
+    node.up()
+    assert snms(node).register(recs(1)).ok
+
+
+def test_resolution_cache_ttl_and_stale_entries_while_the_node_is_down(node: ResolutionNode) -> None:
+    client = snms(node)
+    client.register(recs(2))
+    now = [0.0]
+    resolver = Resolver(client, ResolutionCache(ttl_s=60, clock=lambda: now[0]))
+    h = "88.608.5288/DEV.t.00001"
+    assert resolver.resolve(h).values["name"] == "p1"
+    assert resolver.resolve(h.replace("88.608.5288", "88.608.5288")).values["name"] == "p1"
+    assert resolver.node_requests == 1  # the second one came from the cache
+    now[0] = 61.0
+    resolver.resolve(h)
+    assert resolver.node_requests == 2  # expired: asked again
+    node.down()
+    now[0] = 200.0
+    assert resolver.resolve(h).values["name"] == "p1" and resolver.stale_served == 1
+    with pytest.raises(RegistryUnavailable):
+        resolver.resolve("88.608.5288/DEV.t.00000")  # never resolved: nothing to fall back on
+    node.up()
+    out = resolver.resolve_many(["88.608.5288/DEV.t.00000", "88.608.5288/none"])
+    assert not isinstance(out["88.608.5288/DEV.t.00000"], Exception)
+    assert isinstance(out["88.608.5288/none"], RegistryError)
+
+
+def _rsa() -> tuple[bytes, bytes]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return private, public
+
+
+def test_doip_challenge_response_login_register_and_resolve() -> None:
+    private, public = _rsa()
+    other, _ = _rsa()
+    with ResolutionNode(doip_apps={APP: public}) as node:
+        client = DoipClient(node.url, APP, private, type_handle="88.608.5288/META_point", timeout_s=5, backoff_s=0)
+        node.fail_504 = 1
+        report = client.register(recs(3))
+        assert report.ok and report.retries_504 == 1 and len(report.created) + len(report.existed) == 3
+        assert client.register(recs(3)).existed == [r.handle for r in recs(3)]
+        got = client.resolve("88.608.5288/DEV.t.00002")
+        assert got.values == {"name": "p2", "kind": "point"}
+        with pytest.raises(RegistryError, match="not found"):
+            client.resolve("88.608.5288/nothing")
+        intruder = DoipClient(node.url, APP, other, type_handle="88.608.5288/META_point", timeout_s=5)
+        with pytest.raises(RegistryAuthError, match="signature"):
+            intruder.resolve("88.608.5288/DEV.t.00002")
+
+
+GW_CFG: dict[str, Any] = {
+    "gateway": {"id": "gw-reg", "site": "baotou-mine-01", "code": "88.608.5288/GW.baotou-mine-01.gw1",
+                "enterprise_prefix": "88.608.5288"},
+    "devices": [{"type": "modbus_tcp", "name": "gas-sub-01", "host": "127.0.0.1", "port": 502,
+                 "poll_interval_ms": 50,
+                 "points": [{"name": "ch4", "address": 2, "table": "input_register", "data_type": "float32",
+                             "class": "ch4"},
+                            {"name": "co", "address": 4, "table": "input_register", "class": "co"}]}],
+    "uplink": {"host": "127.0.0.1", "port": 1},
+}
+
+
+def _config(node_url: str, tmp: Path, plc_port: int = 502, **registry: Any) -> dict[str, Any]:
+    data = json.loads(json.dumps(GW_CFG))
+    data["devices"][0]["port"] = plc_port
+    data["buffer"] = {"path": str(tmp / "buf.db"), "linger_ms": 20}
+    data["registry"] = {"api": "snms", "url": node_url, "identity": APP, "password_env": "EDGEGW_TEST_IDIS_PW",
+                        **registry}
+    return data
+
+
+def test_catalog_records_cover_gateway_devices_and_points(tmp_path: Path) -> None:
+    cat = build_catalog(parse(_config("http://127.0.0.1:1", tmp_path)))
+    rs = records(cat, "88.608.5288/GW.baotou-mine-01.gw1")
+    assert [r.handle for r in rs] == [
+        "88.608.5288/GW.baotou-mine-01.gw1",
+        "88.608.5288/DEV.baotou-mine-01.gas-sub-01",
+        "88.608.5288/DEV.baotou-mine-01.gas-sub-01.ch4",
+        "88.608.5288/DEV.baotou-mine-01.gas-sub-01.co",
+    ]
+    assert dict((t, v) for _, t, v in rs[2].values) == {
+        "name": "gas-sub-01.ch4", "kind": "point", "parent": "88.608.5288/DEV.baotou-mine-01.gas-sub-01",
+        "site": "baotou-mine-01", "unit": "%CH4", "data_grade": "general", "class": "ch4"}
+
+
+@pytest.mark.parametrize("fault", ["garbage", "down"])
+async def test_a_broken_node_never_blocks_acquisition_or_buffering(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    monkeypatch.setenv("EDGEGW_TEST_IDIS_PW", PASSWORD)
+    with ResolutionNode(users={APP: PASSWORD}) as node:
+        if fault == "garbage":
+            node.garbage = True
+        else:
+            node.down()
+        async with SimulatedPlc(tick_s=0) as plc:
+            gw = Gateway(parse(_config(node.url, tmp_path, plc.port, register_on_start=True)))
+            assert gw.registry_sync is not None
+            task = asyncio.create_task(gw.run())
+            try:
+                await eventually(lambda: gw.registry_sync is not None and gw.registry_sync.stats.failures >= 1,
+                                 what="a failed registration")
+                accepted = gw.buffer.counters()["accepted_points"]
+                await eventually(lambda: gw.buffer.counters()["accepted_points"] >= accepted + 20,
+                                 what="buffering to go on")
+                assert not gw.registry_sync.stats.done
+                if fault == "garbage":
+                    node.garbage = False
+                else:
+                    node.up()
+                # the sync retries in the background and gets there once the node is back
+                await eventually(lambda: gw.registry_sync is not None and gw.registry_sync.stats.done, timeout=30,
+                                 what="registration after the node came back")
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        assert node.registered("88.608.5288/DEV.baotou-mine-01.gas-sub-01.ch4") is not None
+        assert len(node.store) == 4
+
+
+def test_cli_ids_export_register_resolve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("EDGEGW_TEST_IDIS_PW", PASSWORD)
+    with ResolutionNode(users={APP: PASSWORD}) as node:
+        cfg = tmp_path / "gw.toml"
+        data = _config(node.url, tmp_path)
+        lines = [f"[gateway]\nid = \"gw-reg\"\nsite = \"baotou-mine-01\"\ncode = \"{data['gateway']['code']}\"\n"
+                 f"enterprise_prefix = \"88.608.5288\"\n",
+                 "[[devices]]\ntype = \"modbus_tcp\"\nname = \"gas-sub-01\"\nhost = \"127.0.0.1\"\n",
+                 "[[devices.points]]\nname = \"ch4\"\naddress = 2\nclass = \"ch4\"\n",
+                 f"[registry]\napi = \"snms\"\nurl = \"{node.url}\"\nidentity = \"{APP}\"\n"
+                 "password_env = \"EDGEGW_TEST_IDIS_PW\"\n"]
+        cfg.write_text("".join(lines), encoding="utf-8")
+
+        assert main(["ids", "export", "-c", str(cfg)]) == 0
+        exported = json.loads(capsys.readouterr().out)
+        assert [r["handle"] for r in exported] == [
+            "88.608.5288/GW.baotou-mine-01.gw1",
+            "88.608.5288/DEV.baotou-mine-01.gas-sub-01",
+            "88.608.5288/DEV.baotou-mine-01.gas-sub-01.ch4",
+        ]
+        assert exported[2]["value"][0] == {"index": 2000, "type": "name", "auth": "",
+                                           "data": {"format": "string", "value": "gas-sub-01.ch4"}}
+        assert node.requests == []  # export is offline
+
+        assert main(["ids", "register", "-c", str(cfg)]) == 0
+        out = capsys.readouterr().out
+        assert "3 created, 0 already registered, 0 refused" in out
+        assert main(["ids", "register", "-c", str(cfg)]) == 0
+        assert "0 created, 3 already registered, 0 refused" in capsys.readouterr().out
+
+        code = "88.608.5288/DEV.baotou-mine-01.gas-sub-01.ch4"
+        assert main(["ids", "resolve", "-c", str(cfg), code, "88.608.5288/unknown"]) == 1
+        out = capsys.readouterr().out
+        assert f"{code}\tclass=ch4\tdata_grade=general\tkind=point\tname=gas-sub-01.ch4\t" in out
+        assert "88.608.5288/unknown\tERROR" in out
+        node.down()
+        assert main(["ids", "register", "-c", str(cfg)]) == 1
+        assert "unreachable" in capsys.readouterr().err
