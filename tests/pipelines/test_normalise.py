@@ -7,18 +7,18 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.catalog import Catalog, PointInfo
+from gateway.catalog import _divisor
 from gateway.point import Quality, Sample, Value
 from pipelines.normalise import Normalise
+from pipelines.spec import PointSpec
 
 SPECS = [(1.0, 0.0, None, None), (0.1, 0.0, None, None), (0.01, -40.0, None, None), (2.5, 1.0, None, None),
          (1.0, 0.0, 0.0, 100.0), (0.1, 0.0, 0.0, 6553.5), (1.0, 5.0, None, None)]
 
 
-def _catalog() -> Catalog:
-    pts = tuple(PointInfo(i, f"d.p{i}", f"c{i}", "d", "", "", sc, off, lo, hi, "general", ())
-                for i, (sc, off, lo, hi) in enumerate(SPECS))
-    return Catalog("g", "s", pts, {"d": range(len(SPECS))})
+def _specs() -> list[PointSpec]:
+    """The stage's table as build_catalog compiles it from (scale, offset, min, max)."""
+    return [PointSpec(scale=sc, divisor=_divisor(sc), offset=off, min=lo, max=hi) for sc, off, lo, hi in SPECS]
 
 
 def reference(sample: Sample) -> Sample:
@@ -47,7 +47,7 @@ samples = st.lists(st.tuples(st.integers(0, len(SPECS) - 1), st.integers(0, 2**6
 
 @given(samples)
 def test_batch_normaliser_matches_the_per_sample_rules(batch: list[Sample]) -> None:
-    got = Normalise(_catalog().specs)(batch)
+    got = Normalise(_specs())(batch)
     want = [reference(s) for s in batch]
     assert len(got) == len(want)
     for g, w in zip(got, want, strict=True):
