@@ -107,14 +107,14 @@ class Rig:
 async def _rig(
     port: int, workdir: Path, n_points: int, batch_points: int, linger_ms: int, *,
     backlog_share: float = 0.5, on_delivered: Callable[[bytes, bool], None] | None = None,
-    prefill: Callable[[SqliteBuffer], None] | None = None, start_forwarder: bool = True,
+    prefill: Callable[[SqliteBuffer], None] | None = None, start_forwarder: bool = True, max_inflight: int = 20,
 ) -> AsyncIterator[Rig]:
     catalog = synthetic_catalog(n_points)
     path = workdir / f"buffer-{time.monotonic_ns()}.db"
     buffer = SqliteBuffer(path, max_bytes=64 << 30, when_full="block", durability="fsync")
     wake = asyncio.Event()
     batcher = Batcher(catalog, buffer, BufferConfig(batch_max_points=batch_points, linger_ms=linger_ms), wake)
-    cfg = MqttConfig(port=port, topic_prefix="bench", max_inflight=20, timeout_s=30)
+    cfg = MqttConfig(port=port, topic_prefix="bench", max_inflight=max_inflight, timeout_s=30)
     if prefill is not None:
         prefill(buffer)
     rig: Rig
@@ -289,7 +289,7 @@ def _rss_mb() -> float:
 
 
 async def _drain_once(port: int, workdir: Path, backlog: int, rate: float, n_points: int, batch_points: int,
-                      linger_ms: int, share: float) -> dict[str, float]:
+                      linger_ms: int, share: float, max_inflight: int) -> dict[str, float]:
     src = SyntheticSource(n_points)
     payload = _prebuilt(n_points, batch_points)
     batches = max(1, backlog // batch_points)
@@ -303,7 +303,7 @@ async def _drain_once(port: int, workdir: Path, backlog: int, rate: float, n_poi
     stop = asyncio.Event()
     rss: list[float] = []
     async with _rig(port, workdir, n_points, 5000, linger_ms, backlog_share=share, on_delivered=probe,
-                    prefill=prefill, start_forwarder=False) as rig:
+                    prefill=prefill, start_forwarder=False, max_inflight=max_inflight) as rig:
         rss.append(_rss_mb())
         feeder = asyncio.create_task(_paced_source(rig, src, rate, stop))
         fwd = asyncio.create_task(rig.forwarder.run())
@@ -333,12 +333,13 @@ async def _drain_once(port: int, workdir: Path, backlog: int, rate: float, n_poi
 
 
 async def bench_drain(backlog: int, rate: float, n_points: int, batch_points: int, linger_ms: int, share: float,
-                      runs: int) -> dict[str, Any]:
+                      runs: int, max_inflight: int = 20) -> dict[str, Any]:
     with broker() as mq, tempfile.TemporaryDirectory(prefix="edgegw-bench-") as tmp:
-        rows = [await _drain_once(mq.port, Path(tmp), backlog, rate, n_points, batch_points, linger_ms, share)
-                for _ in range(runs)]
+        rows = [await _drain_once(mq.port, Path(tmp), backlog, rate, n_points, batch_points, linger_ms, share,
+                                  max_inflight) for _ in range(runs)]
     return _summary("drain", rows, {"backlog_points": backlog, "live_rate_points_per_s": rate,
                                     "backlog_batch_points": batch_points, "backlog_share": share,
+                                    "max_inflight": max_inflight,
                                     "linger_ms": linger_ms},
                     {"drain_points_per_s": ">= 500000", "live_p99_ms": "<= 200", "rss_mb": "flat"})
 

@@ -192,7 +192,7 @@ def cmd_bench_uplink(args: argparse.Namespace) -> int:
         coro = bench.bench_latency(args.rate, args.duration, args.points_per_poll, args.linger_ms, args.runs)
     else:
         coro = bench.bench_drain(args.points, args.rate, args.points_per_poll, args.batch_points, args.linger_ms,
-                                 args.backlog_share, args.runs)
+                                 args.backlog_share, args.runs, args.max_inflight)
     bench.main(args.bench_command, coro, args.json)
     return EXIT_OK
 
@@ -388,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="points per backlog batch (the buffer's batch_max_points while the uplink was down)")
     b.add_argument("--linger-ms", type=int, default=5)
     b.add_argument("--backlog-share", type=float, default=0.5)
+    b.add_argument("--max-inflight", type=int, default=20, help="uplink.max_inflight (the window)")
     for name in ("pipeline", "latency", "drain"):
         b = bsub.choices[name]
         b.add_argument("--runs", type=int, default=3)

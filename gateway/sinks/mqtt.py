@@ -149,6 +149,12 @@ class MqttClient(aiomqtt.Client):
     def ack(self, mid: int, qos: int) -> None:
         self._client.ack(mid, qos)
 
+    def disconnect_error(self) -> BaseException | None:
+        """Why the connection ended, if it broke (retrieving it keeps asyncio from reporting an
+        unretrieved future exception when a lost connection is closed)."""
+        fut = self._disconnected
+        return fut.exception() if fut.done() and not fut.cancelled() else None
+
 
 class UplinkConnection:
     """One live broker connection of the gateway: publish batches, confirmed by PUBACK."""
@@ -203,3 +209,4 @@ class MqttUplink:
         finally:
             with contextlib.suppress(aiomqtt.MqttError):  # the connection may already be gone
                 await client.__aexit__(None, None, None)
+            client.disconnect_error()
