@@ -51,7 +51,24 @@ POLL_SLOTS = 10  # poll instants per interval that devices share (see DeviceRunn
 Schedule = tuple[float, Callable[[], Awaitable[SampleBatch]]]  # (interval s, read one poll group)
 
 
-class DeviceRunner:
+class _Runner:
+    """What both runners share: health counters, and reporting a device down (its points turn bad
+    with the reason; the transition is logged once, repeats are only counted)."""
+
+    health: DeviceHealth
+    catalog: Catalog
+    emit: Callable[[SampleBatch], Awaitable[None]]
+
+    async def _failed(self, name: str, message: str, reason: str) -> None:
+        self.health.failed_polls += 1
+        self.health.last_error = message
+        if self.health.up or self.health.failed_polls == 1:
+            log.warning("Device %s is down: %s", name, message, extra={"device": name})
+        self.health.up = False
+        await self.emit(self.catalog.bad_samples(name, now_ns(), reason))
+
+
+class DeviceRunner(_Runner):
     """Polls one device: one task, a deadline per poll group, retries, capped exponential backoff.
 
     ``schedules`` lists (interval, read) per poll group; by default one group read with
@@ -167,14 +184,6 @@ class DeviceRunner:
                 next_at += missed * interval
             heapq.heapreplace(due, (next_at, i))
 
-    async def _failed(self, name: str, message: str, reason: str) -> None:
-        self.health.failed_polls += 1
-        self.health.last_error = message
-        if self.health.up or self.health.failed_polls == 1:
-            log.warning("Device %s is down: %s", name, message, extra={"device": name})
-        self.health.up = False
-        await self.emit(self.catalog.bad_samples(name, now_ns(), reason))
-
 
 class StreamingDriver(Protocol):
     """A driver the device pushes data through (OPC UA subscriptions): no poll cadence of our own.
@@ -190,7 +199,7 @@ class StreamingDriver(Protocol):
     def stream(self) -> AsyncIterator[SampleBatch]: ...
 
 
-class StreamRunner:
+class StreamRunner(_Runner):
     """Connect, consume the stream, and on loss reconnect with capped, jittered backoff.
 
     The same health counters and state-transition logging as :class:`DeviceRunner`; re-entering
@@ -244,11 +253,3 @@ class StreamRunner:
                 await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
             finally:
                 await self.driver.__aexit__(None, None, None)
-
-    async def _failed(self, name: str, message: str, reason: str) -> None:
-        self.health.failed_polls += 1
-        self.health.last_error = message
-        if self.health.up or self.health.failed_polls == 1:
-            log.warning("Device %s is down: %s", name, message, extra={"device": name})
-        self.health.up = False
-        await self.emit(self.catalog.bad_samples(name, now_ns(), reason))
