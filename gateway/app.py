@@ -154,6 +154,25 @@ class Batcher:
         self.wake.set()
 
 
+async def _cancel(tasks: list[asyncio.Task[None]], rounds: int = 40) -> None:
+    """Cancel tasks and wait for them to end.
+
+    A library may swallow a cancellation: ``asyncio.wait_for`` on Python 3.11 does when the awaited
+    future completes at the same moment (pymodbus awaits every response that way), and the device
+    task then simply polls on, so the gateway never stopped.  Ask again until each task has ended.
+    """
+    pending = {t for t in tasks if not t.done()}
+    for _ in range(rounds):
+        if not pending:
+            break
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.25)
+    if pending:
+        log.error("Tasks %s ignore cancellation; stopping without them.", sorted(t.get_name() for t in pending))
+    await asyncio.gather(*(t for t in tasks if t.done()), return_exceptions=True)
+
+
 def _make_driver(dev: DeviceConfig, first_index: int, lines: LinePool | None = None) -> PollingDriver | OpcUaDriver:
     """The driver for a device config: the config union is the registry (no plugins, no string imports).
 
@@ -278,13 +297,11 @@ class Gateway:
             await self._stop_gracefully(devices, batcher)
             raise
         finally:
-            for task in everything:
-                task.cancel()
-            await asyncio.gather(*everything, return_exceptions=True)
+            await _cancel(everything)
             self._final_counters = self.buffer.counters()
+            pending = self.buffer.pending_batches
             self.buffer.close()
-            log.info("Gateway %s stopped; %d batches stay buffered.", self.catalog.gateway_id,
-                     self._final_counters["accepted_batches"] - self._final_counters["delivered_batches"])
+            log.info("Gateway %s stopped; %d batches stay buffered.", self.catalog.gateway_id, pending)
 
     async def _upkeep(self) -> None:
         """Sync the buffer when due (interval durability) and expire batches past max_age_s."""
@@ -293,11 +310,8 @@ class Gateway:
             self.buffer.maintain()
 
     async def _stop_gracefully(self, devices: list[asyncio.Task[None]], batcher: asyncio.Task[None]) -> None:
-        for task in devices:
-            task.cancel()
-        await asyncio.gather(*devices, return_exceptions=True)
-        batcher.cancel()  # its cleanup commits every polled sample to the buffer
-        await asyncio.gather(batcher, return_exceptions=True)
+        await _cancel(devices)
+        await _cancel([batcher])  # its cleanup commits every polled sample to the buffer
         self.wake.set()
         assert self.cfg.uplink is not None
         deadline = time.monotonic() + self.cfg.uplink.shutdown_drain_s

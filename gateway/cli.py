@@ -32,6 +32,13 @@ def _print_config_error(err: ConfigError) -> None:
         print(f"  {issue}", file=sys.stderr)
 
 
+def _dump_tasks() -> None:
+    """SIGUSR1: print every asyncio task and where it waits (for a gateway that seems stuck)."""
+    for task in asyncio.all_tasks():
+        task.print_stack(file=sys.stderr)
+    sys.stderr.flush()
+
+
 def _run(coro: Coroutine[Any, Any, None]) -> None:
     """Run until done or until SIGINT / SIGTERM, then cancel cleanly."""
 
@@ -40,6 +47,7 @@ def _run(coro: Coroutine[Any, Any, None]) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
+        loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
         with contextlib.suppress(asyncio.CancelledError):
             await task
 

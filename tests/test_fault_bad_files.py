@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import signal
 import sqlite3
 import sys
 from collections.abc import AsyncIterator
@@ -32,8 +31,8 @@ from hil.modbus_server import SimulatedPlc
 from hil.services import Mosquitto, free_port
 from tests.collector import collect
 from tests.conftest import eventually
+from tests.gateway_process import REPO, kill_9, start_gateway, stop_gateway
 from tests.test_buffer_durability import assert_ledger
-from tests.test_fault_kill import REPO
 
 __all__: list[str] = []
 
@@ -56,13 +55,6 @@ def _config(path: Path, plc_port: int, broker_port: int, buffer: Path, prefix: s
     return path
 
 
-async def _run(cfg: Path, log: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as out:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.cli", "run", "-c", str(cfg), cwd=REPO, stdout=out, stderr=out
-        )
-
-
 def _pending(buffer: Path) -> int:
     try:
         with contextlib.closing(sqlite3.connect(f"file:{buffer}?mode=ro", uri=True)) as db:
@@ -76,10 +68,9 @@ async def _fill_then_kill(tmp: Path, plc: SimulatedPlc, batches: int) -> tuple[P
     buffer = tmp / "buffer.db"
     cfg = _config(tmp / "offline.toml", plc.port, free_port(), buffer, "offline")
     log = tmp / "gateway.log"
-    proc = await _run(cfg, log)
+    proc = await start_gateway(cfg, log)
     await eventually(lambda: _pending(buffer) >= batches, timeout=30, what=f"{batches} batches buffered")
-    proc.kill()
-    assert await proc.wait() == -signal.SIGKILL
+    await kill_9(proc)
     return buffer, log
 
 
@@ -89,11 +80,9 @@ async def _drain(tmp: Path, plc: SimulatedPlc, broker: Mosquitto, buffer: Path, 
     cfg = _config(tmp / f"{prefix}.toml", plc.port, broker.port, buffer, prefix)
     log = tmp / f"{prefix}.log"
     async with collect(broker.port, f"{prefix}/+/+/data", f"sub-{prefix}") as received:
-        proc = await _run(cfg, log)
+        proc = await start_gateway(cfg, log)
         await eventually(lambda: len(received) >= 5, timeout=30, what=f"publishing ({prefix})")
-        proc.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(60):
-            assert await proc.wait() == 0, log.read_text()[-3000:]
+        await stop_gateway(proc, log)
         final = SqliteBuffer(buffer)
         accepted = final.counters()["accepted_batches"]
         assert final.pending_batches == 0

@@ -18,10 +18,7 @@ Oracles:
 
 from __future__ import annotations
 
-import asyncio
 import random
-import signal
-import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -34,6 +31,7 @@ from hil.modbus_server import SimulatedPlc
 from hil.services import Mosquitto
 from tests.collector import collect
 from tests.conftest import eventually
+from tests.gateway_process import kill_9, start_gateway, stop_gateway
 
 __all__: list[str] = []
 
@@ -41,7 +39,6 @@ KILLS = 5
 MAX_INFLIGHT = 5
 DEVICES = 4
 IR_POINTS = ("seq", "ch4", "co", "o2", "wind", "temp")
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _config(path: Path, plc_port: int, broker_port: int, buffer: Path, durability: str) -> None:
@@ -64,16 +61,6 @@ def _config(path: Path, plc_port: int, broker_port: int, buffer: Path, durabilit
     path.write_text("\n".join(lines).replace("'", '"'))
 
 
-async def _start(cfg: Path, log: Path) -> asyncio.subprocess.Process:
-    out = log.open("ab")
-    try:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.cli", "run", "-c", str(cfg), cwd=REPO, stdout=out, stderr=out
-        )
-    finally:
-        out.close()
-
-
 @pytest.mark.integration
 @pytest.mark.parametrize("durability", ["fsync", "interval"])
 async def test_kill_9_loop_loses_nothing_accepted(tmp_path: Path, mosquitto: Mosquitto, durability: str) -> None:
@@ -87,19 +74,16 @@ async def test_kill_9_loop_loses_nothing_accepted(tmp_path: Path, mosquitto: Mos
     ) as received:
         _config(cfg, plc.port, mosquitto.port, buffer, durability)
         for _ in range(KILLS):
-            proc = await _start(cfg, log)
+            proc = await start_gateway(cfg, log)
             start = len(received)
             extra = rng.randint(0, 20)  # kill at a different moment each time
             await eventually(lambda s=start, e=extra: len(received) >= s + 5 + e, timeout=30,
                              what=f"publishing (log: {log.read_text()[-2000:] if log.exists() else ''})")
-            proc.kill()
-            assert await proc.wait() == -signal.SIGKILL
-        proc = await _start(cfg, log)
+            await kill_9(proc)
+        proc = await start_gateway(cfg, log)
         start = len(received)
         await eventually(lambda: len(received) >= start + 3, timeout=30, what="publishing after the last kill")
-        proc.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(60):
-            assert await proc.wait() == 0, log.read_text()[-3000:]
+        await stop_gateway(proc, log)
 
         buf = SqliteBuffer(buffer)
         counters = buf.counters()
