@@ -41,8 +41,18 @@ async def test_backlog_is_historical_fifo_and_shares_the_link(mosquitto: Mosquit
     received: list[Batch] = []
     order: list[bool] = []  # historical flag of each delivered batch, in PUBACK order
     wake = asyncio.Event()
+
+    def delivered(_payload: bytes, hist: bool) -> None:
+        order.append(hist)
+        if order.count(True) == 2 and len(order) == 2:
+            # live data arriving during the drain: put from the PUBACK hook, so that it is there
+            # while 118 backlog batches remain, however fast this machine drains them
+            for seq in range(BACKLOG + 1, BACKLOG + LIVE + 1):
+                buf.put(enc.encode([(0, seq, 1.0, Quality.GOOD, None)], seq, seq), 1)
+            wake.set()
+
     fwd = Forwarder(buf, MqttUplink(cfg, "s1", "gw-bl"), wake, max_inflight=2, backlog_share=0.5,
-                    on_delivered=lambda _payload, hist: order.append(hist))
+                    on_delivered=delivered)
 
     async with MqttClient(cfg, "bl-sub") as sub:
         await sub.subscribe("bl/s1/gw-bl/data", qos=1)
@@ -57,10 +67,6 @@ async def test_backlog_is_historical_fifo_and_shares_the_link(mosquitto: Mosquit
         collector = asyncio.create_task(collect())
         task = asyncio.create_task(fwd.run())
         try:
-            await eventually(lambda: fwd.stats.historical_batches >= 2, what="the drain to start")
-            for seq in range(BACKLOG + 1, BACKLOG + LIVE + 1):  # live data arriving during the drain
-                buf.put(enc.encode([(0, seq, 1.0, Quality.GOOD, None)], seq, seq), 1)
-            wake.set()
             await eventually(lambda: buf.pending_batches == 0, what="everything delivered")
             async with asyncio.timeout(20):
                 await collector
