@@ -8,13 +8,15 @@ happen (a code minted or given twice is a config error with the location of both
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from gateway.errors import ConfigError, ConfigIssue, IdentifierError
 from gateway.point import Point, Quality, Sample, Value
 from pipelines.identifiers import mint, parse_handle
 from pipelines.spec import AlarmSpec, PointSpec, ns
 from pipelines.units import conversion
+
+_T = TypeVar("_T")
 
 if TYPE_CHECKING:
     from gateway.config import Config
@@ -98,6 +100,13 @@ def build_catalog(cfg: Config) -> Catalog:
         else:
             seen[key] = loc
 
+    # equal tag sets and stage specs are stored once: a plant repeats them across thousands of
+    # points, and the table stays in memory for the gateway's lifetime
+    shared: dict[object, Any] = {}
+
+    def share(x: _T) -> _T:
+        return cast(_T, shared.setdefault(x, x))
+
     if gw and gw.code:
         claim(gw.code, "gateway.code")
     for d, dev in enumerate(cfg.devices):
@@ -142,8 +151,8 @@ def build_catalog(cfg: Config) -> Catalog:
                     min=pt.min,
                     max=pt.max,
                     data_grade=pt.data_grade.value,
-                    tags=tuple(sorted(tags.items())),
-                    spec=compile_spec(pt, forward=forward(pt.data_grade.value)),
+                    tags=share(tuple(sorted(tags.items()))),
+                    spec=share(compile_spec(pt, forward=forward(pt.data_grade.value))),
                     point_class=pt.point_class.value if pt.point_class else "",
                     data_domain=pt.data_domain.value,
                 )
