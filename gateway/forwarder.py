@@ -171,10 +171,16 @@ class Forwarder:
                     self.stats.rejected_batches += len(rejected)
                     self.stats.last_error = str(rejected[0])
                     log.error("Broker refused %d batch(es): %s; they stay buffered.", len(rejected), rejected[0])
+                    await conn.set_alarm(
+                        "publish_refused", reason=str(rejected[0]), rejected_batches=self.stats.rejected_batches
+                    )
                     await asyncio.sleep(reject_backoff)
                     reject_backoff = min(reject_backoff * 2, self.backoff_max)
                 elif delivered:
                     reject_backoff = 1.0
+                    if conn.alarm is not None:
+                        log.info("Broker accepts batches again; alarm cleared.")
+                        await conn.set_alarm(None)
         finally:
             # connection gone or stopping: what has no PUBACK stays buffered for the next attempt
             for t in inflight:

@@ -8,6 +8,7 @@ ACL forbids the data topic and checks that the refusals are counted and nothing 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,10 +56,19 @@ async def test_refused_batches_stay_buffered(acl_mosquitto: Mosquitto, tmp_path:
     task = asyncio.create_task(fwd.run())
     try:
         await eventually(lambda: fwd.stats.rejected_batches >= 5, what="refusals counted")
+        # the refusal raised an alarm in the retained state message central monitoring watches
+        async with MqttClient(MqttConfig(port=acl_mosquitto.port), "acl-watch") as watch:
+            await watch.subscribe(uplink.state_topic, qos=1)
+            async with asyncio.timeout(10):
+                msg = await anext(aiter(watch.messages))
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+    assert isinstance(msg.payload, bytes)
+    state = json.loads(msg.payload)
+    assert state["state"] == "online" and state["alarm"] == "publish_refused"
+    assert "0x87" in state["reason"] and state["rejected_batches"] >= 1
     # nothing left the buffer and nothing was counted delivered
     assert buf.pending_batches == 5
     assert buf.counters()["delivered_points"] == 0

@@ -159,11 +159,31 @@ class MqttClient(aiomqtt.Client):
 class UplinkConnection:
     """One live broker connection of the gateway: publish batches, confirmed by PUBACK."""
 
-    def __init__(self, client: MqttClient, data_topic: str, timeout_s: float) -> None:
+    def __init__(self, client: MqttClient, data_topic: str, timeout_s: float, state_topic: str | None = None) -> None:
         self._client = client
         self._topic = data_topic
         self._timeout = timeout_s
+        self._state_topic = state_topic
         self.no_subscriber_acks = 0
+        self.alarm: str | None = None  # the alarm the retained state message carries now
+
+    async def set_alarm(self, alarm: str | None, **detail: object) -> None:
+        """Raise (or, with ``None``, clear) an alarm in the retained state message, which central
+        monitoring watches next to online / offline.  Best effort: a broker that also refuses the
+        state topic leaves the alarm in the log only."""
+        if self._state_topic is None or (alarm is None and self.alarm is None):
+            return
+        body: dict[str, object] = {"state": "online", "ts_ns": now_ns()}
+        if alarm is not None:
+            body.update(alarm=alarm, **detail)
+        try:
+            await self._client.publish_checked(
+                self._state_topic, json.dumps(body).encode(), retain=True, timeout=self._timeout
+            )
+        except RejectedError as err:
+            log.warning("Broker refused the state message too: %s", err)
+            return
+        self.alarm = alarm
 
     @property
     def window(self) -> int:
@@ -200,7 +220,7 @@ class MqttUplink:
             await client.publish_checked(
                 self.state_topic, self._state("online"), retain=True, timeout=self.cfg.timeout_s
             )
-            yield UplinkConnection(client, self.data_topic, self.cfg.timeout_s)
+            yield UplinkConnection(client, self.data_topic, self.cfg.timeout_s, self.state_topic)
             await client.publish_checked(
                 self.state_topic, self._state("offline"), retain=True, timeout=self.cfg.timeout_s
             )
