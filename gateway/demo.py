@@ -1,9 +1,11 @@
 """``edgegw demo``: the whole chain on one machine, with embedded defaults.
 
 Two simulated gas monitoring substations (real Modbus TCP servers on loopback) -> the gateway
-(normalise, identifier tags, durable buffer) -> an MQTT broker (in-process amqtt unless
+(normalise, identifier tags, coal-mine alarm thresholds, durable buffer) -> an MQTT broker (in-process amqtt unless
 ``--broker`` names one) -> the ingest role -> InfluxDB 1.x when ``--influx-url`` is given, else a
-line-protocol file.  What the ingest side receives is shown live.
+line-protocol file.  What the ingest side receives is shown live.  The second substation's
+methane rises through the 1.0 % alarm and the 1.5 % power-off level a few seconds after the start
+and then once a minute, so alarm events show up too.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from firmware_stubs.gas_substation import point_config
+from firmware_stubs.gas_substation import GasSubstation, ch4_excursion, point_config
 from gateway.app import Gateway
 from gateway.codec import Batch
 from gateway.config import Config, parse
@@ -31,6 +33,19 @@ __all__ = ["demo_config", "run_demo"]
 log = logging.getLogger("edgegw.demo")
 
 _SUBSTATIONS = (("gas-sub-01", "face-T1-1201", 1), ("gas-sub-02", "return-T2-1201", 2))
+_EXCURSION_EVERY = 60  # ticks (seconds) between two CH4 excursions of the second substation
+
+
+def _points() -> list[dict[str, object]]:
+    """The stub's point list with the coal-mine class on CH4: range and alarm thresholds from the preset."""
+    return [{**p, "class": "ch4"} if p["name"] == "ch4" else p for p in point_config()]
+
+
+def _excursions(hours: int = 24) -> dict[int, float]:
+    out: dict[int, float] = {}
+    for start in range(2, hours * 3600, _EXCURSION_EVERY):
+        out.update(ch4_excursion(start))
+    return out
 
 
 def _free_port() -> int:
@@ -69,7 +84,7 @@ def demo_config(
                     "port": port,
                     "asset": asset,
                     "poll_interval_ms": 1000,
-                    "points": point_config(),
+                    "points": _points(),
                 }
                 for (name, asset, _seed), port in zip(_SUBSTATIONS, plc_ports, strict=True)
             ],
@@ -105,6 +120,8 @@ class _View:
 
     def __init__(self) -> None:
         self.latest: dict[str, Point] = {}
+        self.alarms: list[dict[str, Any]] = []  # the latest alarm events, newest last
+        self.alarm_count = 0
         self.batches = 0
         self.points = 0
         self.first_at: float | None = None
@@ -116,6 +133,16 @@ class _View:
             self.first_at = time.monotonic()
         for p in batch.points:
             self.latest[p.key] = p
+
+    def alarm(self, doc: dict[str, Any]) -> None:
+        self.alarm_count += 1
+        self.alarms = [*self.alarms[-4:], doc]
+
+
+def _fmt_alarm(a: dict[str, Any]) -> str:
+    ts = datetime.fromtimestamp(a["ts_ns"] / 1e9, UTC).strftime("%H:%M:%S")
+    return (f"ALARM {ts} {a['device']} {a['code']}: {a['previous']} -> {a['level']} "
+            f"(value {a['value']:.4g} {a['unit']}, threshold {a['threshold']})")
 
 
 def _fmt_value(p: Point) -> str:
@@ -134,6 +161,8 @@ def _table(view: _View, gw: Gateway, ingest: Ingest, started: float) -> Any:
         f"({time.monotonic() - started:.0f} s; buffer {gw.buffer.pending_batches} pending; "
         f"{ingest.stats.written_points} written)",
         title_justify="left",
+        caption="\n".join(_fmt_alarm(a) for a in view.alarms) or "no alarm events yet",
+        caption_justify="left",
     )
     for col in ("device", "identifier", "value", "unit", "quality", "time (UTC)"):
         t.add_column(col)
@@ -159,9 +188,10 @@ async def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     async with contextlib.AsyncExitStack() as stack:
-        plcs = [
-            await stack.enter_async_context(SimulatedPlc(seed=seed, tick_s=1.0)) for _n, _a, seed in _SUBSTATIONS
+        stubs = [
+            GasSubstation(seed, _excursions() if i == 1 else None) for i, (_n, _a, seed) in enumerate(_SUBSTATIONS)
         ]
+        plcs = [await stack.enter_async_context(SimulatedPlc(stub=stub, tick_s=1.0)) for stub in stubs]
         if broker:
             host, _, port = broker.rpartition(":")
             address, protocol = (host or "127.0.0.1", int(port)), "5"
@@ -172,7 +202,7 @@ async def run_demo(
         assert cfg.ingest is not None
         view = _View()
         gw = Gateway(cfg)
-        ingest = Ingest(cfg.ingest, observer=view)
+        ingest = Ingest(cfg.ingest, observer=view, alarm_observer=view.alarm)
         where = influx_url or str(out / "telemetry.lp")
         print(
             f"Simulated substations on 127.0.0.1:{plcs[0].port} and :{plcs[1].port}; "
@@ -203,8 +233,13 @@ async def _show(view: _View, gw: Gateway, ingest: Ingest, started: float, durati
                 screen.update(_table(view, gw, ingest, started))
         return
     printed = 0
+    alarms_printed = 0
     while end is None or time.monotonic() < end:
         await asyncio.sleep(1.0)
+        new = view.alarm_count - alarms_printed
+        for a in view.alarms[-new:] if new else ():
+            print(_fmt_alarm(a))
+        alarms_printed = view.alarm_count
         if view.batches != printed:
             printed = view.batches
             for key in sorted(view.latest):

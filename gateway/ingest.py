@@ -16,6 +16,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aiomqtt
 
@@ -49,10 +50,14 @@ class Ingest:
         cfg: IngestSection,
         writer: LineWriter | None = None,
         observer: Callable[[Batch], None] | None = None,
+        alarm_observer: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
+        """``observer`` sees each decoded batch, ``alarm_observer`` each decoded alarm event (the
+        demo shows them; both are called before the write is confirmed)."""
         self.cfg = cfg
         self.writer = writer or make_writer(cfg.influx)
         self.observer = observer
+        self.alarm_observer = alarm_observer
         self.stats = IngestStats()
         self.client_id = cfg.mqtt.client_id or f"edgegw-ingest-{socket.gethostname()}"
         share = f"$share/{cfg.share_group}/" if cfg.share_group and cfg.mqtt.protocol == "5" else ""
@@ -123,8 +128,11 @@ class Ingest:
         payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload).encode()
         if msg.topic.value.endswith("/alarm"):
             try:
-                lines.append(alarm_line(decode_alarm(payload), self.cfg.influx.alarm_measurement))
+                doc = decode_alarm(payload)
+                lines.append(alarm_line(doc, self.cfg.influx.alarm_measurement))
                 self.stats.alarms += 1
+                if self.alarm_observer is not None:
+                    self.alarm_observer(doc)
             except CodecError as err:
                 self.stats.undecodable += 1
                 log.error("Dropped an undecodable alarm on %s: %s", msg.topic.value, err)

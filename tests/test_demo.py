@@ -20,7 +20,7 @@ CODE = "88.608.5288/DEV.baotou-mine-01.gas-sub-01.ch4"
 
 def test_demo_with_duration_prints_points_and_writes_line_protocol(tmp_path: Path) -> None:
     res = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "demo", "--duration", "6", "--plain", "--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "gateway.cli", "demo", "--duration", "8", "--plain", "--data-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=90, check=False,
     )
     assert res.returncode == 0, res.stderr[-2000:]
@@ -29,7 +29,12 @@ def test_demo_with_duration_prints_points_and_writes_line_protocol(tmp_path: Pat
     assert "First points reached the ingest side" in res.stdout
     lines = (tmp_path / "telemetry.lp").read_text().splitlines()
     assert any(f"code={CODE}," in ln for ln in lines)
-    assert all(ln.startswith("telemetry,") for ln in lines)
+    assert all(ln.startswith(("telemetry,", "alarm,")) for ln in lines)
+    # the second substation's CH4 excursion crosses the preset's 1.0 % alarm threshold a few
+    # seconds in: shown live and written to the alarm measurement with the point's code
+    assert "gas-sub-02.ch4: normal -> high (value 1.2 %CH4, threshold 1.0)" in res.stdout
+    assert any(ln.startswith("alarm,") and "code=88.608.5288/DEV.baotou-mine-01.gas-sub-02.ch4," in ln
+               and "level=high" in ln for ln in lines)
 
 
 def test_demo_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
