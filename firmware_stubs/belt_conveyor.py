@@ -32,9 +32,8 @@ The conveyor stops for inspection during ticks 1800-1859 of every 3600 (speed an
 from __future__ import annotations
 
 import math
-import random
 
-from firmware_stubs.register_map import Register, Stub
+from firmware_stubs.register_map import Register, Stub, tick_rng
 
 __all__ = ["BeltConveyor"]
 
@@ -61,7 +60,7 @@ class BeltConveyor(Stub):
     )
 
     def raw(self, tick: int) -> dict[str, int | float | str | bool]:
-        rng = random.Random(self.seed * 1_000_003 + tick)
+        rng = tick_rng(self.seed, tick)
         stopped = 1800 <= tick % 3600 < 1860
         phase = tick / 120.0 + self.seed
         load = 0.0 if stopped else max(0.0, 1800 + 600 * math.sin(phase) + rng.uniform(-80, 80))

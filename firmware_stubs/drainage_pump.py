@@ -30,9 +30,7 @@ level passes 4.00 m and stops below 1.50 m (a deterministic cycle of 900 ticks).
 
 from __future__ import annotations
 
-import random
-
-from firmware_stubs.register_map import Register, Stub
+from firmware_stubs.register_map import Register, Stub, tick_rng
 
 __all__ = ["DrainagePump"]
 
@@ -58,7 +56,7 @@ class DrainagePump(Stub):
     )
 
     def raw(self, tick: int) -> dict[str, int | float | str | bool]:
-        rng = random.Random(self.seed * 1_000_003 + tick)
+        rng = tick_rng(self.seed, tick)
         t = (tick + 37 * self.seed) % 900
         running = t >= 600  # fill for 600 ticks, pump for 300
         level = 150 + t * 250 // 600 if not running else 400 - (t - 600) * 250 // 300

@@ -30,12 +30,11 @@ power-off level and falls back), or ``nan`` (a failed sensor sending an IEEE NaN
 from __future__ import annotations
 
 import math
-import random
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from firmware_stubs.register_map import Image
+from firmware_stubs.register_map import Image, tick_rng
 
 __all__ = [
     "HOLDING_REGISTERS",
@@ -79,7 +78,7 @@ class GasSubstation:
         self.ch4_override = dict(ch4_override or {})
 
     def reading(self, tick: int) -> Reading:
-        rng = random.Random(self.seed * 1_000_003 + tick)
+        rng = tick_rng(self.seed, tick)
         phase = tick / 60.0
         ch4 = 0.35 + 0.25 * math.sin(phase + self.seed) + rng.uniform(-0.05, 0.05)
         ch4 = max(0.0, ch4)

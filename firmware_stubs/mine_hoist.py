@@ -34,9 +34,7 @@ decelerating, 40 creeping the last 20 m; even winds hoist the loaded skip, odd w
 
 from __future__ import annotations
 
-import random
-
-from firmware_stubs.register_map import Register, Stub
+from firmware_stubs.register_map import Register, Stub, tick_rng
 
 __all__ = ["MineHoist"]
 
@@ -81,7 +79,7 @@ class MineHoist(Stub):
     )
 
     def raw(self, tick: int) -> dict[str, int | float | str | bool]:
-        rng = random.Random(self.seed * 1_000_003 + tick)
+        rng = tick_rng(self.seed, tick)
         wind, t = divmod(tick, 120)
         state, speed, travelled = _profile(t)
         hoisting = wind % 2 == 0

@@ -8,6 +8,7 @@ write, and the exact engineering values the gateway must deliver.
 
 from __future__ import annotations
 
+import random
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -89,6 +90,11 @@ def encode_value(reg: Register, raw: int | float | str) -> list[int]:
         raw = _bcd(int(raw), 8)
     wire = _reorder(struct.pack(_FORMATS[reg.data_type], raw), reg.byte_order)
     return list(struct.unpack(f">{len(wire) // 2}H", wire))
+
+
+def tick_rng(seed: int, tick: int) -> random.Random:
+    """The stubs' source of noise: a function of (seed, tick) only, so any tick can be replayed."""
+    return random.Random(seed * 1_000_003 + tick)
 
 
 class Stub:

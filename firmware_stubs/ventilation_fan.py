@@ -35,9 +35,8 @@ ventilation drill; the rest of the time it runs.
 from __future__ import annotations
 
 import math
-import random
 
-from firmware_stubs.register_map import Register, Stub
+from firmware_stubs.register_map import Register, Stub, tick_rng
 
 __all__ = ["VentilationFan"]
 
@@ -67,7 +66,7 @@ class VentilationFan(Stub):
     )
 
     def raw(self, tick: int) -> dict[str, int | float | str | bool]:
-        rng = random.Random(self.seed * 1_000_003 + tick)
+        rng = tick_rng(self.seed, tick)
         reversing = 600 <= tick % 3600 < 660
         phase = tick / 90.0 + self.seed
         flow = (175.0 + 12 * math.sin(phase) + rng.uniform(-1.5, 1.5)) * (-0.6 if reversing else 1.0)
