@@ -92,7 +92,10 @@ class Forwarder:
         """Batches for ``free`` window slots: backlog (ids <= boundary, oldest first, at most
         ``backlog_room``) and live (later ids), split by the running backlog share; live data
         may use the slots the backlog leaves.  Returns the items, how many are backlog, and
-        whether the backlog had fewer batches than asked for (none left outside the window)."""
+        whether the backlog had fewer batches than asked for (none left outside the window).
+        While a backlog exists, every slot live data takes counts as contested, also when the
+        backlog took none this time (its room in flight, or the share said live): otherwise, when
+        PUBACKs free one slot at a time, the split restarted at every slot and live data took all."""
         if boundary == 0:
             return _items(self.buffer.begin(free), False), 0, False
         n_backlog = min(share.backlog_slots(free), backlog_room)
@@ -102,7 +105,7 @@ class Forwarder:
         if len(live.ids) + len(backlog.ids) < free:  # backlog ran short: live may use its slots
             more = self.buffer.begin(free - len(live.ids) - len(backlog.ids), after_id=boundary)
             live = Transaction(live.ids + more.ids, live.payloads + more.payloads, live.npoints + more.npoints)
-        share.taken(len(backlog.ids), len(live.ids), competing=bool(backlog.ids) and bool(live.ids))
+        share.taken(len(backlog.ids), len(live.ids), competing=bool(live.ids))
         return _items(backlog, True) + _items(live, False), len(backlog.ids), asked > 0 and len(backlog.ids) < asked
 
     async def _pump(self, conn: UplinkConnection) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.buffer import SqliteBuffer
+from gateway.buffer.sqlite import Outcome, Transaction
 from gateway.catalog import Catalog, PointInfo
 from gateway.codec import Batch, Encoder, decode
 from gateway.config import MqttConfig
@@ -109,3 +110,30 @@ def test_historical_is_an_influx_field_not_a_tag() -> None:
     tags, fields, _ts = line.split(" ")
     assert "historical" not in tags and "historical=true" in fields
     assert "historical" not in to_line(Point("d.p0", "88.608.5288/X", 5, 1.0), "telemetry")
+
+
+def test_backlog_keeps_its_share_when_pubacks_free_one_slot_at_a_time(tmp_path: Path) -> None:
+    """The window refilled one slot at a time (each PUBACK handled on its own, as on a loaded
+    machine): a slot live data takes while the backlog's one slot is in flight still counts as
+    contested, so the next free slot goes back to the backlog instead of live data forever."""
+    enc = Encoder(_catalog())
+    buf = SqliteBuffer(tmp_path / "buf.db")
+    for seq in range(1, 21):
+        buf.put(enc.encode([(0, seq, 1.0, Quality.GOOD, None)], seq, seq), 1)
+    boundary = buf.newest_id
+    for seq in range(21, 41):
+        buf.put(enc.encode([(0, seq, 1.0, Quality.GOOD, None)], seq, seq), 1)
+    fwd = Forwarder(buf, MqttUplink(MqttConfig(), "s1", "gw-bl"), asyncio.Event(), max_inflight=2, backlog_share=0.5)
+    share = _Share(0.5)
+    inflight, _n, _short = fwd._take(2, boundary, share, 1)  # window of 2: one each
+    assert sorted(i.historical for i in inflight) == [False, True]
+    kinds = []
+    for _ in range(12):  # the oldest in-flight batch is acknowledged, one slot frees, it is refilled
+        oldest = inflight.pop(0)  # the list is in publish order
+        buf.end(Transaction((oldest.id,), (oldest.payload,), (oldest.npoints,)), [Outcome.DELIVERED])
+        busy = any(i.historical for i in inflight)
+        items, _n, _short = fwd._take(1, boundary, share, 0 if busy else 1)
+        inflight += items
+        kinds.append(items[0].historical)
+    buf.close()
+    assert kinds.count(True) >= 5, kinds  # half the slots, give or take the window's one in flight
