@@ -15,6 +15,7 @@ import pytest
 
 from firmware_stubs.gas_substation import GasSubstation, ch4_excursion, point_config
 from gateway.buffer import SqliteBuffer, alarm_buffer_path
+from gateway.cli import main
 from gateway.errors import BufferCorruptError
 from hil.modbus_server import SimulatedPlc
 from hil.services import Mosquitto
@@ -53,7 +54,9 @@ def _accepted(db: Path) -> int:
 
 
 @pytest.mark.integration
-async def test_alarm_accepted_before_kill_9_is_delivered_after_restart(tmp_path: Path, mosquitto: Mosquitto) -> None:
+async def test_alarm_accepted_before_kill_9_is_delivered_after_restart(
+    tmp_path: Path, mosquitto: Mosquitto, capsys: pytest.CaptureFixture[str]
+) -> None:
     buffer = tmp_path / "buffer.db"
     alarms_db = alarm_buffer_path(buffer)
     cfg = tmp_path / "gw.toml"
@@ -95,5 +98,9 @@ async def test_alarm_accepted_before_kill_9_is_delivered_after_restart(tmp_path:
         counters, pending = buf.counters(), buf.pending_batches
         buf.close()
         assert pending == 0 and counters["delivered_batches"] == counters["accepted_batches"] == 3
+        capsys.readouterr()
+        assert main(["buffer", "stats", "-c", str(cfg)]) == 0
+        shown = json.loads(capsys.readouterr().out)["alarm_buffer"]
+        assert (shown["batches"], shown["counters"]["delivered_batches"], shown["max_age_s"]) == (0, 3, None)
     finally:
         refused.close()
