@@ -3,29 +3,29 @@
 Events are few and matter to people, so the payload is JSON (any SCADA or phone app can read
 it) on ``<prefix>/<site>/<gateway>/alarm``, one event per message, carrying the point's identifier
 code, device code and grade (the topic carries config keys only, never a code).  The publisher
-keeps its own MQTT connection (client id ``<uplink client id>-alarm``) so that a backlog of telemetry
-never delays an alarm; its queue is bounded in memory (oldest dropped first, counted).  The
-telemetry of the same points still goes through the durable buffer.  The gateway only reports:
+keeps its own MQTT connection (client id ``<uplink client id>-alarm``, no birth / will) so that a
+backlog of telemetry never delays an alarm, and its own durable buffer (``<stem>-alarms.db`` next
+to ``[buffer].path``): an event is committed before :meth:`AlarmPublisher.submit` returns and
+deleted only after a success PUBACK, as telemetry.  The gateway only reports:
 nothing here ever writes to a device.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
 import logging
 import math
 from dataclasses import dataclass
 from typing import Any
 
-import aiomqtt
-
+from gateway.buffer.sqlite import SqliteBuffer
 from gateway.catalog import Catalog
 from gateway.config import MqttConfig
-from gateway.errors import CodecError, RejectedError, RetryableError
+from gateway.errors import CodecError
+from gateway.forwarder import Forwarder
 from gateway.sinks.influx import esc_key
-from gateway.sinks.mqtt import MqttClient, topic
+from gateway.sinks.mqtt import MqttUplink
 from pipelines.alarms import AlarmEvent
 
 __all__ = ["ALARM_SCHEMA_VERSION", "AlarmPublisher", "AlarmStats", "alarm_line", "decode_alarm", "encode_alarm"]
@@ -105,25 +105,36 @@ def alarm_line(doc: dict[str, Any], measurement: str = "alarm") -> str:
 
 @dataclass(slots=True)
 class AlarmStats:
-    queued: int = 0
-    published: int = 0
-    dropped: int = 0  # queue full (oldest dropped) or refused by the broker
+    queued: int = 0  # committed to the alarm buffer
+    published: int = 0  # confirmed by PUBACK (then deleted from the buffer)
+    dropped: int = 0  # alarm buffer full (oldest dropped) or expired by alarm_max_age_s, counted
+    rejected: int = 0  # refused by the broker: kept in the buffer and retried
     kept_on_site: int = 0
     connected: bool = False
 
 
 class AlarmPublisher:
+    """Alarm events through their own durable buffer and their own :class:`Forwarder`.
+
+    :meth:`submit` commits each event (one row, one point) before it returns, with the telemetry
+    buffer's durability, so an event survives kill -9 and power loss like telemetry; the forwarder
+    deletes it only after a success PUBACK.  One event in flight at a time keeps them in order.
+    """
+
     def __init__(
-        self, cfg: MqttConfig, catalog: Catalog, *, forwarded: frozenset[int] | None = None, max_queued: int = 10_000
+        self, cfg: MqttConfig, catalog: Catalog, buffer: SqliteBuffer, *, forwarded: frozenset[int] | None = None
     ) -> None:
-        self.cfg = cfg
         self.catalog = catalog
-        self.client_id = (cfg.client_id or f"edgegw-{catalog.gateway_id}") + "-alarm"
-        self.topic = topic(cfg, catalog.site, catalog.gateway_id, "alarm")
+        self.buffer = buffer
+        self.uplink = MqttUplink(cfg, catalog.site, catalog.gateway_id, "alarm")
+        self.client_id = self.uplink.client_id
+        self.topic = self.uplink.data_topic
+        self.wake = asyncio.Event()
+        # strict order (window 1, backlog before live) and the JSON exactly as encoded
+        self.forwarder = Forwarder(buffer, self.uplink, self.wake, max_inflight=1, backlog_share=1.0,
+                                   mark_backlog=False)
         self._forwarded = forwarded
-        self._queue: collections.deque[bytes] = collections.deque(maxlen=max_queued)
-        self._wake = asyncio.Event()
-        self.stats = AlarmStats()
+        self._kept_on_site = 0
 
     def submit(self, events: list[AlarmEvent]) -> None:
         for ev in events:
@@ -132,56 +143,29 @@ class AlarmPublisher:
             log.log(level, "Alarm %s -> %s on %s (%s): value %s, threshold %s.", ev.previous.label,
                     ev.level.label, info.key, info.code, ev.value, ev.threshold)
             if self._forwarded is not None and ev.index not in self._forwarded:
-                self.stats.kept_on_site += 1
+                self._kept_on_site += 1
                 continue
-            if len(self._queue) == self._queue.maxlen:
-                self.stats.dropped += 1
-            self._queue.append(encode_alarm(self.catalog, ev))
-            self.stats.queued += 1
+            if not self.buffer.put(encode_alarm(self.catalog, ev), 1):
+                log.error("Alarm buffer %s refused an event (counted in dropped_newest_*).", self.buffer.path)
         if events:
-            self._wake.set()
+            self.wake.set()
+
+    @property
+    def stats(self) -> AlarmStats:
+        c = self.buffer.counters()
+        f = self.forwarder.stats
+        return AlarmStats(
+            queued=c["accepted_batches"],
+            published=f.published_batches,
+            dropped=c["dropped_oldest_batches"] + c["dropped_newest_batches"] + c["expired_batches"],
+            rejected=f.rejected_batches,
+            kept_on_site=self._kept_on_site,
+            connected=f.connected,
+        )
 
     @property
     def pending(self) -> int:
-        return len(self._queue)
+        return self.buffer.pending_batches
 
     async def run(self) -> None:
-        backoff = 0.2
-        while True:
-            try:
-                async with MqttClient(self.cfg, self.client_id) as client:
-                    self.stats.connected = True
-                    backoff = 0.2
-                    async with asyncio.TaskGroup() as tg:
-                        tg.create_task(self._pump(client))
-                        tg.create_task(self._until_disconnected(client))
-            except* (aiomqtt.MqttError, RetryableError) as group:
-                if self.stats.connected:
-                    log.warning("Alarm publisher lost the broker: %s; %d alarm(s) queued.",
-                                group.exceptions[0], len(self._queue))
-                self.stats.connected = False
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 30.0)
-
-    @staticmethod
-    async def _until_disconnected(client: MqttClient) -> None:
-        """Ends with MqttError when the connection drops, even while no alarm is being sent."""
-        async for _ in client.messages:  # nothing is subscribed: this only waits
-            pass
-        raise RetryableError("alarm connection closed")
-
-    async def _pump(self, client: MqttClient) -> None:
-        while True:
-            self._wake.clear()
-            while self._queue:
-                payload = self._queue[0]
-                try:
-                    await client.publish_checked(self.topic, payload, timeout=self.cfg.timeout_s)
-                except RejectedError as err:
-                    self.stats.dropped += 1
-                    log.error("Broker refused an alarm event; it is dropped: %s", err)
-                else:
-                    self.stats.published += 1
-                if self._queue and self._queue[0] is payload:
-                    self._queue.popleft()
-            await self._wake.wait()
+        await self.forwarder.run()

@@ -213,7 +213,7 @@ class Gateway:
         self.alarms: AlarmPublisher | None = None
         if pipeline.alarms.active:
             forwarded = frozenset(i for i in range(len(self.catalog.points)) if pipeline.is_forwarded(i))
-            self.alarms = AlarmPublisher(up, self.catalog, forwarded=forwarded)
+            self.alarms = AlarmPublisher(up, self.catalog, open_buffer(bc, alarms=True), forwarded=forwarded)
         self.batcher = Batcher(
             self.catalog, self.buffer, bc, self.wake, observer, encoder,
             pipeline=pipeline, on_alarms=self.alarms.submit if self.alarms else None,
@@ -301,6 +301,9 @@ class Gateway:
             self._final_counters = self.buffer.counters()
             pending = self.buffer.pending_batches
             self.buffer.close()
+            if self.alarms is not None:
+                log.info("%d alarm event(s) stay buffered.", self.alarms.pending)
+                self.alarms.buffer.close()
             log.info("Gateway %s stopped; %d batches stay buffered.", self.catalog.gateway_id, pending)
 
     async def _upkeep(self) -> None:
@@ -308,6 +311,8 @@ class Gateway:
         while True:
             await asyncio.sleep(0.1)
             self.buffer.maintain()
+            if self.alarms is not None:
+                self.alarms.buffer.maintain()
 
     async def _stop_gracefully(self, devices: list[asyncio.Task[None]], batcher: asyncio.Task[None]) -> None:
         await _cancel(devices)
@@ -316,7 +321,10 @@ class Gateway:
         assert self.cfg.uplink is not None
         deadline = time.monotonic() + self.cfg.uplink.shutdown_drain_s
         # polled, bounded by the deadline: the buffer has no "drained" notification
-        while self.buffer.pending_batches and self.forwarder.stats.connected:
+        alarms = self.alarms
+        while (self.buffer.pending_batches and self.forwarder.stats.connected) or (
+            alarms is not None and alarms.pending and alarms.stats.connected
+        ):
             if time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.05)

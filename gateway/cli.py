@@ -108,13 +108,21 @@ def _buffer_cfg(args: argparse.Namespace) -> Any:
 
 def cmd_buffer_stats(args: argparse.Namespace) -> int:
     """Read-only: safe while the gateway runs; never changes the file."""
-    from gateway.buffer import open_buffer
+    from gateway.buffer import alarm_buffer_path, open_buffer
 
-    buf = open_buffer(_buffer_cfg(args), readonly=True)
+    bc = _buffer_cfg(args)
+    buf = open_buffer(bc, readonly=True)
     try:
-        print(json.dumps(asdict(buf.stats()), indent=2))
+        out: dict[str, Any] = asdict(buf.stats())
     finally:
         buf.close()
+    if not getattr(args, "file", None) and alarm_buffer_path(bc.path).exists():  # the config's alarm buffer too
+        alarms = open_buffer(bc, readonly=True, alarms=True)
+        try:
+            out["alarm_buffer"] = asdict(alarms.stats())
+        finally:
+            alarms.close()
+    print(json.dumps(out, indent=2))
     return EXIT_OK
 
 

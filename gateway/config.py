@@ -116,6 +116,12 @@ class BufferConfig(StrictModel):
         description="free space kept on the buffer's filesystem; below it the buffer counts as full",
     )
     when_full: WhenFull = WhenFull.DROP_OLDEST
+    alarm_max_bytes: int = Field(
+        default=1 << 30, ge=1 << 16, description="alarm buffer (<stem>-alarms.db) size; beyond it oldest dropped"
+    )
+    alarm_max_age_s: float | None = Field(
+        default=None, gt=0, description="alarm events older than this are dropped (expired_*); none = keep"
+    )
     startup_check: Literal["after_crash", "always", "never"] = Field(
         default="after_crash", description="SQLite quick_check of the whole file at start-up"
     )

@@ -53,9 +53,11 @@ class Forwarder:
         backoff_max_s: float = 30.0,
         backlog_share: float = 0.5,
         on_delivered: Callable[[bytes, bool], None] | None = None,
+        mark_backlog: bool = True,
     ) -> None:
         """``on_delivered(payload, historical)`` is called for each batch confirmed by a PUBACK
-        (benchmarks measure latency with it)."""
+        (benchmarks measure latency with it).  ``mark_backlog = False`` publishes backlog exactly
+        as stored (alarm events keep their wire format)."""
         self.buffer = buffer
         self.uplink = uplink
         self.wake = wake
@@ -65,6 +67,7 @@ class Forwarder:
             raise ValueError("backlog_share must be within [0, 1]")
         self.backlog_share = backlog_share
         self.on_delivered = on_delivered
+        self.mark_backlog = mark_backlog
         self.stats = ForwarderStats()
 
     async def run(self) -> None:
@@ -138,10 +141,10 @@ class Forwarder:
                     if short and backlog_inflight == 0:
                         boundary = 0  # backlog drained: from now on everything is live (no range queries)
                     for item in items:
-                        wire = _historical(item.payload) if item.historical else item.payload
+                        wire = _historical(item.payload) if item.historical and self.mark_backlog else item.payload
                         inflight[asyncio.ensure_future(conn.write(wire))] = item
                     free -= len(items)
-                waiters: set[asyncio.Future[Any]] = set(inflight)
+                waiters: set[asyncio.Future[Any]] = {*inflight, conn.lost}
                 wake = asyncio.ensure_future(self.wake.wait()) if free > 0 else None
                 if wake is not None:
                     waiters.add(wake)
@@ -153,6 +156,8 @@ class Forwarder:
                 finally:
                     if wake is not None:
                         wake.cancel()
+                if conn.lost.done():  # noticed even while idle (nothing in flight)
+                    raise RetryableError("connection to the broker lost")
                 batch = [(t, inflight.pop(t)) for t in [t for t in inflight if t in done]]  # in publish order
                 backlog_inflight -= sum(1 for _t, item in batch if item.historical)
                 delivered, errors = self._settle(batch)

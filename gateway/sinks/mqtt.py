@@ -155,6 +155,11 @@ class MqttClient(aiomqtt.Client):
         fut = self._disconnected
         return fut.exception() if fut.done() and not fut.cancelled() else None
 
+    @property
+    def lost(self) -> asyncio.Future[None]:
+        """Done once the connection ended (also while nothing is being published)."""
+        return self._disconnected
+
 
 class UplinkConnection:
     """One live broker connection of the gateway: publish batches, confirmed by PUBACK."""
@@ -186,6 +191,10 @@ class UplinkConnection:
         self.alarm = alarm
 
     @property
+    def lost(self) -> asyncio.Future[None]:
+        return self._client.lost
+
+    @property
     def window(self) -> int:
         return self._client.receive_maximum
 
@@ -197,12 +206,20 @@ class UplinkConnection:
 
 
 class MqttUplink:
-    """Connection factory for the edge role: fixed client id, persistent session, birth and last will."""
+    """Connection factory for the edge role: fixed client id, persistent session, birth and last will.
 
-    def __init__(self, cfg: MqttConfig, site: str, gateway_id: str) -> None:
+    ``kind`` is the topic's last level; any other kind than ``data`` (the alarm uplink) connects with
+    client id ``<client id>-<kind>`` and publishes no birth / will: the state topic is the telemetry
+    connection's alone.
+    """
+
+    def __init__(self, cfg: MqttConfig, site: str, gateway_id: str, kind: str = "data") -> None:
         self.cfg = cfg
         self.client_id = cfg.client_id or f"edgegw-{gateway_id}"
-        self.data_topic = topic(cfg, site, gateway_id, "data")
+        self.birth = kind == "data"
+        if not self.birth:
+            self.client_id += f"-{kind}"
+        self.data_topic = topic(cfg, site, gateway_id, kind)
         self.state_topic = topic(cfg, site, gateway_id, "state")
 
     def _state(self, state: str) -> bytes:
@@ -210,20 +227,24 @@ class MqttUplink:
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[UplinkConnection]:
-        will = aiomqtt.Will(self.state_topic, self._state("offline"), qos=1, retain=True)
+        will = aiomqtt.Will(self.state_topic, self._state("offline"), qos=1, retain=True) if self.birth else None
         client = MqttClient(self.cfg, self.client_id, will=will)
         try:
             await client.__aenter__()
         except aiomqtt.MqttError as err:
             raise RetryableError(f"cannot connect to broker {self.cfg.host}:{self.cfg.port}: {err}") from err
         try:
-            await client.publish_checked(
-                self.state_topic, self._state("online"), retain=True, timeout=self.cfg.timeout_s
-            )
-            yield UplinkConnection(client, self.data_topic, self.cfg.timeout_s, self.state_topic)
-            await client.publish_checked(
-                self.state_topic, self._state("offline"), retain=True, timeout=self.cfg.timeout_s
-            )
+            if self.birth:
+                await client.publish_checked(
+                    self.state_topic, self._state("online"), retain=True, timeout=self.cfg.timeout_s
+                )
+            # the alarm uplink has no state message of its own: its refusals show in the log and stats
+            state_topic = self.state_topic if self.birth else None
+            yield UplinkConnection(client, self.data_topic, self.cfg.timeout_s, state_topic)
+            if self.birth:
+                await client.publish_checked(
+                    self.state_topic, self._state("offline"), retain=True, timeout=self.cfg.timeout_s
+                )
         except aiomqtt.MqttError as err:
             raise RetryableError(f"broker connection failed: {err}") from err
         finally:

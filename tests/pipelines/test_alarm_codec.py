@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.alarms import AlarmPublisher, alarm_line, decode_alarm, encode_alarm
+from gateway.buffer import SqliteBuffer
 from gateway.catalog import build_catalog
 from gateway.config import parse
 from gateway.errors import CodecError
@@ -44,14 +46,17 @@ def test_round_trip_and_line_protocol() -> None:
     assert alarm_line(switch).endswith('previous="normal",active=true,value=0.0,threshold=0.0 5')
 
 
-def test_kept_on_site_alarms_are_not_queued() -> None:
+def test_kept_on_site_alarms_are_not_queued(tmp_path: Path) -> None:
     cfg = parse(CFG)
     assert cfg.uplink is not None
-    pub = AlarmPublisher(cfg.uplink, build_catalog(cfg), forwarded=frozenset({0}))
+    pub = AlarmPublisher(cfg.uplink, build_catalog(cfg), SqliteBuffer(tmp_path / "a-alarms.db"),
+                         forwarded=frozenset({0}))
     pub.submit([AlarmEvent(0, 1, Level.HIGH, Level.NORMAL, 1.2, 1.0), AlarmEvent(1, 1, Level.STATE, Level.NORMAL,
                                                                                   False, False)])
     assert pub.pending == 1 and pub.stats.kept_on_site == 1
     assert pub.topic == "edgegw/baotou-mine-01/gw1/alarm"
+    assert pub.client_id == "edgegw-gw1-alarm" and not pub.uplink.birth
+    pub.buffer.close()
 
 
 @pytest.mark.parametrize(
