@@ -131,7 +131,10 @@ def cmd_buffer_export(args: argparse.Namespace) -> int:
     from gateway.buffer import open_buffer
     from gateway.buffer.export import export
 
-    buf = open_buffer(_buffer_cfg(args), readonly=True)
+    if args.alarms and args.file:
+        print("error: --alarms opens the config's alarm buffer; with --file, name that file instead", file=sys.stderr)
+        return EXIT_USAGE
+    buf = open_buffer(_buffer_cfg(args), readonly=True, alarms=args.alarms)
     try:
         if args.out:
             with open(args.out, "wb") as out:
@@ -340,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default=None, help="write here instead of stdout")
     b.add_argument("--format", choices=("jsonl", "msgpack"), default="jsonl")
     b.add_argument("--quarantined", action="store_true", help="dump the quarantine table instead")
+    b.add_argument("--alarms", action="store_true", help="the alarm buffer (<stem>-alarms.db) instead")
     b.set_defaults(func=cmd_buffer_export)
 
     s = sub.add_parser("certs", help="OPC UA application certificates")

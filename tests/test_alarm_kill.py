@@ -89,6 +89,10 @@ async def test_alarm_accepted_before_kill_9_is_delivered_after_restart(
             buf.close()
             assert [m["level"] for m in stored] == ["high", "power_off", "normal"]
             assert received == []  # nothing could leave before the kill
+            capsys.readouterr()
+            assert main(["buffer", "export", "-c", str(cfg), "--alarms"]) == 0  # what an engineer would inspect
+            exported = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+            assert [r["alarm"] for r in exported] == stored and not any("error" in r for r in exported)
 
             _config(cfg, plc.port, mosquitto.port, buffer)
             proc = await start_gateway(cfg, log)

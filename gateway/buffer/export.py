@@ -3,6 +3,7 @@
 One record per batch: the buffer row (``buffer_id``, ``created_ns``, ``npoints``) and the decoded
 wire batch (``gateway``, ``site``, ``seq``, ``points``).  A row that fails its checksum or does not
 decode is written as a record with ``error`` instead of ``points``, so nothing is silently skipped.
+Rows of the alarm buffer come out as records with ``alarm`` (the decoded event) instead of ``points``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, BinaryIO
 
 import msgpack
 
+from gateway.alarms import decode_alarm
 from gateway.buffer.sqlite import SqliteBuffer, StoredBatch
 from gateway.codec import decode
 from gateway.errors import CodecError
@@ -43,7 +45,10 @@ def record(row: StoredBatch) -> dict[str, Any]:
     try:
         batch = decode(row.payload)
     except CodecError as err:
-        rec["error"] = str(err)
+        try:
+            rec["alarm"] = decode_alarm(row.payload)
+        except CodecError:
+            rec["error"] = str(err)
         return rec
     rec.update(gateway=batch.gateway, site=batch.site, seq=batch.seq, batch_created_ns=batch.created_ns)
     rec["points"] = [
@@ -72,7 +77,7 @@ def export(buf: SqliteBuffer, out: BinaryIO, *, fmt: str = "jsonl", quarantined:
             summary.errors += 1
         else:
             summary.batches += 1
-            summary.points += len(rec["points"])
+            summary.points += len(rec["points"]) if "points" in rec else 1
         if fmt == "jsonl":
             out.write(json.dumps(rec, ensure_ascii=False).encode() + b"\n")
         else:
