@@ -18,11 +18,11 @@ __all__ = ["REPO", "kill_9", "start_gateway", "stop_gateway"]
 REPO = Path(__file__).resolve().parent.parent
 
 
-async def start_gateway(cfg: Path, log: Path) -> asyncio.subprocess.Process:
+async def start_gateway(cfg: Path, log: Path, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
     with log.open("ab") as out:
         return await asyncio.create_subprocess_exec(
             sys.executable, "-X", "faulthandler", "-m", "gateway.cli", "run", "-c", str(cfg),
-            cwd=REPO, stdout=out, stderr=out,
+            cwd=REPO, stdout=out, stderr=out, env=env,
         )
 
 
