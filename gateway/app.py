@@ -83,10 +83,8 @@ class Batcher:
         self.on_alarms = on_alarms
         self.queue: asyncio.Queue[SampleBatch] = asyncio.Queue(maxsize=64)
         self.observer = observer
-        counted = buffer.counters()
-        # every batch offered to the buffer is either accepted or counted as dropped_newest: their sum
-        # survives kill -9 with the batches, so batch sequence numbers are never reused after a restart
-        self.seq = counted["accepted_batches"] + counted["dropped_newest_batches"]
+        # never reused after a restart, kill -9 or power cut (see SqliteBuffer.last_seq)
+        self.seq = buffer.last_seq
         self.pending: SampleBatch = []
 
     async def submit(self, batch: SampleBatch) -> None:

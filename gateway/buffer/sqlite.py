@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import logging
 import os
 import sqlite3
 import time
+import uuid
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -99,7 +101,10 @@ COUNTERS = (
     "corrupt_files_moved",
     "wal_missing_starts",
     "unclean_starts",
+    "seq_skipped",
 )
+# ``interval`` durability: batch sequence numbers reserved ahead of use at each sync (see sync())
+SEQ_RESERVE = 10_000
 
 
 class Outcome(enum.Enum):
@@ -289,6 +294,34 @@ class SqliteBuffer:
         ).fetchone()
         # the checkpoint at open synced everything already in the file
         self._last_id = int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM batches").fetchone()[0])
+        self._seq = _seq_of(dict(self._db.execute("SELECT name, value FROM counters").fetchall()))
+        self._seq_floor = self._seq
+
+    def _skip_reserved_seqs(self, db: sqlite3.Connection) -> None:
+        """After an unclean stop of an ``interval``-durability run that the system did not survive
+        (power cut, kernel crash: the boot id changed), continue batch sequence numbers above what
+        that run had reserved: the cut may have taken the record of batches it had already
+        published, and their numbers must never be given to other batches."""
+        row = db.execute("SELECT value FROM meta WHERE key = 'seq_floor'").fetchone()
+        if row is None:
+            return
+        boot = db.execute("SELECT value FROM meta WHERE key = 'seq_floor_boot'").fetchone()
+        if boot is not None and boot[0] == _boot_id():
+            return  # the system did not go down (kill -9, a crash of the process): every commit is on disk
+        seq = _seq_of(dict(db.execute("SELECT name, value FROM counters").fetchall()))
+        if int(row[0]) > seq:
+            db.execute("UPDATE counters SET value = value + ? WHERE name = 'seq_skipped'", (int(row[0]) - seq,))
+            log.warning(
+                "Buffer %s: unclean stop in interval durability; batch sequence numbers continue at %d "
+                "(%d to %d are skipped: a power cut may have lost the record of some of them).",
+                self.path, int(row[0]) + 1, seq + 1, int(row[0]),
+            )
+
+    @property
+    def last_seq(self) -> int:
+        """The sequence number of the last batch offered (accepted or dropped as newest): the next
+        batch gets ``last_seq + 1``.  Never reused, also after kill -9 and power loss."""
+        return self._seq
 
     # -- opening ---------------------------------------------------------------------------------
     @staticmethod
@@ -389,6 +422,9 @@ class SqliteBuffer:
                     self.path,
                     self.path,
                 )
+        if unclean:
+            self._skip_reserved_seqs(db)
+        db.execute("DELETE FROM meta WHERE key IN ('seq_floor', 'seq_floor_boot')")  # a run writes its own
         db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('state', 'open')")
         # the 'open' marker goes into the main file, so a later loss of the WAL is detectable
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -507,6 +543,7 @@ class SqliteBuffer:
                     if not _is_full(err2) or self.when_full == "block":
                         raise
                     self._count_drop_newest(npoints)
+                    self._offered()
                     return False
         except sqlite3.Error as err:
             if _is_full(err) and self.when_full == "block":
@@ -518,7 +555,13 @@ class SqliteBuffer:
             self._points += npoints
             self._batches += 1
             self._after_commit(npoints)
+        self._offered()
         return accepted
+
+    def _offered(self) -> None:
+        self._seq += 1
+        if self._seq >= self._seq_floor and self.durability == "interval":
+            self.sync()  # reserves the next sequence numbers before any of them is used
 
     def _put_once(self, payload: bytes, npoints: int, created: int, *, force: bool, disk_check: bool = True) -> bool:
         size = len(payload)
@@ -656,6 +699,15 @@ class SqliteBuffer:
         """
         if self.durability == "fsync" or self.readonly:
             return
+        # synced with the batches: after a power cut the next start continues above it
+        floor = self._seq + SEQ_RESERVE
+        try:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                [("seq_floor", str(floor)), ("seq_floor_boot", _boot_id())],
+            )
+        except sqlite3.Error:  # e.g. a full disk: the floor stays, and the next batch tries again
+            floor = self._seq_floor
         try:
             fd = os.open(f"{self.path}-wal", os.O_RDONLY)
         except FileNotFoundError:
@@ -669,6 +721,7 @@ class SqliteBuffer:
             if fd is not None:
                 os.close(fd)
         self._last_sync = time.monotonic_ns()
+        self._seq_floor = floor
         self.syncs += 1
         self.unsynced_points = 0
         self.unsynced_batches = 0
@@ -905,6 +958,21 @@ class SqliteBuffer:
                 self.sync()
                 self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('state', 'closed')")
         self._db.close()
+
+
+@functools.cache
+def _boot_id() -> str:
+    """This boot of the system (Linux); what is unsynced is lost only if the system goes down."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return f"unknown-{uuid.uuid4()}"  # no boot id: every unclean start counts as a possible power cut
+
+
+def _seq_of(counters: dict[str, int]) -> int:
+    """Every batch offered to the buffer was accepted or dropped as newest, and numbers skipped
+    after a power cut are counted too: the sum is the last sequence number used."""
+    return sum(counters.get(k, 0) for k in ("accepted_batches", "dropped_newest_batches", "seq_skipped"))
 
 
 def read_batches(db: sqlite3.Connection, *, quarantined: bool = False) -> Iterator[StoredBatch]:
