@@ -2,6 +2,9 @@
 
 ``freeze()`` stops forwarding without closing anything (a cable pulled behind a switch: the socket
 looks open, nothing arrives); ``thaw()`` resumes; ``cut()`` drops every connection (RST-like).
+``partition()`` is a freeze in which new connections never reach the target either (a blackholed
+route: the SYN is lost; here the connection is accepted, read and discarded, never forwarded, even
+after ``thaw()``), as an uplink outage behind a 4G router or a microwave link looks.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ class FaultProxy:
         self.port = 0
         self._flowing = asyncio.Event()
         self._flowing.set()
+        self._partitioned = False
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -44,7 +48,12 @@ class FaultProxy:
         self._flowing.clear()
 
     def thaw(self) -> None:
+        self._partitioned = False
         self._flowing.set()
+
+    def partition(self) -> None:
+        self._partitioned = True
+        self._flowing.clear()
 
     def cut(self) -> None:
         for w in list(self._writers):
@@ -52,6 +61,15 @@ class FaultProxy:
         self._writers.clear()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._partitioned:  # this connection never got through: swallow it until the client gives up
+            try:
+                while await reader.read(65536):
+                    pass
+            except OSError:
+                pass
+            finally:
+                writer.close()
+            return
         await self._flowing.wait()
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
