@@ -4,8 +4,10 @@ A kill -9 leaves every written byte in the page cache, so it cannot test what su
 cut.  :class:`PowerCut` compiles a small LD_PRELOAD library that snapshots each file of one
 directory at every fsync / fdatasync; run the process with :meth:`PowerCut.env`, kill it, and
 :meth:`PowerCut.restore` writes the files as the disk would hold them after a power cut at that
-moment (the strict model: nothing unsynced survives).  Test engineers can use it on any process
-whose durability claim they want to check, e.g. ``edgegw run`` with ``durability = "interval"``.
+moment (the strict model: nothing unsynced survives).  The same library can make a share of the
+syncs fail with EIO (:meth:`PowerCut.env` ``eio_permille``), as failing flash does.  Test engineers
+can use it on any process whose durability claim they want to check, e.g. ``edgegw run`` with
+``durability = "interval"``.
 """
 
 from __future__ import annotations
@@ -52,15 +54,21 @@ class PowerCut:
             if f.is_file():
                 shutil.copyfile(f, self.snapshots / f.name)
 
-    def env(self) -> dict[str, str]:
-        """The environment for the process under test."""
+    def env(self, *, eio_permille: int = 0, seed: int | None = None) -> dict[str, str]:
+        """The environment for the process under test.  ``eio_permille``: that many of 1,000 syncs
+        of the watched files fail with EIO instead (failing storage), seeded by ``seed``."""
         preload = " ".join(p for p in (str(self.library), os.environ.get("LD_PRELOAD", "")) if p)
-        return {
+        env = {
             **os.environ,
             "LD_PRELOAD": preload,
             "EDGEGW_POWERCUT_WATCH": str(self.watched),
             "EDGEGW_POWERCUT_SNAPSHOT": str(self.snapshots),
         }
+        if eio_permille:
+            env["EDGEGW_FAULT_EIO_PERMILLE"] = str(eio_permille)
+        if seed is not None:
+            env["EDGEGW_FAULT_EIO_SEED"] = str(seed)
+        return env
 
     def syncs(self) -> list[tuple[str, int]]:
         """(file name, size) of every snapshot taken, in order."""

@@ -82,3 +82,16 @@ async def eventually(
         if time.monotonic() > end:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
         await asyncio.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def powercut_library(services_dir: Path) -> Path:
+    """hil/powercut's LD_PRELOAD library (power cuts, failing syncs), compiled once per session."""
+    from hil.powercut import build_library
+
+    try:
+        return build_library(services_dir)
+    except ServiceUnavailable as err:
+        if IN_CI:
+            pytest.fail(f"{err}: CI must install it (the README's test command does, as root)")
+        pytest.skip(f"{err}; run the README's test command as root to install it")

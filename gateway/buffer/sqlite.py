@@ -267,6 +267,7 @@ class SqliteBuffer:
         self.full_refusals = 0  # puts refused under ``block`` (nothing is lost: the producer holds)
         self.damaged: str | None = None  # read-only inspection of a damaged file: what SQLite reported
         self._corrupt_seen = False  # damage met while running: the next start must check the file
+        self._storage_failed = False  # a write or sync failed (after EIO, what is on disk is unknown): same
         self._last_sync = time.monotonic_ns()
         self._next_expiry = 0
         self._page_size = 4096
@@ -393,7 +394,7 @@ class SqliteBuffer:
         if "meta" in tables:
             row = db.execute("SELECT value FROM meta WHERE key = 'state'").fetchone()
             state = row[0] if row else None
-        unclean = state == "open"
+        unclean = state in ("open", "failed")  # failed: stopped on a storage error, closed its WAL itself
         check = self.startup_check == "always" or (self.startup_check == "after_crash" and unclean)
         if existed and check:
             # after kill -9 or power loss: check the pages before trusting them (a clean stop skips this)
@@ -411,7 +412,7 @@ class SqliteBuffer:
         db.executemany("INSERT OR IGNORE INTO counters(name, value) VALUES (?, 0)", [(c,) for c in COUNTERS])
         if unclean:
             db.execute("UPDATE counters SET value = value + 1 WHERE name = 'unclean_starts'")
-            if not wal_present:
+            if not wal_present and state == "open":
                 db.execute("UPDATE counters SET value = value + 1 WHERE name = 'wal_missing_starts'")
                 log.error(
                     "Buffer %s: the write-ahead log %s-wal is missing after an unclean stop. If it was deleted "
@@ -612,6 +613,13 @@ class SqliteBuffer:
             return BufferCorruptError(
                 f"buffer {self.path}: {what} failed, the file is damaged ({err}); restart the gateway: the "
                 "damaged file is then moved aside and its readable batches are kept"
+            )
+        self._storage_failed = True
+        code = getattr(err, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF == sqlite3.SQLITE_IOERR:
+            note += (
+                "; the storage reported an I/O error: check the disk (kernel log, SMART). The gateway stops "
+                "so that its supervisor restarts it; the next start checks the buffer file first"
             )
         return BufferStorageError(f"buffer {what} failed ({err}){note}")
 
@@ -953,10 +961,15 @@ class SqliteBuffer:
         yield from read_batches(self._db, quarantined=quarantined)
 
     def close(self) -> None:
-        if not self.readonly and not self._corrupt_seen:  # else the 'open' marker makes the next start check
+        if not self.readonly and not self._corrupt_seen:
+            # else the 'open' marker stays, and the next start checks the file
             with contextlib.suppress(sqlite3.Error):
-                self.sync()
-                self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('state', 'closed')")
+                if self._storage_failed:
+                    # best effort: the next start checks the file, and knows the WAL was closed, not lost
+                    self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('state', 'failed')")
+                else:
+                    self.sync()
+                    self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('state', 'closed')")
         self._db.close()
 
 

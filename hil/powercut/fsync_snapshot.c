@@ -9,6 +9,10 @@
  * moment would have left them on disk (the strict model: no unsynced write survives; directory
  * entries are assumed durable).  Each snapshot appends "<name> <bytes>" to EDGEGW_POWERCUT_SNAPSHOT/log.
  *
+ * Failing storage: with EDGEGW_FAULT_EIO_PERMILLE=N, each fsync / fdatasync of a watched file fails
+ * with EIO with probability N/1000 (nothing synced, no snapshot), as a dying SD card or a flaky
+ * disk controller does.  EDGEGW_FAULT_EIO_SEED seeds it (default: the process id).
+ *
  * Build: gcc -O1 -Wall -shared -fPIC -o fsync_snapshot.so fsync_snapshot.c -ldl
  */
 #define _GNU_SOURCE
@@ -59,20 +63,39 @@ static int copy_file(const char *src, const char *dst) {
     return rc;
 }
 
-static void snapshot(int fd) {
+/* The path of fd if it is a regular file directly in the watched directory, else 0. */
+static int watched(int fd, char *path, const char **name, struct stat *st) {
     const char *watch = getenv("EDGEGW_POWERCUT_WATCH");
-    const char *snap = getenv("EDGEGW_POWERCUT_SNAPSHOT");
-    if (watch == NULL || snap == NULL) return;
-    char link[64], path[PATH_MAX];
+    if (watch == NULL) return 0;
+    char link[64];
     snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-    ssize_t n = readlink(link, path, sizeof path - 1);
-    if (n <= 0) return;
+    ssize_t n = readlink(link, path, PATH_MAX - 1);
+    if (n <= 0) return 0;
     path[n] = '\0';
     size_t wl = strlen(watch);
-    if (strncmp(path, watch, wl) != 0 || path[wl] != '/' || strchr(path + wl + 1, '/') != NULL) return;
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return;
-    const char *name = path + wl + 1;
+    if (strncmp(path, watch, wl) != 0 || path[wl] != '/' || strchr(path + wl + 1, '/') != NULL) return 0;
+    if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) return 0;
+    *name = path + wl + 1;
+    return 1;
+}
+
+/* 1 if this sync is to fail with EIO (EDGEGW_FAULT_EIO_PERMILLE). */
+static int inject_eio(void) {
+    static int seeded;
+    static unsigned int state;
+    const char *permille = getenv("EDGEGW_FAULT_EIO_PERMILLE");
+    if (permille == NULL) return 0;
+    if (!seeded) {
+        const char *seed = getenv("EDGEGW_FAULT_EIO_SEED");
+        state = seed != NULL ? (unsigned int)strtoul(seed, NULL, 10) : (unsigned int)getpid();
+        seeded = 1;
+    }
+    return rand_r(&state) % 1000 < atoi(permille);
+}
+
+static void snapshot(const char *path, const char *name, const struct stat *st) {
+    const char *snap = getenv("EDGEGW_POWERCUT_SNAPSHOT");
+    if (snap == NULL) return;
     char tmp[PATH_MAX], dst[PATH_MAX], logpath[PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s/.%s.tmp", snap, name);
     snprintf(dst, sizeof dst, "%s/%s", snap, name);
@@ -81,7 +104,7 @@ static void snapshot(int fd) {
     if (copy_file(path, tmp) == 0 && rename(tmp, dst) == 0) {
         FILE *log = fopen(logpath, "ae");
         if (log != NULL) {
-            fprintf(log, "%s %lld\n", name, (long long)st.st_size);
+            fprintf(log, "%s %lld\n", name, (long long)st->st_size);
             fclose(log);
         }
     } else {
@@ -91,22 +114,32 @@ static void snapshot(int fd) {
     errno = saved;
 }
 
-int fsync(int fd) {
-    static int (*real)(int);
-    if (real == NULL) real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+static int sync_file(int fd, int (*real)(int)) {
+    char path[PATH_MAX];
+    const char *name;
+    struct stat st;
     pthread_mutex_lock(&lock);
-    snapshot(fd);
+    if (watched(fd, path, &name, &st)) {
+        if (inject_eio()) {
+            pthread_mutex_unlock(&lock);
+            errno = EIO;
+            return -1;
+        }
+        snapshot(path, name, &st);
+    }
     int rc = real(fd);
     pthread_mutex_unlock(&lock);
     return rc;
 }
 
+int fsync(int fd) {
+    static int (*real)(int);
+    if (real == NULL) real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+    return sync_file(fd, real);
+}
+
 int fdatasync(int fd) {
     static int (*real)(int);
     if (real == NULL) real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
-    pthread_mutex_lock(&lock);
-    snapshot(fd);
-    int rc = real(fd);
-    pthread_mutex_unlock(&lock);
-    return rc;
+    return sync_file(fd, real);
 }
