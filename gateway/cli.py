@@ -76,7 +76,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gateway.app import Gateway
     from gateway.config import load
 
-    gw = Gateway(load(args.config))
+    try:
+        gw = Gateway(load(args.config))
+    except ConfigError as err:  # what the gateway role needs beyond a valid file: name the file too
+        raise ConfigError(err.issues, err.source or args.config) from None
     _run(gw.run())
     return EXIT_OK
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from gateway.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_a_closed_pipe_is_no_traceback() -> None:
@@ -30,3 +33,11 @@ def test_buffer_without_a_config_or_file_is_a_usage_error(capsys: pytest.Capture
     assert main(["buffer", "stats"]) == 2
     err = capsys.readouterr().err
     assert err == "error: give -c FILE (the gateway config) or --file BUFFER_DB\n"
+
+
+def test_run_names_the_file_that_lacks_the_gateway_role(capsys: pytest.CaptureFixture[str]) -> None:
+    ingest_only = ROOT / "deploy" / "examples" / "central-ingest.toml"
+    assert main(["run", "-c", str(ingest_only)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {ingest_only}: invalid configuration (3 problem(s))" in err
+    assert "  gateway: required to run a gateway" in err
