@@ -29,13 +29,18 @@ async def _retained_state(port: int, topic: str) -> dict[str, object]:
     return state
 
 
-async def test_a_clean_stop_leaves_offline_retained(mosquitto: Service, tmp_path: Path) -> None:
+async def test_a_clean_stop_leaves_offline_retained(
+    mosquitto: Service, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="edgegw.forwarder")
     buf = SqliteBuffer(tmp_path / "buf.db")
     uplink = MqttUplink(MqttConfig(port=mosquitto.port), "s1", "gw-clean-stop")
     fwd = Forwarder(buf, uplink, asyncio.Event(), max_inflight=4, backoff_max_s=0.5)
     task = asyncio.create_task(fwd.run())
     try:
         await eventually(lambda: fwd.stats.connected, what="connected")
+        # the log tells the telemetry connection from the alarm one (`<client id>-alarm`)
+        assert f"Connected to broker 127.0.0.1:{mosquitto.port} as edgegw-gw-clean-stop." in caplog.messages
         assert (await _retained_state(mosquitto.port, uplink.state_topic))["state"] == "online"
     finally:
         task.cancel()  # what the gateway does to its forwarder on SIGTERM, after the drain
