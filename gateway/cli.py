@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Coroutine
@@ -23,6 +24,10 @@ from gateway.errors import BufferCorruptError, BufferStorageError, ConfigError, 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A command line that cannot work (not a config problem): ``error: ...``, exit 2."""
 
 
 def _print_config_error(err: ConfigError) -> None:
@@ -71,7 +76,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gateway.app import Gateway
     from gateway.config import load
 
-    gw = Gateway(load(args.config))
+    try:
+        gw = Gateway(load(args.config))
+    except ConfigError as err:  # what the gateway role needs beyond a valid file: name the file too
+        raise ConfigError(err.issues, err.source or args.config) from None
     _run(gw.run())
     return EXIT_OK
 
@@ -99,7 +107,7 @@ def _buffer_cfg(args: argparse.Namespace) -> Any:
     from gateway.config import BufferConfig, load
 
     if args.config is None and getattr(args, "file", None) is None:
-        raise ConfigError([ConfigIssue("", "give -c FILE (the gateway config) or --file BUFFER_DB")])
+        raise UsageError("give -c FILE (the gateway config) or --file BUFFER_DB")
     bc = load(args.config).buffer if args.config else BufferConfig()
     if getattr(args, "file", None):
         bc = bc.model_copy(update={"path": args.file})
@@ -221,7 +229,15 @@ def cmd_import_tags(args: argparse.Namespace) -> int:
 
     from drivers.modbus.tags import csv_to_points, points_to_toml
 
-    toml = points_to_toml(csv_to_points(Path(args.file).read_text(encoding="utf-8-sig"), args.file))
+    try:
+        text = Path(args.file).read_text(encoding="utf-8-sig")
+    except OSError as err:
+        raise UsageError(f"{args.file}: cannot read the tag list: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise UsageError(
+            f"{args.file}: not UTF-8 text ({err.reason} at byte {err.start}): export the sheet as CSV UTF-8"
+        ) from None
+    toml = points_to_toml(csv_to_points(text, args.file))
     if args.output:
         Path(args.output).write_text(toml, encoding="utf-8")
     else:
@@ -449,7 +465,16 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # here, so that a closed pipe is caught below and not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # the reader went away (`edgegw ids list -c F | head`): no traceback, no error at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
     except ConfigError as err:
         _print_config_error(err)
         return EXIT_USAGE

@@ -8,6 +8,7 @@ validation.
 from __future__ import annotations
 
 import enum
+import logging
 import os
 import tomllib
 from pathlib import Path
@@ -40,6 +41,20 @@ __all__ = [
     "policy_issues",
     "uplink_uses_tls",
 ]
+
+log = logging.getLogger("edgegw.config")
+_unset_warned: set[str] = set()
+
+
+def _env_password(name: str) -> str | None:
+    """The variable's value; a variable that is not set is said once (a missing EnvironmentFile, a
+    typo) instead of showing up only as a broker's or resolution node's "not authorised"."""
+    value = os.environ.get(name)
+    if value is None and name not in _unset_warned:
+        _unset_warned.add(name)
+        log.warning("password_env names %s, which is not set in the environment: the password is empty.", name)
+    return value
+
 
 DeviceConfig = Annotated[
     ModbusTcpDevice | ModbusRtuTcpDevice | ModbusRtuDevice | OpcUaDevice, Field(discriminator="type")
@@ -168,7 +183,7 @@ class MqttConfig(StrictModel):
                 return Path(self.password_file).read_text(encoding="utf-8").splitlines()[0]
             except (OSError, IndexError) as err:
                 raise ConfigError([ConfigIssue("password_file", f"cannot read a password from it: {err}")]) from None
-        return os.environ.get(self.password_env) if self.password_env else None
+        return _env_password(self.password_env) if self.password_env else None
 
 
 class UplinkConfig(MqttConfig):
@@ -249,7 +264,7 @@ class RegistrySection(StrictModel):
         return self
 
     def password(self) -> str:
-        return os.environ.get(self.password_env, "") if self.password_env else ""
+        return (_env_password(self.password_env) or "") if self.password_env else ""
 
 
 class Config(StrictModel):

@@ -76,16 +76,17 @@ class Forwarder:
             try:
                 async with self.uplink.connect() as conn:
                     if not self.stats.connected:
-                        log.info("Connected to broker %s:%s.", self.uplink.cfg.host, self.uplink.cfg.port)
+                        log.info("Connected to broker %s:%s as %s.", self.uplink.cfg.host, self.uplink.cfg.port,
+                                 self.uplink.client_id)
                     self.stats.connected = True
                     backoff = 0.2
                     await self._pump(conn)
             except RetryableError as err:
                 self.stats.last_error = str(err)
                 if self.stats.connected:
-                    log.warning("Uplink lost: %s; batches stay buffered.", err)
+                    log.warning("Uplink %s lost: %s; batches stay buffered.", self.uplink.client_id, err)
                 elif self.stats.reconnects == 0:
-                    log.warning("Uplink unavailable: %s; batches stay buffered.", err)
+                    log.warning("Uplink %s unavailable: %s; batches stay buffered.", self.uplink.client_id, err)
                 self.stats.connected = False
                 self.stats.reconnects += 1
                 await asyncio.sleep(backoff)

@@ -77,7 +77,7 @@ class Ingest:
                     await client.subscribe(self.alarm_filter, qos=1)
                     self.stats.connected = True
                     self.subscribed.set()
-                    log.info("Ingest subscribed to %s.", self.topic_filter)
+                    log.info("Ingest subscribed to %s and %s.", self.topic_filter, self.alarm_filter)
                     backoff = 0.2
                     await self._consume(client)
             except aiomqtt.MqttError as err:

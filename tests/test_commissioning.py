@@ -81,13 +81,22 @@ def _toml(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def test_the_systemd_unit_calls_commands_that_exist() -> None:
+def test_the_systemd_unit_calls_commands_that_exist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     unit = (ROOT / "deploy" / "systemd" / "edgegw.service").read_text()
-    commands = [line.split("=", 1)[1] for line in unit.splitlines() if line.startswith(("ExecStart=", "ExecStartPre="))]
-    assert len(commands) == 2
+    commands = [line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("ExecStart=")]
+    assert len(commands) == 1
+    # RestartPreventExitStatus= covers only the main process: a config check as ExecStartPre= would
+    # be restarted on a config mistake; `edgegw run` checks the config itself and exits 2
+    assert not any(line.startswith("ExecStartPre=") for line in unit.splitlines())
+    assert "RestartPreventExitStatus=2" in unit
     parser = build_parser()
     for command in commands:
         argv = shlex.split(command)
         assert argv[0].endswith("/edgegw")
         args = parser.parse_args(argv[1:])  # exits (SystemExit) on an unknown command or option
         assert args.config == "/etc/edgegw/gateway.toml"
+    # ... which the unit's RestartPreventExitStatus=2 relies on: no restart loop on a config mistake
+    bad = tmp_path / "gateway.toml"
+    bad.write_text('[gateway]\nid = "gw1"\nsite = "s1"\ncolour = "red"\n')
+    assert main(["run", "-c", str(bad)]) == 2
+    assert "gateway.colour: unknown key" in capsys.readouterr().err

@@ -169,3 +169,21 @@ def test_check_cli_accepts_the_shipped_sample_configs() -> None:
         res = _edgegw("check", "-c", str(sample))
         assert res.returncode == 0, (sample, res.stderr)
         assert ": ok (" in res.stdout
+
+
+def test_an_unset_password_variable_is_said_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from gateway.config import MqttConfig, RegistrySection
+
+    monkeypatch.delenv("EDGEGW_TEST_UNSET_PASSWORD", raising=False)
+    mqtt = MqttConfig(password_env="EDGEGW_TEST_UNSET_PASSWORD")
+    reg = RegistrySection(api="snms", url="http://127.0.0.1:1", identity="88.608.5288/App_gw",
+                          password_env="EDGEGW_TEST_UNSET_PASSWORD")
+    with caplog.at_level("WARNING", logger="edgegw.config"):
+        assert mqtt.password() is None and mqtt.password() is None and reg.password() == ""
+    warnings = [r.getMessage() for r in caplog.records if "EDGEGW_TEST_UNSET_PASSWORD" in r.getMessage()]
+    assert warnings == ["password_env names EDGEGW_TEST_UNSET_PASSWORD, which is not set in the environment: "
+                        "the password is empty."]
+    monkeypatch.setenv("EDGEGW_TEST_UNSET_PASSWORD", "s3cret")
+    assert mqtt.password() == "s3cret" and reg.password() == "s3cret"

@@ -67,8 +67,9 @@ async def watch(port: int, seen: list[tuple[str, bytes]], ready: asyncio.Event) 
 
 @pytest.mark.integration
 async def test_ch4_excursion_raises_alarms_on_topic_and_in_influxdb(
-    tmp_path: Path, mosquitto: Mosquitto, influx1: Influx1
+    tmp_path: Path, mosquitto: Mosquitto, influx1: Influx1, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level("INFO", logger="edgegw.ingest")
     influx1.create_database("alarms")
     stub = GasSubstation(seed=7, ch4_override={**ch4_excursion(EXCURSION_START), NAN_TICK: float("nan")})
     seen: list[tuple[str, bytes]] = []
@@ -81,6 +82,8 @@ async def test_ch4_excursion_raises_alarms_on_topic_and_in_influxdb(
         async with running(ingest.run(), watch(mosquitto.port, seen, watcher_ready)):
             await asyncio.wait_for(ingest.subscribed.wait(), 10)
             await asyncio.wait_for(watcher_ready.wait(), 10)
+            # the log names both subscriptions (an operator looking for the alarm topic finds it)
+            assert f"Ingest subscribed to {ingest.topic_filter} and {ingest.alarm_filter}." in caplog.messages
             async with running(gw.run()):
                 await step(gw, plc, range(TICKS + 1))
                 assert gw.alarms is not None

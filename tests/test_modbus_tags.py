@@ -53,3 +53,20 @@ def test_a_missing_column_is_reported(tmp_path: Path, capsys: object) -> None:
     src.write_text("name,register\nx,1\n")
     assert main(["import-tags", "modbus", str(src)]) == 2
     assert "missing column 'address'" in capsys.readouterr().err  # type: ignore[attr-defined]
+
+
+def test_an_unknown_column_is_named(tmp_path: Path, capsys: object) -> None:
+    src = tmp_path / "tags.csv"
+    src.write_text("name,address,colour\nx,40001,red\n")
+    assert main(["import-tags", "modbus", str(src)]) == 2
+    assert f"{src}:2: colour: unknown column (not a point key)" in capsys.readouterr().err  # type: ignore[attr-defined]
+
+
+def test_an_unreadable_tag_list_is_a_user_mistake_not_a_traceback(tmp_path: Path, capsys: object) -> None:
+    missing = tmp_path / "missing.csv"
+    assert main(["import-tags", "modbus", str(missing)]) == 2
+    assert f"error: {missing}: cannot read the tag list" in capsys.readouterr().err  # type: ignore[attr-defined]
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("name,address,unit\ntemp,30001,°C\n".encode("latin-1"))  # saved as "CSV", not "CSV UTF-8"
+    assert main(["import-tags", "modbus", str(latin)]) == 2
+    assert "not UTF-8 text" in capsys.readouterr().err  # type: ignore[attr-defined]

@@ -52,6 +52,8 @@ def csv_to_points(text: str, source: str = "tags.csv") -> list[ModbusPoint]:
             for e in err.errors():
                 col = ".".join(str(x) for x in e["loc"])
                 msg = str(e["msg"]).removeprefix("Value error, ")
+                if e["type"] == "extra_forbidden":
+                    msg = "unknown column (not a point key)"
                 issues.append(ConfigIssue(f"{source}:{line}" + (f": {col}" if col else ""), msg))
     names = [p.name for p in points]
     issues += [

@@ -798,6 +798,11 @@ async def browse(
     except UaStatusCodeError as err:
         raise ConnectError(endpoint, f"refused: {status_name(err.code)}") from err
     except _COMM_ERRORS as err:
+        if security is None and "No matching endpoints" in str(err):  # asyncua's words for "no None endpoint"
+            raise ConnectError(
+                endpoint, "the server offers no security None endpoint: browse with --security (e.g. "
+                "Basic256Sha256) and --pki-dir (docs/opcua.md, Browse)"
+            ) from err
         raise ConnectError(endpoint, f"cannot connect: {err!r}") from err
     try:
         out: list[BrowsedVariable] = []

@@ -245,6 +245,15 @@ class MqttUplink:
                 await client.publish_checked(
                     self.state_topic, self._state("offline"), retain=True, timeout=self.cfg.timeout_s
                 )
+        except asyncio.CancelledError:
+            # a clean stop (SIGTERM, Ctrl-C) cancels the forwarder in here; the broker sends the
+            # will only when a connection breaks, so say offline, best effort and briefly
+            if self.birth:
+                with contextlib.suppress(RetryableError, RejectedError, aiomqtt.MqttError, asyncio.CancelledError):
+                    await client.publish_checked(
+                        self.state_topic, self._state("offline"), retain=True, timeout=min(self.cfg.timeout_s, 2.0)
+                    )
+            raise
         except aiomqtt.MqttError as err:
             raise RetryableError(f"broker connection failed: {err}") from err
         finally:

@@ -61,6 +61,7 @@ async def test_browse_a_secured_server(secure_plant: PlantServer, pki_root: Path
     """The secured plant offers no None endpoint: only a Sign / SignAndEncrypt session can browse it."""
     rc, _, err = await edgegw("browse", secure_plant.endpoint)
     assert rc == 1 and "Traceback" not in err
+    assert "offers no security None endpoint: browse with --security" in err
     gw = pki_root / "gw"
     for policy, mode in (("Basic256Sha256", "SignAndEncrypt"), ("Aes256_Sha256_RsaPss", "Sign")):
         rc, out, err = await edgegw(
