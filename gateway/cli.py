@@ -59,6 +59,10 @@ def _run(coro: Coroutine[Any, Any, None]) -> None:
     asyncio.run(main())
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from gateway.catalog import build_catalog
     from gateway.config import load
@@ -66,7 +70,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     cfg = load(args.config)
     catalog = build_catalog(cfg)
     print(
-        f"{args.config}: ok ({len(cfg.devices)} devices, {len(catalog.points)} points, "
+        f"{args.config}: ok ({_plural(len(cfg.devices), 'device')}, {_plural(len(catalog.points), 'point')}, "
         f"uplink {'configured' if cfg.uplink else 'none'}, ingest {'configured' if cfg.ingest else 'none'})"
     )
     return EXIT_OK

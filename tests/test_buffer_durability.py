@@ -426,3 +426,11 @@ def test_damage_met_while_running_stops_and_the_next_start_salvages(tmp_path: Pa
     assert c["corrupt_files_moved"] == 1 and c["lost_corrupt_batches"] >= 1
     assert_ledger(again)
     again.close()
+
+
+def test_a_buffer_in_a_missing_directory_says_so(tmp_path: Path) -> None:
+    from gateway.errors import BufferStorageError
+
+    with pytest.raises(BufferStorageError, match=r"the directory .*missing.* does not exist \(create it"):
+        SqliteBuffer(tmp_path / "missing" / "buffer.db")
+    assert not (tmp_path / "missing").exists()  # not created behind the engineer's back (a typo stays visible)

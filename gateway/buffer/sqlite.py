@@ -341,6 +341,11 @@ class SqliteBuffer:
 
     def _open_writable(self) -> sqlite3.Connection:
         """Open, check, migrate; a corrupt file of ours is moved aside and salvaged."""
+        if not self.path.parent.is_dir():
+            raise BufferStorageError(
+                f"buffer file {self.path} cannot be created: the directory {self.path.parent} does not exist "
+                "(create it, writable by the gateway's user, or set [buffer].path)"
+            )
         self._finish_interrupted_recovery()
         existed = self.path.exists() and self.path.stat().st_size > 0
         wal_present = Path(f"{self.path}-wal").exists()
