@@ -6,6 +6,8 @@ import re
 from collections.abc import Sequence
 from typing import Protocol
 
+from drivers.opcua.config import SecurityMode, SecurityPolicy, TrustPolicy
+
 __all__ = ["emit_config", "format_table", "point_name"]
 
 
@@ -20,6 +22,23 @@ class Variable(Protocol):
     def access(self) -> str: ...
     @property
     def array(self) -> bool: ...
+
+
+class Security(Protocol):
+    """The security `edgegw browse` used (driver.SecuritySettings), so the emitted device connects the same way."""
+
+    @property
+    def policy(self) -> SecurityPolicy: ...
+    @property
+    def mode(self) -> SecurityMode: ...
+    @property
+    def pki_dir(self) -> str: ...
+    @property
+    def trust(self) -> TrustPolicy: ...
+    @property
+    def certificate(self) -> str | None: ...  # --cert / --key: a device config has no keys for them
+    @property
+    def private_key(self) -> str | None: ...
 
 
 def format_table(variables: Sequence[Variable]) -> str:
@@ -42,15 +61,41 @@ def _toml_str(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def emit_config(endpoint: str, variables: Sequence[Variable], device_name: str = "opcua-1") -> str:
-    """A ready-to-paste [[devices]] block; readable variables only, arrays as JSON values."""
+def _security_lines(s: Security | None) -> list[str]:
+    if s is None or s.policy is SecurityPolicy.NONE:
+        return [
+            'security_policy = "None"',
+            'security_mode = "None"',
+            "allow_no_security = true                  # browsed with security None: everything in clear",
+        ]
+    lines = [
+        f"security_policy = {_toml_str(s.policy.value)}",
+        f"security_mode = {_toml_str(s.mode.value)}",
+        f"pki_dir = {_toml_str(s.pki_dir)}",
+        f"trust = {_toml_str(s.trust.value)}",
+    ]
+    if s.certificate is not None:
+        lines += [
+            f"# browsed with --cert {s.certificate} --key {s.private_key or '?'}; a device has no such keys:",
+            "# it presents <pki_dir>/own/cert.der (DER) and <pki_dir>/own/private/key.pem, so put that pair there",
+        ]
+    return lines
+
+
+def emit_config(
+    endpoint: str,
+    variables: Sequence[Variable],
+    device_name: str = "opcua-1",
+    security: Security | None = None,
+) -> str:
+    """A ready-to-paste [[devices]] block with the security browse used; readable variables only,
+    arrays as JSON values."""
     lines = [
         "[[devices]]",
         'type = "opcua"',
         f"name = {_toml_str(device_name)}",
         f"endpoint = {_toml_str(endpoint)}",
-        'security_policy = "Basic256Sha256"',
-        'security_mode = "SignAndEncrypt"',
+        *_security_lines(security),
         "",
     ]
     used: set[str] = set()
