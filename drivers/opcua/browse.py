@@ -22,6 +22,8 @@ class Variable(Protocol):
     def access(self) -> str: ...
     @property
     def array(self) -> bool: ...
+    @property
+    def unit(self) -> str: ...
 
 
 class Security(Protocol):
@@ -42,12 +44,13 @@ class Security(Protocol):
 
 
 def format_table(variables: Sequence[Variable]) -> str:
-    rows = [("NODE ID", "BROWSE PATH", "DATA TYPE", "ACCESS")]
-    rows += [(v.node_id, v.browse_path, v.data_type + ("[]" if v.array else ""), v.access or "-") for v in variables]
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    return "\n".join(
-        f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}" for r in rows
-    )
+    rows = [("NODE ID", "BROWSE PATH", "DATA TYPE", "UNIT", "ACCESS")]
+    rows += [
+        (v.node_id, v.browse_path, v.data_type + ("[]" if v.array else ""), v.unit or "-", v.access or "-")
+        for v in variables
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(f"{c:<{w}}" for c, w in zip(r[:4], widths, strict=True)) + f"  {r[4]}" for r in rows)
 
 
 def point_name(browse_path: str) -> str:
@@ -58,7 +61,9 @@ def point_name(browse_path: str) -> str:
 
 
 def _toml_str(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A TOML basic string; control characters (a server's text can hold anything) as \\uXXXX."""
+    body = s.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\u{ord(m.group()):04x}", body) + '"'
 
 
 def _security_lines(s: Security | None) -> list[str]:
@@ -89,7 +94,7 @@ def emit_config(
     security: Security | None = None,
 ) -> str:
     """A ready-to-paste [[devices]] block with the security browse used; readable variables only,
-    arrays as JSON values."""
+    arrays as JSON values, units from the servers' EngineeringUnits."""
     lines = [
         "[[devices]]",
         'type = "opcua"',
@@ -109,6 +114,8 @@ def emit_config(
             n += 1
         used.add(name)
         lines += ["  [[devices.points]]", f"  name = {_toml_str(name)}", f"  node_id = {_toml_str(v.node_id)}"]
+        if v.unit:
+            lines.append(f"  unit = {_toml_str(v.unit)}")
         if v.array:
             lines.append('  array_mode = "json"')
         lines.append(f"  # {v.data_type}")

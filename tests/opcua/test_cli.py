@@ -92,6 +92,31 @@ async def test_browse_lists_variables_and_emits_a_valid_point_list(plant: PlantS
 
 
 @SESSION_LOOP
+async def test_browse_lists_process_variables_not_their_properties(plant: PlantServer, tmp_path: Path) -> None:
+    """EngineeringUnits (HasProperty, PropertyType) is metadata of its variable: the unit, never a point."""
+    for depth in ("4", "3"):  # 3: the variables are on the last level browsed, their properties one below
+        rc, out, err = await edgegw("browse", plant.endpoint, "--depth", depth, "--filter", "Objects/Gasifier01/*")
+        assert rc == 0, err
+        assert "EngineeringUnits" not in out
+        lines = out.splitlines()
+        assert lines[0].split() == ["NODE", "ID", "BROWSE", "PATH", "DATA", "TYPE", "UNIT", "ACCESS"]
+        rows = {ln.split()[0]: ln.split()[1:] for ln in lines[1:]}
+        assert len(rows) == 11  # the gasifier's process variables, nothing else
+        assert rows["ns=2;s=Gasifier01.Reactor.Temperature"] == [
+            "Objects/Gasifier01/Reactor/Temperature", "Double", "degC", "r"
+        ]
+        assert rows["ns=2;s=Gasifier01.Status.Running"][2] == "-"  # no EngineeringUnits property
+    rc, out, err = await edgegw("browse", plant.endpoint, "--emit-config")
+    assert rc == 0, err
+    points = {p["name"]: p for p in (await checked_device(out, tmp_path))["points"]}
+    assert not [n for n in points if "EngineeringUnits" in n]
+    assert points["Gasifier01.Reactor.Temperature"]["unit"] == "degC"
+    assert points["Gasifier01.Feed.OxygenFlow"]["unit"] == "Nm3/h"
+    assert points["HotStove2.Dome.Temperature"]["unit"] == "degC"
+    assert "unit" not in points["Gasifier01.Status.Mode"]
+
+
+@SESSION_LOOP
 async def test_browse_a_secured_server(secure_plant: PlantServer, pki_root: Path, tmp_path: Path) -> None:
     """The secured plant offers no None endpoint: only a Sign / SignAndEncrypt session can browse it."""
     rc, _, err = await edgegw("browse", secure_plant.endpoint)
@@ -152,8 +177,9 @@ def test_point_names_are_valid_keys() -> None:
 
 
 class V:
-    def __init__(self, nid: str, path: str) -> None:
+    def __init__(self, nid: str, path: str, unit: str = "") -> None:
         self.node_id, self.browse_path, self.data_type, self.access, self.array = nid, path, "Double", "r", False
+        self.unit = unit
 
 
 def test_emit_config_deduplicates_names() -> None:
@@ -161,18 +187,19 @@ def test_emit_config_deduplicates_names() -> None:
     assert [p["name"] for p in tomllib.loads(text)["devices"][0]["points"]] == ["A", "A_2"]
 
 
-def test_emit_config_carries_the_browse_security() -> None:
+def test_emit_config_carries_the_browse_security_and_units() -> None:
     plain = tomllib.loads(emit_config("opc.tcp://h:1", [V("ns=2;s=a", "Objects/A")]))["devices"][0]
     assert (plain["security_policy"], plain["security_mode"], plain["allow_no_security"]) == ("None", "None", True)
     sec = SecuritySettings(SecurityPolicy.AES128_SHA256_RSAOAEP, SecurityMode.SIGN, "site/pki",
                            TrustPolicy.TRUST_ON_FIRST_USE, "gw.pem", "gw.key")
-    text = emit_config("opc.tcp://h:1", [V("ns=2;s=a", "Objects/A")], security=sec)
+    text = emit_config("opc.tcp://h:1", [V("ns=2;s=a", "Objects/A", 'd"eg\nC\u00b0')], security=sec)
     dev = tomllib.loads(text)["devices"][0]
     assert {k: dev[k] for k in ("security_policy", "security_mode", "pki_dir", "trust")} == {
         "security_policy": "Aes128_Sha256_RsaOaep", "security_mode": "Sign", "pki_dir": "site/pki",
         "trust": "trust_on_first_use",
     }
     assert "--cert gw.pem --key gw.key" in text and "own/cert.der" in text  # no config key for them: said so
+    assert dev["points"][0]["unit"] == 'd"eg\nC\u00b0'  # whatever text a server sends stays valid TOML
 
 
 def test_sample_config_passes_check() -> None:
