@@ -196,7 +196,7 @@ def cmd_browse(args: argparse.Namespace) -> int:
     except DeviceError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILURE
-    print(emit_config(args.endpoint, found) if args.emit_config else format_table(found))
+    print(emit_config(args.endpoint, found, security=security) if args.emit_config else format_table(found))
     return EXIT_OK
 
 

@@ -6,6 +6,8 @@ import re
 from collections.abc import Sequence
 from typing import Protocol
 
+from drivers.opcua.config import SecurityMode, SecurityPolicy, TrustPolicy
+
 __all__ = ["emit_config", "format_table", "point_name"]
 
 
@@ -20,15 +22,35 @@ class Variable(Protocol):
     def access(self) -> str: ...
     @property
     def array(self) -> bool: ...
+    @property
+    def unit(self) -> str: ...
+
+
+class Security(Protocol):
+    """The security `edgegw browse` used (driver.SecuritySettings), so the emitted device connects the same way."""
+
+    @property
+    def policy(self) -> SecurityPolicy: ...
+    @property
+    def mode(self) -> SecurityMode: ...
+    @property
+    def pki_dir(self) -> str: ...
+    @property
+    def trust(self) -> TrustPolicy: ...
+    @property
+    def certificate(self) -> str | None: ...  # --cert / --key: a device config has no keys for them
+    @property
+    def private_key(self) -> str | None: ...
 
 
 def format_table(variables: Sequence[Variable]) -> str:
-    rows = [("NODE ID", "BROWSE PATH", "DATA TYPE", "ACCESS")]
-    rows += [(v.node_id, v.browse_path, v.data_type + ("[]" if v.array else ""), v.access or "-") for v in variables]
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    return "\n".join(
-        f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}" for r in rows
-    )
+    rows = [("NODE ID", "BROWSE PATH", "DATA TYPE", "UNIT", "ACCESS")]
+    rows += [
+        (v.node_id, v.browse_path, v.data_type + ("[]" if v.array else ""), v.unit or "-", v.access or "-")
+        for v in variables
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(f"{c:<{w}}" for c, w in zip(r[:4], widths, strict=True)) + f"  {r[4]}" for r in rows)
 
 
 def point_name(browse_path: str) -> str:
@@ -39,18 +61,46 @@ def point_name(browse_path: str) -> str:
 
 
 def _toml_str(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A TOML basic string; control characters (a server's text can hold anything) as \\uXXXX."""
+    body = s.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\u{ord(m.group()):04x}", body) + '"'
 
 
-def emit_config(endpoint: str, variables: Sequence[Variable], device_name: str = "opcua-1") -> str:
-    """A ready-to-paste [[devices]] block; readable variables only, arrays as JSON values."""
+def _security_lines(s: Security | None) -> list[str]:
+    if s is None or s.policy is SecurityPolicy.NONE:
+        return [
+            'security_policy = "None"',
+            'security_mode = "None"',
+            "allow_no_security = true                  # browsed with security None: everything in clear",
+        ]
+    lines = [
+        f"security_policy = {_toml_str(s.policy.value)}",
+        f"security_mode = {_toml_str(s.mode.value)}",
+        f"pki_dir = {_toml_str(s.pki_dir)}",
+        f"trust = {_toml_str(s.trust.value)}",
+    ]
+    if s.certificate is not None:
+        lines += [
+            f"# browsed with --cert {s.certificate} --key {s.private_key or '?'}; a device has no such keys:",
+            "# it presents <pki_dir>/own/cert.der (DER) and <pki_dir>/own/private/key.pem, so put that pair there",
+        ]
+    return lines
+
+
+def emit_config(
+    endpoint: str,
+    variables: Sequence[Variable],
+    device_name: str = "opcua-1",
+    security: Security | None = None,
+) -> str:
+    """A ready-to-paste [[devices]] block with the security browse used; readable variables only,
+    arrays as JSON values, units from the servers' EngineeringUnits."""
     lines = [
         "[[devices]]",
         'type = "opcua"',
         f"name = {_toml_str(device_name)}",
         f"endpoint = {_toml_str(endpoint)}",
-        'security_policy = "Basic256Sha256"',
-        'security_mode = "SignAndEncrypt"',
+        *_security_lines(security),
         "",
     ]
     used: set[str] = set()
@@ -64,6 +114,8 @@ def emit_config(endpoint: str, variables: Sequence[Variable], device_name: str =
             n += 1
         used.add(name)
         lines += ["  [[devices.points]]", f"  name = {_toml_str(name)}", f"  node_id = {_toml_str(v.node_id)}"]
+        if v.unit:
+            lines.append(f"  unit = {_toml_str(v.unit)}")
         if v.array:
             lines.append('  array_mode = "json"')
         lines.append(f"  # {v.data_type}")

@@ -772,6 +772,19 @@ class BrowsedVariable:
     data_type: str
     access: str  # "r", "rw", "w" or ""
     array: bool
+    unit: str = ""  # from the variable's EngineeringUnits property, if it has one
+
+
+_PROPERTY_TYPE = ua.NodeId(ua.ObjectIds.PropertyType, 0)
+
+
+def _is_property(ref: Any) -> bool:
+    """A Property (HasProperty, PropertyType) describes its parent: metadata, not a process variable."""
+    rtype, tdef = ref.ReferenceTypeId, ref.TypeDefinition
+    return bool(
+        (rtype.NamespaceIndex == 0 and rtype.Identifier == ua.ObjectIds.HasProperty)
+        or (tdef is not None and tdef.NamespaceIndex == 0 and tdef.Identifier == ua.ObjectIds.PropertyType)
+    )
 
 
 async def browse(
@@ -784,8 +797,10 @@ async def browse(
 ) -> list[BrowsedVariable]:
     """Walk Objects/ (hierarchical references) and list the variables: the raw material of a point list.
 
-    Security None unless ``security`` says otherwise; then the server certificate is checked
-    against the trust list exactly as a device's would be.
+    Properties (HasProperty references, PropertyType: EngineeringUnits, EURange, ...) are not
+    listed; a variable's EngineeringUnits becomes its ``unit``. Security None unless ``security``
+    says otherwise; then the server certificate is checked against the trust list exactly as a
+    device's would be.
     """
     client = Client(endpoint, timeout=timeout_s)
     try:
@@ -805,18 +820,23 @@ async def browse(
             ) from err
         raise ConnectError(endpoint, f"cannot connect: {err!r}") from err
     try:
-        out: list[BrowsedVariable] = []
-        frontier: list[tuple[Any, str]] = [(client.nodes.objects, "Objects")]
+        found: list[tuple[Any, str, str]] = []  # (node, node id, browse path) of the matching variables
+        units: dict[str, Any] = {}  # variable node id -> its EngineeringUnits property node
+        frontier: list[tuple[Any, str, str]] = [(client.nodes.objects, "", "Objects")]
         seen: set[str] = set()
         for _level in range(depth):
-            nxt: list[tuple[Any, str]] = []
-            for node, path in frontier:
+            nxt: list[tuple[Any, str, str]] = []
+            for node, pid, path in frontier:
                 refs = await node.get_references(
                     refs=ua.ObjectIds.HierarchicalReferences,
                     direction=ua.BrowseDirection.Forward,
                     nodeclassmask=ua.NodeClass.Object | ua.NodeClass.Variable,
                 )
                 for ref in refs:
+                    if _is_property(ref):
+                        if ref.BrowseName.Name == "EngineeringUnits" and pid:
+                            units.setdefault(pid, client.get_node(ref.NodeId))
+                        continue
                     nid = ref.NodeId.to_string()
                     if nid in seen or ref.NodeId.NamespaceIndex == 0:
                         continue
@@ -824,12 +844,23 @@ async def browse(
                     child = client.get_node(ref.NodeId)
                     cpath = f"{path}/{ref.BrowseName.Name}"
                     if ref.NodeClass == ua.NodeClass.Variable and fnmatch.fnmatchcase(cpath, pattern):
-                        out.append(await _describe(client, child, nid, cpath))
-                    nxt.append((child, cpath))
+                        found.append((child, nid, cpath))
+                    nxt.append((child, nid if ref.NodeClass == ua.NodeClass.Variable else "", cpath))
             frontier = nxt
             if not frontier:
                 break
-        return out
+        # variables on the last level: their properties were not browsed yet
+        wanted = {nid for _n, nid, _p in found}
+        for node, pid, _path in frontier:
+            if pid in wanted:
+                for ref in await node.get_references(
+                    refs=ua.ObjectIds.HasProperty,
+                    direction=ua.BrowseDirection.Forward,
+                    nodeclassmask=ua.NodeClass.Variable,
+                ):
+                    if ref.BrowseName.Name == "EngineeringUnits":
+                        units.setdefault(pid, client.get_node(ref.NodeId))
+        return [await _describe(client, node, nid, path, units.get(nid)) for node, nid, path in found]
     except UaStatusCodeError as err:
         raise ConnectError(endpoint, f"browse failed: {status_name(err.code)}") from err
     except _COMM_ERRORS as err:
@@ -838,11 +869,12 @@ async def browse(
         await OpcUaDriver._close(client)
 
 
-async def _describe(client: Client, node: Any, nid: str, path: str) -> BrowsedVariable:
+async def _describe(client: Client, node: Any, nid: str, path: str, eu_node: Any = None) -> BrowsedVariable:
     attrs = (ua.AttributeIds.DataType, ua.AttributeIds.AccessLevel, ua.AttributeIds.ValueRank)
-    dvs = await client.uaclient.read(  # one Read for the three attributes
-        ua.ReadParameters(NodesToRead=[ua.ReadValueId(NodeId=node.nodeid, AttributeId=a) for a in attrs])
-    )
+    to_read = [ua.ReadValueId(NodeId=node.nodeid, AttributeId=a) for a in attrs]
+    if eu_node is not None:
+        to_read.append(ua.ReadValueId(NodeId=eu_node.nodeid, AttributeId=ua.AttributeIds.Value))
+    dvs = await client.uaclient.read(ua.ReadParameters(NodesToRead=to_read))  # one Read for all of them
     dtype_id = dvs[0].Value.Value if dvs[0].Value is not None else None
     dtype = "?"
     if isinstance(dtype_id, ua.NodeId):
@@ -854,4 +886,15 @@ async def _describe(client: Client, node: Any, nid: str, path: str) -> BrowsedVa
     level = int(level or 0)
     access = ("r" if level & 1 else "") + ("w" if level & 2 else "")
     rank = dvs[2].Value.Value if dvs[2].Value is not None else -1
-    return BrowsedVariable(nid, path, dtype, access, bool(isinstance(rank, int) and rank >= 0))
+    unit = _unit_text(dvs[3].Value.Value if len(dvs) > 3 and dvs[3].Value is not None else None)
+    return BrowsedVariable(nid, path, dtype, access, bool(isinstance(rank, int) and rank >= 0), unit)
+
+
+def _unit_text(value: Any) -> str:
+    """EngineeringUnits is an EUInformation (Part 8): its DisplayName is the symbol ("°C", "%");
+    some servers put a plain string or LocalizedText there instead."""
+    if isinstance(value, ua.EUInformation):
+        value = value.DisplayName
+    if isinstance(value, ua.LocalizedText):
+        value = value.Text
+    return value.strip() if isinstance(value, str) else ""

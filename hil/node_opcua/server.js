@@ -7,7 +7,7 @@ const path = require("path");
 const fs = require("fs");
 const {
   OPCUAServer, OPCUACertificateManager, Variant, DataType, StatusCodes, MessageSecurityMode, SecurityPolicy,
-  nodesets,
+  nodesets, standardUnits,
 } = require("node-opcua");
 
 async function main() {
@@ -47,14 +47,15 @@ async function main() {
   ns.addVariable({ organizedBy: kiln, browseName: "Zones", nodeId: "s=Kiln.Zones", dataType: "Double",
     valueRank: 1, arrayDimensions: [3],
     value: new Variant({ dataType: DataType.Double, arrayType: 1, value: new Float64Array([800.5, 900.5, 1000.5]) }) });
-  // an AnalogItem with an EURange: what a percent deadband is computed against
   // nodes a test deletes at run time (command "delete <nodeId>" on stdin): a monitored node going away
   for (const n of ["Doomed1", "Doomed2"]) {
     ns.addVariable({ organizedBy: kiln, browseName: n, nodeId: `s=Kiln.${n}`, dataType: "Double",
       value: new Variant({ dataType: DataType.Double, value: 7 }) });
   }
+  // an AnalogItem with an EURange (what a percent deadband is computed against) and EngineeringUnits:
+  // properties, which browse must not list as points
   const level = ns.addAnalogDataItem({ organizedBy: kiln, browseName: "Level", nodeId: "s=Kiln.Level",
-    dataType: "Double", engineeringUnitsRange: { low: 0, high: 100 }, engineeringUnits: undefined,
+    dataType: "Double", engineeringUnitsRange: { low: 0, high: 100 }, engineeringUnits: standardUnits.percent,
     value: new Variant({ dataType: DataType.Double, value: 0 }) });
   const items = parseInt(process.argv[4] || "0", 10);
   const bench = [];

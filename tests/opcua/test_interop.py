@@ -101,6 +101,11 @@ async def test_browse_finds_the_peer_variables(peer: NodeOpcuaPeer) -> None:
     assert by_path["Objects/Kiln/Temperature"].node_id == "ns=1;s=Kiln.Temperature"
     assert by_path["Objects/Kiln/Zones"].array
     assert "r" in by_path["Objects/Kiln/Count"].access
+    # an AnalogItem's properties (HasProperty: EURange, EngineeringUnits) are not points; its EUInformation
+    # gives the unit
+    assert not [p for p in by_path if p.startswith("Objects/Kiln/Level/")], sorted(by_path)
+    assert by_path["Objects/Kiln/Level"].unit == "%"
+    assert by_path["Objects/Kiln/Temperature"].unit == ""
 
 
 async def test_percent_deadband_against_an_analog_item(peer: NodeOpcuaPeer) -> None:
