@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,23 +81,14 @@ async def test_partitions_are_detected_survived_and_drained(mosquitto: Mosquitto
                                  interval=0.05, what="deliveries after the link came back")
                 resume_s.append(time.monotonic() - t1)
                 await eventually(lambda: gw.buffer.pending_batches <= 2, timeout=30, what="the backlog to drain")
-        counters = gw.buffer_counters
-        accepted = counters["accepted_batches"]
-        await eventually(lambda: len({decode(p).seq for p in received}) >= accepted, timeout=20,
-                         what="every accepted batch at the subscriber")
+        outcome = await _delivery(gw, received, tmp_path)
 
-    seqs = Counter(decode(p).seq for p in received)
-    duplicates = sum(n - 1 for n in seqs.values())
     noticed, resumed = (", ".join(f"{s:.2f}" for s in xs) for xs in (detect_s, resume_s))
     print(f"\npartitions x{PARTITIONS} of {PARTITION_S:.0f} s, keepalive {KEEPALIVE_S} s: dead link noticed after "
-          f"{noticed} s; deliveries resumed {resumed} s after the heal; {accepted} batches accepted, "
-          f"{len(received)} received, {duplicates} duplicates, "
+          f"{noticed} s; deliveries resumed {resumed} s after the heal; {outcome}, "
           f"reconnects {gw.forwarder.stats.reconnects}")
     assert all(s <= 1.5 * KEEPALIVE_S + 2.0 for s in detect_s), detect_s
-    assert counters["delivered_batches"] == accepted and counters["delivered_points"] == counters["accepted_points"]
-    assert counters["dropped_oldest_points"] == counters["dropped_newest_points"] == counters["expired_points"] == 0
-    assert set(seqs) == set(range(1, accepted + 1))  # every batch, no gap, nothing else
-    assert duplicates <= MAX_INFLIGHT * PARTITIONS
+    outcome.check(MAX_INFLIGHT * PARTITIONS)
 
 
 @pytest.mark.integration
@@ -114,20 +106,44 @@ async def test_connection_resets_lose_nothing(mosquitto: Mosquitto, tmp_path: Pa
                 proxy.cut()
             await eventually(lambda: gw.forwarder.stats.connected and gw.buffer.pending_batches <= 2, timeout=30,
                              what="reconnected and drained")
-        counters = gw.buffer_counters
-        accepted, delivered = counters["accepted_batches"], counters["delivered_batches"]
-        kept = _pending_seqs(tmp_path / "buffer.db")  # a stop may leave a few batches for the next start
-        await eventually(lambda: len({decode(p).seq for p in received} - kept) >= delivered, timeout=20,
-                         what=f"the {delivered} delivered batches at the subscriber")
-    seqs = Counter(decode(p).seq for p in received)
-    duplicates = sum(n - 1 for n in seqs.values())
-    print(f"\n{cuts} connection resets: {accepted} batches accepted, {delivered} delivered, {len(kept)} kept "
-          f"buffered at the stop, {len(received)} received, {duplicates} duplicates, "
-          f"reconnects {gw.forwarder.stats.reconnects}")
+        outcome = await _delivery(gw, received, tmp_path)
+    print(f"\n{cuts} connection resets: {outcome}, reconnects {gw.forwarder.stats.reconnects}")
     assert gw.forwarder.stats.reconnects >= cuts // 2  # the resets did hit live connections
-    assert delivered + len(kept) == accepted
-    assert set(seqs) | kept == set(range(1, accepted + 1))  # each accepted batch arrived or is still buffered
-    assert duplicates <= MAX_INFLIGHT * cuts
+    outcome.check(MAX_INFLIGHT * cuts)
+
+
+@dataclass
+class _Delivery:
+    counters: dict[str, int]
+    seqs: Counter[int]  # batch sequence numbers received, with repeats
+    kept: set[int]  # left in the buffer by the stop, for the next start
+
+    def __str__(self) -> str:
+        c = self.counters
+        return (f"{c['accepted_batches']} batches accepted, {c['delivered_batches']} delivered, {len(self.kept)} "
+                f"kept buffered at the stop, {self.seqs.total()} received, {self.duplicates} duplicates")
+
+    @property
+    def duplicates(self) -> int:
+        return sum(n - 1 for n in self.seqs.values())
+
+    def check(self, max_duplicates: int) -> None:
+        """Nothing accepted is lost: each batch arrived or is still buffered; nothing was dropped."""
+        c = self.counters
+        assert c["delivered_batches"] + len(self.kept) == c["accepted_batches"]
+        assert c["dropped_oldest_points"] == c["dropped_newest_points"] == c["expired_points"] == 0
+        assert set(self.seqs) | self.kept == set(range(1, c["accepted_batches"] + 1))  # no gap, nothing else
+        assert self.duplicates <= max_duplicates
+
+
+async def _delivery(gw: Gateway, received: list[bytes], tmp: Path) -> _Delivery:
+    """After the gateway stopped (a graceful stop drains while connected; what it could not send
+    stays buffered): wait until the subscriber has every delivered batch, and collect the result."""
+    counters = gw.buffer_counters
+    kept = _pending_seqs(tmp / "buffer.db")
+    await eventually(lambda: len({decode(p).seq for p in received} - kept) >= counters["delivered_batches"],
+                     timeout=20, what="every delivered batch at the subscriber")
+    return _Delivery(counters, Counter(decode(p).seq for p in received), kept)
 
 
 def _pending_seqs(db: Path) -> set[int]:
