@@ -13,6 +13,9 @@
  * with EIO with probability N/1000 (nothing synced, no snapshot), as a dying SD card or a flaky
  * disk controller does.  EDGEGW_FAULT_EIO_SEED seeds it (default: the process id).
  *
+ * Slow storage: with EDGEGW_FAULT_SYNC_DELAY_US=N, every fsync / fdatasync of a regular file (in any
+ * directory) takes N microseconds longer, as cheap eMMC or SD cards under load do.
+ *
  * Build: gcc -O1 -Wall -shared -fPIC -o fsync_snapshot.so fsync_snapshot.c -ldl
  */
 #define _GNU_SOURCE
@@ -25,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -114,10 +118,23 @@ static void snapshot(const char *path, const char *name, const struct stat *st) 
     errno = saved;
 }
 
+static void slow_storage(int fd) {
+    const char *delay = getenv("EDGEGW_FAULT_SYNC_DELAY_US");
+    struct stat st;
+    if (delay == NULL || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return;
+    long us = atol(delay);
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
 static int sync_file(int fd, int (*real)(int)) {
     char path[PATH_MAX];
     const char *name;
     struct stat st;
+    int saved = errno;
+    slow_storage(fd); /* outside the lock: concurrent syncs of different files overlap, as on a disk */
+    errno = saved;
     pthread_mutex_lock(&lock);
     if (watched(fd, path, &name, &st)) {
         if (inject_eio()) {
