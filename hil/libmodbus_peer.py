@@ -8,13 +8,12 @@ could hide a mistake both share.  The binary goes to a scratch directory; the se
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from hil.services import ServiceUnavailable
+from hil.services import ServiceUnavailable, compile_c
 
 __all__ = ["LibmodbusServer", "build_server"]
 
@@ -23,19 +22,9 @@ SOURCE = Path(__file__).resolve().parent / "libmodbus" / "server.c"
 
 def build_server(workdir: Path) -> Path:
     """Compile the server into ``workdir``; ServiceUnavailable if gcc or libmodbus-dev is missing."""
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        raise ServiceUnavailable("gcc is not installed")
     if not Path("/usr/include/modbus/modbus.h").exists():
         raise ServiceUnavailable("libmodbus-dev is not installed")
-    out = workdir / "libmodbus-server"
-    proc = subprocess.run(
-        [gcc, "-O1", "-Wall", "-I/usr/include/modbus", "-o", str(out), str(SOURCE), "-lmodbus"],
-        capture_output=True, text=True, check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"compiling {SOURCE.name} failed: {proc.stderr}")
-    return out
+    return compile_c(SOURCE, workdir / "libmodbus-server", "-I/usr/include/modbus", "-lmodbus")
 
 
 class LibmodbusServer:

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
-from hil.services import ServiceUnavailable
+from hil.services import compile_c
 
 __all__ = ["PowerCut", "build_library"]
 
@@ -26,17 +25,7 @@ SOURCE = Path(__file__).resolve().parent / "powercut" / "fsync_snapshot.c"
 
 def build_library(workdir: Path) -> Path:
     """Compile the preload library into ``workdir``; ServiceUnavailable if gcc is missing."""
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        raise ServiceUnavailable("gcc is not installed")
-    out = workdir / "fsync_snapshot.so"
-    proc = subprocess.run(
-        [gcc, "-O1", "-Wall", "-Werror", "-shared", "-fPIC", "-o", str(out), str(SOURCE), "-ldl", "-lpthread"],
-        capture_output=True, text=True, check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"compiling {SOURCE.name} failed: {proc.stderr}")
-    return out
+    return compile_c(SOURCE, workdir / "fsync_snapshot.so", "-Werror", "-shared", "-fPIC", "-ldl", "-lpthread")
 
 
 class PowerCut:

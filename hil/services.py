@@ -17,11 +17,26 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Influx1", "Mosquitto", "PtyPair", "Service", "ServiceUnavailable", "VictoriaMetrics", "free_port"]
+__all__ = [
+    "Influx1", "Mosquitto", "PtyPair", "Service", "ServiceUnavailable", "VictoriaMetrics", "compile_c", "free_port",
+]
 
 
 class ServiceUnavailable(RuntimeError):
     """The server's binary is not installed (run the README's test command as root to install it)."""
+
+
+def compile_c(source: Path, out: Path, *flags: str) -> Path:
+    """Build a test helper written in C (an interop server, a preload library) with gcc;
+    ServiceUnavailable if gcc is missing, RuntimeError with the compiler's output if it fails."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        raise ServiceUnavailable("gcc is not installed")
+    proc = subprocess.run([gcc, "-O1", "-Wall", "-o", str(out), str(source), *flags], capture_output=True,
+                          text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"compiling {source.name} failed: {proc.stderr}")
+    return out
 
 
 def free_port() -> int:

@@ -84,14 +84,27 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
-@pytest.fixture(scope="session")
-def powercut_library(services_dir: Path) -> Path:
-    """hil/powercut's LD_PRELOAD library (power cuts, failing syncs), compiled once per session."""
-    from hil.powercut import build_library
-
+def built(build: Callable[[Path], Path], workdir: Path) -> Path:
+    """A test helper compiled from C (hil/*.c); a missing compiler or library skips, under CI fails."""
     try:
-        return build_library(services_dir)
+        return build(workdir)
     except ServiceUnavailable as err:
         if IN_CI:
             pytest.fail(f"{err}: CI must install it (the README's test command does, as root)")
         pytest.skip(f"{err}; run the README's test command as root to install it")
+
+
+@pytest.fixture(scope="session")
+def powercut_library(services_dir: Path) -> Path:
+    """hil/powercut's LD_PRELOAD library (power cuts, failing and slow syncs), compiled once per session."""
+    from hil.powercut import build_library
+
+    return built(build_library, services_dir)
+
+
+@pytest.fixture(scope="session")
+def libmodbus_server(services_dir: Path) -> Path:
+    """The libmodbus interop server (hil/libmodbus/server.c), compiled once per session."""
+    from hil.libmodbus_peer import build_server
+
+    return built(build_server, services_dir)

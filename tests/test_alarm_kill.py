@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import json
 import socket
-import sqlite3
 from pathlib import Path
 
 import pytest
 
-from firmware_stubs.gas_substation import GasSubstation, ch4_excursion, point_config
+from firmware_stubs.gas_substation import GasSubstation, ch4_excursion
 from gateway.buffer import SqliteBuffer, alarm_buffer_path
 from gateway.cli import main
-from gateway.errors import BufferCorruptError
 from hil.modbus_server import SimulatedPlc
 from hil.services import Mosquitto
 from tests.collector import collect
 from tests.conftest import eventually
-from tests.gateway_process import kill_9, start_gateway, stop_gateway
+from tests.gateway_process import accepted_batches, gas_substations_toml, kill_9, start_gateway, stop_gateway
 
 __all__: list[str] = []
 
@@ -33,27 +31,9 @@ def _config(path: Path, plc_port: int, broker_port: int, buffer: Path) -> None:
         f'[buffer]\npath = "{buffer.as_posix()}"\nlinger_ms = 20\n',
         f'[uplink]\nport = {broker_port}\ntopic_prefix = "alarmkill"\nclient_id = "gw-akill"\n'
         "timeout_s = 3\nshutdown_drain_s = 10\nkeepalive_s = 5\n",
-        f'[[devices]]\ntype = "modbus_tcp"\nname = "gas-sub-3"\nhost = "127.0.0.1"\nport = {plc_port}\n'
-        "poll_interval_ms = 50\ntimeout_ms = 1000\nbackoff_max_ms = 200\n",
+        gas_substations_toml(plc_port, 1, first=3, poll_interval_ms=50, ch4_class=True),
     ]
-    for p in point_config():
-        p = dict(p, **({"class": "ch4"} if p["name"] == "ch4" else {}))
-        lines.append("[[devices.points]]\n" + "".join(
-            f'{k} = "{v}"\n' if isinstance(v, str) else f"{k} = {v}\n" for k, v in p.items()))
     path.write_text("\n".join(lines))
-
-
-def _accepted(db: Path) -> int:
-    try:
-        buf = SqliteBuffer(db, readonly=True)
-    except BufferCorruptError:  # not created yet
-        return 0
-    try:
-        return buf.counters()["accepted_batches"]
-    except sqlite3.Error:  # being created by the gateway: no schema yet
-        return 0
-    finally:
-        buf.close()
 
 
 @pytest.mark.integration
@@ -77,7 +57,7 @@ async def test_alarm_accepted_before_kill_9_is_delivered_after_restart(
                 for tick, events in ((1, 0), (2, 1), (3, 2), (4, 2), (5, 3)):
                     await plc.advance()
                     assert plc.tick == tick
-                    await eventually(lambda n=events: _accepted(alarms_db) >= n, timeout=8,
+                    await eventually(lambda n=events: accepted_batches(alarms_db) >= n, timeout=8,
                                      what=f"{events} alarm event(s) committed")
                 await kill_9(proc)
             finally:

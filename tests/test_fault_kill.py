@@ -24,14 +24,14 @@ from pathlib import Path
 
 import pytest
 
-from firmware_stubs.gas_substation import expected_values, point_config
+from firmware_stubs.gas_substation import expected_values
 from gateway.buffer import SqliteBuffer
 from gateway.codec import decode
 from hil.modbus_server import SimulatedPlc
 from hil.services import Mosquitto
 from tests.collector import collect
 from tests.conftest import eventually
-from tests.gateway_process import kill_9, start_gateway, stop_gateway
+from tests.gateway_process import gas_substations_toml, kill_9, start_gateway, stop_gateway
 
 __all__: list[str] = []
 
@@ -50,15 +50,8 @@ def _config(path: Path, plc_port: int, broker_port: int, buffer: Path, durabilit
         f'client_id = "gw-kill-{durability}"\n'
         f"max_inflight = {MAX_INFLIGHT}\ntimeout_s = 5\nshutdown_drain_s = 30\nkeepalive_s = 5\n",
     ]
-    for d in range(DEVICES):
-        lines.append(
-            f'[[devices]]\ntype = "modbus_tcp"\nname = "gas-sub-{d}"\nhost = "127.0.0.1"\nport = {plc_port}\n'
-            "poll_interval_ms = 20\ntimeout_ms = 1000\nbackoff_max_ms = 200\n"
-        )
-        for p in point_config():
-            fields = ", ".join(f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}" for k, v in p.items())
-            lines.append(f"[[devices.points]]\n{fields.replace(', ', chr(10))}\n")
-    path.write_text("\n".join(lines).replace("'", '"'))
+    lines.append(gas_substations_toml(plc_port, DEVICES))
+    path.write_text("\n".join(lines))
 
 
 @pytest.mark.integration

@@ -14,8 +14,10 @@ the in-flight window per partition.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,13 +58,20 @@ def _config(plc_port: int, proxy_port: int, tmp: Path) -> Any:
     })
 
 
+@contextlib.asynccontextmanager
+async def _rig(mosquitto: Mosquitto, tmp: Path, seed: int) -> AsyncIterator[tuple[Gateway, FaultProxy, list[bytes]]]:
+    """A simulated PLC, the gateway's uplink through a FaultProxy to mosquitto, and a subscriber
+    connected to mosquitto directly (the receiving end, never faulted)."""
+    async with SimulatedPlc(tick_s=0.02, seed=seed) as plc, FaultProxy("127.0.0.1", mosquitto.port) as proxy, \
+            collect(mosquitto.port, "part/+/+/data", f"partition-subscriber-{seed}") as received:
+        yield Gateway(_config(plc.port, proxy.port, tmp)), proxy, received
+
+
 @pytest.mark.integration
 async def test_partitions_are_detected_survived_and_drained(mosquitto: Mosquitto, tmp_path: Path) -> None:
     detect_s: list[float] = []
     resume_s: list[float] = []
-    async with SimulatedPlc(tick_s=0.02, seed=8) as plc, FaultProxy("127.0.0.1", mosquitto.port) as proxy, \
-            collect(mosquitto.port, "part/+/+/data", "partition-subscriber") as received:
-        gw = Gateway(_config(plc.port, proxy.port, tmp_path))
+    async with _rig(mosquitto, tmp_path, seed=8) as (gw, proxy, received):
         async with running(gw.run()):
             await eventually(lambda: gw.forwarder.stats.published_batches >= 10, what="first deliveries")
             for _ in range(PARTITIONS):
@@ -96,9 +105,7 @@ async def test_connection_resets_lose_nothing(mosquitto: Mosquitto, tmp_path: Pa
     """The uplink's TCP connection reset every 0.7 s for 7 s (reliability scenario 11, reset_peer,
     short version): the gateway reconnects each time, and every batch arrives."""
     cuts = 10
-    async with SimulatedPlc(tick_s=0.02, seed=9) as plc, FaultProxy("127.0.0.1", mosquitto.port) as proxy, \
-            collect(mosquitto.port, "part/+/+/data", "reset-subscriber") as received:
-        gw = Gateway(_config(plc.port, proxy.port, tmp_path))
+    async with _rig(mosquitto, tmp_path, seed=9) as (gw, proxy, received):
         async with running(gw.run()):
             await eventually(lambda: gw.forwarder.stats.published_batches >= 5, what="first deliveries")
             for _ in range(cuts):

@@ -25,22 +25,19 @@ import asyncio
 import json
 import random
 import socket
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
-from firmware_stubs.gas_substation import point_config
 from gateway.buffer import SqliteBuffer
 from gateway.buffer import sqlite as sqlite_module
 from gateway.cli import main
 from gateway.codec import decode
-from gateway.errors import BufferCorruptError
 from hil.modbus_server import SimulatedPlc
 from hil.powercut import PowerCut
 from tests.conftest import eventually
-from tests.gateway_process import kill_9, start_gateway
+from tests.gateway_process import accepted_batches, gas_substations_toml, kill_9, start_gateway
 
 __all__: list[str] = []
 
@@ -56,28 +53,8 @@ def _config(path: Path, plc_port: int, broker_port: int, buffer: Path, durabilit
         f"sync_interval_ms = {SYNC_INTERVAL_MS}\nbatch_max_points = 30\nlinger_ms = 20\n",
         f'[uplink]\nport = {broker_port}\ntopic_prefix = "cut"\nclient_id = "gw-cut"\ntimeout_s = 2\n',
     ]
-    for d in range(DEVICES):
-        lines.append(
-            f'[[devices]]\ntype = "modbus_tcp"\nname = "gas-sub-{d}"\nhost = "127.0.0.1"\nport = {plc_port}\n'
-            "poll_interval_ms = 20\ntimeout_ms = 1000\nbackoff_max_ms = 200\n"
-        )
-        for p in point_config():
-            lines.append("[[devices.points]]\n" + "".join(
-                f'{k} = "{v}"\n' if isinstance(v, str) else f"{k} = {v}\n" for k, v in p.items()))
+    lines.append(gas_substations_toml(plc_port, DEVICES))
     path.write_text("\n".join(lines))
-
-
-def _accepted(db: Path) -> int:
-    try:
-        buf = SqliteBuffer(db, readonly=True)
-    except (BufferCorruptError, sqlite3.Error):  # being opened by the gateway (e.g. its start-up checkpoint)
-        return 0
-    try:
-        return buf.counters()["accepted_batches"]
-    except sqlite3.Error:
-        return 0
-    finally:
-        buf.close()
 
 
 def _rows(buf: SqliteBuffer) -> tuple[list[tuple[int, int, int, bytes]], dict[str, int]]:
@@ -107,7 +84,7 @@ async def test_power_cut_keeps_what_the_durability_mode_promises(
             _config(cfg, plc.port, refused.getsockname()[1], buffer, durability)
             proc = await start_gateway(cfg, log, env=cut.env())
             try:
-                await eventually(lambda: _accepted(buffer) >= 40, timeout=30,
+                await eventually(lambda: accepted_batches(buffer) >= 40, timeout=30,
                                  what=f"batches committed (log: {log.read_text()[-2000:] if log.exists() else ''})")
                 await asyncio.sleep(random.Random(durability).uniform(0.0, 0.5))  # cut at some moment
                 cut_ns = time.time_ns()

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from firmware_stubs.gas_substation import point_config
 from gateway.buffer import SqliteBuffer
 from gateway.codec import decode
 from hil.modbus_server import SimulatedPlc
@@ -29,7 +28,7 @@ from hil.powercut import PowerCut
 from hil.services import Mosquitto
 from tests.collector import collect
 from tests.conftest import eventually
-from tests.gateway_process import start_gateway, stop_gateway
+from tests.gateway_process import gas_substations_toml, start_gateway, stop_gateway
 
 __all__: list[str] = []
 
@@ -45,14 +44,7 @@ def _config(path: Path, plc_port: int, broker_port: int, buffer: Path) -> None:
         f'[uplink]\nport = {broker_port}\ntopic_prefix = "eio"\nclient_id = "gw-eio"\n'
         f"max_inflight = {MAX_INFLIGHT}\ntimeout_s = 5\nshutdown_drain_s = 30\n",
     ]
-    for d in range(2):
-        lines.append(
-            f'[[devices]]\ntype = "modbus_tcp"\nname = "gas-sub-{d}"\nhost = "127.0.0.1"\nport = {plc_port}\n'
-            "poll_interval_ms = 20\ntimeout_ms = 1000\nbackoff_max_ms = 200\n"
-        )
-        for p in point_config():
-            lines.append("[[devices.points]]\n" + "".join(
-                f'{k} = "{v}"\n' if isinstance(v, str) else f"{k} = {v}\n" for k, v in p.items()))
+    lines.append(gas_substations_toml(plc_port, 2))
     path.write_text("\n".join(lines))
 
 

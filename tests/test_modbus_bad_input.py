@@ -193,25 +193,28 @@ async def test_a_late_answer_to_a_timed_out_request_is_not_taken_for_the_next(pe
             assert _short(await drv.read()) == GOOD
 
 
+class _Wire:
+    """The write side of a transport, for feeding a Connection bytes directly."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+
 @settings(max_examples=60, deadline=None)
 @given(framing=st.sampled_from(["mbap", "rtu"]), count=st.integers(1, 125), cuts=st.lists(st.integers(1, 300)))
 def test_an_answer_split_anywhere_across_reads_is_reassembled(framing: str, count: int, cuts: list[int]) -> None:
     """TCP and serial ports deliver a frame in arbitrary pieces; noise may precede an RTU frame."""
     from drivers.modbus.client import Connection, Framing
 
-    class Wire:
-        def __init__(self) -> None:
-            self.sent: list[bytes] = []
-
-        def write(self, data: bytes) -> None:
-            self.sent.append(data)
-
-        def is_closing(self) -> bool:
-            return False
-
     async def run() -> bytes:
         conn = Connection(Framing.MBAP if framing == "mbap" else Framing.RTU)
-        conn.transport = Wire()  # type: ignore[assignment]
+        conn.transport = _Wire()  # type: ignore[assignment]
         task = asyncio.create_task(conn.read(9, 3, 0, count, 5.0))
         await asyncio.sleep(0)
         pdu = _good_pdu(3, count)
@@ -225,19 +228,6 @@ def test_an_answer_split_anywhere_across_reads_is_reassembled(framing: str, coun
         return await asyncio.wait_for(task, 1)
 
     assert asyncio.run(run()) == _good_pdu(3, count)[2:]
-
-
-class _Wire:
-    """The write side of a transport, for feeding a Connection bytes directly."""
-
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.sent.append(data)
-
-    def is_closing(self) -> bool:
-        return False
 
 
 def _fuzz_answer(framing: str, chunks: list[bytes]) -> bytes | BaseException:

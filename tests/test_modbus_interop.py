@@ -5,8 +5,6 @@ socat pty pair.  Under CI a missing gcc, libmodbus-dev or socat fails these test
 from __future__ import annotations
 
 import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,26 +13,13 @@ import pytest
 from drivers.modbus.config import ModbusRtuDevice, ModbusTcpDevice
 from drivers.modbus.driver import ModbusDriver
 from gateway.point import Quality
-from hil.libmodbus_peer import LibmodbusServer, build_server
-from hil.services import PtyPair, ServiceUnavailable
+from hil.libmodbus_peer import LibmodbusServer
+from hil.services import PtyPair
 from tests.conftest import IN_CI
 from tests.test_modbus_driver import _register_image, check_image_values
 
 INPUTS = [7, *([0] * 9), 42]  # "mode" = 7 (running) at input register 0, "hole" = 42 at 10
 COILS = [False, False, True, False]
-
-
-@pytest.fixture(scope="module")
-def libmodbus() -> Iterator[Path]:
-    d = Path(tempfile.mkdtemp(prefix="edgegw-libmodbus-"))
-    try:
-        yield build_server(d)
-    except ServiceUnavailable as err:
-        if IN_CI:
-            pytest.fail(f"{err}: CI must install it (scripts/test.sh does, as root)")
-        pytest.skip(f"{err}; run scripts/test.sh as root to install it")
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def _points() -> tuple[list[int], list[dict[str, Any]]]:
@@ -57,9 +42,9 @@ async def _read(cfg: ModbusTcpDevice | ModbusRtuDevice) -> dict[str, Any]:
     return got
 
 
-async def test_every_type_and_byte_order_from_libmodbus_over_tcp(libmodbus: Path, tmp_path: Path) -> None:
+async def test_every_type_and_byte_order_from_libmodbus_over_tcp(libmodbus_server: Path, tmp_path: Path) -> None:
     image, points = _points()
-    with LibmodbusServer(libmodbus, tmp_path, coils=COILS, discrete_inputs=[True], holding_registers=image,
+    with LibmodbusServer(libmodbus_server, tmp_path, coils=COILS, discrete_inputs=[True], holding_registers=image,
                          input_registers=INPUTS) as server:
         cfg = ModbusTcpDevice.model_validate(
             {"type": "modbus_tcp", "name": "plc", "host": "127.0.0.1", "port": server.port, "points": points}
@@ -68,10 +53,10 @@ async def test_every_type_and_byte_order_from_libmodbus_over_tcp(libmodbus: Path
 
 
 async def test_every_type_and_byte_order_from_libmodbus_over_rtu_on_a_pty(
-    libmodbus: Path, tmp_path: Path, pty_pair: PtyPair
+    libmodbus_server: Path, tmp_path: Path, pty_pair: PtyPair
 ) -> None:
     image, points = _points()
-    with LibmodbusServer(libmodbus, tmp_path, coils=COILS, discrete_inputs=[True], holding_registers=image,
+    with LibmodbusServer(libmodbus_server, tmp_path, coils=COILS, discrete_inputs=[True], holding_registers=image,
                          input_registers=INPUTS, serial_port=pty_pair.a, unit_id=17):
         cfg = ModbusRtuDevice.model_validate(
             {"type": "modbus_rtu", "name": "plc", "port": pty_pair.b, "baudrate": 19200, "parity": "N",
