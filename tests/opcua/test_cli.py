@@ -44,7 +44,7 @@ async def checked_device(emitted: str, tmp_path: Path) -> dict[str, Any]:
     path.write_text(GATEWAY + emitted, encoding="utf-8")
     rc, out, err = await edgegw("check", "-c", str(path))
     assert rc == 0, err
-    assert "1 devices" in out
+    assert "(1 device, " in out
     device: dict[str, Any] = tomllib.loads(emitted)["devices"][0]
     return device
 
