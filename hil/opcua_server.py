@@ -24,11 +24,12 @@ from typing import Any, Self
 from asyncua import Server, ua
 from asyncua.crypto.permission_rules import User, UserRole
 
-from firmware_stubs.opcua_plants import PLANTS, NodeSpec
+from firmware_stubs.opcua_plants import PLANTS, UNITS, NodeSpec, unit_id
 
-__all__ = ["NAMESPACE", "PlantServer", "bench_node_id", "free_port"]
+__all__ = ["NAMESPACE", "PlantServer", "bench_node_id", "eu_information", "free_port"]
 
 NAMESPACE = "urn:edgegw:sim"
+UNECE_UNITS = "http://www.opcfoundation.org/UA/units/un/cefact"  # EUInformation.NamespaceUri (Part 8)
 _VT = {
     "Double": ua.VariantType.Double,
     "Float": ua.VariantType.Float,
@@ -57,6 +58,17 @@ def _bench_value(i: int) -> Callable[[int], float]:
 
 def bench_node_id(i: int, ns: int = 2) -> str:
     return f"ns={ns};s=Bench.G{i // 100:03d}.Item{i:05d}"
+
+
+def eu_information(unit: str) -> ua.EUInformation:
+    """The EngineeringUnits of a stub unit: UNECE Rec 20 code where there is one (UnitId -1 where not)."""
+    code, description = UNITS.get(unit, ("", unit))
+    return ua.EUInformation(
+        NamespaceUri=UNECE_UNITS,
+        UnitId=unit_id(code),
+        DisplayName=ua.LocalizedText(unit),
+        Description=ua.LocalizedText(description),
+    )
 
 
 def free_port() -> int:
@@ -174,9 +186,19 @@ class PlantServer:
             nid = ua.NodeId(spec.string_id, self.ns)
             vt = _VT[spec.data_type]
             var = await parent.add_variable(nid, spec.name, ua.Variant(spec.value(0), vt))
-            if spec.unit:
+            if spec.unit:  # Part 8: an EUInformation, its DisplayName the symbol
                 await var.add_property(
-                    ua.NodeId(spec.string_id + ".EngineeringUnits", self.ns), "EngineeringUnits", spec.unit
+                    ua.NodeId(spec.string_id + ".EngineeringUnits", self.ns),
+                    "EngineeringUnits",
+                    eu_information(spec.unit),
+                    datatype=ua.ObjectIds.EUInformation,
+                )
+            if spec.eu_range is not None:
+                await var.add_property(
+                    ua.NodeId(spec.string_id + ".EURange", self.ns),
+                    "EURange",
+                    ua.Range(Low=spec.eu_range[0], High=spec.eu_range[1]),
+                    datatype=ua.ObjectIds.Range,
                 )
             self.node_ids.append(nid)
             self._vts.append(vt)

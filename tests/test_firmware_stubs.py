@@ -42,3 +42,18 @@ def test_stubs_are_deterministic_valid_and_vary(stub: type[Stub]) -> None:
     for t in ticks:
         expected = a.expected(t)
         assert expected["seq"] == t and set(expected) == {r.name for r in stub.REGISTERS}
+
+
+def test_opcua_plant_ranges_hold_every_value_and_units_have_their_codes() -> None:
+    """An EURange the simulator serves is an oracle for the range check: no stub value may leave it."""
+    from firmware_stubs.opcua_plants import PLANTS, UNITS, unit_id
+
+    assert unit_id("CEL") == 4408652 and unit_id("") == -1  # Part 8's example, and "not available"
+    for plant in PLANTS.values():
+        for spec in plant():
+            assert not spec.unit or spec.unit in UNITS, spec.unit
+            if spec.eu_range is None:
+                continue
+            lo, hi = spec.eu_range
+            assert lo < hi and spec.data_type in ("Double", "Float"), spec.path
+            assert all(lo <= spec.value(t) <= hi for t in range(2000)), spec.path  # type: ignore[operator]

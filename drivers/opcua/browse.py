@@ -24,6 +24,8 @@ class Variable(Protocol):
     def array(self) -> bool: ...
     @property
     def unit(self) -> str: ...
+    @property
+    def eu_range(self) -> tuple[float, float] | None: ...
 
 
 class Security(Protocol):
@@ -44,13 +46,26 @@ class Security(Protocol):
 
 
 def format_table(variables: Sequence[Variable]) -> str:
-    rows = [("NODE ID", "BROWSE PATH", "DATA TYPE", "UNIT", "ACCESS")]
+    rows = [("NODE ID", "BROWSE PATH", "DATA TYPE", "UNIT", "RANGE", "ACCESS")]
     rows += [
-        (v.node_id, v.browse_path, v.data_type + ("[]" if v.array else ""), v.unit or "-", v.access or "-")
+        (
+            v.node_id,
+            v.browse_path,
+            v.data_type + ("[]" if v.array else ""),
+            v.unit or "-",
+            f"{_num(v.eu_range[0])}..{_num(v.eu_range[1])}" if v.eu_range else "-",
+            v.access or "-",
+        )
         for v in variables
     ]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return "\n".join("  ".join(f"{c:<{w}}" for c, w in zip(r[:4], widths, strict=True)) + f"  {r[4]}" for r in rows)
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    return "\n".join("  ".join(f"{c:<{w}}" for c, w in zip(r[:5], widths, strict=True)) + f"  {r[5]}" for r in rows)
+
+
+def _num(x: float) -> str:
+    """0.0 -> "0", 1600.0 -> "1600", 6.5 -> "6.5": short for the table, exact (repr) otherwise."""
+    x = float(x)
+    return str(int(x)) if x.is_integer() and abs(x) < 1e15 else repr(x)
 
 
 def point_name(browse_path: str) -> str:
@@ -94,7 +109,7 @@ def emit_config(
     security: Security | None = None,
 ) -> str:
     """A ready-to-paste [[devices]] block with the security browse used; readable variables only,
-    arrays as JSON values, units from the servers' EngineeringUnits."""
+    arrays as JSON values, units from the servers' EngineeringUnits, min/max from their EURange."""
     lines = [
         "[[devices]]",
         'type = "opcua"',
@@ -118,6 +133,10 @@ def emit_config(
             lines.append(f"  unit = {_toml_str(v.unit)}")
         if v.array:
             lines.append('  array_mode = "json"')
-        lines.append(f"  # {v.data_type}")
+        elif v.eu_range is not None:  # an array's JSON value is never range-checked
+            lo, hi = (float(x) for x in v.eu_range)  # repr: exact, and always a TOML float
+            lines += [f"  min = {lo!r}", f"  max = {hi!r}"]
+        lines.append(f"  # {v.data_type}" + ("; min/max: EURange, outside it a sample is bad (out_of_range)"
+                                              if v.eu_range is not None and not v.array else ""))
         lines.append("")
     return "\n".join(lines)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
+import math
 import struct
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -773,9 +774,13 @@ class BrowsedVariable:
     access: str  # "r", "rw", "w" or ""
     array: bool
     unit: str = ""  # from the variable's EngineeringUnits property, if it has one
+    eu_range: tuple[float, float] | None = None  # its EURange (Low, High), if it has a usable one
 
 
 _PROPERTY_TYPE = ua.NodeId(ua.ObjectIds.PropertyType, 0)
+_PROPERTIES = ("EngineeringUnits", "EURange")  # the properties browse reads along with a variable
+_ATTRIBUTES = (ua.AttributeIds.DataType, ua.AttributeIds.AccessLevel, ua.AttributeIds.ValueRank)
+_BROWSE_READ_CAP = 1000  # nodes per Read when the server advertises no MaxNodesPerRead
 
 
 def _is_property(ref: Any) -> bool:
@@ -798,9 +803,9 @@ async def browse(
     """Walk Objects/ (hierarchical references) and list the variables: the raw material of a point list.
 
     Properties (HasProperty references, PropertyType: EngineeringUnits, EURange, ...) are not
-    listed; a variable's EngineeringUnits becomes its ``unit``. Security None unless ``security``
-    says otherwise; then the server certificate is checked against the trust list exactly as a
-    device's would be.
+    listed; a variable's EngineeringUnits becomes its ``unit`` and its EURange its ``eu_range``.
+    Security None unless ``security`` says otherwise; then the server certificate is checked
+    against the trust list exactly as a device's would be.
     """
     client = Client(endpoint, timeout=timeout_s)
     try:
@@ -821,7 +826,7 @@ async def browse(
         raise ConnectError(endpoint, f"cannot connect: {err!r}") from err
     try:
         found: list[tuple[Any, str, str]] = []  # (node, node id, browse path) of the matching variables
-        units: dict[str, Any] = {}  # variable node id -> its EngineeringUnits property node
+        props: dict[tuple[str, str], ua.NodeId] = {}  # (variable node id, property name) -> the property
         frontier: list[tuple[Any, str, str]] = [(client.nodes.objects, "", "Objects")]
         seen: set[str] = set()
         for _level in range(depth):
@@ -834,8 +839,8 @@ async def browse(
                 )
                 for ref in refs:
                     if _is_property(ref):
-                        if ref.BrowseName.Name == "EngineeringUnits" and pid:
-                            units.setdefault(pid, client.get_node(ref.NodeId))
+                        if ref.BrowseName.Name in _PROPERTIES and pid:
+                            props.setdefault((pid, ref.BrowseName.Name), ref.NodeId)
                         continue
                     nid = ref.NodeId.to_string()
                     if nid in seen or ref.NodeId.NamespaceIndex == 0:
@@ -858,9 +863,9 @@ async def browse(
                     direction=ua.BrowseDirection.Forward,
                     nodeclassmask=ua.NodeClass.Variable,
                 ):
-                    if ref.BrowseName.Name == "EngineeringUnits":
-                        units.setdefault(pid, client.get_node(ref.NodeId))
-        return [await _describe(client, node, nid, path, units.get(nid)) for node, nid, path in found]
+                    if ref.BrowseName.Name in _PROPERTIES:
+                        props.setdefault((pid, ref.BrowseName.Name), ref.NodeId)
+        return await _describe(client, found, props)
     except UaStatusCodeError as err:
         raise ConnectError(endpoint, f"browse failed: {status_name(err.code)}") from err
     except _COMM_ERRORS as err:
@@ -869,25 +874,58 @@ async def browse(
         await OpcUaDriver._close(client)
 
 
-async def _describe(client: Client, node: Any, nid: str, path: str, eu_node: Any = None) -> BrowsedVariable:
-    attrs = (ua.AttributeIds.DataType, ua.AttributeIds.AccessLevel, ua.AttributeIds.ValueRank)
-    to_read = [ua.ReadValueId(NodeId=node.nodeid, AttributeId=a) for a in attrs]
-    if eu_node is not None:
-        to_read.append(ua.ReadValueId(NodeId=eu_node.nodeid, AttributeId=ua.AttributeIds.Value))
-    dvs = await client.uaclient.read(ua.ReadParameters(NodesToRead=to_read))  # one Read for all of them
-    dtype_id = dvs[0].Value.Value if dvs[0].Value is not None else None
-    dtype = "?"
-    if isinstance(dtype_id, ua.NodeId):
-        if dtype_id.NamespaceIndex == 0 and isinstance(dtype_id.Identifier, int):
-            dtype = ua.ObjectIdNames.get(dtype_id.Identifier, str(dtype_id.Identifier))
-        else:
-            dtype = dtype_id.to_string()
-    level = dvs[1].Value.Value if dvs[1].Value is not None else 0
-    level = int(level or 0)
-    access = ("r" if level & 1 else "") + ("w" if level & 2 else "")
-    rank = dvs[2].Value.Value if dvs[2].Value is not None else -1
-    unit = _unit_text(dvs[3].Value.Value if len(dvs) > 3 and dvs[3].Value is not None else None)
-    return BrowsedVariable(nid, path, dtype, access, bool(isinstance(rank, int) and rank >= 0), unit)
+async def _describe(
+    client: Client, found: Sequence[tuple[Any, str, str]], props: dict[tuple[str, str], ua.NodeId]
+) -> list[BrowsedVariable]:
+    """The attributes and properties of all found variables in as few Reads as MaxNodesPerRead allows."""
+    to_read: list[ua.ReadValueId] = []
+    for node, nid, _path in found:
+        to_read += [ua.ReadValueId(NodeId=node.nodeid, AttributeId=a) for a in _ATTRIBUTES]
+        to_read += [
+            ua.ReadValueId(NodeId=props[(nid, name)], AttributeId=ua.AttributeIds.Value)
+            for name in _PROPERTIES
+            if (nid, name) in props
+        ]
+    limit = await client.uaclient.read_attributes(
+        [ua.NodeId(ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead, 0)],
+        ua.AttributeIds.Value,
+    )
+    per_read = batch_size(_int_or_none(_good_value(limit[0])), _BROWSE_READ_CAP)
+    dvs: list[ua.DataValue] = []
+    for chunk in chunks(to_read, per_read):
+        dvs += await client.uaclient.read(ua.ReadParameters(NodesToRead=list(chunk)))
+    out: list[BrowsedVariable] = []
+    at = 0
+    for _node, nid, path in found:
+        dtype_v, level_v, rank_v = (_good_value(dv) for dv in dvs[at : at + 3])
+        at += 3
+        values: dict[str, Any] = {}
+        for name in _PROPERTIES:
+            if (nid, name) in props:
+                values[name] = _good_value(dvs[at])
+                at += 1
+        dtype = "?"
+        if isinstance(dtype_v, ua.NodeId):
+            if dtype_v.NamespaceIndex == 0 and isinstance(dtype_v.Identifier, int):
+                dtype = ua.ObjectIdNames.get(dtype_v.Identifier, str(dtype_v.Identifier))
+            else:
+                dtype = dtype_v.to_string()
+        level = int(level_v or 0) if isinstance(level_v, int) else 0
+        access = ("r" if level & 1 else "") + ("w" if level & 2 else "")
+        array = isinstance(rank_v, int) and rank_v >= 0
+        unit = _unit_text(values.get("EngineeringUnits"))
+        out.append(BrowsedVariable(nid, path, dtype, access, array, unit, _eu_range(values.get("EURange"))))
+    return out
+
+
+def _good_value(dv: ua.DataValue) -> Any:
+    if dv.Value is None or (dv.StatusCode is not None and not dv.StatusCode.is_good()):
+        return None
+    return dv.Value.Value
+
+
+def _int_or_none(v: Any) -> int | None:
+    return int(v) if isinstance(v, int) and not isinstance(v, bool) else None
 
 
 def _unit_text(value: Any) -> str:
@@ -898,3 +936,17 @@ def _unit_text(value: Any) -> str:
     if isinstance(value, ua.LocalizedText):
         value = value.Text
     return value.strip() if isinstance(value, str) else ""
+
+
+def _eu_range(value: Any) -> tuple[float, float] | None:
+    """EURange is a Range (Low, High).  None unless both are finite and Low < High: an inverted range
+    is nonsense, and an empty one (Low = High, typically an unset 0..0) would flag every value."""
+    if not isinstance(value, ua.Range):
+        return None
+    lo, hi = value.Low, value.High
+    if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in (lo, hi)):
+        return None
+    lo, hi = float(lo), float(hi)
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo >= hi:
+        return None
+    return lo, hi

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -12,14 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from asyncua import ua
+from asyncua.client.ua_client import UaClient
 
-from drivers.opcua.browse import emit_config, point_name
+from drivers.opcua.browse import emit_config, format_table, point_name
 from drivers.opcua.certs import Pki, application_uri_of
 from drivers.opcua.config import SecurityMode, SecurityPolicy, TrustPolicy
-from drivers.opcua.driver import OpcUaDriver, SecuritySettings
+from drivers.opcua.driver import OpcUaDriver, SecuritySettings, _eu_range, _unit_text, browse
 from gateway.config import parse
 from gateway.point import Quality
 from hil.opcua_server import PlantServer
+from pipelines.normalise import Normalise
+from tests.opcua.conftest import catalog_for
 
 SESSION_LOOP = pytest.mark.asyncio(loop_scope="session")
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,14 +103,16 @@ async def test_browse_lists_process_variables_not_their_properties(plant: PlantS
         rc, out, err = await edgegw("browse", plant.endpoint, "--depth", depth, "--filter", "Objects/Gasifier01/*")
         assert rc == 0, err
         assert "EngineeringUnits" not in out
+        assert "EURange" not in out
         lines = out.splitlines()
-        assert lines[0].split() == ["NODE", "ID", "BROWSE", "PATH", "DATA", "TYPE", "UNIT", "ACCESS"]
+        assert lines[0].split() == ["NODE", "ID", "BROWSE", "PATH", "DATA", "TYPE", "UNIT", "RANGE", "ACCESS"]
         rows = {ln.split()[0]: ln.split()[1:] for ln in lines[1:]}
         assert len(rows) == 11  # the gasifier's process variables, nothing else
         assert rows["ns=2;s=Gasifier01.Reactor.Temperature"] == [
-            "Objects/Gasifier01/Reactor/Temperature", "Double", "degC", "r"
+            "Objects/Gasifier01/Reactor/Temperature", "Double", "degC", "0..1600", "r"
         ]
-        assert rows["ns=2;s=Gasifier01.Status.Running"][2] == "-"  # no EngineeringUnits property
+        assert rows["ns=2;s=Gasifier01.Reactor.Pressure"][2:4] == ["MPa", "0..6.5"]
+        assert rows["ns=2;s=Gasifier01.Status.Running"][2:4] == ["-", "-"]  # no EngineeringUnits, no EURange
     rc, out, err = await edgegw("browse", plant.endpoint, "--emit-config")
     assert rc == 0, err
     points = {p["name"]: p for p in (await checked_device(out, tmp_path))["points"]}
@@ -114,6 +121,99 @@ async def test_browse_lists_process_variables_not_their_properties(plant: PlantS
     assert points["Gasifier01.Feed.OxygenFlow"]["unit"] == "Nm3/h"
     assert points["HotStove2.Dome.Temperature"]["unit"] == "degC"
     assert "unit" not in points["Gasifier01.Status.Mode"]
+
+
+@SESSION_LOOP
+async def test_browse_emits_the_eurange_as_min_max(plant: PlantServer, tmp_path: Path) -> None:
+    """EURange (Low, High) becomes the point's min/max; the config passes check, and what the emitted
+    device reads, through the range check, is good and inside that range."""
+    rc, out, err = await edgegw("browse", plant.endpoint, "--emit-config")
+    assert rc == 0, err
+    dev = await checked_device(out, tmp_path)
+    points = {p["node_id"]: p for p in dev["points"]}
+    ranged = {plant.node_id(s): s for s in plant.specs if s.eu_range is not None}
+    assert len(ranged) == 19  # the analog items but the cell voltages
+    for nid, p in points.items():
+        spec_range = ranged[nid].eu_range if nid in ranged else None
+        assert (p.get("min"), p.get("max")) == (spec_range or (None, None)), nid
+    assert (points["ns=2;s=Gasifier01.Reactor.Temperature"]["min"],
+            points["ns=2;s=Gasifier01.Reactor.Temperature"]["max"]) == (0.0, 1600.0)
+    assert "min" not in points["ns=2;s=CellLine3.Cell01.Voltage"]  # a unit, but no EURange
+    assert points["ns=2;s=CellLine3.Cell01.Voltage"]["unit"] == "V"
+    assert "max" not in points["ns=2;s=Gasifier01.Status.BurnerTrips"]
+    # the range check reaches the pipeline, and the plant's values pass it
+    analog = [p for p in dev["points"] if p["node_id"] in ranged]
+    cfg, cat = catalog_for({**dev, "mode": "polling", "points": analog})
+    assert [(pt.spec.min, pt.spec.max) for pt in cat.points] == [ranged[p["node_id"]].eu_range for p in analog]
+    async with OpcUaDriver(cfg.devices[0], 0) as drv:
+        batch = Normalise(cat.specs)(await drv.read())
+    good = 0
+    for (_i, _ts, value, quality, reason), p in zip(batch, analog, strict=True):
+        spec = ranged[p["node_id"]]
+        if spec.status(plant.t) != "Good":  # the stub's fault windows
+            assert quality is not Quality.GOOD and reason != "out_of_range", (p["name"], reason)
+            continue
+        lo, hi = spec.eu_range  # type: ignore[misc]
+        assert quality is Quality.GOOD and reason is None, (p["name"], reason)
+        assert lo <= value <= hi and value == pytest.approx(spec.value(plant.t), rel=1e-6), p["name"]
+        good += 1
+    assert good >= 14
+
+
+@SESSION_LOOP
+async def test_browse_reads_properties_in_batches_within_max_nodes_per_read(
+    plant: PlantServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attributes, EngineeringUnits and EURange of all variables go in shared Reads, none over the
+    server's MaxNodesPerRead (4 on this plant)."""
+    sizes: list[int] = []
+    real_read = UaClient.read
+
+    async def counting_read(self: UaClient, params: ua.ReadParameters) -> Any:
+        sizes.append(len(params.NodesToRead))
+        return await real_read(self, params)
+
+    monkeypatch.setattr(UaClient, "read", counting_read)
+    found = await browse(plant.endpoint, depth=4, pattern="Objects/HotStove2/*")
+    by_path = {v.browse_path: v for v in found}
+    assert len(found) == 7
+    assert by_path["Objects/HotStove2/Dome/Temperature"].eu_range == (0.0, 1600.0)
+    assert by_path["Objects/HotStove2/Dome/Temperature"].unit == "degC"
+    assert by_path["Objects/HotStove2/Status/Phase"].eu_range is None
+    # 7 variables x 3 attributes + 6 units + 6 ranges = 33 nodes: 8 full Reads of 4 and one of 1
+    assert sorted(sizes, reverse=True) == [4] * 8 + [1]
+
+
+@SESSION_LOOP
+async def test_browse_skips_ranges_that_are_not_usable(tmp_path: Path) -> None:
+    """Non-finite, inverted or empty EURanges give no min/max; a plain-string EngineeringUnits is still a unit."""
+    async with PlantServer(["hot_stove"]) as srv:
+        assert srv._server is not None
+        bad = {
+            "HotStove2.Dome.Temperature": ua.Range(Low=math.nan, High=1600.0),
+            "HotStove2.Waste.FlueTemperature": ua.Range(Low=600.0, High=0.0),
+            "HotStove2.Blast.HotBlastTemperature": ua.Range(Low=0.0, High=math.inf),
+            "HotStove2.Blast.ColdBlastFlow": ua.Range(Low=0.0, High=0.0),  # an unset range
+        }
+        for sid, rng in bad.items():
+            await srv._server.write_attribute_value(
+                ua.NodeId(f"{sid}.EURange", srv.ns), ua.DataValue(ua.Variant(rng))
+            )
+        await srv._server.write_attribute_value(
+            ua.NodeId("HotStove2.Gas.BfgFlow.EngineeringUnits", srv.ns), ua.DataValue(ua.Variant("Nm3/h"))
+        )
+        found = {v.node_id: v for v in await browse(srv.endpoint, depth=4)}
+        for sid in bad:
+            assert found[srv.node_id(sid)].eu_range is None, sid
+            assert found[srv.node_id(sid)].unit in ("degC", "Nm3/min")
+        assert (found[srv.node_id("HotStove2.Gas.BfgFlow")].unit,
+                found[srv.node_id("HotStove2.Gas.BfgFlow")].eu_range) == ("Nm3/h", (0.0, 150000.0))
+        rc, out, err = await edgegw("browse", srv.endpoint, "--emit-config")
+    assert rc == 0, err
+    points = {p["name"]: p for p in (await checked_device(out, tmp_path))["points"]}
+    for sid in bad:
+        assert "min" not in points[sid] and "max" not in points[sid], sid
+    assert (points["HotStove2.Gas.BfgFlow"]["min"], points["HotStove2.Gas.BfgFlow"]["max"]) == (0.0, 150000.0)
 
 
 @SESSION_LOOP
@@ -177,9 +277,11 @@ def test_point_names_are_valid_keys() -> None:
 
 
 class V:
-    def __init__(self, nid: str, path: str, unit: str = "") -> None:
-        self.node_id, self.browse_path, self.data_type, self.access, self.array = nid, path, "Double", "r", False
-        self.unit = unit
+    def __init__(
+        self, nid: str, path: str, unit: str = "", eu_range: tuple[float, float] | None = None, array: bool = False
+    ) -> None:
+        self.node_id, self.browse_path, self.data_type, self.access, self.array = nid, path, "Double", "r", array
+        self.unit, self.eu_range = unit, eu_range
 
 
 def test_emit_config_deduplicates_names() -> None:
@@ -200,6 +302,32 @@ def test_emit_config_carries_the_browse_security_and_units() -> None:
     }
     assert "--cert gw.pem --key gw.key" in text and "own/cert.der" in text  # no config key for them: said so
     assert dev["points"][0]["unit"] == 'd"eg\nC\u00b0'  # whatever text a server sends stays valid TOML
+
+
+def test_emit_config_writes_the_eurange_as_min_max() -> None:
+    text = emit_config("opc.tcp://h:1", [
+        V("ns=2;s=a", "Objects/A", "degC", (-273.15, 1e20)),
+        V("ns=2;s=b", "Objects/B", "%", (0.0, 100.0), array=True),  # a JSON string: never range-checked
+        V("ns=2;s=c", "Objects/C"),
+    ])
+    a, b, c = tomllib.loads(text)["devices"][0]["points"]
+    assert (a["min"], a["max"]) == (-273.15, 1e20)
+    assert "min" not in b and "max" not in b and b["array_mode"] == "json"
+    assert "min" not in c and "max" not in c
+    assert "EURange" in text  # says where the limits come from
+    table = format_table([V("ns=2;s=a", "Objects/A", "degC", (-50.0, 6.5)), V("ns=2;s=c", "Objects/C")])
+    assert [ln.split()[4] for ln in table.splitlines()[1:]] == ["-50..6.5", "-"]
+
+
+def test_eu_range_and_unit_of_property_values() -> None:
+    assert _eu_range(ua.Range(Low=0.0, High=100.0)) == (0.0, 100.0)
+    assert _eu_range(ua.Range(Low=-5, High=5)) == (-5.0, 5.0)
+    for unusable in (ua.Range(Low=math.nan, High=1.0), ua.Range(Low=0.0, High=math.inf),
+                     ua.Range(Low=-math.inf, High=0.0), ua.Range(Low=2.0, High=1.0), ua.Range(Low=3.0, High=3.0),
+                     None, "0..100", [0.0, 100.0]):
+        assert _eu_range(unusable) is None, unusable
+    eu = ua.EUInformation(UnitId=4408652, DisplayName=ua.LocalizedText("°C"))
+    assert [_unit_text(v) for v in (eu, ua.LocalizedText(" % "), "degC", None, 42)] == ["°C", "%", "degC", "", ""]
 
 
 def test_sample_config_passes_check() -> None:

@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import itertools
 import shutil
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from drivers.opcua.browse import emit_config
 from drivers.opcua.certs import Pki
 from drivers.opcua.driver import OpcUaDriver, browse
 from gateway.point import Quality, now_ns
@@ -102,10 +104,17 @@ async def test_browse_finds_the_peer_variables(peer: NodeOpcuaPeer) -> None:
     assert by_path["Objects/Kiln/Zones"].array
     assert "r" in by_path["Objects/Kiln/Count"].access
     # an AnalogItem's properties (HasProperty: EURange, EngineeringUnits) are not points; its EUInformation
-    # gives the unit
+    # gives the unit, its EURange (a Range) the limits
     assert not [p for p in by_path if p.startswith("Objects/Kiln/Level/")], sorted(by_path)
     assert by_path["Objects/Kiln/Level"].unit == "%"
+    assert by_path["Objects/Kiln/Level"].eu_range == (0.0, 100.0)
     assert by_path["Objects/Kiln/Temperature"].unit == ""
+    assert by_path["Objects/Kiln/Temperature"].eu_range is None
+    # and the emitted point carries them as min/max, which `edgegw check` accepts
+    level = next(p for p in tomllib.loads(emit_config(peer.endpoint, found))["devices"][0]["points"]
+                 if p["node_id"] == "ns=1;s=Kiln.Level")
+    assert (level["unit"], level["min"], level["max"]) == ("%", 0.0, 100.0)
+    catalog_for(device(peer.endpoint, [level]))  # the config model takes them (as `edgegw check` does)
 
 
 async def test_percent_deadband_against_an_analog_item(peer: NodeOpcuaPeer) -> None:
