@@ -196,7 +196,8 @@ def cmd_browse(args: argparse.Namespace) -> int:
     except DeviceError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILURE
-    print(emit_config(args.endpoint, found, security=security) if args.emit_config else format_table(found))
+    print(emit_config(args.endpoint, found, security=security, range_check=args.range_check)
+          if args.emit_config else format_table(found))
     return EXIT_OK
 
 
@@ -382,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--depth", type=int, default=6)
     s.add_argument("--filter", default="*", help="glob on the browse path, e.g. 'Objects/Gasifier*/*'")
     s.add_argument("--emit-config", action="store_true", help="print a ready-to-paste [[devices]] block")
+    s.add_argument("--range-check", action="store_true",
+                   help="with --emit-config: each EURange as an active min/max (default: as comments to confirm)")
     s.add_argument("--security", default="None",
                    choices=("None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"))
     s.add_argument("--mode", choices=("Sign", "SignAndEncrypt"), default="SignAndEncrypt")

@@ -107,9 +107,15 @@ def emit_config(
     variables: Sequence[Variable],
     device_name: str = "opcua-1",
     security: Security | None = None,
+    range_check: bool = False,
 ) -> str:
     """A ready-to-paste [[devices]] block with the security browse used; readable variables only,
-    arrays as JSON values, units from the servers' EngineeringUnits, min/max from their EURange."""
+    arrays as JSON values, units from the servers' EngineeringUnits, min/max from their EURange.
+
+    EURange is the range of *normal operation* (OPC UA Part 8), not the instrument's limits: as a
+    range check it would turn a real excursion (a temperature overshoot, a gas peak) into a bad
+    sample without its value.  So min/max are written as comments for the engineer to confirm,
+    unless ``range_check`` (``--range-check``) asks for them active."""
     lines = [
         "[[devices]]",
         'type = "opcua"',
@@ -135,8 +141,12 @@ def emit_config(
             lines.append('  array_mode = "json"')
         elif v.eu_range is not None:  # an array's JSON value is never range-checked
             lo, hi = (float(x) for x in v.eu_range)  # repr: exact, and always a TOML float
-            lines += [f"  min = {lo!r}", f"  max = {hi!r}"]
-        lines.append(f"  # {v.data_type}" + ("; min/max: EURange, outside it a sample is bad (out_of_range)"
-                                              if v.eu_range is not None and not v.array else ""))
+            mark = "" if range_check else "# "
+            lines += [f"  {mark}min = {lo!r}", f"  {mark}max = {hi!r}"]
+        ranged = v.eu_range is not None and not v.array
+        lines.append(f"  # {v.data_type}" + (
+            ("; min/max: EURange, outside it a sample is bad (out_of_range)" if range_check
+             else "; min/max from EURange (normal operation): uncomment to mark samples outside it bad")
+            if ranged else ""))
         lines.append("")
     return "\n".join(lines)

@@ -127,7 +127,7 @@ async def test_browse_lists_process_variables_not_their_properties(plant: PlantS
 async def test_browse_emits_the_eurange_as_min_max(plant: PlantServer, tmp_path: Path) -> None:
     """EURange (Low, High) becomes the point's min/max; the config passes check, and what the emitted
     device reads, through the range check, is good and inside that range."""
-    rc, out, err = await edgegw("browse", plant.endpoint, "--emit-config")
+    rc, out, err = await edgegw("browse", plant.endpoint, "--emit-config", "--range-check")
     assert rc == 0, err
     dev = await checked_device(out, tmp_path)
     points = {p["node_id"]: p for p in dev["points"]}
@@ -208,7 +208,7 @@ async def test_browse_skips_ranges_that_are_not_usable(tmp_path: Path) -> None:
             assert found[srv.node_id(sid)].unit in ("degC", "Nm3/min")
         assert (found[srv.node_id("HotStove2.Gas.BfgFlow")].unit,
                 found[srv.node_id("HotStove2.Gas.BfgFlow")].eu_range) == ("Nm3/h", (0.0, 150000.0))
-        rc, out, err = await edgegw("browse", srv.endpoint, "--emit-config")
+        rc, out, err = await edgegw("browse", srv.endpoint, "--emit-config", "--range-check")
     assert rc == 0, err
     points = {p["name"]: p for p in (await checked_device(out, tmp_path))["points"]}
     for sid in bad:
@@ -305,11 +305,16 @@ def test_emit_config_carries_the_browse_security_and_units() -> None:
 
 
 def test_emit_config_writes_the_eurange_as_min_max() -> None:
-    text = emit_config("opc.tcp://h:1", [
+    variables = [
         V("ns=2;s=a", "Objects/A", "degC", (-273.15, 1e20)),
         V("ns=2;s=b", "Objects/B", "%", (0.0, 100.0), array=True),  # a JSON string: never range-checked
         V("ns=2;s=c", "Objects/C"),
-    ])
+    ]
+    # by default as comments: EURange is normal operation, an excursion must not lose its value
+    default = emit_config("opc.tcp://h:1", variables)
+    assert not any("min" in p or "max" in p for p in tomllib.loads(default)["devices"][0]["points"])
+    assert "  # min = -273.15\n  # max = 1e+20\n" in default and "uncomment" in default
+    text = emit_config("opc.tcp://h:1", variables, range_check=True)
     a, b, c = tomllib.loads(text)["devices"][0]["points"]
     assert (a["min"], a["max"]) == (-273.15, 1e20)
     assert "min" not in b and "max" not in b and b["array_mode"] == "json"

@@ -111,7 +111,7 @@ async def test_browse_finds_the_peer_variables(peer: NodeOpcuaPeer) -> None:
     assert by_path["Objects/Kiln/Temperature"].unit == ""
     assert by_path["Objects/Kiln/Temperature"].eu_range is None
     # and the emitted point carries them as min/max, which `edgegw check` accepts
-    level = next(p for p in tomllib.loads(emit_config(peer.endpoint, found))["devices"][0]["points"]
+    level = next(p for p in tomllib.loads(emit_config(peer.endpoint, found, range_check=True))["devices"][0]["points"]
                  if p["node_id"] == "ns=1;s=Kiln.Level")
     assert (level["unit"], level["min"], level["max"]) == ("%", 0.0, 100.0)
     catalog_for(device(peer.endpoint, [level]))  # the config model takes them (as `edgegw check` does)
