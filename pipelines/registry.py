@@ -42,7 +42,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.errors import RegistryAuthError, RegistryError, RegistryUnavailable
+from gateway.errors import IdentifierError, RegistryAuthError, RegistryError, RegistryUnavailable
 from pipelines.identifiers import parse_handle
 
 __all__ = [
@@ -250,7 +250,7 @@ class _NodeClient:
                     current = self.resolve(r.handle)
                 except RegistryUnavailable:
                     raise
-                except RegistryError as err:
+                except (RegistryError, IdentifierError) as err:
                     report.failed.append((r.handle, f"already registered, but reading it back failed: {err}"))
                     continue
                 diff = stale_attributes(r, current, managed)
@@ -323,7 +323,13 @@ class SnmsClient(_NodeClient):
         report.update_batches += 1
         body = [self._update_body(r, current, managed) for r, current in stale]
         doc = self._write(report, f"update of {len(stale)}", "PUT", "/identityv2/data/batchUpdate", body=body)
-        for r, msg in self._batch_result([r for r, _ in stale], doc):
+        try:
+            results = self._batch_result([r for r, _ in stale], doc)
+        except RegistryUnavailable:
+            raise
+        except RegistryError as err:  # the whole batch refused (e.g. a node without batchUpdate): each one failed
+            results = [(r, str(err)) for r, _ in stale]
+        for r, msg in results:
             if msg == "success":
                 report.updated.append(r.handle)
             else:

@@ -400,6 +400,26 @@ def test_a_refused_update_is_a_failure_and_a_node_gone_mid_run_a_typed_error(nod
         client.register(recs(3))
 
 
+def test_a_node_refusing_the_whole_update_batch_fails_those_records_only(
+    node: ResolutionNode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = snms(node)
+    client.register(recs(4))
+    snms_api = node.snms
+
+    def without_batch_update(method: str, path: str, *args: Any) -> tuple[int, Any]:
+        if path == "/identityv2/data/batchUpdate":
+            return 404, {"status": -2, "message": f"no such API: {method} {path}", "data": None}
+        return snms_api(method, path, *args)
+
+    monkeypatch.setattr(node, "snms", without_batch_update)
+    renamed = [Record(r.handle, ((2000, "name", "new"),)) for r in recs(4)[2:]]
+    rep = client.register(recs(2) + renamed + recs(1, "88.1.1/n"))
+    assert rep.created == ["88.1.1/n00000"] and rep.unchanged == [r.handle for r in recs(2)] and not rep.updated
+    assert [h for h, _ in rep.failed] == [r.handle for r in recs(4)[2:]]
+    assert "node refused the batch: no such API: PUT" in rep.failed[0][1] and not rep.changes
+
+
 def test_stale_attributes_compares_managed_types_only() -> None:
     from pipelines.registry import stale_attributes
 
