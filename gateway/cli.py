@@ -283,11 +283,12 @@ def cmd_ids_list(args: argparse.Namespace) -> int:
 
 
 def cmd_ids_registry(args: argparse.Namespace) -> int:
-    """export (offline: the batchCreate body), register (idempotent), resolve (per code; exit 1 if any fails)."""
+    """export (offline: the batchCreate body), register (create / update / leave; exit 1 if any failed),
+    resolve (per code; exit 1 if any fails)."""
     from gateway.catalog import build_catalog
     from gateway.config import load
     from gateway.errors import ConfigIssue, RegistryError
-    from gateway.registry import make_client, records
+    from gateway.registry import describe_changes, make_client, records
 
     cfg = load(args.config)
     if args.ids_command == "export":
@@ -302,11 +303,12 @@ def cmd_ids_registry(args: argparse.Namespace) -> int:
         if args.ids_command == "register":
             recs = records(build_catalog(cfg), cfg.gateway.code if cfg.gateway else None)
             rep = client.register(recs)
+            for handle, diff in rep.changes.items():
+                print(f"UPDATED\t{handle}\t{describe_changes(diff)}")
             for handle, msg in rep.failed:
-                print(f"REFUSED\t{handle}\t{msg}")
-            print(f"{len(recs)} codes in {rep.batches} batch(es): {len(rep.created)} created, "
-                  f"{len(rep.existed)} already registered, {len(rep.failed)} refused "
-                  f"({rep.retries_504} retries after 504)")
+                print(f"FAILED\t{handle}\t{msg}")
+            print(f"{len(recs)} codes: {rep.summary()} ({rep.batches} create batch(es), "
+                  f"{rep.update_batches} update batch(es), {rep.retries_504} retries after 504)")
             return EXIT_OK if rep.ok else EXIT_FAILURE
         bad = 0
         for code in args.codes:
@@ -455,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--profile", choices=["national", "handle"], default="national")
     i.set_defaults(func=cmd_ids_validate)
     for name, text in (("export", "print every code as the node's batch-registration JSON (offline)"),
-                       ("register", "register every code on the [registry] node (idempotent)"),
+                       ("register", "register every code on the [registry] node; update changed attributes"),
                        ("resolve", "resolve codes on the [registry] node; exit 1 if any fails")):
         i = isub.add_parser(name, help=text)
         i.add_argument("-c", "--config", required=True)

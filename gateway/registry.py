@@ -15,6 +15,11 @@ index  type        value
 2006   class       mine point class, e.g. ``ch4`` (points, when set)
 =====  ==========  ========================================================
 
+Registering is a sync: a record that already exists is read back and, where one of these
+attributes differs from what the config would register (a unit, a name, a device, a data grade,
+a class that was changed, set or removed), updated.  Attributes of other types on the node are
+left as they are.
+
 The sync task never blocks acquisition or buffering: it runs the blocking HTTP client in a
 thread, and a node that is down or answers garbage only makes it back off and try later.
 """
@@ -31,9 +36,11 @@ from gateway.config import RegistrySection
 from gateway.errors import ConfigError, ConfigIssue, RegistryError
 from pipelines.registry import DoipClient, Record, RegisterReport, RegistryClient, SnmsClient
 
-__all__ = ["RegistrySync", "RegistrySyncStats", "make_client", "records"]
+__all__ = ["MANAGED_TYPES", "RegistrySync", "RegistrySyncStats", "describe_changes", "make_client", "records"]
 
 log = logging.getLogger("edgegw.registry")
+
+MANAGED_TYPES = ("name", "kind", "parent", "site", "unit", "data_grade", "class")  # indexes 2000, 2001, ...
 
 
 def records(catalog: Catalog, gateway_code: str | None) -> list[Record]:
@@ -53,22 +60,26 @@ def records(catalog: Catalog, gateway_code: str | None) -> list[Record]:
 
 def _values(name: str, kind: str, parent: str, site: str, unit: str = "", grade: str = "", cls: str = ""
             ) -> tuple[tuple[int, str, str], ...]:
-    fields = (("name", name), ("kind", kind), ("parent", parent), ("site", site), ("unit", unit),
-              ("data_grade", grade), ("class", cls))
+    fields = zip(MANAGED_TYPES, (name, kind, parent, site, unit, grade, cls), strict=True)
     return tuple((2000 + i, t, v) for i, (t, v) in enumerate(fields) if v)
+
+
+def describe_changes(diff: dict[str, tuple[str, str]]) -> str:
+    return ", ".join(f"{t} {old!r} -> {new!r}" for t, (old, new) in diff.items())
 
 
 def make_client(cfg: RegistrySection) -> RegistryClient:
     if cfg.api == "snms":
         return SnmsClient(cfg.url, cfg.identity, cfg.password(), template_version=cfg.template_version,
-                          timeout_s=cfg.timeout_s, retries_504=cfg.retries_504, batch_size=cfg.batch_size)
+                          timeout_s=cfg.timeout_s, retries_504=cfg.retries_504, batch_size=cfg.batch_size,
+                          managed_types=MANAGED_TYPES)
     assert cfg.private_key_file is not None and cfg.type_handle is not None
     try:
         key = Path(cfg.private_key_file).read_bytes()
     except OSError as err:
         raise ConfigError([ConfigIssue("registry.private_key_file", f"cannot read: {err.strerror}")]) from None
     return DoipClient(cfg.url, cfg.identity, key, type_handle=cfg.type_handle, timeout_s=cfg.timeout_s,
-                      retries_504=cfg.retries_504, batch_size=cfg.batch_size)
+                      retries_504=cfg.retries_504, batch_size=cfg.batch_size, managed_types=MANAGED_TYPES)
 
 
 @dataclass(slots=True)
@@ -105,8 +116,9 @@ class RegistrySync:
                 continue
             self.stats.report = report
             self.stats.done = True
-            log.info("Registered codes: %d created, %d already there, %d refused.",
-                     len(report.created), len(report.existed), len(report.failed))
+            log.info("Registered codes: %s.", report.summary())
+            for handle, diff in list(report.changes.items())[:10]:
+                log.info("Updated %s: %s", handle, describe_changes(diff))
             for handle, msg in report.failed[:10]:
                 log.error("The node refused %s: %s", handle, msg)
         await asyncio.Event().wait()  # done: stay idle, so the supervisor never sees this task end

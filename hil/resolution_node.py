@@ -5,12 +5,18 @@ enterprise prefix and an application identity issued by a secondary node), so th
 follows the request and response shapes documented for the SNMS-compatible API and the IDHub
 DOIP-over-HTTP API (the project's identifier reference, section 2.2, after the node vendor's API
 docs): status / code fields, "标识已存在" for an existing handle, the 2,000-record batch limit,
-HTTP 504 meaning "maybe registered", challenge-response login with an RSA signature.
+HTTP 504 meaning "maybe registered", challenge-response login with an RSA signature.  Records keep
+their attributes, and detail / retrieve return them.  Updates: SNMS ``PUT /identityv2/data`` and
+``PUT /identityv2/data/batchUpdate`` (same bodies and answers as register / batchCreate; the record
+is overwritten), DOIP ``0.DOIP/Op.Update`` (overwrite; like the documented node it refuses to delete
+an attribute: every attribute the record has must be in the new content, ``""`` clears it).
 
 Fault injection for tests: ``fail_504`` (the next N writes answer 504, after storing the data when
-``commit_on_504``, as a timed-out proxy in front of a slow node would), ``garbage`` (every answer
-is an HTML error page), and :meth:`ResolutionNode.down` / :meth:`ResolutionNode.up` (the port
-stops / starts accepting connections).
+``commit_on_504``, as a timed-out proxy in front of a slow node would; only writes to the path or
+DOIP operation ``fail_504_only`` when set), ``refuse_update`` (handle -> the message an update of
+it is refused with), ``garbage`` (every answer is an HTML error page), and
+:meth:`ResolutionNode.down` / :meth:`ResolutionNode.up` (the port stops / starts accepting
+connections).
 
 By hand: ``python -m hil.resolution_node --port 3000 --user 88.608.5288/App_gw=secret`` serves until
 Ctrl-C, for trying ``edgegw ids register | resolve`` with ``url = "http://127.0.0.1:3000"``.
@@ -35,6 +41,7 @@ from pipelines.identifiers import Profile, parse_handle
 __all__ = ["ResolutionNode"]
 
 _EXISTS = "标识已存在"
+_NOT_FOUND = "没有找到标识"
 
 
 class ResolutionNode:
@@ -52,10 +59,14 @@ class ResolutionNode:
         self.store: dict[str, dict[str, Any]] = {}  # equality key -> {"handle", "templateVersion", "value"}
         self.tokens: set[str] = set()
         self.nonces: dict[str, str] = {}
-        self.batch_sizes: list[int] = []
+        self.batch_sizes: list[int] = []  # batchCreate
+        self.update_batch_sizes: list[int] = []  # batchUpdate
+        self.updates: list[str] = []  # handles updated, in order (SNMS and DOIP)
+        self.refuse_update: dict[str, str] = {}  # handle -> the message an update of it is refused with
         self.requests: list[tuple[str, str]] = []  # (method, path)
         self.fail_504 = 0
         self.commit_on_504 = True
+        self.fail_504_only: str | None = None  # e.g. "/identityv2/data/batchUpdate" or "0.DOIP/Op.Update"
         self.garbage = False
         self.port = port or _free_port()
         self._server: ThreadingHTTPServer | None = None
@@ -99,23 +110,50 @@ class ResolutionNode:
 
     # --- the APIs -------------------------------------------------------------------------
 
-    def _create(self, rec: Any) -> str:
-        """One record of a registration: ``success``, ``标识已存在`` or the reason it is refused."""
+    def _check(self, rec: Any) -> tuple[str, str]:
+        """(equality key, "") for a well-formed record, or ("", the reason it is refused)."""
         if not isinstance(rec, dict) or not isinstance(rec.get("handle"), str):
-            return "缺少必要的请求参数: handle"
+            return "", "缺少必要的请求参数: handle"
         try:
             key = parse_handle(rec["handle"], Profile.HANDLE).key
         except IdentifierError:
-            return "标识格式异常"
+            return "", "标识格式异常"
         values = rec.get("value")
         if not isinstance(values, list) or any(
-            not isinstance(v, dict) or v.get("index") == 1001 or not isinstance(v.get("data"), dict) for v in values
+            not isinstance(v, dict) or v.get("index") == 1001 or not isinstance(v.get("data"), dict)
+            or not isinstance(v.get("type"), str) or not isinstance(v["data"].get("value"), str) for v in values
         ):
-            return "非法操作，标识属性不合法"
+            return "", "非法操作，标识属性不合法"
+        if len({v["type"] for v in values}) != len(values) or len({v.get("index") for v in values}) != len(values):
+            return "", "非法操作，标识属性重复"
+        return key, ""
+
+    def _create(self, rec: Any) -> str:
+        """One record of a registration: ``success``, ``标识已存在`` or the reason it is refused."""
+        key, why = self._check(rec)
+        if why:
+            return why
         with self._lock:
             if key in self.store:
                 return _EXISTS
-            self.store[key] = {"handle": rec["handle"], "templateVersion": rec.get("templateVersion"), "value": values}
+            self.store[key] = {"handle": rec["handle"], "templateVersion": rec.get("templateVersion"),
+                               "value": rec["value"]}
+        return "success"
+
+    def _update(self, rec: Any) -> str:
+        """One record of an SNMS update (overwrites the record): ``success`` or the reason it is refused."""
+        key, why = self._check(rec)
+        if why:
+            return why
+        with self._lock:
+            old = self.store.get(key)
+            if old is None:
+                return _NOT_FOUND
+            if old["handle"] in self.refuse_update:
+                return self.refuse_update[old["handle"]]
+            self.store[key] = {"handle": old["handle"], "templateVersion": rec.get("templateVersion"),
+                               "value": rec["value"]}
+            self.updates.append(old["handle"])
         return "success"
 
     def snms(self, method: str, path: str, query: dict[str, str], body: Any, auth: str | None) -> tuple[int, Any]:
@@ -135,8 +173,16 @@ class ResolutionNode:
             self.batch_sizes.append(len(body))
             items = [{"handle": r.get("handle") if isinstance(r, dict) else None, "msg": self._create(r)} for r in body]
             return 200, {"status": 1, "message": "success", "data": items}
-        if path == "/identityv2/data" and method == "POST":
-            msg = self._create(body)
+        if path == "/identityv2/data/batchUpdate" and method == "PUT":
+            if not isinstance(body, list):
+                return 200, {"status": -2, "message": "请求体必须是数组", "data": None}
+            if len(body) > self.max_batch:
+                return 200, {"status": -2, "message": f"批量更新最大支持{self.max_batch}条", "data": None}
+            self.update_batch_sizes.append(len(body))
+            items = [{"handle": r.get("handle") if isinstance(r, dict) else None, "msg": self._update(r)} for r in body]
+            return 200, {"status": 1, "message": "success", "data": items}
+        if path == "/identityv2/data" and method in ("POST", "PUT"):
+            msg = self._create(body) if method == "POST" else self._update(body)
             if msg == "success":
                 return 200, {"status": 1, "message": "success", "data": True}
             return 200, {"status": -2, "message": msg, "data": None}
@@ -149,7 +195,7 @@ class ResolutionNode:
             except IdentifierError:
                 return 200, {"status": -2, "message": "标识格式异常", "data": None}
             if rec is None:
-                return 200, {"status": -2, "message": "没有找到标识", "data": None}
+                return 200, {"status": -2, "message": _NOT_FOUND, "data": None}
             prefix = rec["handle"].partition("/")[0]
             return 200, {"status": 1, "message": "success", "data": {"code": "200", "prefix": prefix, **rec}}
         return 404, {"status": -2, "message": f"no such API: {method} {path}", "data": None}
@@ -188,6 +234,8 @@ class ResolutionNode:
             if msg == _EXISTS:
                 return 200, {"code": 105, "message": "handle already exists"}
             return 200, {"code": 40508 if msg == "标识格式异常" else 106, "message": msg}
+        if op == "0.DOIP/Op.Update" and method == "POST":
+            return 200, self._doip_update(target, body)
         if op == "0.DOIP/Op.Retrieve" and method == "GET":
             try:
                 rec = self.registered(target)
@@ -199,6 +247,39 @@ class ResolutionNode:
             return 200, {"code": 1, "data": {"id": rec["handle"], "type": rec["templateVersion"],
                                              "attributes": {"content": content}}}
         return 200, {"code": 101, "message": "invalid request"}
+
+    def _doip_update(self, target: str, body: Any) -> dict[str, Any]:
+        """``0.DOIP/Op.Update`` (overwrite): the documented success answer is code 10000 with the new object."""
+        attrs = body.get("attributes") if isinstance(body, dict) else None
+        content = attrs.get("content") if isinstance(attrs, dict) else None
+        if not isinstance(content, dict) or not all(isinstance(v, str) for v in content.values()):
+            return {"code": 106, "message": "bad parameters"}
+        try:
+            key = parse_handle(target, Profile.HANDLE).key
+        except IdentifierError:
+            return {"code": 40508, "message": "标识格式异常"}
+        with self._lock:
+            old = self.store.get(key)
+            if old is None:
+                return {"code": 104, "message": "标识对象不存在"}
+            if old["handle"] in self.refuse_update:
+                return {"code": 701, "message": self.refuse_update[old["handle"]]}
+            if body.get("type") != old["templateVersion"]:
+                return {"code": 106, "message": "元数据模板与标识创建时不一致"}
+            indexes = {v["type"]: v["index"] for v in old["value"]}
+            missing = sorted(indexes.keys() - content.keys())
+            if missing:
+                return {"code": 106, "message": f"不能删除属性: {', '.join(missing)}"}
+            nxt = max(indexes.values(), default=1999) + 1
+            values = []
+            for k, v in content.items():
+                if k not in indexes:
+                    indexes[k], nxt = nxt, nxt + 1
+                values.append({"index": indexes[k], "type": k, "data": {"format": "string", "value": v}})
+            self.store[key] = {**old, "value": values}
+            self.updates.append(old["handle"])
+        return {"code": 10000, "message": "success", "data": {"type": old["templateVersion"],
+                                                                "attributes": {"content": content}}}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -225,6 +306,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         auth = self.headers.get("Authorization", "").removeprefix("Bearer ").strip() or None
         write = self.command in ("POST", "PUT") and "public" not in url.path and url.path != "/identity/token"
+        if write and node.fail_504_only is not None:
+            write = node.fail_504_only in (url.path, query.get("operationId"))
         if write and node.fail_504 > 0:
             node.fail_504 -= 1
             if node.commit_on_504:

@@ -3,16 +3,22 @@
 Two APIs (see the project's identifier reference, section 2.2):
 
 - **SNMS-compatible** (secondary nodes, enterprise-node "兼容接口"): ``POST /identity/token`` for a
-  bearer token, ``POST /identityv2/data/batchCreate`` (a JSON array, answered per handle with
-  ``msg``), ``POST /identityv2/data`` and ``GET /identityv2/data/detail?handle=``.
+  bearer token, ``POST /identityv2/data/batchCreate`` and ``PUT /identityv2/data/batchUpdate`` (a
+  JSON array, answered per handle with ``msg``), ``GET /identityv2/data/detail?handle=``.
 - **DOIP over HTTP** (IDHub enterprise node "标准版"): challenge-response login
   (``GET /api/v1/doip/public/challenge``, RSA PKCS#1 v1.5 SHA-256 signature of the nonce,
   ``POST /api/v1/doip/public/verify-response``), then ``/api/v1/doip`` with ``operationId``
-  ``0.DOIP/Op.Create`` / ``0.DOIP/Op.Retrieve`` and ``targetId``.
+  ``0.DOIP/Op.Create`` / ``0.DOIP/Op.Update`` (overwrite) / ``0.DOIP/Op.Retrieve`` and ``targetId``.
 
-Rules: batches of at most 1,500 records; registering is idempotent ("已存在", already exists,
-counts as success); an HTTP 504 means "maybe registered", so the same batch is sent again and
-"already exists" on the retry confirms the first call.  Resolutions are cached for a TTL, and a
+Rules: batches of at most 1,500 records; registering is idempotent ("已存在", already exists, is
+not an error); an HTTP 504 means "maybe registered", so the same batch is sent again and "already
+exists" on the retry confirms the first call.  A record that already exists is read back (one
+detail / retrieve per record: neither API documents a batch read) and compared with what would be
+registered, on the attribute types the gateway manages (``managed_types``); the ones that differ
+are updated, batches of at most 1,500 again (SNMS ``batchUpdate``; DOIP ``Op.Update`` per record).
+Attributes the gateway does not manage are carried over unchanged; a managed attribute the config
+no longer sets is cleared (left out of the SNMS record; sent as ``""`` over DOIP, which cannot
+delete an attribute).  Resolutions are cached for a TTL, and a
 stale entry is served while the node is unreachable.
 
 The documentation shows the DOIP token being issued but not the header that carries it; like the
@@ -32,11 +38,11 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.errors import RegistryAuthError, RegistryError, RegistryUnavailable
+from gateway.errors import IdentifierError, RegistryAuthError, RegistryError, RegistryUnavailable
 from pipelines.identifiers import parse_handle
 
 __all__ = [
@@ -50,11 +56,14 @@ __all__ = [
     "Resolver",
     "SnmsClient",
     "batches",
+    "stale_attributes",
 ]
 
 MAX_BATCH = 1500
 _EXISTS = ("已存在", "already exists")
 _DOIP_OK, _DOIP_NOT_FOUND, _DOIP_EXISTS = 1, 104, 105
+_DOIP_DONE = (_DOIP_OK, 10000)  # the state-code table says 1; the create / update examples show 10000
+_FIRST_BUSINESS_INDEX = 2000  # below: reserved (1000 template id, 1001, HS_ADMIN, HS_CERT, ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,24 +82,57 @@ class Record:
             ],
         }
 
+    def attributes(self) -> dict[str, str]:
+        return {t: v for _, t, v in self.values}
+
 
 @dataclass(frozen=True, slots=True)
 class Resolved:
     handle: str
     values: dict[str, str]  # type -> value
+    indexes: dict[str, int] = field(default_factory=dict)  # type -> index, where the API tells (SNMS)
+    template: str = ""  # SNMS templateVersion / DOIP type (metadata template handle)
+
+
+def stale_attributes(
+    record: Record, current: Resolved, managed: Collection[str] = ()
+) -> dict[str, tuple[str, str]]:
+    """``type -> (registered, wanted)`` for each attribute the record sets or ``managed`` names whose
+    value on the node differs; an empty value counts as absent.  Other attributes are not compared."""
+    want = record.attributes()
+    out: dict[str, tuple[str, str]] = {}
+    for t in sorted(set(managed) | want.keys()):
+        have, wanted = current.values.get(t, ""), want.get(t, "")
+        if have != wanted:
+            out[t] = (have, wanted)
+    return out
 
 
 @dataclass(slots=True)
 class RegisterReport:
+    """One registration run: every record ends in exactly one of created / updated / unchanged / failed."""
+
     created: list[str] = field(default_factory=list)
-    existed: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (handle, node's message)
-    batches: int = 0
+    changes: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)  # handle -> stale attributes
+    batches: int = 0  # create batches
+    update_batches: int = 0
     retries_504: int = 0
+
+    @property
+    def existed(self) -> list[str]:
+        """Records that were registered before this run (updated or not)."""
+        return self.updated + self.unchanged
 
     @property
     def ok(self) -> bool:
         return not self.failed
+
+    def summary(self) -> str:
+        return (f"{len(self.created)} created, {len(self.updated)} updated, {len(self.unchanged)} unchanged, "
+                f"{len(self.failed)} failed")
 
 
 def batches(records: Sequence[Record], size: int = MAX_BATCH) -> Iterator[Sequence[Record]]:
@@ -168,15 +210,61 @@ class _NodeClient:
         batch_size: int = MAX_BATCH,
         backoff_s: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
+        managed_types: Collection[str] | None = None,
     ) -> None:
         self.http = _Http(base_url, timeout_s)
         self.retries_504 = retries_504
         self.batch_size = batch_size
         self.backoff = backoff_s
         self.sleep = sleep
+        self.managed_types = None if managed_types is None else frozenset(managed_types)
 
     def login(self) -> None:
         raise NotImplementedError
+
+    def resolve(self, handle: str) -> Resolved:
+        raise NotImplementedError
+
+    def _create(self, chunk: Sequence[Record], report: RegisterReport) -> list[Record]:
+        """Register one batch; records created or failed go into ``report``, the ones that existed are returned."""
+        raise NotImplementedError
+
+    def _update(self, stale: Sequence[tuple[Record, Resolved]], managed: frozenset[str],
+                report: RegisterReport) -> None:
+        raise NotImplementedError
+
+    def register(self, records: Sequence[Record]) -> RegisterReport:
+        """Create what is missing, update what exists with other attributes, leave the rest alone.
+
+        Raises :class:`RegistryUnavailable` / :class:`RegistryAuthError` when the node is unusable
+        (nothing is half-reported: the caller retries the whole, idempotent, run)."""
+        managed = self.managed_types
+        if managed is None:  # default: the attribute types this run registers
+            managed = frozenset(t for r in records for _, t, _ in r.values)
+        report = RegisterReport()
+        stale: list[tuple[Record, Resolved]] = []
+        for chunk in batches(records, self.batch_size):
+            report.batches += 1
+            for r in self._create(chunk, report):
+                try:
+                    current = self.resolve(r.handle)
+                except RegistryUnavailable:
+                    raise
+                except (RegistryError, IdentifierError) as err:
+                    report.failed.append((r.handle, f"already registered, but reading it back failed: {err}"))
+                    continue
+                diff = stale_attributes(r, current, managed)
+                if not diff:
+                    report.unchanged.append(r.handle)
+                    continue
+                report.changes[r.handle] = diff
+                stale.append((r, current))
+                if len(stale) >= self.batch_size:
+                    self._update(stale, managed, report)
+                    stale = []
+        if stale:
+            self._update(stale, managed, report)
+        return report
 
     def _call(self, method: str, path: str, **kw: Any) -> tuple[int, dict[str, Any]]:
         if self.http.token is None:
@@ -217,16 +305,50 @@ class SnmsClient(_NodeClient):
             raise RegistryAuthError(f"login as {self.username!r} refused: {doc.get('message') or f'HTTP {status}'}")
         self.http.token = token
 
-    def register(self, records: Sequence[Record]) -> RegisterReport:
-        report = RegisterReport()
-        for chunk in batches(records, self.batch_size):
-            report.batches += 1
-            body = [r.snms(self.template_version) for r in chunk]
-            doc = self._write(report, f"batch of {len(chunk)}", "POST", "/identityv2/data/batchCreate", body=body)
-            self._batch_result(chunk, doc, report)
-        return report
+    def _create(self, chunk: Sequence[Record], report: RegisterReport) -> list[Record]:
+        body = [r.snms(self.template_version) for r in chunk]
+        doc = self._write(report, f"batch of {len(chunk)}", "POST", "/identityv2/data/batchCreate", body=body)
+        existed = []
+        for r, msg in self._batch_result(chunk, doc):
+            if msg == "success":
+                report.created.append(r.handle)
+            elif _is_exists(msg):
+                existed.append(r)
+            else:
+                report.failed.append((r.handle, msg))
+        return existed
 
-    def _batch_result(self, chunk: Sequence[Record], doc: dict[str, Any], report: RegisterReport) -> None:
+    def _update(self, stale: Sequence[tuple[Record, Resolved]], managed: frozenset[str],
+                report: RegisterReport) -> None:
+        report.update_batches += 1
+        body = [self._update_body(r, current, managed) for r, current in stale]
+        doc = self._write(report, f"update of {len(stale)}", "PUT", "/identityv2/data/batchUpdate", body=body)
+        try:
+            results = self._batch_result([r for r, _ in stale], doc)
+        except RegistryUnavailable:
+            raise
+        except RegistryError as err:  # the whole batch refused (e.g. a node without batchUpdate): each one failed
+            results = [(r, str(err)) for r, _ in stale]
+        for r, msg in results:
+            if msg == "success":
+                report.updated.append(r.handle)
+            else:
+                report.failed.append((r.handle, f"update refused: {msg}"))
+                report.changes.pop(r.handle, None)
+
+    def _update_body(self, r: Record, current: Resolved, managed: frozenset[str]) -> dict[str, Any]:
+        """The whole record (an SNMS update overwrites it), plus the node's business attributes the
+        gateway does not manage, so that updating never drops them."""
+        body = r.snms(self.template_version)
+        mine = r.attributes()
+        for t, v in current.values.items():
+            index = current.indexes.get(t, 0)
+            if t not in managed and t not in mine and index >= _FIRST_BUSINESS_INDEX:
+                body["value"].append({"index": index, "type": t, "auth": "", "data": {"format": "string", "value": v}})
+        return body
+
+    def _batch_result(self, chunk: Sequence[Record], doc: dict[str, Any]) -> list[tuple[Record, str]]:
+        """(record, the node's ``msg`` for it) for every record of the batch."""
         items = doc.get("data")
         if doc.get("status") != 1 or not isinstance(items, list):
             message = doc.get("message")
@@ -237,16 +359,7 @@ class SnmsClient(_NodeClient):
         for it in items:
             if isinstance(it, dict) and isinstance(it.get("handle"), str):
                 answered.setdefault(it["handle"], str(it.get("msg", "")))
-        for r in chunk:
-            msg = answered.get(r.handle)
-            if msg is None:
-                report.failed.append((r.handle, "no result for this handle in the node's answer"))
-            elif msg == "success":
-                report.created.append(r.handle)
-            elif _is_exists(msg):
-                report.existed.append(r.handle)
-            else:
-                report.failed.append((r.handle, msg))
+        return [(r, answered.get(r.handle, "no result for this handle in the node's answer")) for r in chunk]
 
     def resolve(self, handle: str) -> Resolved:
         parse_handle(handle)
@@ -256,13 +369,16 @@ class SnmsClient(_NodeClient):
             if "status" in doc and isinstance(doc.get("message"), str):
                 raise RegistryError(f"{handle}: {doc['message']}")
             raise RegistryUnavailable(f"node answered the resolution of {handle} with an unexpected shape")
-        values = {}
+        values: dict[str, str] = {}
+        indexes: dict[str, int] = {}
         for v in data.get("value") or []:
             try:
                 values[str(v["type"])] = str(v["data"]["value"])
-            except (KeyError, TypeError):
+                indexes[str(v["type"])] = int(v["index"])
+            except (KeyError, TypeError, ValueError):
                 raise RegistryUnavailable(f"node answered {handle} with a malformed value: {v!r:.80}") from None
-        return Resolved(str(data.get("handle", handle)), values)
+        template = data.get("templateVersion")
+        return Resolved(str(data.get("handle", handle)), values, indexes, template if isinstance(template, str) else "")
 
 
 class DoipClient(_NodeClient):
@@ -301,24 +417,44 @@ class DoipClient(_NodeClient):
             raise RegistryAuthError(f"signature of {self.app_handle!r} refused: {doc.get('message')}")
         self.http.token = token
 
-    def register(self, records: Sequence[Record]) -> RegisterReport:
-        report = RegisterReport()
-        for chunk in batches(records, self.batch_size):
-            report.batches += 1
-            for r in chunk:
-                body = {"type": self.type_handle, "attributes": {"content": {t: v for _, t, v in r.values}}}
-                query = {"operationId": "0.DOIP/Op.Create", "targetId": r.handle}
-                doc = self._write(report, r.handle, "POST", "/api/v1/doip", query=query, body=body)
-                code = doc.get("code")
-                if code == _DOIP_OK:
-                    report.created.append(r.handle)
-                elif code == _DOIP_EXISTS or _is_exists(doc.get("message")):
-                    report.existed.append(r.handle)
-                elif isinstance(code, int):
-                    report.failed.append((r.handle, f"{code}: {doc.get('message')}"))
-                else:
-                    raise RegistryUnavailable(f"node answered {r.handle} with an unexpected shape: {str(doc)[:120]}")
-        return report
+    def _create(self, chunk: Sequence[Record], report: RegisterReport) -> list[Record]:
+        existed = []
+        for r in chunk:
+            body = {"type": self.type_handle, "attributes": {"content": r.attributes()}}
+            query = {"operationId": "0.DOIP/Op.Create", "targetId": r.handle}
+            doc = self._write(report, r.handle, "POST", "/api/v1/doip", query=query, body=body)
+            code = doc.get("code")
+            if code in _DOIP_DONE:
+                report.created.append(r.handle)
+            elif code == _DOIP_EXISTS or _is_exists(doc.get("message")):
+                existed.append(r)
+            elif isinstance(code, int):
+                report.failed.append((r.handle, f"{code}: {doc.get('message')}"))
+            else:
+                raise RegistryUnavailable(f"node answered {r.handle} with an unexpected shape: {str(doc)[:120]}")
+        return existed
+
+    def _update(self, stale: Sequence[tuple[Record, Resolved]], managed: frozenset[str],
+                report: RegisterReport) -> None:
+        """``0.DOIP/Op.Update`` (overwrite), one record per request: the API has no batch update.
+        An update cannot delete an attribute, so a managed one the config no longer sets becomes ``""``."""
+        report.update_batches += 1
+        for r, current in stale:
+            content = {t: v for t, v in current.values.items() if t not in managed}
+            content.update({t: "" for t in current.values if t in managed})
+            content.update(r.attributes())
+            body = {"type": current.template or self.type_handle, "attributes": {"content": content}}
+            query = {"operationId": "0.DOIP/Op.Update", "targetId": r.handle}
+            doc = self._write(report, r.handle, "POST", "/api/v1/doip", query=query, body=body)
+            code = doc.get("code")
+            if code in _DOIP_DONE:
+                report.updated.append(r.handle)
+            elif isinstance(code, int):
+                report.failed.append((r.handle, f"update refused: {code}: {doc.get('message')}"))
+                report.changes.pop(r.handle, None)
+            else:
+                raise RegistryUnavailable(f"node answered the update of {r.handle} with an unexpected shape: "
+                                          f"{str(doc)[:120]}")
 
     def resolve(self, handle: str) -> Resolved:
         parse_handle(handle)
@@ -334,7 +470,9 @@ class DoipClient(_NodeClient):
         content = attrs.get("content") if isinstance(attrs, dict) else None
         if not isinstance(content, dict):
             raise RegistryUnavailable(f"node answered {handle} without attributes.content")
-        return Resolved(str(data.get("id", handle)), {str(k): str(v) for k, v in content.items()})
+        template = data.get("type")
+        return Resolved(str(data.get("id", handle)), {str(k): str(v) for k, v in content.items()},
+                        template=template if isinstance(template, str) else "")
 
 
 @dataclass(slots=True)
