@@ -136,6 +136,9 @@ def build_catalog(cfg: Config) -> Catalog:
             if dev.line:
                 tags["line"] = dev.line
             tags["data_domain"] = pt.data_domain.value
+            tags["data_category"] = pt.data_category.value
+            if pt.personal_info:
+                tags["personal_info"] = "true"
             if pt.point_class is not None:
                 tags["class"] = pt.point_class.value
             points.append(

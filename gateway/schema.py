@@ -21,6 +21,7 @@ from pipelines.units import UnitError, conversion
 __all__ = [
     "KEY_PATTERN",
     "AlarmConfig",
+    "DataCategory",
     "DataDomain",
     "DataGrade",
     "DeadbandConfig",
@@ -63,6 +64,15 @@ class DataDomain(enum.StrEnum):
     OPERATIONS = "operations"
     MANAGEMENT = "management"
     EXTERNAL = "external"
+
+
+class DataCategory(enum.StrEnum):
+    """Categories of the production data domain (MIIT guide: 控制信息 / 工况状态 / 工艺参数 / 系统日志)."""
+
+    CONTROL = "control"  # setpoints, commands
+    CONDITION = "condition"  # measured operating state: the default for sensor telemetry
+    PROCESS = "process"  # recipe and process parameters
+    SYSTEM_LOG = "system_log"  # gateway and device events
 
 
 class Signal(enum.StrEnum):
@@ -214,6 +224,10 @@ class PointBase(StrictModel):
     max: float | None = Field(default=None, description="above this the sample is quality bad (out_of_range)")
     data_grade: DataGrade = DataGrade.GENERAL
     data_domain: DataDomain = DataDomain.PRODUCTION
+    data_category: DataCategory = DataCategory.CONDITION
+    personal_info: bool = Field(
+        default=False, description="personal information (personnel positioning, operator ids): tagged as such"
+    )
     tags: dict[str, str] = Field(default_factory=dict)
     point_class: PointClass | None = Field(
         default=None, alias="class", description="coal-mine preset: default unit, range and alarm thresholds"

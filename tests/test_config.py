@@ -87,6 +87,17 @@ def test_errors_are_located(edits: dict[str, Any], expected: str) -> None:
     assert any(expected in f for f in found), found
 
 
+def test_data_category_and_personal_info_become_tags() -> None:
+    """GB/T 43697 / MIIT classification tags: category defaults to operating state (condition);
+    personal information (personnel positioning) is marked only where it is."""
+    data = broken(devices__0__points__1__data_category="control", devices__0__points__2__personal_info=True)
+    tags = [dict(p.tags) for p in build_catalog(parse(data)).points]
+    assert [t["data_category"] for t in tags] == ["condition", "control", "condition"]
+    assert [t.get("personal_info") for t in tags] == [None, None, "true"]
+    assert any("devices[0].points[0].data_category" in i
+               for i in issues_of(broken(devices__0__points__0__data_category="secret")))
+
+
 def test_every_error_is_reported_at_once() -> None:
     found = issues_of(broken(devices__0__points__0__address="x", devices__0__points__1__bogus=1, gateway__id=""))
     assert len(found) == 3, found

@@ -37,7 +37,7 @@ def test_round_trip_and_line_protocol() -> None:
     line = alarm_line(doc)
     assert line == (
         "alarm,asset=face\\ T1\\,1201,class=ch4,code=88.608.5288/DEV.baotou-mine-01.gas-sub-01.ch4,"
-        "data_domain=production,data_grade=important,device=gas-sub-01,"
+        "data_category=condition,data_domain=production,data_grade=important,device=gas-sub-01,"
         "device_code=88.608.5288/DEV.baotou-mine-01.gas-sub-01,gateway=gw1,level=power_off,point=gas-sub-01.ch4,"
         "site=baotou-mine-01,unit=%CH4 "
         'previous="high",active=true,value=1.6,threshold=1.5 1764200000000000000'
