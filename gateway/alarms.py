@@ -88,6 +88,10 @@ def decode_alarm(payload: bytes) -> dict[str, Any]:
     return doc
 
 
+def _short(v: float | int | bool | None) -> str:
+    return f"{v:.7g}" if isinstance(v, float) else str(v)
+
+
 def alarm_line(doc: dict[str, Any], measurement: str = "alarm") -> str:
     """Line protocol of one decoded alarm: codes, grade and level as tags; value and threshold as floats."""
     tags: dict[str, str] = dict(doc.get("tags", {}))
@@ -140,8 +144,10 @@ class AlarmPublisher:
         for ev in events:
             level = logging.WARNING if ev.active else logging.INFO
             info = self.catalog.points[ev.index]
-            log.log(level, "Alarm %s -> %s on %s (%s): value %s, threshold %s.", ev.previous.label,
-                    ev.level.label, info.key, info.code, ev.value, ev.threshold)
+            # 7 significant digits: a float32 register reads 1.2, not 1.2000000476837158 (the event keeps it exact)
+            unit = f" {info.unit}" if info.unit else ""
+            log.log(level, "Alarm %s -> %s on %s (%s): value %s%s, threshold %s%s.", ev.previous.label,
+                    ev.level.label, info.key, info.code, _short(ev.value), unit, _short(ev.threshold), unit)
             if self._forwarded is not None and ev.index not in self._forwarded:
                 self._kept_on_site += 1
                 continue
