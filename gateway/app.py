@@ -218,7 +218,9 @@ class Gateway:
         )
         self.registry_sync: RegistrySync | None = None
         if cfg.registry is not None and cfg.registry.register_on_start:
-            self.registry_sync = RegistrySync(make_client(cfg.registry), records(self.catalog, gw.code))
+            self.registry_sync = RegistrySync(
+                make_client(cfg.registry), records(self.catalog, gw.code), compare=cfg.registry.update_on_start
+            )
         self.uplink = MqttUplink(up, gw.site, gw.id)
         self.forwarder = Forwarder(
             self.buffer, self.uplink, self.wake, max_inflight=up.max_inflight, backlog_share=up.backlog_share

@@ -250,6 +250,11 @@ class RegistrySection(StrictModel):
     retries_504: int = Field(default=3, ge=0, le=10)
     cache_ttl_s: float = Field(default=86_400.0, gt=0)
     register_on_start: bool = Field(default=False, description="register every code in the background at start")
+    update_on_start: bool = Field(
+        default=False,
+        description="with register_on_start: also read back existing records and update changed attributes "
+        "(one read per code at every start); `edgegw ids register` always does",
+    )
 
     _check_identity = field_validator("identity", "type_handle")(check_code)
 

@@ -94,9 +94,12 @@ class RegistrySyncStats:
 class RegistrySync:
     """Registers the catalog's codes once, retrying with capped backoff while the node is unusable."""
 
-    def __init__(self, client: RegistryClient, recs: list[Record], *, backoff_max_s: float = 600.0) -> None:
+    def __init__(
+        self, client: RegistryClient, recs: list[Record], *, compare: bool = False, backoff_max_s: float = 600.0
+    ) -> None:
         self.client = client
         self.records = recs
+        self.compare = compare  # read back and update existing records too (one read per code)
         self.backoff_max = backoff_max_s
         self.stats = RegistrySyncStats()
 
@@ -105,7 +108,7 @@ class RegistrySync:
         while not self.stats.done:
             self.stats.attempts += 1
             try:
-                report = await asyncio.to_thread(self.client.register, self.records)
+                report = await asyncio.to_thread(self.client.register, self.records, compare=self.compare)
             except RegistryError as err:
                 self.stats.failures += 1
                 if self.stats.failures == 1 or str(err) != self.stats.last_error:

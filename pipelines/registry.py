@@ -110,11 +110,13 @@ def stale_attributes(
 
 @dataclass(slots=True)
 class RegisterReport:
-    """One registration run: every record ends in exactly one of created / updated / unchanged / failed."""
+    """One registration run: every record ends in exactly one of created / updated / unchanged /
+    not_compared / failed."""
 
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    not_compared: list[str] = field(default_factory=list)  # already registered; compare=False did not read them
     failed: list[tuple[str, str]] = field(default_factory=list)  # (handle, node's message)
     changes: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)  # handle -> stale attributes
     batches: int = 0  # create batches
@@ -124,14 +126,15 @@ class RegisterReport:
     @property
     def existed(self) -> list[str]:
         """Records that were registered before this run (updated or not)."""
-        return self.updated + self.unchanged
+        return self.updated + self.unchanged + self.not_compared
 
     @property
     def ok(self) -> bool:
         return not self.failed
 
     def summary(self) -> str:
-        return (f"{len(self.created)} created, {len(self.updated)} updated, {len(self.unchanged)} unchanged, "
+        kept = f", {len(self.not_compared)} already registered (not compared)" if self.not_compared else ""
+        return (f"{len(self.created)} created, {len(self.updated)} updated, {len(self.unchanged)} unchanged{kept}, "
                 f"{len(self.failed)} failed")
 
 
@@ -143,7 +146,7 @@ def batches(records: Sequence[Record], size: int = MAX_BATCH) -> Iterator[Sequen
 
 
 class RegistryClient(Protocol):
-    def register(self, records: Sequence[Record]) -> RegisterReport: ...
+    def register(self, records: Sequence[Record], *, compare: bool = True) -> RegisterReport: ...
     def resolve(self, handle: str) -> Resolved: ...
 
 
@@ -233,8 +236,11 @@ class _NodeClient:
                 report: RegisterReport) -> None:
         raise NotImplementedError
 
-    def register(self, records: Sequence[Record]) -> RegisterReport:
+    def register(self, records: Sequence[Record], *, compare: bool = True) -> RegisterReport:
         """Create what is missing, update what exists with other attributes, leave the rest alone.
+
+        ``compare=False``: create what is missing only, without reading back what exists (a
+        gateway's start-up registration: a few batch requests instead of one read per code).
 
         Raises :class:`RegistryUnavailable` / :class:`RegistryAuthError` when the node is unusable
         (nothing is half-reported: the caller retries the whole, idempotent, run)."""
@@ -246,6 +252,9 @@ class _NodeClient:
         for chunk in batches(records, self.batch_size):
             report.batches += 1
             for r in self._create(chunk, report):
+                if not compare:
+                    report.not_compared.append(r.handle)
+                    continue
                 try:
                     current = self.resolve(r.handle)
                 except RegistryUnavailable:

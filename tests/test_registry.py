@@ -335,6 +335,31 @@ def test_a_changed_unit_updates_exactly_those_records_and_a_second_run_changes_n
     assert third.update_batches == 0 and len(node.updates) == writes
 
 
+def test_start_up_registration_creates_only_unless_update_on_start(
+    site_node: tuple[str, ResolutionNode, Path], tmp_path: Path
+) -> None:
+    """A gateway's background registration at start creates what is missing with a few batch requests
+    and, unless ``update_on_start``, does not read back every existing record (a restart must not
+    cost the node one read per code); ``edgegw ids register`` (compare) always does."""
+    api, node, key_file = site_node
+    data = _site(api, node.url, tmp_path, key_file)
+    _sync(data)
+    for pt in data["devices"][1]["points"][:4]:
+        pt["unit"] = "K"
+    cfg = parse(data)
+    assert cfg.registry is not None
+    before = len(node.requests)
+    quick = make_client(cfg.registry).register(records(build_catalog(cfg), cfg.gateway.code if cfg.gateway else None),
+                                                compare=False)
+    assert quick.ok and len(quick.not_compared) == 19 and not quick.updated and node.updates == []
+    assert "19 already registered (not compared)" in quick.summary()
+    quick_requests = len(node.requests) - before
+    before = len(node.requests)
+    full = _sync(data)
+    assert len(full.updated) == 4 and len(full.unchanged) == 15
+    assert quick_requests + 19 <= len(node.requests) - before  # compare reads each of the 19 back
+
+
 def test_name_device_and_grade_changes_and_a_removed_unit_are_updated(
     site_node: tuple[str, ResolutionNode, Path], tmp_path: Path
 ) -> None:
