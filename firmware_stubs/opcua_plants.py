@@ -1,6 +1,6 @@
 """Three OPC UA plants as pure data + functions: node sets with folders, engineering units, the
-transmitters' ranges (EURange) and deterministic values, and status codes that change (sensor
-faults, maintenance) on a fixed schedule.
+transmitters' ranges (EURange; for some also the instrument's limits, InstrumentRange), deterministic
+values, and status codes that change (sensor faults, maintenance) on a fixed schedule.
 
 * ``coal_gasifier`` — an entrained-flow coal gasifier of an Ordos coal-to-chemicals plant;
 * ``hot_stove`` — a blast-furnace hot stove of a Baotou steel works (cycles on-gas / on-blast);
@@ -49,6 +49,8 @@ class NodeSpec:
     value: Callable[[int], Scalar]
     status: Callable[[int], str] = lambda t: "Good"
     eu_range: tuple[float, float] | None = None  # the transmitter's range (EURange Low, High), if known
+    # the instrument's physical limits (InstrumentRange Low, High), wider than the EURange: outside it, a fault
+    instrument_range: tuple[float, float] | None = None
 
     @property
     def name(self) -> str:
@@ -75,8 +77,10 @@ def _faulty(every: int, length: int, status: str, offset: int = 0) -> Callable[[
 def coal_gasifier(prefix: str = "Gasifier01") -> list[NodeSpec]:
     g = prefix
     return [
-        NodeSpec((g, "Reactor", "Temperature"), "Double", "degC", _wave(1350.0, 25.0, 120), eu_range=(0.0, 1600.0)),
-        NodeSpec((g, "Reactor", "Pressure"), "Double", "MPa", _wave(4.0, 0.08, 90), eu_range=(0.0, 6.5)),
+        NodeSpec((g, "Reactor", "Temperature"), "Double", "degC", _wave(1350.0, 25.0, 120), eu_range=(0.0, 1600.0),
+                 instrument_range=(0.0, 1800.0)),  # type B thermocouple
+        NodeSpec((g, "Reactor", "Pressure"), "Double", "MPa", _wave(4.0, 0.08, 90), eu_range=(0.0, 6.5),
+                 instrument_range=(-0.1, 10.0)),
         NodeSpec(
             (g, "Reactor", "WallTemp"),
             "Double",
@@ -116,6 +120,7 @@ def hot_stove(prefix: str = "HotStove2") -> list[NodeSpec]:
             "degC",
             lambda t: round(1280.0 - (t % 30) * 4.0 if on_blast(t) else 1160.0 + (t % 30) * 4.0, 3),
             eu_range=(0.0, 1600.0),
+            instrument_range=(0.0, 1800.0),
         ),
         NodeSpec((s, "Waste", "FlueTemperature"), "Double", "degC", _wave(330.0, 20.0, 60), eu_range=(0.0, 600.0)),
         NodeSpec(
@@ -142,8 +147,12 @@ def ree_cell_line(prefix: str = "CellLine3", cells: int = 4) -> list[NodeSpec]:
     for c in range(1, cells + 1):
         name = f"Cell{c:02d}"
         out += [
-            # no EURange: an anode effect takes a cell's voltage to several times its normal value
-            NodeSpec((prefix, name, "Voltage"), "Double", "V", _wave(9.5 + 0.1 * c, 0.3, 30 + c, c)),
+            # no EURange: an anode effect takes a cell's voltage to several times its normal value; the
+            # voltmeter's own limits (InstrumentRange) still hold it
+            NodeSpec(
+                (prefix, name, "Voltage"), "Double", "V", _wave(9.5 + 0.1 * c, 0.3, 30 + c, c),
+                instrument_range=(0.0, 60.0),
+            ),
             NodeSpec(
                 (prefix, name, "BathTemperature"),
                 "Double",

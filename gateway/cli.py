@@ -386,7 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--filter", default="*", help="glob on the browse path, e.g. 'Objects/Gasifier*/*'")
     s.add_argument("--emit-config", action="store_true", help="print a ready-to-paste [[devices]] block")
     s.add_argument("--range-check", action="store_true",
-                   help="with --emit-config: each EURange as an active min/max (default: as comments to confirm)")
+                   help="with --emit-config: each EURange as an active min/max (default: as comments to confirm); "
+                        "an InstrumentRange is always emitted active")
     s.add_argument("--security", default="None",
                    choices=("None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"))
     s.add_argument("--mode", choices=("Sign", "SignAndEncrypt"), default="SignAndEncrypt")

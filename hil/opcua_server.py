@@ -200,6 +200,13 @@ class PlantServer:
                     ua.Range(Low=spec.eu_range[0], High=spec.eu_range[1]),
                     datatype=ua.ObjectIds.Range,
                 )
+            if spec.instrument_range is not None:
+                await var.add_property(
+                    ua.NodeId(spec.string_id + ".InstrumentRange", self.ns),
+                    "InstrumentRange",
+                    ua.Range(Low=spec.instrument_range[0], High=spec.instrument_range[1]),
+                    datatype=ua.ObjectIds.Range,
+                )
             self.node_ids.append(nid)
             self._vts.append(vt)
         # an array variable for array tests

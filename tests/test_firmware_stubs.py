@@ -45,15 +45,25 @@ def test_stubs_are_deterministic_valid_and_vary(stub: type[Stub]) -> None:
 
 
 def test_opcua_plant_ranges_hold_every_value_and_units_have_their_codes() -> None:
-    """An EURange the simulator serves is an oracle for the range check: no stub value may leave it."""
+    """An EURange or InstrumentRange the simulator serves is an oracle for the range check: no stub
+    value may leave it."""
     from firmware_stubs.opcua_plants import PLANTS, UNITS, unit_id
 
     assert unit_id("CEL") == 4408652 and unit_id("") == -1  # Part 8's example, and "not available"
     for plant in PLANTS.values():
         for spec in plant():
             assert not spec.unit or spec.unit in UNITS, spec.unit
+            if spec.instrument_range is not None:  # the instrument's limits: wider than the EURange, never left
+                lo, hi = spec.instrument_range
+                assert lo < hi and spec.data_type in ("Double", "Float"), spec.path
+                if spec.eu_range is not None:
+                    assert lo < spec.eu_range[0] or spec.eu_range[1] < hi, spec.path
+                    assert lo <= spec.eu_range[0] and spec.eu_range[1] <= hi, spec.path
+                assert all(lo <= spec.value(t) <= hi for t in range(2000)), spec.path  # type: ignore[operator]
             if spec.eu_range is None:
                 continue
             lo, hi = spec.eu_range
             assert lo < hi and spec.data_type in ("Double", "Float"), spec.path
             assert all(lo <= spec.value(t) <= hi for t in range(2000)), spec.path  # type: ignore[operator]
+    instrumented = [s for plant in PLANTS.values() for s in plant() if s.instrument_range is not None]
+    assert len(instrumented) >= 3 and any(s.eu_range is None for s in instrumented)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from typing import Protocol
@@ -26,6 +27,8 @@ class Variable(Protocol):
     def unit(self) -> str: ...
     @property
     def eu_range(self) -> tuple[float, float] | None: ...
+    @property
+    def instrument_range(self) -> tuple[float, float] | None: ...
 
 
 class Security(Protocol):
@@ -53,13 +56,30 @@ def format_table(variables: Sequence[Variable]) -> str:
             v.browse_path,
             v.data_type + ("[]" if v.array else ""),
             v.unit or "-",
-            f"{_num(v.eu_range[0])}..{_num(v.eu_range[1])}" if v.eu_range else "-",
+            _range_cell(v),
             v.access or "-",
         )
         for v in variables
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     return "\n".join("  ".join(f"{c:<{w}}" for c, w in zip(r[:5], widths, strict=True)) + f"  {r[5]}" for r in rows)
+
+
+def _range_cell(v: Variable) -> str:
+    """``0..1600`` (EURange); ``instr:0..1800`` when the InstrumentRange gives the (active) limits."""
+    if (ir := _usable(v.instrument_range)) is not None:
+        return f"instr:{_num(ir[0])}..{_num(ir[1])}"
+    if (eu := _usable(v.eu_range)) is not None:
+        return f"{_num(eu[0])}..{_num(eu[1])}"
+    return "-"
+
+
+def _usable(r: tuple[float, float] | None) -> tuple[float, float] | None:
+    """A range as limits: both ends finite and Low < High, else None (browse already drops the others)."""
+    if r is None:
+        return None
+    lo, hi = float(r[0]), float(r[1])
+    return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) and lo < hi else None
 
 
 def _num(x: float) -> str:
@@ -110,12 +130,15 @@ def emit_config(
     range_check: bool = False,
 ) -> str:
     """A ready-to-paste [[devices]] block with the security browse used; readable variables only,
-    arrays as JSON values, units from the servers' EngineeringUnits, min/max from their EURange.
+    arrays as JSON values, units from the servers' EngineeringUnits, min/max from their ranges.
 
-    EURange is the range of *normal operation* (OPC UA Part 8), not the instrument's limits: as a
-    range check it would turn a real excursion (a temperature overshoot, a gas peak) into a bad
-    sample without its value.  So min/max are written as comments for the engineer to confirm,
-    unless ``range_check`` (``--range-check``) asks for them active."""
+    InstrumentRange is the instrument's physical limits (OPC UA Part 8): a value outside it is a
+    sensor or wiring fault, so where a variable has one it is written as active min/max, and its
+    EURange (if any) only as a comment.  EURange is the range of *normal operation*, not the
+    instrument's limits: as a range check it would turn a real excursion (a temperature overshoot,
+    a gas peak) into a bad sample without its value.  So without an InstrumentRange min/max are
+    written as comments for the engineer to confirm, unless ``range_check`` (``--range-check``)
+    asks for them active."""
     lines = [
         "[[devices]]",
         'type = "opcua"',
@@ -137,16 +160,21 @@ def emit_config(
         lines += ["  [[devices.points]]", f"  name = {_toml_str(name)}", f"  node_id = {_toml_str(v.node_id)}"]
         if v.unit:
             lines.append(f"  unit = {_toml_str(v.unit)}")
-        if v.array:
+        comment = ""
+        eu, ir = _usable(v.eu_range), _usable(v.instrument_range)
+        if v.array:  # an array's JSON value is never range-checked
             lines.append('  array_mode = "json"')
-        elif v.eu_range is not None:  # an array's JSON value is never range-checked
-            lo, hi = (float(x) for x in v.eu_range)  # repr: exact, and always a TOML float
+        elif ir is not None:
+            lines += [f"  min = {ir[0]!r}", f"  max = {ir[1]!r}"]  # repr: exact, and always a TOML float
+            if eu is not None:
+                lines.append(f"  # EURange (normal operation, for information): {eu[0]!r} .. {eu[1]!r}")
+            comment = ("; min/max: InstrumentRange (the instrument's limits: outside it, a sensor or wiring fault),"
+                       " a sample outside it is bad (out_of_range)")
+        elif eu is not None:
             mark = "" if range_check else "# "
-            lines += [f"  {mark}min = {lo!r}", f"  {mark}max = {hi!r}"]
-        ranged = v.eu_range is not None and not v.array
-        lines.append(f"  # {v.data_type}" + (
-            ("; min/max: EURange, outside it a sample is bad (out_of_range)" if range_check
-             else "; min/max from EURange (normal operation): uncomment to mark samples outside it bad")
-            if ranged else ""))
+            lines += [f"  {mark}min = {eu[0]!r}", f"  {mark}max = {eu[1]!r}"]
+            comment = ("; min/max: EURange, outside it a sample is bad (out_of_range)" if range_check
+                       else "; min/max from EURange (normal operation): uncomment to mark samples outside it bad")
+        lines.append(f"  # {v.data_type}{comment}")
         lines.append("")
     return "\n".join(lines)

@@ -775,10 +775,11 @@ class BrowsedVariable:
     array: bool
     unit: str = ""  # from the variable's EngineeringUnits property, if it has one
     eu_range: tuple[float, float] | None = None  # its EURange (Low, High), if it has a usable one
+    instrument_range: tuple[float, float] | None = None  # its InstrumentRange (the instrument's limits), if usable
 
 
 _PROPERTY_TYPE = ua.NodeId(ua.ObjectIds.PropertyType, 0)
-_PROPERTIES = ("EngineeringUnits", "EURange")  # the properties browse reads along with a variable
+_PROPERTIES = ("EngineeringUnits", "EURange", "InstrumentRange")  # the properties browse reads with a variable
 _ATTRIBUTES = (ua.AttributeIds.DataType, ua.AttributeIds.AccessLevel, ua.AttributeIds.ValueRank)
 _BROWSE_READ_CAP = 1000  # nodes per Read when the server advertises no MaxNodesPerRead
 
@@ -803,7 +804,8 @@ async def browse(
     """Walk Objects/ (hierarchical references) and list the variables: the raw material of a point list.
 
     Properties (HasProperty references, PropertyType: EngineeringUnits, EURange, ...) are not
-    listed; a variable's EngineeringUnits becomes its ``unit`` and its EURange its ``eu_range``.
+    listed; a variable's EngineeringUnits becomes its ``unit``, its EURange its ``eu_range`` and its
+    InstrumentRange its ``instrument_range``.
     Security None unless ``security`` says otherwise; then the server certificate is checked
     against the trust list exactly as a device's would be.
     """
@@ -914,7 +916,10 @@ async def _describe(
         access = ("r" if level & 1 else "") + ("w" if level & 2 else "")
         array = isinstance(rank_v, int) and rank_v >= 0
         unit = _unit_text(values.get("EngineeringUnits"))
-        out.append(BrowsedVariable(nid, path, dtype, access, array, unit, _eu_range(values.get("EURange"))))
+        out.append(BrowsedVariable(
+            nid, path, dtype, access, array, unit,
+            _eu_range(values.get("EURange")), _eu_range(values.get("InstrumentRange")),
+        ))
     return out
 
 
@@ -939,8 +944,8 @@ def _unit_text(value: Any) -> str:
 
 
 def _eu_range(value: Any) -> tuple[float, float] | None:
-    """EURange is a Range (Low, High).  None unless both are finite and Low < High: an inverted range
-    is nonsense, and an empty one (Low = High, typically an unset 0..0) would flag every value."""
+    """EURange (and InstrumentRange) is a Range (Low, High).  None unless both are finite and Low < High:
+    an inverted range is nonsense, and an empty one (Low = High, typically an unset 0..0) would flag every value."""
     if not isinstance(value, ua.Range):
         return None
     lo, hi = value.Low, value.High

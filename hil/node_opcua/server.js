@@ -52,10 +52,12 @@ async function main() {
     ns.addVariable({ organizedBy: kiln, browseName: n, nodeId: `s=Kiln.${n}`, dataType: "Double",
       value: new Variant({ dataType: DataType.Double, value: 7 }) });
   }
-  // an AnalogItem with an EURange (what a percent deadband is computed against) and EngineeringUnits:
-  // properties, which browse must not list as points
+  // an AnalogItem with an EURange (what a percent deadband is computed against), an InstrumentRange (the
+  // transmitter's limits, wider; the values stay inside it) and EngineeringUnits: properties, which browse
+  // must not list as points
   const level = ns.addAnalogDataItem({ organizedBy: kiln, browseName: "Level", nodeId: "s=Kiln.Level",
-    dataType: "Double", engineeringUnitsRange: { low: 0, high: 100 }, engineeringUnits: standardUnits.percent,
+    dataType: "Double", engineeringUnitsRange: { low: 0, high: 100 }, instrumentRange: { low: -20, high: 120 },
+    engineeringUnits: standardUnits.percent,
     value: new Variant({ dataType: DataType.Double, value: 0 }) });
   const items = parseInt(process.argv[4] || "0", 10);
   const bench = [];

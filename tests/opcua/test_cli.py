@@ -103,15 +103,17 @@ async def test_browse_lists_process_variables_not_their_properties(plant: PlantS
         rc, out, err = await edgegw("browse", plant.endpoint, "--depth", depth, "--filter", "Objects/Gasifier01/*")
         assert rc == 0, err
         assert "EngineeringUnits" not in out
-        assert "EURange" not in out
+        assert "EURange" not in out and "InstrumentRange" not in out
         lines = out.splitlines()
         assert lines[0].split() == ["NODE", "ID", "BROWSE", "PATH", "DATA", "TYPE", "UNIT", "RANGE", "ACCESS"]
         rows = {ln.split()[0]: ln.split()[1:] for ln in lines[1:]}
         assert len(rows) == 11  # the gasifier's process variables, nothing else
+        # the RANGE column: the InstrumentRange (marked) where there is one, the EURange otherwise
         assert rows["ns=2;s=Gasifier01.Reactor.Temperature"] == [
-            "Objects/Gasifier01/Reactor/Temperature", "Double", "degC", "0..1600", "r"
+            "Objects/Gasifier01/Reactor/Temperature", "Double", "degC", "instr:0..1800", "r"
         ]
-        assert rows["ns=2;s=Gasifier01.Reactor.Pressure"][2:4] == ["MPa", "0..6.5"]
+        assert rows["ns=2;s=Gasifier01.Reactor.Pressure"][2:4] == ["MPa", "instr:-0.1..10"]
+        assert rows["ns=2;s=Gasifier01.Reactor.WallTemp"][2:4] == ["degC", "0..400"]
         assert rows["ns=2;s=Gasifier01.Status.Running"][2:4] == ["-", "-"]  # no EngineeringUnits, no EURange
     rc, out, err = await edgegw("browse", plant.endpoint, "--emit-config")
     assert rc == 0, err
@@ -131,14 +133,19 @@ async def test_browse_emits_the_eurange_as_min_max(plant: PlantServer, tmp_path:
     assert rc == 0, err
     dev = await checked_device(out, tmp_path)
     points = {p["node_id"]: p for p in dev["points"]}
-    ranged = {plant.node_id(s): s for s in plant.specs if s.eu_range is not None}
-    assert len(ranged) == 19  # the analog items but the cell voltages
+    ranged = {plant.node_id(s): s for s in plant.specs if s.eu_range is not None and s.instrument_range is None}
+    assert len(ranged) == 16  # the analog items but the cell voltages and those with an InstrumentRange
+    specs = {plant.node_id(s): s for s in plant.specs}
     for nid, p in points.items():
-        spec_range = ranged[nid].eu_range if nid in ranged else None
+        spec = specs.get(nid)  # None: the array
+        spec_range = spec and (spec.instrument_range or spec.eu_range)  # an InstrumentRange always wins
         assert (p.get("min"), p.get("max")) == (spec_range or (None, None)), nid
+    assert (points["ns=2;s=Gasifier01.Reactor.WallTemp"]["min"],
+            points["ns=2;s=Gasifier01.Reactor.WallTemp"]["max"]) == (0.0, 400.0)
     assert (points["ns=2;s=Gasifier01.Reactor.Temperature"]["min"],
-            points["ns=2;s=Gasifier01.Reactor.Temperature"]["max"]) == (0.0, 1600.0)
-    assert "min" not in points["ns=2;s=CellLine3.Cell01.Voltage"]  # a unit, but no EURange
+            points["ns=2;s=Gasifier01.Reactor.Temperature"]["max"]) == (0.0, 1800.0)
+    assert (points["ns=2;s=CellLine3.Cell01.Voltage"]["min"],  # a unit and an InstrumentRange, no EURange
+            points["ns=2;s=CellLine3.Cell01.Voltage"]["max"]) == (0.0, 60.0)
     assert points["ns=2;s=CellLine3.Cell01.Voltage"]["unit"] == "V"
     assert "max" not in points["ns=2;s=Gasifier01.Status.BurnerTrips"]
     # the range check reaches the pipeline, and the plant's values pass it
@@ -157,7 +164,53 @@ async def test_browse_emits_the_eurange_as_min_max(plant: PlantServer, tmp_path:
         assert quality is Quality.GOOD and reason is None, (p["name"], reason)
         assert lo <= value <= hi and value == pytest.approx(spec.value(plant.t), rel=1e-6), p["name"]
         good += 1
-    assert good >= 14
+    assert good >= 10  # of 16: WallTemp, CO2, the hot blast and the bath temperatures have fault windows
+
+
+@SESSION_LOOP
+async def test_browse_emits_the_instrument_range_as_active_limits(plant: PlantServer, tmp_path: Path) -> None:
+    """An InstrumentRange (the instrument's physical limits) is emitted as active min/max even without
+    --range-check, its EURange as a comment only; the config passes check, and what the emitted device
+    reads through that range check is good."""
+    rc, out, err = await edgegw("browse", plant.endpoint, "--emit-config")
+    assert rc == 0, err
+    dev = await checked_device(out, tmp_path)
+    points = {p["node_id"]: p for p in dev["points"]}
+    instrumented = {plant.node_id(s): s for s in plant.specs if s.instrument_range is not None}
+    assert len(instrumented) == 7  # gasifier temperature and pressure, dome temperature, 4 cell voltages
+    for nid, p in points.items():
+        want = instrumented[nid].instrument_range if nid in instrumented else None
+        assert (p.get("min"), p.get("max")) == (want or (None, None)), nid  # EURange-only: commented
+    temp = points["ns=2;s=Gasifier01.Reactor.Temperature"]
+    assert (temp["min"], temp["max"]) == (0.0, 1800.0)
+    block = out[out.index('node_id = "ns=2;s=Gasifier01.Reactor.Temperature"'):]
+    block = block[: block.index("[[devices.points]]")]
+    assert "  min = 0.0\n  max = 1800.0\n  # EURange (normal operation, for information): 0.0 .. 1600.0\n" in block
+    assert "InstrumentRange" in block and "# min" not in block
+    wall = out[out.index('node_id = "ns=2;s=Gasifier01.Reactor.WallTemp"'):]
+    assert "  # min = 0.0\n  # max = 400.0\n" in wall[: wall.index("[[devices.points]]")]  # no InstrumentRange
+    # the range check reaches the pipeline, and the plant's values pass it
+    limited = [p for p in dev["points"] if p["node_id"] in instrumented]
+    cfg, cat = catalog_for({**dev, "mode": "polling", "points": limited})
+    assert [(pt.spec.min, pt.spec.max) for pt in cat.points] == [
+        instrumented[p["node_id"]].instrument_range for p in limited
+    ]
+    async with OpcUaDriver(cfg.devices[0], 0) as drv:
+        batch = Normalise(cat.specs)(await drv.read())
+    for (_i, _ts, value, quality, reason), p in zip(batch, limited, strict=True):
+        spec = instrumented[p["node_id"]]
+        assert spec.status(plant.t) == "Good" and quality is Quality.GOOD and reason is None, (p["name"], reason)
+        lo, hi = spec.instrument_range  # type: ignore[misc]
+        assert lo <= value <= hi and value == pytest.approx(spec.value(plant.t), rel=1e-6), p["name"]
+    # --range-check leaves them as they are: the InstrumentRange, not the EURange
+    rc, out, err = await edgegw("browse", plant.endpoint, "--emit-config", "--range-check",
+                                "--filter", "Objects/Gasifier01/Reactor/*")
+    assert rc == 0, err
+    points = {p["node_id"]: p for p in (await checked_device(out, tmp_path))["points"]}
+    assert (points["ns=2;s=Gasifier01.Reactor.Pressure"]["min"],
+            points["ns=2;s=Gasifier01.Reactor.Pressure"]["max"]) == (-0.1, 10.0)
+    assert (points["ns=2;s=Gasifier01.Reactor.WallTemp"]["min"],
+            points["ns=2;s=Gasifier01.Reactor.WallTemp"]["max"]) == (0.0, 400.0)
 
 
 @SESSION_LOOP
@@ -180,8 +233,11 @@ async def test_browse_reads_properties_in_batches_within_max_nodes_per_read(
     assert by_path["Objects/HotStove2/Dome/Temperature"].eu_range == (0.0, 1600.0)
     assert by_path["Objects/HotStove2/Dome/Temperature"].unit == "degC"
     assert by_path["Objects/HotStove2/Status/Phase"].eu_range is None
-    # 7 variables x 3 attributes + 6 units + 6 ranges = 33 nodes: 8 full Reads of 4 and one of 1
-    assert sorted(sizes, reverse=True) == [4] * 8 + [1]
+    assert by_path["Objects/HotStove2/Dome/Temperature"].instrument_range == (0.0, 1800.0)
+    assert by_path["Objects/HotStove2/Waste/FlueTemperature"].instrument_range is None
+    # 7 variables x 3 attributes + 6 units + 6 EURanges + 1 InstrumentRange = 34 nodes: 8 full Reads of 4
+    # and one of 2
+    assert sorted(sizes, reverse=True) == [4] * 8 + [2]
 
 
 @SESSION_LOOP
@@ -199,12 +255,17 @@ async def test_browse_skips_ranges_that_are_not_usable(tmp_path: Path) -> None:
             await srv._server.write_attribute_value(
                 ua.NodeId(f"{sid}.EURange", srv.ns), ua.DataValue(ua.Variant(rng))
             )
+        await srv._server.write_attribute_value(  # an inverted InstrumentRange: ignored as well
+            ua.NodeId("HotStove2.Dome.Temperature.InstrumentRange", srv.ns),
+            ua.DataValue(ua.Variant(ua.Range(Low=1800.0, High=0.0))),
+        )
         await srv._server.write_attribute_value(
             ua.NodeId("HotStove2.Gas.BfgFlow.EngineeringUnits", srv.ns), ua.DataValue(ua.Variant("Nm3/h"))
         )
         found = {v.node_id: v for v in await browse(srv.endpoint, depth=4)}
         for sid in bad:
             assert found[srv.node_id(sid)].eu_range is None, sid
+            assert found[srv.node_id(sid)].instrument_range is None, sid
             assert found[srv.node_id(sid)].unit in ("degC", "Nm3/min")
         assert (found[srv.node_id("HotStove2.Gas.BfgFlow")].unit,
                 found[srv.node_id("HotStove2.Gas.BfgFlow")].eu_range) == ("Nm3/h", (0.0, 150000.0))
@@ -278,10 +339,11 @@ def test_point_names_are_valid_keys() -> None:
 
 class V:
     def __init__(
-        self, nid: str, path: str, unit: str = "", eu_range: tuple[float, float] | None = None, array: bool = False
+        self, nid: str, path: str, unit: str = "", eu_range: tuple[float, float] | None = None, array: bool = False,
+        instrument_range: tuple[float, float] | None = None,
     ) -> None:
         self.node_id, self.browse_path, self.data_type, self.access, self.array = nid, path, "Double", "r", array
-        self.unit, self.eu_range = unit, eu_range
+        self.unit, self.eu_range, self.instrument_range = unit, eu_range, instrument_range
 
 
 def test_emit_config_deduplicates_names() -> None:
@@ -324,9 +386,35 @@ def test_emit_config_writes_the_eurange_as_min_max() -> None:
     assert [ln.split()[4] for ln in table.splitlines()[1:]] == ["-50..6.5", "-"]
 
 
+def test_emit_config_writes_the_instrument_range_active_and_the_eurange_as_a_comment() -> None:
+    variables = [
+        V("ns=2;s=a", "Objects/A", "degC", (0.0, 1600.0), instrument_range=(-50.0, 1800.0)),
+        V("ns=2;s=b", "Objects/B", "V", None, instrument_range=(0.0, 60.0)),  # no EURange
+        V("ns=2;s=c", "Objects/C", "%", (0.0, 100.0), array=True, instrument_range=(-10.0, 110.0)),
+        V("ns=2;s=d", "Objects/D", "MPa", (0.0, 6.5), instrument_range=(10.0, 1.0)),  # inverted: ignored
+        V("ns=2;s=e", "Objects/E", "MPa", (0.0, 6.5), instrument_range=(0.0, math.inf)),  # not finite: ignored
+        V("ns=2;s=f", "Objects/F", "MPa", (0.0, 6.5), instrument_range=(math.nan, 1.0)),
+    ]
+    for range_check in (False, True):  # an InstrumentRange is active either way
+        text = emit_config("opc.tcp://h:1", variables, range_check=range_check)
+        a, b, c, d, e, f = tomllib.loads(text)["devices"][0]["points"]
+        assert (a["min"], a["max"]) == (-50.0, 1800.0)
+        assert (b["min"], b["max"]) == (0.0, 60.0)
+        assert "min" not in c and "max" not in c and c["array_mode"] == "json"
+        assert "  min = -50.0\n  max = 1800.0\n  # EURange (normal operation, for information): 0.0 .. 1600.0\n" in text
+        assert "InstrumentRange (the instrument's limits" in text  # says where the limits come from
+        for p in (d, e, f):  # without a usable InstrumentRange: today's EURange, commented or active
+            assert ((p.get("min"), p.get("max")) == (0.0, 6.5)) is range_check, (p, range_check)
+    default = emit_config("opc.tcp://h:1", variables)
+    assert default.count("  # min = 0.0\n  # max = 6.5\n") == 3 and "= nan" not in default and "= inf" not in default
+    table = format_table([*variables[:2], variables[3], V("ns=2;s=g", "Objects/G")])
+    assert [ln.split()[4] for ln in table.splitlines()[1:]] == ["instr:-50..1800", "instr:0..60", "0..6.5", "-"]
+
+
 def test_eu_range_and_unit_of_property_values() -> None:
     assert _eu_range(ua.Range(Low=0.0, High=100.0)) == (0.0, 100.0)
     assert _eu_range(ua.Range(Low=-5, High=5)) == (-5.0, 5.0)
+    assert _eu_range(ua.Range(Low=-0.1, High=10.0)) == (-0.1, 10.0)  # an InstrumentRange is parsed the same way
     for unusable in (ua.Range(Low=math.nan, High=1.0), ua.Range(Low=0.0, High=math.inf),
                      ua.Range(Low=-math.inf, High=0.0), ua.Range(Low=2.0, High=1.0), ua.Range(Low=3.0, High=3.0),
                      None, "0..100", [0.0, 100.0]):

@@ -103,18 +103,25 @@ async def test_browse_finds_the_peer_variables(peer: NodeOpcuaPeer) -> None:
     assert by_path["Objects/Kiln/Temperature"].node_id == "ns=1;s=Kiln.Temperature"
     assert by_path["Objects/Kiln/Zones"].array
     assert "r" in by_path["Objects/Kiln/Count"].access
-    # an AnalogItem's properties (HasProperty: EURange, EngineeringUnits) are not points; its EUInformation
-    # gives the unit, its EURange (a Range) the limits
+    # an AnalogItem's properties (HasProperty: EURange, InstrumentRange, EngineeringUnits) are not points; its
+    # EUInformation gives the unit, its EURange and InstrumentRange (Ranges) the limits
     assert not [p for p in by_path if p.startswith("Objects/Kiln/Level/")], sorted(by_path)
     assert by_path["Objects/Kiln/Level"].unit == "%"
     assert by_path["Objects/Kiln/Level"].eu_range == (0.0, 100.0)
+    assert by_path["Objects/Kiln/Level"].instrument_range == (-20.0, 120.0)
     assert by_path["Objects/Kiln/Temperature"].unit == ""
     assert by_path["Objects/Kiln/Temperature"].eu_range is None
-    # and the emitted point carries them as min/max, which `edgegw check` accepts
-    level = next(p for p in tomllib.loads(emit_config(peer.endpoint, found, range_check=True))["devices"][0]["points"]
-                 if p["node_id"] == "ns=1;s=Kiln.Level")
-    assert (level["unit"], level["min"], level["max"]) == ("%", 0.0, 100.0)
-    catalog_for(device(peer.endpoint, [level]))  # the config model takes them (as `edgegw check` does)
+    assert by_path["Objects/Kiln/Temperature"].instrument_range is None
+    # and the emitted point carries the InstrumentRange as active min/max (the EURange as a comment), which
+    # `edgegw check` accepts
+    text = emit_config(peer.endpoint, found)
+    level = next(p for p in tomllib.loads(text)["devices"][0]["points"] if p["node_id"] == "ns=1;s=Kiln.Level")
+    assert (level["unit"], level["min"], level["max"]) == ("%", -20.0, 120.0)
+    assert "# EURange (normal operation, for information): 0.0 .. 100.0" in text
+    cfg, _ = catalog_for(device(peer.endpoint, [level], mode="polling"))  # the config model takes them
+    async with OpcUaDriver(cfg.devices[0], 0) as drv:  # and the peer's values are inside them
+        batch = await drv.read()
+    assert batch[0][3] is Quality.GOOD and -20.0 <= batch[0][2] <= 120.0, batch
 
 
 async def test_percent_deadband_against_an_analog_item(peer: NodeOpcuaPeer) -> None:
