@@ -168,8 +168,7 @@ def emit_config(
             lines += [f"  min = {ir[0]!r}", f"  max = {ir[1]!r}"]  # repr: exact, and always a TOML float
             if eu is not None:
                 lines.append(f"  # EURange (normal operation, for information): {eu[0]!r} .. {eu[1]!r}")
-            comment = ("; min/max: InstrumentRange (the instrument's limits: outside it, a sensor or wiring fault),"
-                       " a sample outside it is bad (out_of_range)")
+            comment = "; min/max: InstrumentRange (instrument limits): outside is bad (out_of_range)"
         elif eu is not None:
             mark = "" if range_check else "# "
             lines += [f"  {mark}min = {eu[0]!r}", f"  {mark}max = {eu[1]!r}"]
