@@ -402,7 +402,7 @@ def test_emit_config_writes_the_instrument_range_active_and_the_eurange_as_a_com
         assert (b["min"], b["max"]) == (0.0, 60.0)
         assert "min" not in c and "max" not in c and c["array_mode"] == "json"
         assert "  min = -50.0\n  max = 1800.0\n  # EURange (normal operation, for information): 0.0 .. 1600.0\n" in text
-        assert "InstrumentRange (the instrument's limits" in text  # says where the limits come from
+        assert "InstrumentRange (instrument limits)" in text  # says where the limits come from
         for p in (d, e, f):  # without a usable InstrumentRange: today's EURange, commented or active
             assert ((p.get("min"), p.get("max")) == (0.0, 6.5)) is range_check, (p, range_check)
     default = emit_config("opc.tcp://h:1", variables)
