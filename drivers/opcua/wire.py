@@ -123,11 +123,98 @@ def _string(b: bytes, pos: int, as_text: bool) -> tuple[Any, int]:
     return (raw.decode("utf-8", errors="surrogateescape") if as_text else raw), end
 
 
+# sizes of the fixed-size built-in types the walker below skips (DateTime 13, Guid 14, StatusCode 19)
+_FIXED = {t: size for t, (_code, size) in _NUMERIC.items()} | {13: 8, 14: 16, 19: 4}
+_MAX_NESTING = 8
+
+
+def _checked(fallback: VariantDecoder, b: bytes, pos: int) -> tuple[Any, int]:
+    """Hand a Variant to the generic decoder only once it is known to be well-formed: asyncua
+    believes array lengths, and a Null array (0 bytes per element) or an array nested in a Variant,
+    DataValue or ExtensionObject with a corrupt length of 2^31 - 1 made it build a list of billions
+    of elements (found by fuzzing: 24 GB before the kernel killed the process)."""
+    _skip_variant(b, pos, 0)
+    return fallback(b, pos)
+
+
+def _skip_variant(b: bytes, pos: int, depth: int) -> int:
+    """Offset after one Variant, checking every length against the bytes that are left, without
+    building anything.  Raises struct.error on anything malformed (the publish loop skips it)."""
+    if depth > _MAX_NESTING:
+        raise struct.error("Variants nested too deep")
+    enc = b[pos]
+    vtype = enc & 0x3F
+    pos += 1
+    if enc & 0x80:
+        (n,) = _I32(b, pos)
+        pos += 4
+        n = max(n, 0)
+        if vtype == 0 and n:
+            raise struct.error("an array of Null")
+        if n > len(b) - pos:  # every other element takes at least one byte
+            raise struct.error(f"an array of {n} elements runs past the end of the message")
+        for _ in range(n):
+            pos = _skip_value(b, pos, vtype, depth)
+        if enc & 0x40:  # ArrayDimensions
+            (m,) = _I32(b, pos)
+            pos += 4
+            if max(m, 0) > (len(b) - pos) // 4:
+                raise struct.error("ArrayDimensions run past the end of the message")
+            pos += 4 * max(m, 0)
+    else:
+        pos = _skip_value(b, pos, vtype, depth)
+    if pos > len(b):
+        raise struct.error("Variant runs past the end of the message")
+    return pos
+
+
+def _skip_value(b: bytes, pos: int, vtype: int, depth: int) -> int:
+    size = _FIXED.get(vtype)
+    if size is not None:
+        pos += size
+    elif vtype in (_STRING, _BYTESTRING, 16):  # String, ByteString, XmlElement
+        pos = _skip_string(b, pos)
+    elif vtype in (17, 18):  # NodeId, ExpandedNodeId
+        try:
+            pos = _node_id(b, pos)[2]
+        except Unsupported as err:  # not a reason to re-decode the whole message with asyncua
+            raise struct.error(str(err)) from None
+    elif vtype == 20:  # QualifiedName
+        pos = _skip_string(b, pos + 2)
+    elif vtype == 21:  # LocalizedText
+        mask = b[pos]
+        pos += 1
+        if mask & 0x01:
+            pos = _skip_string(b, pos)
+        if mask & 0x02:
+            pos = _skip_string(b, pos)
+    elif vtype == 22:  # ExtensionObject
+        try:
+            pos = _extension_object(b, pos)[3]
+        except Unsupported as err:
+            raise struct.error(str(err)) from None
+    elif vtype == 23:  # DataValue
+        mask = b[pos]
+        pos += 1
+        if mask & 0x01:
+            pos = _skip_variant(b, pos, depth + 1)
+        pos += sum(n for bit, n in ((0x02, 4), (0x04, 8), (0x10, 2), (0x08, 8), (0x20, 2)) if mask & bit)
+    elif vtype == 24:  # Variant
+        pos = _skip_variant(b, pos, depth + 1)
+    elif vtype == 25:  # DiagnosticInfo
+        pos = _skip_diagnostic_info(b, pos)
+    elif vtype != 0:  # Null takes no bytes
+        raise struct.error(f"Variant type {vtype} does not exist")
+    if pos > len(b):
+        raise struct.error("Variant runs past the end of the message")
+    return pos
+
+
 def _variant(b: bytes, pos: int, fallback: VariantDecoder) -> tuple[Any, int]:
     enc = b[pos]
     vtype = enc & 0x3F
     if enc & 0x40:  # ArrayDimensions (a matrix): rare, leave it to the generic decoder
-        return fallback(b, pos)
+        return _checked(fallback, b, pos)
     if enc & 0x80:
         (n,) = _I32(b, pos + 1)
         p = pos + 5
@@ -136,15 +223,19 @@ def _variant(b: bytes, pos: int, fallback: VariantDecoder) -> tuple[Any, int]:
         num = _NUMERIC.get(vtype)
         if num is not None:
             code, size = num
+            if n * size > len(b) - p:
+                raise struct.error(f"an array of {n} elements runs past the end of the message")
             values = list(struct.unpack_from(f"<{n}{code}", b, p))
             return values, p + n * size
         if vtype in (_STRING, _BYTESTRING):
+            if n > (len(b) - p) // 4:
+                raise struct.error(f"an array of {n} strings runs past the end of the message")
             out: list[Any] = []
             for _ in range(n):
                 v, p = _string(b, p, vtype == _STRING)
                 out.append(v)
             return out, p
-        return fallback(b, pos)
+        return _checked(fallback, b, pos)
     scalar = _SCALAR.get(vtype)
     if scalar is not None:
         unpack, size = scalar
@@ -153,7 +244,7 @@ def _variant(b: bytes, pos: int, fallback: VariantDecoder) -> tuple[Any, int]:
         return _string(b, pos + 1, vtype == _STRING)
     if vtype == 0:  # Null
         return None, pos + 1
-    return fallback(b, pos)
+    return _checked(fallback, b, pos)
 
 
 def _skip_string(b: bytes, pos: int) -> int:

@@ -257,3 +257,19 @@ def test_corrupt_publish_responses_fail_with_the_errors_the_driver_handles(raw: 
     except Exception as err:  # noqa: BLE001 - sorted below
         got = err
     assert isinstance(got, PublishFrame | struct.error | IndexError | ValueError | UaError), repr(got)
+
+
+@pytest.mark.parametrize("variant", [
+    bytes([0x80]) + struct.pack("<i", 2**31 - 1),  # an array of Null: 0 bytes per element
+    bytes([0x98]) + struct.pack("<i", 1) + bytes([0x80]) + struct.pack("<i", 2**31 - 1),  # nested in a Variant array
+    bytes([0x97]) + struct.pack("<i", 1) + b"\x01" + bytes([0x80]) + struct.pack("<i", 2**31 - 1),  # in a DataValue
+    bytes([0x8D]) + struct.pack("<i", 2**31 - 1),  # DateTime array longer than the message
+    bytes([0xC6]) + struct.pack("<ii", 1, 7) + struct.pack("<i", 2**31 - 1),  # matrix with absurd dimensions
+])
+def test_a_corrupt_array_length_is_refused_before_anything_is_built(variant: bytes) -> None:
+    """Regression (found by the fuzz test above: 24 GB, then the OOM killer): asyncua believes array
+    lengths, so a Variant it would decode is walked first, and a length the message cannot hold is
+    refused as malformed (the publish loop skips the message)."""
+    raw = _data_change_response(struct.pack("<I", 7) + b"\x01" + variant, 1)
+    with pytest.raises(struct.error):
+        decode_publish_response(raw, asyncua_variant)
