@@ -134,7 +134,10 @@ def _checked(fallback: VariantDecoder, b: bytes, pos: int) -> tuple[Any, int]:
     DataValue or ExtensionObject with a corrupt length of 2^31 - 1 made it build a list of billions
     of elements (found by fuzzing: 24 GB before the kernel killed the process)."""
     _skip_variant(b, pos, 0)
-    return fallback(b, pos)
+    try:
+        return fallback(b, pos)
+    except (TypeError, AttributeError, KeyError, OverflowError) as err:  # asyncua on odd input: malformed
+        raise struct.error(f"the generic decoder failed on a Variant: {err!r}") from None
 
 
 def _skip_variant(b: bytes, pos: int, depth: int) -> int:
@@ -145,6 +148,8 @@ def _skip_variant(b: bytes, pos: int, depth: int) -> int:
     enc = b[pos]
     vtype = enc & 0x3F
     pos += 1
+    if enc & 0x40 and not enc & 0x80:
+        raise struct.error("ArrayDimensions on a Variant that is not an array")
     if enc & 0x80:
         (n,) = _I32(b, pos)
         pos += 4

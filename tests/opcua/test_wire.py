@@ -265,6 +265,7 @@ def test_corrupt_publish_responses_fail_with_the_errors_the_driver_handles(raw: 
     bytes([0x97]) + struct.pack("<i", 1) + b"\x01" + bytes([0x80]) + struct.pack("<i", 2**31 - 1),  # in a DataValue
     bytes([0x8D]) + struct.pack("<i", 2**31 - 1),  # DateTime array longer than the message
     bytes([0xC6]) + struct.pack("<ii", 1, 7) + struct.pack("<i", 2**31 - 1),  # matrix with absurd dimensions
+    bytes([0x46]) + struct.pack("<iii", 7, 1, 1),  # dimensions on a scalar: asyncua raised TypeError
 ])
 def test_a_corrupt_array_length_is_refused_before_anything_is_built(variant: bytes) -> None:
     """Regression (found by the fuzz test above: 24 GB, then the OOM killer): asyncua believes array
