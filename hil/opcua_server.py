@@ -193,20 +193,12 @@ class PlantServer:
                     eu_information(spec.unit),
                     datatype=ua.ObjectIds.EUInformation,
                 )
-            if spec.eu_range is not None:
-                await var.add_property(
-                    ua.NodeId(spec.string_id + ".EURange", self.ns),
-                    "EURange",
-                    ua.Range(Low=spec.eu_range[0], High=spec.eu_range[1]),
-                    datatype=ua.ObjectIds.Range,
-                )
-            if spec.instrument_range is not None:
-                await var.add_property(
-                    ua.NodeId(spec.string_id + ".InstrumentRange", self.ns),
-                    "InstrumentRange",
-                    ua.Range(Low=spec.instrument_range[0], High=spec.instrument_range[1]),
-                    datatype=ua.ObjectIds.Range,
-                )
+            for prop, rng in (("EURange", spec.eu_range), ("InstrumentRange", spec.instrument_range)):
+                if rng is not None:  # Part 8 Range properties
+                    await var.add_property(
+                        ua.NodeId(f"{spec.string_id}.{prop}", self.ns), prop, ua.Range(Low=rng[0], High=rng[1]),
+                        datatype=ua.ObjectIds.Range,
+                    )
             self.node_ids.append(nid)
             self._vts.append(vt)
         # an array variable for array tests
