@@ -165,21 +165,16 @@ class ResolutionNode:
             return 200, {"status": -1, "message": "用户名或密码错误", "data": None}
         if auth not in self.tokens:
             return 401, {"status": -1, "message": "token无效或已过期", "data": None}
-        if path == "/identityv2/data/batchCreate" and method == "POST":
+        batch = {("/identityv2/data/batchCreate", "POST"): ("注册", self._create, self.batch_sizes),
+                 ("/identityv2/data/batchUpdate", "PUT"): ("更新", self._update, self.update_batch_sizes)}
+        if (path, method) in batch:
+            verb, apply, sizes = batch[(path, method)]
             if not isinstance(body, list):
                 return 200, {"status": -2, "message": "请求体必须是数组", "data": None}
             if len(body) > self.max_batch:
-                return 200, {"status": -2, "message": f"批量注册最大支持{self.max_batch}条", "data": None}
-            self.batch_sizes.append(len(body))
-            items = [{"handle": r.get("handle") if isinstance(r, dict) else None, "msg": self._create(r)} for r in body]
-            return 200, {"status": 1, "message": "success", "data": items}
-        if path == "/identityv2/data/batchUpdate" and method == "PUT":
-            if not isinstance(body, list):
-                return 200, {"status": -2, "message": "请求体必须是数组", "data": None}
-            if len(body) > self.max_batch:
-                return 200, {"status": -2, "message": f"批量更新最大支持{self.max_batch}条", "data": None}
-            self.update_batch_sizes.append(len(body))
-            items = [{"handle": r.get("handle") if isinstance(r, dict) else None, "msg": self._update(r)} for r in body]
+                return 200, {"status": -2, "message": f"批量{verb}最大支持{self.max_batch}条", "data": None}
+            sizes.append(len(body))
+            items = [{"handle": r.get("handle") if isinstance(r, dict) else None, "msg": apply(r)} for r in body]
             return 200, {"status": 1, "message": "success", "data": items}
         if path == "/identityv2/data" and method in ("POST", "PUT"):
             msg = self._create(body) if method == "POST" else self._update(body)

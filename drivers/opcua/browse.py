@@ -9,7 +9,7 @@ from typing import Protocol
 
 from drivers.opcua.config import SecurityMode, SecurityPolicy, TrustPolicy
 
-__all__ = ["emit_config", "format_table", "point_name"]
+__all__ = ["emit_config", "format_table", "point_name", "usable_range"]
 
 
 class Variable(Protocol):
@@ -67,14 +67,14 @@ def format_table(variables: Sequence[Variable]) -> str:
 
 def _range_cell(v: Variable) -> str:
     """``0..1600`` (EURange); ``instr:0..1800`` when the InstrumentRange gives the (active) limits."""
-    if (ir := _usable(v.instrument_range)) is not None:
+    if (ir := usable_range(v.instrument_range)) is not None:
         return f"instr:{_num(ir[0])}..{_num(ir[1])}"
-    if (eu := _usable(v.eu_range)) is not None:
+    if (eu := usable_range(v.eu_range)) is not None:
         return f"{_num(eu[0])}..{_num(eu[1])}"
     return "-"
 
 
-def _usable(r: tuple[float, float] | None) -> tuple[float, float] | None:
+def usable_range(r: tuple[float, float] | None) -> tuple[float, float] | None:
     """A range as limits: both ends finite and Low < High, else None (browse already drops the others)."""
     if r is None:
         return None
@@ -161,7 +161,7 @@ def emit_config(
         if v.unit:
             lines.append(f"  unit = {_toml_str(v.unit)}")
         comment = ""
-        eu, ir = _usable(v.eu_range), _usable(v.instrument_range)
+        eu, ir = usable_range(v.eu_range), usable_range(v.instrument_range)
         if v.array:  # an array's JSON value is never range-checked
             lines.append('  array_mode = "json"')
         elif ir is not None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
-import math
 import struct
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -43,6 +42,7 @@ from asyncua.ua.uaerrors import (
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from drivers.opcua.browse import usable_range
 from drivers.opcua.certs import AppCertificate, Pki, application_uri_of, thumbprint, validity_problem
 from drivers.opcua.config import (
     ArrayMode,
@@ -357,7 +357,7 @@ class OpcUaDriver:
         self._client = client
         self.counters.sessions += 1
         try:
-            limits = await self._operation_limits(client)
+            limits = await operation_limits(client)
             self._read_batch = batch_size(limits[0], cfg.max_items_per_request)
             if self.streaming:
                 await self._subscribe(client, batch_size(limits[1], cfg.max_items_per_request))
@@ -415,16 +415,6 @@ class OpcUaDriver:
                 else x509.load_der_x509_certificate(data)
             )
             client.user_private_key = load_pem_private_key(key, password=None)
-
-    async def _operation_limits(self, client: Client) -> tuple[int | None, int | None]:
-        ids = [ua.NodeId(i, 0) for i in _LIMIT_NODES]
-        values = await client.uaclient.read_attributes(ids, ua.AttributeIds.Value)
-        out: list[int | None] = []
-        for dv in values:
-            ok = dv.StatusCode is None or dv.StatusCode.is_good()
-            v = dv.Value.Value if ok and dv.Value is not None else None
-            out.append(int(v) if isinstance(v, int) else None)
-        return out[0], out[1]
 
     # ------------------------------------------------------------ subscription
     async def _subscribe(self, client: Client, per_call: int) -> None:
@@ -888,11 +878,7 @@ async def _describe(
             for name in _PROPERTIES
             if (nid, name) in props
         ]
-    limit = await client.uaclient.read_attributes(
-        [ua.NodeId(ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead, 0)],
-        ua.AttributeIds.Value,
-    )
-    per_read = batch_size(_int_or_none(_good_value(limit[0])), _BROWSE_READ_CAP)
+    per_read = batch_size((await operation_limits(client))[0], _BROWSE_READ_CAP)
     dvs: list[ua.DataValue] = []
     for chunk in chunks(to_read, per_read):
         dvs += await client.uaclient.read(ua.ReadParameters(NodesToRead=list(chunk)))
@@ -923,6 +909,13 @@ async def _describe(
     return out
 
 
+async def operation_limits(client: Client) -> tuple[int | None, int | None]:
+    """The server's MaxNodesPerRead and MaxMonitoredItemsPerCall (None where it advertises none)."""
+    values = await client.uaclient.read_attributes([ua.NodeId(i, 0) for i in _LIMIT_NODES], ua.AttributeIds.Value)
+    nodes_per_read, items_per_call = (_int_or_none(_good_value(dv)) for dv in values)
+    return nodes_per_read, items_per_call
+
+
 def _good_value(dv: ua.DataValue) -> Any:
     if dv.Value is None or (dv.StatusCode is not None and not dv.StatusCode.is_good()):
         return None
@@ -951,7 +944,4 @@ def _eu_range(value: Any) -> tuple[float, float] | None:
     lo, hi = value.Low, value.High
     if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in (lo, hi)):
         return None
-    lo, hi = float(lo), float(hi)
-    if not (math.isfinite(lo) and math.isfinite(hi)) or lo >= hi:
-        return None
-    return lo, hi
+    return usable_range((lo, hi))

@@ -295,7 +295,7 @@ class SqliteBuffer:
         ).fetchone()
         # the checkpoint at open synced everything already in the file
         self._last_id = int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM batches").fetchone()[0])
-        self._seq = _seq_of(dict(self._db.execute("SELECT name, value FROM counters").fetchall()))
+        self._seq = _seq_of(self._db)
         self._seq_floor = self._seq
 
     def _skip_reserved_seqs(self, db: sqlite3.Connection) -> None:
@@ -309,7 +309,7 @@ class SqliteBuffer:
         boot = db.execute("SELECT value FROM meta WHERE key = 'seq_floor_boot'").fetchone()
         if boot is not None and boot[0] == _boot_id():
             return  # the system did not go down (kill -9, a crash of the process): every commit is on disk
-        seq = _seq_of(dict(db.execute("SELECT name, value FROM counters").fetchall()))
+        seq = _seq_of(db)
         if int(row[0]) > seq:
             db.execute("UPDATE counters SET value = value + ? WHERE name = 'seq_skipped'", (int(row[0]) - seq,))
             log.warning(
@@ -987,10 +987,14 @@ def _boot_id() -> str:
         return f"unknown-{uuid.uuid4()}"  # no boot id: every unclean start counts as a possible power cut
 
 
-def _seq_of(counters: dict[str, int]) -> int:
+def _seq_of(db: sqlite3.Connection) -> int:
     """Every batch offered to the buffer was accepted or dropped as newest, and numbers skipped
     after a power cut are counted too: the sum is the last sequence number used."""
-    return sum(counters.get(k, 0) for k in ("accepted_batches", "dropped_newest_batches", "seq_skipped"))
+    row = db.execute(
+        "SELECT COALESCE(SUM(value), 0) FROM counters "
+        "WHERE name IN ('accepted_batches', 'dropped_newest_batches', 'seq_skipped')"
+    ).fetchone()
+    return int(row[0])
 
 
 def read_batches(db: sqlite3.Connection, *, quarantined: bool = False) -> Iterator[StoredBatch]:

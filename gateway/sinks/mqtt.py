@@ -27,7 +27,7 @@ from gateway.config import MqttConfig
 from gateway.errors import ConfigError, ConfigIssue, RejectedError, RetryableError
 from gateway.point import now_ns
 
-__all__ = ["MqttClient", "MqttUplink", "UplinkConnection", "tls_context", "topic"]
+__all__ = ["MqttClient", "MqttUplink", "UplinkConnection", "state_message", "tls_context", "topic"]
 
 log = logging.getLogger("edgegw.mqtt")
 _quiet = logging.getLogger("edgegw.mqtt.client")
@@ -161,6 +161,11 @@ class MqttClient(aiomqtt.Client):
         return self._disconnected
 
 
+def state_message(state: str, **detail: object) -> bytes:
+    """The retained state message: ``online`` / ``offline``, its time, and an alarm while one is raised."""
+    return json.dumps({"state": state, "ts_ns": now_ns(), **detail}).encode()
+
+
 class UplinkConnection:
     """One live broker connection of the gateway: publish batches, confirmed by PUBACK."""
 
@@ -178,13 +183,9 @@ class UplinkConnection:
         state topic leaves the alarm in the log only."""
         if self._state_topic is None or (alarm is None and self.alarm is None):
             return
-        body: dict[str, object] = {"state": "online", "ts_ns": now_ns()}
-        if alarm is not None:
-            body.update(alarm=alarm, **detail)
+        message = state_message("online", **({"alarm": alarm, **detail} if alarm is not None else {}))
         try:
-            await self._client.publish_checked(
-                self._state_topic, json.dumps(body).encode(), retain=True, timeout=self._timeout
-            )
+            await self._client.publish_checked(self._state_topic, message, retain=True, timeout=self._timeout)
         except RejectedError as err:
             log.warning("Broker refused the state message too: %s", err)
             return
@@ -222,12 +223,12 @@ class MqttUplink:
         self.data_topic = topic(cfg, site, gateway_id, kind)
         self.state_topic = topic(cfg, site, gateway_id, "state")
 
-    def _state(self, state: str) -> bytes:
-        return json.dumps({"state": state, "ts_ns": now_ns()}).encode()
+    async def _say(self, client: MqttClient, state: str, timeout: float) -> None:
+        await client.publish_checked(self.state_topic, state_message(state), retain=True, timeout=timeout)
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[UplinkConnection]:
-        will = aiomqtt.Will(self.state_topic, self._state("offline"), qos=1, retain=True) if self.birth else None
+        will = aiomqtt.Will(self.state_topic, state_message("offline"), qos=1, retain=True) if self.birth else None
         client = MqttClient(self.cfg, self.client_id, will=will)
         try:
             await client.__aenter__()
@@ -235,24 +236,18 @@ class MqttUplink:
             raise RetryableError(f"cannot connect to broker {self.cfg.host}:{self.cfg.port}: {err}") from err
         try:
             if self.birth:
-                await client.publish_checked(
-                    self.state_topic, self._state("online"), retain=True, timeout=self.cfg.timeout_s
-                )
+                await self._say(client, "online", self.cfg.timeout_s)
             # the alarm uplink has no state message of its own: its refusals show in the log and stats
             state_topic = self.state_topic if self.birth else None
             yield UplinkConnection(client, self.data_topic, self.cfg.timeout_s, state_topic)
             if self.birth:
-                await client.publish_checked(
-                    self.state_topic, self._state("offline"), retain=True, timeout=self.cfg.timeout_s
-                )
+                await self._say(client, "offline", self.cfg.timeout_s)
         except asyncio.CancelledError:
             # a clean stop (SIGTERM, Ctrl-C) cancels the forwarder in here; the broker sends the
             # will only when a connection breaks, so say offline, best effort and briefly
             if self.birth:
                 with contextlib.suppress(RetryableError, RejectedError, aiomqtt.MqttError, asyncio.CancelledError):
-                    await client.publish_checked(
-                        self.state_topic, self._state("offline"), retain=True, timeout=min(self.cfg.timeout_s, 2.0)
-                    )
+                    await self._say(client, "offline", min(self.cfg.timeout_s, 2.0))
             raise
         except aiomqtt.MqttError as err:
             raise RetryableError(f"broker connection failed: {err}") from err
