@@ -24,11 +24,10 @@ from gateway.catalog import Catalog
 from gateway.config import MqttConfig
 from gateway.errors import CodecError
 from gateway.forwarder import Forwarder
-from gateway.sinks.influx import esc_key
 from gateway.sinks.mqtt import MqttUplink
 from pipelines.alarms import AlarmEvent
 
-__all__ = ["ALARM_SCHEMA_VERSION", "AlarmPublisher", "AlarmStats", "alarm_line", "decode_alarm", "encode_alarm"]
+__all__ = ["ALARM_SCHEMA_VERSION", "AlarmPublisher", "AlarmStats", "decode_alarm", "encode_alarm"]
 
 log = logging.getLogger("edgegw.alarms")
 ALARM_SCHEMA_VERSION = 1
@@ -65,7 +64,7 @@ def decode_alarm(payload: bytes) -> dict[str, Any]:
     """Validate an alarm message; anything malformed raises :class:`CodecError`."""
     try:
         doc = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as err:
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
         raise CodecError(f"alarm is not JSON: {err}") from None
     if not isinstance(doc, dict) or doc.get("kind") != "alarm":
         raise CodecError("not an alarm event")
@@ -90,21 +89,6 @@ def decode_alarm(payload: bytes) -> dict[str, Any]:
 
 def _short(v: float | int | bool | None) -> str:
     return f"{v:.7g}" if isinstance(v, float) else str(v)
-
-
-def alarm_line(doc: dict[str, Any], measurement: str = "alarm") -> str:
-    """Line protocol of one decoded alarm: codes, grade and level as tags; value and threshold as floats."""
-    tags: dict[str, str] = dict(doc.get("tags", {}))
-    tags.update({k: doc[k] for k in _TAG_FIELDS})
-    tags["gateway"] = tags.pop("gw")
-    tags["level"] = doc["level"]
-    tag_part = ",".join(f"{esc_key(k)}={esc_key(v)}" for k, v in sorted(tags.items()) if v)
-    fields = [f'previous="{doc["previous"]}"', f"active={'true' if doc['active'] else 'false'}"]
-    for k in ("value", "threshold"):
-        v = doc.get(k)
-        if v is not None:
-            fields.append(f"{k}={float(v)!r}")
-    return f"{esc_key(measurement)},{tag_part} {','.join(fields)} {doc['ts_ns']}"
 
 
 @dataclass(slots=True)

@@ -35,6 +35,7 @@ __all__ = [
     "decode",
     "encode",
     "mark_historical",
+    "points_payload",
 ]
 
 SCHEMA_VERSION = 1
@@ -125,6 +126,31 @@ def _array_header(n: int) -> bytes:
 def encode(catalog: Catalog, samples: SampleBatch, seq: int, created_ns: int) -> bytes:
     """One msgpack batch (convenience for tests and tools; the hot path keeps an :class:`Encoder`)."""
     return Encoder(catalog).encode(samples, seq, created_ns)
+
+
+def points_payload(gateway: str, site: str, points: list[Point]) -> bytes:
+    """Decoded points back into a wire-format v1 JSON batch (the ingest's dead letters of refused points).
+
+    ASCII-only JSON, so whatever text the points hold (lone surrogates too) survives and decodes
+    to the same points; grade and flags are kept.
+    """
+    rows: dict[tuple[Any, ...], int] = {}
+    cat: list[list[Any]] = []
+    idx: list[int] = []
+    for p in points:
+        tags = dict(p.tags)
+        grade = tags.pop("data_grade", "")
+        row = (p.key, p.code, p.unit, p.device, p.device_code, grade, tuple(sorted(tags.items())))
+        if row not in rows:
+            rows[row] = len(cat)
+            cat.append([len(cat), p.key, p.code, p.unit, p.device, p.device_code, grade, tags])
+        idx.append(rows[row])
+    doc: dict[str, Any] = {
+        "v": SCHEMA_VERSION, "gw": gateway, "site": site, "seq": 0, "t": 0, "cat": cat, "i": idx,
+        "ts": [p.ts_ns for p in points], "val": [p.value for p in points], "q": [int(p.quality) for p in points],
+        "r": [p.reason for p in points], "f": [FLAG_HISTORICAL if p.historical else 0 for p in points],
+    }
+    return json.dumps(doc, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode()
 
 
 def mark_historical(payload: bytes) -> bytes:

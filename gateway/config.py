@@ -179,10 +179,7 @@ class MqttConfig(StrictModel):
 
     def password(self) -> str | None:
         if self.password_file:
-            try:
-                return Path(self.password_file).read_text(encoding="utf-8").splitlines()[0]
-            except (OSError, IndexError) as err:
-                raise ConfigError([ConfigIssue("password_file", f"cannot read a password from it: {err}")]) from None
+            return _read_secret(self.password_file, "password_file")
         return _env_password(self.password_env) if self.password_env else None
 
 
@@ -198,20 +195,38 @@ class UplinkConfig(MqttConfig):
     )
 
 
+def _read_secret(path: str, location: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8").splitlines()[0]
+    except (OSError, IndexError, UnicodeDecodeError) as err:
+        raise ConfigError([ConfigIssue(location, f"cannot read a secret from {path}: {err}")]) from None
+
+
 class InfluxConfig(StrictModel):
     api: Literal["v1", "v2", "file"] = Field(
         description="v1: /write (InfluxDB 1.x); v2: /api/v2/write via influxdb-client; file: line protocol"
     )
+    dialect: Literal["influxdb", "victoriametrics"] = Field(
+        default="influxdb",
+        description="the store's line-protocol reading: backslashes, string fields and size limits differ",
+    )
     url: str | None = None
     database: str = "edgegw"  # v1
     retention_policy: str | None = None  # v1
+    username: str | None = None  # v1
+    password_env: str | None = Field(default=None, description="v1: environment variable holding the password")
+    password_file: str | None = Field(default=None, description="v1: file whose first line is the password")
     org: str = "edgegw"  # v2
     bucket: str = "edgegw"  # v2
     token_env: str | None = None  # v2: name of the environment variable holding the token
+    token_file: str | None = Field(default=None, description="v2: file whose first line is the token")
     path: str | None = None  # file
     measurement: Key = "telemetry"
     alarm_measurement: Key = "alarm"
     timeout_s: float = Field(default=10.0, gt=0)
+    max_body_bytes: int = Field(
+        default=8 << 20, ge=1024, description="bodies are cut below this (InfluxDB 1.x max-body-size is 25 MB)"
+    )
 
     @model_validator(mode="after")
     def _target(self) -> Self:
@@ -222,7 +237,23 @@ class InfluxConfig(StrictModel):
             raise ValueError(f"api = '{self.api}' needs url")
         elif not self.url.startswith(("http://", "https://")):
             raise ValueError(f"url {self.url!r} must start with http:// or https://")
+        if self.password_env and self.password_file:
+            raise ValueError("give password_env or password_file, not both")
+        if self.token_env and self.token_file:
+            raise ValueError("give token_env or token_file, not both")
+        if (self.password_env or self.password_file) and not self.username:
+            raise ValueError("password_env / password_file need username")
         return self
+
+    def password(self) -> str | None:
+        if self.password_file:
+            return _read_secret(self.password_file, "ingest.influx.password_file")
+        return _env_password(self.password_env) if self.password_env else None
+
+    def token(self) -> str:
+        if self.token_file:
+            return _read_secret(self.token_file, "ingest.influx.token_file")
+        return (_env_password(self.token_env) or "") if self.token_env else ""
 
 
 class IngestSection(StrictModel):
@@ -231,8 +262,16 @@ class IngestSection(StrictModel):
         default="ingest", description="MQTT 5 shared-subscription group; none for MQTT 3.1.1 brokers"
     )
     influx: InfluxConfig
-    batch_max_points: int = Field(default=5000, ge=1)
-    linger_ms: int = Field(default=200, ge=0)
+    batch_max_points: int = Field(default=5000, ge=1, le=1_000_000)
+    linger_ms: int = Field(default=200, ge=0, le=60_000)
+    receive_maximum: int = Field(
+        default=200, ge=1, le=65535,
+        description="MQTT 5: messages the broker may have unacknowledged towards this ingest; it holds the rest",
+    )
+    dead_letter_path: str = Field(default="edgegw-dead-letters.db", description="SQLite file of dead letters")
+    dead_letter_max_bytes: int = Field(
+        default=1 << 30, ge=1 << 20, description="when full, nothing more is acknowledged until it is emptied"
+    )
 
 
 class RegistrySection(StrictModel):

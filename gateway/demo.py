@@ -90,7 +90,8 @@ def demo_config(
             ],
             "buffer": {"path": str(data_dir / "buffer.db"), "linger_ms": 100},
             "uplink": {**mqtt, "client_id": "edgegw-demo-gw"},
-            "ingest": {"mqtt": {**mqtt, "client_id": "edgegw-demo-ingest"}, "influx": influx, "linger_ms": 100},
+            "ingest": {"mqtt": {**mqtt, "client_id": "edgegw-demo-ingest"}, "influx": influx, "linger_ms": 100,
+                       "dead_letter_path": str(data_dir / "dead-letters.db")},
         },
         source="demo",
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "BodyTooLargeError",
     "BufferCorruptError",
     "BufferFullError",
     "BufferStorageError",
@@ -16,6 +17,7 @@ __all__ = [
     "ConfigError",
     "ConfigIssue",
     "ConnectError",
+    "DataRejectedError",
     "DeviceError",
     "GatewayError",
     "IdentifierError",
@@ -27,6 +29,7 @@ __all__ = [
     "RejectedError",
     "RetryableError",
     "SinkError",
+    "StoreUnavailableError",
 ]
 
 
@@ -88,6 +91,28 @@ class RetryableError(SinkError):
 
 class RejectedError(SinkError):
     """The receiver refused the batch (PUBACK reason >= 0x80, HTTP 4xx): keep it and raise an alarm."""
+
+
+class StoreUnavailableError(RetryableError):
+    """The store cannot take writes now, whatever the data: network, 5xx, 401 / 403 (credentials), 404
+    (database missing).  ``kind`` names the class for counters and logs."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class DataRejectedError(RejectedError):
+    """The store refused rows of this body for what they hold (parse error, type conflict, retention):
+    the body is split until the refused rows are found.  ``echoed`` are the lines the store quoted."""
+
+    def __init__(self, message: str, echoed: tuple[bytes, ...] = ()) -> None:
+        super().__init__(message)
+        self.echoed = echoed
+
+
+class BodyTooLargeError(RejectedError):
+    """The body exceeds what the store accepts (413, or a reset while a large body was sent): split it."""
 
 
 class PartialWriteError(SinkError):

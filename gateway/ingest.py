@@ -1,11 +1,25 @@
-"""The central ingest role: MQTT subscriber -> decode -> InfluxDB.
+"""The central ingest role: MQTT subscriber -> decode -> InfluxDB, or a dead letter; never lost.
 
-A message is acknowledged (PUBACK) only after its points are written to InfluxDB, so a crash of
-this process loses nothing: the broker redelivers what was not acknowledged (persistent session,
-fixed client id).  With MQTT 5 several processes share the load through a shared subscription
-(``$share/<group>/...``).  Alarm events (``<prefix>/<site>/<gateway>/alarm``, JSON) are stored
-in their own measurement (``influx.alarm_measurement``, default ``alarm``) with the same
-write-then-acknowledge rule.
+Every message that reaches the ingest ends in exactly one of three places: written to InfluxDB,
+committed to the dead-letter store with its reason (:mod:`gateway.deadletter`), or still
+unacknowledged at the broker.  A message is acknowledged (PUBACK) only after all of its rows are
+one or the other, so a crash of this process loses nothing: the broker redelivers what was not
+acknowledged (persistent session, fixed client id), and a redelivered row lands on the same
+(series, time) in InfluxDB.
+
+- **Nothing from one message can stop the others.**  Decoding, identity, encoding
+  (:mod:`gateway.lineproto`) and the store's verdict are per message and per row: what cannot be
+  written as sent is dead-lettered with the reason, the rest is written.
+- **The topic is the identity.**  ``<prefix>/<site>/<gateway>/data|alarm`` is what the broker's
+  ACL authenticates; a payload naming another site or gateway is dead-lettered, and every row
+  carries the topic's ``site`` and ``gateway`` tags.
+- **Store failures are not the data's.**  Network, 5xx, 401 / 403, 404: nothing is acknowledged, the
+  same body is tried again with capped backoff, an ERROR at once and every minute while it lasts.
+  Messages then wait at the broker: the MQTT 5 Receive Maximum bounds how many this process
+  holds, none is ever discarded client-side (the broker's queue limits must hold the rest:
+  ``deploy/mosquitto/mosquitto.conf``).
+- **Refused rows are found, not guessed.**  A 400 / 422 splits the body until the refused rows are
+  isolated (rewriting a row is idempotent); a 413 or a reset on a large body splits it too.
 """
 
 from __future__ import annotations
@@ -14,75 +28,355 @@ import asyncio
 import logging
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiomqtt
 
-from gateway.alarms import alarm_line, decode_alarm
-from gateway.codec import Batch, decode
+from gateway.alarms import decode_alarm
+from gateway.codec import Batch, decode, points_payload
 from gateway.config import IngestSection
-from gateway.errors import CodecError, RejectedError, RetryableError
-from gateway.sinks.influx import LineWriter, make_writer, to_line
+from gateway.deadletter import DeadLetter, DeadLetterFullError, DeadLetterStore
+from gateway.errors import BodyTooLargeError, BufferStorageError, CodecError, DataRejectedError, StoreUnavailableError
+from gateway.lineproto import LineError, alarm_line, telemetry_line
+from gateway.point import Point, now_ns
+from gateway.sinks.influx import LineWriter, make_writer
 from gateway.sinks.mqtt import MqttClient
 
-__all__ = ["Ingest", "IngestStats"]
+__all__ = ["Ingest", "IngestCore", "IngestStats", "Prepared"]
 
 log = logging.getLogger("edgegw.ingest")
+_LOUD_EVERY_S = 60.0
+_BACKOFF_MAX_S = 5.0
 
 
 @dataclass(slots=True)
 class IngestStats:
     messages: int = 0
-    points: int = 0
-    written_points: int = 0
+    points: int = 0  # points in decoded telemetry messages
+    written_points: int = 0  # telemetry rows InfluxDB confirmed
+    alarms: int = 0  # alarm rows InfluxDB confirmed
+    dead_letter_messages: int = 0  # whole messages dead-lettered
+    dead_letter_points: int = 0  # points dead-lettered (of messages whose other points were written)
+    dead_letter_reasons: Counter[str] = field(default_factory=Counter)
     undecodable: int = 0
-    alarms: int = 0
-    rejected_points: int = 0
+    write_requests: int = 0
     write_retries: int = 0
+    write_splits: int = 0  # bodies split to isolate refused rows or to fit the store's size limit
+    store_errors: Counter[str] = field(default_factory=Counter)  # by kind: network, auth, not_found, server, ...
+    store_down_since: float | None = None  # monotonic time of the first failure of the current outage
     connected: bool = False
 
 
-class Ingest:
+@dataclass(slots=True)
+class Prepared:
+    """One message turned into rows: what to write, and what is already known to be a dead letter."""
+
+    topic: str
+    rows: list[bytes] = field(default_factory=list)
+    points: list[Point | None] = field(default_factory=list)  # the point of each row (None for an alarm)
+    dead: list[DeadLetter] = field(default_factory=list)
+    site: str = ""
+    gateway: str = ""
+    payload: bytes = b""
+    refused: list[tuple[int, str]] = field(default_factory=list)  # row index, reason (filled by the write)
+
+
+def _short_reason(reason: str) -> str:
+    """A counter label: the reason up to its first detail."""
+    return reason.split(":", 1)[0][:60]
+
+
+class IngestCore:
+    """Messages in, rows written or dead-lettered out: everything of the ingest except MQTT."""
+
+    def __init__(
+        self,
+        cfg: IngestSection,
+        writer: LineWriter | None = None,
+        dead_letters: DeadLetterStore | None = None,
+        observer: Callable[[Batch], None] | None = None,
+        alarm_observer: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.writer = writer or make_writer(cfg.influx)
+        self.dead_letters = dead_letters or DeadLetterStore(cfg.dead_letter_path, cfg.dead_letter_max_bytes)
+        self.observer = observer
+        self.alarm_observer = alarm_observer
+        self.stats = IngestStats()
+        self._prefix = cfg.mqtt.topic_prefix
+        self._dialect = cfg.influx.dialect
+        self._last_loud = 0.0
+
+    # -- decoding: per message, never raises -------------------------------------------------
+    def prepare(self, topic: str, payload: bytes) -> Prepared:
+        self.stats.messages += 1
+        prep = Prepared(topic, payload=payload)
+        parts = topic.split("/")
+        if len(parts) != 4 or parts[0] != self._prefix or parts[3] not in ("data", "alarm") or not all(parts):
+            return self._dead_message(prep, f"unexpected topic: not {self._prefix}/<site>/<gateway>/data|alarm")
+        prep.site, prep.gateway = parts[1], parts[2]
+        if parts[3] == "alarm":
+            self._prepare_alarm(prep)
+        else:
+            self._prepare_batch(prep)
+        return prep
+
+    def _dead_message(self, prep: Prepared, reason: str, points: int = 0) -> Prepared:
+        prep.rows.clear()
+        prep.points.clear()
+        prep.dead.append(DeadLetter(prep.topic, reason, prep.payload, "message", points))
+        return prep
+
+    def _prepare_alarm(self, prep: Prepared) -> None:
+        try:
+            doc = decode_alarm(prep.payload)
+        except CodecError as err:
+            self.stats.undecodable += 1
+            self._dead_message(prep, f"undecodable alarm: {err}")
+            return
+        if (doc["site"], doc["gw"]) != (prep.site, prep.gateway):
+            self._dead_message(prep, f"forged origin: alarm names site {doc['site']!r} gateway {doc['gw']!r}, "
+                                     f"topic is site {prep.site!r} gateway {prep.gateway!r}", 1)
+            return
+        try:
+            row = alarm_line(doc, self.cfg.influx.alarm_measurement, prep.site, prep.gateway, self._dialect,
+                             now_ns())
+        except LineError as err:
+            self._dead_message(prep, f"cannot be stored: {err}", 1)
+            return
+        prep.rows.append(row)
+        prep.points.append(None)
+        if self.alarm_observer is not None:
+            self.alarm_observer(doc)
+
+    def _prepare_batch(self, prep: Prepared) -> None:
+        try:
+            batch = decode(prep.payload)
+        except CodecError as err:
+            self.stats.undecodable += 1
+            self._dead_message(prep, f"undecodable: {err}")
+            return
+        self.stats.points += len(batch.points)
+        if (batch.site, batch.gateway) != (prep.site, prep.gateway):
+            self._dead_message(prep, f"forged origin: batch names site {batch.site!r} gateway {batch.gateway!r}, "
+                                     f"topic is site {prep.site!r} gateway {prep.gateway!r}", len(batch.points))
+            return
+        m, now = self.cfg.influx.measurement, now_ns()
+        refused: list[tuple[Point, str]] = []
+        for p in batch.points:
+            try:
+                prep.rows.append(telemetry_line(p, m, prep.site, prep.gateway, self._dialect, now))
+                prep.points.append(p)
+            except LineError as err:
+                refused.append((p, f"cannot be stored: {err}"))
+        if refused:
+            prep.dead.append(self._points_letter(prep, refused))
+        if self.observer is not None:
+            self.observer(batch)
+
+    def _points_letter(self, prep: Prepared, refused: list[tuple[Point, str]]) -> DeadLetter:
+        reasons = Counter(r for _, r in refused)
+        text = "; ".join(f"{n} x {r}" if n > 1 else r for r, n in reasons.most_common(5))
+        payload = points_payload(prep.gateway, prep.site, [p for p, _ in refused])
+        return DeadLetter(prep.topic, f"{len(refused)} of the message's points: {text}", payload, "points",
+                          len(refused))
+
+    # -- writing: returns once every row is written or dead-lettered -----------------------------
+    async def settle(self, prepared: list[Prepared]) -> None:
+        """Write every row, isolate what the store refuses, and commit the dead letters.
+
+        Returns only when each message is fully written or dead-lettered: the caller may then
+        acknowledge them all.  Store outages are waited out here (backpressure, never loss).
+        """
+        rows: list[tuple[int, int]] = [(m, r) for m, prep in enumerate(prepared) for r in range(len(prep.rows))]
+        for chunk in self._chunks(prepared, rows):
+            await self._write_rows(prepared, chunk)
+        letters: list[DeadLetter] = []
+        for prep in prepared:
+            if prep.refused:
+                refused_points = [(prep.points[i], reason) for i, reason in prep.refused]
+                pts = [(p, r) for p, r in refused_points if p is not None]
+                if pts:
+                    letters.append(self._points_letter(prep, pts))
+                if len(pts) < len(refused_points):  # an alarm row: dead-letter the event itself
+                    reason = next(r for p, r in refused_points if p is None)
+                    letters.append(DeadLetter(prep.topic, reason, prep.payload, "message", 1))
+            letters.extend(prep.dead)
+        if letters:
+            await self._dead_letter(letters)
+        for prep in prepared:
+            bad = {i for i, _ in prep.refused}
+            for i, p in enumerate(prep.points):
+                if i in bad:
+                    continue
+                if p is None:
+                    self.stats.alarms += 1
+                else:
+                    self.stats.written_points += 1
+
+    def _chunks(self, prepared: list[Prepared], rows: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
+        """Bodies bounded by points and by bytes (below the store's body limit)."""
+        max_points, max_bytes = self.cfg.batch_max_points, self.cfg.influx.max_body_bytes
+        chunks: list[list[tuple[int, int]]] = []
+        cur: list[tuple[int, int]] = []
+        size = 0
+        for ref in rows:
+            n = len(prepared[ref[0]].rows[ref[1]]) + 1
+            if cur and (len(cur) >= max_points or size + n > max_bytes):
+                chunks.append(cur)
+                cur, size = [], 0
+            cur.append(ref)
+            size += n
+        if cur:
+            chunks.append(cur)
+        return chunks
+
+    async def _write_rows(self, prepared: list[Prepared], chunk: list[tuple[int, int]]) -> None:
+        stack = [chunk]
+        while stack:
+            part = stack.pop()
+            body = b"".join(prepared[m].rows[r] + b"\n" for m, r in part)
+            try:
+                await self._write_body(body)
+                continue
+            except DataRejectedError as err:
+                if len(part) > 1 and err.echoed:
+                    echoed = set(err.echoed)
+                    hit = [ref for ref in part if prepared[ref[0]].rows[ref[1]] in echoed]
+                    if hit and len(hit) < len(part):
+                        for m, r in hit:
+                            prepared[m].refused.append((r, f"refused by InfluxDB: {err}"))
+                        stack.append([ref for ref in part if ref not in hit])
+                        self.stats.write_splits += 1
+                        continue
+                reason = f"refused by InfluxDB: {err}"
+            except BodyTooLargeError as err:
+                reason = f"too large for InfluxDB on its own: {err}"
+            if len(part) == 1:
+                m, r = part[0]
+                prepared[m].refused.append((r, reason))
+                continue
+            self.stats.write_splits += 1
+            half = len(part) // 2
+            stack.extend((part[half:], part[:half]))
+
+    async def _write_body(self, body: bytes) -> None:
+        backoff = 0.2
+        while True:
+            self.stats.write_requests += 1
+            try:
+                await self.writer.write(body)
+            except StoreUnavailableError as err:
+                self.stats.write_retries += 1
+                self.stats.store_errors[err.kind] += 1
+                self._outage(f"InfluxDB cannot take writes ({err.kind}): {err}")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX_S)
+                continue
+            if self.stats.store_down_since is not None:
+                down = time.monotonic() - self.stats.store_down_since
+                log.warning("InfluxDB takes writes again after %.0f s; the held messages are being written.", down)
+                self.stats.store_down_since = None
+            return
+
+    def _outage(self, what: str) -> None:
+        now = time.monotonic()
+        if self.stats.store_down_since is None:
+            self.stats.store_down_since = now
+            self._last_loud = now
+            log.error("%s. Nothing is acknowledged: messages wait at the broker; retrying.", what)
+        elif now - self._last_loud >= _LOUD_EVERY_S:
+            self._last_loud = now
+            log.error("%s, for %.0f s now; messages wait at the broker.", what, now - self.stats.store_down_since)
+
+    async def _dead_letter(self, letters: list[DeadLetter]) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                self.dead_letters.add(letters)
+                break
+            except (DeadLetterFullError, BufferStorageError) as err:
+                self._outage(f"Cannot dead-letter {len(letters)} messages: {err}")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX_S)
+        if self.stats.store_down_since is not None:
+            self.stats.store_down_since = None
+        for d in letters:
+            if d.kind == "message":
+                self.stats.dead_letter_messages += 1
+            else:
+                self.stats.dead_letter_points += d.points
+            self.stats.dead_letter_reasons[_short_reason(d.reason)] += 1
+            log.error("Dead-lettered %s on %s (%s): %s", "a message" if d.kind == "message" else f"{d.points} points",
+                      d.topic, f"{d.points} points" if d.kind == "message" else "the rest written", d.reason[:300])
+
+    def close(self) -> None:
+        self.writer.close()
+        self.dead_letters.close()
+
+
+class Ingest(IngestCore):
+    """The ingest on an MQTT 5 (or 3.1.1) broker with manual acknowledgement."""
+
     def __init__(
         self,
         cfg: IngestSection,
         writer: LineWriter | None = None,
         observer: Callable[[Batch], None] | None = None,
         alarm_observer: Callable[[dict[str, Any]], None] | None = None,
+        dead_letters: DeadLetterStore | None = None,
     ) -> None:
         """``observer`` sees each decoded batch, ``alarm_observer`` each decoded alarm event (the
         demo shows them; both are called before the write is confirmed)."""
-        self.cfg = cfg
-        self.writer = writer or make_writer(cfg.influx)
-        self.observer = observer
-        self.alarm_observer = alarm_observer
-        self.stats = IngestStats()
+        super().__init__(cfg, writer, dead_letters, observer, alarm_observer)
         self.client_id = cfg.mqtt.client_id or f"edgegw-ingest-{socket.gethostname()}"
         share = f"$share/{cfg.share_group}/" if cfg.share_group and cfg.mqtt.protocol == "5" else ""
         self.topic_filter = f"{share}{cfg.mqtt.topic_prefix}/+/+/data"
         self.alarm_filter = f"{share}{cfg.mqtt.topic_prefix}/+/+/alarm"
         self.subscribed = asyncio.Event()
 
+    def _say_limits(self) -> None:
+        rm = self.cfg.receive_maximum if self.cfg.mqtt.protocol == "5" else "the broker's max_inflight_messages"
+        log.info(
+            "Ingest %s: at most %s unacknowledged messages held here; the broker must queue the rest for this "
+            "session without dropping (mosquitto: max_queued_messages 0 or above the worst backlog, "
+            "max_queued_bytes 0, persistence true; EMQX: mqtt.max_mqueue_len, session expiry %d s). "
+            "See deploy/mosquitto/mosquitto.conf.", self.client_id, rm, self.cfg.mqtt.session_expiry_s)
+
     async def run(self) -> None:
+        self._say_limits()
         backoff = 0.2
+        failures = 0
+        last_said = 0.0
+        ever = False
         while True:
-            client = MqttClient(
-                self.cfg.mqtt, self.client_id, manual_ack=True, max_queued_incoming=1000
-            )
+            client = MqttClient(self.cfg.mqtt, self.client_id, manual_ack=True, max_queued_incoming=0,
+                                receive_maximum=self.cfg.receive_maximum)
             try:
                 async with client:
                     await client.subscribe(self.topic_filter, qos=1)
                     await client.subscribe(self.alarm_filter, qos=1)
                     self.stats.connected = True
                     self.subscribed.set()
-                    log.info("Ingest subscribed to %s and %s.", self.topic_filter, self.alarm_filter)
-                    backoff = 0.2
+                    ever = True
+                    log.info("Ingest subscribed to %s and %s on %s:%d%s.", self.topic_filter, self.alarm_filter,
+                             self.cfg.mqtt.host, self.cfg.mqtt.port,
+                             f" after {failures} failed attempts" if failures else "")
+                    backoff, failures = 0.2, 0
                     await self._consume(client)
             except aiomqtt.MqttError as err:
+                failures += 1
+                now = time.monotonic()
                 if self.stats.connected:
                     log.warning("Ingest lost the broker: %s", err)
+                elif failures == 1 or now - last_said >= _LOUD_EVERY_S:
+                    last_said = now
+                    log.error("Ingest cannot %s the broker %s:%d: %s (attempt %d; retrying).",
+                              "reach or log in to" if not ever else "reconnect to", self.cfg.mqtt.host,
+                              self.cfg.mqtt.port, err, failures)
                 self.stats.connected = False
                 self.subscribed.clear()
                 await asyncio.sleep(backoff)
@@ -91,7 +385,8 @@ class Ingest:
     async def _consume(self, client: MqttClient) -> None:
         it = client.messages
         pending: list[aiomqtt.Message] = []
-        lines: list[str] = []
+        prepared: list[Prepared] = []
+        n_rows = 0
         deadline: float | None = None
         linger = self.cfg.linger_ms / 1000
         # The wait for the next message is never cancelled by the linger timeout: aiomqtt's
@@ -105,67 +400,21 @@ class Ingest:
                     nxt = asyncio.ensure_future(anext(it))
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
                 done, _ = await asyncio.wait({nxt}, timeout=timeout)
-                if not done:
-                    await self._commit(client, pending, lines)
-                    pending, lines, deadline = [], [], None
-                    continue
-                msg = nxt.result()
-                nxt = None
-                self._take(msg, pending, lines)
-                if deadline is None:
-                    deadline = time.monotonic() + linger
-                if len(lines) >= self.cfg.batch_max_points:
-                    await self._commit(client, pending, lines)
-                    pending, lines, deadline = [], [], None
+                if done:
+                    msg = nxt.result()
+                    nxt = None
+                    payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload).encode()
+                    prep = self.prepare(msg.topic.value, payload)
+                    pending.append(msg)
+                    prepared.append(prep)
+                    n_rows += len(prep.rows)
+                    if deadline is None:
+                        deadline = time.monotonic() + linger
+                if not done or n_rows >= self.cfg.batch_max_points:
+                    await self.settle(prepared)
+                    for m in pending:
+                        client.ack(m.mid, m.qos)
+                    pending, prepared, n_rows, deadline = [], [], 0, None
         finally:
             if nxt is not None:
                 nxt.cancel()
-
-    def _take(self, msg: aiomqtt.Message, pending: list[aiomqtt.Message], lines: list[str]) -> None:
-        """Decode one message into line protocol; it is acknowledged only by :meth:`_commit`."""
-        self.stats.messages += 1
-        pending.append(msg)
-        payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload).encode()
-        if msg.topic.value.endswith("/alarm"):
-            try:
-                doc = decode_alarm(payload)
-                lines.append(alarm_line(doc, self.cfg.influx.alarm_measurement))
-                self.stats.alarms += 1
-                if self.alarm_observer is not None:
-                    self.alarm_observer(doc)
-            except CodecError as err:
-                self.stats.undecodable += 1
-                log.error("Dropped an undecodable alarm on %s: %s", msg.topic.value, err)
-            return
-        try:
-            batch = decode(payload)
-        except CodecError as err:
-            self.stats.undecodable += 1
-            log.error("Dropped an undecodable message on %s: %s", msg.topic.value, err)
-            return
-        self.stats.points += len(batch.points)
-        m = self.cfg.influx.measurement
-        lines.extend(to_line(p, m, batch.site) for p in batch.points)
-        if self.observer is not None:
-            self.observer(batch)
-
-    async def _commit(self, client: MqttClient, pending: list[aiomqtt.Message], lines: list[str]) -> None:
-        """Write, then acknowledge.  Retry transient failures without acknowledging anything."""
-        backoff = 0.2
-        while True:
-            try:
-                await self.writer.write(lines)
-                self.stats.written_points += len(lines)
-                break
-            except RetryableError as err:
-                self.stats.write_retries += 1
-                if self.stats.write_retries == 1 or backoff >= 5:
-                    log.warning("InfluxDB write failed, retrying: %s", err)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
-            except RejectedError as err:
-                self.stats.rejected_points += len(lines)
-                log.error("InfluxDB refused %d points; they are dropped: %s", len(lines), err)
-                break
-        for msg in pending:
-            client.ack(msg.mid, msg.qos)

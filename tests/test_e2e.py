@@ -63,6 +63,7 @@ def config_dict(
             "mqtt": {**mqtt, "client_id": f"ingest-e2e-{client_suffix}"},
             "influx": influx,
             "linger_ms": 50,
+            "dead_letter_path": str(tmp / "dead-letters.db"),
         },
     }
 
@@ -168,7 +169,8 @@ async def test_chain_into_influxdb_v1(
 async def test_chain_into_v2_write_api(tmp_path: Path, mosquitto: Mosquitto, victoria: VictoriaMetrics) -> None:
     async with SimulatedPlc(tick_s=0, seed=11) as plc:
         cfg = make_config(plc.port, mosquitto.port, tmp_path,
-                          {"api": "v2", "url": victoria.url, "org": "plant", "bucket": "edgegw"}, "v2", "e2e-v2")
+                          {"api": "v2", "url": victoria.url, "org": "plant", "bucket": "edgegw",
+                           "dialect": "victoriametrics"}, "v2", "e2e-v2")
         gw, _ = await drive_chain(cfg, plc, ticks=3)
     accepted = gw.buffer_counters["accepted_points"]
 

@@ -46,7 +46,8 @@ def config(plc_port: int, broker_port: int, tmp: Path, name: str, **ingest: Any)
         "uplink": {**mqtt, "client_id": f"{name}-gw"},
     }
     if ingest:
-        data["ingest"] = {"mqtt": {**mqtt, "client_id": f"{name}-ingest"}, "linger_ms": 20, **ingest}
+        data["ingest"] = {"mqtt": {**mqtt, "client_id": f"{name}-ingest"}, "linger_ms": 20,
+                          "dead_letter_path": str(tmp / "dead-letters.db"), **ingest}
     return parse(data)
 
 

@@ -1,78 +1,81 @@
-"""InfluxDB writers for the ingest role, and the line-protocol encoding they share.
+"""InfluxDB writers for the ingest role, and the one place where a failed write is classified.
 
 Three targets: ``v1`` posts line protocol to ``/write`` (InfluxDB 1.x, which has no v2 API before
-1.8); ``v2`` uses the official influxdb-client against ``/api/v2/write`` (InfluxDB 2.x / 3.x and
-compatible stores such as VictoriaMetrics); ``file`` appends line protocol to a local file (the
-demo without a database).
+1.8; credentials by HTTP Basic); ``v2`` uses the official influxdb-client against
+``/api/v2/write`` (InfluxDB 2.x / 3.x and compatible stores such as VictoriaMetrics; token from the
+environment or a file); ``file`` appends line protocol to a local file (the demo without a database).
 
-Schema: one measurement (``telemetry`` by default); tags ``code`` (the point's identifier),
-``device``, ``device_code``, ``point``, ``unit``, ``site``, ``data_grade`` and the configured tags;
-fields ``value`` (float) or ``value_bool`` / ``value_str``, ``quality`` (0 good, 1 uncertain,
-2 bad), ``reason`` when the point is not good, and ``historical=true`` on replayed backlog (a
-field, so a replay lands on the same series).  A bad point carries no value field.  Numbers are
-always written as floats: InfluxDB fixes a field's type per measurement and shard, so mixing
-integer and float points in one measurement would be refused.
+A writer takes one body of line protocol (bytes, built by :mod:`gateway.lineproto`) and either
+returns once the store confirmed it, or raises what :func:`classify` decides:
+
+- :class:`~gateway.errors.DataRejectedError`: the store refused rows for what they hold (400 / 422:
+  parse error, type conflict, retention); the ingest splits the body to find them;
+- :class:`~gateway.errors.BodyTooLargeError`: 413, or a reset while a large body was sent (InfluxDB
+  answers 413 with ``Connection: close`` and a client that sends the whole body first only sees the
+  reset); the ingest splits the body;
+- :class:`~gateway.errors.StoreUnavailableError`: anything that is not the data's fault (network,
+  5xx, 401 / 403 credentials, 404 database missing, 400 "database is required"): nothing is
+  acknowledged and the same body is tried again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import json
 import os
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
 from gateway.config import InfluxConfig
-from gateway.errors import RejectedError, RetryableError
-from gateway.point import Point
+from gateway.errors import BodyTooLargeError, DataRejectedError, SinkError, StoreUnavailableError
 
-__all__ = ["FileWriter", "InfluxV1Writer", "InfluxV2Writer", "LineWriter", "esc_key", "make_writer", "to_line"]
+__all__ = ["FileWriter", "InfluxV1Writer", "InfluxV2Writer", "LineWriter", "classify", "classify_network",
+           "make_writer"]
 
-
-def esc_key(s: str) -> str:
-    """Measurement, tag keys and tag values: escape ``\\``, ``,``, ``=`` and space; drop newlines."""
-    return (
-        s.replace("\\", "\\\\")
-        .replace(",", "\\,")
-        .replace("=", "\\=")
-        .replace(" ", "\\ ")
-        .replace("\n", " ")
-        .replace("\r", " ")
-    )
+_LARGE_BODY = 1 << 20  # a reset while sending at least this much is read as "too large"
+# 400s that are the configuration's fault, not the data's: retried, never dead-lettered
+_CONFIG_400 = ("database is required", "database not found", "bucket not found", "organization not found",
+               "retention policy not found")
+_ECHO = re.compile(r"unable to parse '(.*?)': ", re.S)
 
 
-def _esc_str(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+def classify(status: int, detail: str) -> SinkError:
+    """The error of a failed HTTP write: the one place where a status becomes an outcome."""
+    try:  # InfluxDB wraps the message in {"error": "..."}, JSON-escaped
+        doc = json.loads(detail)
+        if isinstance(doc, dict) and isinstance(doc.get("error"), str):
+            detail = doc["error"]
+    except ValueError:
+        pass
+    text = detail.strip()[:500]
+    low = text.lower()
+    if status in (400, 422) and not any(m in low for m in _CONFIG_400):
+        echoed = tuple(m.encode() for m in _ECHO.findall(detail))
+        return DataRejectedError(f"HTTP {status}: {text}", echoed)
+    if status == 413:
+        return BodyTooLargeError(f"HTTP 413: {text}")
+    kind = {401: "auth", 403: "auth", 404: "not_found"}.get(status, "server" if status >= 500 else "http")
+    if status == 400:
+        kind = "config"
+    return StoreUnavailableError(f"HTTP {status}: {text}", kind)
 
 
-def to_line(p: Point, measurement: str, site: str = "") -> str:
-    tags = {"code": p.code, "device": p.device, "device_code": p.device_code, "point": p.key, "unit": p.unit}
-    if site:
-        tags["site"] = site
-    tags.update(p.tags)
-    tag_part = ",".join(f"{esc_key(k)}={esc_key(v)}" for k, v in sorted(tags.items()) if v)
-    fields = []
-    v = p.value
-    if isinstance(v, bool):
-        fields.append(f"value_bool={'true' if v else 'false'}")
-    elif isinstance(v, int | float):
-        fields.append(f"value={float(v)!r}")
-    elif isinstance(v, str):
-        fields.append(f"value_str={_esc_str(v)}")
-    fields.append(f"quality={int(p.quality)}i")
-    if p.reason:
-        fields.append(f"reason={_esc_str(p.reason)}")
-    if p.historical:  # a field, not a tag: a replay must land on the same series as the live point
-        fields.append("historical=true")
-    return f"{esc_key(measurement)},{tag_part} {','.join(fields)} {p.ts_ns}"
+def classify_network(err: BaseException, body_len: int) -> SinkError:
+    """A connection that broke: too large when it broke while a large body was on its way."""
+    if body_len >= _LARGE_BODY and isinstance(err, BrokenPipeError | ConnectionResetError):
+        return BodyTooLargeError(f"connection reset while sending {body_len} bytes ({err})")
+    return StoreUnavailableError(f"InfluxDB unreachable: {err}", "network")
 
 
 class LineWriter(Protocol):
-    async def write(self, lines: list[str]) -> None:
-        """Durably write the lines or raise RetryableError / RejectedError."""
+    async def write(self, body: bytes) -> None:
+        """Durably write one body of line protocol, or raise what :func:`classify` decides."""
 
     def close(self) -> None: ...
 
@@ -85,24 +88,33 @@ class InfluxV1Writer:
             query["rp"] = cfg.retention_policy
         self._url = cfg.url.rstrip("/") + "/write?" + urllib.parse.urlencode(query)
         self._timeout = cfg.timeout_s
+        self._auth: str | None = None
+        if cfg.username:
+            pair = f"{cfg.username}:{cfg.password() or ''}".encode()
+            self._auth = "Basic " + base64.b64encode(pair).decode()
 
     def _post(self, body: bytes) -> None:
         req = urllib.request.Request(self._url, data=body, method="POST")
         req.add_header("Content-Type", "text/plain; charset=utf-8")
+        if self._auth:
+            req.add_header("Authorization", self._auth)
         try:
             with urllib.request.urlopen(req, timeout=self._timeout) as resp:
                 resp.read()
         except urllib.error.HTTPError as err:
-            detail = err.read()[:300].decode("utf-8", "replace")
-            if 400 <= err.code < 500 and err.code not in (408, 429):
-                raise RejectedError(f"InfluxDB refused the write (HTTP {err.code}): {detail}") from None
-            raise RetryableError(f"InfluxDB write failed (HTTP {err.code}): {detail}") from None
-        except (urllib.error.URLError, OSError) as err:
-            raise RetryableError(f"InfluxDB unreachable: {err}") from None
+            try:
+                detail = err.read().decode("utf-8", "replace")
+            except OSError:
+                detail = ""
+            raise classify(err.code, detail or str(err.reason)) from None
+        except urllib.error.URLError as err:
+            raise classify_network(err.reason if isinstance(err.reason, BaseException) else err, len(body)) from None
+        except OSError as err:
+            raise classify_network(err, len(body)) from None
 
-    async def write(self, lines: list[str]) -> None:
-        if lines:
-            await asyncio.to_thread(self._post, ("\n".join(lines) + "\n").encode())
+    async def write(self, body: bytes) -> None:
+        if body:
+            await asyncio.to_thread(self._post, body)
 
     def close(self) -> None:
         pass
@@ -113,30 +125,31 @@ class InfluxV2Writer:
         from influxdb_client.client.influxdb_client import InfluxDBClient
         from influxdb_client.client.write_api import SYNCHRONOUS
 
-        token = os.environ.get(cfg.token_env, "") if cfg.token_env else ""
-        self._client = InfluxDBClient(url=cfg.url, token=token, org=cfg.org, timeout=int(cfg.timeout_s * 1000))
+        self._client = InfluxDBClient(url=cfg.url, token=cfg.token(), org=cfg.org, timeout=int(cfg.timeout_s * 1000))
         self._api = self._client.write_api(write_options=SYNCHRONOUS)
         self._bucket = cfg.bucket
         self._org = cfg.org
 
-    def _write(self, lines: list[str]) -> None:
+    def _write(self, body: bytes) -> None:
         from influxdb_client.domain.write_precision import WritePrecision
         from influxdb_client.rest import ApiException
-        from urllib3.exceptions import HTTPError
+        from urllib3.exceptions import HTTPError, ProtocolError
 
         try:
-            self._api.write(bucket=self._bucket, org=self._org, record=lines, write_precision=WritePrecision.NS)  # type: ignore[arg-type]
+            self._api.write(bucket=self._bucket, org=self._org, record=body, write_precision=WritePrecision.NS)  # type: ignore[arg-type]
         except ApiException as err:
-            status = int(err.status or 0)
-            if 400 <= status < 500 and status not in (408, 429):
-                raise RejectedError(f"InfluxDB refused the write (HTTP {status}): {err.body!r:.300}") from None
-            raise RetryableError(f"InfluxDB write failed (HTTP {status})") from None
+            raw = err.body
+            detail = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or err.reason or "")
+            raise classify(int(err.status or 0), detail) from None
+        except ProtocolError as err:
+            inner = next((a for a in err.args if isinstance(a, BaseException)), err)
+            raise classify_network(inner, len(body)) from None
         except (HTTPError, OSError) as err:
-            raise RetryableError(f"InfluxDB unreachable: {err}") from None
+            raise classify_network(err, len(body)) from None
 
-    async def write(self, lines: list[str]) -> None:
-        if lines:
-            await asyncio.to_thread(self._write, lines)
+    async def write(self, body: bytes) -> None:
+        if body:
+            await asyncio.to_thread(self._write, body)
 
     def close(self) -> None:
         self._client.close()  # type: ignore[no-untyped-call]
@@ -149,15 +162,18 @@ class FileWriter:
         assert cfg.path is not None
         self.path = Path(cfg.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = self.path.open("a", encoding="utf-8")
+        self._fh = self.path.open("ab")
 
-    async def write(self, lines: list[str]) -> None:
+    async def write(self, body: bytes) -> None:
+        start = self._fh.tell()
         try:
-            self._fh.write("".join(line + "\n" for line in lines))
+            self._fh.write(body)
             self._fh.flush()
             os.fsync(self._fh.fileno())
         except OSError as err:
-            raise RetryableError(f"cannot write {self.path}: {err.strerror}") from err
+            with contextlib.suppress(OSError):  # no half line before the retry
+                self._fh.truncate(start)
+            raise StoreUnavailableError(f"cannot write {self.path}: {err.strerror}", "disk") from err
 
     def close(self) -> None:
         self._fh.close()
@@ -169,7 +185,3 @@ def make_writer(cfg: InfluxConfig) -> LineWriter:
     if cfg.api == "v2":
         return InfluxV2Writer(cfg)
     return FileWriter(cfg)
-
-
-def lines_for(points: Iterable[Point], measurement: str, site: str = "") -> list[str]:
-    return [to_line(p, measurement, site) for p in points]

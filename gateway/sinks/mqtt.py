@@ -70,12 +70,15 @@ class MqttClient(aiomqtt.Client):
         will: aiomqtt.Will | None = None,
         manual_ack: bool = False,
         max_queued_incoming: int = 0,
+        receive_maximum: int | None = None,
     ) -> None:
         v5 = cfg.protocol == "5"
         kwargs: dict[str, Any] = {}
         if v5:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = cfg.session_expiry_s
+            if receive_maximum is not None:  # how many unacknowledged messages the broker may send us
+                props.ReceiveMaximum = receive_maximum
             kwargs.update(protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props)
         else:
             kwargs.update(protocol=aiomqtt.ProtocolVersion.V311, clean_session=False)
