@@ -19,7 +19,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from drivers.modbus.config import ModbusRtuDevice, ModbusRtuTcpDevice, ModbusTcpDevice, line_issues
 from drivers.opcua.config import OpcUaDevice
 from gateway.errors import ConfigError, ConfigIssue
-from gateway.schema import KEY_PATTERN, Key, StrictModel, check_code
+from gateway.schema import KEY_PATTERN, Key, StrictModel, check_code, check_tags
 
 __all__ = [
     "BufferConfig",
@@ -78,6 +78,7 @@ class GatewaySection(StrictModel):
     )
 
     _check_code = field_validator("code")(check_code)
+    _check_tags = field_validator("tags")(check_tags)
 
     @field_validator("enterprise_prefix")
     @classmethod

@@ -41,6 +41,7 @@ __all__ = [
     "LineError",
     "alarm_line",
     "config_tag_issue",
+    "tag_value_issue",
     "telemetry_line",
 ]
 
@@ -68,6 +69,12 @@ def config_tag_issue(key: str, value: str) -> str | None:
     if key in RESERVED_TAG_KEYS or key in CATALOG_TAGS or key.startswith("_"):
         return (f"tag name {key!r} is reserved (built-in tags {', '.join(sorted(IDENTITY_TAGS | CATALOG_TAGS))}; "
                 f"field names; 'time'; names starting with '_')")
+    issue = tag_value_issue(value)
+    return f"tag {key!r}: {issue}" if issue else None
+
+
+def tag_value_issue(value: str) -> str | None:
+    """Why a configured tag value cannot be stored by every supported store, or None."""
     return _value_issue(value, "influxdb")
 
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway.errors import IdentifierError
+from gateway.lineproto import config_tag_issue, tag_value_issue
 from pipelines.identifiers import parse_handle
 from pipelines.mine import CH4_LOCATIONS, PointClass, apply_preset
 from pipelines.units import UnitError, conversion
@@ -40,6 +41,17 @@ Key = Annotated[
     Field(pattern=KEY_PATTERN, description="letters, digits, '_', '.', '-'; used in topics and minted codes"),
 ]
 _KEY_RE = re.compile(KEY_PATTERN)
+
+
+def check_tags(v: dict[str, str]) -> dict[str, str]:
+    """Configured tags: names the ingest can store and that do not replace a built-in tag or field."""
+    for k, value in v.items():
+        if not _KEY_RE.match(k):
+            raise ValueError(f"tag name {k!r} must be letters, digits, '_', '.', '-'")
+        issue = config_tag_issue(k, value)
+        if issue:
+            raise ValueError(issue)
+    return v
 
 
 class StrictModel(BaseModel):
@@ -257,13 +269,7 @@ class PointBase(StrictModel):
             raise ValueError("must be a finite number")
         return v
 
-    @field_validator("tags")
-    @classmethod
-    def _tag_keys(cls, v: dict[str, str]) -> dict[str, str]:
-        for k in v:
-            if not _KEY_RE.match(k):
-                raise ValueError(f"tag name {k!r} must be letters, digits, '_', '.', '-'")
-        return v
+    _check_tags = field_validator("tags")(check_tags)
 
     @model_validator(mode="after")
     def _range(self) -> Self:
@@ -311,3 +317,12 @@ class DeviceBase(StrictModel):
     tags: dict[str, str] = Field(default_factory=dict)
 
     _check_code = field_validator("code")(check_code)
+    _check_tags = field_validator("tags")(check_tags)
+
+    @field_validator("asset", "line")
+    @classmethod
+    def _tag_value(cls, v: str) -> str:
+        issue = tag_value_issue(v)
+        if issue:
+            raise ValueError(issue)
+        return v

@@ -16,7 +16,7 @@ from gateway.codec import Batch, Encoder, decode
 from gateway.config import MqttConfig
 from gateway.forwarder import Forwarder, _Share
 from gateway.point import Point, Quality
-from gateway.sinks.influx import to_line
+from gateway.lineproto import telemetry_line
 from gateway.sinks.mqtt import MqttClient, MqttUplink
 from hil.services import Mosquitto
 from tests.conftest import eventually
@@ -106,10 +106,10 @@ def test_contested_slots_follow_the_share(share: float, pattern: list[int]) -> N
 
 def test_historical_is_an_influx_field_not_a_tag() -> None:
     p = Point("d.p0", "88.608.5288/X", 5, 1.0, historical=True)
-    line = to_line(p, "telemetry")
+    line = telemetry_line(p, "telemetry", "s", "g").decode()
     tags, fields, _ts = line.split(" ")
     assert "historical" not in tags and "historical=true" in fields
-    assert "historical" not in to_line(Point("d.p0", "88.608.5288/X", 5, 1.0), "telemetry")
+    assert "historical" not in telemetry_line(Point("d.p0", "88.608.5288/X", 5, 1.0), "telemetry", "s", "g").decode()
 
 
 def test_backlog_keeps_its_share_when_pubacks_free_one_slot_at_a_time(tmp_path: Path) -> None:

@@ -9,11 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.alarms import AlarmPublisher, alarm_line, decode_alarm, encode_alarm
+from gateway.alarms import AlarmPublisher, decode_alarm, encode_alarm
 from gateway.buffer import SqliteBuffer
 from gateway.catalog import build_catalog
 from gateway.config import parse
 from gateway.errors import CodecError
+from gateway.lineproto import LineError, alarm_line
 from pipelines.alarms import AlarmEvent, Level
 
 CFG = {
@@ -34,7 +35,7 @@ def test_round_trip_and_line_protocol() -> None:
     assert (doc["code"], doc["device_code"], doc["level"], doc["previous"], doc["active"]) == (
         "88.608.5288/DEV.baotou-mine-01.gas-sub-01.ch4", "88.608.5288/DEV.baotou-mine-01.gas-sub-01",
         "power_off", "high", True)
-    line = alarm_line(doc)
+    line = alarm_line(doc, "alarm", "baotou-mine-01", "gw1").decode()
     assert line == (
         "alarm,asset=face\\ T1\\,1201,class=ch4,code=88.608.5288/DEV.baotou-mine-01.gas-sub-01.ch4,"
         "data_category=condition,data_domain=production,data_grade=important,device=gas-sub-01,"
@@ -43,7 +44,7 @@ def test_round_trip_and_line_protocol() -> None:
         'previous="high",active=true,value=1.6,threshold=1.5 1764200000000000000'
     )
     switch = decode_alarm(encode_alarm(cat, AlarmEvent(1, 5, Level.STATE, Level.NORMAL, False, False)))
-    assert alarm_line(switch).endswith('previous="normal",active=true,value=0.0,threshold=0.0 5')
+    assert alarm_line(switch, "alarm", "baotou-mine-01", "gw1").decode().endswith('previous="normal",active=true,value=0.0,threshold=0.0 5')
 
 
 def test_kept_on_site_alarms_are_not_queued(tmp_path: Path) -> None:
@@ -79,4 +80,9 @@ def test_any_bytes_decode_or_raise_codec_error(payload: bytes) -> None:
         doc = decode_alarm(payload)
     except CodecError:
         return
-    alarm_line(doc)  # whatever decodes can be written
+    try:  # whatever decodes is written, or refused with a reason (then dead-lettered): never another error
+        line = alarm_line(doc, "alarm", str(doc["site"]), str(doc["gw"]))
+    except LineError as err:
+        assert str(err)
+        return
+    assert line.count(b"\n") == 0
