@@ -44,7 +44,8 @@ def test_round_trip_and_line_protocol() -> None:
         'previous="high",active=true,value=1.6,threshold=1.5 1764200000000000000'
     )
     switch = decode_alarm(encode_alarm(cat, AlarmEvent(1, 5, Level.STATE, Level.NORMAL, False, False)))
-    assert alarm_line(switch, "alarm", "baotou-mine-01", "gw1").decode().endswith('previous="normal",active=true,value=0.0,threshold=0.0 5')
+    switch_line = alarm_line(switch, "alarm", "baotou-mine-01", "gw1").decode()
+    assert switch_line.endswith('previous="normal",active=true,value=0.0,threshold=0.0 5')
 
 
 def test_kept_on_site_alarms_are_not_queued(tmp_path: Path) -> None:
