@@ -158,6 +158,7 @@ class Mosquitto(Service):
 class Influx1(Service):
     name: str = "influxd"
     rpc_port: int = field(default_factory=free_port)
+    http_extra: str = ""  # more [http] settings, e.g. 'auth-enabled = true' or 'max-body-size = 1000000'
 
     def prepare(self) -> None:
         d = self.workdir
@@ -173,6 +174,7 @@ bind-address = "127.0.0.1:{self.rpc_port}"
 [http]
   bind-address = "127.0.0.1:{self.port}"
   log-enabled = false
+{self.http_extra}
 [monitor]
   store-enabled = false
 """
@@ -193,10 +195,15 @@ bind-address = "127.0.0.1:{self.rpc_port}"
             return dict(json.loads(r.read()))
 
     def create_database(self, db: str) -> None:
+        self.execute(f'CREATE DATABASE "{db}"')
+
+    def execute(self, q: str, auth: tuple[str, str] | None = None) -> None:
+        """Run a statement (CREATE USER, GRANT, CREATE RETENTION POLICY ...) through /query."""
         import urllib.parse
 
-        body = urllib.parse.urlencode({"q": f'CREATE DATABASE "{db}"'}).encode()
-        with urllib.request.urlopen(f"{self.url}/query", data=body, timeout=10) as r:
+        creds = "?" + urllib.parse.urlencode({"u": auth[0], "p": auth[1]}) if auth else ""
+        body = urllib.parse.urlencode({"q": q}).encode()
+        with urllib.request.urlopen(f"{self.url}/query{creds}", data=body, timeout=10) as r:
             r.read()
 
 
