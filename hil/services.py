@@ -129,10 +129,18 @@ class Service:
             return ""
 
 
+_OWN_KEYS = ("listener", "persistence_location", "log_dest", "allow_anonymous", "password_file", "acl_file",
+             "pid_file", "user")
+
+
 @dataclass(kw_only=True)
 class Mosquitto(Service):
+    """A mosquitto of the tests' own.  ``shipped``: start from a mosquitto.conf (e.g. the one in
+    deploy/), keeping its settings but the listener, paths, logging and authentication."""
+
     name: str = "mosquitto"
     extra_config: str = ""
+    shipped: Path | None = None
 
     def prepare(self) -> None:
         data = self.workdir / "data"
@@ -140,6 +148,14 @@ class Mosquitto(Service):
         if os.geteuid() == 0:
             # mosquitto started as root drops to user 'mosquitto': it must own its persistence dir
             shutil.chown(data, "mosquitto", "mosquitto")
+        if self.shipped is not None:
+            kept = [line for line in self.shipped.read_text().splitlines()
+                    if line.strip() and not line.lstrip().startswith("#") and line.split()[0] not in _OWN_KEYS]
+            (self.workdir / "mosquitto.conf").write_text(
+                f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence_location {data}/\n"
+                "log_dest stderr\n" + "\n".join(kept) + "\n" + self.extra_config
+            )
+            return
         (self.workdir / "mosquitto.conf").write_text(
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
