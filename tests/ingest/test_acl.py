@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -193,3 +194,37 @@ async def test_broker_acl_and_ingest_make_the_topic_the_identity(
     for d in letters:
         assert d.reason.startswith("forged origin") and repr(B_SITE) in d.reason and d.kind == "message"
     ingest.close()
+
+
+def _mosquitto_grants(text: str) -> set[tuple[str, str, str]]:
+    grants: set[tuple[str, str, str]] = set()
+    user = None
+    for line in text.splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0] == "user":
+            user = words[1]
+        else:
+            assert words[0] == "topic" and user is not None, line  # no anonymous or pattern grants
+            grants.add((user, {"write": "publish", "read": "subscribe"}[words[1]], words[2]))
+    return grants
+
+
+def _emqx_grants(text: str) -> tuple[set[tuple[str, str, str]], list[str]]:
+    statements = [s.strip() for s in re.sub(r"%%[^\n]*", "", text).split("}.") if s.strip()]
+    grants: set[tuple[str, str, str]] = set()
+    for s in statements[:-1]:
+        m = re.fullmatch(r'\{allow, \{username, "([^"]+)"\}, (publish|subscribe), \[((?:"[^"]+"(?:, )?)+)\]', s)
+        assert m, s
+        grants |= {(m[1], m[2], t) for t in re.findall(r'"([^"]+)"', m[3])}
+    return grants, statements
+
+
+def test_emqx_acl_grants_what_the_mosquitto_acl_grants() -> None:
+    """The EMQX file cannot be run here (no EMQX): it must say exactly what the tested mosquitto file says."""
+    mosquitto = _mosquitto_grants(SHIPPED_ACL.read_text())
+    emqx, statements = _emqx_grants((SHIPPED_ACL.parent.parent / "emqx" / "acl.conf").read_text())
+    assert emqx == mosquitto
+    assert statements[-1] == "{deny, all"  # the last rule refuses everything else
+    assert {(A_GW, "publish", f"edgegw/{A_SITE}/{A_GW}/#"), (B_GW, "publish", f"edgegw/{B_SITE}/{B_GW}/#")} <= emqx
