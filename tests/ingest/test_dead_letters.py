@@ -22,7 +22,7 @@ import pytest
 from gateway.cli import main
 from gateway.codec import decode, points_payload
 from gateway.config import IngestSection, load
-from gateway.deadletter import DeadLetterStore
+from gateway.deadletter import DeadLetter, DeadLetterFullError, DeadLetterStore
 from gateway.ingest import IngestCore
 from gateway.point import Point, Quality, now_ns
 from hil.services import Influx1, free_port
@@ -169,8 +169,6 @@ def test_replay_gives_up_when_influx_is_down(tmp_path: Path, capsys: pytest.Capt
     section = load(cfg).ingest
     assert section is not None
     store = DeadLetterStore(section.dead_letter_path)
-    from gateway.deadletter import DeadLetter
-
     payload = points_payload("gw-a", "site-a", [point("ch4", now_ns(), 1.0)])
     store.add([DeadLetter(TOPIC, "refused by InfluxDB: test", payload, "points", 1)])
     before = [(e.id, e.reason, e.payload) for e in store.entries()]
@@ -189,3 +187,44 @@ def test_list_without_a_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert not (tmp_path / "dead-letters.db").exists()  # listing does not create the store
     code, _, err = cli(capsys, "ingest", "dead-letters", "replay", "-c", str(cfg), "--all")
     assert code == 2 and "no dead-letter store" in err
+    # -c may also come before the sub-command
+    code, out, _ = cli(capsys, "ingest", "-c", str(cfg), "dead-letters", "list", "--json")
+    assert code == 0 and json.loads(out)["count"] == 0
+
+
+def test_export_alarm_and_undecodable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An alarm entry exports its decoded event, an undecodable one the reason it does not decode;
+    hostile text survives the JSON lines as it was."""
+    cfg = write_config(tmp_path, "http://127.0.0.1:9", "x")
+    section = load(cfg).ingest
+    assert section is not None
+    event = {"v": 1, "kind": "alarm", "gw": "gw-a", "site": "site-b", "point": "p\ud800", "code": "c", "device": "d",
+             "device_code": "dc", "class": "gas", "data_grade": "", "data_domain": "", "unit": "%", "ts_ns": 5,
+             "level": "hh", "previous": 'x"\nl', "active": True, "value": 1.5, "threshold": 1.0, "tags": {}}
+    alarm_payload = json.dumps(event).encode()
+    store = DeadLetterStore(section.dead_letter_path)
+    store.add([DeadLetter("edgegw/site-a/gw-a/alarm", "forged origin: test", alarm_payload, "message", 1),
+               DeadLetter(TOPIC, "undecodable: test", b"\xc1garbage", "message", 0)])
+    store.close()
+    code, out, _ = cli(capsys, "ingest", "dead-letters", "export", "-c", str(cfg))
+    assert code == 0
+    alarm_rec, junk = (json.loads(line) for line in out.splitlines())
+    assert alarm_rec["event"] == event and base64.b64decode(alarm_rec["payload_base64"]) == alarm_payload
+    assert "decoded" not in junk and "event" not in junk and junk["decode_error"].startswith("not a msgpack batch")
+    assert base64.b64decode(junk["payload_base64"]) == b"\xc1garbage"
+    # ids that are not there: said, exit 1
+    code, out, err = cli(capsys, "ingest", "dead-letters", "export", "-c", str(cfg), "--id", "1", "99")
+    assert code == 1 and len(out.splitlines()) == 1 and "1 of the ids" in err
+
+
+def test_replacement_makes_room_in_a_full_store(tmp_path: Path) -> None:
+    """A replay's new entry replaces the old one: the bytes it frees count against the bound."""
+    store = DeadLetterStore(tmp_path / "dl.db", max_bytes=100)
+    store.add([DeadLetter(TOPIC, "first", b"x" * 80)])
+    (first,) = store.ids()
+    with pytest.raises(DeadLetterFullError):
+        store.add([DeadLetter(TOPIC, "second", b"y" * 80)])
+    store.add([DeadLetter(TOPIC, "again", b"z" * 90)], replaces=[first])
+    assert [(e.reason, e.payload) for e in store.entries()] == [("again", b"z" * 90)]
+    assert store.bytes == 90 and store.count == 1
+    store.close()
