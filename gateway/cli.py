@@ -120,6 +120,11 @@ def _dead_letter_store(args: argparse.Namespace, *, must_exist: bool) -> Any:
     return section, DeadLetterStore(section.dead_letter_path, section.dead_letter_max_bytes)
 
 
+def _one_line(text: str) -> str:
+    """A field of a tab-separated line (a reason may quote InfluxDB's multi-line answer)."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+
+
 def cmd_dead_letters_list(args: argparse.Namespace) -> int:
     """Read-only: id, time, topic, kind, points, reason per entry, and the store's totals."""
     from gateway.deadletter_admin import list_record
@@ -135,7 +140,7 @@ def cmd_dead_letters_list(args: argparse.Namespace) -> int:
         print(json.dumps({**summary, "entries": rows}, indent=2))
         return EXIT_OK
     for r in rows:
-        print(f"{r['id']}\t{r['time']}\t{r['topic']}\t{r['kind']}\t{r['points']}\t{r['reason']}")
+        print(f"{r['id']}\t{r['time']}\t{_one_line(r['topic'])}\t{r['kind']}\t{r['points']}\t{_one_line(r['reason'])}")
     print(f"{_plural(len(rows), 'dead letter')} ({_plural(summary['points'], 'point')}), {total} of "
           f"{section.dead_letter_max_bytes} bytes used in {section.dead_letter_path}", file=sys.stderr)
     return EXIT_OK
@@ -146,8 +151,14 @@ def cmd_dead_letters_export(args: argparse.Namespace) -> int:
     from gateway.deadletter_admin import export_record
 
     _, store = _dead_letter_store(args, must_exist=False)
-    n = missing = 0
-    out = open(args.out, "wb") if args.out else sys.stdout.buffer  # noqa: SIM115 (closed below)
+    n = 0
+    missing = len(set(args.id or ()))
+    try:
+        out = open(args.out, "wb") if args.out else sys.stdout.buffer  # noqa: SIM115 (closed below)
+    except OSError as err:
+        if store is not None:
+            store.close()
+        raise UsageError(f"cannot write {args.out}: {err.strerror}") from None
     try:
         if store is not None:
             found = set()

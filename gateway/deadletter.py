@@ -99,6 +99,11 @@ class DeadLetterStore:
         if letters and replaces:  # a replay: what it replaces makes room
             size -= self._payload_bytes(replaces)
         if letters and self._bytes + size > self.max_bytes:
+            try:  # another process (`edgegw ingest dead-letters replay | delete`) may have made room
+                self._bytes, self._count = self._totals()
+            except sqlite3.Error as err:
+                raise BufferStorageError(f"cannot read the dead-letter store {self.path}: {err}") from None
+        if letters and self._bytes + size > self.max_bytes:
             raise DeadLetterFullError(
                 f"the dead-letter store {self.path} is full ({self._bytes} of {self.max_bytes} bytes)")
         now = time.time_ns()

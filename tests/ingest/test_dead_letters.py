@@ -228,3 +228,30 @@ def test_replacement_makes_room_in_a_full_store(tmp_path: Path) -> None:
     assert [(e.reason, e.payload) for e in store.entries()] == [("again", b"z" * 90)]
     assert store.bytes == 90 and store.count == 1
     store.close()
+
+
+def test_a_full_store_sees_room_made_by_another_process(tmp_path: Path) -> None:
+    """The ingest's store is full; an operator's delete (another connection) makes room: the
+    ingest's next attempt succeeds (it would otherwise wait for ever)."""
+    ingest_side = DeadLetterStore(tmp_path / "dl.db", max_bytes=100)
+    ingest_side.add([DeadLetter(TOPIC, "first", b"x" * 80)])
+    with pytest.raises(DeadLetterFullError):
+        ingest_side.add([DeadLetter(TOPIC, "second", b"y" * 80)])
+    operator = DeadLetterStore(tmp_path / "dl.db", max_bytes=100)
+    operator.delete(operator.ids())
+    operator.close()
+    ingest_side.add([DeadLetter(TOPIC, "second", b"y" * 80)])
+    assert [e.reason for e in ingest_side.entries()] == ["second"]
+    ingest_side.close()
+
+
+def test_list_keeps_one_entry_per_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_config(tmp_path, "http://127.0.0.1:9", "x")
+    section = load(cfg).ingest
+    assert section is not None
+    store = DeadLetterStore(section.dead_letter_path)
+    store.add([DeadLetter(TOPIC, "refused by InfluxDB: HTTP 400: unable to parse 'a\tb\nc': bad", b"p", "points", 1)])
+    store.close()
+    code, out, _ = cli(capsys, "ingest", "dead-letters", "list", "-c", str(cfg))
+    assert code == 0 and out.count("\n") == 1 and out.count("\t") == 5
+    assert out.rstrip("\n").split("\t")[5] == "refused by InfluxDB: HTTP 400: unable to parse 'a\\tb\\nc': bad"
