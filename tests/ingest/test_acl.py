@@ -182,6 +182,18 @@ async def test_broker_acl_and_ingest_make_the_topic_the_identity(
         # on the same connection after anything the broker had queued for it
         await rogue.publish_checked(f"edgegw/{A_SITE}/{A_GW}/state", b"probe", timeout=5)
         assert len(rogue.messages) == 0
+        # the ingest's credentials may read the gateways' state (central monitoring): the retained
+        # state of each gateway, written by that gateway alone
+        async with MqttClient(mqtt(broker, secrets, INGEST_USER), "ingest-monitor") as monitor:
+            await monitor.subscribe("edgegw/+/+/state", qos=1)
+            states = {}
+            async with asyncio.timeout(10):
+                async for msg in monitor.messages:
+                    assert isinstance(msg.payload, bytes)
+                    states[msg.topic.value] = json.loads(msg.payload)["state"]
+                    if len(states) == 2:
+                        break
+        assert states == {f"edgegw/{A_SITE}/{A_GW}/state": "offline", f"edgegw/{B_SITE}/{B_GW}/state": "offline"}
 
     rows = telemetry(influx1, db)
     got = sorted((r["site"], r["gateway"], r["time"] - t0, r["value"]) for r in rows)
