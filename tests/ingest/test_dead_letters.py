@@ -255,3 +255,12 @@ def test_list_keeps_one_entry_per_line(tmp_path: Path, capsys: pytest.CaptureFix
     code, out, _ = cli(capsys, "ingest", "dead-letters", "list", "-c", str(cfg))
     assert code == 0 and out.count("\n") == 1 and out.count("\t") == 5
     assert out.rstrip("\n").split("\t")[5] == "refused by InfluxDB: HTTP 400: unable to parse 'a\\tb\\nc': bad"
+
+
+def test_ingest_without_sub_command_still_runs_the_ingest() -> None:
+    from gateway.cli import build_parser, cmd_dead_letters_list, cmd_ingest
+
+    args = build_parser().parse_args(["ingest", "-c", "central.toml"])
+    assert args.func is cmd_ingest and args.config == "central.toml" and args.ingest_command is None
+    args = build_parser().parse_args(["ingest", "dead-letters", "list", "-c", "central.toml"])
+    assert args.func is cmd_dead_letters_list and args.config == "central.toml"
