@@ -88,15 +88,136 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_ingest(args: argparse.Namespace) -> int:
+def _ingest_section(args: argparse.Namespace, what: str) -> Any:
     from gateway.config import load
-    from gateway.ingest import Ingest
 
+    if args.config is None:
+        raise UsageError(f"`edgegw {what}` needs -c FILE (the ingest's config)")
     cfg = load(args.config)
     if cfg.ingest is None:
-        raise ConfigError([ConfigIssue("ingest", "required for `edgegw ingest`")], args.config)
-    _run(Ingest(cfg.ingest).run())
+        raise ConfigError([ConfigIssue("ingest", f"required for `edgegw {what}`")], args.config)
+    return cfg.ingest
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from gateway.ingest import Ingest
+
+    _run(Ingest(_ingest_section(args, "ingest")).run())
     return EXIT_OK
+
+
+def _dead_letter_store(args: argparse.Namespace, *, must_exist: bool) -> Any:
+    """The configured store, or None when it does not exist yet (nothing was ever dead-lettered)."""
+    from pathlib import Path
+
+    from gateway.deadletter import DeadLetterStore
+
+    section = _ingest_section(args, f"ingest dead-letters {args.dead_letters_command}")
+    if not Path(section.dead_letter_path).exists():
+        if must_exist:
+            raise UsageError(f"there is no dead-letter store at {section.dead_letter_path}")
+        return section, None
+    return section, DeadLetterStore(section.dead_letter_path, section.dead_letter_max_bytes)
+
+
+def _one_line(text: str) -> str:
+    """A field of a tab-separated line (a reason may quote InfluxDB's multi-line answer)."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+
+
+def cmd_dead_letters_list(args: argparse.Namespace) -> int:
+    """Read-only: id, time, topic, kind, points, reason per entry, and the store's totals."""
+    from gateway.deadletter_admin import list_record
+
+    section, store = _dead_letter_store(args, must_exist=False)
+    rows = [] if store is None else [list_record(e) for e in store.entries()]
+    total = sum(r["bytes"] for r in rows)
+    if store is not None:
+        store.close()
+    summary = {"count": len(rows), "bytes": total, "max_bytes": section.dead_letter_max_bytes,
+               "points": sum(r["points"] for r in rows), "path": section.dead_letter_path}
+    if args.json:
+        print(json.dumps({**summary, "entries": rows}, indent=2))
+        return EXIT_OK
+    for r in rows:
+        print(f"{r['id']}\t{r['time']}\t{_one_line(r['topic'])}\t{r['kind']}\t{r['points']}\t{_one_line(r['reason'])}")
+    print(f"{_plural(len(rows), 'dead letter')} ({_plural(summary['points'], 'point')}), {total} of "
+          f"{section.dead_letter_max_bytes} bytes used in {section.dead_letter_path}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_dead_letters_export(args: argparse.Namespace) -> int:
+    """Read-only: JSON lines, every field, payload as base64, decoded points or event."""
+    from gateway.deadletter_admin import export_record
+
+    _, store = _dead_letter_store(args, must_exist=False)
+    n = 0
+    missing = len(set(args.id or ()))
+    try:
+        out = open(args.out, "wb") if args.out else sys.stdout.buffer  # noqa: SIM115 (closed below)
+    except OSError as err:
+        if store is not None:
+            store.close()
+        raise UsageError(f"cannot write {args.out}: {err.strerror}") from None
+    try:
+        if store is not None:
+            found = set()
+            for e in store.entries(args.id):
+                found.add(e.id)
+                out.write(json.dumps(export_record(e), ensure_ascii=True).encode() + b"\n")
+                n += 1
+            missing = len(set(args.id or ()) - found)
+    finally:
+        if args.out:
+            out.close()
+        else:
+            out.flush()
+        if store is not None:
+            store.close()
+    print(f"exported {_plural(n, 'dead letter')} to {args.out or 'stdout'}"
+          + (f"; {missing} of the ids asked for are not in the store" if missing else ""), file=sys.stderr)
+    return EXIT_FAILURE if missing else EXIT_OK
+
+
+def cmd_dead_letters_replay(args: argparse.Namespace) -> int:
+    """Write each entry again; delete what is written, replace what is refused again; exit 1 if any is."""
+    from gateway.deadletter_admin import replay
+
+    if not args.all and not args.id:
+        raise UsageError("give --id N ... or --all")
+    section, store = _dead_letter_store(args, must_exist=True)
+    try:
+        report = asyncio.run(replay(section, store, None if args.all else args.id, give_up_after_s=args.give_up_after))
+    finally:
+        store.close()
+    for o in report.outcomes:
+        if o.ok:
+            print(f"{o.id}\twritten\t{o.topic}\t{_plural(o.written, 'row')} written; entry deleted")
+        else:
+            print(f"{o.id}\trefused\t{o.topic}\t{_plural(o.written, 'row')} written; still refused "
+                  f"(a new entry replaces it): {'; '.join(o.refused)}")
+    for i in report.missing:
+        print(f"{i}\tmissing\tno such dead letter")
+    written = sum(o.ok for o in report.outcomes)
+    print(f"replayed {_plural(len(report.outcomes), 'dead letter')}: {written} written and deleted, "
+          f"{len(report.outcomes) - written} still refused", file=sys.stderr)
+    if report.gave_up:
+        print(f"error: stopped: {report.gave_up}; the entries not replayed are unchanged", file=sys.stderr)
+    return EXIT_OK if report.ok else EXIT_FAILURE
+
+
+def cmd_dead_letters_delete(args: argparse.Namespace) -> int:
+    _, store = _dead_letter_store(args, must_exist=True)
+    try:
+        present = set(store.ids())
+        gone = [i for i in args.id if i in present]
+        store.delete(gone)
+    finally:
+        store.close()
+    missing = sorted(set(args.id) - present)
+    print(f"deleted {_plural(len(set(gone)), 'dead letter')}"
+          + (f"; not in the store: {', '.join(map(str, missing))}" if missing else ""), file=sys.stderr)
+    return EXIT_FAILURE if missing else EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -341,9 +462,33 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-c", "--config", required=True)
     s.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("ingest", help="run the central ingest role (MQTT -> InfluxDB)")
-    s.add_argument("-c", "--config", required=True)
+    s = sub.add_parser("ingest", help="run the central ingest role (MQTT -> InfluxDB); dead letters")
+    s.add_argument("-c", "--config", default=None, help="the ingest's config (required)")
     s.set_defaults(func=cmd_ingest)
+    isub = s.add_subparsers(dest="ingest_command", required=False)
+    d = isub.add_parser("dead-letters", help="what the ingest could not write: list, export, replay, delete")
+    dsub = d.add_subparsers(dest="dead_letters_command", required=True)
+    i = dsub.add_parser("list", help="id, time, topic, kind, points, reason of each entry and the totals (read-only)")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_dead_letters_list)
+    i = dsub.add_parser("export", help="entries as JSON lines: every field, payload as base64, decoded (read-only)")
+    i.add_argument("--out", default=None, help="write here instead of stdout")
+    i.add_argument("--id", type=int, nargs="+", default=None, metavar="N", help="only these entries")
+    i.set_defaults(func=cmd_dead_letters_export)
+    i = dsub.add_parser("replay", help="write entries again: delete what is written, keep what is refused again "
+                                       "(exit 1 if any is)")
+    sel = i.add_mutually_exclusive_group()
+    sel.add_argument("--id", type=int, nargs="+", default=None, metavar="N")
+    sel.add_argument("--all", action="store_true")
+    i.add_argument("--give-up-after", type=float, default=60.0, metavar="S",
+                   help="stop when InfluxDB (or the dead-letter file) cannot take writes for S seconds (default 60)")
+    i.set_defaults(func=cmd_dead_letters_replay)
+    i = dsub.add_parser("delete", help="delete entries (export them first)")
+    i.add_argument("--id", type=int, nargs="+", required=True, metavar="N")
+    i.set_defaults(func=cmd_dead_letters_delete)
+    for name in ("list", "export", "replay", "delete"):
+        # SUPPRESS: `edgegw ingest -c F dead-letters list` keeps the -c given before the sub-command
+        dsub.choices[name].add_argument("-c", "--config", default=argparse.SUPPRESS, help="the ingest's config")
 
     s = sub.add_parser("demo", help="simulated mine -> gateway -> broker -> ingest, live in the terminal")
     s.add_argument("--duration", type=float, default=None, help="stop after S seconds (default: until Ctrl-C)")

@@ -96,6 +96,13 @@ class DeadLetterStore:
     def add(self, letters: list[DeadLetter], *, replaces: list[int] | None = None) -> None:
         """Commit (synced) ``letters`` and delete ``replaces`` in one transaction."""
         size = sum(len(d.payload) for d in letters)
+        if letters and replaces:  # a replay: what it replaces makes room
+            size -= self._payload_bytes(replaces)
+        if letters and self._bytes + size > self.max_bytes:
+            try:  # another process (`edgegw ingest dead-letters replay | delete`) may have made room
+                self._bytes, self._count = self._totals()
+            except sqlite3.Error as err:
+                raise BufferStorageError(f"cannot read the dead-letter store {self.path}: {err}") from None
         if letters and self._bytes + size > self.max_bytes:
             raise DeadLetterFullError(
                 f"the dead-letter store {self.path} is full ({self._bytes} of {self.max_bytes} bytes)")
@@ -116,6 +123,17 @@ class DeadLetterStore:
             self._bytes, self._count = self._totals()
         except sqlite3.Error as err:
             raise BufferStorageError(f"cannot write the dead-letter store {self.path}: {err}") from None
+
+    def _payload_bytes(self, ids: list[int]) -> int:
+        try:
+            return sum(int(self._db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM dead_letters WHERE id = ?",
+                                            (i,)).fetchone()[0]) for i in set(ids))
+        except sqlite3.Error as err:
+            raise BufferStorageError(f"cannot read the dead-letter store {self.path}: {err}") from None
+
+    def ids(self) -> list[int]:
+        """Every entry's id, oldest first (a snapshot: a replay adds entries while it walks these)."""
+        return [int(r[0]) for r in self._db.execute("SELECT id FROM dead_letters ORDER BY id")]
 
     def entries(self, ids: list[int] | None = None) -> Iterator[StoredDeadLetter]:
         sql = "SELECT id, received_ns, topic, kind, points, reason, payload FROM dead_letters"

@@ -109,6 +109,9 @@ class IngestCore:
         self._prefix = cfg.mqtt.topic_prefix
         self._dialect = cfg.influx.dialect
         self._last_loud = 0.0
+        # None: wait out a store outage for ever (the service); a number: give up after that many
+        # seconds with StoreUnavailableError (an operator's command such as a dead-letter replay)
+        self.give_up_after_s: float | None = None
 
     # -- decoding: per message, never raises -------------------------------------------------
     def prepare(self, topic: str, payload: bytes) -> Prepared:
@@ -185,11 +188,13 @@ class IngestCore:
                           len(refused))
 
     # -- writing: returns once every row is written or dead-lettered -----------------------------
-    async def settle(self, prepared: list[Prepared]) -> None:
+    async def settle(self, prepared: list[Prepared], *, replaces: list[int] | None = None) -> None:
         """Write every row, isolate what the store refuses, and commit the dead letters.
 
         Returns only when each message is fully written or dead-lettered: the caller may then
         acknowledge them all.  Store outages are waited out here (backpressure, never loss).
+        ``replaces``: dead-letter ids these messages came from (a replay); they are deleted in the
+        transaction that commits what is refused again.
         """
         rows: list[tuple[int, int]] = [(m, r) for m, prep in enumerate(prepared) for r in range(len(prep.rows))]
         for chunk in self._chunks(prepared, rows):
@@ -205,8 +210,8 @@ class IngestCore:
                     reason = next(r for p, r in refused_points if p is None)
                     letters.append(DeadLetter(prep.topic, reason, prep.payload, "message", 1))
             letters.extend(prep.dead)
-        if letters:
-            await self._dead_letter(letters)
+        if letters or replaces:
+            await self._dead_letter(letters, replaces)
         for prep in prepared:
             bad = {i for i, _ in prep.refused}
             for i, p in enumerate(prep.points):
@@ -291,12 +296,15 @@ class IngestCore:
         elif now - self._last_loud >= _LOUD_EVERY_S:
             self._last_loud = now
             log.error("%s, for %.0f s now; messages wait at the broker.", what, now - self.stats.store_down_since)
+        if self.give_up_after_s is not None and now - self.stats.store_down_since >= self.give_up_after_s:
+            self.stats.store_down_since = None
+            raise StoreUnavailableError(f"{what} (gave up after {self.give_up_after_s:g} s)", "gave_up")
 
-    async def _dead_letter(self, letters: list[DeadLetter]) -> None:
+    async def _dead_letter(self, letters: list[DeadLetter], replaces: list[int] | None = None) -> None:
         backoff = 0.5
         while True:
             try:
-                self.dead_letters.add(letters)
+                self.dead_letters.add(letters, replaces=replaces)
                 break
             except (DeadLetterFullError, BufferStorageError) as err:
                 self._outage(f"Cannot dead-letter {len(letters)} messages: {err}")

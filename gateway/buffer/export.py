@@ -18,8 +18,9 @@ from gateway.alarms import decode_alarm
 from gateway.buffer.sqlite import SqliteBuffer, StoredBatch
 from gateway.codec import decode
 from gateway.errors import CodecError
+from gateway.point import Point
 
-__all__ = ["ExportSummary", "export", "record"]
+__all__ = ["ExportSummary", "export", "point_record", "record"]
 
 
 @dataclass(slots=True)
@@ -51,22 +52,24 @@ def record(row: StoredBatch) -> dict[str, Any]:
             rec["error"] = str(err)
         return rec
     rec.update(gateway=batch.gateway, site=batch.site, seq=batch.seq, batch_created_ns=batch.created_ns)
-    rec["points"] = [
-        {
-            "key": p.key,
-            "code": p.code,
-            "ts_ns": p.ts_ns,
-            "value": p.value,
-            "quality": p.quality.label,
-            "reason": p.reason,
-            "unit": p.unit,
-            "device": p.device,
-            "device_code": p.device_code,
-            "tags": dict(p.tags),
-        }
-        for p in batch.points
-    ]
+    rec["points"] = [point_record(p) for p in batch.points]
     return rec
+
+
+def point_record(p: Point) -> dict[str, Any]:
+    """One decoded point as a JSON-ready map (also the dead-letter export's)."""
+    return {
+        "key": p.key,
+        "code": p.code,
+        "ts_ns": p.ts_ns,
+        "value": p.value,
+        "quality": p.quality.label,
+        "reason": p.reason,
+        "unit": p.unit,
+        "device": p.device,
+        "device_code": p.device_code,
+        "tags": dict(p.tags),
+    }
 
 
 def export(buf: SqliteBuffer, out: BinaryIO, *, fmt: str = "jsonl", quarantined: bool = False) -> ExportSummary:
