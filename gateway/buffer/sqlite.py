@@ -331,7 +331,7 @@ class SqliteBuffer:
         if not self._stamped:
             return newest + 1
         boot = self.clock.boot_id()
-        lo, hi = 0, newest + 1
+        lo, hi = 1, newest + 1  # ids start at 1
         while lo < hi:
             mid = (lo + hi) // 2
             row = self._db.execute(
