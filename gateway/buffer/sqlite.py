@@ -1045,7 +1045,9 @@ class SqliteBuffer:
 
     def batches(self, *, quarantined: bool = False) -> Iterator[StoredBatch]:
         """Every pending (or quarantined) batch, oldest first, without removing anything."""
-        yield from read_batches(self._db, quarantined=quarantined, stamped=self._stamped)
+        # a damaged file may not have told which format it is: let read_batches look
+        stamped = self._stamped if self.damaged is None else None
+        yield from read_batches(self._db, quarantined=quarantined, stamped=stamped)
 
     def close(self) -> None:
         if not self.readonly and not self._corrupt_seen:
