@@ -216,7 +216,11 @@ def _make_driver(dev: DeviceConfig, first_index: int, lines: LinePool | None = N
 
 
 class Gateway:
-    def __init__(self, cfg: Config, observer: Callable[[SampleBatch], None] | None = None) -> None:
+    def __init__(
+        self, cfg: Config, observer: Callable[[SampleBatch], None] | None = None, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
+        """``clock``: the wall and monotonic clocks and boot id of the buffers and the pipeline (tests and
+        HIL scenarios hand in a controlled one)."""
         if cfg.gateway is None or cfg.uplink is None or not cfg.devices:
             missing = [n for n, v in (("gateway", cfg.gateway), ("uplink", cfg.uplink)) if v is None]
             if not cfg.devices:
@@ -229,7 +233,7 @@ class Gateway:
         self.catalog = build_catalog(cfg)
         self.wake = asyncio.Event()
         bc = cfg.buffer
-        self.buffer = open_buffer(bc)
+        self.buffer = open_buffer(bc, clock=clock)
         up = cfg.uplink
         encoder = Encoder(self.catalog, up.payload_format, up.compression)
         gw = cfg.gateway
@@ -242,10 +246,12 @@ class Gateway:
         self.alarms: AlarmPublisher | None = None
         if pipeline.alarms.active:
             forwarded = frozenset(i for i in range(len(self.catalog.points)) if pipeline.is_forwarded(i))
-            self.alarms = AlarmPublisher(up, self.catalog, open_buffer(bc, alarms=True), forwarded=forwarded)
+            self.alarms = AlarmPublisher(
+                up, self.catalog, open_buffer(bc, alarms=True, clock=clock), forwarded=forwarded
+            )
         self.batcher = Batcher(
             self.catalog, self.buffer, bc, self.wake, observer, encoder,
-            pipeline=pipeline, on_alarms=self.alarms.submit if self.alarms else None,
+            pipeline=pipeline, on_alarms=self.alarms.submit if self.alarms else None, clock=clock,
         )
         self.registry_sync: RegistrySync | None = None
         if cfg.registry is not None and cfg.registry.register_on_start:
