@@ -27,8 +27,8 @@ NOW = 1_796_500_000 * S  # December 2026
 MAX_AGE_S = 600
 
 
-def _buffer(path: Path, clock: ManualClock, **kw: object) -> SqliteBuffer:
-    return SqliteBuffer(path, max_age_s=MAX_AGE_S, clock=clock, **kw)  # type: ignore[arg-type]
+def _buffer(path: Path, clock: ManualClock) -> SqliteBuffer:
+    return SqliteBuffer(path, max_age_s=MAX_AGE_S, clock=clock)
 
 
 def _expired(buf: SqliteBuffer) -> int:

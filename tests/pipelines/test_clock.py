@@ -14,7 +14,7 @@ from gateway.app import Batcher
 from gateway.buffer import SqliteBuffer
 from gateway.clock import DEFAULT_MIN_VALID_NS, RELEASE_DATE, describe_step, ns_of_date
 from gateway.config import BufferConfig, parse
-from gateway.point import Quality, SampleBatch
+from gateway.point import Quality, Sample, SampleBatch
 from pipelines.pipeline import Pipeline
 from pipelines.spec import PointSpec
 from pipelines.validate import ClockCheck, Plausibility
@@ -26,7 +26,7 @@ FLOOR = ns_of_date(RELEASE_DATE)
 NOW = FLOOR + 30 * 86_400 * S
 
 
-def good(idx: int, ts: int, value: float = 1.0) -> tuple[int, int, float, Quality, None]:
+def good(idx: int, ts: int, value: float = 1.0) -> Sample:
     return (idx, ts, value, Quality.GOOD, None)
 
 
@@ -103,7 +103,9 @@ def test_a_step_is_flagged_and_logged_once_with_its_size(
 def test_a_server_timestamp_before_the_floor_is_unsynced_while_the_gateway_clock_is_fine() -> None:
     """An OPC UA server whose own clock was never set stamps its values 1970 (or 2000)."""
     c = ClockCheck(future_tolerance_ns=2 * S, jump_tolerance_ns=2 * S, min_valid_ns=FLOOR)
-    batch = [good(0, NOW), good(1, 946_684_800 * S), (2, 5 * S, None, Quality.BAD, "timeout"), good(3, NOW + 9 * S)]
+    batch: SampleBatch = [
+        good(0, NOW), good(1, 946_684_800 * S), (2, 5 * S, None, Quality.BAD, "timeout"), good(3, NOW + 9 * S)
+    ]
     out = c(batch, NOW, 100 * S)
     assert [(q, r) for *_, q, r in out] == [
         (Quality.GOOD, None), (Quality.UNCERTAIN, "clock_unsynced"), (Quality.BAD, "timeout"),
