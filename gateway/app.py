@@ -17,6 +17,7 @@ import gc
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
 from drivers.modbus.config import ModbusDeviceBase
@@ -25,6 +26,7 @@ from drivers.opcua.config import OpcUaDevice
 from gateway.alarms import AlarmPublisher
 from gateway.buffer import SqliteBuffer, open_buffer
 from gateway.catalog import Catalog, build_catalog
+from gateway.clock import SYSTEM_CLOCK, Clock, describe_step
 from gateway.codec import Encoder
 from gateway.config import BufferConfig, Config, DeviceConfig, policy_issues
 from gateway.errors import BufferFullError, ConfigError, ConfigIssue
@@ -72,8 +74,10 @@ class Batcher:
         *,
         pipeline: Pipeline | None = None,
         on_alarms: Callable[[list[AlarmEvent]], None] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.catalog = catalog
+        self.clock = clock
         self.encoder = encoder or Encoder(catalog)
         self.buffer = buffer
         self.max_points = cfg.batch_max_points
@@ -121,10 +125,36 @@ class Batcher:
                 self._commit_all()
 
     def process(self, batch: SampleBatch) -> SampleBatch:
-        batch, events = self.pipeline(batch, time.time_ns(), time.monotonic_ns())
+        check = self.pipeline.clock
+        jumps, valid = check.jumps, check.clock_valid
+        wall = self.clock.wall_ns()
+        batch, events = self.pipeline(batch, wall, self.clock.mono_ns())
+        if check.jumps != jumps or check.clock_valid != valid:
+            self._log_clock(wall, jumps != check.jumps, valid)
         if events and self.on_alarms is not None:
             self.on_alarms(events)
         return batch
+
+    def _log_clock(self, wall_ns: int, stepped: bool, was_valid: bool | None) -> None:
+        """Once per step, and once per change between an unset and a plausible clock."""
+        check = self.pipeline.clock
+        now = datetime.fromtimestamp(wall_ns / 1e9, UTC).isoformat(timespec="seconds")
+        if stepped:
+            log.warning(
+                "The wall clock stepped %s (NTP or a manual change; it now reads %s). The samples of this "
+                "batch are flagged clock_jump; buffer ages and timeouts are monotonic and not affected.",
+                describe_step(check.last_step_ns), now,
+                extra={"clock_step_ns": check.last_step_ns},
+            )
+        floor = datetime.fromtimestamp(check.min_valid / 1e9, UTC).isoformat(timespec="seconds")
+        if check.clock_valid is False and was_valid is not False:
+            log.warning(
+                "The gateway's clock reads %s, before clock_min_valid_time (%s): it has not been set. Samples are "
+                "flagged clock_unsynced until it is; check NTP (timedatectl status, chronyc tracking).",
+                now, floor,
+            )
+        elif check.clock_valid and was_valid is False:
+            log.info("The gateway's clock is set (%s): samples are no longer flagged clock_unsynced.", now)
 
     def _commit_all(self) -> None:
         while self.pending:
@@ -186,7 +216,11 @@ def _make_driver(dev: DeviceConfig, first_index: int, lines: LinePool | None = N
 
 
 class Gateway:
-    def __init__(self, cfg: Config, observer: Callable[[SampleBatch], None] | None = None) -> None:
+    def __init__(
+        self, cfg: Config, observer: Callable[[SampleBatch], None] | None = None, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
+        """``clock``: the wall and monotonic clocks and boot id of the buffers and the pipeline (tests and
+        HIL scenarios hand in a controlled one)."""
         if cfg.gateway is None or cfg.uplink is None or not cfg.devices:
             missing = [n for n, v in (("gateway", cfg.gateway), ("uplink", cfg.uplink)) if v is None]
             if not cfg.devices:
@@ -199,7 +233,7 @@ class Gateway:
         self.catalog = build_catalog(cfg)
         self.wake = asyncio.Event()
         bc = cfg.buffer
-        self.buffer = open_buffer(bc)
+        self.buffer = open_buffer(bc, clock=clock)
         up = cfg.uplink
         encoder = Encoder(self.catalog, up.payload_format, up.compression)
         gw = cfg.gateway
@@ -207,14 +241,17 @@ class Gateway:
             self.catalog.specs,
             future_tolerance_ns=gw.future_tolerance_ms * 1_000_000,
             clock_jump_ns=gw.clock_jump_ms * 1_000_000,
+            min_valid_ns=gw.clock_min_valid_ns,
         )
         self.alarms: AlarmPublisher | None = None
         if pipeline.alarms.active:
             forwarded = frozenset(i for i in range(len(self.catalog.points)) if pipeline.is_forwarded(i))
-            self.alarms = AlarmPublisher(up, self.catalog, open_buffer(bc, alarms=True), forwarded=forwarded)
+            self.alarms = AlarmPublisher(
+                up, self.catalog, open_buffer(bc, alarms=True, clock=clock), forwarded=forwarded
+            )
         self.batcher = Batcher(
             self.catalog, self.buffer, bc, self.wake, observer, encoder,
-            pipeline=pipeline, on_alarms=self.alarms.submit if self.alarms else None,
+            pipeline=pipeline, on_alarms=self.alarms.submit if self.alarms else None, clock=clock,
         )
         self.registry_sync: RegistrySync | None = None
         if cfg.registry is not None and cfg.registry.register_on_start:

@@ -7,6 +7,7 @@ validation.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import logging
 import os
@@ -18,6 +19,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from drivers.modbus.config import ModbusRtuDevice, ModbusRtuTcpDevice, ModbusTcpDevice, line_issues
 from drivers.opcua.config import OpcUaDevice
+from gateway.clock import RELEASE_DATE, ns_of_date
 from gateway.errors import ConfigError, ConfigIssue
 from gateway.schema import KEY_PATTERN, Key, StrictModel, check_code, check_tags
 
@@ -76,9 +78,27 @@ class GatewaySection(StrictModel):
     clock_jump_ms: int = Field(
         default=2000, ge=1, description="a wall-clock step larger than this between batches is flagged (NTP jump)"
     )
+    clock_min_valid_time: dt.date | dt.datetime = Field(
+        default=RELEASE_DATE,
+        description="samples stamped earlier, and all samples while the gateway's clock reads earlier, are "
+        "flagged clock_unsynced (the clock has not been set); default: the release date of this version",
+    )
 
     _check_code = field_validator("code")(check_code)
     _check_tags = field_validator("tags")(check_tags)
+
+    @field_validator("clock_min_valid_time")
+    @classmethod
+    def _min_valid(cls, v: dt.date | dt.datetime) -> dt.date | dt.datetime:
+        if isinstance(v, dt.datetime) and v.tzinfo is None:
+            raise ValueError("give a UTC offset (e.g. 2026-12-05T00:00:00Z) or a date (2026-12-05)")
+        if not dt.date(1970, 1, 1) <= (v.date() if isinstance(v, dt.datetime) else v) <= dt.date(2262, 1, 1):
+            raise ValueError("must lie between 1970 and 2262 (the range of a timestamp in ns)")
+        return v
+
+    @property
+    def clock_min_valid_ns(self) -> int:
+        return ns_of_date(self.clock_min_valid_time)
 
     @field_validator("enterprise_prefix")
     @classmethod

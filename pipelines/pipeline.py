@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from gateway.clock import DEFAULT_MIN_VALID_NS
 from gateway.point import SampleBatch
 from pipelines.alarms import AlarmEvent, AlarmStage
 from pipelines.deadband import Deadband
@@ -36,9 +37,12 @@ class Pipeline:
         *,
         future_tolerance_ns: int = 2_000_000_000,
         clock_jump_ns: int = 2_000_000_000,
+        min_valid_ns: int = DEFAULT_MIN_VALID_NS,
     ) -> None:
+        """``min_valid_ns``: samples stamped earlier (and all samples while the wall clock reads
+        earlier) are ``clock_unsynced``; 0 switches the check off (tests with small timestamps)."""
         self.normalise = Normalise(specs)
-        self.clock = ClockCheck(future_tolerance_ns, clock_jump_ns)
+        self.clock = ClockCheck(future_tolerance_ns, clock_jump_ns, min_valid_ns)
         self.plausibility = Plausibility(specs)
         self.alarms = AlarmStage(specs)
         self.deadband = Deadband(specs)
@@ -51,7 +55,10 @@ class Pipeline:
         c = self.counters
         c.samples_in += len(batch)
         batch = self.normalise(batch)
+        jumps = self.clock.jumps
         batch = self.clock(batch, wall_ns, mono_ns)
+        if self.clock.jumps != jumps:
+            self.plausibility.clock_stepped()
         batch = self.plausibility(batch)
         events = self.alarms(batch)
         if self._keep:

@@ -1,16 +1,16 @@
 """Plausibility checks that need memory of earlier samples, and the clock checks.
 
 They never invent or drop data: a suspicious sample keeps its value and becomes quality
-*uncertain* with a reason (``spike``, ``stuck``, ``future_timestamp``, ``clock_jump``), so the
-dashboards can hide it and the engineer can find it.  Bad samples pass untouched.  Stateful but
-pure: no I/O, the clock readings are arguments.
+*uncertain* with a reason (``spike``, ``stuck``, ``clock_unsynced``, ``clock_jump``,
+``future_timestamp``), so the dashboards can hide it and the engineer can find it.  Bad samples
+pass untouched.  Stateful but pure: no I/O, the clock readings are arguments.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway.point import Quality, SampleBatch
+from gateway.point import Quality, Sample, SampleBatch
 from pipelines.spec import PointSpec
 
 __all__ = ["ClockCheck", "Plausibility"]
@@ -37,12 +37,19 @@ class Plausibility:
         self._prev: list[float | None] = [None] * n
         self._spiked: list[bool] = [False] * n
         self._since: list[int] = [0] * n
+        self._restart: list[bool] = [False] * n
+
+    def clock_stepped(self) -> None:
+        """The wall clock stepped: source times before and after the step cannot be subtracted, so
+        every stuck timer starts again at the point's next sample (a 2 h forward step must not make
+        a steady value "stuck", a 1 h backward step must not hide one for an hour)."""
+        self._restart = [True] * len(self._restart)
 
     def __call__(self, batch: SampleBatch) -> SampleBatch:
         if not self.active:
             return batch
         cfg = self._cfg
-        refs, prevs, spiked, since = self._ref, self._prev, self._spiked, self._since
+        refs, prevs, spiked, since, restart = self._ref, self._prev, self._spiked, self._since, self._restart
         out: SampleBatch = []
         append = out.append
         for sample in batch:
@@ -66,8 +73,9 @@ class Plausibility:
                     spiked[idx] = True
                     flag = "spike"
             if stuck_ns is not None:
-                if prev != value:
+                if prev != value or restart[idx]:
                     since[idx] = ts
+                    restart[idx] = False
                 elif flag is None and ts - since[idx] >= stuck_ns:
                     flag = "stuck"
             prevs[idx] = value
@@ -79,33 +87,71 @@ class Plausibility:
 
 
 class ClockCheck:
-    """Flags samples stamped in the future, and every sample of a batch during which the
-    gateway's wall clock stepped (an NTP correction or a manual change) relative to the monotonic
-    clock.  Their timestamps cannot be trusted to order them against their neighbours."""
+    """The clock checks, all relative to the gateway's own clock.
 
-    def __init__(self, future_tolerance_ns: int, jump_tolerance_ns: int) -> None:
+    - ``clock_unsynced``: a sample stamped before ``min_valid_ns`` (the gateway's or the server's
+      clock has not been set: an RTC that booted at 1970), and every sample while the gateway's
+      own wall clock reads before it (no timestamp can be checked against a clock that is not
+      set).  From the first batch at which the clock is plausible, samples are good again.
+    - ``clock_jump``: every sample of a batch during which the wall clock stepped (an NTP
+      correction or a manual change) relative to the monotonic clock: their timestamps cannot be
+      trusted to order them against their neighbours.
+    - ``future_timestamp``: stamped more than ``future_tolerance_ns`` ahead of the wall clock.
+
+    A sample that fails one keeps its value and becomes uncertain with the first reason in that
+    order; bad samples pass untouched.  ``jumps``, ``last_step_ns`` and ``clock_valid`` tell the
+    caller what to log (this stage does no I/O).
+    """
+
+    def __init__(self, future_tolerance_ns: int, jump_tolerance_ns: int, min_valid_ns: int = 0) -> None:
         self.future_tol = future_tolerance_ns
         self.jump_tol = jump_tolerance_ns
+        self.min_valid = min_valid_ns
         self._offset: int | None = None  # wall - monotonic at the last batch
         self.jumps = 0
+        self.last_step_ns = 0  # signed size of the last step (positive: the wall clock went forward)
+        self.clock_valid: bool | None = None  # whether the wall clock read >= min_valid at the last batch
+        self.unsynced = 0  # samples flagged clock_unsynced
 
     def __call__(self, batch: SampleBatch, wall_ns: int, mono_ns: int) -> SampleBatch:
         offset = wall_ns - mono_ns
-        jumped = self._offset is not None and abs(offset - self._offset) > self.jump_tol
-        self._offset = offset
-        if jumped:
+        prev = self._offset
+        jumped = False
+        if prev is not None and abs(offset - prev) > self.jump_tol:
+            jumped = True
             self.jumps += 1
-            return [
-                (i, t, v, Quality.UNCERTAIN, "clock_jump") if q is Quality.GOOD else (i, t, v, q, r)
+            self.last_step_ns = offset - prev
+        self._offset = offset
+        floor = self.min_valid
+        valid = wall_ns >= floor
+        self.clock_valid = valid
+        if not valid:
+            unset: SampleBatch = [
+                (i, t, v, Quality.UNCERTAIN, "clock_unsynced") if q is Quality.GOOD else (i, t, v, q, r)
                 for i, t, v, q, r in batch
             ]
+            self.unsynced += sum(1 for s in batch if s[3] is Quality.GOOD)
+            return unset
         limit = wall_ns + self.future_tol
-        for s in batch:
-            if s[1] > limit:
-                break
-        else:
-            return batch  # the common case: nothing to change, no copy
-        return [
-            (i, t, v, Quality.UNCERTAIN, "future_timestamp") if t > limit and q is Quality.GOOD else (i, t, v, q, r)
-            for i, t, v, q, r in batch
-        ]
+        if not jumped:
+            for s in batch:
+                if s[1] > limit or s[1] < floor:
+                    break
+            else:
+                return batch  # the common case: nothing to change, no copy
+        out: list[Sample] = []
+        append = out.append
+        for sample in batch:
+            i, t, v, q, _r = sample
+            if q is not Quality.GOOD:
+                append(sample)
+            elif t < floor:
+                self.unsynced += 1
+                append((i, t, v, Quality.UNCERTAIN, "clock_unsynced"))
+            elif jumped:
+                append((i, t, v, Quality.UNCERTAIN, "clock_jump"))
+            elif t > limit:
+                append((i, t, v, Quality.UNCERTAIN, "future_timestamp"))
+            else:
+                append(sample)
+        return out

@@ -20,17 +20,20 @@ import msgpack
 import pytest
 
 from gateway.buffer import Outcome, SqliteBuffer
-from gateway.buffer import sqlite as sqlite_module
 from gateway.buffer.export import export
-from gateway.buffer.sqlite import SEQ_RESERVE
+from gateway.buffer.sqlite import FORMAT_VERSION, SEQ_RESERVE
 from gateway.catalog import Catalog, build_catalog
 from gateway.cli import main
+from gateway.clock import SYSTEM_CLOCK
 from gateway.codec import decode, encode
 from gateway.config import parse
 from gateway.errors import BufferCorruptError
 from gateway.point import Quality
+from tests.clocks import AnotherBoot, ManualClock
 
 __all__ = ["assert_ledger", "catalog", "encoded_batch"]
+
+S = 1_000_000_000
 
 
 def assert_ledger(buf: SqliteBuffer) -> None:
@@ -109,7 +112,7 @@ def test_fsync_durability_never_has_points_at_risk(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("durability", "system_went_down"),
                          [("fsync", True), ("interval", False), ("interval", True)])
 def test_sequence_numbers_are_never_reused_after_an_unclean_stop(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durability: str, system_went_down: bool
+    tmp_path: Path, durability: str, system_went_down: bool
 ) -> None:
     """A clean stop, a kill -9, or any stop in ``fsync`` mode continues the numbers exactly (every
     offered batch is on disk); an unclean stop of an ``interval`` run that the system did not
@@ -125,9 +128,8 @@ def test_sequence_numbers_are_never_reused_after_an_unclean_stop(
     assert buf.last_seq == 3  # clean stop: no gap
     buf.put(b"y", 1)
     buf._db.close()  # the process dies: no clean close, the 'open' marker stays
-    if system_went_down:
-        monkeypatch.setattr(sqlite_module, "_boot_id", lambda: "the-boot-after-the-cut")
-    buf = SqliteBuffer(path, durability=durability)
+    clock = AnotherBoot("the-boot-after-the-cut") if system_went_down else SYSTEM_CLOCK
+    buf = SqliteBuffer(path, durability=durability, clock=clock)
     skipped = SEQ_RESERVE if durability == "interval" and system_went_down else 0
     assert buf.last_seq == 4 + skipped and buf.counters()["seq_skipped"] == skipped
     buf.close()
@@ -137,15 +139,16 @@ def test_sequence_numbers_are_never_reused_after_an_unclean_stop(
 
 
 def test_max_age_expires_oldest_and_counts_exactly(tmp_path: Path) -> None:
-    buf = SqliteBuffer(tmp_path / "b.db", max_age_s=100)
-    old = time.time_ns() - 200 * 10**9
+    clock = ManualClock(wall_ns=1_800_000_000 * S)
+    buf = SqliteBuffer(tmp_path / "b.db", max_age_s=100, clock=clock)
     for i in range(4):
-        assert buf.put(b"old", 10 + i, created_ns=old + i)
-    for _ in range(2):
-        assert buf.put(b"new", 1)
-    buf._next_expiry = 0
+        assert buf.put(b"old", 10 + i)
+        clock.advance(1)
     tx = buf.begin(1)  # the oldest batch is in flight: it is not expired under the sink's feet
-    buf._next_expiry = 0
+    clock.advance(150 * S)
+    for _ in range(2):
+        assert buf.put(b"new", 1)  # 150 s later: the put expires what is older than 100 s
+    clock.advance(1 * S)
     buf.maintain()
     c = buf.counters()
     assert (c["expired_batches"], c["expired_points"]) == (3, 11 + 12 + 13)
@@ -201,7 +204,7 @@ def test_format_1_buffer_is_upgraded_and_undecodable_rows_quarantined(tmp_path: 
     path = tmp_path / "v1.db"
     _write_v1_buffer(path, [good[0], b"\xc1 not msgpack", good[1]])
     buf = SqliteBuffer(path, validate=decode)
-    assert buf._db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert buf._db.execute("PRAGMA user_version").fetchone()[0] == FORMAT_VERSION
     tx = buf.begin(10)
     assert tx.payloads == tuple(good)  # the damaged legacy row never reaches the sink
     buf.end(tx, [Outcome.DELIVERED, Outcome.DELIVERED])
@@ -336,7 +339,7 @@ def test_stats_reports_counters_and_is_read_only(tmp_path: Path, capsys: pytest.
     assert main(["buffer", "stats", "-c", str(cfg)]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert (stats["batches"], stats["points"], stats["bytes"]) == (1, 9, 100)
-    assert stats["counters"]["accepted_points"] == 9 and stats["format_version"] == 2
+    assert stats["counters"]["accepted_points"] == 9 and stats["format_version"] == FORMAT_VERSION
     assert (db.stat().st_mtime_ns, Path(f"{db}-wal").stat().st_size) == before
     buf.close()
 

@@ -31,11 +31,11 @@ from pathlib import Path
 import pytest
 
 from gateway.buffer import SqliteBuffer
-from gateway.buffer import sqlite as sqlite_module
 from gateway.cli import main
 from gateway.codec import decode
 from hil.modbus_server import SimulatedPlc
 from hil.powercut import PowerCut
+from tests.clocks import AnotherBoot
 from tests.conftest import eventually
 from tests.gateway_process import accepted_batches, gas_substations_toml, kill_9, start_gateway
 
@@ -68,7 +68,7 @@ def _rows(buf: SqliteBuffer) -> tuple[list[tuple[int, int, int, bytes]], dict[st
 @pytest.mark.parametrize("durability", ["fsync", "interval"])
 async def test_power_cut_keeps_what_the_durability_mode_promises(
     powercut_library: Path, tmp_path: Path, durability: str,
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     live_dir, snapshots, after = tmp_path / "disk", tmp_path / "snapshots", tmp_path / "after-cut"
     live_dir.mkdir()
@@ -103,8 +103,9 @@ async def test_power_cut_keeps_what_the_durability_mode_promises(
     assert written and written_counters["accepted_batches"] == len(written)
 
     cut.restore(after)
-    monkeypatch.setattr(sqlite_module, "_boot_id", lambda: "the-boot-after-the-cut")  # a cut reboots
-    reopened = SqliteBuffer(after / buffer.name, durability=durability, startup_check="always")  # the restart
+    reopened = SqliteBuffer(  # the restart; a cut reboots
+        after / buffer.name, durability=durability, startup_check="always", clock=AnotherBoot("the-boot-after-the-cut")
+    )
     assert reopened.damaged is None
     next_seq = reopened.last_seq + 1
     survived, counters = _rows(reopened)

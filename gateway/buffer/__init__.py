@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway.buffer.sqlite import COUNTERS, BufferStats, Outcome, SqliteBuffer, StoredBatch, Transaction
+from gateway.clock import SYSTEM_CLOCK, Clock
 
 if TYPE_CHECKING:
     from gateway.config import BufferConfig
@@ -22,7 +23,9 @@ def alarm_buffer_path(path: str | Path) -> Path:
     return p.with_name(f"{p.stem}-alarms{p.suffix}")
 
 
-def open_buffer(cfg: BufferConfig, *, readonly: bool = False, alarms: bool = False) -> SqliteBuffer:
+def open_buffer(
+    cfg: BufferConfig, *, readonly: bool = False, alarms: bool = False, clock: Clock = SYSTEM_CLOCK
+) -> SqliteBuffer:
     """The buffer as configured; rows without a checksum (format 1) are validated by the wire codec.
 
     ``alarms``: the alarm-event buffer (:func:`alarm_buffer_path`), same durability settings, but
@@ -44,4 +47,5 @@ def open_buffer(cfg: BufferConfig, *, readonly: bool = False, alarms: bool = Fal
         validate=decode_alarm if alarms else decode,
         readonly=readonly,
         startup_check=cfg.startup_check,
+        clock=clock,
     )

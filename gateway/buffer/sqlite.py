@@ -17,24 +17,28 @@ of a row whose checksum or content is bad.  The ledger always balances::
 A damaged file is never deleted: a file that is not ours is refused untouched; our own file that
 SQLite reports corrupt is moved aside as ``<name>.corrupt-<UTC time>`` (with its ``-wal``), the
 readable batches are copied into a fresh buffer, and the rest is counted.  See ``docs/buffer.md``.
+
+Ages are monotonic: each batch stores, besides its wall-clock stamp, the boot id and the
+``CLOCK_BOOTTIME`` reading at acceptance (:mod:`gateway.clock`).  A batch accepted during this
+boot is as old as the monotonic clock says, whatever NTP does to the wall clock; a batch of an
+earlier boot (or of format 2, which had no such stamp) falls back to its wall-clock age.  Every
+interval the buffer waits for (sync, expiry) is monotonic too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
-import functools
 import logging
 import os
 import sqlite3
-import time
-import uuid
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.errors import BufferCorruptError, BufferFullError, BufferStorageError
 
 __all__ = [
@@ -50,7 +54,9 @@ __all__ = [
 
 log = logging.getLogger("edgegw.buffer")
 
-FORMAT_VERSION = 2  # 1: no checksum, no quarantine; 2: crc32 per row, quarantine, meta
+# 1: no checksum, no quarantine; 2: crc32 per row, quarantine, meta;
+# 3: boot id and monotonic stamp per row (ages survive wall-clock steps)
+FORMAT_VERSION = 3
 _APPLICATION_ID = 0x45474231  # "EGB1": marks the file as an edgegw buffer
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _EXPIRE_EVERY_NS = 1_000_000_000
@@ -61,6 +67,8 @@ CREATE TABLE IF NOT EXISTS batches (
     created_ns INTEGER NOT NULL,
     npoints INTEGER NOT NULL,
     nbytes INTEGER NOT NULL,
+    boot_id TEXT,
+    mono_ns INTEGER,
     payload BLOB NOT NULL,
     crc INTEGER
 );
@@ -83,6 +91,8 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 );
 """
+# columns added since format 1, with their declarations: an older file gets them at its upgrade
+_ADDED_COLUMNS = (("crc", "INTEGER"), ("boot_id", "TEXT"), ("mono_ns", "INTEGER"))
 COUNTERS = (
     "accepted_points",
     "accepted_batches",
@@ -127,6 +137,8 @@ class StoredBatch:
     payload: bytes
     crc: int | None
     reason: str | None = None  # why it was quarantined
+    boot_id: str | None = None  # the boot during which it was accepted (None: format 2 or older)
+    mono_ns: int | None = None  # CLOCK_BOOTTIME at acceptance, meaningful within that boot
 
     @property
     def checksum_ok(self) -> bool:
@@ -146,7 +158,7 @@ class BufferStats:
     max_bytes: int
     max_age_s: float | None
     oldest_created_ns: int | None
-    oldest_age_s: float | None
+    oldest_age_s: float | None  # monotonic for a batch of this boot, else wall-clock time
     unsynced_points: int
     unsynced_batches: int
     quarantined_rows: int
@@ -236,12 +248,14 @@ class SqliteBuffer:
         validate: Callable[[bytes], object] | None = None,
         readonly: bool = False,
         startup_check: str = "after_crash",
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         """Open (or create) the buffer.
 
         ``validate`` decodes a payload that has no checksum (rows written by format version 1) and
         raises on a bad one; such rows are quarantined.  ``readonly`` opens for inspection
-        (``edgegw buffer stats | export``): no schema changes, no markers, no recovery.
+        (``edgegw buffer stats | export``): no schema changes, no markers, no recovery.  ``clock``
+        gives wall time (stamps), monotonic time (ages, intervals) and the boot id.
         """
         if when_full not in ("block", "drop_oldest", "drop_newest"):
             raise ValueError(f"unknown when_full policy {when_full!r}")
@@ -250,6 +264,7 @@ class SqliteBuffer:
         if startup_check not in ("after_crash", "always", "never"):
             raise ValueError(f"unknown startup_check {startup_check!r}")
         self.startup_check = startup_check
+        self.clock = clock
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.when_full = when_full
@@ -268,8 +283,10 @@ class SqliteBuffer:
         self.damaged: str | None = None  # read-only inspection of a damaged file: what SQLite reported
         self._corrupt_seen = False  # damage met while running: the next start must check the file
         self._storage_failed = False  # a write or sync failed (after EIO, what is on disk is unknown): same
-        self._last_sync = time.monotonic_ns()
-        self._next_expiry = 0
+        self._last_sync = clock.mono_ns()
+        self._next_expiry: int | None = None  # monotonic time of the next age check (None: at once)
+        self._boot_first_id = 1  # batches from this id on were accepted during this boot
+        self._stamped = True  # the file has the boot id / monotonic columns (format 3)
         self._page_size = 4096
         self._bytes = self._points = self._batches = 0
         _check_header(self.path)
@@ -297,6 +314,34 @@ class SqliteBuffer:
         self._last_id = int(self._db.execute("SELECT COALESCE(MAX(id), 0) FROM batches").fetchone()[0])
         self._seq = _seq_of(self._db)
         self._seq_floor = self._seq
+        cols = {r[1] for r in self._db.execute("PRAGMA table_info(batches)")}
+        self._stamped = {"boot_id", "mono_ns"} <= cols  # a read-only look at an older file may lack them
+        self._boot_first_id = self._find_boot_start()
+
+    def _find_boot_start(self) -> int:
+        """The smallest id from which on every batch was accepted during this boot.
+
+        Batches of this boot are a suffix in id order (ids only grow, a boot never comes back), so a
+        binary search over the ids finds the boundary in a few indexed reads: no scan of the file.
+        """
+        newest = int(self._db.execute(
+            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'batches'), 0)"
+        ).fetchone()[0])
+        newest = max(newest, self._last_id)
+        if not self._stamped:
+            return newest + 1
+        boot = self.clock.boot_id()
+        lo, hi = 1, newest + 1  # ids start at 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            row = self._db.execute(
+                "SELECT boot_id FROM batches WHERE id >= ? ORDER BY id LIMIT 1", (mid,)
+            ).fetchone()
+            if row is None or row[0] == boot:
+                hi = mid  # everything from mid on is of this boot
+            else:
+                lo = mid + 1
+        return lo
 
     def _skip_reserved_seqs(self, db: sqlite3.Connection) -> None:
         """After an unclean stop of an ``interval``-durability run that the system did not survive
@@ -307,7 +352,7 @@ class SqliteBuffer:
         if row is None:
             return
         boot = db.execute("SELECT value FROM meta WHERE key = 'seq_floor_boot'").fetchone()
-        if boot is not None and boot[0] == _boot_id():
+        if boot is not None and boot[0] == self.clock.boot_id():
             return  # the system did not go down (kill -9, a crash of the process): every commit is on disk
         seq = _seq_of(db)
         if int(row[0]) > seq:
@@ -407,11 +452,14 @@ class SqliteBuffer:
             if problems != ["ok"]:
                 raise _Damaged("; ".join(problems))
         db.executescript(_SCHEMA)
-        if version == 1:
+        if 0 < version < FORMAT_VERSION:
+            # v1 rows keep a NULL crc (validated by decoding when sent); v1 and v2 rows keep a NULL boot
+            # id and monotonic stamp (their age is wall-clock age, as before)
             cols = {r[1] for r in db.execute("PRAGMA table_info(batches)")}
-            if "crc" not in cols:
-                db.execute("ALTER TABLE batches ADD COLUMN crc INTEGER")  # v1 rows keep NULL: validated on read
-            log.info("Buffer %s upgraded from format version 1 to %d.", self.path, FORMAT_VERSION)
+            for name, decl in _ADDED_COLUMNS:
+                if name not in cols:
+                    db.execute(f"ALTER TABLE batches ADD COLUMN {name} {decl}")
+            log.info("Buffer %s upgraded from format version %d to %d.", self.path, version, FORMAT_VERSION)
         db.execute(f"PRAGMA application_id={_APPLICATION_ID}")
         db.execute(f"PRAGMA user_version={FORMAT_VERSION}")
         db.executemany("INSERT OR IGNORE INTO counters(name, value) VALUES (?, 0)", [(c,) for c in COUNTERS])
@@ -525,12 +573,15 @@ class SqliteBuffer:
     def put(self, payload: bytes, npoints: int, created_ns: int | None = None) -> bool:
         """Commit one batch.  Returns False when the policy dropped it (counted).
 
+        The batch is stamped with the wall clock (``created_ns``, default now: what export shows) and
+        with the boot id and monotonic clock at acceptance, which is what its age is measured with.
+
         Raises :class:`BufferFullError` under ``block`` when there is no room (the caller keeps the
         batch and retries), and :class:`BufferStorageError` on a disk error (nothing was accepted).
         A full filesystem is a full buffer: the ``when_full`` policy applies, it is not an error.
         """
         size = len(payload)
-        created = created_ns if created_ns is not None else time.time_ns()
+        created = created_ns if created_ns is not None else self.clock.wall_ns()
         try:
             try:
                 accepted = self._put_once(payload, npoints, created, force=False)
@@ -572,15 +623,16 @@ class SqliteBuffer:
     def _put_once(self, payload: bytes, npoints: int, created: int, *, force: bool, disk_check: bool = True) -> bool:
         size = len(payload)
         with self._write():
-            self._expire_locked(time.time_ns())
+            self._expire_locked()
             need = max(
                 self._bytes + size - self.max_bytes, self._disk_need(size) if disk_check else 0, size if force else 0
             )
             if need > 0 and not self._make_room(need, size, npoints):
                 return False  # the drop is counted and committed
             cur = self._db.execute(
-                "INSERT INTO batches(created_ns, npoints, nbytes, payload, crc) VALUES (?, ?, ?, ?, ?)",
-                (created, npoints, size, payload, _crc(payload)),
+                "INSERT INTO batches(created_ns, npoints, nbytes, boot_id, mono_ns, payload, crc) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (created, npoints, size, self.clock.boot_id(), self.clock.mono_ns(), payload, _crc(payload)),
             )
             self._last_id = int(cur.lastrowid or 0)
             self._bump("accepted_points", npoints)
@@ -701,7 +753,7 @@ class SqliteBuffer:
             return
         self.unsynced_points += npoints
         self.unsynced_batches += 1
-        if time.monotonic_ns() - self._last_sync >= self.sync_interval_ns:
+        if self.clock.mono_ns() - self._last_sync >= self.sync_interval_ns:
             self.sync()
 
     def sync(self) -> None:
@@ -717,7 +769,7 @@ class SqliteBuffer:
         try:
             self._db.executemany(
                 "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
-                [("seq_floor", str(floor)), ("seq_floor_boot", _boot_id())],
+                [("seq_floor", str(floor)), ("seq_floor_boot", self.clock.boot_id())],
             )
         except sqlite3.Error:  # e.g. a full disk: the floor stays, and the next batch tries again
             floor = self._seq_floor
@@ -733,7 +785,7 @@ class SqliteBuffer:
         finally:
             if fd is not None:
                 os.close(fd)
-        self._last_sync = time.monotonic_ns()
+        self._last_sync = self.clock.mono_ns()
         self._seq_floor = floor
         self.syncs += 1
         self.unsynced_points = 0
@@ -744,30 +796,49 @@ class SqliteBuffer:
 
     def maintain(self) -> None:
         """Periodic duties, called about every 100 ms by the app: sync when due, expire old batches."""
-        if self.unsynced_batches and time.monotonic_ns() - self._last_sync >= self.sync_interval_ns:
+        if self.unsynced_batches and self.clock.mono_ns() - self._last_sync >= self.sync_interval_ns:
             self.sync()
-        if self.max_age_ns is not None and time.time_ns() >= self._next_expiry:
+        if self.max_age_ns is not None and self._expiry_due(self.clock.mono_ns()):
             try:
                 with self._write():
-                    self._expire_locked(time.time_ns())
+                    self._expire_locked()
             except sqlite3.Error as err:
                 raise self._fatal(err, "expiry") from err
 
-    def _expire_locked(self, now: int) -> None:
-        """Drop (and count) batches older than ``max_age_s``, oldest first, at most once a second."""
-        if self.max_age_ns is None or now < self._next_expiry:
+    def _expiry_due(self, mono: int) -> bool:
+        return self._next_expiry is None or mono >= self._next_expiry
+
+    def _expire_locked(self) -> None:
+        """Drop (and count) batches older than ``max_age_s``, oldest first, at most once a second.
+
+        Batches of earlier boots (a prefix in id order) are aged by the wall clock, the only clock
+        two boots share; the batches of this boot by the monotonic clock, so that a wall-clock step
+        neither expires fresh data nor keeps stale data.
+        """
+        if self.max_age_ns is None:
             return
-        self._next_expiry = now + _EXPIRE_EVERY_NS
-        cutoff = now - self.max_age_ns
-        last = 0
+        mono = self.clock.mono_ns()
+        if not self._expiry_due(mono):
+            return
+        self._next_expiry = mono + _EXPIRE_EVERY_NS
+        if self._boot_first_id > 1:
+            self._expire_range(0, self._boot_first_id, "created_ns", self.clock.wall_ns() - self.max_age_ns)
+        self._expire_range(self._boot_first_id - 1, None, "mono_ns", mono - self.max_age_ns)
+
+    def _expire_range(self, after_id: int, before_id: int | None, stamp: str, cutoff: int) -> None:
+        """Expire batches with ids in ``(after_id, before_id)`` whose ``stamp`` is below ``cutoff``;
+        they are in stamp order, so the walk stops at the first younger one."""
+        last = after_id
+        upper = before_id if before_id is not None else (1 << 63) - 1
         while True:
             rows = self._db.execute(
-                "SELECT id, created_ns, npoints, nbytes FROM batches WHERE id > ? ORDER BY id LIMIT 256", (last,)
+                f"SELECT id, {stamp}, npoints, nbytes FROM batches WHERE id > ? AND id < ? ORDER BY id LIMIT 256",
+                (last, upper),
             ).fetchall()
             for rid, created, n, b in rows:
                 last = rid
-                if created >= cutoff:
-                    return  # batches are written in time order: the rest is younger
+                if created is None or created >= cutoff:
+                    return  # the rest is younger
                 if rid in self._inflight:
                     continue
                 self._db.execute("DELETE FROM batches WHERE id = ?", (rid,))
@@ -827,7 +898,7 @@ class SqliteBuffer:
         return None
 
     def _quarantine(self, bad: list[tuple[int, str]]) -> None:
-        now = time.time_ns()
+        now = self.clock.wall_ns()
         moved: list[tuple[int, int, str]] = []
         try:
             with self._write():
@@ -914,7 +985,7 @@ class SqliteBuffer:
                 "export` still dumps every readable batch; the gateway salvages it at start-up (moves it aside, "
                 "keeps every readable batch)"
             )
-        oldest = self._db.execute("SELECT MIN(created_ns) FROM batches").fetchone()[0]
+        oldest, oldest_age_ns = self._oldest()
         unsynced = (self.unsynced_batches, self.unsynced_points)
         if self.readonly and self.durability == "interval":
             unsynced = self._unsynced_on_disk()
@@ -936,7 +1007,7 @@ class SqliteBuffer:
             max_bytes=self.max_bytes,
             max_age_s=None if self.max_age_ns is None else self.max_age_ns / 1e9,
             oldest_created_ns=oldest,
-            oldest_age_s=None if oldest is None else round((time.time_ns() - oldest) / 1e9, 3),
+            oldest_age_s=None if oldest_age_ns is None else round(oldest_age_ns / 1e9, 3),
             unsynced_points=unsynced[1],
             unsynced_batches=unsynced[0],
             quarantined_rows=int(qrows),
@@ -947,6 +1018,17 @@ class SqliteBuffer:
             disk_reserve_bytes=self.disk_reserve_bytes,
             counters=self.counters(),
         )
+
+    def _oldest(self) -> tuple[int | None, int | None]:
+        """Wall stamp and age of the oldest pending batch (monotonic age if it is of this boot)."""
+        stamps = "boot_id, mono_ns" if self._stamped else "NULL, NULL"
+        row = self._db.execute(f"SELECT created_ns, {stamps} FROM batches ORDER BY id LIMIT 1").fetchone()
+        if row is None:
+            return None, None
+        created, boot, mono = row
+        if boot is not None and mono is not None and boot == self.clock.boot_id():
+            return int(created), self.clock.mono_ns() - int(mono)
+        return int(created), self.clock.wall_ns() - int(created)
 
     def _unsynced_on_disk(self) -> tuple[int, int]:
         """(batches, points) the running gateway has committed but not yet synced, from its marker."""
@@ -963,7 +1045,9 @@ class SqliteBuffer:
 
     def batches(self, *, quarantined: bool = False) -> Iterator[StoredBatch]:
         """Every pending (or quarantined) batch, oldest first, without removing anything."""
-        yield from read_batches(self._db, quarantined=quarantined)
+        # a damaged file may not have told which format it is: let read_batches look
+        stamped = self._stamped if self.damaged is None else None
+        yield from read_batches(self._db, quarantined=quarantined, stamped=stamped)
 
     def close(self) -> None:
         if not self.readonly and not self._corrupt_seen:
@@ -978,15 +1062,6 @@ class SqliteBuffer:
         self._db.close()
 
 
-@functools.cache
-def _boot_id() -> str:
-    """This boot of the system (Linux); what is unsynced is lost only if the system goes down."""
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return f"unknown-{uuid.uuid4()}"  # no boot id: every unclean start counts as a possible power cut
-
-
 def _seq_of(db: sqlite3.Connection) -> int:
     """Every batch offered to the buffer was accepted or dropped as newest, and numbers skipped
     after a power cut are counted too: the sum is the last sequence number used."""
@@ -997,11 +1072,22 @@ def _seq_of(db: sqlite3.Connection) -> int:
     return int(row[0])
 
 
-def read_batches(db: sqlite3.Connection, *, quarantined: bool = False) -> Iterator[StoredBatch]:
+def read_batches(
+    db: sqlite3.Connection, *, quarantined: bool = False, stamped: bool | None = None
+) -> Iterator[StoredBatch]:
     """Every readable row, oldest first.  A damaged page is stepped over id by id: the rows on it are
-    skipped, the rows after it are still read (export and salvage of a corrupt file rely on this)."""
+    skipped, the rows after it are still read (export and salvage of a corrupt file rely on this).
+
+    ``stamped``: whether the batches table has the boot id / monotonic columns (format 3); looked
+    up when not given (a file of an older format, read without upgrading it, lacks them)."""
     table = "quarantine" if quarantined else "batches"
-    cols = f"id, created_ns, npoints, payload, crc, {'reason' if quarantined else 'NULL'}"
+    if stamped is None and not quarantined:
+        try:
+            stamped = {"boot_id", "mono_ns"} <= {r[1] for r in db.execute("PRAGMA table_info(batches)")}
+        except sqlite3.DatabaseError:
+            stamped = False
+    stamps = "boot_id, mono_ns" if stamped and not quarantined else "NULL, NULL"
+    cols = f"id, created_ns, npoints, payload, crc, {'reason' if quarantined else 'NULL'}, {stamps}"
     last = -1
     while True:
         try:
@@ -1075,8 +1161,9 @@ def _salvage(aside: Path, db: sqlite3.Connection) -> tuple[tuple[int, int], int,
                 lost_p += row.npoints
                 continue
             db.execute(
-                "INSERT INTO batches(id, created_ns, npoints, nbytes, payload, crc) VALUES (?, ?, ?, ?, ?, ?)",
-                (row.id, row.created_ns, row.npoints, len(row.payload), row.payload,
+                "INSERT INTO batches(id, created_ns, npoints, nbytes, boot_id, mono_ns, payload, crc) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (row.id, row.created_ns, row.npoints, len(row.payload), row.boot_id, row.mono_ns, row.payload,
                  row.crc if row.crc is not None else _crc(row.payload)),
             )
             salvaged_b += 1

@@ -264,7 +264,7 @@ def test_pipeline_order_alarms_see_what_the_deadband_drops_and_kept_points_never
         PointSpec(deadband=5.0, max_silence_ns=3600 * S, alarm=AlarmSpec(high=1.0)),
         PointSpec(forward=False, alarm=AlarmSpec(high=1.0)),
     ]
-    p = Pipeline(specs)
+    p = Pipeline(specs, min_valid_ns=0)  # timestamps near 0: no clock floor
     batch, events = p([good(0, 1, 0.1), good(0, 2, 1.1), good(1, 1, 2.0), good(0, 3, float("nan"))], 10, 0)
     assert [(e.index, e.level) for e in events] == [(0, Level.HIGH), (1, Level.HIGH)]
     assert batch == [good(0, 1, 0.1), (0, 3, None, Quality.BAD, "nan")]  # 1.1 is inside the deadband
