@@ -48,7 +48,8 @@ def _body(path: tuple[str, ...], values: Mapping[str, Any], indent: str) -> list
     """Key/value lines, then each sub-table (a dict, or a list of dicts) under its full path: tomli-w
     on its own would head them relative to the document root."""
     plain = {k: v for k, v in values.items() if not _is_table(v)}
-    lines = [indent + line for line in tomli_w.dumps(plain).splitlines() if line]
+    # split on "\n" only: str.splitlines() also breaks at U+0085 and U+2028, which a TOML string may hold
+    lines = [indent + line for line in tomli_w.dumps(plain).split("\n") if line]
     for k, v in values.items():
         if isinstance(v, Mapping):
             sub = (*path, k)
@@ -93,7 +94,7 @@ def render(tables: Sequence[Table], preamble: Sequence[str] = ()) -> str:
         lines.append(f"{t.indent}[[{head}]]" if t.array else f"{t.indent}[{head}]")
         lines += _body(t.path, t.values, t.indent)
         for k, v in t.commented.items():
-            lines += [t.indent + comment(line) for line in tomli_w.dumps({k: v}).splitlines() if line]
+            lines += [t.indent + comment(line) for line in tomli_w.dumps({k: v}).split("\n") if line]
         lines += [t.indent + comment(n) for n in t.notes]
         lines.append("")
         _place(expected, t)
