@@ -12,6 +12,7 @@ import logging
 import os
 import tomllib
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -423,19 +424,40 @@ def security_warnings(cfg: Config, role: Literal["edge", "ingest"] | None = None
         if reg is not None and reg.password_env and reg.url.startswith("http://"):
             out.append(ConfigIssue(
                 "registry.password_env",
-                f"the resolution node password goes over plain http ({reg.url}): anyone on the path can read it "
-                "(use an https:// url)",
+                f"the resolution node password goes over plain http ({_without_password(reg.url)}): anyone on "
+                "the path can read it (use an https:// url)",
             ))
+        if reg is not None:
+            out += _url_password_warning(reg.url, "registry.url")
     if role in (None, "ingest") and cfg.ingest is not None:
         out += _mqtt_warnings(cfg.ingest.mqtt, "ingest.mqtt")
         influx = cfg.ingest.influx
         if influx.token_env and influx.url and influx.url.startswith("http://"):
             out.append(ConfigIssue(
                 "ingest.influx.token_env",
-                f"the InfluxDB token goes over plain http ({influx.url}): anyone on the path can read it "
-                "(use an https:// url)",
+                f"the InfluxDB token goes over plain http ({_without_password(influx.url)}): anyone on the path "
+                "can read it (use an https:// url)",
             ))
+        if influx.url:
+            out += _url_password_warning(influx.url, "ingest.influx.url")
     return out
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+
+
+def _url_password_warning(url: str, where: str) -> list[ConfigIssue]:
+    """``http://user:secret@host``: a password in the config file itself (and, over http, on the wire)."""
+    if urlsplit(url).password is None:
+        return []
+    plain = " and goes over plain http" if url.startswith("http://") else ""
+    return [ConfigIssue(
+        where, f"the url carries a password{plain}: keep secrets out of the config file (token_env, password_env)"
+    )]
 
 
 def _semantic_issues(cfg: Config) -> list[ConfigIssue]:

@@ -291,3 +291,13 @@ def test_ingest_logs_a_password_over_plain_mqtt_at_start(tmp_path: Path) -> None
     finally:
         stop(proc)
     assert text.count("Weak security") == 1, text
+
+
+def test_a_password_in_a_url_is_said_and_not_repeated(tmp_path: Path) -> None:
+    data = {"ingest": {"mqtt": {"host": "broker"},
+                       "influx": {"api": "v2", "url": "http://admin:hunter2@influx:8086", "token_env": "T"}}}
+    res = edgegw("check", "-c", str(write(tmp_path, data)))
+    assert res.returncode == 0, res.stderr
+    assert [w.split(":", 1)[0] for w in warnings_of(res.stderr)] == ["ingest.influx.token_env", "ingest.influx.url"]
+    assert "the url carries a password and goes over plain http" in res.stderr
+    assert "hunter2" not in res.stderr and "http://admin:***@influx:8086" in res.stderr

@@ -53,10 +53,10 @@ def format_table(variables: Sequence[Variable]) -> str:
     rows = [("NODE ID", "BROWSE PATH", "DATA TYPE", "UNIT", "RANGE", "ACCESS")]
     rows += [
         (
-            v.node_id,
-            v.browse_path,
-            v.data_type + ("[]" if v.array else ""),
-            v.unit or "-",
+            _printable(v.node_id),
+            _printable(v.browse_path),
+            _printable(v.data_type) + ("[]" if v.array else ""),
+            _printable(v.unit) or "-",
             _range_cell(v),
             v.access or "-",
         )
@@ -64,6 +64,12 @@ def format_table(variables: Sequence[Variable]) -> str:
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     return "\n".join("  ".join(f"{c:<{w}}" for c, w in zip(r[:5], widths, strict=True)) + f"  {r[5]}" for r in rows)
+
+
+def _printable(text: str) -> str:
+    """Server text for a terminal: control characters (escape sequences, newlines) as \\uXXXX, so a
+    server can neither add table rows nor drive the operator's terminal."""
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
 
 
 def _range_cell(v: Variable) -> str:

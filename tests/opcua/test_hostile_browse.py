@@ -27,6 +27,7 @@ HOSTILE = [
     "]]\n[[devices.points]]\nname = \"extra\"\nnode_id = \"ns=2;s=x\"",
     "# comment\u2028scale = 2.0",
     "tab\tand \\ backslash '''\"\"\"",
+    "esc\x1b[2J\x1b]0;owned\x07",
 ]
 DATA_TYPE_ID = "Evil" + INJECT + "scale = 1000.0"
 UNIT = "°C" + INJECT
@@ -106,6 +107,18 @@ async def test_hostile_server_text_stays_data(
     rc, cout, cerr = await edgegw("check", "-c", str(path))
     assert "Traceback" not in cerr
     assert rc == 0, cerr
-    assert "(1 device, 6 points" in cout
+    assert "(1 device, 7 points" in cout
     # security None is said, located
     assert "warning: devices[0].security_policy: 'None'" in cerr
+
+
+@SESSION_LOOP
+async def test_the_browse_table_keeps_server_text_on_its_row(hostile: tuple[str, list[str]]) -> None:
+    """Without --emit-config: one line per variable, and no control character (an escape sequence
+    would drive the operator's terminal) reaches the output."""
+    endpoint, node_ids = hostile
+    rc, out, err = await edgegw("browse", endpoint, "--depth", "4")
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 1 + len(node_ids), out
+    assert all(c.isprintable() for line in lines for c in line), out
