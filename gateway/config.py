@@ -12,8 +12,8 @@ import logging
 import os
 import tomllib
 from pathlib import Path
-from urllib.parse import urlsplit
 from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
