@@ -11,6 +11,7 @@ by another user nor readable by everyone.  Each problem is one located line; ``e
 from __future__ import annotations
 
 import os
+import ssl
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,7 +116,34 @@ def _mqtt(m: MqttConfig, where: str) -> FileProblems:
         out.extend(_readable(f"{where}.key_file", m.key_file, secret=True))
     if m.password_file is not None:
         out.extend(_readable(f"{where}.password_file", m.password_file, secret=True))
+    if not out.errors:
+        out.errors += _tls_contents(m, where)
     return out
+
+
+def _tls_contents(m: MqttConfig, where: str) -> list[ConfigIssue]:
+    """Files that exist but are no PEM certificate, or a key that does not belong to its certificate:
+    said here, with the key that names them, rather than at the first connection attempt."""
+    if not m.tls:
+        return []
+    try:
+        ctx = ssl.create_default_context(cafile=m.ca_file)
+    except (ssl.SSLError, OSError) as err:
+        return [ConfigIssue(f"{where}.ca_file", f"{m.ca_file} holds no usable PEM certificate ({_reason(err)})")]
+    if m.cert_file and m.key_file:
+        try:
+            ctx.load_cert_chain(m.cert_file, m.key_file)
+        except (ssl.SSLError, OSError) as err:
+            return [ConfigIssue(
+                f"{where}.cert_file",
+                f"{m.cert_file} with key {m.key_file}: not a PEM certificate and its private key ({_reason(err)})",
+            )]
+    return []
+
+
+def _reason(err: ssl.SSLError | OSError) -> str:
+    reason = getattr(err, "reason", None)
+    return str(reason) if reason else (err.strerror or str(err))
 
 
 def file_problems(cfg: Config, role: Literal["edge", "ingest"] | None = None) -> FileProblems:

@@ -301,3 +301,21 @@ def test_a_password_in_a_url_is_said_and_not_repeated(tmp_path: Path) -> None:
     assert [w.split(":", 1)[0] for w in warnings_of(res.stderr)] == ["ingest.influx.token_env", "ingest.influx.url"]
     assert "the url carries a password and goes over plain http" in res.stderr
     assert "hunter2" not in res.stderr and "http://admin:***@influx:8086" in res.stderr
+
+
+def test_tls_files_that_hold_no_certificate_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "empty.pem").write_text("")
+    data = copy.deepcopy(GOOD)
+    data["uplink"] = {"host": "127.0.0.1", "port": free_port(), "tls": True, "ca_file": str(tmp_path / "empty.pem")}
+    one_error(
+        edgegw("run", "-c", str(write(tmp_path, data))),
+        f"uplink.ca_file: {tmp_path / 'empty.pem'} holds no usable PEM certificate (NO_CERTIFICATE_OR_CRL_FOUND)",
+    )
+    (tmp_path / "c.pem").write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    (tmp_path / "k.pem").write_text("")
+    (tmp_path / "k.pem").chmod(0o600)
+    data["uplink"] = {"host": "127.0.0.1", "port": free_port(), "tls": True,
+                      "cert_file": str(tmp_path / "c.pem"), "key_file": str(tmp_path / "k.pem")}
+    res = edgegw("run", "-c", str(write(tmp_path, data, "mtls.toml")))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert f"  uplink.cert_file: {tmp_path / 'c.pem'} with key {tmp_path / 'k.pem'}: not a PEM certificate" in res.stderr
