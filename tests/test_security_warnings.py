@@ -318,4 +318,5 @@ def test_tls_files_that_hold_no_certificate_are_one_line(tmp_path: Path) -> None
                       "cert_file": str(tmp_path / "c.pem"), "key_file": str(tmp_path / "k.pem")}
     res = edgegw("run", "-c", str(write(tmp_path, data, "mtls.toml")))
     assert res.returncode == 2 and "Traceback" not in res.stderr
-    assert f"  uplink.cert_file: {tmp_path / 'c.pem'} with key {tmp_path / 'k.pem'}: not a PEM certificate" in res.stderr
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    assert f"  uplink.cert_file: {cert} with key {key}: not a PEM certificate" in res.stderr
