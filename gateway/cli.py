@@ -16,10 +16,13 @@ import signal
 import sys
 from collections.abc import Coroutine
 from dataclasses import asdict
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from gateway import __version__
 from gateway.errors import BufferCorruptError, BufferStorageError, ConfigError, ConfigIssue
+
+if TYPE_CHECKING:  # imported where used: `edgegw --version` and `check` stay quick
+    from gateway.config import Config
 
 __all__ = ["main"]
 
@@ -69,7 +72,7 @@ def _say_warnings(warnings: list[ConfigIssue]) -> None:
         print(f"warning: {w}", file=sys.stderr)
 
 
-def _preflight(cfg: Any, source: str, role: Literal["edge", "ingest"]) -> None:
+def _preflight(cfg: Config, source: str, role: Literal["edge", "ingest"]) -> None:
     """Before a role starts: refuse on a file problem (exit 2), and say every weak security setting
     of the role once in the log."""
     from gateway.config import security_warnings
