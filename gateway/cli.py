@@ -16,10 +16,13 @@ import signal
 import sys
 from collections.abc import Coroutine
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from gateway import __version__
 from gateway.errors import BufferCorruptError, BufferStorageError, ConfigError, ConfigIssue
+
+if TYPE_CHECKING:  # imported where used: `edgegw --version` and `check` stay quick
+    from gateway.config import Config
 
 __all__ = ["main"]
 
@@ -63,12 +66,40 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+def _say_warnings(warnings: list[ConfigIssue]) -> None:
+    """`edgegw check`: one ``warning: LOCATION: message`` line each, on stderr."""
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+
+
+def _preflight(cfg: Config, source: str, role: Literal["edge", "ingest"]) -> None:
+    """Before a role starts: refuse on a file problem (exit 2), and say every weak security setting
+    of the role once in the log."""
+    from gateway.config import security_warnings
+    from gateway.preflight import file_problems
+
+    files = file_problems(cfg, role)
+    if files.errors:
+        raise ConfigError(files.errors, source)
+    log = logging.getLogger("edgegw.security")
+    for w in security_warnings(cfg, role):
+        log.warning("Weak security: %s: %s", w.location, w.message, extra={"location": w.location})
+    for w in files.warnings:
+        log.warning("File: %s: %s", w.location, w.message, extra={"location": w.location})
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from gateway.catalog import build_catalog
-    from gateway.config import load
+    from gateway.config import load, security_warnings
+    from gateway.preflight import file_problems
 
     cfg = load(args.config)
     catalog = build_catalog(cfg)
+    files = file_problems(cfg)
+    if args.here and files.errors:
+        raise ConfigError(files.errors, args.config)
+    _say_warnings(security_warnings(cfg))
+    _say_warnings([ConfigIssue(e.location, f"on this machine: {e.message}") for e in files.errors] + files.warnings)
     print(
         f"{args.config}: ok ({_plural(len(cfg.devices), 'device')}, {_plural(len(catalog.points), 'point')}, "
         f"uplink {'configured' if cfg.uplink else 'none'}, ingest {'configured' if cfg.ingest else 'none'})"
@@ -80,15 +111,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gateway.app import Gateway
     from gateway.config import load
 
+    cfg = load(args.config)
     try:
-        gw = Gateway(load(args.config))
+        _preflight(cfg, args.config, "edge")
+        gw = Gateway(cfg)
     except ConfigError as err:  # what the gateway role needs beyond a valid file: name the file too
         raise ConfigError(err.issues, err.source or args.config) from None
     _run(gw.run())
     return EXIT_OK
 
 
-def _ingest_section(args: argparse.Namespace, what: str) -> Any:
+def _ingest_config(args: argparse.Namespace, what: str) -> Any:
     from gateway.config import load
 
     if args.config is None:
@@ -96,13 +129,19 @@ def _ingest_section(args: argparse.Namespace, what: str) -> Any:
     cfg = load(args.config)
     if cfg.ingest is None:
         raise ConfigError([ConfigIssue("ingest", f"required for `edgegw {what}`")], args.config)
-    return cfg.ingest
+    return cfg
+
+
+def _ingest_section(args: argparse.Namespace, what: str) -> Any:
+    return _ingest_config(args, what).ingest
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from gateway.ingest import Ingest
 
-    _run(Ingest(_ingest_section(args, "ingest")).run())
+    cfg = _ingest_config(args, "ingest")
+    _preflight(cfg, args.config, "ingest")
+    _run(Ingest(cfg.ingest).run())
     return EXIT_OK
 
 
@@ -236,6 +275,8 @@ def _buffer_cfg(args: argparse.Namespace) -> Any:
     bc = load(args.config).buffer if args.config else BufferConfig()
     if getattr(args, "file", None):
         bc = bc.model_copy(update={"path": args.file})
+    if os.path.isdir(bc.path):
+        raise UsageError(f"{bc.path} is a directory, not a buffer file")
     return bc
 
 
@@ -456,6 +497,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("check", help="validate a config file without connecting to anything")
     s.add_argument("-c", "--config", required=True)
+    s.add_argument("--here", action="store_true",
+                   help="the config is for this machine: a problem with a file it names (buffer directory, TLS, "
+                        "key and password files) is an error, not a warning")
     s.set_defaults(func=cmd_check)
 
     s = sub.add_parser("run", help="run the gateway (edge role)")
@@ -635,6 +679,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except (BufferCorruptError, BufferStorageError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    except OSError as err:  # a file the checks before start-up could not foresee: one line, not a traceback
+        if args.verbose:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
         return EXIT_FAILURE
 
 

@@ -14,11 +14,12 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from drivers.modbus.config import ModbusRtuDevice, ModbusRtuTcpDevice, ModbusTcpDevice, line_issues
-from drivers.opcua.config import OpcUaDevice
+from drivers.opcua.config import DEPRECATED_POLICIES, Identity, OpcUaDevice, SecurityPolicy, TrustPolicy
 from gateway.clock import RELEASE_DATE, ns_of_date
 from gateway.errors import ConfigError, ConfigIssue
 from gateway.schema import KEY_PATTERN, Key, StrictModel, check_code, check_tags
@@ -41,7 +42,9 @@ __all__ = [
     "load",
     "parse",
     "policy_issues",
+    "security_warnings",
     "uplink_uses_tls",
+    "uplink_verifies_tls",
 ]
 
 log = logging.getLogger("edgegw.config")
@@ -391,10 +394,23 @@ def uplink_uses_tls(m: MqttConfig) -> bool:
     return m.tls
 
 
+def uplink_verifies_tls(m: MqttConfig) -> bool:
+    """Whether the uplink is encrypted *and* knows whom it talks to: TLS that verifies the broker's
+    certificate chain and host name.  TLS without it is encryption to whoever answers."""
+    return m.tls and m.tls_verify == "full"
+
+
 def policy_issues(cfg: Config) -> list[ConfigIssue]:
-    """A point whose grade may only leave over TLS must not be configured next to a plain uplink."""
-    if cfg.uplink is None or uplink_uses_tls(cfg.uplink):
+    """A point whose grade may only leave over TLS must not be configured next to an uplink that is
+    plain, or whose TLS does not verify the broker (``tls_verify`` other than ``full``)."""
+    if cfg.uplink is None or uplink_verifies_tls(cfg.uplink):
         return []
+    why = (
+        "but the uplink is plain MQTT: configure uplink TLS"
+        if not uplink_uses_tls(cfg.uplink)
+        else f"but the uplink's TLS does not verify the broker (uplink.tls_verify = '{cfg.uplink.tls_verify}'; "
+        "tls_only needs verified TLS): set tls_verify = 'full'"
+    )
     issues = []
     for d, dev in enumerate(cfg.devices):
         for p, pt in enumerate(dev.points):
@@ -403,9 +419,105 @@ def policy_issues(cfg: Config) -> list[ConfigIssue]:
                 issues.append(ConfigIssue(
                     f"devices[{d}].points[{p}].data_grade",
                     f"{grade} data may only leave the site over TLS (data_policy.{grade} = 'tls_only'), "
-                    "but the uplink is plain MQTT: configure uplink TLS, or change the grade or the policy",
+                    f"{why}, or change the grade or the policy",
                 ))
     return issues
+
+
+def _mqtt_warnings(m: MqttConfig, where: str) -> list[ConfigIssue]:
+    out = []
+    if m.tls and m.tls_verify == "off":
+        out.append(ConfigIssue(
+            f"{where}.tls_verify",
+            "'off': the broker's certificate is not verified at all, so anyone on the path can pose as the broker "
+            "and read or alter everything, credentials included (lab use only; set 'full')",
+        ))
+    elif m.tls and m.tls_verify == "chain":
+        out.append(ConfigIssue(
+            f"{where}.tls_verify",
+            "'chain': the certificate chain is verified but not the host name, so any certificate the CA ever "
+            "issued (another broker's, another gateway's) is accepted for this broker (set 'full')",
+        ))
+    if not m.tls and (m.password_env or m.password_file):
+        key = "password_env" if m.password_env else "password_file"
+        out.append(ConfigIssue(
+            f"{where}.{key}",
+            f"the MQTT password goes over a plain connection to {m.host}:{m.port}: anyone on the path can read it "
+            "(set tls = true)",
+        ))
+    return out
+
+
+def security_warnings(cfg: Config, role: Literal["edge", "ingest"] | None = None) -> list[ConfigIssue]:
+    """Settings that work but weaken security, each with its location: said by `edgegw check` and once
+    at start-up of the role that uses them (``role``: the edge gateway, the ingest; None: both).
+
+    Pure: what the config says, not what the network does (a broker behind a TLS-terminating proxy
+    still gets the warning: say so in the config's comments, not by switching the check off)."""
+    out: list[ConfigIssue] = []
+    if role in (None, "edge"):
+        if cfg.uplink is not None:
+            out += _mqtt_warnings(cfg.uplink, "uplink")
+        for d, dev in enumerate(cfg.devices):
+            if not isinstance(dev, OpcUaDevice):
+                continue
+            where = f"devices[{d}]"
+            if dev.security_policy is SecurityPolicy.NONE:
+                msg = ("'None': the OPC UA session is neither signed nor encrypted: the server is not "
+                       "authenticated and anyone on the network can read or forge its values")
+                if dev.identity is Identity.USERNAME:
+                    msg += "; the user name and password may travel in clear"
+                out.append(ConfigIssue(f"{where}.security_policy", msg + " (use Basic256Sha256 or an Aes policy)"))
+            elif dev.security_policy in DEPRECATED_POLICIES:
+                out.append(ConfigIssue(
+                    f"{where}.security_policy",
+                    f"{dev.security_policy.value!r} is deprecated (SHA-1): use Basic256Sha256 or an Aes policy",
+                ))
+            elif dev.trust is TrustPolicy.TRUST_ON_FIRST_USE:
+                out.append(ConfigIssue(
+                    f"{where}.trust",
+                    "'trust_on_first_use': the first certificate the server presents is trusted unchecked, so an "
+                    "impostor present at the first connection is trusted from then on; once the server is known, "
+                    "set trust = 'trust_list'",
+                ))
+        reg = cfg.registry
+        if reg is not None and reg.password_env and reg.url.startswith("http://"):
+            out.append(ConfigIssue(
+                "registry.password_env",
+                f"the resolution node password goes over plain http ({_without_password(reg.url)}): anyone on "
+                "the path can read it (use an https:// url)",
+            ))
+        if reg is not None:
+            out += _url_password_warning(reg.url, "registry.url")
+    if role in (None, "ingest") and cfg.ingest is not None:
+        out += _mqtt_warnings(cfg.ingest.mqtt, "ingest.mqtt")
+        influx = cfg.ingest.influx
+        if influx.token_env and influx.url and influx.url.startswith("http://"):
+            out.append(ConfigIssue(
+                "ingest.influx.token_env",
+                f"the InfluxDB token goes over plain http ({_without_password(influx.url)}): anyone on the path "
+                "can read it (use an https:// url)",
+            ))
+        if influx.url:
+            out += _url_password_warning(influx.url, "ingest.influx.url")
+    return out
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+
+
+def _url_password_warning(url: str, where: str) -> list[ConfigIssue]:
+    """``http://user:secret@host``: a password in the config file itself (and, over http, on the wire)."""
+    if urlsplit(url).password is None:
+        return []
+    plain = " and goes over plain http" if url.startswith("http://") else ""
+    return [ConfigIssue(
+        where, f"the url carries a password{plain}: keep secrets out of the config file (token_env, password_env)"
+    )]
 
 
 def _semantic_issues(cfg: Config) -> list[ConfigIssue]:

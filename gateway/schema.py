@@ -262,10 +262,11 @@ class PointBase(StrictModel):
     def _preset(cls, data: Any) -> Any:
         return apply_preset(data) if isinstance(data, dict) else data
 
-    @field_validator("scale", "offset")
+    @field_validator("scale", "offset", "min", "max")
     @classmethod
-    def _finite(cls, v: float) -> float:
-        if not math.isfinite(v):
+    def _finite(cls, v: float | None) -> float | None:
+        """NaN compares false with everything: ``min = nan`` would switch the range check off unseen."""
+        if v is not None and not math.isfinite(v):
             raise ValueError("must be a finite number")
         return v
 

@@ -70,3 +70,55 @@ def test_an_unreadable_tag_list_is_a_user_mistake_not_a_traceback(tmp_path: Path
     latin.write_bytes("name,address,unit\ntemp,30001,°C\n".encode("latin-1"))  # saved as "CSV", not "CSV UTF-8"
     assert main(["import-tags", "modbus", str(latin)]) == 2
     assert "not UTF-8 text" in capsys.readouterr().err  # type: ignore[attr-defined]
+
+
+HOSTILE_UNITS = [
+    '%CH4"\n]\nscale = 1000.0\n[[devices]]\ntype = "modbus_tcp"\n# ',
+    "scale = 1000.0",
+    "m3/min # flow",
+    "]]\n[[devices.points]]\nname = \"extra\"\naddress = 1",
+    "kPa'''\"\"\"\\",
+    "°C\u2028scale = 2.0\r\n",
+]
+
+
+def test_hostile_cells_stay_data(tmp_path: Path, capsys: object) -> None:
+    """Quotes, newlines, `]`, `#`, table headers and `scale = ...` in a cell come back as that cell's text:
+    the file parses to exactly the columns given, and the pasted points pass `edgegw check`."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["name", "address", "data_type", "unit"])
+    for i, unit in enumerate(HOSTILE_UNITS):
+        w.writerow([f"p{i}", 2 * i, "float32", unit])
+    src, out = tmp_path / "tags.csv", tmp_path / "points.toml"
+    src.write_text(buf.getvalue(), encoding="utf-8")
+    assert main(["import-tags", "modbus", str(src), "-o", str(out)]) == 0
+    doc = tomllib.loads(out.read_text(encoding="utf-8"))
+    assert doc == {"devices": {"points": [
+        {"name": f"p{i}", "address": 2 * i, "data_type": "float32", "unit": unit.strip()}
+        for i, unit in enumerate(HOSTILE_UNITS)
+    ]}}
+    data = copy.deepcopy(GOOD)
+    data["devices"][0]["points"] = doc["devices"]["points"]
+    assert [p.scale for p in parse(data).devices[0].points] == [1.0] * len(HOSTILE_UNITS)
+    # pasted under a [[devices]] entry of a real config file, `edgegw check` accepts it
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text(
+        '[gateway]\nid = "gw1"\nsite = "s1"\nenterprise_prefix = "88.608.5288"\n\n'
+        '[[devices]]\ntype = "modbus_tcp"\nname = "gas-sub-01"\nhost = "127.0.0.1"\n\n' + out.read_text("utf-8"),
+        encoding="utf-8",
+    )
+    assert main(["check", "-c", str(cfg)]) == 0
+    assert "(1 device, 6 points" in capsys.readouterr().out  # type: ignore[attr-defined]
+
+
+def test_a_hostile_name_is_a_located_error(tmp_path: Path, capsys: object) -> None:
+    src, out = tmp_path / "tags.csv", tmp_path / "points.toml"
+    src.write_text('name,address\nok,40001\n"x""\n[[devices]]\nscale = 1000.0",40002\n', encoding="utf-8")
+    assert main(["import-tags", "modbus", str(src), "-o", str(out)]) == 2
+    err = capsys.readouterr().err  # type: ignore[attr-defined]
+    assert f"{src}:5: name: String should match pattern" in err, err
+    assert not out.exists()

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from typing import Any
 
 from pydantic import ValidationError
 
 from drivers.modbus.config import ModbusPoint
 from gateway.errors import ConfigError, ConfigIssue
+from gateway.toml_writer import Table, render
 
 __all__ = ["csv_to_points", "points_to_toml"]
 
@@ -73,21 +73,11 @@ def _number(text: str, kind: type[int] | type[float]) -> Any:
 
 
 def points_to_toml(points: list[ModbusPoint]) -> str:
-    """``[[devices.points]]`` tables to paste under a ``[[devices]]`` entry; only non-default keys."""
-    out: list[str] = []
-    for p in points:
-        out.append("[[devices.points]]")
-        for key, value in p.model_dump(mode="json", exclude_defaults=True, exclude_none=True, by_alias=True).items():
-            out.append(f"{key} = {_toml_value(value)}")
-        out.append("")
-    return "\n".join(out)
+    """``[[devices.points]]`` tables to paste under a ``[[devices]]`` entry; only non-default keys.
 
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    return json.dumps(str(value), ensure_ascii=False)  # JSON string escapes are valid TOML basic strings
+    The cells are a spreadsheet's text: written by :func:`gateway.toml_writer.render`, which quotes
+    and escapes every string, so no cell can add a key or a table."""
+    return render([
+        Table(("devices", "points"), p.model_dump(mode="json", exclude_defaults=True, exclude_none=True, by_alias=True))
+        for p in points
+    ])

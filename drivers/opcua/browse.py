@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from drivers.opcua.config import SecurityMode, SecurityPolicy, TrustPolicy
+from gateway.toml_writer import Table, render
 
 __all__ = ["emit_config", "format_table", "point_name", "usable_range"]
 
@@ -52,10 +53,10 @@ def format_table(variables: Sequence[Variable]) -> str:
     rows = [("NODE ID", "BROWSE PATH", "DATA TYPE", "UNIT", "RANGE", "ACCESS")]
     rows += [
         (
-            v.node_id,
-            v.browse_path,
-            v.data_type + ("[]" if v.array else ""),
-            v.unit or "-",
+            _printable(v.node_id),
+            _printable(v.browse_path),
+            _printable(v.data_type) + ("[]" if v.array else ""),
+            _printable(v.unit) or "-",
             _range_cell(v),
             v.access or "-",
         )
@@ -63,6 +64,12 @@ def format_table(variables: Sequence[Variable]) -> str:
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     return "\n".join("  ".join(f"{c:<{w}}" for c, w in zip(r[:5], widths, strict=True)) + f"  {r[5]}" for r in rows)
+
+
+def _printable(text: str) -> str:
+    """Server text for a terminal: control characters (escape sequences, newlines) as \\uXXXX, so a
+    server can neither add table rows nor drive the operator's terminal."""
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
 
 
 def _range_cell(v: Variable) -> str:
@@ -95,31 +102,24 @@ def point_name(browse_path: str) -> str:
     return name[:64]
 
 
-def _toml_str(s: str) -> str:
-    """A TOML basic string; control characters (a server's text can hold anything) as \\uXXXX."""
-    body = s.replace("\\", "\\\\").replace('"', '\\"')
-    return '"' + re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\u{ord(m.group()):04x}", body) + '"'
-
-
-def _security_lines(s: Security | None) -> list[str]:
+def _security_table(s: Security | None) -> tuple[dict[str, Any], list[str]]:
+    """The device's security keys and the comments that go with them."""
     if s is None or s.policy is SecurityPolicy.NONE:
-        return [
-            'security_policy = "None"',
-            'security_mode = "None"',
-            "allow_no_security = true                  # browsed with security None: everything in clear",
-        ]
-    lines = [
-        f"security_policy = {_toml_str(s.policy.value)}",
-        f"security_mode = {_toml_str(s.mode.value)}",
-        f"pki_dir = {_toml_str(s.pki_dir)}",
-        f"trust = {_toml_str(s.trust.value)}",
-    ]
+        keys: dict[str, Any] = {"security_policy": "None", "security_mode": "None", "allow_no_security": True}
+        return keys, ["browsed with security None: everything travels in clear (see docs/opcua.md, Security)"]
+    keys = {
+        "security_policy": s.policy.value,
+        "security_mode": s.mode.value,
+        "pki_dir": s.pki_dir,
+        "trust": s.trust.value,
+    }
+    notes = []
     if s.certificate is not None:
-        lines += [
-            f"# browsed with --cert {s.certificate} --key {s.private_key or '?'}; a device has no such keys:",
-            "# it presents <pki_dir>/own/cert.der (DER) and <pki_dir>/own/private/key.pem, so put that pair there",
+        notes = [
+            f"browsed with --cert {s.certificate} --key {s.private_key or '?'}; a device has no such keys:",
+            "it presents <pki_dir>/own/cert.der (DER) and <pki_dir>/own/private/key.pem, so put that pair there",
         ]
-    return lines
+    return keys, notes
 
 
 def emit_config(
@@ -132,6 +132,9 @@ def emit_config(
     """A ready-to-paste [[devices]] block with the security browse used; readable variables only,
     arrays as JSON values, units from the servers' EngineeringUnits, min/max from their ranges.
 
+    Everything the server supplied (node ids, units, data-type names) is data: the block is written
+    by :func:`gateway.toml_writer.render`, which quotes every string and keeps comments on one line.
+
     InstrumentRange is the instrument's physical limits (OPC UA Part 8): a value outside it is a
     sensor or wiring fault, so where a variable has one it is written as active min/max, and its
     EURange (if any) only as a comment.  EURange is the range of *normal operation*, not the
@@ -139,13 +142,9 @@ def emit_config(
     a gas peak) into a bad sample without its value.  So without an InstrumentRange min/max are
     written as comments for the engineer to confirm, unless ``range_check`` (``--range-check``)
     asks for them active."""
-    lines = [
-        "[[devices]]",
-        'type = "opcua"',
-        f"name = {_toml_str(device_name)}",
-        f"endpoint = {_toml_str(endpoint)}",
-        *_security_lines(security),
-        "",
+    sec, sec_notes = _security_table(security)
+    tables = [
+        Table(("devices",), {"type": "opcua", "name": device_name, "endpoint": endpoint, **sec}, notes=sec_notes)
     ]
     used: set[str] = set()
     for v in variables:
@@ -157,23 +156,24 @@ def emit_config(
             name = f"{base[:60]}_{n}"
             n += 1
         used.add(name)
-        lines += ["  [[devices.points]]", f"  name = {_toml_str(name)}", f"  node_id = {_toml_str(v.node_id)}"]
+        keys: dict[str, Any] = {"name": name, "node_id": v.node_id}
+        commented: dict[str, Any] = {}
+        notes: list[str] = []
         if v.unit:
-            lines.append(f"  unit = {_toml_str(v.unit)}")
+            keys["unit"] = v.unit
         comment = ""
         eu, ir = usable_range(v.eu_range), usable_range(v.instrument_range)
         if v.array:  # an array's JSON value is never range-checked
-            lines.append('  array_mode = "json"')
+            keys["array_mode"] = "json"
         elif ir is not None:
-            lines += [f"  min = {ir[0]!r}", f"  max = {ir[1]!r}"]  # repr: exact, and always a TOML float
+            keys |= {"min": ir[0], "max": ir[1]}
             if eu is not None:
-                lines.append(f"  # EURange (normal operation, for information): {eu[0]!r} .. {eu[1]!r}")
+                notes.append(f"EURange (normal operation, for information): {eu[0]!r} .. {eu[1]!r}")
             comment = "; min/max: InstrumentRange (instrument limits): outside is bad (out_of_range)"
         elif eu is not None:
-            mark = "" if range_check else "# "
-            lines += [f"  {mark}min = {eu[0]!r}", f"  {mark}max = {eu[1]!r}"]
+            (keys if range_check else commented).update({"min": eu[0], "max": eu[1]})
             comment = ("; min/max: EURange, outside it a sample is bad (out_of_range)" if range_check
                        else "; min/max from EURange (normal operation): uncomment to mark samples outside it bad")
-        lines.append(f"  # {v.data_type}{comment}")
-        lines.append("")
-    return "\n".join(lines)
+        notes.append(f"{v.data_type}{comment}")
+        tables.append(Table(("devices", "points"), keys, commented=commented, notes=notes, indent="  "))
+    return render(tables)

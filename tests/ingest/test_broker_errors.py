@@ -26,6 +26,14 @@ def _cfg(tmp: Path, port: int, **mqtt: object) -> IngestSection:
     })
 
 
+def _password_file(d: Path) -> Path:
+    d.chmod(0o755)
+    passwd = d / "passwd"
+    subprocess.run([_find("mosquitto_passwd"), "-b", "-c", str(passwd), "ingest", "right-pw"], check=True)
+    passwd.chmod(0o644)
+    return passwd
+
+
 async def _first_error(ingest: Ingest, caplog: pytest.LogCaptureFixture) -> str:
     task = asyncio.create_task(ingest.run())
     try:
@@ -48,10 +56,7 @@ async def test_unreachable_broker_is_an_error_at_once(tmp_path: Path, caplog: py
 async def test_wrong_password_is_an_error_at_once(tmp_path: Path, caplog: pytest.LogCaptureFixture,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     d = Path(tempfile.mkdtemp(prefix="edgegw-auth-"))
-    d.chmod(0o755)
-    passwd = d / "passwd"
-    subprocess.run([_find("mosquitto_passwd"), "-b", "-c", str(passwd), "ingest", "right-pw"], check=True)
-    passwd.chmod(0o644)
+    passwd = _password_file(d)
     broker = Mosquitto(workdir=d / "m", extra_config=f"allow_anonymous false\npassword_file {passwd}\n")
     _start(broker)
     try:
