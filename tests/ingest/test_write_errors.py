@@ -27,7 +27,7 @@ from gateway.config import IngestSection
 from gateway.deadletter import DeadLetterStore
 from gateway.ingest import IngestCore
 from gateway.point import Point, Quality
-from hil.services import Influx1
+from hil.services import Influx1, VictoriaMetrics
 from tests.conftest import _start, eventually
 
 SITE, GW = "site-w", "gw-w"
@@ -166,3 +166,26 @@ async def test_body_too_large_is_split_and_a_lone_giant_row_dead_lettered(tmp_pa
             assert [p.key for p in decode(letter.payload).points] == ["dev.giant"]
             assert "too large" in letter.reason
         assert _count(srv, "big") == 40
+
+
+@pytest.mark.integration
+async def test_victoriametrics_down_is_retried_through_the_v2_writer(tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    d = Path(tempfile.mkdtemp(prefix="edgegw-vm-"))
+    vm = VictoriaMetrics(workdir=d)
+    _start(vm)
+    try:
+        core = IngestCore(IngestSection.model_validate({
+            "influx": {"api": "v2", "url": vm.url, "dialect": "victoriametrics"}}),
+            dead_letters=DeadLetterStore(tmp_path / "dl.db"))
+        with contextlib.closing(core):
+            vm.stop()
+            await _held_until(core, vm.start, "network", caplog)
+
+            def stored() -> int:
+                return sum(len(s["values"]) for s in vm.export('{__name__="telemetry_value",site="site-w"}'))  # type: ignore[arg-type]
+
+            await eventually(lambda: stored() == 5, timeout=15, interval=0.3, what="5 rows in VictoriaMetrics")
+    finally:
+        vm.stop()
+        shutil.rmtree(d, ignore_errors=True)
