@@ -13,6 +13,7 @@ specified in ``docs/wire-format.md``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import zlib
@@ -29,10 +30,12 @@ __all__ = [
     "FLAG_HISTORICAL",
     "SCHEMA_VERSION",
     "Batch",
+    "Columns",
     "Compression",
     "Encoder",
     "PayloadFormat",
     "decode",
+    "decode_columns",
     "encode",
     "mark_historical",
     "points_payload",
@@ -183,6 +186,58 @@ def decode(payload: bytes) -> Batch:
 
     Anything malformed raises :class:`CodecError`, never another type.
     """
+    c = decode_columns(payload)
+    return Batch(c.gateway, c.site, c.seq, c.created_ns, c.points(), c.historical)
+
+
+def _load(payload: bytes) -> dict[str, Any]:
+    if payload[:1] == b"{":
+        try:
+            doc = json.loads(payload)
+        except (ValueError, RecursionError) as err:
+            raise CodecError(f"not a JSON batch: {err}") from None
+    else:
+        try:
+            doc = msgpack.unpackb(payload, raw=False, strict_map_key=True, max_array_len=_MAX_SAMPLES)
+        except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as err:
+            raise CodecError(f"not a msgpack batch: {err}") from None
+    if not isinstance(doc, dict):
+        raise CodecError("batch is not a map")
+    return doc
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """A validated batch in its columnar form (what the ingest turns into line protocol without
+    building a :class:`Point` per sample).  ``cat`` maps a point index to its catalog row."""
+
+    gateway: str
+    site: str
+    seq: int
+    created_ns: int
+    historical: bool
+    cat: dict[int, _CatRow]
+    idx: list[int]
+    ts: list[int]
+    val: list[Any]
+    q: list[int]
+    rsn: list[str | None]
+    flags: list[int]
+
+    def point(self, k: int) -> Point:
+        key, code, unit, device, device_code, tags = self.cat[self.idx[k]]
+        return Point(key, code, self.ts[k], self.val[k], Quality(self.q[k]), self.rsn[k], unit, device, device_code,
+                     tags, self.historical or bool(self.flags[k] & FLAG_HISTORICAL))
+
+    def points(self) -> list[Point]:
+        return [self.point(k) for k in range(len(self.idx))]
+
+
+_VALUE_TYPES = frozenset({type(None), float, int, bool, str})
+
+
+def decode_columns(payload: bytes) -> Columns:
+    """:func:`decode` without the per-sample objects; the same validation, column by column."""
     outer = _load(payload)
     historical = outer.get("h", False)
     if "z" in outer:
@@ -204,26 +259,10 @@ def decode(payload: bytes) -> Batch:
         doc = outer
     if not isinstance(historical, bool) or not isinstance(doc.get("h", False), bool):
         raise CodecError("h must be a boolean")
-    return _batch(doc, historical or doc.get("h", False))
+    return _columns(doc, historical or doc.get("h", False))
 
 
-def _load(payload: bytes) -> dict[str, Any]:
-    if payload[:1] == b"{":
-        try:
-            doc = json.loads(payload)
-        except (ValueError, RecursionError) as err:
-            raise CodecError(f"not a JSON batch: {err}") from None
-    else:
-        try:
-            doc = msgpack.unpackb(payload, raw=False, strict_map_key=True, max_array_len=_MAX_SAMPLES)
-        except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as err:
-            raise CodecError(f"not a msgpack batch: {err}") from None
-    if not isinstance(doc, dict):
-        raise CodecError("batch is not a map")
-    return doc
-
-
-def _batch(doc: dict[str, Any], historical: bool) -> Batch:
+def _columns(doc: dict[str, Any], historical: bool) -> Columns:
     version = doc.get("v")
     if version != SCHEMA_VERSION:
         raise CodecError(f"unsupported wire format version {version!r} (this build reads {SCHEMA_VERSION})")
@@ -244,13 +283,33 @@ def _batch(doc: dict[str, Any], historical: bool) -> Batch:
         raise CodecError("columns i, ts, val, q, r and f must have the same length")
     try:
         infos = dict(_cat_row(r) for r in cat)
-        points = [
-            _point(infos, i, t, v, qq, r, f, historical)
-            for i, t, v, qq, r, f in zip(idx, ts, val, q, rsn, flags, strict=True)
-        ]
-    except (TypeError, ValueError, KeyError) as err:
+    except (TypeError, ValueError) as err:
         raise CodecError(f"malformed batch content: {err}") from None
-    return Batch(gw, site, seq, created, points, historical)
+    # whole columns at a time: type sets and set inclusions run in C, not per sample in Python
+    if n and not set(map(type, itertools.chain(idx, ts, q, flags))) <= {int}:
+        raise CodecError("malformed batch content: sample has wrong types")
+    if not set(idx) <= infos.keys():
+        raise CodecError("malformed batch content: a sample names a point the batch's catalog lacks")
+    if not set(q) <= {0, 1, 2}:
+        raise CodecError("malformed batch content: quality must be 0, 1 or 2")
+    vtypes = set(map(type, val))
+    if not vtypes <= _VALUE_TYPES:
+        odd = next(v for v in val if type(v) not in _VALUE_TYPES)
+        raise CodecError(f"malformed batch content: a value has unsupported type {type(odd).__name__}")
+    if float in vtypes and not _all_finite(val if vtypes == {float} else [v for v in val if type(v) is float]):
+        raise CodecError("malformed batch content: a value is NaN or infinite: non-finite numbers are never sent")
+    if not set(map(type, rsn)) <= {type(None), str}:
+        raise CodecError("malformed batch content: reason must be a string")
+    return Columns(gw, site, seq, created, historical, infos, idx, ts, val, q, rsn, flags)
+
+
+def _all_finite(floats: list[float]) -> bool:
+    try:
+        if math.isfinite(math.fsum(floats)):
+            return True
+    except OverflowError:
+        pass
+    return all(map(math.isfinite, floats))
 
 
 def _is_int(x: Any) -> bool:
@@ -259,28 +318,13 @@ def _is_int(x: Any) -> bool:
 
 def _cat_row(r: Any) -> tuple[int, _CatRow]:
     index, key, code, unit, device, device_code, grade, tags = r
-    fields = (key, code, unit, device, device_code, grade)
-    if not _is_int(index) or not all(isinstance(f, str) for f in fields) or not isinstance(tags, dict):
+    if type(index) is not int or type(tags) is not dict or not (
+        type(key) is str and type(code) is str and type(unit) is str and type(device) is str
+        and type(device_code) is str and type(grade) is str
+    ):
         raise TypeError("catalog row has wrong types")
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+    if tags and not {*map(type, tags), *map(type, tags.values())} <= {str}:
         raise TypeError("tags must map strings to strings")
-    tag_items = dict(tags)
     if grade:
-        tag_items["data_grade"] = grade
-    return index, (key, code, unit, device, device_code, tuple(sorted(tag_items.items())))
-
-
-def _point(infos: dict[int, _CatRow], i: Any, ts: Any, value: Any, q: Any, reason: Any, flags: Any,
-           historical: bool) -> Point:
-    if not (_is_int(i) and _is_int(ts) and _is_int(q) and _is_int(flags)):
-        raise TypeError("sample has wrong types")
-    key, code, unit, device, device_code, tags = infos[i]
-    quality = Quality(q)
-    if value is not None and not isinstance(value, float | int | bool | str):
-        raise TypeError(f"value of {key} has unsupported type {type(value).__name__}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"value of {key} is {value}: non-finite numbers are never sent")
-    if reason is not None and not isinstance(reason, str):
-        raise TypeError("reason must be a string")
-    return Point(key, code, ts, value, quality, reason, unit, device, device_code, tags,
-                 historical or bool(flags & FLAG_HISTORICAL))
+        tags = {**tags, "data_grade": grade}
+    return index, (key, code, unit, device, device_code, tuple(sorted(tags.items())))

@@ -36,11 +36,11 @@ from typing import Any
 import aiomqtt
 
 from gateway.alarms import decode_alarm
-from gateway.codec import Batch, decode, points_payload
+from gateway.codec import FLAG_HISTORICAL, Batch, Columns, decode_columns, points_payload
 from gateway.config import IngestSection
 from gateway.deadletter import DeadLetter, DeadLetterFullError, DeadLetterStore
 from gateway.errors import BodyTooLargeError, BufferStorageError, CodecError, DataRejectedError, StoreUnavailableError
-from gateway.lineproto import LineError, alarm_line, telemetry_line
+from gateway.lineproto import LineError, alarm_line, check_timestamp, line, telemetry_fields, telemetry_series
 from gateway.point import Point, now_ns
 from gateway.sinks.influx import LineWriter, make_writer
 from gateway.sinks.mqtt import MqttClient
@@ -50,6 +50,7 @@ __all__ = ["Ingest", "IngestCore", "IngestStats", "Prepared"]
 log = logging.getLogger("edgegw.ingest")
 _LOUD_EVERY_S = 60.0
 _BACKOFF_MAX_S = 5.0
+_SERIES_CACHE = 200_000  # catalog rows whose series text is kept (cleared, not grown, beyond)
 
 
 @dataclass(slots=True)
@@ -76,7 +77,8 @@ class Prepared:
 
     topic: str
     rows: list[bytes] = field(default_factory=list)
-    points: list[Point | None] = field(default_factory=list)  # the point of each row (None for an alarm)
+    samples: list[int] = field(default_factory=list)  # the sample of each row in ``cols`` (-1: an alarm event)
+    cols: Columns | None = None
     dead: list[DeadLetter] = field(default_factory=list)
     site: str = ""
     gateway: str = ""
@@ -109,6 +111,7 @@ class IngestCore:
         self._prefix = cfg.mqtt.topic_prefix
         self._dialect = cfg.influx.dialect
         self._last_loud = 0.0
+        self._series_cache: dict[tuple[Any, ...], str | LineError] = {}
         # None: wait out a store outage for ever (the service); a number: give up after that many
         # seconds with StoreUnavailableError (an operator's command such as a dead-letter replay)
         self.give_up_after_s: float | None = None
@@ -129,7 +132,7 @@ class IngestCore:
 
     def _dead_message(self, prep: Prepared, reason: str, points: int = 0) -> Prepared:
         prep.rows.clear()
-        prep.points.clear()
+        prep.samples.clear()
         prep.dead.append(DeadLetter(prep.topic, reason, prep.payload, "message", points))
         return prep
 
@@ -151,34 +154,60 @@ class IngestCore:
             self._dead_message(prep, f"cannot be stored: {err}", 1)
             return
         prep.rows.append(row)
-        prep.points.append(None)
+        prep.samples.append(-1)
         if self.alarm_observer is not None:
             self.alarm_observer(doc)
 
     def _prepare_batch(self, prep: Prepared) -> None:
         try:
-            batch = decode(prep.payload)
+            cols = decode_columns(prep.payload)
         except CodecError as err:
             self.stats.undecodable += 1
             self._dead_message(prep, f"undecodable: {err}")
             return
-        self.stats.points += len(batch.points)
-        if (batch.site, batch.gateway) != (prep.site, prep.gateway):
-            self._dead_message(prep, f"forged origin: batch names site {batch.site!r} gateway {batch.gateway!r}, "
-                                     f"topic is site {prep.site!r} gateway {prep.gateway!r}", len(batch.points))
+        n = len(cols.idx)
+        self.stats.points += n
+        if (cols.site, cols.gateway) != (prep.site, prep.gateway):
+            self._dead_message(prep, f"forged origin: batch names site {cols.site!r} gateway {cols.gateway!r}, "
+                                     f"topic is site {prep.site!r} gateway {prep.gateway!r}", n)
             return
-        m, now = self.cfg.influx.measurement, now_ns()
+        prep.cols = cols
+        now, dialect, hist_all = now_ns(), self._dialect, cols.historical
+        prefixes = {i: self._series(prep, row) for i, row in cols.cat.items()}
         refused: list[tuple[Point, str]] = []
-        for p in batch.points:
+        rows, samples = prep.rows, prep.samples
+        for k, (i, ts, v, q, r, f) in enumerate(zip(cols.idx, cols.ts, cols.val, cols.q, cols.rsn, cols.flags,
+                                                   strict=True)):
+            prefix = prefixes[i]
             try:
-                prep.rows.append(telemetry_line(p, m, prep.site, prep.gateway, self._dialect, now))
-                prep.points.append(p)
+                if isinstance(prefix, LineError):
+                    raise prefix
+                check_timestamp(ts, dialect, now)
+                rows.append(line(prefix, telemetry_fields(v, q, r, hist_all or bool(f & FLAG_HISTORICAL), dialect),
+                                 ts))
+                samples.append(k)
             except LineError as err:
-                refused.append((p, f"cannot be stored: {err}"))
+                refused.append((cols.point(k), f"cannot be stored: {err}"))
         if refused:
             prep.dead.append(self._points_letter(prep, refused))
         if self.observer is not None:
-            self.observer(batch)
+            self.observer(Batch(cols.gateway, cols.site, cols.seq, cols.created_ns, cols.points(), cols.historical))
+
+    def _series(self, prep: Prepared, row: tuple[Any, ...]) -> str | LineError:
+        """The series text of a catalog row, from a bounded cache (rows repeat in every message)."""
+        key = (prep.site, prep.gateway, row)
+        hit = self._series_cache.get(key)
+        if hit is None:
+            try:
+                key_, code, unit, device, device_code, tags = row
+                hit = telemetry_series(self.cfg.influx.measurement, key_, code, unit, device, device_code, tags,
+                                       prep.site, prep.gateway, self._dialect)
+            except LineError as err:
+                hit = err
+            if len(self._series_cache) >= _SERIES_CACHE:
+                self._series_cache.clear()
+            self._series_cache[key] = hit
+        return hit
 
     def _points_letter(self, prep: Prepared, refused: list[tuple[Point, str]]) -> DeadLetter:
         reasons = Counter(r for _, r in refused)
@@ -202,22 +231,22 @@ class IngestCore:
         letters: list[DeadLetter] = []
         for prep in prepared:
             if prep.refused:
-                refused_points = [(prep.points[i], reason) for i, reason in prep.refused]
-                pts = [(p, r) for p, r in refused_points if p is not None]
+                refused_samples = [(prep.samples[i], reason) for i, reason in prep.refused]
+                pts = [(prep.cols.point(k), r) for k, r in refused_samples if k >= 0 and prep.cols is not None]
                 if pts:
                     letters.append(self._points_letter(prep, pts))
-                if len(pts) < len(refused_points):  # an alarm row: dead-letter the event itself
-                    reason = next(r for p, r in refused_points if p is None)
+                if len(pts) < len(refused_samples):  # an alarm row: dead-letter the event itself
+                    reason = next(r for k, r in refused_samples if k < 0)
                     letters.append(DeadLetter(prep.topic, reason, prep.payload, "message", 1))
             letters.extend(prep.dead)
         if letters or replaces:
             await self._dead_letter(letters, replaces)
         for prep in prepared:
             bad = {i for i, _ in prep.refused}
-            for i, p in enumerate(prep.points):
+            for i, k in enumerate(prep.samples):
                 if i in bad:
                     continue
-                if p is None:
+                if k < 0:
                     self.stats.alarms += 1
                 else:
                     self.stats.written_points += 1

@@ -40,9 +40,14 @@ __all__ = [
     "Dialect",
     "LineError",
     "alarm_line",
+    "check_timestamp",
     "config_tag_issue",
+    "line",
+    "series",
     "tag_value_issue",
+    "telemetry_fields",
     "telemetry_line",
+    "telemetry_series",
 ]
 
 Dialect = Literal["influxdb", "victoriametrics"]
@@ -142,48 +147,75 @@ def _merge_tags(base: dict[str, str], extra: Iterable[tuple[str, str]], site: st
     return base
 
 
-def _finish(measurement: str, tags: dict[str, str], fields: list[str], ts_ns: Any, dialect: Dialect,
-            now_ns: int) -> bytes:
-    if not isinstance(ts_ns, int) or isinstance(ts_ns, bool) or not -MAX_TIMESTAMP_NS <= ts_ns <= MAX_TIMESTAMP_NS:
+def series(measurement: str, tags: Mapping[str, str], dialect: Dialect) -> str:
+    """``measurement,tag=value,...``: the part of a line that is the same for every sample of a point
+    (the ingest caches it per catalog row); checked for everything a store could not hold."""
+    text = f"{_esc_measurement(measurement)},{_tag_part(tags, dialect)}"
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as err:
+        raise LineError(f"text is not valid Unicode ({err.reason} at {err.start})") from None
+    if dialect == "influxdb" and size + 20 > _INFLUX_MAX_KEY:
+        raise LineError(f"series key of {size} bytes: InfluxDB stores at most {_INFLUX_MAX_KEY}")
+    return text
+
+
+def telemetry_series(measurement: str, key: str, code: str, unit: str, device: str, device_code: str,
+                     tags: Iterable[tuple[str, str]], site: str, gateway: str, dialect: Dialect) -> str:
+    """The series of a telemetry point; site and gateway are the topic's (the broker's ACL authenticates it)."""
+    merged = _merge_tags({"code": code, "device": device, "device_code": device_code, "point": key, "unit": unit,
+                          "site": site, "gateway": gateway}, tags, site)
+    return series(measurement, merged, dialect)
+
+
+def telemetry_fields(v: Any, quality: int, reason: str | None, historical: bool, dialect: Dialect) -> str:
+    """``value=...,quality=...i[,reason="..."][,historical=true]`` of one sample."""
+    t = type(v)
+    if t is float:
+        if v != v or v in (math.inf, -math.inf):
+            raise LineError("value is not a finite number")
+        head = f"value={v!r},"
+    elif t is bool:
+        head = "value_bool=true," if v else "value_bool=false,"
+    elif t is int:
+        head = f"value={_number(v, 'value')},"
+    elif t is str:
+        if dialect == "victoriametrics":
+            raise LineError("VictoriaMetrics cannot store a string value (it would store 0)")
+        head = f"value_str={_esc_str(v)},"
+    elif v is None:
+        head = ""
+    else:
+        raise LineError(f"value of type {t.__name__} cannot be stored")
+    tail = ""
+    if reason and dialect != "victoriametrics":
+        tail = f",reason={_esc_str(reason)}"
+    if historical:  # a field, not a tag: a replay must land on the same series as the live point
+        tail += ",historical=true"
+    return f"{head}quality={quality}i{tail}"
+
+
+def check_timestamp(ts_ns: Any, dialect: Dialect, now_ns: int) -> None:
+    if type(ts_ns) is not int or not -MAX_TIMESTAMP_NS <= ts_ns <= MAX_TIMESTAMP_NS:
         raise LineError(f"timestamp {str(ts_ns)[:30]} is outside what InfluxDB stores")
     if dialect == "victoriametrics" and ts_ns > now_ns + _VM_MAX_FUTURE_NS:
         raise LineError("timestamp more than 2 days ahead: VictoriaMetrics drops it")
-    if not fields:
-        raise LineError("row has no field to write")
-    series = f"{_esc_measurement(measurement)},{_tag_part(tags, dialect)}"
-    line = f"{series} {','.join(fields)} {ts_ns}"
+
+
+def line(series_text: str, fields: str, ts_ns: int) -> bytes:
     try:
-        data = line.encode("utf-8")
+        return f"{series_text} {fields} {ts_ns}".encode()
     except UnicodeEncodeError as err:
         raise LineError(f"text is not valid Unicode ({err.reason} at {err.start})") from None
-    if dialect == "influxdb" and len(series.encode()) + 20 > _INFLUX_MAX_KEY:
-        raise LineError(f"series key of {len(series)} characters: InfluxDB stores at most {_INFLUX_MAX_KEY} bytes")
-    return data
 
 
 def telemetry_line(p: Point, measurement: str, site: str, gateway: str, dialect: Dialect = "influxdb",
                    now_ns: int = 0) -> bytes:
-    """One telemetry row; site and gateway are the topic's (authenticated by the broker's ACL)."""
-    tags = _merge_tags({"code": p.code, "device": p.device, "device_code": p.device_code, "point": p.key,
-                        "unit": p.unit, "site": site, "gateway": gateway}, p.tags, site)
-    fields = []
-    v = p.value
-    if isinstance(v, bool):
-        fields.append(f"value_bool={'true' if v else 'false'}")
-    elif isinstance(v, int | float):
-        fields.append(f"value={_number(v, 'value')}")
-    elif isinstance(v, str):
-        if dialect == "victoriametrics":
-            raise LineError("VictoriaMetrics cannot store a string value (it would store 0)")
-        fields.append(f"value_str={_esc_str(v)}")
-    elif v is not None:
-        raise LineError(f"value of type {type(v).__name__} cannot be stored")
-    fields.append(f"quality={int(p.quality)}i")
-    if p.reason and dialect != "victoriametrics":
-        fields.append(f"reason={_esc_str(p.reason)}")
-    if p.historical:  # a field, not a tag: a replay must land on the same series as the live point
-        fields.append("historical=true")
-    return _finish(measurement, tags, fields, p.ts_ns, dialect, now_ns)
+    """One telemetry row (the ingest builds the same bytes from a cached series and the columns)."""
+    check_timestamp(p.ts_ns, dialect, now_ns)
+    text = telemetry_series(measurement, p.key, p.code, p.unit, p.device, p.device_code, p.tags, site, gateway,
+                            dialect)
+    return line(text, telemetry_fields(p.value, int(p.quality), p.reason, p.historical, dialect), p.ts_ns)
 
 
 _ALARM_TAGS = ("code", "device", "device_code", "point", "class", "data_grade", "data_domain", "unit", "level")
@@ -203,4 +235,5 @@ def alarm_line(doc: Mapping[str, Any], measurement: str, site: str, gateway: str
         v = doc.get(k)
         if v is not None:
             fields.append(f"{k}={_number(v, k)}")
-    return _finish(measurement, tags, fields, doc["ts_ns"], dialect, now_ns)
+    check_timestamp(doc["ts_ns"], dialect, now_ns)
+    return line(series(measurement, tags, dialect), ",".join(fields), doc["ts_ns"])
