@@ -14,6 +14,7 @@ specified in ``docs/wire-format.md``.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import zlib
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import msgpack
 from gateway.catalog import Catalog
 from gateway.errors import CodecError
 from gateway.point import Point, Quality, SampleBatch
+from gateway.values import TS_MAX, TS_MIN, admit
 
 __all__ = [
     "FLAG_HISTORICAL",
@@ -44,6 +46,8 @@ _MAX_INFLATED = 256 << 20  # a compressed message never inflates beyond this (zi
 
 PayloadFormat = Literal["msgpack", "json"]
 Compression = Literal["none", "zlib"]
+
+log = logging.getLogger("edgegw.codec")
 
 _CatRow = tuple[str, str, str, str, str, tuple[tuple[str, str], ...]]  # key, code, unit, device, device code, tags
 
@@ -75,13 +79,56 @@ class Encoder:
         ]
         self._packer = msgpack.Packer(use_bin_type=True)
         self._packed_rows = [self._packer.pack(r) for r in self._rows]  # msgpack: catalog rows packed once
+        self.spoiled_samples = 0  # turned bad here because they did not encode (see encode)
+        self.unknown_samples = 0  # dropped: their point index is not in the catalog
+        self.spoiled_reported = False
 
     def encode(self, samples: SampleBatch, seq: int, created_ns: int, flags: list[int] | None = None) -> bytes:
+        """The batch's message.  Total over the samples' contents: a sample no format can carry (a
+        string with lone surrogates, an integer beyond 64 bits, a time beyond the int64 nanosecond
+        range, a value of no wire type) turns bad with reason ``encoding_error`` and the rest of
+        the batch encodes unchanged (:func:`gateway.values.admit`).  The pipeline's first stage
+        already admits values; this is the backstop, free while every batch encodes."""
+        try:
+            return self._encode(samples, seq, created_ns, flags)
+        except (TypeError, ValueError, OverflowError, IndexError, KeyError) as err:
+            cause = err
+        samples, flags = self._admit(samples, flags)
+        if not self.spoiled_reported:
+            self.spoiled_reported = True
+            log.warning(
+                "A batch did not encode (%s); its unencodable samples were turned bad (encoding_error) "
+                "and the rest sent unchanged. Further occurrences are only counted.", cause,
+            )
+        return self._encode(samples, seq, created_ns, flags)
+
+    def _admit(self, samples: SampleBatch, flags: list[int] | None) -> tuple[SampleBatch, list[int] | None]:
+        n = len(self._rows)
+        out: SampleBatch = []
+        out_flags: list[int] | None = None if flags is None else []
+        for k, s in enumerate(samples):
+            i = s[0] if isinstance(s, tuple) and len(s) == 5 else None
+            if type(i) is not int or not 0 <= i < n:  # no point to attribute it to: counted, not sent
+                self.unknown_samples += 1
+                continue
+            fixed = admit(s)
+            if fixed[3] is not s[3] or fixed[4] is not s[4] or fixed[2] is not s[2]:
+                self.spoiled_samples += 1
+            out.append(fixed)
+            if out_flags is not None and flags is not None:
+                out_flags.append(flags[k] if k < len(flags) and type(flags[k]) is int else 0)
+        return out, out_flags
+
+    def _encode(self, samples: SampleBatch, seq: int, created_ns: int, flags: list[int] | None) -> bytes:
         if samples:
             idx, ts, val, q, rsn = zip(*samples, strict=False)  # samples are 5-tuples by type; strict costs 25%
         else:
             idx = ts = val = q = rsn = ()
+        if ts and (min(ts) < TS_MIN or max(ts) > TS_MAX):
+            raise OverflowError("a source time is beyond the signed 64-bit nanosecond range")
         used = sorted(set(idx))
+        if used and (used[0] < 0 or used[-1] >= len(self._rows)):
+            raise IndexError("a sample's point index is not in the catalog")
         doc: dict[str, Any] = {
             "v": SCHEMA_VERSION,
             "gw": self.catalog.gateway_id,

@@ -69,6 +69,7 @@ from drivers.opcua.wire import (
 )
 from gateway.errors import ConnectError, ReadError
 from gateway.point import Quality, SampleBatch, now_ns
+from gateway.values import StringEncoding
 
 __all__ = [
     "BrowsedVariable",
@@ -118,6 +119,8 @@ _LIMIT_NODES = (
     ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall,
 )
 _COMM_ERRORS = (OSError, TimeoutError, asyncio.TimeoutError, UaError)
+_PLAIN: frozenset[type] = frozenset({float, int, bool, str})
+_NUMERIC: frozenset[type] = frozenset({float, int, bool})
 _STATUS_NAMES: dict[int, str] = {}
 
 
@@ -133,8 +136,10 @@ def status_name(code: int) -> str:
     return name
 
 
-# Per point, resolved once: (sample index, timestamp choice, array index or -1, array as JSON)
-_Route = tuple[int, int, int, bool]
+# Per point, resolved once: (sample index, timestamp choice, array index or -1, array as JSON, string
+# encoding, the value types that go as read: str only when the point's strings are UTF-8, whose
+# surrogate-escaped bytes the pipeline's first stage turns into encoding_error)
+_Route = tuple[int, int, int, bool, StringEncoding, frozenset[type]]
 # a monitored node deleted at run time; asyncua servers report it as a subscription status change
 _NODE_GONE = frozenset({ua.StatusCodes.BadNodeIdUnknown, ua.StatusCodes.BadNodeIdInvalid})
 
@@ -273,15 +278,17 @@ class OpcUaDriver:
     def __init__(self, config: OpcUaDevice, first_index: int, *, queue_batches: int = 256) -> None:
         self.config = config
         self._first = first_index
-        self._routes: list[_Route] = [
-            (
+        self._routes: list[_Route] = []
+        for i, p in enumerate(config.points):
+            enc = p.string_encoding or config.string_encoding
+            self._routes.append((
                 first_index + i,
                 _TS[p.timestamp or config.timestamp],
                 -1 if p.array_index is None else p.array_index,
                 p.array_mode is ArrayMode.JSON,
-            )
-            for i, p in enumerate(config.points)
-        ]
+                enc,
+                _PLAIN if enc is StringEncoding.UTF_8 else _NUMERIC,
+            ))
         # ask only for the timestamps some point uses: decoding two DateTimes per notification is a
         # measurable share of the client's CPU at 10,000 notifications/s
         wanted = {r[1] for r in self._routes}
@@ -520,7 +527,7 @@ class OpcUaDriver:
         for handle, value, status, source, server in items:
             if handle >= n_routes:
                 continue
-            idx, ts_mode, arr, as_json = routes[handle]
+            idx, ts_mode, arr, as_json, enc, plain = routes[handle]
             if ts_mode == 0:
                 t = source if source is not None else server
             elif ts_mode == 1:
@@ -529,10 +536,10 @@ class OpcUaDriver:
                 t = None
             if t is None:
                 t = gw_ts
-            if not status and arr < 0 and type(value) in _PLAIN:  # the common case, inline
+            if not status and arr < 0 and type(value) in plain:  # the common case, inline
                 append((idx, t, value, good, None))
             else:
-                append(_sample(idx, t, arr, as_json, value, status))
+                append(_sample(idx, t, arr, as_json, enc, value, status))
         return out
 
     async def stream(self) -> AsyncIterator[SampleBatch]:
@@ -637,14 +644,11 @@ class OpcUaDriver:
         return out
 
 
-_PLAIN = frozenset({float, int, bool, str})
-
-
-def _sample(idx: int, ts: int, arr: int, as_json: bool, raw: Any, status: int) -> Any:
+def _sample(idx: int, ts: int, arr: int, as_json: bool, enc: StringEncoding, raw: Any, status: int) -> Any:
     quality = quality_of(status) if status else Quality.GOOD
     if quality is Quality.BAD:
         return (idx, ts, None, Quality.BAD, status_name(status))
-    value, reason = convert_value(raw, arr, as_json)
+    value, reason = convert_value(raw, arr, as_json, enc)
     if value is None:
         return (idx, ts, None, Quality.BAD, reason)
     return (idx, ts, value, quality, status_name(status) if status else None)
