@@ -134,7 +134,7 @@ _CONVERTERS: dict[type, Callable[[Any], Value]] = {
     int: int,
     float: _float,
     bytes: bytes.hex,
-    bytearray: bytes.hex,
+    bytearray: bytearray.hex,
     uuid.UUID: str,
     dt.datetime: datetime_ns,
 }
