@@ -4,7 +4,7 @@ Drivers hand over whatever a device or server sent: a String that is not UTF-8 (
 :mod:`drivers.opcua.wire` keep its bytes as lone surrogates, ``surrogateescape``), a DateTime
 beyond what a 64-bit nanosecond count holds, an integer no wire format carries, a structure no
 converter knew.  :func:`admit` turns any such sample into a bad one with reason
-``encoding_error`` (``nan`` / ``inf`` / ``no_value`` where those say more), so the batch around
+``encoding_error`` (``nan`` / ``inf`` where those say more), so the batch around
 it still encodes.  The pipeline's first stage calls it for the rare values that are not plain,
 and the encoder calls it as a backstop when a batch does not encode: nothing a device sends can
 make the gateway exit.
@@ -105,7 +105,7 @@ def redecode(s: str, encoding: StringEncoding) -> str:
 
 
 def wire_value(value: Any) -> tuple[Value | None, str | None]:
-    """``(value, None)`` with the value as a plain wire type, or ``(None, reason)``."""
+    """``(value, None)`` with the value as a plain wire type (``None`` included), or ``(None, reason)``."""
     tv = type(value)
     if tv is bool:
         return value, None
@@ -117,8 +117,8 @@ def wire_value(value: Any) -> tuple[Value | None, str | None]:
         return (value, None) if INT_MIN <= value <= INT_MAX else (None, ENCODING_ERROR)
     if tv is str:
         return (value, None) if is_text(value) else (None, ENCODING_ERROR)
-    if value is None:
-        return None, "no_value"
+    if value is None:  # a gap: encodes as it is (drivers send bad quality with it)
+        return None, None
     # subclasses (IntEnum, a library's str alias): their plain value, checked the same way
     if isinstance(value, bool):
         return bool(value), None
@@ -132,7 +132,8 @@ def wire_value(value: Any) -> tuple[Value | None, str | None]:
 
 
 def admit(sample: Any) -> Sample:
-    """The sample as it may travel, or the same point bad with the reason.  Never raises for a
+    """The sample as it may travel, or the same point bad with the reason.  What encodes is left
+    as it is (a gap with good quality too); a bad sample keeps its own reason.  Never raises for a
     5-sequence whose first element is a point index."""
     idx, ts, value, quality, reason = sample
     if type(ts) is not int or not TS_MIN <= ts <= TS_MAX:
@@ -146,11 +147,9 @@ def admit(sample: Any) -> Sample:
         return (idx, ts, None, Quality.BAD, ENCODING_ERROR)
     if reason is not None and type(reason) is not str:
         reason = str(reason)
-    if quality is Quality.BAD:
-        return (idx, ts, None, quality, reason) if value is not None else (idx, ts, value, quality, reason)
     v, why = wire_value(value)
     if why is not None:
-        return (idx, ts, None, Quality.BAD, why)
+        return (idx, ts, None, Quality.BAD, reason if quality is Quality.BAD and reason else why)
     return (idx, ts, v, quality, reason)
 
 

@@ -74,10 +74,8 @@ class Normalise:
             idx, ts, value, quality, reason = sample
             tv = type(value)
             if quality is bad or (tv is not int and tv is not float):
-                # a bad sample without a value, a bool, ASCII text: as read; anything else is admitted
-                if (value is None and quality is bad) or (
-                    quality is not bad and (tv is bool or (tv is str and value.isascii()))  # type: ignore[union-attr]
-                ):
+                # a gap, a bool, ASCII text: as read; anything else is admitted
+                if value is None or tv is bool or (tv is str and value.isascii()):  # type: ignore[union-attr]
                     append(sample)
                 else:
                     append(admit(sample))

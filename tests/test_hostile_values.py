@@ -64,7 +64,8 @@ def _config(buffer: Path) -> Config:
     opc_points = [{"name": n, "node_id": f"ns=2;s={n}", **extra} for n, extra in _HOSTILE]
     opc_points += [{"name": n, "node_id": f"ns=2;s={n}"} for n, _v in _CONTROL]
     mb_points: list[dict[str, Any]] = [
-        {"name": f"s_{e.name.lower()}", "address": 10 * k, "data_type": "string", "length": 4, "string_encoding": e.value}
+        {"name": f"s_{e.name.lower()}", "address": 10 * k, "data_type": "string", "length": 4,
+         "string_encoding": e.value}
         for k, e in enumerate(_MB_STRINGS)
     ]
     mb_points += [
@@ -143,7 +144,7 @@ def test_hostile_values_spoil_only_their_own_point(
     buffer_path = workdir / f"buf-{uuid.uuid4().hex}.db"
     cfg = _config(buffer_path)
     catalog = build_catalog(cfg)
-    opc_dev, mb_dev = cfg.devices
+    opc_dev = cfg.devices[0]
     opc_first, mb_first = catalog.by_device[_OPC].start, catalog.by_device[_MB].start
     driver = OpcUaDriver(opc_dev, opc_first)  # type: ignore[arg-type]
 

@@ -23,11 +23,7 @@ def _specs() -> list[PointSpec]:
 
 def reference(sample: Sample) -> Sample:
     idx, ts, value, quality, reason = sample
-    if quality is Quality.BAD:
-        return (idx, ts, None, quality, reason)  # a bad sample never carries a value
-    if value is None:
-        return (idx, ts, None, Quality.BAD, "no_value")
-    if isinstance(value, bool | str):
+    if quality is Quality.BAD or value is None or isinstance(value, bool | str):
         return sample
     scale, offset, lo, hi = SPECS[idx]
     if scale == 1.0 and offset == 0.0:
