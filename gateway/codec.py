@@ -130,7 +130,7 @@ class Encoder:
         if check and samples:
             # column checks at C speed (~30 ns a sample), for what the packers would send but no
             # decoder accepts; lone surrogates and out-of-range ints make the packers raise themselves
-            if min(ts) < TS_MIN or max(ts) > TS_MAX:
+            if max(ts) > TS_MAX or (self.payload_format == "json" and min(ts) < TS_MIN):  # msgpack raises below
                 raise OverflowError("a source time is beyond the signed 64-bit nanosecond range")
             types = set(map(type, val))
             if not types <= _WIRE_TYPES:

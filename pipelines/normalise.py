@@ -70,6 +70,7 @@ class Normalise:
         append = out.append
         bad = Quality.BAD
         isfinite = math.isfinite
+        imin, imax = INT_MIN, INT_MAX
         for sample in batch:
             idx, ts, value, quality, reason = sample
             tv = type(value)
@@ -87,7 +88,7 @@ class Normalise:
                     if not isfinite(num):
                         append((idx, ts, None, bad, "nan" if num != num else "inf"))
                         continue
-                elif num > INT_MAX or num < INT_MIN:  # an int no wire format carries
+                elif num > imax or num < imin:  # an int no wire format carries
                     append(admit(sample))
                     continue
                 append(sample)
@@ -111,7 +112,7 @@ class Normalise:
             tv = type(v)
             if tv is float and not isfinite(v):
                 append((idx, ts, None, bad, "nan" if v != v else "inf"))
-            elif tv is int and (v > INT_MAX or v < INT_MIN):
+            elif tv is int and (v > imax or v < imin):
                 append(admit(sample))
             elif (lo is not None and v < lo) or (hi is not None and v > hi):
                 append((idx, ts, None, bad, "out_of_range"))

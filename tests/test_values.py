@@ -201,11 +201,13 @@ def test_encoder_turns_only_the_unencodable_sample_bad(catalog: Any, fmt: tuple[
     assert enc.spoiled_samples == 1
 
 
-def test_encoder_backstop_for_times_and_unknown_points(catalog: Any) -> None:
+@pytest.mark.parametrize("fmt", ["msgpack", "json"])
+@pytest.mark.parametrize("bad_ts", [253_402_300_799_000_000_000, -11_644_473_600_000_000_000, 2**63])
+def test_encoder_backstop_for_times_and_unknown_points(catalog: Any, fmt: Any, bad_ts: int) -> None:
     t = 1_700_000_000_000_000_000
-    enc = Encoder(catalog)
+    enc = Encoder(catalog, fmt)
     samples: list[Sample] = [
-        (0, 253_402_300_799_000_000_000, 1.0, Quality.GOOD, None),  # year 9999: beyond int64 ns
+        (0, bad_ts, 1.0, Quality.GOOD, None),  # years 9999 and 1601 (OPC UA's limits), 2262: beyond int64 ns
         (1, t, 2.0, Quality.GOOD, None),
         (99, t, 3.0, Quality.GOOD, None),  # no such point: dropped and counted
     ]
