@@ -100,8 +100,10 @@ _datetimes = st.one_of(
     st.datetimes(timezones=st.just(dt.UTC)),
 )
 _odd = st.sampled_from([
-    ua.NodeId(5, 2), ua.QualifiedName("Name", 3), ua.StatusCode(0x80340000), ua.ExtensionObject(),
-    ua.DiagnosticInfo(), object(), 1 + 2j, decimal.Decimal("1.5"), {"a": 1}, (1, 2), Ellipsis,
+    ua.NodeId(5, 2), ua.ExpandedNodeId(5, 2), ua.QualifiedName("Name", 3), ua.StatusCode(0x80340000),
+    ua.ExtensionObject(), ua.DiagnosticInfo(), ua.DataValue(ua.Variant(1)), ua.Variant(1.0), ua.XmlElement("<a/>"),
+    ua.LocalizedText(None), ua.NodeClass.Variable, ua.VariantType.Double,  # IntEnums
+    object(), 1 + 2j, decimal.Decimal("1.5"), {"a": 1}, (1, 2), Ellipsis, float("nan"),
 ])
 _scalars = st.one_of(
     st.none(),
