@@ -39,6 +39,7 @@ from asyncua.ua.uaerrors import (
     UaError,
     UaStatusCodeError,
 )
+from asyncua.ua.uatypes import win_epoch_to_datetime
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -151,13 +152,24 @@ def asyncua_variant(b: bytes, pos: int) -> tuple[Any, int]:
 
 
 def _dv_parts(dv: ua.DataValue) -> tuple[Any, int, int | None, int | None]:
-    """``(value, status, source ns, server ns)`` of an asyncua DataValue, as the wire decoder gives them."""
+    """``(value, status, source ns, server ns)`` of an asyncua DataValue, as the wire decoder gives them
+    (the null DateTime and MaxDateTime are no timestamp: :func:`drivers.opcua.wire.timestamp_ns`)."""
     return (
         dv.Value.Value if dv.Value is not None else None,
         dv.StatusCode.value if dv.StatusCode is not None else 0,
-        datetime_ns(dv.SourceTimestamp) if dv.SourceTimestamp is not None else None,
-        datetime_ns(dv.ServerTimestamp) if dv.ServerTimestamp is not None else None,
+        _timestamp(dv.SourceTimestamp),
+        _timestamp(dv.ServerTimestamp),
     )
+
+
+_NO_TIME = (datetime_ns(win_epoch_to_datetime(0)), datetime_ns(win_epoch_to_datetime(1 << 62)))
+
+
+def _timestamp(value: Any) -> int | None:
+    if value is None:
+        return None
+    ns = datetime_ns(value)
+    return None if ns <= _NO_TIME[0] or ns >= _NO_TIME[1] else ns
 
 
 def frame_of(result: ua.PublishResult) -> PublishFrame:
