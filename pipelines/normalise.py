@@ -4,6 +4,11 @@ Policy for garbage from the field (docs/normalisation.md): a raw signal outside 
 (``signal_fault``, e.g. a broken 4-20 mA loop), a NaN or infinite reading (``nan``, ``inf``), or a
 value outside the point's ``min``/``max`` (``out_of_range``) becomes quality bad with that reason
 and no value.  It is never written as a number.
+
+This is also the first stage, so it admits values (:func:`gateway.values.admit`): a value no wire
+format carries (a string with lone surrogates, an integer beyond 64 bits, bytes, a structure)
+becomes that one point's bad quality with reason ``encoding_error``, and the stages after it see
+only plain values.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import math
 from collections.abc import Sequence
 
 from gateway.point import Quality, Sample, SampleBatch
+from gateway.values import INT_MAX, INT_MIN, admit
 from pipelines.spec import PointSpec
 
 __all__ = ["Normalise"]
@@ -64,34 +70,50 @@ class Normalise:
         append = out.append
         bad = Quality.BAD
         isfinite = math.isfinite
+        imin, imax = INT_MIN, INT_MAX
         for sample in batch:
             idx, ts, value, quality, reason = sample
             tv = type(value)
-            if quality is bad or (tv is not int and tv is not float):  # None, bool, str: as read
-                append(sample)
+            if quality is bad or (tv is not int and tv is not float):
+                # a gap, a bool, ASCII text: as read; anything else is admitted
+                if value is None or tv is bool or (tv is str and value.isascii()):  # type: ignore[union-attr]
+                    append(sample)
+                else:
+                    append(admit(sample))
                 continue
             num: float = value  # type: ignore[assignment]  # int or float, checked above (no call)
             row = table[idx]
             if row is None:
-                if tv is float and not isfinite(num):
-                    append((idx, ts, None, bad, "nan" if num != num else "inf"))
-                else:
-                    append(sample)
+                if tv is float:
+                    if not isfinite(num):
+                        append((idx, ts, None, bad, "nan" if num != num else "inf"))
+                        continue
+                elif num > imax or num < imin:  # an int no wire format carries
+                    append(admit(sample))
+                    continue
+                append(sample)
                 continue
             identity, scale, divisor, offset, flo, fhi, noconv, cf, co, lo, hi = row
             if (flo is not None and num < flo) or (fhi is not None and num > fhi):
                 append((idx, ts, None, bad, "signal_fault"))
                 continue
-            if identity:
-                v = num
-            elif divisor:
-                v = num / divisor + offset
-            else:
-                v = num * scale + offset
-            if not noconv:
-                v = v * cf + co
-            if type(v) is float and not isfinite(v):
+            try:
+                if identity:
+                    v = num
+                elif divisor:
+                    v = num / divisor + offset
+                else:
+                    v = num * scale + offset
+                if not noconv:
+                    v = v * cf + co
+            except OverflowError:  # an int beyond a float's range (~1e308)
+                append(admit(sample))
+                continue
+            tv = type(v)
+            if tv is float and not isfinite(v):
                 append((idx, ts, None, bad, "nan" if v != v else "inf"))
+            elif tv is int and (v > imax or v < imin):
+                append(admit(sample))
             elif (lo is not None and v < lo) or (hi is not None and v > hi):
                 append((idx, ts, None, bad, "out_of_range"))
             else:

@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 
 from gateway.errors import ConfigIssue
 from gateway.schema import DeviceBase, Key, PointBase
+from gateway.values import StringEncoding
 
 __all__ = [
     "ByteOrder",
@@ -130,6 +131,9 @@ class ModbusPoint(PointBase):
     bit: int | None = Field(default=None, ge=0, le=15, description="bool inside a register: bit 0 = LSB")
     length: int | None = Field(default=None, ge=1, le=125, description="string length in registers")
     string_order: StringOrder = StringOrder.AB
+    string_encoding: StringEncoding | None = Field(
+        default=None, description="overrides the device's string_encoding (data_type 'string' only)"
+    )
     enum: dict[int, str] | None = Field(default=None, description="maps raw integer values to labels")
     group: Key | None = Field(default=None, description="poll group (a key of the device's poll_groups)")
 
@@ -167,6 +171,8 @@ class ModbusPoint(PointBase):
             raise ValueError("a string needs `length` (registers, two characters each)")
         if self.length is not None and dt is not DataType.STRING:
             raise ValueError("`length` is only for data_type 'string'")
+        if self.string_encoding is not None and dt is not DataType.STRING:
+            raise ValueError("`string_encoding` is only for data_type 'string'")
         if self.enum is not None and dt in (DataType.FLOAT32, DataType.FLOAT64, DataType.STRING, DataType.BOOL):
             raise ValueError(f"an enum map needs an integer data_type, not {dt!r}")
         if self.address + self.registers > 65536:
@@ -179,6 +185,9 @@ class ModbusDeviceBase(DeviceBase):
 
     unit_id: int = Field(default=1, ge=0, le=255)
     byte_order: ByteOrder = ByteOrder.ABCD
+    string_encoding: StringEncoding = Field(
+        default=StringEncoding.UTF_8, description="how `string` points' bytes are read: utf-8, gbk, gb18030, latin-1"
+    )
     max_gap: int = Field(default=16, ge=0, le=124, description="unused registers a single read may bridge")
     max_bit_gap: int = Field(default=64, ge=0, le=1999, description="unused coils / inputs a read may bridge")
     retries: int = Field(default=1, ge=0, le=10, description="immediate re-polls after a timeout before 'down'")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from drivers.modbus.config import ByteOrder, DataType, StringOrder
 from gateway.point import Quality, SampleBatch
+from gateway.values import ENCODING_ERROR, StringEncoding, decode_text
 
 __all__ = ["BitDecoder", "Decoder", "Field", "bcd_value", "permutation", "registers_to_bytes"]
 
@@ -72,6 +73,7 @@ class Field:
     bit: int | None = None
     length: int = 0  # registers, strings only
     string_order: StringOrder = StringOrder.AB
+    encoding: StringEncoding = StringEncoding.UTF_8  # strings only: how the device's bytes are read
     enum: Mapping[int, str] | None = None
 
 
@@ -184,7 +186,10 @@ def _decode_special(
         raw = data[f.offset : f.offset + 2 * f.length]
         if f.string_order is StringOrder.BA:
             raw = bytes(raw[i ^ 1] for i in range(len(raw)))
-        text = raw.split(b"\x00", 1)[0].decode("latin-1").rstrip(" ")
+        try:
+            text = decode_text(raw.split(b"\x00", 1)[0], f.encoding).rstrip(" ")
+        except UnicodeDecodeError:  # not text in the device's string_encoding: this point only goes bad
+            return f.index, None, ENCODING_ERROR
         return f.index, text, None
     raw = data[f.offset : f.offset + st.size]
     if perm is not None:

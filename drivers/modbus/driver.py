@@ -175,6 +175,7 @@ class ModbusDriver:
                             bit=pt.bit,
                             length=pt.length or 0,
                             string_order=pt.string_order,
+                            encoding=pt.string_encoding or config.string_encoding,
                             enum=pt.enum,
                         )
                     )

@@ -14,6 +14,7 @@ from typing import Literal, Self
 from pydantic import Field, model_validator
 
 from gateway.schema import DeviceBase, PointBase
+from gateway.values import StringEncoding
 
 __all__ = [
     "DEPRECATED_POLICIES",
@@ -103,6 +104,9 @@ class OpcUaPoint(PointBase):
     timestamp: TimestampSource | None = None
     array_index: int | None = Field(default=None, ge=0, description="take one element of an array value")
     array_mode: ArrayMode = ArrayMode.ELEMENT
+    string_encoding: StringEncoding | None = Field(
+        default=None, description="overrides the device's string_encoding for this node"
+    )
 
     @model_validator(mode="after")
     def _node_id(self) -> Self:
@@ -155,6 +159,10 @@ class OpcUaDevice(DeviceBase):
         default=1000, ge=1, le=100_000, description="cap when the server does not advertise its own limits"
     )
     timestamp: TimestampSource = TimestampSource.SOURCE
+    string_encoding: StringEncoding = Field(
+        default=StringEncoding.UTF_8,
+        description="how the server's String bytes are read: utf-8 (the OPC UA rule), gbk, gb18030, latin-1",
+    )
 
     # security
     security_policy: SecurityPolicy = SecurityPolicy.BASIC256SHA256

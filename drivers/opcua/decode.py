@@ -3,6 +3,11 @@
 Policy: the status code's severity bits decide the quality (Part 4 §7.34: 00 good, 01 uncertain,
 10/11 bad); the status name is kept as the reason.  A bad status never carries a value, even when
 the server sent one: a fake number is worse than a gap.
+
+Strings: OPC UA says UTF-8, but older servers send their code page (GBK in Chinese plants).  Both
+decoders keep undecodable bytes as lone surrogates (``surrogateescape``), so the bytes can be read
+again in the device's ``string_encoding`` (:func:`gateway.values.redecode`); text that is not valid
+in it gives the point bad quality with reason ``encoding_error``, never a crash.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.point import Quality, Value
+from gateway.values import ENCODING_ERROR, StringEncoding, redecode
 
 __all__ = ["convert_value", "datetime_ns", "quality_of"]
 
@@ -46,12 +52,28 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
-def convert_value(raw: Any, array_index: int, as_json: bool) -> tuple[Value | None, str | None]:
+def _texts(raw: Any, encoding: StringEncoding) -> Any:
+    """An array (nested for a matrix) with every string, LocalizedText included, read in ``encoding``;
+    raises ``ValueError`` when one is not text in it."""
+    if isinstance(raw, list):
+        return [_texts(x, encoding) for x in raw]
+    if isinstance(raw, str):
+        return redecode(str(raw), encoding)
+    text = getattr(raw, "Text", None)
+    if isinstance(text, str):
+        return redecode(text, encoding)
+    return raw
+
+
+def convert_value(
+    raw: Any, array_index: int, as_json: bool, encoding: StringEncoding = StringEncoding.UTF_8
+) -> tuple[Value | None, str | None]:
     """``(value, None)`` or ``(None, reason)``.
 
-    Booleans, integers, floats and strings pass through; a DateTime becomes UTC ns (int); a
-    ByteString its hex text; a Guid its text; LocalizedText its text.  Arrays: ``array_index`` >= 0
-    takes one element, otherwise ``as_json`` encodes the whole array as one JSON string.
+    Booleans, integers and floats pass through; strings are read in ``encoding``; a DateTime
+    becomes UTC ns (int); a ByteString its hex text; a Guid its text; LocalizedText its text.
+    Arrays: ``array_index`` >= 0 takes one element, otherwise ``as_json`` encodes the whole array as
+    one JSON string.  Never raises: what cannot be converted is the reason.
     """
     if isinstance(raw, list):
         if array_index >= 0:
@@ -59,15 +81,20 @@ def convert_value(raw: Any, array_index: int, as_json: bool) -> tuple[Value | No
                 return None, "array_index_out_of_range"
             raw = raw[array_index]
         elif as_json:
-            return json.dumps(raw, default=_json_default, separators=(",", ":")), None
+            try:
+                return json.dumps(_texts(raw, encoding), default=_json_default, separators=(",", ":")), None
+            except (ValueError, TypeError, RecursionError):  # a string not in the encoding, an odd element
+                return None, ENCODING_ERROR
         else:
             return None, "array_value_needs_array_index"
     elif array_index >= 0:
         return None, "not_an_array"
-    return _scalar(raw)
+    return _scalar(raw, encoding)
 
 
-def _scalar(raw: Any) -> tuple[Value | None, str | None]:
+def _scalar(raw: Any, encoding: StringEncoding) -> tuple[Value | None, str | None]:
+    if type(raw) is str:
+        return _text(raw, encoding)
     conv = _CONVERTERS.get(type(raw))
     if conv is not None:
         return conv(raw), None
@@ -77,7 +104,7 @@ def _scalar(raw: Any) -> tuple[Value | None, str | None]:
         return datetime_ns(raw), None
     text = getattr(raw, "Text", None)  # LocalizedText
     if isinstance(text, str):
-        return text, None
+        return _text(text, encoding)
     if isinstance(raw, bool):  # subclasses (IntEnum, asyncua's String / ByteString aliases, ...)
         return bool(raw), None
     if isinstance(raw, int):
@@ -85,10 +112,17 @@ def _scalar(raw: Any) -> tuple[Value | None, str | None]:
     if isinstance(raw, float):
         return float(raw), None
     if isinstance(raw, str):
-        return str(raw), None
+        return _text(str(raw), encoding)
     if isinstance(raw, bytes):
         return bytes(raw).hex(), None
     return None, f"unsupported_type_{type(raw).__name__}"
+
+
+def _text(s: str, encoding: StringEncoding) -> tuple[str | None, str | None]:
+    try:
+        return redecode(s, encoding), None
+    except ValueError:  # UnicodeError: bytes that are not text in the device's string_encoding
+        return None, ENCODING_ERROR
 
 
 def _float(v: float) -> float:
@@ -99,9 +133,8 @@ _CONVERTERS: dict[type, Callable[[Any], Value]] = {
     bool: bool,
     int: int,
     float: _float,
-    str: str,
     bytes: bytes.hex,
-    bytearray: bytes.hex,
+    bytearray: bytearray.hex,
     uuid.UUID: str,
     dt.datetime: datetime_ns,
 }

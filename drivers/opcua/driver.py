@@ -39,6 +39,7 @@ from asyncua.ua.uaerrors import (
     UaError,
     UaStatusCodeError,
 )
+from asyncua.ua.uatypes import win_epoch_to_datetime
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -69,6 +70,7 @@ from drivers.opcua.wire import (
 )
 from gateway.errors import ConnectError, ReadError
 from gateway.point import Quality, SampleBatch, now_ns
+from gateway.values import StringEncoding
 
 __all__ = [
     "BrowsedVariable",
@@ -118,6 +120,8 @@ _LIMIT_NODES = (
     ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall,
 )
 _COMM_ERRORS = (OSError, TimeoutError, asyncio.TimeoutError, UaError)
+_PLAIN: frozenset[type] = frozenset({float, int, bool, str})
+_NUMERIC: frozenset[type] = frozenset({float, int, bool})
 _STATUS_NAMES: dict[int, str] = {}
 
 
@@ -133,8 +137,10 @@ def status_name(code: int) -> str:
     return name
 
 
-# Per point, resolved once: (sample index, timestamp choice, array index or -1, array as JSON)
-_Route = tuple[int, int, int, bool]
+# Per point, resolved once: (sample index, timestamp choice, array index or -1, array as JSON, string
+# encoding, the value types that go as read: str only when the point's strings are UTF-8, whose
+# surrogate-escaped bytes the pipeline's first stage turns into encoding_error)
+_Route = tuple[int, int, int, bool, StringEncoding, frozenset[type]]
 # a monitored node deleted at run time; asyncua servers report it as a subscription status change
 _NODE_GONE = frozenset({ua.StatusCodes.BadNodeIdUnknown, ua.StatusCodes.BadNodeIdInvalid})
 
@@ -146,13 +152,24 @@ def asyncua_variant(b: bytes, pos: int) -> tuple[Any, int]:
 
 
 def _dv_parts(dv: ua.DataValue) -> tuple[Any, int, int | None, int | None]:
-    """``(value, status, source ns, server ns)`` of an asyncua DataValue, as the wire decoder gives them."""
+    """``(value, status, source ns, server ns)`` of an asyncua DataValue, as the wire decoder gives them
+    (the null DateTime and MaxDateTime are no timestamp: :func:`drivers.opcua.wire.timestamp_ns`)."""
     return (
         dv.Value.Value if dv.Value is not None else None,
         dv.StatusCode.value if dv.StatusCode is not None else 0,
-        datetime_ns(dv.SourceTimestamp) if dv.SourceTimestamp is not None else None,
-        datetime_ns(dv.ServerTimestamp) if dv.ServerTimestamp is not None else None,
+        _timestamp(dv.SourceTimestamp),
+        _timestamp(dv.ServerTimestamp),
     )
+
+
+_NO_TIME = (datetime_ns(win_epoch_to_datetime(0)), datetime_ns(win_epoch_to_datetime(1 << 62)))
+
+
+def _timestamp(value: Any) -> int | None:
+    if value is None:
+        return None
+    ns = datetime_ns(value)
+    return None if ns <= _NO_TIME[0] or ns >= _NO_TIME[1] else ns
 
 
 def frame_of(result: ua.PublishResult) -> PublishFrame:
@@ -273,15 +290,17 @@ class OpcUaDriver:
     def __init__(self, config: OpcUaDevice, first_index: int, *, queue_batches: int = 256) -> None:
         self.config = config
         self._first = first_index
-        self._routes: list[_Route] = [
-            (
+        self._routes: list[_Route] = []
+        for i, p in enumerate(config.points):
+            enc = p.string_encoding or config.string_encoding
+            self._routes.append((
                 first_index + i,
                 _TS[p.timestamp or config.timestamp],
                 -1 if p.array_index is None else p.array_index,
                 p.array_mode is ArrayMode.JSON,
-            )
-            for i, p in enumerate(config.points)
-        ]
+                enc,
+                _PLAIN if enc is StringEncoding.UTF_8 else _NUMERIC,
+            ))
         # ask only for the timestamps some point uses: decoding two DateTimes per notification is a
         # measurable share of the client's CPU at 10,000 notifications/s
         wanted = {r[1] for r in self._routes}
@@ -520,7 +539,7 @@ class OpcUaDriver:
         for handle, value, status, source, server in items:
             if handle >= n_routes:
                 continue
-            idx, ts_mode, arr, as_json = routes[handle]
+            idx, ts_mode, arr, as_json, enc, plain = routes[handle]
             if ts_mode == 0:
                 t = source if source is not None else server
             elif ts_mode == 1:
@@ -529,10 +548,10 @@ class OpcUaDriver:
                 t = None
             if t is None:
                 t = gw_ts
-            if not status and arr < 0 and type(value) in _PLAIN:  # the common case, inline
+            if not status and arr < 0 and type(value) in plain:  # the common case, inline
                 append((idx, t, value, good, None))
             else:
-                append(_sample(idx, t, arr, as_json, value, status))
+                append(_sample(idx, t, arr, as_json, enc, value, status))
         return out
 
     async def stream(self) -> AsyncIterator[SampleBatch]:
@@ -637,14 +656,11 @@ class OpcUaDriver:
         return out
 
 
-_PLAIN = frozenset({float, int, bool, str})
-
-
-def _sample(idx: int, ts: int, arr: int, as_json: bool, raw: Any, status: int) -> Any:
+def _sample(idx: int, ts: int, arr: int, as_json: bool, enc: StringEncoding, raw: Any, status: int) -> Any:
     quality = quality_of(status) if status else Quality.GOOD
     if quality is Quality.BAD:
         return (idx, ts, None, Quality.BAD, status_name(status))
-    value, reason = convert_value(raw, arr, as_json)
+    value, reason = convert_value(raw, arr, as_json, enc)
     if value is None:
         return (idx, ts, None, Quality.BAD, reason)
     return (idx, ts, value, quality, status_name(status) if status else None)

@@ -40,6 +40,7 @@ __all__ = [
     "decode_publish_response",
     "decode_read_response",
     "filetime_ns",
+    "timestamp_ns",
 ]
 
 # binary encoding node ids (namespace 0)
@@ -90,6 +91,15 @@ def filetime_ns(ticks: int) -> int:
         return _MAX_NS
     if ticks < 0:
         ticks = 0
+    return (ticks // 10 - _EPOCH_US) * 1000
+
+
+def timestamp_ns(ticks: int) -> int | None:
+    """A DataValue's Source / ServerTimestamp; None for the null DateTime (0 or less: 1601) and for
+    MaxDateTime (9999 and on), which Part 6 §5.2.2.5 makes "no time" / "no end", not a time the
+    sample was taken (and neither fits the int64 nanoseconds the wire format carries)."""
+    if ticks <= 0 or ticks >= _MAX_TICKS:
+        return None
     return (ticks // 10 - _EPOCH_US) * 1000
 
 
@@ -331,12 +341,12 @@ def _data_value(b: bytes, pos: int, variant: VariantDecoder) -> tuple[Any, int, 
         status = _U32(b, pos)[0]
         pos += 4
     if mask & 0x04:
-        source = filetime_ns(_I64(b, pos)[0])
+        source = timestamp_ns(_I64(b, pos)[0])
         pos += 8
     if mask & 0x10:  # SourcePicoseconds: below the gateway's ns resolution of a 100 ns tick
         pos += 2
     if mask & 0x08:
-        server = filetime_ns(_I64(b, pos)[0])
+        server = timestamp_ns(_I64(b, pos)[0])
         pos += 8
     if mask & 0x20:
         pos += 2

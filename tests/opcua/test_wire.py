@@ -24,6 +24,7 @@ from drivers.opcua.wire import (
     decode_publish_response,
     decode_read_response,
     filetime_ns,
+    timestamp_ns,
 )
 
 VT = ua.VariantType
@@ -274,3 +275,19 @@ def test_a_corrupt_array_length_is_refused_before_anything_is_built(variant: byt
     raw = _data_change_response(struct.pack("<I", 7) + b"\x01" + variant, 1)
     with pytest.raises(struct.error):
         decode_publish_response(raw, asyncua_variant)
+
+
+def test_null_and_max_datetime_timestamps_are_no_timestamp() -> None:
+    """Part 6 §5.2.2.5: 0 (1601) is the null DateTime and 9999 is MaxDateTime, neither a sample time (nor
+    within the int64 nanoseconds of the wire format): both decoders hand over None, so the driver
+    falls back to the other timestamp or the gateway's receive time, and the sample stays good."""
+    good = 133_000_000_000_000_000
+    for ticks in (0, -5, 2_650_467_743_990_000_000, (1 << 63) - 1):
+        assert timestamp_ns(ticks) is None
+        dv = ua.DataValue(ua.Variant(1.5), SourceTimestamp=win_epoch_to_datetime(ticks),
+                          ServerTimestamp=win_epoch_to_datetime(good))
+        assert _dv_parts(dv)[2:] == (None, filetime_ns(good))
+    assert timestamp_ns(good) == filetime_ns(good)
+    item = struct.pack("<IB", 3, 0x0D) + b"\x0b" + struct.pack("<d", 21.5) + struct.pack("<qq", 0, good)
+    frame = decode_publish_response(_data_change_response(item, 1), _no_fallback)
+    assert frame.items == [(3, 21.5, 0, None, filetime_ns(good))]

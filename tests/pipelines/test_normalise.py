@@ -23,6 +23,9 @@ def _specs() -> list[PointSpec]:
 
 def reference(sample: Sample) -> Sample:
     idx, ts, value, quality, reason = sample
+    if quality is Quality.BAD and isinstance(value, float) and not math.isfinite(value):
+        # a value no wire format carries is dropped, also from a bad sample (which keeps its reason)
+        return (idx, ts, None, quality, reason or ("nan" if math.isnan(value) else "inf"))
     if quality is Quality.BAD or value is None or isinstance(value, bool | str):
         return sample
     scale, offset, lo, hi = SPECS[idx]
