@@ -377,6 +377,14 @@ def cmd_bench_modbus(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bench_ingest(args: argparse.Namespace) -> int:
+    from gateway import bench
+    from gateway.ingest_bench import bench_ingest
+
+    bench.main("ingest", bench_ingest(args.store, args.points, args.batch_points, args.runs), args.json)
+    return EXIT_OK
+
+
 def cmd_bench_uplink(args: argparse.Namespace) -> int:
     from gateway import bench
 
@@ -629,6 +637,13 @@ def build_parser() -> argparse.ArgumentParser:
         b.add_argument("--runs", type=int, default=3)
         b.add_argument("--json", default=None, help="also write the figures to FILE")
         b.set_defaults(func=cmd_bench_uplink)
+    b = bsub.add_parser("ingest", help="edgegw ingest processes draining a broker backlog into the store, vs its limit")
+    b.add_argument("--store", choices=["victoriametrics", "influxdb1"], default="victoriametrics")
+    b.add_argument("--points", type=int, default=1_000_000, help="points per run")
+    b.add_argument("--batch-points", type=int, default=1000, help="points per MQTT message")
+    b.add_argument("--runs", type=int, default=3)
+    b.add_argument("--json", default=None, help="also write the figures to FILE")
+    b.set_defaults(func=cmd_bench_ingest)
 
     s = sub.add_parser("import-tags", help="turn a CSV tag list into config TOML")
     s.add_argument("protocol", choices=["modbus"])

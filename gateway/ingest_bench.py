@@ -1,0 +1,216 @@
+"""`edgegw bench ingest`: throughput of the central ingest, against the store's own limit.
+
+Each run starts its own mosquitto (the shipped ``deploy/mosquitto/mosquitto.conf``) and store
+(VictoriaMetrics, or InfluxDB 1.x with ``--store influxdb1``) on 127.0.0.1, then:
+
+- ``points_per_s``: one ``edgegw ingest`` process (a real subprocess) drains a backlog of
+  pre-encoded 1000-point msgpack batches that waited at the broker for its session; the clock runs
+  from its start to the last row counted in the store;
+- ``points_per_s_2procs``: the same backlog split between two processes of one share group;
+- ``limit_points_per_s``: the store's own ingest of the same rows as pre-built line-protocol bodies
+  of ``batch_max_points`` lines, posted one after the other through the same writer (same HTTP path);
+- ``ratio_to_limit``: points_per_s / limit_points_per_s; ``cpu_fraction``: the one process's CPU time
+  over the wall time of its drain.
+
+Figures only: nothing here asserts a speed.  Quote medians; the machine is noisy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from gateway.bench import SyntheticSource, _summary, synthetic_catalog
+from gateway.codec import Encoder, decode_columns
+from gateway.config import InfluxConfig, MqttConfig
+from gateway.lineproto import Dialect, line, telemetry_fields, telemetry_series
+from gateway.sinks.influx import make_writer
+from gateway.sinks.mqtt import MqttClient
+from hil.services import Influx1, Mosquitto, Service, VictoriaMetrics
+
+__all__ = ["bench_ingest"]
+
+_SHIPPED = Path(__file__).parents[1] / "deploy" / "mosquitto" / "mosquitto.conf"
+_SITE, _GW = "bench-site", "bench-gw"
+_BODY_LINES = 5000
+
+
+@contextlib.contextmanager
+def _service(kind: type[Service], **kw: Any) -> Iterator[Any]:
+    work = Path(tempfile.mkdtemp(prefix="edgegw-bench-ingest-"))
+    work.chmod(0o755)
+    svc = kind(workdir=work, **kw)
+    svc.start()
+    try:
+        yield svc
+    finally:
+        svc.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _payloads(total: int, batch_points: int) -> list[bytes]:
+    cat = synthetic_catalog(batch_points)
+    src = SyntheticSource(batch_points)
+    enc = Encoder(cat)
+    out = []
+    for seq in range(max(1, total // batch_points)):
+        samples = src.poll()
+        samples = [(i, ts + seq, v, q, r) for i, ts, v, q, r in samples]  # distinct timestamps per batch
+        out.append(enc.encode(samples, seq, time.time_ns()))
+    return out
+
+
+class _Store:
+    def __init__(self, svc: Any, kind: str) -> None:
+        self.svc, self.kind = svc, kind
+        self.dialect: Dialect = "victoriametrics" if kind == "victoriametrics" else "influxdb"
+
+    def influx_config(self, db: str) -> dict[str, Any]:
+        if self.kind == "victoriametrics":
+            return {"api": "v2", "url": self.svc.url, "dialect": "victoriametrics", "bucket": db}
+        self.svc.create_database(db)
+        return {"api": "v1", "url": self.svc.url, "database": db}
+
+    def rows(self, db: str) -> int:
+        """Points stored so far (VictoriaMetrics: its insert counter, two fields per point)."""
+        if self.kind == "victoriametrics":
+            with urllib.request.urlopen(f"{self.svc.url}/metrics", timeout=10) as r:
+                for raw in r.read().decode().splitlines():
+                    if raw.startswith('vm_rows_inserted_total{type="influx"}'):
+                        return int(float(raw.split()[-1])) // 2
+            return 0
+        res = self.svc.query('SELECT count(quality) FROM "telemetry"', db=db)
+        series = res["results"][0].get("series")
+        return int(series[0]["values"][0][1]) if series else 0
+
+
+def _config(path: Path, broker: int, influx: dict[str, Any], client_id: str, workdir: Path) -> None:
+    lines = ["[ingest]", f'dead_letter_path = "{workdir / (client_id + "-dl.db")}"', "[ingest.mqtt]",
+             f"port = {broker}", f'client_id = "{client_id}"', "[ingest.influx]"]
+    lines += [f'{k} = "{v}"' for k, v in influx.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _start(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "gateway.cli", "ingest", "-c", str(cfg)], stdout=out,
+                                stderr=subprocess.STDOUT)
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def _wait(cond: Any, timeout_s: float, what: str) -> None:
+    end = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > end:
+            raise RuntimeError(f"bench ingest: timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+async def _publish(port: int, payloads: list[bytes]) -> None:
+    cfg = MqttConfig(port=port, max_inflight=1000, timeout_s=60)
+    async with MqttClient(cfg, f"bench-pub-{os.getpid()}") as client:
+        topic = f"edgegw/{_SITE}/{_GW}/data"
+        for k in range(0, len(payloads), 500):
+            await asyncio.gather(*(client.publish_checked(topic, p, timeout=60) for p in payloads[k:k + 500]))
+
+
+def _drain(broker: Mosquitto, store: _Store, db: str, payloads: list[bytes], total: int, procs: int,
+           work: Path) -> tuple[float, float]:
+    """Sessions first, then the backlog at the broker, then the timed drain; (points/s, CPU fraction)."""
+    influx = store.influx_config(db)
+    cfgs = []
+    for k in range(procs):
+        cfg = work / f"{db}-{k}.toml"
+        _config(cfg, broker.port, influx, f"{db}-ingest-{k}", work)
+        cfgs.append(cfg)
+    logs = [work / f"{db}-{k}.log" for k in range(procs)]
+    first = [_start(c, lg) for c, lg in zip(cfgs, logs, strict=True)]  # create the persistent sessions
+    for lg in logs:
+        _wait(lambda lg=lg: "Ingest subscribed" in lg.read_text(errors="replace"), 30, "the ingest's session")
+    for p in first:
+        _stop(p)
+    asyncio.run(_publish(broker.port, payloads))
+    before = store.rows(db)
+    t0 = time.monotonic()
+    running = [_start(c, lg) for c, lg in zip(cfgs, logs, strict=True)]
+    try:
+        _wait(lambda: store.rows(db) - before >= total, 600, f"{total} points in the store")
+        wall = time.monotonic() - t0
+        cpu = _cpu_s(running[0].pid)
+    finally:
+        for p in running:
+            _stop(p)
+    return total / wall, cpu / wall
+
+
+def _limit(store: _Store, db: str, payloads: list[bytes]) -> float:
+    """The same rows as pre-built bodies, posted one after the other through the ingest's writer."""
+    writer = make_writer(InfluxConfig.model_validate(store.influx_config(db)))
+    rows: list[bytes] = []
+    for p in payloads:
+        cols = decode_columns(p)
+        series = {i: telemetry_series("telemetry", key, code, unit, device, device_code, tags, _SITE, _GW,
+                                      store.dialect)
+                  for i, (key, code, unit, device, device_code, tags) in cols.cat.items()}
+        rows += [line(series[i], telemetry_fields(v, q, r, False, store.dialect), ts)
+                 for i, ts, v, q, r in zip(cols.idx, cols.ts, cols.val, cols.q, cols.rsn, strict=True)]
+    bodies = [b"\n".join(rows[k:k + _BODY_LINES]) + b"\n" for k in range(0, len(rows), _BODY_LINES)]
+    before = store.rows(db)
+
+    async def post() -> None:
+        for body in bodies:
+            await writer.write(body)
+
+    t0 = time.monotonic()
+    asyncio.run(post())
+    _wait(lambda: store.rows(db) - before >= len(rows), 120, "the limit run's rows")
+    wall = time.monotonic() - t0
+    writer.close()
+    return len(rows) / wall
+
+
+def _once(store_kind: str, total: int, batch_points: int, run: int) -> dict[str, float]:
+    payloads = _payloads(total, batch_points)
+    total = len(payloads) * batch_points
+    work = Path(tempfile.mkdtemp(prefix="edgegw-bench-ingest-run-"))
+    kind: type[Service] = VictoriaMetrics if store_kind == "victoriametrics" else Influx1
+    try:
+        with _service(Mosquitto, shipped=_SHIPPED) as broker, _service(kind) as svc:
+            store = _Store(svc, store_kind)
+            one, cpu = _drain(broker, store, f"one{run}", payloads, total, 1, work)
+            two, _ = _drain(broker, store, f"two{run}", payloads, total, 2, work)
+            limit = _limit(store, f"lim{run}", payloads)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"points_per_s": one, "points_per_s_2procs": two, "limit_points_per_s": limit,
+            "ratio_to_limit": one / limit, "cpu_fraction": cpu}
+
+
+async def bench_ingest(store: str, total: int, batch_points: int, runs: int) -> dict[str, Any]:
+    rows = [await asyncio.to_thread(_once, store, total, batch_points, k) for k in range(runs)]
+    return _summary("ingest", rows, {"store": store, "points": total, "batch_points": batch_points},
+                    {"points_per_s": ">= 300000 (victoriametrics)", "ratio_to_limit": ">= 0.5"})
