@@ -96,7 +96,10 @@ class _Store:
 
 
 def _config(path: Path, broker: int, influx: dict[str, Any], client_id: str, workdir: Path) -> None:
-    lines = ["[ingest]", f'dead_letter_path = "{workdir / (client_id + "-dl.db")}"', "[ingest.mqtt]",
+    group = client_id.rsplit("-ingest-", 1)[0]  # one share group per drain: a stopped member with a live
+    # session stays in its group's rotation and would keep a share of the next drain's messages
+    lines = ["[ingest]", f'share_group = "{group}"', f'dead_letter_path = "{workdir / (client_id + "-dl.db")}"',
+             "[ingest.mqtt]",
              f"port = {broker}", f'client_id = "{client_id}"', "[ingest.influx]"]
     lines += [f'{k} = "{v}"' for k, v in influx.items()]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
