@@ -32,6 +32,7 @@ __all__ = [
     "FLAG_HISTORICAL",
     "SCHEMA_VERSION",
     "Batch",
+    "CatRow",
     "Columns",
     "Compression",
     "Encoder",
@@ -41,6 +42,7 @@ __all__ = [
     "encode",
     "mark_historical",
     "points_payload",
+    "row_tags",
 ]
 
 SCHEMA_VERSION = 1
@@ -56,7 +58,8 @@ log = logging.getLogger("edgegw.codec")
 _WIRE_TYPES: frozenset[type] = frozenset({float, int, bool, str, type(None)})
 _NUMBERS: frozenset[type] = frozenset({float, int, bool})
 
-_CatRow = tuple[str, str, str, str, str, tuple[tuple[str, str], ...]]  # key, code, unit, device, device code, tags
+# key, code, unit, device, device code, grade, tags: a catalog row as the wire carries it (validated)
+CatRow = tuple[str, str, str, str, str, str, dict[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,7 +283,7 @@ class Columns:
     seq: int
     created_ns: int
     historical: bool
-    cat: dict[int, _CatRow]
+    cat: dict[int, CatRow]
     idx: list[int]
     ts: list[int]
     val: list[Any]
@@ -289,9 +292,9 @@ class Columns:
     flags: list[int]
 
     def point(self, k: int) -> Point:
-        key, code, unit, device, device_code, tags = self.cat[self.idx[k]]
+        key, code, unit, device, device_code, _grade, _tags = row = self.cat[self.idx[k]]
         return Point(key, code, self.ts[k], self.val[k], Quality(self.q[k]), self.rsn[k], unit, device, device_code,
-                     tags, self.historical or bool(self.flags[k] & FLAG_HISTORICAL))
+                     row_tags(row), self.historical or bool(self.flags[k] & FLAG_HISTORICAL))
 
     def points(self) -> list[Point]:
         return [self.point(k) for k in range(len(self.idx))]
@@ -345,10 +348,7 @@ def _columns(doc: dict[str, Any], historical: bool) -> Columns:
         raise CodecError("cat, i, ts, val, q, r and f must be arrays")
     if not all(len(c) == n for c in columns[1:]):
         raise CodecError("columns i, ts, val, q, r and f must have the same length")
-    try:
-        infos = dict(_cat_row(r) for r in cat)
-    except (TypeError, ValueError) as err:
-        raise CodecError(f"malformed batch content: {err}") from None
+    infos = _catalog(cat)
     # whole columns at a time: type sets and set inclusions run in C, not per sample in Python
     if n and not set(map(type, itertools.chain(idx, ts, q, flags))) <= {int}:
         raise CodecError("malformed batch content: sample has wrong types")
@@ -380,15 +380,31 @@ def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def _cat_row(r: Any) -> tuple[int, _CatRow]:
-    index, key, code, unit, device, device_code, grade, tags = r
-    if type(index) is not int or type(tags) is not dict or not (
-        type(key) is str and type(code) is str and type(unit) is str and type(device) is str
-        and type(device_code) is str and type(grade) is str
-    ):
-        raise TypeError("catalog row has wrong types")
-    if tags and not {*map(type, tags), *map(type, tags.values())} <= {str}:
-        raise TypeError("tags must map strings to strings")
+def row_tags(row: CatRow) -> tuple[tuple[str, str], ...]:
+    """A catalog row's tags as a point carries them: sorted, the grade as tag ``data_grade``."""
+    grade, tags = row[5], row[6]
     if grade:
         tags = {**tags, "data_grade": grade}
-    return index, (key, code, unit, device, device_code, tuple(sorted(tags.items())))
+    return tuple(sorted(tags.items()))
+
+
+def _catalog(cat: list[Any]) -> dict[int, CatRow]:
+    """Validate the catalog rows column by column (a batch carries one row per point it names)."""
+    if not cat:
+        return {}
+    try:
+        if set(map(len, cat)) != {8}:
+            raise CodecError("malformed batch content: a catalog row is not 8 fields")
+        index, key, code, unit, device, device_code, grade, tags = zip(*cat, strict=True)
+    except TypeError:
+        raise CodecError("malformed batch content: a catalog row is not an array") from None
+    if not set(map(type, index)) <= {int}:
+        raise CodecError("malformed batch content: catalog row has wrong types")
+    if not set(map(type, itertools.chain(key, code, unit, device, device_code, grade))) <= {str}:
+        raise CodecError("malformed batch content: catalog row has wrong types")
+    if not set(map(type, tags)) <= {dict}:
+        raise CodecError("malformed batch content: catalog row has wrong types")
+    if not set(map(type, itertools.chain(itertools.chain.from_iterable(tags),
+                                         itertools.chain.from_iterable(map(dict.values, tags))))) <= {str}:
+        raise CodecError("malformed batch content: tags must map strings to strings")
+    return dict(zip(index, zip(key, code, unit, device, device_code, grade, tags, strict=True), strict=True))

@@ -36,11 +36,20 @@ from typing import Any
 import aiomqtt
 
 from gateway.alarms import decode_alarm
-from gateway.codec import FLAG_HISTORICAL, Batch, Columns, decode_columns, points_payload
+from gateway.codec import FLAG_HISTORICAL, Batch, CatRow, Columns, decode_columns, points_payload, row_tags
 from gateway.config import IngestSection
 from gateway.deadletter import DeadLetter, DeadLetterFullError, DeadLetterStore
 from gateway.errors import BodyTooLargeError, BufferStorageError, CodecError, DataRejectedError, StoreUnavailableError
-from gateway.lineproto import LineError, alarm_line, check_timestamp, line, telemetry_fields, telemetry_series
+from gateway.lineproto import (
+    MAX_TIMESTAMP_NS,
+    VM_MAX_FUTURE_NS,
+    LineError,
+    alarm_line,
+    check_timestamp,
+    line,
+    telemetry_fields,
+    telemetry_series,
+)
 from gateway.point import Point, now_ns
 from gateway.sinks.influx import LineWriter, make_writer
 from gateway.sinks.mqtt import MqttClient
@@ -50,6 +59,7 @@ __all__ = ["Ingest", "IngestCore", "IngestStats", "Prepared"]
 log = logging.getLogger("edgegw.ingest")
 _LOUD_EVERY_S = 60.0
 _BACKOFF_MAX_S = 5.0
+_INT_FAST = 2**63  # integers within this become floats without any check (far below float's overflow)
 _SERIES_CACHE = 200_000  # catalog rows whose series text is kept (cleared, not grown, beyond)
 
 
@@ -176,9 +186,17 @@ class IngestCore:
         prefixes = {i: self._series(prep, row) for i, row in cols.cat.items()}
         refused: list[tuple[Point, str]] = []
         rows, samples = prep.rows, prep.samples
+        ts_max = MAX_TIMESTAMP_NS if dialect == "influxdb" else min(MAX_TIMESTAMP_NS, now + VM_MAX_FUTURE_NS)
         for k, (i, ts, v, q, r, f) in enumerate(zip(cols.idx, cols.ts, cols.val, cols.q, cols.rsn, cols.flags,
                                                    strict=True)):
             prefix = prefixes[i]
+            tv = type(v)
+            # the common sample, inline: a number (finite: checked at decode), no reason, live, a plausible time
+            if (tv is float or (tv is int and -_INT_FAST <= v <= _INT_FAST)) and r is None and not f \
+                    and not hist_all and -MAX_TIMESTAMP_NS <= ts <= ts_max and type(prefix) is str:
+                rows.append(f"{prefix} value={float(v)!r},quality={q}i {ts}".encode())
+                samples.append(k)
+                continue
             try:
                 if isinstance(prefix, LineError):
                     raise prefix
@@ -193,15 +211,14 @@ class IngestCore:
         if self.observer is not None:
             self.observer(Batch(cols.gateway, cols.site, cols.seq, cols.created_ns, cols.points(), cols.historical))
 
-    def _series(self, prep: Prepared, row: tuple[Any, ...]) -> str | LineError:
+    def _series(self, prep: Prepared, row: CatRow) -> str | LineError:
         """The series text of a catalog row, from a bounded cache (rows repeat in every message)."""
-        key = (prep.site, prep.gateway, row)
+        key = (prep.site, prep.gateway, *row[:6], *row[6].items())
         hit = self._series_cache.get(key)
         if hit is None:
             try:
-                key_, code, unit, device, device_code, tags = row
-                hit = telemetry_series(self.cfg.influx.measurement, key_, code, unit, device, device_code, tags,
-                                       prep.site, prep.gateway, self._dialect)
+                hit = telemetry_series(self.cfg.influx.measurement, row[0], row[1], row[2], row[3], row[4],
+                                       row_tags(row), prep.site, prep.gateway, self._dialect)
             except LineError as err:
                 hit = err
             if len(self._series_cache) >= _SERIES_CACHE:

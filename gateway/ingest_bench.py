@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.bench import SyntheticSource, _summary, synthetic_catalog
-from gateway.codec import Encoder, decode_columns
+from gateway.codec import Encoder, decode_columns, row_tags
 from gateway.config import InfluxConfig, MqttConfig
 from gateway.lineproto import Dialect, line, telemetry_fields, telemetry_series
 from gateway.sinks.influx import make_writer
@@ -176,9 +176,8 @@ def _limit(store: _Store, db: str, payloads: list[bytes]) -> float:
     rows: list[bytes] = []
     for p in payloads:
         cols = decode_columns(p)
-        series = {i: telemetry_series("telemetry", key, code, unit, device, device_code, tags, _SITE, _GW,
-                                      store.dialect)
-                  for i, (key, code, unit, device, device_code, tags) in cols.cat.items()}
+        series = {i: telemetry_series("telemetry", *row[:5], row_tags(row), _SITE, _GW, store.dialect)
+                  for i, row in cols.cat.items()}
         rows += [line(series[i], telemetry_fields(v, q, r, False, store.dialect), ts)
                  for i, ts, v, q, r in zip(cols.idx, cols.ts, cols.val, cols.q, cols.rsn, strict=True)]
     bodies = [b"\n".join(rows[k:k + _BODY_LINES]) + b"\n" for k in range(0, len(rows), _BODY_LINES)]

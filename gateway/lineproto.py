@@ -37,6 +37,7 @@ __all__ = [
     "MAX_TIMESTAMP_NS",
     "RESERVED_TAG_KEYS",
     "TELEMETRY_FIELDS",
+    "VM_MAX_FUTURE_NS",
     "Dialect",
     "LineError",
     "alarm_line",
@@ -61,7 +62,7 @@ RESERVED_TAG_KEYS = IDENTITY_TAGS | TELEMETRY_FIELDS | ALARM_FIELDS | {"time", "
 MAX_TIMESTAMP_NS = 9_223_372_036_854_775_806  # InfluxDB: "time outside range" beyond +-this
 _VM_MAX_LABEL_BYTES = 16_384  # -maxLabelValueLen: longer values are truncated (two series merge)
 _VM_MAX_LABELS = 30  # -maxLabelsPerTimeseries: extra labels are dropped (the db label among them)
-_VM_MAX_FUTURE_NS = 2 * 86_400 * 10**9  # rows beyond now + 2 days are dropped silently
+VM_MAX_FUTURE_NS = 2 * 86_400 * 10**9  # rows beyond now + 2 days are dropped silently
 _INFLUX_MAX_KEY = 65_535  # series key (+ field key) length
 
 
@@ -198,7 +199,7 @@ def telemetry_fields(v: Any, quality: int, reason: str | None, historical: bool,
 def check_timestamp(ts_ns: Any, dialect: Dialect, now_ns: int) -> None:
     if type(ts_ns) is not int or not -MAX_TIMESTAMP_NS <= ts_ns <= MAX_TIMESTAMP_NS:
         raise LineError(f"timestamp {str(ts_ns)[:30]} is outside what InfluxDB stores")
-    if dialect == "victoriametrics" and ts_ns > now_ns + _VM_MAX_FUTURE_NS:
+    if dialect == "victoriametrics" and ts_ns > now_ns + VM_MAX_FUTURE_NS:
         raise LineError("timestamp more than 2 days ahead: VictoriaMetrics drops it")
 
 
