@@ -25,6 +25,7 @@ acknowledged (persistent session, fixed client id), and a redelivered row lands 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import time
@@ -448,8 +449,12 @@ class Ingest(IngestCore):
         # unacknowledged message is not redelivered before the next reconnect (it was seen: a
         # batch or an alarm event stuck at the broker).  One pending task, reused across timeouts.
         nxt: asyncio.Future[aiomqtt.Message] | None = None
+        writing: asyncio.Future[None] | None = None
         try:
             while True:
+                if writing is not None and writing.done():
+                    writing.result()  # a failure of the write task ends this connection's loop
+                    writing = None
                 if nxt is None:
                     nxt = asyncio.ensure_future(anext(it))
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -465,10 +470,22 @@ class Ingest(IngestCore):
                     if deadline is None:
                         deadline = time.monotonic() + linger
                 if not done or n_rows >= self.cfg.batch_max_points:
-                    await self.settle(prepared)
-                    for m in pending:
-                        client.ack(m.mid, m.qos)
+                    # one write in flight while the next batch is prepared: decoding overlaps the
+                    # store's work; acknowledgements stay in order and at most two batches are held
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.ensure_future(self._settle_and_ack(client, prepared, pending))
                     pending, prepared, n_rows, deadline = [], [], 0, None
         finally:
             if nxt is not None:
                 nxt.cancel()
+            if writing is not None:
+                writing.cancel()  # not acknowledged: the broker redelivers
+                with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                    await writing
+
+    async def _settle_and_ack(self, client: MqttClient, prepared: list[Prepared],
+                              pending: list[aiomqtt.Message]) -> None:
+        await self.settle(prepared)
+        for m in pending:
+            client.ack(m.mid, m.qos)
