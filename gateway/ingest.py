@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import socket
 import time
@@ -243,8 +244,7 @@ class IngestCore:
         ``replaces``: dead-letter ids these messages came from (a replay); they are deleted in the
         transaction that commits what is refused again.
         """
-        rows: list[tuple[int, int]] = [(m, r) for m, prep in enumerate(prepared) for r in range(len(prep.rows))]
-        for chunk in self._chunks(prepared, rows):
+        for chunk in self._chunks(prepared):
             await self._write_rows(prepared, chunk)
         letters: list[DeadLetter] = []
         for prep in prepared:
@@ -269,28 +269,54 @@ class IngestCore:
                 else:
                     self.stats.written_points += 1
 
-    def _chunks(self, prepared: list[Prepared], rows: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
-        """Bodies bounded by points and by bytes (below the store's body limit)."""
+    def _chunks(self, prepared: list[Prepared]) -> list[list[tuple[int, int, int]]]:
+        """Bodies bounded by points and by bytes (below the store's body limit), as segments
+        (message, first row, end row): whole messages where they fit, a large one cut by rows."""
         max_points, max_bytes = self.cfg.batch_max_points, self.cfg.influx.max_body_bytes
-        chunks: list[list[tuple[int, int]]] = []
-        cur: list[tuple[int, int]] = []
-        size = 0
-        for ref in rows:
-            n = len(prepared[ref[0]].rows[ref[1]]) + 1
-            if cur and (len(cur) >= max_points or size + n > max_bytes):
+        chunks: list[list[tuple[int, int, int]]] = []
+        cur: list[tuple[int, int, int]] = []
+        points = size = 0
+        for m, prep in enumerate(prepared):
+            n = len(prep.rows)
+            if not n:
+                continue
+            nbytes = sum(map(len, prep.rows)) + n
+            if cur and (points + n > max_points or size + nbytes > max_bytes):
                 chunks.append(cur)
-                cur, size = [], 0
-            cur.append(ref)
-            size += n
+                cur, points, size = [], 0, 0
+            if n <= max_points and nbytes <= max_bytes:
+                cur.append((m, 0, n))
+                points, size = points + n, size + nbytes
+                continue
+            start = 0  # one message larger than a body: cut it by rows
+            for r, row in enumerate(prep.rows):
+                k = len(row) + 1
+                if r > start and (r - start >= max_points or size + k > max_bytes):
+                    chunks.append([(m, start, r)])
+                    start, size = r, 0
+                size += k
+            cur, points = [(m, start, n)], n - start
         if cur:
             chunks.append(cur)
         return chunks
 
-    async def _write_rows(self, prepared: list[Prepared], chunk: list[tuple[int, int]]) -> None:
-        stack = [chunk]
+    async def _write_rows(self, prepared: list[Prepared], chunk: list[tuple[int, int, int]]) -> None:
+        body = b"\n".join(itertools.chain.from_iterable(prepared[m].rows[a:b] for m, a, b in chunk)) + b"\n"
+        try:
+            await self._write_body(body)
+            return
+        except (DataRejectedError, BodyTooLargeError):
+            pass  # find the refused rows: row by row references from here on (rare)
+        self.stats.write_splits += 1
+        refs = [(m, r) for m, a, b in chunk for r in range(a, b)]
+        if len(refs) > 1:
+            half = len(refs) // 2
+            stack = [refs[half:], refs[:half]]
+        else:
+            stack = [refs]
         while stack:
             part = stack.pop()
-            body = b"".join(prepared[m].rows[r] + b"\n" for m, r in part)
+            body = b"\n".join(prepared[m].rows[r] for m, r in part) + b"\n"
             try:
                 await self._write_body(body)
                 continue

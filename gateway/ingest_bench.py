@@ -162,14 +162,14 @@ def _drain(broker: Mosquitto, store: _Store, db: str, payloads: list[bytes], tot
     try:
         # the clock starts at the first stored row: process start-up (imports, connect) is not the drain
         _wait(lambda: store.rows(db) > before, 120, "the first rows in the store")
-        t0, first, cpu0 = time.monotonic(), store.rows(db) - before, _cpu_s(running[0].pid)
+        t0, first_rows, cpu0 = time.monotonic(), store.rows(db) - before, _cpu_s(running[0].pid)
         _wait(lambda: store.rows(db) - before >= total, 600, f"{total} points in the store")
         wall = time.monotonic() - t0
         cpu = _cpu_s(running[0].pid) - cpu0
     finally:
         for p in running:
             _stop(p)
-    return (total - first) / wall, cpu / wall
+    return (total - first_rows) / wall, cpu / wall
 
 
 def _limit(store: _Store, db: str, payloads: list[bytes]) -> float:
