@@ -38,7 +38,16 @@ from typing import Any
 import aiomqtt
 
 from gateway.alarms import decode_alarm
-from gateway.codec import FLAG_HISTORICAL, Batch, CatRow, Columns, decode_columns, points_payload, row_tags
+from gateway.codec import (
+    FLAG_HISTORICAL,
+    Batch,
+    CatalogCache,
+    CatRow,
+    Columns,
+    decode_columns,
+    points_payload,
+    row_tags,
+)
 from gateway.config import IngestSection
 from gateway.deadletter import DeadLetter, DeadLetterFullError, DeadLetterStore
 from gateway.errors import BodyTooLargeError, BufferStorageError, CodecError, DataRejectedError, StoreUnavailableError
@@ -124,6 +133,8 @@ class IngestCore:
         self._dialect = cfg.influx.dialect
         self._last_loud = 0.0
         self._series_cache: dict[tuple[Any, ...], str | LineError] = {}
+        self._catalogs = CatalogCache()
+        self._last_prefixes: dict[tuple[str, str], tuple[dict[int, CatRow], dict[int, str | LineError]]] = {}
         # None: wait out a store outage for ever (the service); a number: give up after that many
         # seconds with StoreUnavailableError (an operator's command such as a dead-letter replay)
         self.give_up_after_s: float | None = None
@@ -172,7 +183,7 @@ class IngestCore:
 
     def _prepare_batch(self, prep: Prepared) -> None:
         try:
-            cols = decode_columns(prep.payload)
+            cols = decode_columns(prep.payload, self._catalogs)
         except CodecError as err:
             self.stats.undecodable += 1
             self._dead_message(prep, f"undecodable: {err}")
@@ -185,7 +196,7 @@ class IngestCore:
             return
         prep.cols = cols
         now, dialect, hist_all = now_ns(), self._dialect, cols.historical
-        prefixes = {i: self._series(prep, row) for i, row in cols.cat.items()}
+        prefixes = self._prefixes(prep, cols.cat)
         refused: list[tuple[Point, str]] = []
         rows, samples = prep.rows, prep.samples
         ts_max = MAX_TIMESTAMP_NS if dialect == "influxdb" else min(MAX_TIMESTAMP_NS, now + VM_MAX_FUTURE_NS)
@@ -212,6 +223,18 @@ class IngestCore:
             prep.dead.append(self._points_letter(prep, refused))
         if self.observer is not None:
             self.observer(Batch(cols.gateway, cols.site, cols.seq, cols.created_ns, cols.points(), cols.historical))
+
+    def _prefixes(self, prep: Prepared, cat: dict[int, CatRow]) -> dict[int, str | LineError]:
+        """The series text of every catalog row of a batch; the same validated catalog (the codec's
+        cache hands out the same object) reuses the last map it got."""
+        last = self._last_prefixes.get((prep.site, prep.gateway))
+        if last is not None and last[0] is cat:
+            return last[1]
+        prefixes = {i: self._series(prep, row) for i, row in cat.items()}
+        if len(self._last_prefixes) >= _SERIES_CACHE // 100:
+            self._last_prefixes.clear()
+        self._last_prefixes[(prep.site, prep.gateway)] = (cat, prefixes)
+        return prefixes
 
     def _series(self, prep: Prepared, row: CatRow) -> str | LineError:
         """The series text of a catalog row, from a bounded cache (rows repeat in every message)."""
