@@ -31,8 +31,10 @@ DEVICES_ZH = {"gas-sub-01": "1201工作面瓦斯监控分站", "gas-sub-02": "12
 
 
 def plant_config(plc_ports: list[int], broker_port: int, tmp: Path, *, listen: str = "127.0.0.1:0",
-                 name: str = "http", **device: Any) -> Config:
-    points = [{**p, "display_name": NAMES_ZH.get(str(p["name"]), "")} for p in point_config()]
+                 name: str = "http", names: dict[str, str] | None = None, **device: Any) -> Config:
+    """Up to two gas substations (simulated PLCs), with Chinese display names, and the endpoint on."""
+    names = NAMES_ZH if names is None else names
+    points = [{**p, "display_name": names.get(str(p["name"]), "")} for p in point_config()]
     return parse({
         "gateway": {"id": f"gw-{name}", "site": "baotou-mine-01", "enterprise_prefix": "88.608.5288"},
         "devices": [
