@@ -100,9 +100,17 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise ConfigError(files.errors, args.config)
     _say_warnings(security_warnings(cfg))
     _say_warnings([ConfigIssue(e.location, f"on this machine: {e.message}") for e in files.errors] + files.warnings)
+    if args.print_config:  # stdout: the effective config, secrets redacted; the verdict goes to stderr
+        import tomli_w
+
+        from gateway.config import redacted
+
+        print(f"# {args.config}: effective configuration (defaults filled in, secrets redacted)")
+        print(tomli_w.dumps(redacted(cfg)).rstrip("\n"))
     print(
         f"{args.config}: ok ({_plural(len(cfg.devices), 'device')}, {_plural(len(catalog.points), 'point')}, "
-        f"uplink {'configured' if cfg.uplink else 'none'}, ingest {'configured' if cfg.ingest else 'none'})"
+        f"uplink {'configured' if cfg.uplink else 'none'}, ingest {'configured' if cfg.ingest else 'none'})",
+        file=sys.stderr if args.print_config else sys.stdout,
     )
     return EXIT_OK
 
@@ -520,6 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--here", action="store_true",
                    help="the config is for this machine: a problem with a file it names (buffer directory, TLS, "
                         "key and password files) is an error, not a warning")
+    s.add_argument("--print-config", action="store_true",
+                   help="print the effective config as TOML (defaults filled in, secrets redacted)")
     s.set_defaults(func=cmd_check)
 
     s = sub.add_parser("run", help="run the gateway (edge role)")

@@ -45,6 +45,7 @@ __all__ = [
     "parse",
     "parse_listen",
     "policy_issues",
+    "redacted",
     "security_warnings",
     "uplink_uses_tls",
     "uplink_verifies_tls",
@@ -558,6 +559,38 @@ def _without_password(url: str) -> str:
     if parts.password is None:
         return url
     return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+
+
+REDACTED = "***"
+# a key holding a secret itself (none does today: secrets come from *_env and *_file keys); a
+# future inline one is redacted by its name
+_SECRET_KEYS = ("password", "passphrase", "secret", "token", "api_key", "private_key")
+
+
+def redacted(cfg: Config) -> dict[str, Any]:
+    """The effective config (defaults filled in) as plain data, secrets redacted: what
+    ``edgegw check --print-config`` prints.
+
+    ``*_env`` keys name a variable and ``*_file`` keys a path: kept (they are what an operator
+    checks); a url's password and any key named like a secret become ``***``.  The values the
+    variables and files hold are never read here."""
+    out: dict[str, Any] = _redact(cfg.model_dump(mode="python", by_alias=True, exclude_none=True))
+    return out
+
+
+def _redact(v: Any, key: str = "") -> Any:
+    if isinstance(v, dict):
+        return {k: _redact(x, str(k)) for k, x in v.items()}
+    if isinstance(v, list | tuple | set | frozenset):
+        return [_redact(x, key) for x in v]
+    if isinstance(v, enum.Enum):
+        return v.value
+    if isinstance(v, str):
+        if key.endswith(_SECRET_KEYS) and not key.endswith(("_env", "_file")):
+            return REDACTED
+        if "@" in v and "://" in v:
+            return _without_password(v)  # user:***@host
+    return v
 
 
 def _url_password_warning(url: str, where: str) -> list[ConfigIssue]:
