@@ -162,7 +162,10 @@ class StatusServer:
         self._registry = make_registry(GatewayCollector(self.gateway, self.live, self.ingest))
         backoff = 1.0
         while True:
-            runner = web.AppRunner(self._app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
+            # idle keep-alive connections close after 15 s: a forgotten browser tab holds at most one
+            runner = web.AppRunner(
+                self._app(), access_log=None, handle_signals=False, shutdown_timeout=1.0, keepalive_timeout=15.0
+            )
             await runner.setup()
             try:
                 await web.TCPSite(runner, self.host, self.port, backlog=32).start()

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from firmware_stubs.gas_substation import point_config
 from gateway.app import Gateway
-from gateway.config import Config, parse
+from gateway.config import Config, parse, parse_listen
 from gateway.ingest import Ingest
 from gateway.latency import Histogram
 from hil.modbus_server import SimulatedPlc
@@ -248,3 +248,34 @@ def test_histogram_buckets_are_cumulative_with_le_semantics() -> None:
         h.observe(v)
     assert h.cumulative() == [(0.01, 2), (0.1, 3), (float("inf"), 4)]
     assert h.count == 4 and h.sum == pytest.approx(3.065)
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("127.0.0.1:9180", ("127.0.0.1", 9180)),
+        ("[::1]:0", ("::1", 0)),
+        ("localhost:80", ("localhost", 80)),
+        ("9180", None),
+        (":9180", None),
+        ("127.0.0.1:", None),
+        ("::1:9180", None),
+        ("127.0.0.1:65536", None),
+        ("127.0.0.1:-1", None),
+    ],
+)
+def test_listen_addresses(text: str, want: tuple[str, int] | None) -> None:
+    if want is None:
+        with pytest.raises(ValueError):
+            parse_listen(text)
+    else:
+        assert parse_listen(text) == want
+
+
+def test_cli_http_flag_overrides_the_section(tmp_path: Path) -> None:
+    from gateway.cli import _with_http
+
+    cfg = plant_config([1502], 1883, tmp_path, listen="127.0.0.1:9180")
+    assert _with_http(cfg, None).http == cfg.http
+    new = _with_http(cfg, "127.0.0.1:9999")
+    assert new.http is not None and new.http.address == ("127.0.0.1", 9999)
