@@ -70,6 +70,7 @@ class IngestStats:
     write_splits: int = 0  # bodies split to isolate refused rows or to fit the store's size limit
     store_errors: Counter[str] = field(default_factory=Counter)  # by kind: network, auth, not_found, server, ...
     store_down_since: float | None = None  # monotonic time of the first failure of the current outage
+    newest_written_ns: int = 0  # source time of the newest point written (the lag metric)
     connected: bool = False
 
 
@@ -224,6 +225,8 @@ class IngestCore:
                     self.stats.alarms += 1
                 else:
                     self.stats.written_points += 1
+                    if p.ts_ns > self.stats.newest_written_ns:
+                        self.stats.newest_written_ns = p.ts_ns
 
     def _chunks(self, prepared: list[Prepared], rows: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
         """Bodies bounded by points and by bytes (below the store's body limit)."""

@@ -223,6 +223,10 @@ class GatewayCollector(Collector):
         down = _gauge("edgegw_ingest_store_down_seconds", "How long the store has been failing (0: writing).")
         down.add_metric([], 0.0 if s.store_down_since is None else time.monotonic() - s.store_down_since)
         yield down
+        if s.newest_written_ns:
+            lag = _gauge("edgegw_ingest_lag_seconds", "Now minus the source time of the newest point written.")
+            lag.add_metric([], max(0.0, (time.time_ns() - s.newest_written_ns) / 1e9))
+            yield lag
         ready = _gauge("edgegw_ingest_ready", "1 when /readyz says ready; per check.", ["check"])
         for c in ingest_readiness(ingest):
             ready.add_metric([c.name], int(c.ok))

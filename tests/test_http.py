@@ -279,3 +279,32 @@ def test_cli_http_flag_overrides_the_section(tmp_path: Path) -> None:
     assert _with_http(cfg, None).http == cfg.http
     new = _with_http(cfg, "127.0.0.1:9999")
     assert new.http is not None and new.http.address == ("127.0.0.1", 9999)
+
+
+async def test_ingest_metrics_follow_a_running_chain(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """Simulated PLC -> gateway -> mosquitto -> ingest (file store): the ingest's counters and lag."""
+    async with SimulatedPlc(tick_s=0, seed=13) as plc:
+        gw_cfg = plant_config([plc.port], mosquitto.port, tmp_path, name="chain")
+        cfg = parse({
+            "ingest": {
+                "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "client_id": "ingest-chain",
+                         "topic_prefix": "t-chain"},
+                "influx": {"api": "file", "path": str(tmp_path / "out.lp")},
+                "dead_letter_path": str(tmp_path / "dl.db"), "linger_ms": 20,
+            },
+        })
+        assert cfg.ingest is not None
+        ingest = Ingest(cfg.ingest, http_listen="127.0.0.1:0")
+        assert ingest.http is not None
+        async with running(ingest.run()), aiohttp.ClientSession() as session:
+            await asyncio.wait_for(ingest.subscribed.wait(), 10)
+            async with running(Gateway(gw_cfg).run()):
+                await eventually(lambda: ingest.stats.written_points >= 3 * len(point_config()),
+                                 what="three polls written")
+            base = ingest.http.url
+            m = await metrics(session, base)
+            assert m[("edgegw_ingest_messages_total", ())] >= 1
+            assert m[("edgegw_ingest_written_points_total", ())] == ingest.stats.written_points
+            assert 0 <= m[("edgegw_ingest_lag_seconds", ())] < 60
+            _, st = await get(session, f"{base}/api/status")
+            assert st["role"] == "ingest" and st["ingest"]["written_points"] == ingest.stats.written_points
