@@ -171,6 +171,11 @@ async def test_status_page_in_headless_chromium(tmp_path: Path, mosquitto: Mosqu
             bad = [p for k, p in third.points.items() if k.startswith("gas-sub-02.")]
             assert bad and all(p["quality"] == "bad" and p["reason"] and p["value"] == "" for p in bad)
 
+            # a filter given in the link: the gateway sends only the matching rows
+            only = Page(await chromium(binary, tmp_path / "profile-4", "--dump-dom", f"{base}/?q=ch4&quality=good"))
+            assert set(only.points) == {"gas-sub-01.ch4", "gas-sub-01.ch4_alarm"}
+            assert len(only.devices) == 2  # devices are always all shown
+
             shot = tmp_path / "status-page.png"
             await chromium(binary, tmp_path / "profile-shot", f"--screenshot={shot}", f"{base}/")
             assert shot.stat().st_size > 10_000

@@ -164,6 +164,16 @@ async function refresh() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  // a link can carry a filter: /?q=ch4&quality=bad (a device is chosen once the list is known)
+  const given = new URLSearchParams(location.search);
+  $("filter").value = given.get("q") || "";
+  $("quality-filter").value = given.get("quality") || "";
+  if (given.get("device")) {
+    const o = document.createElement("option");
+    o.value = o.textContent = given.get("device");
+    $("device-filter").append(o);
+    $("device-filter").value = o.value;
+  }
   let debounce = null;
   $("filter").addEventListener("input", () => { clearTimeout(debounce); debounce = setTimeout(refresh, 250); });
   $("device-filter").addEventListener("change", refresh);
