@@ -215,7 +215,7 @@ async def run_demo(
         gw = Gateway(cfg)
         ingest = Ingest(cfg.ingest, observer=view, alarm_observer=view.alarm)
         if gw.http is not None:
-            gw.http.ingest = ingest  # one endpoint for both roles of the demo
+            gw.http.add_ingest(ingest)  # one endpoint for both roles of the demo
         where = influx_url or str(out / "telemetry.lp")
         print(
             f"Simulated substations on 127.0.0.1:{plcs[0].port} and :{plcs[1].port}; "

@@ -83,6 +83,12 @@ class StatusServer:
         self.started = asyncio.Event()
         self.url = ""
         self._slots = asyncio.Semaphore(MAX_CONCURRENT)
+        self._collector = GatewayCollector(gateway, live, ingest)
+        self._registry = make_registry(self._collector)
+
+    def add_ingest(self, ingest: IngestCore) -> None:
+        """Serve an ingest of the same process too (``edgegw demo``: both roles on one page)."""
+        self.ingest = self._collector.ingest = ingest
         self._assets = {name: (files("gateway") / "static" / name).read_bytes() for name in _STATIC}
 
     # -- app ------------------------------------------------------------------------------------
@@ -159,7 +165,6 @@ class StatusServer:
     # -- lifecycle ------------------------------------------------------------------------------
     async def run(self) -> None:
         """Serve until cancelled."""
-        self._registry = make_registry(GatewayCollector(self.gateway, self.live, self.ingest))
         backoff = 1.0
         while True:
             # idle keep-alive connections close after 15 s: a forgotten browser tab holds at most one

@@ -96,7 +96,7 @@ def buffer_stats(buf: SqliteBuffer) -> tuple[BufferStats | None, str]:
         return None, str(err) or type(err).__name__
 
 
-def device_state(up: bool, failed_polls: int, bad: int, points: int) -> str:
+def device_state(up: bool, failed_polls: int, bad: int) -> str:
     """``connecting`` (no answer yet), ``down``, ``degraded`` (answers, some points bad), ``up``.
 
     A device that answers but whose points are all bad is not up (DESIGN §5): it is degraded."""
@@ -203,16 +203,15 @@ def gateway_status(
         name = r.driver.name
         h = r.health
         bad, missing, data_age = live.device_summary(name, wall) if live else (0, 0, None)
-        npoints = len(cat.by_device[name])
         devices.append({
             "name": name,
             "display_name": names.get(name, ""),
             "type": kinds.get(name, ""),
-            "state": device_state(h.up, h.failed_polls, bad, npoints),
+            "state": device_state(h.up, h.failed_polls, bad),
             "last_error": h.last_error,
             "last_error_age_s": _age(h.last_error_mono),
             "last_data_age_s": None if data_age is None else round(data_age, 3),
-            "points": npoints,
+            "points": len(cat.by_device[name]),
             "bad_points": bad,
             "points_without_data": missing,
             "polls": h.polls,
