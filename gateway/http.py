@@ -85,11 +85,11 @@ class StatusServer:
         self._slots = asyncio.Semaphore(MAX_CONCURRENT)
         self._collector = GatewayCollector(gateway, live, ingest)
         self._registry = make_registry(self._collector)
+        self._assets = {name: (files("gateway") / "static" / name).read_bytes() for name in _STATIC}
 
     def add_ingest(self, ingest: IngestCore) -> None:
         """Serve an ingest of the same process too (``edgegw demo``: both roles on one page)."""
         self.ingest = self._collector.ingest = ingest
-        self._assets = {name: (files("gateway") / "static" / name).read_bytes() for name in _STATIC}
 
     # -- app ------------------------------------------------------------------------------------
     def _app(self) -> web.Application:

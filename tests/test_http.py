@@ -135,6 +135,13 @@ async def test_endpoints_of_a_running_gateway(tmp_path: Path, mosquitto: Mosquit
                 assert name.startswith(("edgegw_", "process_")), name
                 assert not name.endswith(("_ms", "_milliseconds", "_kb")), name
 
+            # the page and its assets, from the package
+            status, html = await get(session, f"{base}/")
+            assert status == 200 and '<script src="/static/status.js"' in html
+            async with session.get(f"{base}/static/status.js") as r:
+                assert r.status == 200 and "textContent" in await r.text()
+                assert "script-src 'self'" in r.headers["Content-Security-Policy"]
+
             # read-only, and nothing is served that is not ours
             async with session.post(f"{base}/", data=b"x") as r:
                 assert r.status in (405, 413)
