@@ -40,6 +40,8 @@ from pipelines.pipeline import Pipeline
 
 if TYPE_CHECKING:  # imported when an OPC UA device is configured: asyncua alone costs ~30 MB of RSS
     from drivers.opcua.driver import OpcUaDriver
+    from gateway.http import StatusServer
+    from gateway.status import LiveTable
 
 __all__ = ["Batcher", "Gateway", "tune_gc"]
 
@@ -253,6 +255,16 @@ class Gateway:
             self.catalog, self.buffer, bc, self.wake, observer, encoder,
             pipeline=pipeline, on_alarms=self.alarms.submit if self.alarms else None, clock=clock,
         )
+        # the status endpoint ([http] or --http): its live table is a tap on the pipeline, absent when off
+        self.live: LiveTable | None = None
+        self.http: StatusServer | None = None
+        if cfg.http is not None:
+            from gateway.http import StatusServer
+            from gateway.status import LiveTable
+
+            self.live = LiveTable(self.catalog)
+            pipeline.tap = self.live
+            self.http = StatusServer(cfg.http.listen, gateway=self, live=self.live)
         self.registry_sync: RegistrySync | None = None
         if cfg.registry is not None and cfg.registry.register_on_start:
             self.registry_sync = RegistrySync(
@@ -323,6 +335,8 @@ class Gateway:
             everything.append(asyncio.create_task(self.alarms.run(), name="alarms"))
         if self.registry_sync is not None:
             everything.append(asyncio.create_task(self.registry_sync.run(), name="registry"))
+        if self.http is not None:  # stopped with the rest, before the buffer closes
+            everything.append(asyncio.create_task(self.http.run(), name="http"))
         try:
             done, _ = await asyncio.wait(everything, return_when=asyncio.FIRST_COMPLETED)
             for task in done:  # these tasks only end by failing

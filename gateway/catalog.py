@@ -42,6 +42,7 @@ class PointInfo:
     spec: PointSpec = field(default_factory=PointSpec)
     point_class: str = ""
     data_domain: str = "production"
+    display_name: str = ""  # status page only; never on the wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +159,7 @@ def build_catalog(cfg: Config) -> Catalog:
                     spec=share(compile_spec(pt, forward=forward(pt.data_grade.value))),
                     point_class=pt.point_class.value if pt.point_class else "",
                     data_domain=pt.data_domain.value,
+                    display_name=pt.display_name or pt.tags.get("name_zh", ""),
                 )
             )
         by_device[dev.name] = range(start, len(points))

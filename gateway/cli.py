@@ -100,18 +100,45 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise ConfigError(files.errors, args.config)
     _say_warnings(security_warnings(cfg))
     _say_warnings([ConfigIssue(e.location, f"on this machine: {e.message}") for e in files.errors] + files.warnings)
+    if args.print_config:  # stdout: the effective config, secrets redacted; the verdict goes to stderr
+        import tomli_w
+
+        from gateway.config import redacted
+
+        print(f"# {args.config}: effective configuration (defaults filled in, secrets redacted)")
+        print(tomli_w.dumps(redacted(cfg)).rstrip("\n"))
     print(
         f"{args.config}: ok ({_plural(len(cfg.devices), 'device')}, {_plural(len(catalog.points), 'point')}, "
-        f"uplink {'configured' if cfg.uplink else 'none'}, ingest {'configured' if cfg.ingest else 'none'})"
+        f"uplink {'configured' if cfg.uplink else 'none'}, ingest {'configured' if cfg.ingest else 'none'})",
+        file=sys.stderr if args.print_config else sys.stdout,
     )
     return EXIT_OK
+
+
+def _with_http(cfg: Config, listen: str | None) -> Config:
+    """``--http HOST:PORT`` overrides (or adds) the config's [http] section."""
+    from gateway.config import HttpSection
+
+    if listen is None:
+        return cfg
+    return cfg.model_copy(update={"http": HttpSection(listen=listen)})
+
+
+def _listen_arg(text: str) -> str:
+    from gateway.config import parse_listen
+
+    try:
+        parse_listen(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from gateway.app import Gateway
     from gateway.config import load
 
-    cfg = load(args.config)
+    cfg = _with_http(load(args.config), args.http)
     try:
         _preflight(cfg, args.config, "edge")
         gw = Gateway(cfg)
@@ -139,9 +166,10 @@ def _ingest_section(args: argparse.Namespace, what: str) -> Any:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from gateway.ingest import Ingest
 
-    cfg = _ingest_config(args, "ingest")
+    cfg = _with_http(_ingest_config(args, "ingest"), args.http)
     _preflight(cfg, args.config, "ingest")
-    _run(Ingest(cfg.ingest).run())
+    assert cfg.ingest is not None
+    _run(Ingest(cfg.ingest, http_listen=cfg.http.listen if cfg.http else None).run())
     return EXIT_OK
 
 
@@ -263,7 +291,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
     _run(run_demo(duration_s=args.duration, data_dir=args.data_dir, influx_url=args.influx_url,
-                  influx_db=args.influx_db, broker=args.broker, live=not args.plain))
+                  influx_db=args.influx_db, broker=args.broker, live=not args.plain, http=args.http))
     return EXIT_OK
 
 
@@ -508,14 +536,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--here", action="store_true",
                    help="the config is for this machine: a problem with a file it names (buffer directory, TLS, "
                         "key and password files) is an error, not a warning")
+    s.add_argument("--print-config", action="store_true",
+                   help="print the effective config as TOML (defaults filled in, secrets redacted)")
     s.set_defaults(func=cmd_check)
 
     s = sub.add_parser("run", help="run the gateway (edge role)")
     s.add_argument("-c", "--config", required=True)
+    s.add_argument("--http", type=_listen_arg, default=None, metavar="HOST:PORT",
+                   help="serve /healthz, /readyz, /metrics and the status page here (overrides [http])")
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("ingest", help="run the central ingest role (MQTT -> InfluxDB); dead letters")
     s.add_argument("-c", "--config", default=None, help="the ingest's config (required)")
+    s.add_argument("--http", type=_listen_arg, default=None, metavar="HOST:PORT",
+                   help="serve /healthz, /readyz, /metrics and the status page here (overrides [http])")
     s.set_defaults(func=cmd_ingest)
     isub = s.add_subparsers(dest="ingest_command", required=False)
     d = isub.add_parser("dead-letters", help="what the ingest could not write: list, export, replay, delete")
@@ -549,6 +583,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--influx-url", default=None, help="InfluxDB 1.x URL (default: write demo-data/telemetry.lp)")
     s.add_argument("--influx-db", default="edgegw")
     s.add_argument("--plain", action="store_true", help="print lines instead of a live table")
+    s.add_argument("--http", type=_listen_arg, default=None, metavar="HOST:PORT",
+                   help="serve /healthz, /readyz, /metrics and the status page here (e.g. 127.0.0.1:9180)")
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("buffer", help="inspect the durable buffer")

@@ -32,6 +32,7 @@ __all__ = [
     "Durability",
     "ForwardPolicy",
     "GatewaySection",
+    "HttpSection",
     "InfluxConfig",
     "IngestSection",
     "MqttConfig",
@@ -39,9 +40,12 @@ __all__ = [
     "UplinkConfig",
     "WhenFull",
     "format_location",
+    "is_loopback",
     "load",
     "parse",
+    "parse_listen",
     "policy_issues",
+    "redacted",
     "security_warnings",
     "uplink_uses_tls",
     "uplink_verifies_tls",
@@ -335,6 +339,43 @@ class RegistrySection(StrictModel):
         return (_env_password(self.password_env) or "") if self.password_env else ""
 
 
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port); port 0 takes any free port (tests)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:9180, [::1]:9180)")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{text!r}: write an IPv6 address in brackets, e.g. [::1]:9180")
+    if not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r}: port must be within 0..65535")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+class HttpSection(StrictModel):
+    """The local status endpoint (/healthz, /readyz, /metrics, status page): on when the section is there."""
+
+    listen: str = Field(
+        default="127.0.0.1:9180",
+        description="HOST:PORT; loopback by default: the page and /metrics have no authentication",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        parse_listen(v)
+        return v
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return parse_listen(self.listen)
+
+
 class Config(StrictModel):
     gateway: GatewaySection | None = None
     devices: list[DeviceConfig] = Field(default_factory=list)
@@ -343,6 +384,9 @@ class Config(StrictModel):
     ingest: IngestSection | None = None
     data_policy: DataPolicy = Field(default_factory=DataPolicy)
     registry: RegistrySection | None = None
+    http: HttpSection | None = Field(
+        default=None, description="local status endpoint; off unless configured here or with --http"
+    )
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Self:
@@ -455,6 +499,13 @@ def security_warnings(cfg: Config, role: Literal["edge", "ingest"] | None = None
     Pure: what the config says, not what the network does (a broker behind a TLS-terminating proxy
     still gets the warning: say so in the config's comments, not by switching the check off)."""
     out: list[ConfigIssue] = []
+    if cfg.http is not None and not is_loopback(cfg.http.address[0]):
+        out.append(ConfigIssue(
+            "http.listen",
+            f"{cfg.http.listen} is reachable from other machines, and the status page and /metrics have no "
+            "authentication: anyone who reaches it sees every point's live value (keep 127.0.0.1 and use an "
+            "authenticating reverse proxy or an SSH tunnel)",
+        ))
     if role in (None, "edge"):
         if cfg.uplink is not None:
             out += _mqtt_warnings(cfg.uplink, "uplink")
@@ -508,6 +559,38 @@ def _without_password(url: str) -> str:
     if parts.password is None:
         return url
     return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+
+
+REDACTED = "***"
+# a key holding a secret itself (none does today: secrets come from *_env and *_file keys); a
+# future inline one is redacted by its name
+_SECRET_KEYS = ("password", "passphrase", "secret", "token", "api_key", "private_key")
+
+
+def redacted(cfg: Config) -> dict[str, Any]:
+    """The effective config (defaults filled in) as plain data, secrets redacted: what
+    ``edgegw check --print-config`` prints.
+
+    ``*_env`` keys name a variable and ``*_file`` keys a path: kept (they are what an operator
+    checks); a url's password and any key named like a secret become ``***``.  The values the
+    variables and files hold are never read here."""
+    out: dict[str, Any] = _redact(cfg.model_dump(mode="python", by_alias=True, exclude_none=True))
+    return out
+
+
+def _redact(v: Any, key: str = "") -> Any:
+    if isinstance(v, dict):
+        return {k: _redact(x, str(k)) for k, x in v.items()}
+    if isinstance(v, list | tuple | set | frozenset):
+        return [_redact(x, key) for x in v]
+    if isinstance(v, enum.Enum):
+        return v.value
+    if isinstance(v, str):
+        if key.endswith(_SECRET_KEYS) and not key.endswith(("_env", "_file")):
+            return REDACTED
+        if "@" in v and "://" in v:
+            return _without_password(v)  # user:***@host
+    return v
 
 
 def _url_password_warning(url: str, where: str) -> list[ConfigIssue]:

@@ -33,12 +33,17 @@ __all__ = ["demo_config", "run_demo"]
 log = logging.getLogger("edgegw.demo")
 
 _SUBSTATIONS = (("gas-sub-01", "face-T1-1201", 1), ("gas-sub-02", "return-T2-1201", 2))
+# status page names, as the control room says them
+_DEVICE_NAMES = {"gas-sub-01": "1201工作面瓦斯监控分站", "gas-sub-02": "1201回风巷瓦斯监控分站"}
+_POINT_NAMES = {"seq": "采样序号", "ch4": "甲烷浓度", "co": "一氧化碳", "o2": "氧气浓度", "wind": "风速",
+                "temp": "温度", "status": "状态字", "ch4_alarm": "甲烷报警值"}
 _EXCURSION_EVERY = 60  # ticks (seconds) between two CH4 excursions of the second substation
 
 
 def _points() -> list[dict[str, object]]:
     """The stub's point list with the coal-mine class on CH4: range and alarm thresholds from the preset."""
-    return [{**p, "class": "ch4"} if p["name"] == "ch4" else p for p in point_config()]
+    points = [{**p, "display_name": _POINT_NAMES.get(str(p["name"]), "")} for p in point_config()]
+    return [{**p, "class": "ch4"} if p["name"] == "ch4" else p for p in points]
 
 
 def _excursions(hours: int = 24) -> dict[int, float]:
@@ -61,6 +66,7 @@ def demo_config(
     protocol: str,
     influx_url: str | None = None,
     influx_db: str = "edgegw",
+    http: str | None = None,
 ) -> Config:
     influx: dict[str, Any] = (
         {"api": "v1", "url": influx_url, "database": influx_db}
@@ -80,6 +86,7 @@ def demo_config(
                 {
                     "type": "modbus_tcp",
                     "name": name,
+                    "display_name": _DEVICE_NAMES[name],
                     "host": "127.0.0.1",
                     "port": port,
                     "asset": asset,
@@ -92,6 +99,7 @@ def demo_config(
             "uplink": {**mqtt, "client_id": "edgegw-demo-gw"},
             "ingest": {"mqtt": {**mqtt, "client_id": "edgegw-demo-ingest"}, "influx": influx, "linger_ms": 100,
                        "dead_letter_path": str(data_dir / "dead-letters.db")},
+            **({"http": {"listen": http}} if http else {}),
         },
         source="demo",
     )
@@ -184,7 +192,9 @@ async def run_demo(
     influx_db: str = "edgegw",
     broker: str | None = None,
     live: bool = True,
+    http: str | None = None,
 ) -> None:
+    """``http``: HOST:PORT of the status endpoint (gateway and ingest of the demo on one page)."""
     out = Path(data_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -199,11 +209,13 @@ async def run_demo(
         else:
             address, protocol = ("127.0.0.1", _free_port()), "3.1.1"
             await stack.enter_async_context(_amqtt_broker(address[1]))
-        cfg = demo_config([p.port for p in plcs], address, out, protocol, influx_url, influx_db)
+        cfg = demo_config([p.port for p in plcs], address, out, protocol, influx_url, influx_db, http)
         assert cfg.ingest is not None
         view = _View()
         gw = Gateway(cfg)
         ingest = Ingest(cfg.ingest, observer=view, alarm_observer=view.alarm)
+        if gw.http is not None:
+            gw.http.add_ingest(ingest)  # one endpoint for both roles of the demo
         where = influx_url or str(out / "telemetry.lp")
         print(
             f"Simulated substations on 127.0.0.1:{plcs[0].port} and :{plcs[1].port}; "

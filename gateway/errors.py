@@ -90,7 +90,13 @@ class RetryableError(SinkError):
 
 
 class RejectedError(SinkError):
-    """The receiver refused the batch (PUBACK reason >= 0x80, HTTP 4xx): keep it and raise an alarm."""
+    """The receiver refused the batch (PUBACK reason >= 0x80, HTTP 4xx): keep it and raise an alarm.
+
+    ``code`` is the MQTT reason code when the broker gave one (the metrics count refusals by it)."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class StoreUnavailableError(RetryableError):

@@ -15,13 +15,15 @@ import asyncio
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.buffer import Outcome, SqliteBuffer, Transaction
 from gateway.codec import mark_historical
 from gateway.errors import CodecError, RejectedError, RetryableError
+from gateway.latency import Histogram
 from gateway.sinks.mqtt import MqttUplink, UplinkConnection
 
 __all__ = ["Forwarder", "ForwarderStats"]
@@ -40,6 +42,8 @@ class ForwarderStats:
     reconnects: int = 0
     no_subscriber_acks: int = 0
     last_error: str = ""
+    publish_latency: Histogram = field(default_factory=Histogram)  # publish -> successful PUBACK, seconds
+    refused_by_code: Counter[str] = field(default_factory=Counter)  # PUBACK reason code (0x87) -> refusals
 
 
 class Forwarder:
@@ -143,7 +147,7 @@ class Forwarder:
                         boundary = 0  # backlog drained: from now on everything is live (no range queries)
                     for item in items:
                         wire = _historical(item.payload) if item.historical and self.mark_backlog else item.payload
-                        inflight[asyncio.ensure_future(conn.write(wire))] = item
+                        inflight[asyncio.ensure_future(self._publish(conn, wire))] = item
                     free -= len(items)
                 waiters: set[asyncio.Future[Any]] = {*inflight, conn.lost}
                 wake = asyncio.ensure_future(self.wake.wait()) if free > 0 else None
@@ -198,6 +202,16 @@ class Forwarder:
             delivered, _errors = self._settle(list(inflight.items()))
             self._delete(acked + delivered)
             self.stats.no_subscriber_acks = conn.no_subscriber_acks
+
+    async def _publish(self, conn: UplinkConnection, wire: bytes) -> None:
+        """One publish, timed to its PUBACK; a refusal is counted by its reason code."""
+        started = time.monotonic()
+        try:
+            await conn.write(wire)
+        except RejectedError as err:
+            self.stats.refused_by_code["unknown" if err.code is None else f"{err.code:#04x}"] += 1
+            raise
+        self.stats.publish_latency.observe(time.monotonic() - started)
 
     def _settle(self, batch: list[tuple[asyncio.Task[None], _Item]]) -> tuple[list[_Item], list[BaseException]]:
         """Sort finished publishes: count the confirmed ones (returned, for deletion), release the

@@ -33,7 +33,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 
@@ -65,6 +65,9 @@ from gateway.point import Point, now_ns
 from gateway.sinks.influx import LineWriter, make_writer
 from gateway.sinks.mqtt import MqttClient
 
+if TYPE_CHECKING:
+    from gateway.http import StatusServer
+
 __all__ = ["Ingest", "IngestCore", "IngestStats", "Prepared"]
 
 log = logging.getLogger("edgegw.ingest")
@@ -89,6 +92,7 @@ class IngestStats:
     write_splits: int = 0  # bodies split to isolate refused rows or to fit the store's size limit
     store_errors: Counter[str] = field(default_factory=Counter)  # by kind: network, auth, not_found, server, ...
     store_down_since: float | None = None  # monotonic time of the first failure of the current outage
+    newest_written_ns: int = 0  # source time of the newest point written (the lag metric)
     connected: bool = False
 
 
@@ -291,6 +295,8 @@ class IngestCore:
                     self.stats.alarms += 1
                 else:
                     self.stats.written_points += 1
+                    if p.ts_ns > self.stats.newest_written_ns:
+                        self.stats.newest_written_ns = p.ts_ns
 
     def _chunks(self, prepared: list[Prepared]) -> list[list[tuple[int, int, int]]]:
         """Bodies bounded by points and by bytes (below the store's body limit), as segments
@@ -432,10 +438,17 @@ class Ingest(IngestCore):
         observer: Callable[[Batch], None] | None = None,
         alarm_observer: Callable[[dict[str, Any]], None] | None = None,
         dead_letters: DeadLetterStore | None = None,
+        http_listen: str | None = None,
     ) -> None:
         """``observer`` sees each decoded batch, ``alarm_observer`` each decoded alarm event (the
-        demo shows them; both are called before the write is confirmed)."""
+        demo shows them; both are called before the write is confirmed).  ``http_listen``: serve the
+        status endpoint (/healthz, /readyz, /metrics) on HOST:PORT while running."""
         super().__init__(cfg, writer, dead_letters, observer, alarm_observer)
+        self.http: StatusServer | None = None
+        if http_listen is not None:
+            from gateway.http import StatusServer
+
+            self.http = StatusServer(http_listen, ingest=self)
         self.client_id = cfg.mqtt.client_id or f"edgegw-ingest-{socket.gethostname()}"
         share = f"$share/{cfg.share_group}/" if cfg.share_group and cfg.mqtt.protocol == "5" else ""
         self.topic_filter = f"{share}{cfg.mqtt.topic_prefix}/+/+/data"
@@ -451,6 +464,13 @@ class Ingest(IngestCore):
             "See deploy/mosquitto/mosquitto.conf.", self.client_id, rm, self.cfg.mqtt.session_expiry_s)
 
     async def run(self) -> None:
+        if self.http is None:
+            return await self._run()
+        async with asyncio.TaskGroup() as tg:  # the endpoint lives and dies with the ingest
+            tg.create_task(self.http.run(), name="http")
+            tg.create_task(self._run(), name="ingest")
+
+    async def _run(self) -> None:
         self._say_limits()
         backoff = 0.2
         failures = 0

@@ -13,8 +13,9 @@ import logging
 import math
 import random
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, Self
 
 from gateway.catalog import Catalog
@@ -45,6 +46,8 @@ class DeviceHealth:
     connect_failures: int = 0
     deadline_misses: int = 0
     last_error: str = ""
+    last_error_mono: float | None = None  # time.monotonic() of the last failure (the status page shows its age)
+    errors: Counter[str] = field(default_factory=Counter)  # failed polls and connects by reason
 
 
 POLL_SLOTS = 10  # poll instants per interval that devices share (see DeviceRunner._aligned)
@@ -62,6 +65,8 @@ class _Runner:
     async def _failed(self, name: str, message: str, reason: str) -> None:
         self.health.failed_polls += 1
         self.health.last_error = message
+        self.health.last_error_mono = time.monotonic()
+        self.health.errors[reason] += 1
         if self.health.up or self.health.failed_polls == 1:
             log.warning("Device %s is down: %s", name, message, extra={"device": name})
         self.health.up = False

@@ -8,7 +8,7 @@ are skipped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from gateway.clock import DEFAULT_MIN_VALID_NS
@@ -48,6 +48,9 @@ class Pipeline:
         self.deadband = Deadband(specs)
         self._keep = frozenset(i for i, s in enumerate(specs) if not s.forward)
         self.counters = PipelineCounters()
+        # sees every sample after the checks, before the forwarding policy and the deadband (the
+        # status page's last values: kept-on-site points, and unchanged values with their true age)
+        self.tap: Callable[[SampleBatch], None] | None = None
 
     def __call__(self, batch: SampleBatch, wall_ns: int, mono_ns: int) -> tuple[SampleBatch, list[AlarmEvent]]:
         """The batch to buffer and the alarm events it raised (events of kept-on-site points included:
@@ -60,6 +63,8 @@ class Pipeline:
         if self.clock.jumps != jumps:
             self.plausibility.clock_stepped()
         batch = self.plausibility(batch)
+        if self.tap is not None:
+            self.tap(batch)
         events = self.alarms(batch)
         if self._keep:
             n = len(batch)

@@ -146,7 +146,7 @@ class MqttClient(aiomqtt.Client):
         finally:
             self._acks.pop(info.mid, None)
         if code >= 0x80:
-            raise RejectedError(f"broker refused the publish with reason code {code:#04x}")
+            raise RejectedError(f"broker refused the publish with reason code {code:#04x}", code)
         return code
 
     def ack(self, mid: int, qos: int) -> None:
