@@ -469,7 +469,7 @@ def mine_safety_influx() -> dict[str, Any]:
     for cls, name, agg, unit, thresholds, desc in _GASES:
         targets = [influx_target(
             "A", f'SELECT {agg}("value") FROM "telemetry" WHERE $timeFilter AND {_F_INFLUX} AND "class" = \'{cls}\' '
-                 'GROUP BY time($__interval), "asset", "point", "display_name" fill(null)',
+                 'GROUP BY time($__interval), "asset", "point", "display_name", "unit" fill(null)',
             "$tag_asset $tag_display_name")]
         if cls == "ch4":
             targets.append(influx_target(
@@ -481,7 +481,7 @@ def mine_safety_influx() -> dict[str, Any]:
     for cls, name, _agg, unit, thresholds, _desc in _GASES:
         panels.append(panel("bargauge", f"{name} now", [influx_target(
             "A", f'SELECT last("value") FROM "telemetry" WHERE $timeFilter AND {_F_INFLUX} AND "class" = \'{cls}\' '
-                 'GROUP BY "asset", "point", "display_name"', "$tag_asset $tag_display_name")], 8, 6, unit=unit,
+                 'GROUP BY "asset", "point", "display_name", "unit"', "$tag_asset $tag_display_name")], 8, 6, unit=unit,
             thresholds=thresholds, options={"displayMode": "lcd", "orientation": "horizontal",
                                             "reduceOptions": {"calcs": ["lastNotNull"], "values": False}}))
     panels.append(panel("table", "Alarm state per point (latest event)", [influx_target(

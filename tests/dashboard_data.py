@@ -160,9 +160,13 @@ async def load(tmp: Path, broker_port: int, influx_url: str, influx_db: str, vm_
         async with running(to_influx.run(), to_vm.run()):
             await asyncio.wait_for(asyncio.gather(to_influx.subscribed.wait(), to_vm.subscribed.wait()), 10)
             delivered, historical = await _run_gateway(influx_cfg, (plc_a, plc_b), ONLINE_TICKS, ALARM_EVENTS)
-            for ing in (to_influx, to_vm):
-                await eventually(lambda i=ing: i.stats.written_points >= delivered and i.stats.alarms >= ALARM_EVENTS,
-                                 what=f"both ingests to write {delivered} points and {ALARM_EVENTS} alarm events")
+
+            def everything_written() -> bool:
+                return all(i.stats.written_points >= delivered and i.stats.alarms >= ALARM_EVENTS
+                           for i in (to_influx, to_vm))
+
+            await eventually(everything_written,
+                             what=f"both ingests to write {delivered} points and {ALARM_EVENTS} alarm events")
             written = to_influx.stats.written_points
     assert historical > 0
     return Loaded(influx_db, start_ns, time.time_ns(), written, ALARM_EVENTS, historical)
