@@ -139,7 +139,7 @@ def influx_var(name: str, label: str, query: str, *, hide: int = 0) -> dict[str,
 
 def vm_var(name: str, label: str, query: str, *, hide: int = 0) -> dict[str, Any]:
     return {"name": name, "label": label, "type": "query", "datasource": VM,
-            "query": {"query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+            "query": query,  # Grafana 10/11 migrate the string form to their query object
             "definition": query, "refresh": 2, "multi": True, "includeAll": True,
             "current": {"selected": True, "text": ["All"], "value": ["$__all"]}, "sort": 1, "hide": hide,
             "options": [], "regex": ""}

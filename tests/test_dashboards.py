@@ -226,7 +226,7 @@ class Stores:
                 q = substitute(v["query"], values, store, self.lo, self.hi)
                 found = sorted(str(r["value"]) for r in influx_rows(self.influx.url, self.loaded.influx_db, q))
             else:
-                m = re.fullmatch(r"label_values\((.+), (\w+)\)", v["query"]["query"])
+                m = re.fullmatch(r"label_values\((.+), (\w+)\)", v["query"])
                 assert m, v["query"]
                 match = substitute(m.group(1), values, store, self.lo, self.hi)
                 found = sorted(_get(f"{self.vm.url}/api/v1/label/{m.group(2)}/values?" + urllib.parse.urlencode(
