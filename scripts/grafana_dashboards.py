@@ -40,9 +40,9 @@ CH4_THRESHOLDS = {"mode": "absolute", "steps": [
     {"color": "green", "value": None}, {"color": "orange", "value": 1.0}, {"color": "red", "value": 1.5}]}
 CO_THRESHOLDS = {"mode": "absolute", "steps": [{"color": "green", "value": None}, {"color": "red", "value": 24}]}
 O2_THRESHOLDS = {"mode": "absolute", "steps": [{"color": "red", "value": None}, {"color": "green", "value": 20}]}
-METRICS_NOTE = ("Needs a Prometheus-compatible store (data source edgegw-metrics) scraping each gateway's /metrics "
-                "with labels site and gateway. Metric names to be confirmed against the /metrics exporter; "
-                "not tested here.")
+METRICS_NOTE = ("Needs a Prometheus-compatible store (data source edgegw-metrics) scraping each gateway's /metrics, "
+                "with the labels site and gateway set per target in the scrape config (docs/central.md). Metric "
+                "names as documented in docs/operations.md of the /metrics work; not tested here.")
 
 _F_INFLUX = '"site" =~ /^$site$/ AND "gateway" =~ /^$gateway$/'
 _DEV_INFLUX = _F_INFLUX + ' AND "device" =~ /^$device$/'
@@ -373,18 +373,21 @@ def _metrics_panels() -> list[dict[str, Any]]:
     sel = "{" + _F_VM + "}"
     return [
         panel("timeseries", "Buffer depth (pending points) [needs /metrics scrape]", [prom_target(
-            "A", f"sum by (site, gateway) (edgegw_buffer_pending_points{sel})", "{{site}} {{gateway}}",
+            "A", f"sum by (site, gateway, buffer) (edgegw_buffer_points{sel})", "{{site}} {{gateway}} {{buffer}}",
             ds=METRICS)], 12, 8, unit="short", description=METRICS_NOTE),
         panel("timeseries", "Oldest pending batch age [needs /metrics scrape]", [prom_target(
-            "A", f"max by (site, gateway) (edgegw_buffer_oldest_pending_age_seconds{sel})", "{{site}} {{gateway}}",
+            "A", f"max by (site, gateway, buffer) (edgegw_buffer_oldest_age_seconds{sel})",
+            "{{site}} {{gateway}} {{buffer}}",
             ds=METRICS)], 12, 8, unit="s", description=METRICS_NOTE),
         panel("timeseries", "Points dropped by the buffer [needs /metrics scrape]", [prom_target(
-            "A", f"sum by (site, gateway) (increase(edgegw_buffer_dropped_points_total{sel}[$__rate_interval]))",
-            "{{site}} {{gateway}}", ds=METRICS)], 12, 8, unit="short",
-              description="Dropped by the full-buffer policy (drop_oldest / drop_newest) or by age. Must stay 0. "
-                          + METRICS_NOTE),
+            "A", "sum by (site, gateway, policy) "
+                 f"(increase(edgegw_buffer_dropped_points_total{sel}[$__rate_interval]))",
+            "{{site}} {{gateway}} {{policy}}", ds=METRICS)], 12, 8, unit="short",
+              description="Lost by the buffer, by policy (drop_oldest, drop_newest, max_age, quarantine, "
+                          "corrupt_file). Must stay 0. " + METRICS_NOTE),
         panel("state-timeline", "Uplink state [needs /metrics scrape]", [prom_target(
-            "A", f"max by (site, gateway) (edgegw_uplink_connected{sel})", "{{site}} {{gateway}}", ds=METRICS)],
+            "A", f"min by (site, gateway, uplink) (edgegw_uplink_connected{sel})", "{{site}} {{gateway}} {{uplink}}",
+            ds=METRICS)],
               12, 8, description=METRICS_NOTE,
               mappings=[{"type": "value", "options": {"0": {"text": "down", "color": "red", "index": 0},
                                                       "1": {"text": "connected", "color": "green", "index": 1}}}],
