@@ -295,8 +295,10 @@ class IngestCore:
                     self.stats.alarms += 1
                 else:
                     self.stats.written_points += 1
-                    if p.ts_ns > self.stats.newest_written_ns:
-                        self.stats.newest_written_ns = p.ts_ns
+            if prep.cols is not None and prep.samples:
+                newest = max(prep.cols.ts[k] for k in prep.samples)
+                if newest > self.stats.newest_written_ns:
+                    self.stats.newest_written_ns = newest
 
     def _chunks(self, prepared: list[Prepared]) -> list[list[tuple[int, int, int]]]:
         """Bodies bounded by points and by bytes (below the store's body limit), as segments
