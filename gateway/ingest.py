@@ -296,7 +296,7 @@ class IngestCore:
                 else:
                     self.stats.written_points += 1
             if prep.cols is not None and prep.samples:
-                newest = max(prep.cols.ts[k] for k in prep.samples)
+                newest = max(prep.cols.ts)  # (a refused sample's time counts too: lag is approximate)
                 if newest > self.stats.newest_written_ns:
                     self.stats.newest_written_ns = newest
 
