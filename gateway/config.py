@@ -175,6 +175,11 @@ class BufferConfig(StrictModel):
 class MqttConfig(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
+    servers: list[str] = Field(
+        default_factory=list,
+        description="HOST:PORT of each broker (cluster nodes or sites), tried in order on failure; "
+                    "instead of host / port",
+    )
     protocol: Literal["5", "3.1.1"] = "5"
     client_id: str | None = Field(default=None, description="fixed client id (persistent session); default edgegw-<id>")
     username: str | None = None
@@ -204,6 +209,20 @@ class MqttConfig(StrictModel):
         if given and not self.tls:
             raise ValueError(f"{', '.join(given)} set but tls = false")
         return self
+
+    @field_validator("servers")
+    @classmethod
+    def _servers(cls, v: list[str]) -> list[str]:
+        for text in v:
+            if parse_listen(text)[1] == 0:
+                raise ValueError(f"{text!r}: a broker needs a port")
+        if len(set(v)) != len(v):
+            raise ValueError("a broker is listed twice")
+        return v
+
+    def server_list(self) -> list[tuple[str, int]]:
+        """The brokers to try, in order: ``servers``, or ``host`` / ``port``."""
+        return [parse_listen(s) for s in self.servers] or [(self.host, self.port)]
 
     def password(self) -> str | None:
         if self.password_file:

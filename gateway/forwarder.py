@@ -80,8 +80,8 @@ class Forwarder:
             try:
                 async with self.uplink.connect() as conn:
                     if not self.stats.connected:
-                        log.info("Connected to broker %s:%s as %s.", self.uplink.cfg.host, self.uplink.cfg.port,
-                                 self.uplink.client_id)
+                        host, port = self.uplink.server
+                        log.info("Connected to broker %s:%s as %s.", host, port, self.uplink.client_id)
                     self.stats.connected = True
                     backoff = 0.2
                     await self._pump(conn)

@@ -478,9 +478,12 @@ class Ingest(IngestCore):
         failures = 0
         last_said = 0.0
         ever = False
+        servers = self.cfg.mqtt.server_list()
+        current = 0  # the broker of the last success; the next ones in turn after a failure
         while True:
+            host, port = servers[current]
             client = MqttClient(self.cfg.mqtt, self.client_id, manual_ack=True, max_queued_incoming=0,
-                                receive_maximum=self.cfg.receive_maximum)
+                                receive_maximum=self.cfg.receive_maximum, server=(host, port))
             try:
                 async with client:
                     await client.subscribe(self.topic_filter, qos=1)
@@ -489,7 +492,7 @@ class Ingest(IngestCore):
                     self.subscribed.set()
                     ever = True
                     log.info("Ingest subscribed to %s and %s on %s:%d%s.", self.topic_filter, self.alarm_filter,
-                             self.cfg.mqtt.host, self.cfg.mqtt.port,
+                             host, port,
                              f" after {failures} failed attempts" if failures else "")
                     backoff, failures = 0.2, 0
                     await self._consume(client)
@@ -501,8 +504,9 @@ class Ingest(IngestCore):
                 elif failures == 1 or now - last_said >= _LOUD_EVERY_S:
                     last_said = now
                     log.error("Ingest cannot %s the broker %s:%d: %s (attempt %d; retrying).",
-                              "reach or log in to" if not ever else "reconnect to", self.cfg.mqtt.host,
-                              self.cfg.mqtt.port, err, failures)
+                              "reach or log in to" if not ever else "reconnect to", host, port, err, failures)
+                if not self.stats.connected:
+                    current = (current + 1) % len(servers)  # a cluster's other node, or the next site
                 self.stats.connected = False
                 self.subscribed.clear()
                 await asyncio.sleep(backoff)

@@ -260,7 +260,7 @@ def gateway_status(
         "buffer": _buffer_view(gw.buffer),
         "uplink": {
             "connected": fs.connected,
-            "broker": f"{up.host}:{up.port}" if up else "",
+            "broker": "{}:{}".format(*gw.forwarder.uplink.server) if up else "",
             "inflight_batches": gw.buffer.inflight_batches,
             "published_points": fs.published_points,
             "historical_points": fs.historical_points,

@@ -71,7 +71,10 @@ class MqttClient(aiomqtt.Client):
         manual_ack: bool = False,
         max_queued_incoming: int = 0,
         receive_maximum: int | None = None,
+        server: tuple[str, int] | None = None,
     ) -> None:
+        """``server``: the broker to connect to (one of ``cfg.server_list()``; the first by default)."""
+        host, port = server or cfg.server_list()[0]
         v5 = cfg.protocol == "5"
         kwargs: dict[str, Any] = {}
         if v5:
@@ -83,8 +86,8 @@ class MqttClient(aiomqtt.Client):
         else:
             kwargs.update(protocol=aiomqtt.ProtocolVersion.V311, clean_session=False)
         super().__init__(
-            cfg.host,
-            cfg.port,
+            host,
+            port,
             username=cfg.username,
             password=cfg.password(),
             identifier=client_id,
@@ -225,18 +228,43 @@ class MqttUplink:
             self.client_id += f"-{kind}"
         self.data_topic = topic(cfg, site, gateway_id, kind)
         self.state_topic = topic(cfg, site, gateway_id, "state")
+        self._servers = cfg.server_list()
+        self._current = 0
+        self.failovers = 0
 
     async def _say(self, client: MqttClient, state: str, timeout: float) -> None:
         await client.publish_checked(self.state_topic, state_message(state), retain=True, timeout=timeout)
 
+    @property
+    def server(self) -> tuple[str, int]:
+        """The broker connected to last (or to be tried first)."""
+        return self._servers[self._current]
+
+    async def _open(self, will: aiomqtt.Will | None) -> MqttClient:
+        """Connect to the current broker, else to the next ones in order (one pass): a broker that
+        died is left at once for the next; the session lives on the broker that holds it."""
+        errors = []
+        for step in range(len(self._servers)):
+            k = (self._current + step) % len(self._servers)
+            client = MqttClient(self.cfg, self.client_id, will=will, server=self._servers[k])
+            try:
+                await client.__aenter__()
+            except aiomqtt.MqttError as err:
+                errors.append(f"{self._servers[k][0]}:{self._servers[k][1]}: {err}")
+                continue
+            if k != self._current:
+                old = self._servers[self._current]
+                log.warning("Uplink %s failed over from broker %s:%s to %s:%s (%d of %d).", self.client_id, old[0],
+                            old[1], self._servers[k][0], self._servers[k][1], k + 1, len(self._servers))
+                self._current = k
+                self.failovers += 1
+            return client
+        raise RetryableError(f"cannot connect to any broker: {'; '.join(errors)}")
+
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[UplinkConnection]:
         will = aiomqtt.Will(self.state_topic, state_message("offline"), qos=1, retain=True) if self.birth else None
-        client = MqttClient(self.cfg, self.client_id, will=will)
-        try:
-            await client.__aenter__()
-        except aiomqtt.MqttError as err:
-            raise RetryableError(f"cannot connect to broker {self.cfg.host}:{self.cfg.port}: {err}") from err
+        client = await self._open(will)
         try:
             if self.birth:
                 await self._say(client, "online", self.cfg.timeout_s)
