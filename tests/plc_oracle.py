@@ -58,12 +58,14 @@ class PlcVerdict:
 
 
 def check_against_plc(
-    plc: RecordingPlc, payloads: Iterable[bytes], *, kills: Sequence[float] = (), window_s: float = 0.3,
+    plc: RecordingPlc, payloads: Iterable[bytes], *, kills: Sequence[float] = (), before_s: float = 0.3,
+    after_s: float = 0.3,
 ) -> PlcVerdict:
     """Every read the PLC answered reached the broker (``payloads``: received or still buffered) with
-    the stub's values, except reads answered within ``window_s`` before one of ``kills`` (monotonic
-    times of a SIGKILL: what was polled but not yet committed to the buffer may die with the process).
-    Nothing arrives that the PLC did not answer."""
+    the stub's values, except reads answered from ``before_s`` before to ``after_s`` after one of
+    ``kills`` (monotonic times of a SIGKILL, or of an exit on an error: what was polled but not yet
+    committed to the buffer may die with the process, and an answer on its way to a killed process
+    never reaches it). Nothing arrives that the PLC did not answer."""
     stub: GasSubstation = plc.stub
     reads: dict[tuple[str, int], dict[str, object]] = defaultdict(dict)
     for payload in payloads:
@@ -86,7 +88,7 @@ def check_against_plc(
     excusable: Counter[int] = Counter()
     for t, seq in plc.served:
         served[seq] += 1
-        if any(k - window_s <= t <= k + window_s for k in kills):
+        if any(k - before_s <= t <= k + after_s for k in kills):
             excusable[seq] += 1
     invented = {seq: n for seq, n in received.items() if n > served[seq]}
     assert not invented, f"reads the PLC never answered (seq: received count): {invented}"
