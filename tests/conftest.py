@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,6 +83,20 @@ async def eventually(
         if time.monotonic() > end:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
         await asyncio.sleep(interval)
+
+
+async def stop_tasks(*tasks: asyncio.Task[Any]) -> None:
+    """Cancel background tasks in a teardown and re-raise what any of them died of: cancellation is
+    the expected end, anything else (an assertion in a callback, a crash) fails the test instead of
+    being thrown away as ``gather(..., return_exceptions=True)`` would."""
+    for task in tasks:
+        task.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)]
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise BaseExceptionGroup("background tasks failed", errors)
 
 
 def built(build: Callable[[Path], Path], workdir: Path) -> Path:

@@ -13,7 +13,7 @@ from gateway.config import parse
 from gateway.point import Quality, SampleBatch
 from gateway.runner import DeviceRunner
 from hil.modbus_server import SimulatedPlc
-from tests.conftest import eventually
+from tests.conftest import eventually, stop_tasks
 
 FAST = {"airflow", "pressure", "speed", "vibration"}  # input registers 2-10
 SLOW = {"energy", "model", "state"}  # input registers 12-15, holding registers 0 and 2-9
@@ -57,8 +57,7 @@ async def test_fast_and_slow_groups_poll_at_their_own_intervals() -> None:
             assert batches["fast"] >= 4 * batches["slow"] and batches[""] > batches["slow"], batches
             assert runner.health.failed_polls == 0
         finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await stop_tasks(task)
 
 
 

@@ -25,7 +25,7 @@ from gateway.registry import make_client, records
 from hil.modbus_server import SimulatedPlc
 from hil.resolution_node import ResolutionNode
 from pipelines.registry import DoipClient, Record, RegisterReport, ResolutionCache, Resolved, Resolver, SnmsClient
-from tests.conftest import eventually
+from tests.conftest import eventually, stop_tasks
 
 APP = "88.608.5288/App_edgegw"
 PASSWORD = "s3cret"
@@ -208,8 +208,7 @@ async def test_a_broken_node_never_blocks_acquisition_or_buffering(
                 await eventually(lambda: gw.registry_sync is not None and gw.registry_sync.stats.done, timeout=30,
                                  what="registration after the node came back")
             finally:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+                await stop_tasks(task)
         assert node.registered("88.608.5288/DEV.baotou-mine-01.gas-sub-01.ch4") is not None
         assert len(node.store) == 4
 
