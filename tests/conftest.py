@@ -70,9 +70,12 @@ def pty_pair() -> Iterator[Service]:
 
 
 async def eventually(
-    condition: Callable[[], bool | Awaitable[bool]], timeout: float = 20.0, interval: float = 0.05, what: str = ""
+    condition: Callable[..., bool | Awaitable[bool]], timeout: float = 20.0, interval: float = 0.05, what: str = ""
 ) -> None:
-    """Poll a condition under a timeout (never a bare sleep to wait for an effect)."""
+    """Poll a condition under a timeout (never a bare sleep to wait for an effect).
+
+    ``condition`` is called without arguments; it is typed ``Callable[..., ...]`` so that a lambda in a
+    loop may bind the loop's variables through default arguments (``lambda n=n: ...``)."""
     end = time.monotonic() + timeout
     while True:
         result = condition()

@@ -81,7 +81,7 @@ def test_the_gateway_gives_devices_on_one_line_one_connection_and_their_poll_gro
         drivers = [r.driver for r in gw.runners]
         assert all(isinstance(d, Driver) for d in drivers)
         u1, u2, other = drivers
-        assert u1.line is u2.line and other.line is not u1.line  # type: ignore[attr-defined]
+        assert u1.line is u2.line and other.line is not u1.line  # type: ignore[union-attr]
         runner = gw.runners[0]
         assert isinstance(runner, DeviceRunner)
         assert sorted(i for i, _ in runner.schedules) == [0.1, 1.0] and runner.retries == 2

@@ -157,7 +157,7 @@ GW_CFG: dict[str, Any] = {
 
 
 def _config(node_url: str, tmp: Path, plc_port: int = 502, **registry: Any) -> dict[str, Any]:
-    data = json.loads(json.dumps(GW_CFG))
+    data: dict[str, Any] = json.loads(json.dumps(GW_CFG))
     data["devices"][0]["port"] = plc_port
     data["buffer"] = {"path": str(tmp / "buf.db"), "linger_ms": 20}
     data["registry"] = {"api": "snms", "url": node_url, "identity": APP, "password_env": "EDGEGW_TEST_IDIS_PW",
@@ -270,7 +270,7 @@ TYPE_HANDLE = "88.608.5288/META_point"
 
 
 def _site(api: str, node_url: str, tmp: Path, key_file: Path | None) -> dict[str, Any]:
-    data = json.loads(json.dumps(SITE_CFG))
+    data: dict[str, Any] = json.loads(json.dumps(SITE_CFG))
     data["buffer"] = {"path": str(tmp / "buf.db")}
     if api == "snms":
         data["registry"] = {"api": "snms", "url": node_url, "identity": APP, "password_env": "EDGEGW_TEST_IDIS_PW"}

@@ -42,7 +42,11 @@ async def test_gateway_runs_opcua_devices_end_to_end(plant: PlantServer, mosquit
     nodes = {"stove.dome": "HotStove2.Dome.Temperature", "stove.hot_blast": "HotStove2.Blast.HotBlastTemperature",
              "cells.v1": "CellLine3.Cell01.Voltage"}
     scale = {"cells.v1": 1000.0}  # V scaled to mV by the pipeline
-    want = {key: (spec[n].status(plant.t), spec[n].value(plant.t) * scale.get(key, 1.0)) for key, n in nodes.items()}
+    want: dict[str, tuple[str, float]] = {}
+    for key, n in nodes.items():
+        value = spec[n].value(plant.t)
+        assert isinstance(value, float), (n, value)
+        want[key] = (spec[n].status(plant.t), value * scale.get(key, 1.0))
     units = {"stove.dome": "degC", "stove.hot_blast": "degC", "cells.v1": "V"}
     gw = Gateway(cfg)
     assert [type(r) for r in gw.runners] == [StreamRunner, DeviceRunner]

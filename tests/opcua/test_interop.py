@@ -137,12 +137,13 @@ async def test_browse_finds_the_peer_variables(peer: NodeOpcuaPeer) -> None:
     cfg, _ = catalog_for(device(peer.endpoint, [level], mode="polling"))  # the config model takes them
     async with OpcUaDriver(cfg.devices[0], 0) as drv:  # and the peer's values are inside them
         batch = await drv.read()
-    assert batch[0][3] is Quality.GOOD and -20.0 <= batch[0][2] <= 120.0, batch
+    level = batch[0][2]
+    assert batch[0][3] is Quality.GOOD and isinstance(level, float) and -20.0 <= level <= 120.0, batch
 
 
 async def test_percent_deadband_against_an_analog_item(peer: NodeOpcuaPeer) -> None:
     """Level moves 1 % of its EURange per tick; a 5 % deadband reports only moves of 5 or more."""
-    points = [
+    points: list[dict[str, Any]] = [
         {"name": "level_db", "node_id": "ns=1;s=Kiln.Level", "deadband_type": "percent", "deadband_value": 5.0},
         {"name": "level", "node_id": "ns=1;s=Kiln.Level"},
     ]
@@ -205,6 +206,6 @@ async def test_server_and_source_timestamps_with_picoseconds(peer: NodeOpcuaPeer
                          what="both points, changed since the subscription started")
         now = now_ns()
         for i in (0, 1):
-            s = out.latest(i)
-            assert s is not None and s[3] is Quality.GOOD
-            assert start <= s[1] <= now, f"point {s[0]}: time {s[1]} is not within [{start}, {now}]"
+            got = out.latest(i)
+            assert got is not None and got[3] is Quality.GOOD
+            assert start <= got[1] <= now, f"point {got[0]}: time {got[1]} is not within [{start}, {now}]"
