@@ -9,7 +9,7 @@ along is the receiving end.
 Oracles:
 - independent of the gateway (tests/plc_oracle.py): every input-register read the simulated PLC
   answered arrived at the subscriber with the stub's values for its tick, except reads answered
-  within a second of a kill (polled, not yet committed: the contract allows that loss); nothing
+  within 0.5 s of a kill (polled, not yet committed: the contract allows that loss); nothing
   arrived that the PLC did not answer;
 - the buffer ledger (persistent counters, committed with the batches): accepted = delivered, nothing
   dropped, nothing pending;
@@ -72,10 +72,10 @@ async def test_kill_9_loop_loses_nothing_accepted(tmp_path: Path, mosquitto: Mos
         for _ in range(KILLS):
             proc = await start_gateway(cfg, log)
             start = len(received)
-            # kill at a different moment each time, after >= 1 s of publishing (40 batches/s): most
+            # kill at a different moment each time, after >= 1.5 s of publishing (40 batches/s): most
             # reads are then far from a kill, where the PLC oracle allows no loss at all
             extra = rng.randint(0, 20)
-            await eventually(lambda s=start, e=extra: len(received) >= s + 40 + e, timeout=30,
+            await eventually(lambda s=start, e=extra: len(received) >= s + 60 + e, timeout=30,
                              what=f"publishing (log: {log.read_text()[-2000:] if log.exists() else ''})")
             kills.append(time.monotonic())
             await kill_9(proc)
@@ -111,7 +111,9 @@ async def test_kill_9_loop_loses_nothing_accepted(tmp_path: Path, mosquitto: Mos
     assert duplicates <= MAX_INFLIGHT * KILLS
 
     # the independent oracle: what the PLC answered, tick by tick and value by value
-    verdict = check_against_plc(plc, received, kills=kills)
+    # excused: reads answered within 0.5 s of a kill (measured: those lost were answered 3-19 ms before
+    # it, the 20 ms linger; the margin covers a commit stalled on a loaded machine)
+    verdict = check_against_plc(plc, received, kills=kills, before_s=0.5, after_s=0.5)
     print(verdict)
     assert verdict.values_checked > 10 * DEVICES
     assert verdict.excused < verdict.served / 2  # the oracle judged most reads strictly
