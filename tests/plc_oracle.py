@@ -53,19 +53,22 @@ class PlcVerdict:
 
     def __str__(self) -> str:
         return (f"PLC answered {self.served} input-register reads, {self.received} arrived or are buffered; "
-                f"{self.excused} were answered close to a kill (a loss allowed there), "
+                f"{self.excused} were answered close to a kill or the stop (a loss allowed there), "
                 f"{self.served - self.received} missing")
 
 
 def check_against_plc(
     plc: RecordingPlc, payloads: Iterable[bytes], *, kills: Sequence[float] = (), before_s: float = 0.3,
-    after_s: float = 0.3,
+    after_s: float = 0.3, stopped: float | None = None, stop_before_s: float = 0.3,
 ) -> PlcVerdict:
     """Every read the PLC answered reached the broker (``payloads``: received or still buffered) with
     the stub's values, except reads answered from ``before_s`` before to ``after_s`` after one of
     ``kills`` (monotonic times of a SIGKILL, or of an exit on an error: what was polled but not yet
     committed to the buffer may die with the process, and an answer on its way to a killed process
-    never reaches it). Nothing arrives that the PLC did not answer."""
+    never reaches it), and reads answered from ``stop_before_s`` before ``stopped`` on (when the gateway
+    was told to stop: a graceful stop commits every read the gateway received, but a poll cancelled
+    while its answer is on the way never becomes a sample). Nothing arrives that the PLC did not
+    answer."""
     stub: GasSubstation = plc.stub
     reads: dict[tuple[str, int], dict[str, object]] = defaultdict(dict)
     for payload in payloads:
@@ -88,13 +91,14 @@ def check_against_plc(
     excusable: Counter[int] = Counter()
     for t, seq in plc.served:
         served[seq] += 1
-        if any(k - before_s <= t <= k + after_s for k in kills):
+        near_kill = any(k - before_s <= t <= k + after_s for k in kills)
+        if near_kill or (stopped is not None and t >= stopped - stop_before_s):
             excusable[seq] += 1
     invented = {seq: n for seq, n in received.items() if n > served[seq]}
     assert not invented, f"reads the PLC never answered (seq: received count): {invented}"
     lost = {seq: (n, received[seq]) for seq, n in served.items() if n - received[seq] > excusable[seq]}
     assert not lost, (
-        f"{len(lost)} ticks lost reads outside any kill window (seq: (answered, arrived)): "
+        f"{len(lost)} ticks lost reads outside any kill or stop window (seq: (answered, arrived)): "
         f"{dict(sorted(lost.items())[:20])}"
     )
     return PlcVerdict(served=sum(served.values()), received=sum(received.values()),
