@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,9 +70,12 @@ def pty_pair() -> Iterator[Service]:
 
 
 async def eventually(
-    condition: Callable[[], bool | Awaitable[bool]], timeout: float = 20.0, interval: float = 0.05, what: str = ""
+    condition: Callable[..., bool | Awaitable[bool]], timeout: float = 20.0, interval: float = 0.05, what: str = ""
 ) -> None:
-    """Poll a condition under a timeout (never a bare sleep to wait for an effect)."""
+    """Poll a condition under a timeout (never a bare sleep to wait for an effect).
+
+    ``condition`` is called without arguments; it is typed ``Callable[..., ...]`` so that a lambda in a
+    loop may bind the loop's variables through default arguments (``lambda n=n: ...``)."""
     end = time.monotonic() + timeout
     while True:
         result = condition()
@@ -82,6 +86,20 @@ async def eventually(
         if time.monotonic() > end:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
         await asyncio.sleep(interval)
+
+
+async def stop_tasks(*tasks: asyncio.Task[Any]) -> None:
+    """Cancel background tasks in a teardown and re-raise what any of them died of: cancellation is
+    the expected end, anything else (an assertion in a callback, a crash) fails the test instead of
+    being thrown away as ``gather(..., return_exceptions=True)`` would."""
+    for task in tasks:
+        task.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)]
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise BaseExceptionGroup("background tasks failed", errors)
 
 
 def built(build: Callable[[Path], Path], workdir: Path) -> Path:

@@ -10,7 +10,7 @@ from gateway.app import Batcher
 from gateway.buffer import Outcome, SqliteBuffer
 from gateway.config import BufferConfig
 from gateway.point import Quality
-from tests.conftest import eventually
+from tests.conftest import eventually, stop_tasks
 from tests.test_buffer_durability import assert_ledger, catalog
 
 __all__: list[str] = []
@@ -37,8 +37,7 @@ async def test_block_policy_holds_then_commits_every_sample(tmp_path: Path) -> N
             await eventually(lambda: buf.pending_batches > 0 or buf.counters()["accepted_points"] >= total,
                              timeout=5, what="the batcher to offer the held chunk again")
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop_tasks(task)
     c = buf.counters()
     assert c["accepted_points"] == total  # every sample polled was committed, none dropped
     assert c["dropped_newest_points"] == c["dropped_oldest_points"] == 0

@@ -28,7 +28,7 @@ from gateway.clock import SYSTEM_CLOCK
 from gateway.codec import decode, encode
 from gateway.config import parse
 from gateway.errors import BufferCorruptError
-from gateway.point import Quality
+from gateway.point import Quality, SampleBatch
 from tests.clocks import AnotherBoot, ManualClock
 
 __all__ = ["assert_ledger", "catalog", "encoded_batch"]
@@ -67,7 +67,7 @@ def catalog() -> Catalog:
 
 
 def encoded_batch(cat: Catalog, seq: int, npoints: int = 4) -> bytes:
-    samples = [(i % 2, 1_700_000_000_000_000_000 + seq * 1000 + i, float(seq * 10 + i), Quality.GOOD, None)
+    samples: SampleBatch = [(i % 2, 1_700_000_000_000_000_000 + seq * 1000 + i, float(seq * 10 + i), Quality.GOOD, None)
                for i in range(npoints)]
     return encode(cat, samples, seq, time.time_ns())
 

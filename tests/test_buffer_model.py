@@ -1,6 +1,8 @@
 """Model-based test of the SQLite buffer: random put / begin / end / crash / reopen sequences.
 
-The model is the obvious one: a FIFO list of (payload, npoints) plus the persistent counters.
+The model is the obvious one: a FIFO list of (payload, npoints) plus the persistent counters; what a
+put on a full buffer must do is derived from the rule in docs/buffer.md (lose as little as the policy
+must: with batches in flight, old batches are deleted only when that makes the new one fit).
 A "crash" abandons the connection without cleanup (what kill -9 leaves behind: in-flight batches
 were never confirmed, so they must all come back); "reopen" is a clean close and open.  After
 every step the buffer must agree with the model exactly, and the ledger must balance:
@@ -13,6 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -51,53 +54,64 @@ class BufferMachine(RuleBasedStateMachine):
         self.policy = policy
         self.buf = self._open()
 
-    @rule(size=st.one_of(st.integers(1, 150), st.integers(390, 420)), npoints=st.integers(1, 50))
+    @rule(size=st.one_of(st.integers(1, 150), st.integers(200, 399), st.integers(390, 420)), npoints=st.integers(1, 50))
     @precondition(lambda self: self.buf is not None)
     def put(self, size: int, npoints: int) -> None:
+        """What a put must do, from docs/buffer.md ("When the buffer is full", "Full with batches in
+        flight"), not from the code."""
         assert self.buf is not None
         self.seq += 1
         payload = self.seq.to_bytes(4, "big") + b"x" * max(0, size - 4)
-        used = sum(len(p) for _, p, _ in self.model)
-        inflight_ids = {i for tx in self.inflight for i in tx.ids}
-        if used + len(payload) > _MAX_BYTES:
-            if self.policy == "block" and len(payload) <= _MAX_BYTES:
-                try:
+        need = sum(len(p) for _, p, _ in self.model) + len(payload) - _MAX_BYTES
+        if need > 0:
+            if len(payload) > _MAX_BYTES:
+                # can never fit: dropped under every policy, block included
+                self._refused(payload, npoints)
+                return
+            if self.policy == "block":
+                with pytest.raises(BufferFullError):
                     self.buf.put(payload, npoints)
-                except BufferFullError:
-                    return
-                raise AssertionError("block policy accepted a batch with no room")
-            if self.policy == "drop_newest" or len(payload) > _MAX_BYTES:
-                # an oversized batch can never fit: dropped under every policy, block included
-                assert self.buf.put(payload, npoints) is False
-                self.counters["dropped_newest_points"] += npoints
-                self.counters["dropped_newest_batches"] += 1
+                return  # nothing stored, nothing dropped
+            if self.policy == "drop_newest":
+                self._refused(payload, npoints)
                 return
-            # drop_oldest: oldest first, skipping what is in flight
-            need = used + len(payload) - _MAX_BYTES
+            # drop_oldest: the candidates are the batches not in flight, oldest first
+            inflight_ids = {i for tx in self.inflight for i in tx.ids}
+            candidates = [row for row in self.model if row[0] not in inflight_ids]
+            if sum(len(p) for _, p, _ in candidates) < need:
+                # rule 2: deleting every candidate could not make room: no old batch is deleted,
+                # only the new one is lost
+                self._refused(payload, npoints)
+                return
+            # rule 1: the oldest candidates, just as many as needed, then the new batch is stored
+            victims: set[int] = set()
             freed = 0
-            keep: list[tuple[int, bytes, int]] = []
-            dropped = 0
-            for row in self.model:
-                if freed < need and row[0] not in inflight_ids:
-                    freed += len(row[1])
-                    dropped += row[2]
-                    self.counters["dropped_oldest_batches"] += 1
-                else:
-                    keep.append(row)
-            accepted = self.buf.put(payload, npoints)
-            self.model = keep
-            self.counters["dropped_oldest_points"] += dropped
-            if freed < need:
-                assert accepted is False
-                self.counters["dropped_newest_points"] += npoints
-                self.counters["dropped_newest_batches"] += 1
-                return
-            assert accepted is True
-        else:
-            assert self.buf.put(payload, npoints) is True
+            for rid, p, n in candidates:
+                if freed >= need:
+                    break
+                victims.add(rid)
+                freed += len(p)
+                self.counters["dropped_oldest_points"] += n
+                self.counters["dropped_oldest_batches"] += 1
+            self.model = [row for row in self.model if row[0] not in victims]
+            self.rotten -= victims
+        assert self.buf.put(payload, npoints) is True
         rid = self.buf._db.execute("SELECT MAX(id) FROM batches").fetchone()[0]
         self.model.append((rid, payload, npoints))
         self.counters["accepted_points"] += npoints
+
+    @rule(size=st.integers(300, 400), npoints=st.integers(1, 50))
+    @precondition(lambda self: self.buf is not None and self.inflight)
+    def put_large_while_sending(self, size: int, npoints: int) -> None:
+        """A large batch while some are in flight: where the full-with-in-flight rule is decided."""
+        self.put(size, npoints)
+
+    def _refused(self, payload: bytes, npoints: int) -> None:
+        """The new batch is not stored (counted in dropped_newest_*); the buffered ones all stay."""
+        assert self.buf is not None
+        assert self.buf.put(payload, npoints) is False
+        self.counters["dropped_newest_points"] += npoints
+        self.counters["dropped_newest_batches"] += 1
 
     @rule(n=st.integers(1, 4))
     @precondition(lambda self: self.buf is not None)
@@ -186,4 +200,26 @@ class BufferMachine(RuleBasedStateMachine):
 
 
 TestBufferModel = BufferMachine.TestCase
-TestBufferModel.settings = settings(max_examples=50, stateful_step_count=30, deadline=None)
+TestBufferModel.settings = settings(max_examples=100, stateful_step_count=40, deadline=None)
+
+
+def test_full_with_batches_in_flight_loses_only_the_new_batch(tmp_path: Path) -> None:
+    """The case the rule was written for: the oldest batch is in flight and what else could be
+    deleted is too small for the new batch. Only the new batch is lost; the others stay."""
+    buf = SqliteBuffer(tmp_path / "buf.db", max_bytes=_MAX_BYTES, when_full="drop_oldest", durability="interval")
+    try:
+        assert buf.put(b"a" * 200, 2) and buf.put(b"b" * 100, 1)
+        tx = buf.begin(1)  # "a" in flight
+        assert buf.put(b"c" * 350, 3) is False  # 300 bytes buffered + 350 > 400, only "b" (100) deletable
+        c = buf.counters()
+        assert (c["dropped_newest_batches"], c["dropped_oldest_batches"]) == (1, 0)
+        assert [p for _, p in buf._db.execute("SELECT id, payload FROM batches ORDER BY id")] == [b"a" * 200,
+                                                                                                     b"b" * 100]
+        # and when deleting candidates does make room, just as many as needed go
+        assert buf.put(b"d" * 150, 4) is True  # 300 + 150 > 400: "b" (100) is enough
+        c = buf.counters()
+        assert (c["dropped_oldest_batches"], c["dropped_oldest_points"]) == (1, 1)
+        buf.end(tx, [Outcome.DELIVERED])
+        assert buf.pending_batches == 1
+    finally:
+        buf.close()

@@ -7,11 +7,14 @@ gateway and the ingest writing a line-protocol file.
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -38,22 +41,40 @@ def test_demo_with_duration_prints_points_and_writes_line_protocol(tmp_path: Pat
 
 
 def test_demo_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "demo", "--plain", "--data-dir", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    err_path = tmp_path / "stderr.txt"
+    with err_path.open("w") as err_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "demo", "--plain", "--data-dir", str(tmp_path)],
+            stdout=subprocess.PIPE, stderr=err_file, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     try:
         assert proc.stdout is not None
+        # a thread reads the lines, so that waiting for the next one has a timeout: a silent demo
+        # fails the test after the deadline instead of hanging it
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def pump(out: IO[str]) -> None:
+            for line in out:
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=pump, args=(proc.stdout,), daemon=True).start()
         deadline = time.monotonic() + 60
-        for line in proc.stdout:
-            if CODE in line or time.monotonic() > deadline:
+        while True:
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"the demo printed no point within 60 s:\n{err_path.read_text()[-2000:]}")
+            if line is None:
+                pytest.fail(f"the demo exited without printing a point:\n{err_path.read_text()[-2000:]}")
+            if CODE in line:
                 break
-        else:
-            pytest.fail("demo printed no point")
         proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
+    err = err_path.read_text()
     assert proc.returncode == 0, err[-2000:]
     assert "Traceback" not in err

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import sqlite3
 import sys
@@ -27,6 +28,7 @@ import pytest
 from gateway.buffer import SqliteBuffer
 from gateway.buffer.sqlite import FORMAT_VERSION
 from gateway.codec import decode
+from gateway.point import Point
 from hil.modbus_server import SimulatedPlc
 from hil.services import Mosquitto, free_port
 from tests.collector import collect
@@ -63,12 +65,20 @@ def _pending(buffer: Path) -> int:
         return 0
 
 
-async def _fill_then_kill(tmp: Path, plc: SimulatedPlc, batches: int) -> tuple[Path, Path]:
-    """Run the gateway with no broker until ``batches`` are buffered, then kill -9 it."""
+async def _fill_then_kill(tmp: Path, plc: SimulatedPlc, batches: int, checkpoint_at: int = 0) -> tuple[Path, Path]:
+    """Run the gateway with no broker until ``batches`` are buffered, then kill -9 it. With
+    ``checkpoint_at``, the first that many batches are folded into the main file on the way (another
+    connection's passive checkpoint, as SQLite's auto-checkpoint would do later)."""
     buffer = tmp / "buffer.db"
     cfg = _config(tmp / "offline.toml", plc.port, free_port(), buffer, "offline")
     log = tmp / "gateway.log"
     proc = await start_gateway(cfg, log)
+    if checkpoint_at:
+        await eventually(lambda: _pending(buffer) >= checkpoint_at, timeout=30,
+                         what=f"{checkpoint_at} batches buffered")
+        with contextlib.closing(sqlite3.connect(buffer, isolation_level=None, timeout=10)) as db:
+            busy, _, _ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert busy == 0
     await eventually(lambda: _pending(buffer) >= batches, timeout=30, what=f"{batches} batches buffered")
     await kill_9(proc)
     return buffer, log
@@ -98,15 +108,22 @@ def _counters(buffer: Path) -> dict[str, int]:
         return {str(k): int(v) for k, v in db.execute("SELECT name, value FROM counters").fetchall()}
 
 
+def _live(points: list[Point]) -> list[Point]:
+    """Points as acquired: a replay after a restart flags them historical, nothing else changes."""
+    return [dataclasses.replace(p, historical=False) for p in points]
+
+
 def _lost(buffer: Path) -> int:
     return _counters(buffer)["lost_corrupt_batches"]
 
 
 @contextlib.asynccontextmanager
-async def _killed_gateway(tmp: Path, *, seed: int, batches: int) -> AsyncIterator[tuple[SimulatedPlc, Path]]:
+async def _killed_gateway(
+    tmp: Path, *, seed: int, batches: int, checkpoint_at: int = 0
+) -> AsyncIterator[tuple[SimulatedPlc, Path]]:
     """A simulated PLC, and a buffer the gateway filled with it before it was killed with SIGKILL."""
     async with SimulatedPlc(tick_s=0.01, seed=seed) as plc:
-        buffer, _ = await _fill_then_kill(tmp, plc, batches)
+        buffer, _ = await _fill_then_kill(tmp, plc, batches, checkpoint_at)
         yield plc, buffer
 
 
@@ -167,15 +184,21 @@ async def test_corrupt_buffer_is_moved_aside_and_readable_batches_delivered(
 async def test_missing_wal_after_kill_is_reported_and_the_rest_delivered(
     tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
-    async with _killed_gateway(tmp_path, seed=10, batches=40) as (plc, buffer):
+    # 20 batches reach the main file, 40 more stay in the WAL only (left alone, the 60 batches would all
+    # still be in the WAL, the main file would be empty, and "the rest delivered" would check nothing)
+    async with _killed_gateway(tmp_path, seed=10, batches=60, checkpoint_at=20) as (plc, buffer):
         wal = Path(f"{buffer}-wal")
         assert wal.exists()
         # what the main file alone holds
         with contextlib.closing(sqlite3.connect(f"file:{buffer}?immutable=1", uri=True)) as db:
-            in_main_file = db.execute("SELECT COUNT(*) FROM batches").fetchone()[0]
+            in_main_file = [bytes(p) for (p,) in db.execute("SELECT payload FROM batches ORDER BY id")]
         wal.unlink()  # a cleanup job deleted it
         Path(f"{buffer}-shm").unlink(missing_ok=True)
         received, log = await _drain(tmp_path, plc, mosquitto, buffer, "nowal")
     assert "write-ahead log" in log and f"{buffer}-wal" in log and "missing" in log
     assert _counters(buffer)["wal_missing_starts"] == 1
-    assert len({decode(p).seq for p in received}) >= in_main_file
+    assert len(in_main_file) >= 20
+    # every batch the main file held arrived with the same points (replayed: flagged historical)
+    main = {decode(p).seq: _live(decode(p).points) for p in in_main_file}
+    arrived = {decode(p).seq: _live(decode(p).points) for p in received}
+    assert {seq: arrived.get(seq) for seq in main} == main

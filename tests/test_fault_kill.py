@@ -7,11 +7,14 @@ started once more and stopped with SIGTERM, which drains the buffer.  A subscrib
 along is the receiving end.
 
 Oracles:
+- independent of the gateway (tests/plc_oracle.py): every input-register read the simulated PLC
+  answered arrived at the subscriber with the stub's values for its tick, except reads answered
+  within 0.5 s of a kill (polled, not yet committed: the contract allows that loss); nothing
+  arrived that the PLC did not answer;
 - the buffer ledger (persistent counters, committed with the batches): accepted = delivered, nothing
   dropped, nothing pending;
 - batch sequence numbers are 1..accepted_batches with no gap, each received at least once;
 - the distinct (point, source time) pairs received equal accepted_points exactly;
-- every input-register poll carries the stub's tick, and its values equal the stub's for that tick;
 - duplicates (a batch received more than once) stay within the in-flight window: at most
   ``max_inflight`` per kill.
 """
@@ -19,26 +22,25 @@ Oracles:
 from __future__ import annotations
 
 import random
-from collections import Counter, defaultdict
+import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from firmware_stubs.gas_substation import expected_values
 from gateway.buffer import SqliteBuffer
 from gateway.codec import decode
-from hil.modbus_server import SimulatedPlc
 from hil.services import Mosquitto
 from tests.collector import collect
 from tests.conftest import eventually
 from tests.gateway_process import gas_substations_toml, kill_9, start_gateway, stop_gateway
+from tests.plc_oracle import RecordingPlc, check_against_plc
 
 __all__: list[str] = []
 
 KILLS = 5
 MAX_INFLIGHT = 5
 DEVICES = 4
-IR_POINTS = ("seq", "ch4", "co", "o2", "wind", "temp")
 
 
 def _config(path: Path, plc_port: int, broker_port: int, buffer: Path, durability: str) -> None:
@@ -62,20 +64,25 @@ async def test_kill_9_loop_loses_nothing_accepted(tmp_path: Path, mosquitto: Mos
     cfg = tmp_path / "gw.toml"
     log = tmp_path / "gateway.log"
     rng = random.Random(6)
-    async with SimulatedPlc(tick_s=0.01, seed=11) as plc, collect(
+    kills: list[float] = []
+    async with RecordingPlc(tick_s=0.01, seed=11) as plc, collect(
         mosquitto.port, f"killtest-{durability}/+/+/data", f"kill-test-subscriber-{durability}"
     ) as received:
         _config(cfg, plc.port, mosquitto.port, buffer, durability)
         for _ in range(KILLS):
             proc = await start_gateway(cfg, log)
             start = len(received)
-            extra = rng.randint(0, 20)  # kill at a different moment each time
-            await eventually(lambda s=start, e=extra: len(received) >= s + 5 + e, timeout=30,
+            # kill at a different moment each time, after >= 1.5 s of publishing (40 batches/s): most
+            # reads are then far from a kill, where the PLC oracle allows no loss at all
+            extra = rng.randint(0, 20)
+            await eventually(lambda s=start, e=extra: len(received) >= s + 60 + e, timeout=30,
                              what=f"publishing (log: {log.read_text()[-2000:] if log.exists() else ''})")
+            kills.append(time.monotonic())
             await kill_9(proc)
         proc = await start_gateway(cfg, log)
         start = len(received)
         await eventually(lambda: len(received) >= start + 3, timeout=30, what="publishing after the last kill")
+        stopped = time.monotonic()
         await stop_gateway(proc, log)
 
         buf = SqliteBuffer(buffer)
@@ -104,17 +111,11 @@ async def test_kill_9_loop_loses_nothing_accepted(tmp_path: Path, mosquitto: Mos
     assert len(unique_points) == counters["accepted_points"]
     assert duplicates <= MAX_INFLIGHT * KILLS
 
-    # the firmware stub is the oracle for values: each input-register read carries its tick
-    by_read: dict[tuple[str, int], dict[str, float | int | bool | str | None]] = defaultdict(dict)
-    for (key, ts), p in unique_points.items():
-        device, name = key.split(".", 1)
-        if name in IR_POINTS:
-            by_read[(device, ts)][name] = p.value
-    checked = 0
-    for group in by_read.values():
-        if group.get("seq") is None:
-            continue  # a bad read (device briefly unreachable) carries no values
-        want = expected_values(plc.stub.reading(int(group["seq"])))
-        assert {n: group[n] for n in IR_POINTS} == {n: want[n] for n in IR_POINTS}
-        checked += 1
-    assert checked > 10 * DEVICES
+    # the independent oracle: what the PLC answered, tick by tick and value by value
+    # excused: reads answered within 0.5 s of a kill (measured: those lost were answered 3-19 ms before
+    # it, the 20 ms linger; the margin covers a commit stalled on a loaded machine)
+    verdict = check_against_plc(plc, received, kills=kills, before_s=0.5, after_s=0.5, stopped=stopped,
+                                stop_before_s=0.5)
+    print(verdict)
+    assert verdict.values_checked > 10 * DEVICES
+    assert verdict.excused < verdict.served / 2  # the oracle judged most reads strictly

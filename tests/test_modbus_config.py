@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from drivers.modbus.config import Table, parse_address
+from drivers.modbus.config import ModbusPoint, Table, parse_address
 from gateway.config import parse
 from tests.test_config import GOOD, issues_of
 
@@ -37,6 +37,7 @@ def with_points(*points: dict[str, Any]) -> dict[str, Any]:
 def test_notation_sets_the_table() -> None:
     cfg = parse(with_points({"name": "t", "address": "30008", "data_type": "int16"}))
     (pt,) = cfg.devices[0].points
+    assert isinstance(pt, ModbusPoint)
     assert (pt.table, pt.address) == (Table.INPUT_REGISTER, 7)
 
 

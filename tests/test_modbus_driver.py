@@ -79,7 +79,7 @@ async def server() -> AsyncIterator[int]:
         writer.close()
         break
     yield port
-    await srv.shutdown()
+    await srv.shutdown()  # type: ignore[no-untyped-call]  # pymodbus is untyped
     task.cancel()
 
 

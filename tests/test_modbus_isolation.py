@@ -13,7 +13,7 @@ from gateway.config import parse
 from gateway.point import Quality, SampleBatch
 from gateway.runner import DeviceRunner
 from hil.modbus_server import SimulatedPlc
-from tests.conftest import eventually
+from tests.conftest import eventually, stop_tasks
 from tests.test_config import GOOD
 
 
@@ -64,7 +64,7 @@ async def test_a_dead_device_does_not_delay_a_live_one() -> None:
             assert bad and all(s[3] is Quality.BAD and s[4] in ("timeout", "unreachable") for b in bad for s in b)
             print("live device deadline misses:", live_r.health.deadline_misses)
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            hole.close()
+            try:
+                await stop_tasks(*tasks)
+            finally:
+                hole.close()

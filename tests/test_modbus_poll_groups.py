@@ -13,7 +13,7 @@ from gateway.config import parse
 from gateway.point import Quality, SampleBatch
 from gateway.runner import DeviceRunner
 from hil.modbus_server import SimulatedPlc
-from tests.conftest import eventually
+from tests.conftest import eventually, stop_tasks
 
 FAST = {"airflow", "pressure", "speed", "vibration"}  # input registers 2-10
 SLOW = {"energy", "model", "state"}  # input registers 12-15, holding registers 0 and 2-9
@@ -57,8 +57,7 @@ async def test_fast_and_slow_groups_poll_at_their_own_intervals() -> None:
             assert batches["fast"] >= 4 * batches["slow"] and batches[""] > batches["slow"], batches
             assert runner.health.failed_polls == 0
         finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await stop_tasks(task)
 
 
 
@@ -82,7 +81,7 @@ def test_the_gateway_gives_devices_on_one_line_one_connection_and_their_poll_gro
         drivers = [r.driver for r in gw.runners]
         assert all(isinstance(d, Driver) for d in drivers)
         u1, u2, other = drivers
-        assert u1.line is u2.line and other.line is not u1.line  # type: ignore[attr-defined]
+        assert u1.line is u2.line and other.line is not u1.line  # type: ignore[union-attr]
         runner = gw.runners[0]
         assert isinstance(runner, DeviceRunner)
         assert sorted(i for i, _ in runner.schedules) == [0.1, 1.0] and runner.retries == 2

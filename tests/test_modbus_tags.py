@@ -6,7 +6,7 @@ import copy
 import tomllib
 from pathlib import Path
 
-from drivers.modbus.config import ByteOrder, Table
+from drivers.modbus.config import ByteOrder, ModbusPoint, Table
 from gateway.cli import main
 from gateway.config import parse
 from tests.test_config import GOOD
@@ -26,7 +26,9 @@ def test_a_tag_list_becomes_a_valid_device_config(tmp_path: Path) -> None:
     data = copy.deepcopy(GOOD)
     data["devices"][0]["points"] = tomllib.loads(out.read_text())["devices"]["points"]
     points = parse(data).devices[0].points
-    got = [(p.name, p.table, p.address, p.data_type.value, p.byte_order, p.scale, p.bit) for p in points]
+    modbus = [p for p in points if isinstance(p, ModbusPoint)]
+    assert len(modbus) == len(points)
+    got = [(p.name, p.table, p.address, p.data_type.value, p.byte_order, p.scale, p.bit) for p in modbus]
     assert got == [
         ("ch4", Table.INPUT_REGISTER, 2, "float32", ByteOrder.CDAB, 1.0, None),
         ("speed", Table.INPUT_REGISTER, 9, "int16", None, 0.1, None),

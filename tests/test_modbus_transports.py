@@ -24,7 +24,7 @@ from gateway.runner import DeviceRunner
 from hil.modbus_server import SimulatedPlc
 from hil.services import PtyPair
 from pipelines.normalise import Normalise
-from tests.conftest import eventually
+from tests.conftest import eventually, stop_tasks
 
 STUBS: list[type[Stub]] = [VentilationFan, BeltConveyor, DrainagePump, MineHoist]
 GATEWAY = {"id": "gw1", "site": "baotou-mine-01", "enterprise_prefix": "88.608.5288"}
@@ -177,6 +177,4 @@ async def test_a_dead_unit_on_a_shared_line_costs_only_its_own_timeout(transport
             await eventually(lambda: r2.health.polls > n and r2.health.up, what="unit 2 back")
             _assert_matches(_values(catalog, seen["u2"][-1], "u2"), stubs[2].expected(plc.tick))
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await stop_tasks(*tasks)

@@ -25,7 +25,7 @@ from gateway.registry import make_client, records
 from hil.modbus_server import SimulatedPlc
 from hil.resolution_node import ResolutionNode
 from pipelines.registry import DoipClient, Record, RegisterReport, ResolutionCache, Resolved, Resolver, SnmsClient
-from tests.conftest import eventually
+from tests.conftest import eventually, stop_tasks
 
 APP = "88.608.5288/App_edgegw"
 PASSWORD = "s3cret"
@@ -157,7 +157,7 @@ GW_CFG: dict[str, Any] = {
 
 
 def _config(node_url: str, tmp: Path, plc_port: int = 502, **registry: Any) -> dict[str, Any]:
-    data = json.loads(json.dumps(GW_CFG))
+    data: dict[str, Any] = json.loads(json.dumps(GW_CFG))
     data["devices"][0]["port"] = plc_port
     data["buffer"] = {"path": str(tmp / "buf.db"), "linger_ms": 20}
     data["registry"] = {"api": "snms", "url": node_url, "identity": APP, "password_env": "EDGEGW_TEST_IDIS_PW",
@@ -208,8 +208,7 @@ async def test_a_broken_node_never_blocks_acquisition_or_buffering(
                 await eventually(lambda: gw.registry_sync is not None and gw.registry_sync.stats.done, timeout=30,
                                  what="registration after the node came back")
             finally:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+                await stop_tasks(task)
         assert node.registered("88.608.5288/DEV.baotou-mine-01.gas-sub-01.ch4") is not None
         assert len(node.store) == 4
 
@@ -271,7 +270,7 @@ TYPE_HANDLE = "88.608.5288/META_point"
 
 
 def _site(api: str, node_url: str, tmp: Path, key_file: Path | None) -> dict[str, Any]:
-    data = json.loads(json.dumps(SITE_CFG))
+    data: dict[str, Any] = json.loads(json.dumps(SITE_CFG))
     data["buffer"] = {"path": str(tmp / "buf.db")}
     if api == "snms":
         data["registry"] = {"api": "snms", "url": node_url, "identity": APP, "password_env": "EDGEGW_TEST_IDIS_PW"}

@@ -79,7 +79,7 @@ def test_a_value_toml_cannot_hold_is_refused() -> None:
         render([Table(("devices", "points"), {"name": "a", "min": float("nan")})])
 
 
-_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
+_text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=40)
 _scalar = st.one_of(_text, st.integers(-(2**63), 2**63 - 1), st.booleans(),
                     st.floats(allow_nan=False, allow_infinity=False))
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from gateway.catalog import Catalog, PointInfo
 from gateway.codec import FLAG_HISTORICAL, SCHEMA_VERSION, Encoder, decode, encode, mark_historical
 from gateway.errors import CodecError
-from gateway.point import Quality, Sample
+from gateway.point import Quality, Sample, SampleBatch
 
 
 def catalog(n: int) -> Catalog:
@@ -70,7 +70,8 @@ def test_round_trip_every_variant(
 
 def test_layout_is_columnar_and_the_catalog_is_sent_once() -> None:
     cat = catalog(3)
-    b = [(2, 10, 1.5, Quality.GOOD, None), (0, 11, None, Quality.BAD, "timeout"), (2, 12, 7, Quality.GOOD, None)]
+    b: SampleBatch = [
+        (2, 10, 1.5, Quality.GOOD, None), (0, 11, None, Quality.BAD, "timeout"), (2, 12, 7, Quality.GOOD, None)]
     doc = msgpack.unpackb(encode(cat, b, 5, 99))
     assert doc["v"] == SCHEMA_VERSION
     assert [r[0] for r in doc["cat"]] == [0, 2]
@@ -83,7 +84,7 @@ def test_layout_is_columnar_and_the_catalog_is_sent_once() -> None:
 
 def test_json_and_compression_envelope_are_what_the_docs_say() -> None:
     cat = catalog(2)
-    b = [(1, 10, 2.0, Quality.GOOD, None)]
+    b: SampleBatch = [(1, 10, 2.0, Quality.GOOD, None)]
     doc = json.loads(Encoder(cat, "json").encode(b, 1, 2))
     assert doc["i"] == [1] and doc["val"] == [2.0] and doc["q"] == [0]
     env = msgpack.unpackb(Encoder(cat, "msgpack", "zlib").encode(b, 1, 2))

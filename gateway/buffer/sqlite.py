@@ -711,7 +711,13 @@ class SqliteBuffer:
             self._bump("dropped_newest_points", npoints)
             self._bump("dropped_newest_batches", 1)
             return False
-        # drop_oldest: delete the oldest batches that are not in flight until the new one fits
+        # drop_oldest: delete the oldest batches that are not in flight until the new one fits; if even
+        # deleting all of them could not make room (the rest is in flight), delete none: only the new
+        # batch is lost (docs/buffer.md, "Full with batches in flight")
+        if self._bytes - self._inflight_bytes() < need:
+            self._bump("dropped_newest_points", npoints)
+            self._bump("dropped_newest_batches", 1)
+            return False
         freed = 0
         last = 0
         while freed < need:
@@ -738,6 +744,15 @@ class SqliteBuffer:
             self._bump("dropped_newest_batches", 1)
             return False
         return True
+
+    def _inflight_bytes(self) -> int:
+        if not self._inflight:
+            return 0
+        ids = sorted(self._inflight)
+        row = self._db.execute(
+            f"SELECT COALESCE(SUM(nbytes), 0) FROM batches WHERE id IN ({','.join('?' * len(ids))})", ids
+        ).fetchone()
+        return int(row[0])
 
     def _count_drop_newest(self, npoints: int) -> None:
         with self._write():

@@ -124,6 +124,7 @@ async def running(*coros: Any) -> AsyncIterator[list[asyncio.Task[None]]]:
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(600)  # ~75 s by design (a 60 s outage): above the suite's per-test default
 async def test_influxdb_down_60_s_at_40_batches_per_s(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with own(Mosquitto, shipped=SHIPPED) as broker, own(Influx1) as influx:
         influx.create_database("flow")

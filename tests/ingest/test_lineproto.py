@@ -102,10 +102,10 @@ async def test_hostile_strings_round_trip_victoriametrics(victoria: VictoriaMetr
     assert got == {k: (v or None) for k, v in sent.items()}
 
 
-_tag_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r"), max_size=30).filter(
+_tag_text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\n\r"), max_size=30).filter(
     lambda s: not s.endswith("\\"))
-_str_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=60)
-_key_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r"), min_size=1,
+_str_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=60)
+_key_text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\n\r"), min_size=1,
                     max_size=12).filter(lambda s: not s.endswith("\\") and not s.startswith("_") and s != "time"
                                         and s not in ("code", "device", "device_code", "point", "unit", "site",
                                                       "gateway", "value", "value_str", "value_bool", "quality",

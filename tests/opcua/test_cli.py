@@ -18,7 +18,7 @@ from asyncua.client.ua_client import UaClient
 
 from drivers.opcua.browse import emit_config, format_table, point_name
 from drivers.opcua.certs import Pki, application_uri_of
-from drivers.opcua.config import SecurityMode, SecurityPolicy, TrustPolicy
+from drivers.opcua.config import OpcUaDevice, SecurityMode, SecurityPolicy, TrustPolicy
 from drivers.opcua.driver import OpcUaDriver, SecuritySettings, _eu_range, _unit_text, browse
 from gateway.config import parse
 from gateway.point import Quality
@@ -62,6 +62,7 @@ async def read_as_emitted(device: dict[str, Any], node_id: str) -> Any:
         {"gateway": {"id": "g", "site": "s", "enterprise_prefix": "88.608.5288"},
          "devices": [{**device, "mode": "polling", "points": points}]}
     )
+    assert isinstance(cfg.devices[0], OpcUaDevice)
     async with OpcUaDriver(cfg.devices[0], 0) as drv:
         batch = await drv.read()
     assert batch[0][3] is Quality.GOOD, batch
@@ -162,6 +163,7 @@ async def test_browse_emits_the_eurange_as_min_max(plant: PlantServer, tmp_path:
             continue
         lo, hi = spec.eu_range  # type: ignore[misc]
         assert quality is Quality.GOOD and reason is None, (p["name"], reason)
+        assert isinstance(value, float), (p["name"], value)
         assert lo <= value <= hi and value == pytest.approx(spec.value(plant.t), rel=1e-6), p["name"]
         good += 1
     assert good >= 10  # of 16: WallTemp, CO2, the hot blast and the bath temperatures have fault windows
@@ -201,6 +203,7 @@ async def test_browse_emits_the_instrument_range_as_active_limits(plant: PlantSe
         spec = instrumented[p["node_id"]]
         assert spec.status(plant.t) == "Good" and quality is Quality.GOOD and reason is None, (p["name"], reason)
         lo, hi = spec.instrument_range  # type: ignore[misc]
+        assert isinstance(value, float), (p["name"], value)
         assert lo <= value <= hi and value == pytest.approx(spec.value(plant.t), rel=1e-6), p["name"]
     # --range-check leaves them as they are: the InstrumentRange, not the EURange
     rc, out, err = await edgegw("browse", plant.endpoint, "--emit-config", "--range-check",

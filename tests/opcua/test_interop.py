@@ -16,7 +16,7 @@ import pytest
 from drivers.opcua.browse import emit_config
 from drivers.opcua.certs import Pki
 from drivers.opcua.driver import OpcUaDriver, browse
-from gateway.point import Quality, now_ns
+from gateway.point import Quality, SampleBatch, now_ns
 from gateway.runner import StreamRunner
 from hil.node_opcua_peer import NodeOpcuaPeer, PeerUnavailable
 from tests.conftest import IN_CI, eventually
@@ -50,13 +50,29 @@ POINTS: list[dict[str, Any]] = [
 
 async def test_polling_without_security(peer: NodeOpcuaPeer) -> None:
     cfg, _ = catalog_for(device(peer.endpoint, POINTS, mode="polling"))
+    batches: list[SampleBatch] = []
     async with OpcUaDriver(cfg.devices[0], 0) as drv:
-        batch = await drv.read()
-    assert isinstance(batch[0][2], float) and batch[0][3] is Quality.GOOD
-    assert isinstance(batch[1][2], int)
-    assert batch[3][2] == "kiln-1"
-    assert batch[4][2] == 1000.5
-    assert batch[5][2:] == (None, Quality.BAD, "BadNodeIdUnknown")
+
+        async def stepped() -> bool:  # the values below are those of a step with a good probe
+            batches.append(await drv.read())
+            count = batches[-1][1][2]
+            return isinstance(count, int) and count > 0 and count % 10 >= 3
+
+        await eventually(stepped, what="a read after a step with a good probe")
+    bad = [b for b in batches if isinstance(b[1][2], int) and b[1][2] % 10 < 3 and b[1][2] > 0]
+    # the peer's values are known (hil/node_opcua/server.js): each 200 ms step sets Count = tick,
+    # Temperature = 1000 + tick, Probe = tick / 10, or bad with BadSensorFailure when tick % 10 < 3
+    for batch in [*bad, batches[-1]]:
+        count = batch[1][2]
+        assert isinstance(count, int) and batch[1][3] is Quality.GOOD, batch[1]
+        assert batch[0][2:4] == (1000.0 + count, Quality.GOOD), batch[0]
+        if count % 10 < 3:
+            assert batch[2][2:] == (None, Quality.BAD, "BadSensorFailure"), batch[2]
+        else:
+            assert batch[2][2:4] == (count / 10, Quality.GOOD), batch[2]
+        assert batch[3][2] == "kiln-1"
+        assert batch[4][2] == 1000.5
+        assert batch[5][2:] == (None, Quality.BAD, "BadNodeIdUnknown")
 
 
 async def test_subscription_signandencrypt_with_bad_status_and_unknown_node(
@@ -121,12 +137,13 @@ async def test_browse_finds_the_peer_variables(peer: NodeOpcuaPeer) -> None:
     cfg, _ = catalog_for(device(peer.endpoint, [level], mode="polling"))  # the config model takes them
     async with OpcUaDriver(cfg.devices[0], 0) as drv:  # and the peer's values are inside them
         batch = await drv.read()
-    assert batch[0][3] is Quality.GOOD and -20.0 <= batch[0][2] <= 120.0, batch
+    level = batch[0][2]
+    assert batch[0][3] is Quality.GOOD and isinstance(level, float) and -20.0 <= level <= 120.0, batch
 
 
 async def test_percent_deadband_against_an_analog_item(peer: NodeOpcuaPeer) -> None:
     """Level moves 1 % of its EURange per tick; a 5 % deadband reports only moves of 5 or more."""
-    points = [
+    points: list[dict[str, Any]] = [
         {"name": "level_db", "node_id": "ns=1;s=Kiln.Level", "deadband_type": "percent", "deadband_value": 5.0},
         {"name": "level", "node_id": "ns=1;s=Kiln.Level"},
     ]
@@ -174,11 +191,21 @@ async def test_server_and_source_timestamps_with_picoseconds(peer: NodeOpcuaPeer
     ]
     cfg, _ = catalog_for(device(peer.endpoint, points, mode="polling"))
     async with OpcUaDriver(cfg.devices[0], 0) as polling:
+        before = now_ns()
         read = await polling.read()
+        after = now_ns()
+    # the peer stamps Count at each 200 ms step: the source time is at most one step (plus scheduling
+    # slack) before the read; the server time is when the peer wrote or served it; both on this clock
+    slack = 2 * 10**9
+    for s in read:
+        assert s[3] is Quality.GOOD
+        assert before - slack <= s[1] <= after, f"point {s[0]}: time {s[1]} is not within [{before - slack}, {after}]"
     async with streaming(device(peer.endpoint, points)) as (_, _, out):
-        await eventually(lambda: all(out.latest(i) is not None for i in (0, 1)), what="both points")
+        start = now_ns()
+        await eventually(lambda: all((s := out.latest(i)) is not None and s[1] >= start for i in (0, 1)),
+                         what="both points, changed since the subscription started")
         now = now_ns()
-        day = 86_400 * 10**9
-        for s in [out.latest(0), out.latest(1), *read]:  # subscription, then polling
-            assert s is not None and s[3] is Quality.GOOD
-            assert abs(s[1] - now) < day, f"point {s[0]}: time {s[1]} is not today"
+        for i in (0, 1):
+            got = out.latest(i)
+            assert got is not None and got[3] is Quality.GOOD
+            assert start <= got[1] <= now, f"point {got[0]}: time {got[1]} is not within [{start}, {now}]"

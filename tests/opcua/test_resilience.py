@@ -32,7 +32,7 @@ async def test_subscription_recovers_after_server_restart() -> None:
         runner = StreamRunner(drv, cat, out, connect_timeout_s=10, backoff_max_s=1)
         task = asyncio.create_task(runner.run())
         try:
-            await eventually(lambda: out.latest(0) is not None and out.latest(0)[3] is Quality.GOOD, what="first value")
+            await eventually(lambda: (s := out.latest(0)) is not None and s[3] is Quality.GOOD, what="first value")
             await srv.stop()
             await eventually(lambda: not runner.health.up, what="device down")
             assert out.latest(0)[3] is Quality.BAD  # type: ignore[index]
@@ -66,7 +66,7 @@ async def test_keepalive_watchdog_detects_a_silent_link_and_recovers(plant: Plan
             proxy.freeze()
             await eventually(lambda: not runner.health.up, timeout=30, what="watchdog fires")
             assert out.latest(0)[2] is None  # type: ignore[index]
-            assert out.latest(0)[4] in ("keepalive_timeout", "disconnected", "unreachable")  # type: ignore[index]
+            assert out.latest(0)[4] in ("keepalive_timeout", "disconnected", "unreachable")  # type: ignore[index, operator]
             proxy.cut()
             proxy.thaw()
             await plant.tick()

@@ -143,13 +143,16 @@ async def test_timestamp_choice_per_point(plant: PlantServer) -> None:
     pts = [{"name": n, "node_id": nid, "timestamp": n} for n in ("source", "server", "gateway")]
     cfg, _ = catalog_for(device(plant.endpoint, pts, mode="polling"))
     async with OpcUaDriver(cfg.devices[0], 0) as drv:
-        await plant.tick()
+        ticked = time.time_ns()
+        await plant.tick()  # the plant writes the value, stamped with its source time, now
         before = time.time_ns()
         batch = await drv.read()
         after = time.time_ns()
     source, server, gateway = (s[1] for s in batch)
     assert before <= gateway <= after
-    assert source < before and server <= after  # the source time is when the plant wrote the value
+    # each within the moments it names, on the same clock: a zero, 1970, local-time or stale stamp fails
+    assert ticked <= source <= before, (ticked, source, before)  # when the plant wrote the value
+    assert ticked <= server <= after, (ticked, server, after)  # when the server took (or served) it
 
 
 @pytest.mark.parametrize("in_flight", [1, 3])

@@ -134,7 +134,7 @@ def publish_responses(draw: st.DrawFn, variants: st.SearchStrategy[ua.Variant]) 
         ),
         Results=[ua.StatusCode(0)] * draw(st.integers(0, 2)),
     )
-    return struct_to_binary(resp)
+    return bytes(struct_to_binary(resp))
 
 
 def _canon(v: Any) -> Any:

@@ -37,6 +37,7 @@ def reference(sample: Sample) -> Sample:
         v = value * scale + offset
     if isinstance(v, float) and not math.isfinite(v):
         return (idx, ts, None, Quality.BAD, "nan" if math.isnan(v) else "inf")
+    assert isinstance(v, int | float)  # bool and str returned above
     if (lo is not None and v < lo) or (hi is not None and v > hi):
         return (idx, ts, None, Quality.BAD, "out_of_range")
     return (idx, ts, v, quality, reason)
