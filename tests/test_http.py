@@ -99,7 +99,7 @@ async def test_endpoints_of_a_running_gateway(tmp_path: Path, mosquitto: Mosquit
             async def seq_is(tick: int) -> bool:
                 _, st = await get(session, f"{base}/api/status?q=seq")
                 p = point(st, "gas-sub-01.seq")
-                return p["value"] == tick and p["quality"] == "good"
+                return bool(p["value"] == tick and p["quality"] == "good")
 
             await eventually(lambda: seq_is(5), what="seq = 5 on /api/status")
             _, st = await get(session, f"{base}/api/status?device=gas-sub-01")
@@ -185,11 +185,12 @@ async def test_gateway_without_a_broker_is_ready_while_buffering_within_bounds(t
     async with SimulatedPlc(tick_s=0, seed=5) as plc:
         gw = Gateway(plant_config([plc.port], dead, tmp_path, name="nobroker"))
         assert gw.http is not None
+        server = gw.http
         async with running(gw.run()), aiohttp.ClientSession() as session:
-            await asyncio.wait_for(gw.http.started.wait(), 10)
+            await asyncio.wait_for(server.started.wait(), 10)
 
             async def buffering() -> bool:
-                status, body = await get(session, f"{gw.http.url}/readyz")
+                status, body = await get(session, f"{server.url}/readyz")
                 uplink = next(c for c in body["checks"] if c["name"] == "uplink")
                 return status == 200 and "not connected" in uplink["detail"] and "buffered" in uplink["detail"]
 

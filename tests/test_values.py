@@ -108,7 +108,7 @@ _GW = {"id": "gw1", "site": "ordos-01", "enterprise_prefix": "88.608.5288"}
 
 def test_string_encoding_is_validated_at_load_with_its_location() -> None:
     cfg = parse({"gateway": _GW, "devices": [_opcua(string_encoding="gbk", point={"string_encoding": "utf-8"})]})
-    assert cfg.devices[0].string_encoding is StringEncoding.GBK  # type: ignore[union-attr]
+    assert cfg.devices[0].string_encoding is StringEncoding.GBK
     with pytest.raises(ConfigError) as err:
         parse({"gateway": _GW, "devices": [_opcua(string_encoding="gkb")]})
     assert [i.location for i in err.value.issues] == ["devices[0].string_encoding"]

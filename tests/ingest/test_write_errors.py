@@ -183,7 +183,8 @@ async def test_victoriametrics_down_is_retried_through_the_v2_writer(tmp_path: P
             await _held_until(core, vm.start, "network", caplog)
 
             def stored() -> int:
-                return sum(len(s["values"]) for s in vm.export('{__name__="telemetry_value",site="site-w"}'))  # type: ignore[arg-type]
+                series = vm.export('{__name__="telemetry_value",site="site-w"}')
+                return sum(len(s["values"]) for s in series)  # type: ignore[arg-type,misc]
 
             await eventually(lambda: stored() == 5, timeout=15, interval=0.3, what="5 rows in VictoriaMetrics")
     finally:
