@@ -510,7 +510,7 @@ class Ingest(IngestCore):
                 self.stats.connected = False
                 self.subscribed.clear()
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
+                backoff = min(backoff * 2, _BACKOFF_MAX_S)  # back within seconds once the broker is
 
     async def _consume(self, client: MqttClient) -> None:
         it = client.messages
