@@ -965,6 +965,15 @@ class SqliteBuffer:
         return int(self._points)
 
     @property
+    def pending_bytes(self) -> int:
+        """Payload bytes pending: what ``max_bytes`` bounds."""
+        return int(self._bytes)
+
+    def oldest_age_ns(self) -> int | None:
+        """Age of the oldest pending batch (monotonic if accepted during this boot), None when empty."""
+        return self._oldest()[1]
+
+    @property
     def durability_label(self) -> str:
         if self.durability == "fsync":
             return "fsync: every accepted batch survives power loss"
