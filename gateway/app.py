@@ -35,6 +35,7 @@ from gateway.point import SampleBatch, now_ns
 from gateway.registry import RegistrySync, make_client, records
 from gateway.runner import DeviceRunner, PollingDriver, StreamingDriver, StreamRunner
 from gateway.sinks.mqtt import MqttUplink
+from gateway.watch import Watch
 from pipelines.alarms import AlarmEvent
 from pipelines.pipeline import Pipeline
 
@@ -259,10 +260,22 @@ class Gateway:
                 make_client(cfg.registry), records(self.catalog, gw.code), compare=cfg.registry.update_on_start
             )
         self.uplink = MqttUplink(up, gw.site, gw.id)
-        self.forwarder = Forwarder(
-            self.buffer, self.uplink, self.wake, max_inflight=up.max_inflight, backlog_share=up.backlog_share
-        )
         self.runners: list[DeviceRunner | StreamRunner] = []
+        wc = cfg.watch
+        self.clock = clock
+        self.watch = Watch(
+            self.buffer,
+            clock=clock,
+            deadline_misses=lambda: [r.health.deadline_misses for r in self.runners if isinstance(r, DeviceRunner)],
+            lag_warn_s=wc.lag_warn_s,
+            poll_miss_share=wc.poll_miss_share,
+            loop_block_s=wc.loop_block_ms / 1000,
+            every_s=wc.report_every_s,
+        )
+        self.forwarder = Forwarder(
+            self.buffer, self.uplink, self.wake, max_inflight=up.max_inflight, backlog_share=up.backlog_share,
+            state_facts=self._state_facts,
+        )
         self._final_counters: dict[str, int] | None = None
         lines = LinePool()
         for dev in cfg.devices:
@@ -335,6 +348,7 @@ class Gateway:
             raise
         finally:
             await _cancel(everything)
+            self.watch.close()
             self._final_counters = self.buffer.counters()
             pending = self.buffer.pending_batches
             self.buffer.close()
@@ -343,13 +357,27 @@ class Gateway:
                 self.alarms.buffer.close()
             log.info("Gateway %s stopped; %d batches stay buffered.", self.catalog.gateway_id, pending)
 
+    def _state_facts(self) -> tuple[int, dict[str, object]]:
+        """What the retained state message says about overload (see gateway.watch)."""
+        return self.watch.version, self.watch.facts()
+
     async def _upkeep(self) -> None:
-        """Sync the buffer when due (interval durability) and expire batches past max_age_s."""
+        """Sync the buffer when due (interval durability), expire batches past max_age_s, and once a
+        second let the watch say what overloads the gateway.  How late each 100 ms tick wakes up is
+        how long something else held the event loop."""
+        tick_ns = 100_000_000
+        last_check = self.clock.mono_ns()
         while True:
-            await asyncio.sleep(0.1)
+            before = self.clock.mono_ns()
+            await asyncio.sleep(tick_ns / 1e9)
+            now = self.clock.mono_ns()
+            self.watch.loop_late(now - before - tick_ns)
             self.buffer.maintain()
             if self.alarms is not None:
                 self.alarms.buffer.maintain()
+            if now - last_check >= 1_000_000_000:
+                last_check = now
+                self.watch.check()
 
     async def _stop_gracefully(self, devices: list[asyncio.Task[None]], batcher: asyncio.Task[None]) -> None:
         await _cancel(devices)

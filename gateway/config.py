@@ -37,6 +37,7 @@ __all__ = [
     "MqttConfig",
     "RegistrySection",
     "UplinkConfig",
+    "WatchConfig",
     "WhenFull",
     "format_location",
     "load",
@@ -298,6 +299,17 @@ class IngestSection(StrictModel):
     )
 
 
+class WatchConfig(StrictModel):
+    """Bounds of the overload warnings (gateway.watch): above them the gateway says so at WARNING."""
+
+    lag_warn_s: float = Field(default=60.0, gt=0, description="warn while the oldest undelivered batch is older")
+    poll_miss_share: float = Field(
+        default=0.1, ge=0, le=1, description="warn while more than this share of devices miss poll deadlines"
+    )
+    loop_block_ms: int = Field(default=500, ge=10, description="warn when the event loop is blocked longer")
+    report_every_s: float = Field(default=60.0, ge=1, description="period of the lines while a condition lasts")
+
+
 class RegistrySection(StrictModel):
     """The resolution node where this gateway's codes are registered (off the hot path)."""
 
@@ -343,6 +355,7 @@ class Config(StrictModel):
     ingest: IngestSection | None = None
     data_policy: DataPolicy = Field(default_factory=DataPolicy)
     registry: RegistrySection | None = None
+    watch: WatchConfig = Field(default_factory=WatchConfig)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Self:

@@ -185,18 +185,20 @@ class Watch:
                 ep.reset()
 
     def facts(self) -> dict[str, object]:
-        """The conditions in force, for the retained state message and metrics."""
-        out: dict[str, object] = {"buffer_fill_pct": round(self.fill * 100, 1)}
+        """The conditions in force (empty when none), for the retained state message and metrics."""
+        out: dict[str, object] = {}
         now = self.clock.mono_ns()
         for name, ep in self._episodes.items():
             if ep.started is not None:
                 detail: dict[str, object] = {"since_s": round((now - ep.started) / S, 1)}
-                detail.update({k: int(v) if k != "worst_s" else round(v, 3) for k, v in ep.total.items()})
+                detail.update({k: round(v, 3) if k == "worst_s" else int(v) for k, v in ep.total.items()})
                 out[name] = detail
         if self.fill_level:
             out["buffer_fill_level_pct"] = int(self.fill_level * 100)
-        if self.lag_ns is not None:
-            out["oldest_age_s"] = round(self.lag_ns / S, 1)
+        if out:
+            out["buffer_fill_pct"] = round(self.fill * 100, 1)
+            if self.lag_ns is not None:
+                out["oldest_age_s"] = round(self.lag_ns / S, 1)
         return out
 
     # -- drops ---------------------------------------------------------------------------------
