@@ -42,9 +42,12 @@ from pipelines.pipeline import Pipeline
 if TYPE_CHECKING:  # imported when an OPC UA device is configured: asyncua alone costs ~30 MB of RSS
     from drivers.opcua.driver import OpcUaDriver
 
-__all__ = ["Batcher", "Gateway", "tune_gc"]
+__all__ = ["GROUP_MAX_BATCHES", "Batcher", "Gateway", "tune_gc"]
 
 log = logging.getLogger("edgegw.app")
+
+# group commit: at most this many buffered batches (MQTT messages) per buffer transaction and sync
+GROUP_MAX_BATCHES = 16
 
 
 def tune_gc() -> None:
@@ -91,6 +94,7 @@ class Batcher:
         # never reused after a restart, kill -9 or power cut (see SqliteBuffer.last_seq)
         self.seq = buffer.last_seq
         self.pending: SampleBatch = []
+        self.group_points = self.max_points * GROUP_MAX_BATCHES
 
     async def submit(self, batch: SampleBatch) -> None:
         await self.queue.put(batch)
@@ -107,23 +111,30 @@ class Batcher:
                     await self.flush()
                     deadline = None
                     continue
-                batch = self.process(batch)
-                if not batch:
-                    continue  # all of it stayed on site or inside a deadband
-                if self.observer is not None:
-                    self.observer(batch)
-                self.pending.extend(batch)
-                if deadline is None:
+                self._take(batch)
+                if self.pending and deadline is None:
                     deadline = time.monotonic() + self.linger
                 if len(self.pending) >= self.max_points:
-                    await self.flush()
-                    deadline = None
+                    # polls waiting in the queue mean the commits fall behind the incoming rate: take
+                    # them too and commit up to GROUP_MAX_BATCHES batches in one transaction (one sync)
+                    while len(self.pending) < self.group_points and not self.queue.empty():
+                        self._take(self.queue.get_nowait())
+                    await self.flush(whole_only=True)
+                    deadline = time.monotonic() + self.linger if self.pending else None
         finally:
             # graceful stop: what was polled but not yet committed goes to the buffer too
             while not self.queue.empty():
                 self.pending.extend(self.process(self.queue.get_nowait()))
             if self.pending:
                 self._commit_all()
+
+    def _take(self, batch: SampleBatch) -> None:
+        batch = self.process(batch)
+        if not batch:
+            return  # all of it stayed on site or inside a deadband
+        if self.observer is not None:
+            self.observer(batch)
+        self.pending.extend(batch)
 
     def process(self, batch: SampleBatch) -> SampleBatch:
         check = self.pipeline.clock
@@ -157,20 +168,30 @@ class Batcher:
         elif check.clock_valid and was_valid is False:
             log.info("The gateway's clock is set (%s): samples are no longer flagged clock_unsynced.", now)
 
-    def _commit_all(self) -> None:
+    def _commit_all(self, whole_only: bool = False) -> None:
+        """Commit the pending samples in batches of ``batch_max_points``, up to GROUP_MAX_BATCHES per
+        transaction; ``whole_only`` keeps a last, partial batch pending (it may still fill up)."""
+        mp = self.max_points
         while self.pending:
-            chunk = self.pending[: self.max_points]
-            # the chunk leaves ``pending`` only once the buffer took it (or counted its drop): under
-            # when_full = block a refused chunk stays and is offered again
-            self.buffer.put(self.encoder.encode(chunk, self.seq + 1, now_ns()), len(chunk))
-            self.seq += 1
-            del self.pending[: len(chunk)]
+            n = len(self.pending) // mp if whole_only else -(-len(self.pending) // mp)
+            if n == 0:
+                return
+            chunks = [self.pending[i * mp:(i + 1) * mp] for i in range(min(n, GROUP_MAX_BATCHES))]
+            created = now_ns()
+            encoded = [(self.encoder.encode(c, self.seq + 1 + k, created), len(c)) for k, c in enumerate(chunks)]
+            # the chunks leave ``pending`` only once the buffer took them (or counted their drop): under
+            # when_full = block refused chunks stay and are offered again
+            done = len(self.buffer.put_many(encoded))
+            self.seq += done
+            del self.pending[: sum(len(c) for c in chunks[:done])]
+            if done < len(chunks):
+                raise BufferFullError(f"buffer {self.buffer.path} is full")
 
-    async def flush(self) -> None:
+    async def flush(self, whole_only: bool = False) -> None:
         blocked = False
         while True:
             try:
-                self._commit_all()
+                self._commit_all(whole_only)
                 break
             except BufferFullError as err:
                 if not blocked:

@@ -108,10 +108,11 @@ async def _rig(
     port: int, workdir: Path, n_points: int, batch_points: int, linger_ms: int, *,
     backlog_share: float = 0.5, on_delivered: Callable[[bytes, bool], None] | None = None,
     prefill: Callable[[SqliteBuffer], None] | None = None, start_forwarder: bool = True, max_inflight: int = 20,
+    durability: str = "fsync",
 ) -> AsyncIterator[Rig]:
     catalog = synthetic_catalog(n_points)
     path = workdir / f"buffer-{time.monotonic_ns()}.db"
-    buffer = SqliteBuffer(path, max_bytes=64 << 30, when_full="block", durability="fsync")
+    buffer = SqliteBuffer(path, max_bytes=64 << 30, when_full="block", durability=durability)
     wake = asyncio.Event()
     batcher = Batcher(catalog, buffer, BufferConfig(batch_max_points=batch_points, linger_ms=linger_ms), wake)
     cfg = MqttConfig(port=port, topic_prefix="bench", max_inflight=max_inflight, timeout_s=30)
@@ -159,9 +160,9 @@ def _prebuilt(n_points: int, batch_points: int) -> bytes:
 
 
 async def _timed(port: int, workdir: Path, n_points: int, batch_points: int, total: int,
-                 feed: Callable[[Rig], Awaitable[None]]) -> float:
+                 feed: Callable[[Rig], Awaitable[None]], durability: str = "fsync") -> float:
     """Points per second from the first point fed to the last PUBACK."""
-    async with _rig(port, workdir, n_points, batch_points, 50) as rig:
+    async with _rig(port, workdir, n_points, batch_points, 50, durability=durability) as rig:
         await _wait(lambda: rig.forwarder.stats.connected, 10, "the broker")
         t0 = time.perf_counter()
         await feed(rig)
@@ -169,7 +170,8 @@ async def _timed(port: int, workdir: Path, n_points: int, batch_points: int, tot
         return total / (time.perf_counter() - t0)
 
 
-async def _pipeline_once(port: int, workdir: Path, total: int, n_points: int, batch_points: int) -> float:
+async def _pipeline_once(port: int, workdir: Path, total: int, n_points: int, batch_points: int,
+                         durability: str = "fsync") -> float:
     src = SyntheticSource(n_points)
     polls = max(1, total // n_points)
 
@@ -177,10 +179,11 @@ async def _pipeline_once(port: int, workdir: Path, total: int, n_points: int, ba
         for _ in range(polls):
             await rig.batcher.submit(src.poll())
 
-    return await _timed(port, workdir, n_points, batch_points, polls * n_points, feed)
+    return await _timed(port, workdir, n_points, batch_points, polls * n_points, feed, durability)
 
 
-async def _floor_once(port: int, workdir: Path, total: int, n_points: int, batch_points: int) -> float:
+async def _floor_once(port: int, workdir: Path, total: int, n_points: int, batch_points: int,
+                      durability: str = "fsync") -> float:
     """The same buffer and publish path with pre-built batches: what the I/O alone allows."""
     payload = _prebuilt(n_points, batch_points)
     batches = max(1, total // batch_points)
@@ -191,17 +194,19 @@ async def _floor_once(port: int, workdir: Path, total: int, n_points: int, batch
             rig.wake.set()
             await asyncio.sleep(0)
 
-    return await _timed(port, workdir, n_points, batch_points, batches * batch_points, feed)
+    return await _timed(port, workdir, n_points, batch_points, batches * batch_points, feed, durability)
 
 
-async def bench_pipeline(total: int, n_points: int, batch_points: int, runs: int) -> dict[str, Any]:
+async def bench_pipeline(total: int, n_points: int, batch_points: int, runs: int,
+                         durability: str = "fsync") -> dict[str, Any]:
     with broker() as mq, tempfile.TemporaryDirectory(prefix="edgegw-bench-") as tmp:
         rows = []
         for _ in range(runs):
-            pipe = await _pipeline_once(mq.port, Path(tmp), total, n_points, batch_points)
-            floor = await _floor_once(mq.port, Path(tmp), total, n_points, batch_points)
+            pipe = await _pipeline_once(mq.port, Path(tmp), total, n_points, batch_points, durability)
+            floor = await _floor_once(mq.port, Path(tmp), total, n_points, batch_points, durability)
             rows.append({"points_per_s": pipe, "limit_points_per_s": floor, "ratio_to_limit": pipe / floor})
-    return _summary("pipeline", rows, {"points": total, "points_per_poll": n_points, "batch_points": batch_points},
+    return _summary("pipeline", rows, {"points": total, "points_per_poll": n_points, "batch_points": batch_points,
+                                       "durability": durability},
                     {"points_per_s": ">= 300000", "ratio_to_limit": ">= 0.5"})
 
 

@@ -381,7 +381,8 @@ def cmd_bench_uplink(args: argparse.Namespace) -> int:
     from gateway import bench
 
     if args.bench_command == "pipeline":
-        coro = bench.bench_pipeline(args.points, args.points_per_poll, args.batch_points, args.runs)
+        coro = bench.bench_pipeline(args.points, args.points_per_poll, args.batch_points, args.runs,
+                                    args.durability)
     elif args.bench_command == "latency":
         coro = bench.bench_latency(args.rate, args.duration, args.points_per_poll, args.linger_ms, args.runs)
     else:
@@ -610,6 +611,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--points", type=int, default=2_000_000, help="points per run")
     b.add_argument("--points-per-poll", type=int, default=1000)
     b.add_argument("--batch-points", type=int, default=5000, help="points per buffered batch (MQTT message)")
+    b.add_argument("--durability", choices=("fsync", "interval"), default="fsync",
+                   help="the buffer's durability (interval: sync every 500 ms)")
     b = bsub.add_parser("latency", help="acquisition -> PUBACK latency at a paced rate")
     b.add_argument("--rate", type=float, default=25_000, help="points per second")
     b.add_argument("--duration", type=float, default=10.0, help="seconds recorded per run")

@@ -33,7 +33,7 @@ import logging
 import os
 import sqlite3
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -608,12 +608,59 @@ class SqliteBuffer:
                 raise BufferFullError(f"buffer {self.path}: the filesystem is full") from err
             raise self._fatal(err, "write", "; the batch was not accepted") from err
         if accepted:
-            self._bytes += size
-            self._points += npoints
-            self._batches += 1
             self._after_commit(npoints)
         self._offered()
         return accepted
+
+    def put_many(self, batches: Sequence[tuple[bytes, int]], created_ns: int | None = None) -> list[bool]:
+        """Commit several batches in one transaction: one sync for all of them (group commit).
+
+        Each batch is handled as :meth:`put` handles it (policy, counters, sequence numbers), in
+        order, and the call returns only once every one of them is committed: in ``fsync``
+        durability nothing of the group is visible to the forwarder, or acknowledged to anyone,
+        before the one sync that covers them all.  Returns one entry per batch (False: dropped,
+        counted).  Under ``block`` the batches before the first that does not fit are committed and
+        the list is shorter than ``batches`` (the caller keeps the rest and offers it again); when
+        not even the first fits, :class:`BufferFullError` is raised as by :meth:`put`.  A full
+        filesystem rolls the group back, and its batches are then put one at a time (what
+        :meth:`put` does on a full disk).
+        """
+        if len(batches) <= 1:
+            return [self.put(p, n, created_ns) for p, n in batches]
+        created = created_ns if created_ns is not None else self.clock.wall_ns()
+        results: list[bool] = []
+        try:
+            with self._write():
+                self._expire_locked()
+                for payload, npoints in batches:
+                    try:
+                        results.append(self._insert_locked(payload, npoints, created, force=False))
+                    except BufferFullError:
+                        if not results:
+                            raise
+                        break
+        except sqlite3.OperationalError as err:
+            if not _is_full(err):
+                raise self._fatal(err, "write", "; the batches were not accepted") from err
+            return self._put_each(batches, created)
+        except sqlite3.Error as err:
+            raise self._fatal(err, "write", "; the batches were not accepted") from err
+        for (_payload, npoints), accepted in zip(batches, results, strict=False):
+            if accepted:
+                self._after_commit(npoints)
+            self._offered()
+        return results
+
+    def _put_each(self, batches: Sequence[tuple[bytes, int]], created: int) -> list[bool]:
+        results: list[bool] = []
+        for payload, npoints in batches:
+            try:
+                results.append(self.put(payload, npoints, created))
+            except BufferFullError:
+                if not results:
+                    raise
+                break
+        return results
 
     def _offered(self) -> None:
         self._seq += 1
@@ -621,22 +668,33 @@ class SqliteBuffer:
             self.sync()  # reserves the next sequence numbers before any of them is used
 
     def _put_once(self, payload: bytes, npoints: int, created: int, *, force: bool, disk_check: bool = True) -> bool:
-        size = len(payload)
         with self._write():
             self._expire_locked()
-            need = max(
-                self._bytes + size - self.max_bytes, self._disk_need(size) if disk_check else 0, size if force else 0
-            )
-            if need > 0 and not self._make_room(need, size, npoints):
-                return False  # the drop is counted and committed
-            cur = self._db.execute(
-                "INSERT INTO batches(created_ns, npoints, nbytes, boot_id, mono_ns, payload, crc) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (created, npoints, size, self.clock.boot_id(), self.clock.mono_ns(), payload, _crc(payload)),
-            )
-            self._last_id = int(cur.lastrowid or 0)
-            self._bump("accepted_points", npoints)
-            self._bump("accepted_batches", 1)
+            return self._insert_locked(payload, npoints, created, force=force, disk_check=disk_check)
+
+    def _insert_locked(
+        self, payload: bytes, npoints: int, created: int, *, force: bool, disk_check: bool = True
+    ) -> bool:
+        """Inside a write transaction: make room by the policy, insert, count.  The totals in memory
+        move with it (a rollback restores them, see :meth:`_write`), so the next batch of a group
+        sees this one."""
+        size = len(payload)
+        need = max(
+            self._bytes + size - self.max_bytes, self._disk_need(size) if disk_check else 0, size if force else 0
+        )
+        if need > 0 and not self._make_room(need, size, npoints):
+            return False  # the drop is counted and committed
+        cur = self._db.execute(
+            "INSERT INTO batches(created_ns, npoints, nbytes, boot_id, mono_ns, payload, crc) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (created, npoints, size, self.clock.boot_id(), self.clock.mono_ns(), payload, _crc(payload)),
+        )
+        self._last_id = int(cur.lastrowid or 0)
+        self._bump("accepted_points", npoints)
+        self._bump("accepted_batches", 1)
+        self._bytes += size
+        self._points += npoints
+        self._batches += 1
         return True
 
     def _free_oldest(self, size: int, npoints: int) -> bool:
