@@ -46,8 +46,10 @@ __all__ = ["GROUP_MAX_BATCHES", "Batcher", "Gateway", "tune_gc"]
 
 log = logging.getLogger("edgegw.app")
 
-# group commit: at most this many buffered batches (MQTT messages) per buffer transaction and sync
-GROUP_MAX_BATCHES = 16
+# group commit: at most this many buffered batches (MQTT messages), and about this many points, per
+# buffer transaction and sync (what the batcher holds in memory while it gathers a group)
+GROUP_MAX_BATCHES = 64
+GROUP_MAX_POINTS = 50_000
 
 
 def tune_gc() -> None:
@@ -94,7 +96,7 @@ class Batcher:
         # never reused after a restart, kill -9 or power cut (see SqliteBuffer.last_seq)
         self.seq = buffer.last_seq
         self.pending: SampleBatch = []
-        self.group_points = self.max_points * GROUP_MAX_BATCHES
+        self.group_points = self.max_points * max(1, min(GROUP_MAX_BATCHES, GROUP_MAX_POINTS // self.max_points))
 
     async def submit(self, batch: SampleBatch) -> None:
         await self.queue.put(batch)
@@ -116,7 +118,7 @@ class Batcher:
                     deadline = time.monotonic() + self.linger
                 if len(self.pending) >= self.max_points:
                     # polls waiting in the queue mean the commits fall behind the incoming rate: take
-                    # them too and commit up to GROUP_MAX_BATCHES batches in one transaction (one sync)
+                    # them too and commit up to group_points in one transaction (one sync)
                     while len(self.pending) < self.group_points and not self.queue.empty():
                         self._take(self.queue.get_nowait())
                     await self.flush(whole_only=True)
@@ -176,7 +178,7 @@ class Batcher:
             n = len(self.pending) // mp if whole_only else -(-len(self.pending) // mp)
             if n == 0:
                 return
-            chunks = [self.pending[i * mp:(i + 1) * mp] for i in range(min(n, GROUP_MAX_BATCHES))]
+            chunks = [self.pending[i * mp:(i + 1) * mp] for i in range(min(n, self.group_points // mp))]
             created = now_ns()
             encoded = [(self.encoder.encode(c, self.seq + 1 + k, created), len(c)) for k, c in enumerate(chunks)]
             # the chunks leave ``pending`` only once the buffer took them (or counted their drop): under

@@ -112,3 +112,48 @@ async def test_the_batcher_groups_commits_when_polls_queue_up(tmp_path: Path) ->
     assert [b.npoints for b in buf.batches()] == [4] * (polls // 2)
     assert batcher.seq == buf.last_seq
     buf.close()
+
+
+def test_deletes_ride_on_the_next_sync_within_a_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fsync durability: the delete of delivered batches is not synced on its own (a power cut can
+    only resend them), but by the next commit, or once 32 batches or 100 ms are unsynced."""
+    import gateway.buffer.sqlite as mod
+    from gateway.buffer import Outcome
+    from tests.clocks import ManualClock, S
+
+    syncs: list[int] = []
+    real = mod.os.fsync
+    monkeypatch.setattr(mod.os, "fsync", lambda fd: (syncs.append(fd), real(fd))[1])
+    clock = ManualClock(1_800_000_000 * S)
+    buf = SqliteBuffer(tmp_path / "b.db", durability="fsync", clock=clock)
+    buf.put_many([(P, 1)] * 40)
+
+    def deliver(n: int) -> None:
+        tx = buf.begin(n)
+        buf.end(tx, [Outcome.DELIVERED] * len(tx.ids))
+
+    deliver(10)
+    assert buf._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again for the puts
+    assert syncs == [] and buf._unsynced_deletes == 10
+    clock.advance(99_000_000)
+    buf.maintain()
+    assert syncs == []
+    clock.advance(1_000_000)
+    buf.maintain()  # 100 ms: synced
+    assert len(syncs) == 1 and buf._unsynced_deletes == 0
+    deliver(20)
+    assert len(syncs) == 1
+    buf.put(P, 1)  # its own sync (synchronous=FULL) covers the deletes before it
+    assert buf._unsynced_deletes == 0
+    deliver(10)
+    deliver(1)
+    assert len(syncs) == 1 and buf._unsynced_deletes == 11 and buf.pending_batches == 0
+    buf.put_many([(P, 1)] * 40)
+    assert buf._unsynced_deletes == 0
+    deliver(31)
+    assert len(syncs) == 1
+    deliver(1)  # 32 unsynced: synced at once
+    assert len(syncs) == 2 and buf._unsynced_deletes == 0
+    assert buf.counters()["delivered_batches"] == 73
+    assert_ledger(buf)
+    buf.close()

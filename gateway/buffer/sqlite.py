@@ -115,6 +115,10 @@ COUNTERS = (
 )
 # ``interval`` durability: batch sequence numbers reserved ahead of use at each sync (see sync())
 SEQ_RESERVE = 10_000
+# ``fsync`` durability: the delete of delivered batches is synced with the next commit, at the
+# latest after this many batches or this long (what a power cut may resend, as duplicates)
+DELETE_SYNC_BATCHES = 32
+DELETE_SYNC_NS = 100_000_000
 
 
 class Outcome(enum.Enum):
@@ -284,6 +288,8 @@ class SqliteBuffer:
         self._corrupt_seen = False  # damage met while running: the next start must check the file
         self._storage_failed = False  # a write or sync failed (after EIO, what is on disk is unknown): same
         self._last_sync = clock.mono_ns()
+        self._unsynced_deletes = 0  # fsync durability: delivered batches deleted, not yet synced
+        self._deletes_since = 0
         self._next_expiry: int | None = None  # monotonic time of the next age check (None: at once)
         self._boot_first_id = 1  # batches from this id on were accepted during this boot
         self._stamped = True  # the file has the boot id / monotonic columns (format 3)
@@ -808,6 +814,7 @@ class SqliteBuffer:
     # -- durability ------------------------------------------------------------------------------
     def _after_commit(self, npoints: int) -> None:
         if self.durability == "fsync":
+            self._unsynced_deletes = 0  # the commit synced the whole WAL, earlier deletes included
             return
         self.unsynced_points += npoints
         self.unsynced_batches += 1
@@ -856,6 +863,8 @@ class SqliteBuffer:
         """Periodic duties, called about every 100 ms by the app: sync when due, expire old batches."""
         if self.unsynced_batches and self.clock.mono_ns() - self._last_sync >= self.sync_interval_ns:
             self.sync()
+        if self._unsynced_deletes and self.clock.mono_ns() - self._deletes_since >= DELETE_SYNC_NS:
+            self._sync_wal()
         if self.max_age_ns is not None and self._expiry_due(self.clock.mono_ns()):
             try:
                 with self._write():
@@ -986,7 +995,12 @@ class SqliteBuffer:
     def end(self, tx: Transaction, outcomes: list[Outcome]) -> None:
         """Delete delivered batches; release the others for a later retry."""
         done = [i for i, o in zip(tx.ids, outcomes, strict=True) if o is Outcome.DELIVERED]
+        lazy = bool(done) and self.durability == "fsync"
         try:
+            if lazy:
+                # a delete need not be synced on its own: losing it to a power cut resends a delivered
+                # batch (a duplicate), never loses one; the next commit's sync covers it (see _deleted)
+                self._db.execute("PRAGMA synchronous=NORMAL")
             if done:
                 with self._write():
                     removed = removed_batches = 0
@@ -1006,6 +1020,39 @@ class SqliteBuffer:
             raise self._fatal(err, "delete") from err
         finally:
             self._inflight.difference_update(tx.ids)
+            if lazy:
+                try:
+                    self._db.execute("PRAGMA synchronous=FULL")
+                except sqlite3.Error as err:  # puts must never run unsynced in fsync durability
+                    raise self._fatal(err, "delete") from err
+        if lazy:
+            self._deleted(len(done))
+
+    def _deleted(self, batches: int) -> None:
+        """``fsync`` durability: deletes of delivered batches ride on the next commit's sync (one WAL,
+        synced as a whole), at the latest once DELETE_SYNC_BATCHES are unsynced or after
+        DELETE_SYNC_NS (:meth:`maintain`): what a power cut can resend beyond the in-flight window."""
+        if not self._unsynced_deletes:
+            self._deletes_since = self.clock.mono_ns()
+        self._unsynced_deletes += batches
+        if self._unsynced_deletes >= DELETE_SYNC_BATCHES:
+            self._sync_wal()
+
+    def _sync_wal(self) -> None:
+        try:
+            fd = os.open(f"{self.path}-wal", os.O_RDONLY)
+        except FileNotFoundError:
+            fd = None
+        try:
+            if fd is not None:
+                os.fsync(fd)
+        except OSError as err:
+            self._storage_failed = True
+            raise BufferStorageError(f"buffer sync failed ({err})") from err
+        finally:
+            if fd is not None:
+                os.close(fd)
+        self._unsynced_deletes = 0
 
     # -- inspection ------------------------------------------------------------------------------
     @property
