@@ -383,6 +383,9 @@ def cmd_bench_uplink(args: argparse.Namespace) -> int:
     if args.bench_command == "pipeline":
         coro = bench.bench_pipeline(args.points, args.points_per_poll, args.batch_points, args.runs,
                                     args.durability)
+    elif args.bench_command == "overload":
+        coro = bench.bench_overload(args.start, args.factor, args.steps, args.duration, args.points_per_poll,
+                                    args.runs, args.durability, args.max_bytes, args.lag_warn_s)
     elif args.bench_command == "latency":
         coro = bench.bench_latency(args.rate, args.duration, args.points_per_poll, args.linger_ms, args.runs)
     else:
@@ -627,7 +630,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--linger-ms", type=int, default=5)
     b.add_argument("--backlog-share", type=float, default=0.5)
     b.add_argument("--max-inflight", type=int, default=20, help="uplink.max_inflight (the window)")
-    for name in ("pipeline", "latency", "drain"):
+    b = bsub.add_parser("overload", help="raise the offered rate step by step until delivery falls under 99 %")
+    b.add_argument("--start", type=float, default=100_000, help="first offered rate, points per second")
+    b.add_argument("--factor", type=float, default=1.25, help="rate multiplier per step")
+    b.add_argument("--steps", type=int, default=12, help="at most this many steps")
+    b.add_argument("--duration", type=float, default=5.0, help="seconds offered per step")
+    b.add_argument("--points-per-poll", type=int, default=1000)
+    b.add_argument("--durability", choices=("fsync", "interval"), default="fsync")
+    b.add_argument("--max-bytes", type=int, default=64 << 20, help="buffer bound (drop_oldest beyond it)")
+    b.add_argument("--lag-warn-s", type=float, default=2.0, help="[watch].lag_warn_s for the run")
+    for name in ("pipeline", "latency", "drain", "overload"):
         b = bsub.choices[name]
         b.add_argument("--runs", type=int, default=3)
         b.add_argument("--json", default=None, help="also write the figures to FILE")
