@@ -35,6 +35,7 @@ from gateway.point import SampleBatch, now_ns
 from gateway.registry import RegistrySync, make_client, records
 from gateway.runner import DeviceRunner, PollingDriver, StreamingDriver, StreamRunner
 from gateway.sinks.mqtt import MqttUplink
+from gateway.startup import StartupProgress
 from gateway.watch import Watch
 from pipelines.alarms import AlarmEvent
 from pipelines.pipeline import Pipeline
@@ -241,10 +242,12 @@ def _make_driver(dev: DeviceConfig, first_index: int, lines: LinePool | None = N
 
 class Gateway:
     def __init__(
-        self, cfg: Config, observer: Callable[[SampleBatch], None] | None = None, clock: Clock = SYSTEM_CLOCK
+        self, cfg: Config, observer: Callable[[SampleBatch], None] | None = None, clock: Clock = SYSTEM_CLOCK,
+        progress: StartupProgress | None = None,
     ) -> None:
         """``clock``: the wall and monotonic clocks and boot id of the buffers and the pipeline (tests and
-        HIL scenarios hand in a controlled one)."""
+        HIL scenarios hand in a controlled one).  ``progress`` logs the phases of the start."""
+        progress = progress or StartupProgress(sum(len(d.points) for d in cfg.devices))
         if cfg.gateway is None or cfg.uplink is None or not cfg.devices:
             missing = [n for n, v in (("gateway", cfg.gateway), ("uplink", cfg.uplink)) if v is None]
             if not cfg.devices:
@@ -254,19 +257,22 @@ class Gateway:
         if refused:
             raise ConfigError(refused)
         self.cfg = cfg
-        self.catalog = build_catalog(cfg)
+        with progress.phase("point table built"):
+            self.catalog = build_catalog(cfg)
         self.wake = asyncio.Event()
         bc = cfg.buffer
-        self.buffer = open_buffer(bc, clock=clock)
+        with progress.phase("buffer opened"):
+            self.buffer = open_buffer(bc, clock=clock)
         up = cfg.uplink
-        encoder = Encoder(self.catalog, up.payload_format, up.compression)
         gw = cfg.gateway
-        pipeline = Pipeline(
-            self.catalog.specs,
-            future_tolerance_ns=gw.future_tolerance_ms * 1_000_000,
-            clock_jump_ns=gw.clock_jump_ms * 1_000_000,
-            min_valid_ns=gw.clock_min_valid_ns,
-        )
+        with progress.phase("stages compiled"):
+            encoder = Encoder(self.catalog, up.payload_format, up.compression)
+            pipeline = Pipeline(
+                self.catalog.specs,
+                future_tolerance_ns=gw.future_tolerance_ms * 1_000_000,
+                clock_jump_ns=gw.clock_jump_ms * 1_000_000,
+                min_valid_ns=gw.clock_min_valid_ns,
+            )
         self.alarms: AlarmPublisher | None = None
         if pipeline.alarms.active:
             forwarded = frozenset(i for i in range(len(self.catalog.points)) if pipeline.is_forwarded(i))
@@ -300,6 +306,10 @@ class Gateway:
             state_facts=self._state_facts,
         )
         self._final_counters: dict[str, int] | None = None
+        with progress.phase("devices planned"):
+            self._make_runners(cfg)
+
+    def _make_runners(self, cfg: Config) -> None:
         lines = LinePool()
         for dev in cfg.devices:
             if not dev.enabled:

@@ -110,13 +110,18 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from gateway.app import Gateway
     from gateway.config import load
+    from gateway.startup import StartupProgress
 
-    cfg = load(args.config)
+    progress = StartupProgress()
+    logging.getLogger("edgegw.startup").info("Start-up: reading %s.", args.config)
+    cfg = load(args.config, progress)
     try:
-        _preflight(cfg, args.config, "edge")
-        gw = Gateway(cfg)
+        with progress.phase("pre-flight checks"):
+            _preflight(cfg, args.config, "edge")
+        gw = Gateway(cfg, progress=progress)
     except ConfigError as err:  # what the gateway role needs beyond a valid file: name the file too
         raise ConfigError(err.issues, err.source or args.config) from None
+    progress.done()
     _run(gw.run())
     return EXIT_OK
 
