@@ -113,7 +113,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gateway.startup import StartupProgress
 
     progress = StartupProgress()
-    logging.getLogger("edgegw.startup").info("Start-up: reading %s.", args.config)
+    with contextlib.suppress(OSError):
+        size = os.path.getsize(args.config)
+        if size >= 1 << 20:  # a large config takes a while to read: say so before the first phase ends
+            logging.getLogger("edgegw.startup").info("Start-up: reading %s (%.0f MB).", args.config, size / 1e6)
     cfg = load(args.config, progress)
     try:
         with progress.phase("pre-flight checks"):

@@ -18,15 +18,20 @@ from tests.test_config import GOOD, broken
 __all__: list[str] = []
 
 
-def test_loading_logs_each_phase_with_the_points(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("quiet_below_s", [0.0, 3600.0])
+def test_loading_logs_each_phase_with_the_points(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, quiet_below_s: float
+) -> None:
+    """A slow start (here: any, quiet_below_s = 0) says each phase at INFO; a quick one at DEBUG only."""
     path = tmp_path / "gw.toml"
     path.write_bytes(tomli_w.dumps(GOOD).encode())
-    progress = StartupProgress()
-    with caplog.at_level(logging.INFO, logger="edgegw.startup"):
+    progress = StartupProgress(quiet_below_s=quiet_below_s)
+    with caplog.at_level(logging.DEBUG, logger="edgegw.startup"):
         cfg = load(path, progress)
         progress.done()
     phases = [r.__dict__["phase"] for r in caplog.records if "phase" in r.__dict__]
     assert phases == ["file read and TOML parsed", "config validated", "points checked (codes, tags, lines, policies)"]
+    assert {r.levelno for r in caplog.records} == {logging.INFO if quiet_below_s == 0 else logging.DEBUG}
     assert progress.points == 3 == sum(len(d.points) for d in cfg.devices)
     assert "3 points" in caplog.records[2].getMessage()
     assert caplog.records[-1].getMessage().startswith("Start-up done in ")
