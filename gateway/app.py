@@ -35,6 +35,8 @@ from gateway.point import SampleBatch, now_ns
 from gateway.registry import RegistrySync, make_client, records
 from gateway.runner import DeviceRunner, PollingDriver, StreamingDriver, StreamRunner
 from gateway.sinks.mqtt import MqttUplink
+from gateway.startup import StartupProgress
+from gateway.watch import Watch
 from pipelines.alarms import AlarmEvent
 from pipelines.pipeline import Pipeline
 
@@ -43,9 +45,14 @@ if TYPE_CHECKING:  # imported when an OPC UA device is configured: asyncua alone
     from gateway.http import StatusServer
     from gateway.status import LiveTable
 
-__all__ = ["Batcher", "Gateway", "tune_gc"]
+__all__ = ["GROUP_MAX_BATCHES", "Batcher", "Gateway", "tune_gc"]
 
 log = logging.getLogger("edgegw.app")
+
+# group commit: at most this many buffered batches (MQTT messages), and about this many points, per
+# buffer transaction and sync (what the batcher holds in memory while it gathers a group)
+GROUP_MAX_BATCHES = 64
+GROUP_MAX_POINTS = 50_000
 
 
 def tune_gc() -> None:
@@ -92,6 +99,7 @@ class Batcher:
         # never reused after a restart, kill -9 or power cut (see SqliteBuffer.last_seq)
         self.seq = buffer.last_seq
         self.pending: SampleBatch = []
+        self.group_points = self.max_points * max(1, min(GROUP_MAX_BATCHES, GROUP_MAX_POINTS // self.max_points))
 
     async def submit(self, batch: SampleBatch) -> None:
         await self.queue.put(batch)
@@ -108,23 +116,30 @@ class Batcher:
                     await self.flush()
                     deadline = None
                     continue
-                batch = self.process(batch)
-                if not batch:
-                    continue  # all of it stayed on site or inside a deadband
-                if self.observer is not None:
-                    self.observer(batch)
-                self.pending.extend(batch)
-                if deadline is None:
+                self._take(batch)
+                if self.pending and deadline is None:
                     deadline = time.monotonic() + self.linger
                 if len(self.pending) >= self.max_points:
-                    await self.flush()
-                    deadline = None
+                    # polls waiting in the queue mean the commits fall behind the incoming rate: take
+                    # them too and commit up to group_points in one transaction (one sync)
+                    while len(self.pending) < self.group_points and not self.queue.empty():
+                        self._take(self.queue.get_nowait())
+                    await self.flush(whole_only=True)
+                    deadline = time.monotonic() + self.linger if self.pending else None
         finally:
             # graceful stop: what was polled but not yet committed goes to the buffer too
             while not self.queue.empty():
                 self.pending.extend(self.process(self.queue.get_nowait()))
             if self.pending:
                 self._commit_all()
+
+    def _take(self, batch: SampleBatch) -> None:
+        batch = self.process(batch)
+        if not batch:
+            return  # all of it stayed on site or inside a deadband
+        if self.observer is not None:
+            self.observer(batch)
+        self.pending.extend(batch)
 
     def process(self, batch: SampleBatch) -> SampleBatch:
         check = self.pipeline.clock
@@ -158,20 +173,30 @@ class Batcher:
         elif check.clock_valid and was_valid is False:
             log.info("The gateway's clock is set (%s): samples are no longer flagged clock_unsynced.", now)
 
-    def _commit_all(self) -> None:
+    def _commit_all(self, whole_only: bool = False) -> None:
+        """Commit the pending samples in batches of ``batch_max_points``, up to GROUP_MAX_BATCHES per
+        transaction; ``whole_only`` keeps a last, partial batch pending (it may still fill up)."""
+        mp = self.max_points
         while self.pending:
-            chunk = self.pending[: self.max_points]
-            # the chunk leaves ``pending`` only once the buffer took it (or counted its drop): under
-            # when_full = block a refused chunk stays and is offered again
-            self.buffer.put(self.encoder.encode(chunk, self.seq + 1, now_ns()), len(chunk))
-            self.seq += 1
-            del self.pending[: len(chunk)]
+            n = len(self.pending) // mp if whole_only else -(-len(self.pending) // mp)
+            if n == 0:
+                return
+            chunks = [self.pending[i * mp:(i + 1) * mp] for i in range(min(n, self.group_points // mp))]
+            created = now_ns()
+            encoded = [(self.encoder.encode(c, self.seq + 1 + k, created), len(c)) for k, c in enumerate(chunks)]
+            # the chunks leave ``pending`` only once the buffer took them (or counted their drop): under
+            # when_full = block refused chunks stay and are offered again
+            done = len(self.buffer.put_many(encoded))
+            self.seq += done
+            del self.pending[: sum(len(c) for c in chunks[:done])]
+            if done < len(chunks):
+                raise BufferFullError(f"buffer {self.buffer.path} is full")
 
-    async def flush(self) -> None:
+    async def flush(self, whole_only: bool = False) -> None:
         blocked = False
         while True:
             try:
-                self._commit_all()
+                self._commit_all(whole_only)
                 break
             except BufferFullError as err:
                 if not blocked:
@@ -219,10 +244,12 @@ def _make_driver(dev: DeviceConfig, first_index: int, lines: LinePool | None = N
 
 class Gateway:
     def __init__(
-        self, cfg: Config, observer: Callable[[SampleBatch], None] | None = None, clock: Clock = SYSTEM_CLOCK
+        self, cfg: Config, observer: Callable[[SampleBatch], None] | None = None, clock: Clock = SYSTEM_CLOCK,
+        progress: StartupProgress | None = None,
     ) -> None:
         """``clock``: the wall and monotonic clocks and boot id of the buffers and the pipeline (tests and
-        HIL scenarios hand in a controlled one)."""
+        HIL scenarios hand in a controlled one).  ``progress`` logs the phases of the start."""
+        progress = progress or StartupProgress(sum(len(d.points) for d in cfg.devices))
         if cfg.gateway is None or cfg.uplink is None or not cfg.devices:
             missing = [n for n, v in (("gateway", cfg.gateway), ("uplink", cfg.uplink)) if v is None]
             if not cfg.devices:
@@ -232,19 +259,22 @@ class Gateway:
         if refused:
             raise ConfigError(refused)
         self.cfg = cfg
-        self.catalog = build_catalog(cfg)
+        with progress.phase("point table built"):
+            self.catalog = build_catalog(cfg)
         self.wake = asyncio.Event()
         bc = cfg.buffer
-        self.buffer = open_buffer(bc, clock=clock)
+        with progress.phase("buffer opened"):
+            self.buffer = open_buffer(bc, clock=clock)
         up = cfg.uplink
-        encoder = Encoder(self.catalog, up.payload_format, up.compression)
         gw = cfg.gateway
-        pipeline = Pipeline(
-            self.catalog.specs,
-            future_tolerance_ns=gw.future_tolerance_ms * 1_000_000,
-            clock_jump_ns=gw.clock_jump_ms * 1_000_000,
-            min_valid_ns=gw.clock_min_valid_ns,
-        )
+        with progress.phase("stages compiled"):
+            encoder = Encoder(self.catalog, up.payload_format, up.compression)
+            pipeline = Pipeline(
+                self.catalog.specs,
+                future_tolerance_ns=gw.future_tolerance_ms * 1_000_000,
+                clock_jump_ns=gw.clock_jump_ms * 1_000_000,
+                min_valid_ns=gw.clock_min_valid_ns,
+            )
         self.alarms: AlarmPublisher | None = None
         if pipeline.alarms.active:
             forwarded = frozenset(i for i in range(len(self.catalog.points)) if pipeline.is_forwarded(i))
@@ -271,11 +301,27 @@ class Gateway:
                 make_client(cfg.registry), records(self.catalog, gw.code), compare=cfg.registry.update_on_start
             )
         self.uplink = MqttUplink(up, gw.site, gw.id)
-        self.forwarder = Forwarder(
-            self.buffer, self.uplink, self.wake, max_inflight=up.max_inflight, backlog_share=up.backlog_share
-        )
         self.runners: list[DeviceRunner | StreamRunner] = []
+        wc = cfg.watch
+        self.clock = clock
+        self.watch = Watch(
+            self.buffer,
+            clock=clock,
+            deadline_misses=lambda: [r.health.deadline_misses for r in self.runners if isinstance(r, DeviceRunner)],
+            lag_warn_s=wc.lag_warn_s,
+            poll_miss_share=wc.poll_miss_share,
+            loop_block_s=wc.loop_block_ms / 1000,
+            every_s=wc.report_every_s,
+        )
+        self.forwarder = Forwarder(
+            self.buffer, self.uplink, self.wake, max_inflight=up.max_inflight, backlog_share=up.backlog_share,
+            state_facts=self._state_facts,
+        )
         self._final_counters: dict[str, int] | None = None
+        with progress.phase("devices planned"):
+            self._make_runners(cfg)
+
+    def _make_runners(self, cfg: Config) -> None:
         lines = LinePool()
         for dev in cfg.devices:
             if not dev.enabled:
@@ -349,6 +395,7 @@ class Gateway:
             raise
         finally:
             await _cancel(everything)
+            self.watch.close()
             self._final_counters = self.buffer.counters()
             pending = self.buffer.pending_batches
             self.buffer.close()
@@ -357,13 +404,27 @@ class Gateway:
                 self.alarms.buffer.close()
             log.info("Gateway %s stopped; %d batches stay buffered.", self.catalog.gateway_id, pending)
 
+    def _state_facts(self) -> tuple[int, dict[str, object]]:
+        """What the retained state message says about overload (see gateway.watch)."""
+        return self.watch.version, self.watch.facts()
+
     async def _upkeep(self) -> None:
-        """Sync the buffer when due (interval durability) and expire batches past max_age_s."""
+        """Sync the buffer when due (interval durability), expire batches past max_age_s, and once a
+        second let the watch say what overloads the gateway.  How late each 100 ms tick wakes up is
+        how long something else held the event loop."""
+        tick_ns = 100_000_000
+        last_check = self.clock.mono_ns()
         while True:
-            await asyncio.sleep(0.1)
+            before = self.clock.mono_ns()
+            await asyncio.sleep(tick_ns / 1e9)
+            now = self.clock.mono_ns()
+            self.watch.loop_late(now - before - tick_ns)
             self.buffer.maintain()
             if self.alarms is not None:
                 self.alarms.buffer.maintain()
+            if now - last_check >= 1_000_000_000:
+                last_check = now
+                self.watch.check()
 
     async def _stop_gracefully(self, devices: list[asyncio.Task[None]], batcher: asyncio.Task[None]) -> None:
         await _cancel(devices)

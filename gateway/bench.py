@@ -9,6 +9,8 @@ times, prints a table of the runs and their medians with the load average, and w
   the floor: pre-built batches through the same buffer and publish with no per-point work.
 - latency: acquisition time -> PUBACK at a paced rate (25,000 points/s by default).
 - drain: a backlog on disk drained while paced live data continues; RSS sampled throughout.
+- overload: the offered rate raised step by step until less than 99 % is delivered; what the
+  gateway logged (gateway.watch) at the step beyond.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -39,9 +42,10 @@ from gateway.config import BufferConfig, MqttConfig
 from gateway.forwarder import Forwarder
 from gateway.point import Quality, SampleBatch, now_ns
 from gateway.sinks.mqtt import MqttUplink
+from gateway.watch import Watch
 from hil.services import Mosquitto
 
-__all__ = ["bench_drain", "bench_latency", "bench_pipeline", "main", "synthetic_catalog"]
+__all__ = ["bench_drain", "bench_latency", "bench_overload", "bench_pipeline", "main", "synthetic_catalog"]
 
 _SITE, _GW = "bench-site", "bench-gw"
 
@@ -108,10 +112,11 @@ async def _rig(
     port: int, workdir: Path, n_points: int, batch_points: int, linger_ms: int, *,
     backlog_share: float = 0.5, on_delivered: Callable[[bytes, bool], None] | None = None,
     prefill: Callable[[SqliteBuffer], None] | None = None, start_forwarder: bool = True, max_inflight: int = 20,
+    durability: str = "fsync", max_bytes: int = 64 << 30, when_full: str = "block",
 ) -> AsyncIterator[Rig]:
     catalog = synthetic_catalog(n_points)
     path = workdir / f"buffer-{time.monotonic_ns()}.db"
-    buffer = SqliteBuffer(path, max_bytes=64 << 30, when_full="block", durability="fsync")
+    buffer = SqliteBuffer(path, max_bytes=max_bytes, when_full=when_full, durability=durability)
     wake = asyncio.Event()
     batcher = Batcher(catalog, buffer, BufferConfig(batch_max_points=batch_points, linger_ms=linger_ms), wake)
     cfg = MqttConfig(port=port, topic_prefix="bench", max_inflight=max_inflight, timeout_s=30)
@@ -159,9 +164,9 @@ def _prebuilt(n_points: int, batch_points: int) -> bytes:
 
 
 async def _timed(port: int, workdir: Path, n_points: int, batch_points: int, total: int,
-                 feed: Callable[[Rig], Awaitable[None]]) -> float:
+                 feed: Callable[[Rig], Awaitable[None]], durability: str = "fsync") -> float:
     """Points per second from the first point fed to the last PUBACK."""
-    async with _rig(port, workdir, n_points, batch_points, 50) as rig:
+    async with _rig(port, workdir, n_points, batch_points, 50, durability=durability) as rig:
         await _wait(lambda: rig.forwarder.stats.connected, 10, "the broker")
         t0 = time.perf_counter()
         await feed(rig)
@@ -169,7 +174,8 @@ async def _timed(port: int, workdir: Path, n_points: int, batch_points: int, tot
         return total / (time.perf_counter() - t0)
 
 
-async def _pipeline_once(port: int, workdir: Path, total: int, n_points: int, batch_points: int) -> float:
+async def _pipeline_once(port: int, workdir: Path, total: int, n_points: int, batch_points: int,
+                         durability: str = "fsync") -> float:
     src = SyntheticSource(n_points)
     polls = max(1, total // n_points)
 
@@ -177,10 +183,11 @@ async def _pipeline_once(port: int, workdir: Path, total: int, n_points: int, ba
         for _ in range(polls):
             await rig.batcher.submit(src.poll())
 
-    return await _timed(port, workdir, n_points, batch_points, polls * n_points, feed)
+    return await _timed(port, workdir, n_points, batch_points, polls * n_points, feed, durability)
 
 
-async def _floor_once(port: int, workdir: Path, total: int, n_points: int, batch_points: int) -> float:
+async def _floor_once(port: int, workdir: Path, total: int, n_points: int, batch_points: int,
+                      durability: str = "fsync") -> float:
     """The same buffer and publish path with pre-built batches: what the I/O alone allows."""
     payload = _prebuilt(n_points, batch_points)
     batches = max(1, total // batch_points)
@@ -191,17 +198,19 @@ async def _floor_once(port: int, workdir: Path, total: int, n_points: int, batch
             rig.wake.set()
             await asyncio.sleep(0)
 
-    return await _timed(port, workdir, n_points, batch_points, batches * batch_points, feed)
+    return await _timed(port, workdir, n_points, batch_points, batches * batch_points, feed, durability)
 
 
-async def bench_pipeline(total: int, n_points: int, batch_points: int, runs: int) -> dict[str, Any]:
+async def bench_pipeline(total: int, n_points: int, batch_points: int, runs: int,
+                         durability: str = "fsync") -> dict[str, Any]:
     with broker() as mq, tempfile.TemporaryDirectory(prefix="edgegw-bench-") as tmp:
         rows = []
         for _ in range(runs):
-            pipe = await _pipeline_once(mq.port, Path(tmp), total, n_points, batch_points)
-            floor = await _floor_once(mq.port, Path(tmp), total, n_points, batch_points)
+            pipe = await _pipeline_once(mq.port, Path(tmp), total, n_points, batch_points, durability)
+            floor = await _floor_once(mq.port, Path(tmp), total, n_points, batch_points, durability)
             rows.append({"points_per_s": pipe, "limit_points_per_s": floor, "ratio_to_limit": pipe / floor})
-    return _summary("pipeline", rows, {"points": total, "points_per_poll": n_points, "batch_points": batch_points},
+    return _summary("pipeline", rows, {"points": total, "points_per_poll": n_points, "batch_points": batch_points,
+                                       "durability": durability},
                     {"points_per_s": ">= 300000", "ratio_to_limit": ">= 0.5"})
 
 
@@ -344,6 +353,109 @@ async def bench_drain(backlog: int, rate: float, n_points: int, batch_points: in
                     {"drain_points_per_s": ">= 500000", "live_p99_ms": "<= 200", "rss_mb": "flat"})
 
 
+# -- overload ------------------------------------------------------------------------------------
+class _Captured(logging.Handler):
+    """WARNING and worse lines of the gateway's loggers during one step."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+async def _watch_loop(rig: Rig, watch: Watch) -> None:
+    """What the gateway's upkeep task does: sync / expire, loop lateness, the watch once a second."""
+    ticks = 0
+    while True:
+        before = time.monotonic_ns()
+        await asyncio.sleep(0.1)
+        watch.loop_late(time.monotonic_ns() - before - 100_000_000)
+        rig.buffer.maintain()
+        ticks += 1
+        if ticks % 10 == 0:
+            watch.check()
+
+
+async def _overload_step(port: int, workdir: Path, rate: float, duration_s: float, n_points: int,
+                         durability: str, max_bytes: int, lag_warn_s: float) -> dict[str, Any]:
+    probe = LatencyProbe()
+    src = SyntheticSource(n_points)
+    stop = asyncio.Event()
+    captured = _Captured()
+    logger = logging.getLogger("edgegw")
+    async with _rig(port, workdir, n_points, 1000, 200, on_delivered=probe, durability=durability,
+                    max_bytes=max_bytes, when_full="drop_oldest") as rig:
+        await _wait(lambda: rig.forwarder.stats.connected, 10, "the broker")
+        watch = Watch(rig.buffer, lag_warn_s=lag_warn_s, quiet_s=2.0)
+        logger.addHandler(captured)
+        upkeep = asyncio.create_task(_watch_loop(rig, watch))
+        probe.recording = True
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        feeder = asyncio.create_task(_paced_source(rig, src, rate, stop))
+        try:
+            await asyncio.sleep(duration_s)
+            stop.set()
+            await feeder
+            # a short grace for what was in the pipe; a pipeline that is behind stays behind
+            await asyncio.sleep(1.0)
+            elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+            delivered = rig.forwarder.stats.published_points
+            watch.check()
+            watch.close()
+        finally:
+            stop.set()
+            upkeep.cancel()
+            await asyncio.gather(upkeep, return_exceptions=True)
+            logger.removeHandler(captured)
+        counters = rig.buffer.counters()
+    offered = src.n * n_points
+    return {"rate": rate, "offered_points": offered, "nominal_points": int(rate * duration_s),
+            "delivered_share": delivered / max(1, int(rate * duration_s)),
+            "lag_p50_ms": probe.percentile(0.5), "lag_p99_ms": probe.percentile(0.99),
+            "cpu_fraction": cpu / elapsed, "dropped_points": counters["dropped_oldest_points"],
+            "warnings": len(captured.lines), "logged": captured.lines[:12]}
+
+
+async def bench_overload(start: float, factor: float, steps: int, duration_s: float, n_points: int, runs: int,
+                         durability: str, max_bytes: int, lag_warn_s: float) -> dict[str, Any]:
+    """Raise the offered rate by ``factor`` per step until less than 99 % is delivered."""
+    rows: list[dict[str, float]] = []
+    beyond_runs: list[dict[str, Any]] = []
+    with broker() as mq, tempfile.TemporaryDirectory(prefix="edgegw-bench-") as tmp:
+        for _ in range(runs):
+            rate, best, beyond = start, None, None
+            for _step in range(steps):
+                step = await _overload_step(mq.port, Path(tmp), rate, duration_s, n_points, durability, max_bytes,
+                                            lag_warn_s)
+                if step["delivered_share"] < 0.99:
+                    beyond = step
+                    break
+                best = step
+                rate *= factor
+            beyond_runs.append(beyond or {})
+            nan = float("nan")
+            rows.append({
+                "max_points_per_s_full_delivery": best["rate"] if best else nan,
+                "cpu_fraction_at_max": best["cpu_fraction"] if best else nan,
+                "beyond_points_per_s": beyond["rate"] if beyond else nan,
+                "beyond_delivered_share": beyond["delivered_share"] if beyond else nan,
+                "beyond_lag_p50_ms": beyond["lag_p50_ms"] if beyond else nan,
+                "beyond_lag_p99_ms": beyond["lag_p99_ms"] if beyond else nan,
+                "beyond_cpu_fraction": beyond["cpu_fraction"] if beyond else nan,
+                "beyond_dropped_points": beyond["dropped_points"] if beyond else nan,
+                "beyond_warnings": beyond["warnings"] if beyond else nan,
+            })
+    result = _summary("overload", rows, {"start_points_per_s": start, "factor": factor, "steps": steps,
+                                         "duration_s": duration_s, "points_per_poll": n_points,
+                                         "durability": durability, "max_bytes": max_bytes,
+                                         "lag_warn_s": lag_warn_s},
+                      {"delivered_share": ">= 0.99 up to max_points_per_s_full_delivery"})
+    result["beyond_logged"] = [b.get("logged", []) for b in beyond_runs]
+    return result
+
+
 # -- reporting -----------------------------------------------------------------------------------
 def _summary(name: str, rows: list[dict[str, float]], params: dict[str, Any], targets: dict[str, str]
              ) -> dict[str, Any]:
@@ -368,6 +480,9 @@ def _print(result: dict[str, Any]) -> None:
     for i, r in enumerate(result["runs"], 1):
         print(f"{i:<7}" + "".join(cell(r[k]) for k in keys))
     print("median " + "".join(cell(result[k]) for k in keys))
+    for i, lines in enumerate(result.get("beyond_logged", []), 1):
+        for line in lines:
+            print(f"run {i}, step beyond, logged: {line}")
     load = result["load_avg"]
     print(f"targets: {result['targets']}; load average {load[0]} {load[1]} {load[2]} on {result['cpus']} CPUs")
 

@@ -79,8 +79,22 @@ class Catalog:
         return [(i, ts_ns, none, Quality.BAD, reason) for i in self.by_device[device]]
 
 
+# the last catalog built, by the identity of its (frozen) config: parsing a config builds it to
+# check it, and the gateway then asks again for the same object (half the start-up of a large config)
+_last: tuple[Config, Catalog] | None = None
+
+
 def build_catalog(cfg: Config) -> Catalog:
     """Resolve codes (given or minted) and tags for every point; raise located errors."""
+    global _last
+    if _last is not None and _last[0] is cfg:
+        return _last[1]
+    catalog = _build_catalog(cfg)
+    _last = (cfg, catalog)
+    return catalog
+
+
+def _build_catalog(cfg: Config) -> Catalog:
     issues: list[ConfigIssue] = []
     points: list[PointInfo] = []
     by_device: dict[str, range] = {}
@@ -94,8 +108,11 @@ def build_catalog(cfg: Config) -> Catalog:
     def forward(grade: str) -> bool:
         return cfg.data_policy.for_grade(grade).value != "keep_on_site"
 
-    def claim(code: str, loc: str) -> None:
-        key = parse_handle(code).key
+    upper_prefix = parse_handle(prefix + "/x").key[:-2] if prefix else ""  # the key's form of the prefix
+
+    def claim(code: str, loc: str, minted: bool = False) -> None:
+        # a code minted from the prefix was validated by mint(): its equality key needs no parse
+        key = upper_prefix + code[len(prefix):] if minted and prefix else parse_handle(code).key
         if key in seen:
             issues.append(ConfigIssue(loc, f"identifier {code!r} is already used by {seen[key]}"))
         else:
@@ -130,7 +147,9 @@ def build_catalog(cfg: Config) -> Catalog:
                 code = _mint(prefix, issues, f"{ploc}.name", "DEV", gw.site if gw else "", dev.name, pt.name)
                 if code is None:
                     continue
-            claim(code, f"{ploc}.code")
+                claim(code, f"{ploc}.code", minted=True)
+            else:
+                claim(code, f"{ploc}.code")
             tags = {**base_tags, **dev.tags, **pt.tags}
             if dev.asset:
                 tags["asset"] = dev.asset

@@ -137,13 +137,21 @@ def _listen_arg(text: str) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from gateway.app import Gateway
     from gateway.config import load
+    from gateway.startup import StartupProgress
 
-    cfg = _with_http(load(args.config), args.http)
+    progress = StartupProgress()
+    with contextlib.suppress(OSError):
+        size = os.path.getsize(args.config)
+        if size >= 1 << 20:  # a large config takes a while to read: say so before the first phase ends
+            logging.getLogger("edgegw.startup").info("Start-up: reading %s (%.0f MB).", args.config, size / 1e6)
+    cfg = _with_http(load(args.config, progress), args.http)
     try:
-        _preflight(cfg, args.config, "edge")
-        gw = Gateway(cfg)
+        with progress.phase("pre-flight checks"):
+            _preflight(cfg, args.config, "edge")
+        gw = Gateway(cfg, progress=progress)
     except ConfigError as err:  # what the gateway role needs beyond a valid file: name the file too
         raise ConfigError(err.issues, err.source or args.config) from None
+    progress.done()
     _run(gw.run())
     return EXIT_OK
 
@@ -417,7 +425,11 @@ def cmd_bench_uplink(args: argparse.Namespace) -> int:
     from gateway import bench
 
     if args.bench_command == "pipeline":
-        coro = bench.bench_pipeline(args.points, args.points_per_poll, args.batch_points, args.runs)
+        coro = bench.bench_pipeline(args.points, args.points_per_poll, args.batch_points, args.runs,
+                                    args.durability)
+    elif args.bench_command == "overload":
+        coro = bench.bench_overload(args.start, args.factor, args.steps, args.duration, args.points_per_poll,
+                                    args.runs, args.durability, args.max_bytes, args.lag_warn_s)
     elif args.bench_command == "latency":
         coro = bench.bench_latency(args.rate, args.duration, args.points_per_poll, args.linger_ms, args.runs)
     else:
@@ -654,6 +666,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--points", type=int, default=2_000_000, help="points per run")
     b.add_argument("--points-per-poll", type=int, default=1000)
     b.add_argument("--batch-points", type=int, default=5000, help="points per buffered batch (MQTT message)")
+    b.add_argument("--durability", choices=("fsync", "interval"), default="fsync",
+                   help="the buffer's durability (interval: sync every 500 ms)")
     b = bsub.add_parser("latency", help="acquisition -> PUBACK latency at a paced rate")
     b.add_argument("--rate", type=float, default=25_000, help="points per second")
     b.add_argument("--duration", type=float, default=10.0, help="seconds recorded per run")
@@ -668,7 +682,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--linger-ms", type=int, default=5)
     b.add_argument("--backlog-share", type=float, default=0.5)
     b.add_argument("--max-inflight", type=int, default=20, help="uplink.max_inflight (the window)")
-    for name in ("pipeline", "latency", "drain"):
+    b = bsub.add_parser("overload", help="raise the offered rate step by step until delivery falls under 99 %")
+    b.add_argument("--start", type=float, default=100_000, help="first offered rate, points per second")
+    b.add_argument("--factor", type=float, default=1.25, help="rate multiplier per step")
+    b.add_argument("--steps", type=int, default=12, help="at most this many steps")
+    b.add_argument("--duration", type=float, default=5.0, help="seconds offered per step")
+    b.add_argument("--points-per-poll", type=int, default=1000)
+    b.add_argument("--durability", choices=("fsync", "interval"), default="fsync")
+    b.add_argument("--max-bytes", type=int, default=64 << 20, help="buffer bound (drop_oldest beyond it)")
+    b.add_argument("--lag-warn-s", type=float, default=2.0, help="[watch].lag_warn_s for the run")
+    for name in ("pipeline", "latency", "drain", "overload"):
         b = bsub.choices[name]
         b.add_argument("--runs", type=int, default=3)
         b.add_argument("--json", default=None, help="also write the figures to FILE")

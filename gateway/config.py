@@ -7,13 +7,15 @@ validation.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import enum
 import logging
 import os
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -23,6 +25,9 @@ from drivers.opcua.config import DEPRECATED_POLICIES, Identity, OpcUaDevice, Sec
 from gateway.clock import RELEASE_DATE, ns_of_date
 from gateway.errors import ConfigError, ConfigIssue
 from gateway.schema import KEY_PATTERN, Key, StrictModel, check_code, check_tags
+
+if TYPE_CHECKING:
+    from gateway.startup import StartupProgress
 
 __all__ = [
     "BufferConfig",
@@ -38,6 +43,7 @@ __all__ = [
     "MqttConfig",
     "RegistrySection",
     "UplinkConfig",
+    "WatchConfig",
     "WhenFull",
     "format_location",
     "is_loopback",
@@ -321,6 +327,17 @@ class IngestSection(StrictModel):
     )
 
 
+class WatchConfig(StrictModel):
+    """Bounds of the overload warnings (gateway.watch): above them the gateway says so at WARNING."""
+
+    lag_warn_s: float = Field(default=60.0, gt=0, description="warn while the oldest undelivered batch is older")
+    poll_miss_share: float = Field(
+        default=0.1, ge=0, le=1, description="warn while more than this share of devices miss poll deadlines"
+    )
+    loop_block_ms: int = Field(default=500, ge=10, description="warn when the event loop is blocked longer")
+    report_every_s: float = Field(default=60.0, ge=1, description="period of the lines while a condition lasts")
+
+
 class RegistrySection(StrictModel):
     """The resolution node where this gateway's codes are registered (off the hot path)."""
 
@@ -406,6 +423,7 @@ class Config(StrictModel):
     http: HttpSection | None = Field(
         default=None, description="local status endpoint; off unless configured here or with --http"
     )
+    watch: WatchConfig = Field(default_factory=WatchConfig)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Self:
@@ -636,28 +654,40 @@ def _semantic_issues(cfg: Config) -> list[ConfigIssue]:
     return issues
 
 
-def parse(data: dict[str, Any], source: str = "") -> Config:
+def parse(data: dict[str, Any], source: str = "", progress: StartupProgress | None = None) -> Config:
+    phase = progress.phase if progress is not None else _no_phase
     try:
-        cfg = Config.model_validate(data)
+        with phase("config validated"):
+            cfg = Config.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_issues(err), source) from None
-    issues = _semantic_issues(cfg)
+    if progress is not None:
+        progress.points = sum(len(d.points) for d in cfg.devices)
+    with phase("points checked (codes, tags, lines, policies)"):
+        issues = _semantic_issues(cfg)
     if issues:
         raise ConfigError(issues, source)
     return cfg
 
 
-def load(path: str | os.PathLike[str]) -> Config:
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as err:
-        raise ConfigError([ConfigIssue("", f"cannot read config file: {err.strerror}")], str(p)) from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as err:
-        raise ConfigError([ConfigIssue("", f"not UTF-8 text ({err.reason} at byte {err.start})")], str(p)) from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError([ConfigIssue("", f"TOML syntax error: {err}")], str(p)) from None
-    return parse(data, str(p))
+@contextlib.contextmanager
+def _no_phase(name: str) -> Iterator[None]:
+    yield
 
+
+def load(path: str | os.PathLike[str], progress: StartupProgress | None = None) -> Config:
+    """Read, validate and check a config file; ``progress`` logs each phase (large configs take a while)."""
+    p = Path(path)
+    phase = progress.phase if progress is not None else _no_phase
+    with phase("file read and TOML parsed"):
+        try:
+            raw = p.read_bytes()
+        except OSError as err:
+            raise ConfigError([ConfigIssue("", f"cannot read config file: {err.strerror}")], str(p)) from None
+        try:
+            data = tomllib.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as err:
+            raise ConfigError([ConfigIssue("", f"not UTF-8 text ({err.reason} at byte {err.start})")], str(p)) from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError([ConfigIssue("", f"TOML syntax error: {err}")], str(p)) from None
+    return parse(data, str(p), progress)

@@ -58,10 +58,13 @@ class Forwarder:
         backlog_share: float = 0.5,
         on_delivered: Callable[[bytes, bool], None] | None = None,
         mark_backlog: bool = True,
+        state_facts: Callable[[], tuple[int, dict[str, object]]] | None = None,
     ) -> None:
         """``on_delivered(payload, historical)`` is called for each batch confirmed by a PUBACK
         (benchmarks measure latency with it).  ``mark_backlog = False`` publishes backlog exactly
-        as stored (alarm events keep their wire format)."""
+        as stored (alarm events keep their wire format).  ``state_facts()`` returns (version, facts):
+        overload conditions (gateway.watch) the retained state message carries; it is published
+        again whenever the version changes."""
         self.buffer = buffer
         self.uplink = uplink
         self.wake = wake
@@ -72,6 +75,7 @@ class Forwarder:
         self.backlog_share = backlog_share
         self.on_delivered = on_delivered
         self.mark_backlog = mark_backlog
+        self.state_facts = state_facts
         self.stats = ForwarderStats()
 
     async def run(self) -> None:
@@ -132,8 +136,15 @@ class Forwarder:
         acked_since = 0.0
         backlog_inflight = 0
         reject_backoff = 1.0
+        facts_version: int | None = None
         try:
             while True:
+                if self.state_facts is not None:
+                    version, facts = self.state_facts()
+                    if version != facts_version:
+                        facts_version = version
+                        if facts or conn.facts:  # nothing to say, nothing said: no extra message
+                            await conn.set_facts(facts)
                 self.wake.clear()
                 window = max(1, min(self.max_inflight, conn.window))
                 free = window - len(inflight)

@@ -11,6 +11,7 @@ decimal segments.  Codes contain ``/`` and so never go raw into an MQTT topic: s
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 
@@ -104,13 +105,19 @@ def parse_handle(code: str, profile: Profile = Profile.NATIONAL) -> Handle:
     return Handle(prefix, suffix)
 
 
+@functools.lru_cache(maxsize=64)
+def _check_prefix(prefix: str) -> None:
+    """Validates a prefix once: a plant mints every point's code from the same one."""
+    parse_handle(prefix + "/x")
+
+
 def mint(prefix: str, *keys: str) -> str:
     """Deterministically mint ``<prefix>/<key1>.<key2>...`` from config keys.
 
     The same config always yields the same code.  Keys must use the gateway suffix alphabet
     (ASCII letters, digits, ``._-``), so minted codes are safe in URLs and MQTT payloads.
     """
-    parse_handle(prefix + "/x")  # validates the prefix
+    _check_prefix(prefix)
     if not keys:
         raise IdentifierError("minting needs at least one key")
     for key in keys:

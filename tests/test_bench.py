@@ -22,6 +22,9 @@ CASES = {
     "latency": (["--rate", "2000", "--duration", "0.5", "--points-per-poll", "50"], {"p50_ms", "p99_ms"}),
     "drain": (["--points", "5000", "--rate", "2000", "--points-per-poll", "50", "--batch-points", "500"],
               {"drain_points_per_s", "live_points_per_s", "live_p99_ms", "rss_mb"}),
+    "overload": (["--start", "2000", "--factor", "2", "--steps", "2", "--duration", "0.5", "--points-per-poll", "50"],
+                 {"max_points_per_s_full_delivery", "cpu_fraction_at_max", "beyond_delivered_share",
+                  "beyond_lag_p99_ms", "beyond_logged"}),
 }
 
 

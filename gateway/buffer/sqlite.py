@@ -33,7 +33,7 @@ import logging
 import os
 import sqlite3
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,6 +115,10 @@ COUNTERS = (
 )
 # ``interval`` durability: batch sequence numbers reserved ahead of use at each sync (see sync())
 SEQ_RESERVE = 10_000
+# ``fsync`` durability: the delete of delivered batches is synced with the next commit, at the
+# latest after this many batches or this long (what a power cut may resend, as duplicates)
+DELETE_SYNC_BATCHES = 32
+DELETE_SYNC_NS = 100_000_000
 
 
 class Outcome(enum.Enum):
@@ -284,6 +288,8 @@ class SqliteBuffer:
         self._corrupt_seen = False  # damage met while running: the next start must check the file
         self._storage_failed = False  # a write or sync failed (after EIO, what is on disk is unknown): same
         self._last_sync = clock.mono_ns()
+        self._unsynced_deletes = 0  # fsync durability: delivered batches deleted, not yet synced
+        self._deletes_since = 0
         self._next_expiry: int | None = None  # monotonic time of the next age check (None: at once)
         self._boot_first_id = 1  # batches from this id on were accepted during this boot
         self._stamped = True  # the file has the boot id / monotonic columns (format 3)
@@ -608,12 +614,59 @@ class SqliteBuffer:
                 raise BufferFullError(f"buffer {self.path}: the filesystem is full") from err
             raise self._fatal(err, "write", "; the batch was not accepted") from err
         if accepted:
-            self._bytes += size
-            self._points += npoints
-            self._batches += 1
             self._after_commit(npoints)
         self._offered()
         return accepted
+
+    def put_many(self, batches: Sequence[tuple[bytes, int]], created_ns: int | None = None) -> list[bool]:
+        """Commit several batches in one transaction: one sync for all of them (group commit).
+
+        Each batch is handled as :meth:`put` handles it (policy, counters, sequence numbers), in
+        order, and the call returns only once every one of them is committed: in ``fsync``
+        durability nothing of the group is visible to the forwarder, or acknowledged to anyone,
+        before the one sync that covers them all.  Returns one entry per batch (False: dropped,
+        counted).  Under ``block`` the batches before the first that does not fit are committed and
+        the list is shorter than ``batches`` (the caller keeps the rest and offers it again); when
+        not even the first fits, :class:`BufferFullError` is raised as by :meth:`put`.  A full
+        filesystem rolls the group back, and its batches are then put one at a time (what
+        :meth:`put` does on a full disk).
+        """
+        if len(batches) <= 1:
+            return [self.put(p, n, created_ns) for p, n in batches]
+        created = created_ns if created_ns is not None else self.clock.wall_ns()
+        results: list[bool] = []
+        try:
+            with self._write():
+                self._expire_locked()
+                for payload, npoints in batches:
+                    try:
+                        results.append(self._insert_locked(payload, npoints, created, force=False))
+                    except BufferFullError:
+                        if not results:
+                            raise
+                        break
+        except sqlite3.OperationalError as err:
+            if not _is_full(err):
+                raise self._fatal(err, "write", "; the batches were not accepted") from err
+            return self._put_each(batches, created)
+        except sqlite3.Error as err:
+            raise self._fatal(err, "write", "; the batches were not accepted") from err
+        for (_payload, npoints), accepted in zip(batches, results, strict=False):
+            if accepted:
+                self._after_commit(npoints)
+            self._offered()
+        return results
+
+    def _put_each(self, batches: Sequence[tuple[bytes, int]], created: int) -> list[bool]:
+        results: list[bool] = []
+        for payload, npoints in batches:
+            try:
+                results.append(self.put(payload, npoints, created))
+            except BufferFullError:
+                if not results:
+                    raise
+                break
+        return results
 
     def _offered(self) -> None:
         self._seq += 1
@@ -621,22 +674,33 @@ class SqliteBuffer:
             self.sync()  # reserves the next sequence numbers before any of them is used
 
     def _put_once(self, payload: bytes, npoints: int, created: int, *, force: bool, disk_check: bool = True) -> bool:
-        size = len(payload)
         with self._write():
             self._expire_locked()
-            need = max(
-                self._bytes + size - self.max_bytes, self._disk_need(size) if disk_check else 0, size if force else 0
-            )
-            if need > 0 and not self._make_room(need, size, npoints):
-                return False  # the drop is counted and committed
-            cur = self._db.execute(
-                "INSERT INTO batches(created_ns, npoints, nbytes, boot_id, mono_ns, payload, crc) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (created, npoints, size, self.clock.boot_id(), self.clock.mono_ns(), payload, _crc(payload)),
-            )
-            self._last_id = int(cur.lastrowid or 0)
-            self._bump("accepted_points", npoints)
-            self._bump("accepted_batches", 1)
+            return self._insert_locked(payload, npoints, created, force=force, disk_check=disk_check)
+
+    def _insert_locked(
+        self, payload: bytes, npoints: int, created: int, *, force: bool, disk_check: bool = True
+    ) -> bool:
+        """Inside a write transaction: make room by the policy, insert, count.  The totals in memory
+        move with it (a rollback restores them, see :meth:`_write`), so the next batch of a group
+        sees this one."""
+        size = len(payload)
+        need = max(
+            self._bytes + size - self.max_bytes, self._disk_need(size) if disk_check else 0, size if force else 0
+        )
+        if need > 0 and not self._make_room(need, size, npoints):
+            return False  # the drop is counted and committed
+        cur = self._db.execute(
+            "INSERT INTO batches(created_ns, npoints, nbytes, boot_id, mono_ns, payload, crc) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (created, npoints, size, self.clock.boot_id(), self.clock.mono_ns(), payload, _crc(payload)),
+        )
+        self._last_id = int(cur.lastrowid or 0)
+        self._bump("accepted_points", npoints)
+        self._bump("accepted_batches", 1)
+        self._bytes += size
+        self._points += npoints
+        self._batches += 1
         return True
 
     def _free_oldest(self, size: int, npoints: int) -> bool:
@@ -765,6 +829,7 @@ class SqliteBuffer:
     # -- durability ------------------------------------------------------------------------------
     def _after_commit(self, npoints: int) -> None:
         if self.durability == "fsync":
+            self._unsynced_deletes = 0  # the commit synced the whole WAL, earlier deletes included
             return
         self.unsynced_points += npoints
         self.unsynced_batches += 1
@@ -813,6 +878,8 @@ class SqliteBuffer:
         """Periodic duties, called about every 100 ms by the app: sync when due, expire old batches."""
         if self.unsynced_batches and self.clock.mono_ns() - self._last_sync >= self.sync_interval_ns:
             self.sync()
+        if self._unsynced_deletes and self.clock.mono_ns() - self._deletes_since >= DELETE_SYNC_NS:
+            self._sync_wal()
         if self.max_age_ns is not None and self._expiry_due(self.clock.mono_ns()):
             try:
                 with self._write():
@@ -943,7 +1010,12 @@ class SqliteBuffer:
     def end(self, tx: Transaction, outcomes: list[Outcome]) -> None:
         """Delete delivered batches; release the others for a later retry."""
         done = [i for i, o in zip(tx.ids, outcomes, strict=True) if o is Outcome.DELIVERED]
+        lazy = bool(done) and self.durability == "fsync"
         try:
+            if lazy:
+                # a delete need not be synced on its own: losing it to a power cut resends a delivered
+                # batch (a duplicate), never loses one; the next commit's sync covers it (see _deleted)
+                self._db.execute("PRAGMA synchronous=NORMAL")
             if done:
                 with self._write():
                     removed = removed_batches = 0
@@ -963,6 +1035,39 @@ class SqliteBuffer:
             raise self._fatal(err, "delete") from err
         finally:
             self._inflight.difference_update(tx.ids)
+            if lazy:
+                try:
+                    self._db.execute("PRAGMA synchronous=FULL")
+                except sqlite3.Error as err:  # puts must never run unsynced in fsync durability
+                    raise self._fatal(err, "delete") from err
+        if lazy:
+            self._deleted(len(done))
+
+    def _deleted(self, batches: int) -> None:
+        """``fsync`` durability: deletes of delivered batches ride on the next commit's sync (one WAL,
+        synced as a whole), at the latest once DELETE_SYNC_BATCHES are unsynced or after
+        DELETE_SYNC_NS (:meth:`maintain`): what a power cut can resend beyond the in-flight window."""
+        if not self._unsynced_deletes:
+            self._deletes_since = self.clock.mono_ns()
+        self._unsynced_deletes += batches
+        if self._unsynced_deletes >= DELETE_SYNC_BATCHES:
+            self._sync_wal()
+
+    def _sync_wal(self) -> None:
+        try:
+            fd = os.open(f"{self.path}-wal", os.O_RDONLY)
+        except FileNotFoundError:
+            fd = None
+        try:
+            if fd is not None:
+                os.fsync(fd)
+        except OSError as err:
+            self._storage_failed = True
+            raise BufferStorageError(f"buffer sync failed ({err})") from err
+        finally:
+            if fd is not None:
+                os.close(fd)
+        self._unsynced_deletes = 0
 
     # -- inspection ------------------------------------------------------------------------------
     @property
@@ -978,6 +1083,15 @@ class SqliteBuffer:
     @property
     def pending_points(self) -> int:
         return int(self._points)
+
+    @property
+    def pending_bytes(self) -> int:
+        """Payload bytes pending: what ``max_bytes`` bounds."""
+        return int(self._bytes)
+
+    def oldest_age_ns(self) -> int | None:
+        """Age of the oldest pending batch (monotonic if accepted during this boot), None when empty."""
+        return self._oldest()[1]
 
     @property
     def durability_label(self) -> str:

@@ -182,6 +182,8 @@ class UplinkConnection:
         self._state_topic = state_topic
         self.no_subscriber_acks = 0
         self.alarm: str | None = None  # the alarm the retained state message carries now
+        self._alarm_detail: dict[str, object] = {}
+        self.facts: dict[str, object] = {}  # the overload facts it carries now (gateway.watch)
 
     async def set_alarm(self, alarm: str | None, **detail: object) -> None:
         """Raise (or, with ``None``, clear) an alarm in the retained state message, which central
@@ -189,13 +191,28 @@ class UplinkConnection:
         state topic leaves the alarm in the log only."""
         if self._state_topic is None or (alarm is None and self.alarm is None):
             return
-        message = state_message("online", **({"alarm": alarm, **detail} if alarm is not None else {}))
+        if await self._publish_state(alarm, detail, self.facts):
+            self.alarm, self._alarm_detail = alarm, detail
+
+    async def set_facts(self, facts: dict[str, object]) -> None:
+        """Publish the overload facts (``overload`` in the retained state message), keeping the alarm."""
+        if self._state_topic is None:
+            return
+        if await self._publish_state(self.alarm, self._alarm_detail, facts):
+            self.facts = facts
+
+    async def _publish_state(self, alarm: str | None, detail: dict[str, object], facts: dict[str, object]) -> bool:
+        assert self._state_topic is not None
+        extra: dict[str, object] = {"alarm": alarm, **detail} if alarm is not None else {}
+        if facts:
+            extra["overload"] = facts
+        message = state_message("online", **extra)
         try:
             await self._client.publish_checked(self._state_topic, message, retain=True, timeout=self._timeout)
         except RejectedError as err:
             log.warning("Broker refused the state message too: %s", err)
-            return
-        self.alarm = alarm
+            return False
+        return True
 
     @property
     def lost(self) -> asyncio.Future[None]:
