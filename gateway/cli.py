@@ -346,13 +346,22 @@ def cmd_buffer_export(args: argparse.Namespace) -> int:
     if args.alarms and args.file:
         print("error: --alarms opens the config's alarm buffer; with --file, name that file instead", file=sys.stderr)
         return EXIT_USAGE
+    from gateway.progress import progress_bar
+
     buf = open_buffer(_buffer_cfg(args), readonly=True, alarms=args.alarms)
     try:
+        total = None if args.quarantined else buf.pending_batches
         if args.out:
-            with open(args.out, "wb") as out:
-                summary = export(buf, out, fmt=args.format, quarantined=args.quarantined)
-        else:
+            what = f"exporting to {os.path.basename(args.out)}"
+            with open(args.out, "wb") as out, progress_bar(what, total, "batches") as step:
+                summary = export(buf, out, fmt=args.format, quarantined=args.quarantined, progress=step)
+        elif sys.stdout.isatty():  # the data goes to the terminal: no bar drawn over it
             summary = export(buf, sys.stdout.buffer, fmt=args.format, quarantined=args.quarantined)
+            sys.stdout.flush()
+        else:  # `edgegw buffer export ... > dump.jsonl`: the bar on stderr
+            with progress_bar("exporting", total, "batches") as step:
+                summary = export(buf, sys.stdout.buffer, fmt=args.format, quarantined=args.quarantined,
+                                 progress=step)
             sys.stdout.flush()
     finally:
         buf.close()
