@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from gateway import __version__
 from gateway.errors import BufferCorruptError, BufferStorageError, ConfigError, ConfigIssue
+from gateway.logs import ENV_VAR, JsonFormatter, LogFormat, configure_logging
 
 if TYPE_CHECKING:  # imported where used: `edgegw --version` and `check` stay quick
     from gateway.config import Config
@@ -38,6 +39,15 @@ def _print_config_error(err: ConfigError) -> None:
     print(f"error: {where}invalid configuration ({len(err.issues)} problem(s))", file=sys.stderr)
     for issue in err.issues:
         print(f"  {issue}", file=sys.stderr)
+
+
+def _print_error(json_logs: bool, message: str, **fields: Any) -> None:
+    """The last words of a failed command: ``error: ...`` on stderr, or a JSON log line under
+    ``--log-format json`` (every stderr line stays parseable)."""
+    if json_logs:
+        logging.getLogger("edgegw.cli").error(message, extra=fields)
+    else:
+        print(f"error: {message}", file=sys.stderr)
 
 
 def _dump_tasks() -> None:
@@ -344,13 +354,22 @@ def cmd_buffer_export(args: argparse.Namespace) -> int:
     if args.alarms and args.file:
         print("error: --alarms opens the config's alarm buffer; with --file, name that file instead", file=sys.stderr)
         return EXIT_USAGE
+    from gateway.progress import progress_bar
+
     buf = open_buffer(_buffer_cfg(args), readonly=True, alarms=args.alarms)
     try:
+        total = None if args.quarantined else buf.pending_batches
         if args.out:
-            with open(args.out, "wb") as out:
-                summary = export(buf, out, fmt=args.format, quarantined=args.quarantined)
-        else:
+            what = f"exporting to {os.path.basename(args.out)}"
+            with open(args.out, "wb") as out, progress_bar(what, total, "batches") as step:
+                summary = export(buf, out, fmt=args.format, quarantined=args.quarantined, progress=step)
+        elif sys.stdout.isatty():  # the data goes to the terminal: no bar drawn over it
             summary = export(buf, sys.stdout.buffer, fmt=args.format, quarantined=args.quarantined)
+            sys.stdout.flush()
+        else:  # `edgegw buffer export ... > dump.jsonl`: the bar on stderr
+            with progress_bar("exporting", total, "batches") as step:
+                summary = export(buf, sys.stdout.buffer, fmt=args.format, quarantined=args.quarantined,
+                                 progress=step)
             sys.stdout.flush()
     finally:
         buf.close()
@@ -537,10 +556,21 @@ def cmd_ids_registry(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
 
 
+def _log_format_arg(s: argparse.ArgumentParser) -> None:
+    """`edgegw run --log-format json` as well as `edgegw --log-format json run` (SUPPRESS: the
+    sub-command's default does not overwrite the top-level choice)."""
+    s.add_argument("--log-format", choices=[f.value for f in LogFormat], default=argparse.SUPPRESS,
+                   help="text (default) or json: one object per line on stderr (also --log-format before the "
+                        f"command, or ${ENV_VAR})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgegw", description="Edge telemetry gateway for mines and plants.")
     p.add_argument("--version", action="version", version=f"edgegw {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--log-format", choices=[f.value for f in LogFormat], default=None,
+                   help=f"log lines on stderr: text (sentences, the default) or json (one object per line, with "
+                        f"the structured fields); default ${ENV_VAR}, else text")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("check", help="validate a config file without connecting to anything")
@@ -556,12 +586,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-c", "--config", required=True)
     s.add_argument("--http", type=_listen_arg, default=None, metavar="HOST:PORT",
                    help="serve /healthz, /readyz, /metrics and the status page here (overrides [http])")
+    _log_format_arg(s)
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("ingest", help="run the central ingest role (MQTT -> InfluxDB); dead letters")
     s.add_argument("-c", "--config", default=None, help="the ingest's config (required)")
     s.add_argument("--http", type=_listen_arg, default=None, metavar="HOST:PORT",
                    help="serve /healthz, /readyz, /metrics and the status page here (overrides [http])")
+    _log_format_arg(s)
     s.set_defaults(func=cmd_ingest)
     isub = s.add_subparsers(dest="ingest_command", required=False)
     d = isub.add_parser("dead-letters", help="what the ingest could not write: list, export, replay, delete")
@@ -597,6 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plain", action="store_true", help="print lines instead of a live table")
     s.add_argument("--http", type=_listen_arg, default=None, metavar="HOST:PORT",
                    help="serve /healthz, /readyz, /metrics and the status page here (e.g. 127.0.0.1:9180)")
+    _log_format_arg(s)
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("buffer", help="inspect the durable buffer")
@@ -733,10 +766,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        configure_logging(args.log_format, verbose=args.verbose)
+    except ValueError:
+        print(f"error: ${ENV_VAR}={os.environ.get(ENV_VAR)!r}: use text or json", file=sys.stderr)
+        return EXIT_USAGE
+    json_logs = any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers)
     try:
         code = int(args.func(args))
         sys.stdout.flush()  # here, so that a closed pipe is caught below and not at interpreter exit
@@ -746,19 +781,23 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILURE
     except UsageError as err:
-        print(f"error: {err}", file=sys.stderr)
+        _print_error(json_logs, str(err))
         return EXIT_USAGE
     except ConfigError as err:
-        _print_config_error(err)
+        if json_logs:  # one JSON line, every problem in `issues`, so that a log shipper keeps them together
+            _print_error(True, f"{err.source or 'config'}: invalid configuration ({len(err.issues)} problem(s))",
+                         source=err.source, issues=[str(i) for i in err.issues], reason="config")
+        else:
+            _print_config_error(err)
         return EXIT_USAGE
     except (BufferCorruptError, BufferStorageError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        _print_error(json_logs, str(err), reason="buffer")
         return EXIT_FAILURE
     except OSError as err:  # a file the checks before start-up could not foresee: one line, not a traceback
         if args.verbose:
             raise
         where = f"{err.filename}: " if err.filename else ""
-        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
+        _print_error(json_logs, f"{where}{err.strerror or err}", reason="os_error")
         return EXIT_FAILURE
 
 

@@ -92,9 +92,11 @@ class Forwarder:
             except RetryableError as err:
                 self.stats.last_error = str(err)
                 if self.stats.connected:
-                    log.warning("Uplink %s lost: %s; batches stay buffered.", self.uplink.client_id, err)
+                    log.warning("Uplink %s lost: %s; batches stay buffered.", self.uplink.client_id, err,
+                                extra={"uplink": self.uplink.client_id, "reason": str(err)})
                 elif self.stats.reconnects == 0:
-                    log.warning("Uplink %s unavailable: %s; batches stay buffered.", self.uplink.client_id, err)
+                    log.warning("Uplink %s unavailable: %s; batches stay buffered.", self.uplink.client_id, err,
+                                extra={"uplink": self.uplink.client_id, "reason": str(err)})
                 self.stats.connected = False
                 self.stats.reconnects += 1
                 await asyncio.sleep(backoff)
@@ -194,7 +196,8 @@ class Forwarder:
                 if rejected:
                     self.stats.rejected_batches += len(rejected)
                     self.stats.last_error = str(rejected[0])
-                    log.error("Broker refused %d batch(es): %s; they stay buffered.", len(rejected), rejected[0])
+                    log.error("Broker refused %d batch(es): %s; they stay buffered.", len(rejected), rejected[0],
+                              extra={"uplink": self.uplink.client_id, "reason": str(rejected[0])})
                     await conn.set_alarm(
                         "publish_refused", reason=str(rejected[0]), rejected_batches=self.stats.rejected_batches
                     )

@@ -423,7 +423,8 @@ class IngestCore:
                 self.stats.dead_letter_points += d.points
             self.stats.dead_letter_reasons[_short_reason(d.reason)] += 1
             log.error("Dead-lettered %s on %s (%s): %s", "a message" if d.kind == "message" else f"{d.points} points",
-                      d.topic, f"{d.points} points" if d.kind == "message" else "the rest written", d.reason[:300])
+                      d.topic, f"{d.points} points" if d.kind == "message" else "the rest written", d.reason[:300],
+                      extra={"topic": d.topic, "kind": d.kind, "points": d.points, "reason": d.reason[:300]})
 
     def close(self) -> None:
         self.writer.close()

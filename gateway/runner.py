@@ -68,7 +68,7 @@ class _Runner:
         self.health.last_error_mono = time.monotonic()
         self.health.errors[reason] += 1
         if self.health.up or self.health.failed_polls == 1:
-            log.warning("Device %s is down: %s", name, message, extra={"device": name})
+            log.warning("Device %s is down: %s", name, message, extra={"device": name, "reason": reason})
         self.health.up = False
         await self.emit(self.catalog.bad_samples(name, now_ns(), reason))
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command (`make test`): installs what the tests need, then runs them.
 #   - as root with apt: the Debian packages of the servers the tests start (mosquitto, InfluxDB 1.x,
-#     VictoriaMetrics, socat, libmodbus; chromium and a CJK font for the status page test);
+#     VictoriaMetrics, socat, libmodbus; chromium and a CJK font for the status page test; systemd for
+#     `systemd-analyze verify` of the units in deploy/, tests/test_deploy.py);
 #   - a virtual environment in .venv with the project and its dev dependencies;
 #   - the tests start and stop their own servers on 127.0.0.1 (tests/conftest.py, hil/services.py).
 # Extra arguments go to pytest, e.g. `scripts/test.sh -k e2e`.
@@ -11,9 +12,9 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 T0=$SECONDS
 
 APT_PACKAGES=(mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics socat mbpoll libmodbus-dev gcc
-              chromium fonts-wqy-microhei)
+              chromium fonts-wqy-microhei systemd)
 need_apt=()
-for bin in mosquitto influxd victoria-metrics socat mbpoll gcc chromium; do
+for bin in mosquitto influxd victoria-metrics socat mbpoll gcc chromium systemd-analyze; do
   command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || need_apt+=("$bin")
 done
 [ -e /usr/include/modbus/modbus.h ] || need_apt+=(libmodbus-dev)

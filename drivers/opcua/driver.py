@@ -477,7 +477,7 @@ class OpcUaDriver:
                         cfg.points[handle].node_id,
                         cfg.points[handle].name,
                         status_name(code),
-                        extra={"device": cfg.name},
+                        extra={"device": cfg.name, "point": cfg.points[handle].name, "reason": status_name(code)},
                     )
         if bad:
             self._queue.put_nowait(bad)
@@ -621,7 +621,7 @@ class OpcUaDriver:
                         self.config.points[i].node_id,
                         self.config.points[i].name,
                         status_name(code),
-                        extra={"device": self.name},
+                        extra={"device": self.name, "point": self.config.points[i].name, "reason": status_name(code)},
                     )
         self.counters.bad_items += len(out)
         return out

@@ -9,6 +9,7 @@ Rows of the alarm buffer come out as records with ``alarm`` (the decoded event) 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -72,9 +73,13 @@ def point_record(p: Point) -> dict[str, Any]:
     }
 
 
-def export(buf: SqliteBuffer, out: BinaryIO, *, fmt: str = "jsonl", quarantined: bool = False) -> ExportSummary:
+def export(buf: SqliteBuffer, out: BinaryIO, *, fmt: str = "jsonl", quarantined: bool = False,
+           progress: Callable[[int], None] | None = None) -> ExportSummary:
+    """``progress(1)`` after each batch written (a progress bar in the CLI)."""
     summary = ExportSummary()
     for row in buf.batches(quarantined=quarantined):
+        if progress is not None:
+            progress(1)
         rec = record(row)
         if "error" in rec:
             summary.errors += 1

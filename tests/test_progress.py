@@ -1,0 +1,72 @@
+"""``edgegw buffer export`` draws a progress bar on a terminal's stderr, and only there."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import struct
+import subprocess
+import sys
+import termios
+from pathlib import Path
+
+from gateway.buffer import SqliteBuffer
+from tests.gateway_process import REPO
+from tests.test_buffer_durability import catalog, encoded_batch
+
+__all__: list[str] = []
+
+
+def _buffer(tmp_path: Path, batches: int) -> Path:
+    db = tmp_path / "buffer.db"
+    buf = SqliteBuffer(db)
+    cat = catalog()
+    for seq in range(1, batches + 1):
+        assert buf.put(encoded_batch(cat, seq), 4)
+    buf.close()
+    return db
+
+
+def _export(db: Path, out: Path, *, tty: bool, extra: tuple[str, ...] = ()) -> str:
+    """Run the export with stderr on a pseudo-terminal (or a pipe); what stderr received."""
+    cmd = [sys.executable, "-m", "gateway.cli", *extra, "buffer", "export", "--file", str(db), "--out", str(out)]
+    env = {**os.environ, "COLUMNS": "100", "TERM": "xterm"}
+    env.pop("EDGEGW_LOG_FORMAT", None)
+    if not tty:
+        return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60, env=env, check=True).stderr
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a 120-column terminal
+    try:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=slave, env=env)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        os.close(master)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_export_shows_a_bar_on_a_terminal(tmp_path: Path) -> None:
+    db = _buffer(tmp_path, 50)
+    out = tmp_path / "dump.jsonl"
+    seen = _export(db, out, tty=True)
+    assert "exporting to" in seen and "50/50" in seen, seen[-2000:]
+    assert len(out.read_text().splitlines()) == 50  # the data is untouched by the bar
+    assert all(json.loads(line)["seq"] for line in out.read_text().splitlines())
+
+
+def test_no_bar_in_a_pipe_or_with_json_logs(tmp_path: Path) -> None:
+    db = _buffer(tmp_path, 5)
+    piped = _export(db, tmp_path / "a.jsonl", tty=False)
+    assert "exporting to" not in piped and "5 batches" in piped
+    quiet = _export(db, tmp_path / "b.jsonl", tty=True, extra=("--log-format", "json"))
+    assert "exporting to" not in quiet
