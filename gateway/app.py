@@ -84,9 +84,15 @@ class Batcher:
         pipeline: Pipeline | None = None,
         on_alarms: Callable[[list[AlarmEvent]], None] | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        link_free: Callable[[], bool] | None = None,
     ) -> None:
+        """``link_free``: true while the uplink could publish a batch at once. Then what has
+        accumulated is committed as soon as no poll is waiting (natural batching: small batches and
+        low latency at low rates, batches that grow with the rate); ``linger_ms`` stays the upper
+        bound while the link is busy."""
         self.catalog = catalog
         self.clock = clock
+        self.link_free = link_free
         self.encoder = encoder or Encoder(catalog)
         self.buffer = buffer
         self.max_points = cfg.batch_max_points
@@ -117,6 +123,10 @@ class Batcher:
                     deadline = None
                     continue
                 self._take(batch)
+                if self.pending and self.link_free is not None and self.queue.empty() and self.link_free():
+                    await self.flush()
+                    deadline = None
+                    continue
                 if self.pending and deadline is None:
                     deadline = time.monotonic() + self.linger
                 if len(self.pending) >= self.max_points:
@@ -284,6 +294,7 @@ class Gateway:
         self.batcher = Batcher(
             self.catalog, self.buffer, bc, self.wake, observer, encoder,
             pipeline=pipeline, on_alarms=self.alarms.submit if self.alarms else None, clock=clock,
+            link_free=self._link_free,
         )
         # the status endpoint ([http] or --http): its live table is a tap on the pipeline, absent when off
         self.live: LiveTable | None = None
@@ -358,6 +369,10 @@ class Gateway:
     def buffer_counters(self) -> dict[str, int]:
         """Live buffer counters; after :meth:`run` returned, their values at shutdown."""
         return self._final_counters if self._final_counters is not None else self.buffer.counters()
+
+    def _link_free(self) -> bool:
+        """The uplink is connected and has room in its window for one more batch right now."""
+        return self.forwarder.stats.connected and self.buffer.pending_batches < self.forwarder.max_inflight
 
     async def run(self) -> None:
         """Run until cancelled; then stop gracefully: acquisition first, then commit what was

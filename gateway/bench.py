@@ -118,8 +118,11 @@ async def _rig(
     path = workdir / f"buffer-{time.monotonic_ns()}.db"
     buffer = SqliteBuffer(path, max_bytes=max_bytes, when_full=when_full, durability=durability)
     wake = asyncio.Event()
-    batcher = Batcher(catalog, buffer, BufferConfig(batch_max_points=batch_points, linger_ms=linger_ms), wake)
     cfg = MqttConfig(port=port, topic_prefix="bench", max_inflight=max_inflight, timeout_s=30)
+    fwd_box: list[Forwarder] = []  # natural batching, as in the gateway (Gateway._link_free)
+    batcher = Batcher(catalog, buffer, BufferConfig(batch_max_points=batch_points, linger_ms=linger_ms), wake,
+                      link_free=lambda: bool(fwd_box) and fwd_box[0].stats.connected
+                      and buffer.pending_batches < max_inflight)
     if prefill is not None:
         prefill(buffer)
     rig: Rig
@@ -130,6 +133,7 @@ async def _rig(
 
     fwd = Forwarder(buffer, MqttUplink(cfg, _SITE, _GW), wake, max_inflight=cfg.max_inflight,
                     backlog_share=backlog_share, on_delivered=delivered)
+    fwd_box.append(fwd)
     rig = Rig(catalog, buffer, batcher, fwd, wake)
     tasks = [asyncio.create_task(batcher.run(), name="batcher")]
     try:
