@@ -74,12 +74,29 @@ class GatewayCollector(Collector):
                 uplinks.append(("alarms", self.gateway.alarms.forwarder.stats, self.gateway.alarms.buffer))
             yield from self._buffers(buffers)
             yield from self._uplinks(uplinks)
+            yield from self._overload(self.gateway)
             ready = _gauge("edgegw_ready", "1 when /readyz says ready; per check.", ["check"])
             for c in gateway_readiness(self.gateway):
                 ready.add_metric([c.name], int(c.ok))
             yield ready
         if self.ingest is not None:
             yield from self._ingest(self.ingest)
+
+    def _overload(self, gw: Gateway) -> Iterator[Metric]:
+        """The conditions the overload watch says in the log and the retained state message (#18)."""
+        watch = getattr(gw, "watch", None)
+        if watch is None:
+            return
+        facts = watch.facts()
+        active = _gauge("edgegw_overload_active",
+                        "1 while the condition lasts (drops by policy, expiry, quarantine, uplink lag, missed "
+                        "polls, loop blocks), as logged at WARNING.", ["condition"])
+        for name in watch.conditions():
+            active.add_metric([name], int(isinstance(facts.get(name), dict)))
+        yield active
+        fill = _gauge("edgegw_buffer_fill_ratio", "Buffered bytes over buffer.max_bytes (warnings at 0.75 and 0.9).")
+        fill.add_metric([], float(watch.fill))
+        yield fill
 
     def _devices(self, gw: Gateway) -> Iterator[Metric]:
         polls = _counter("edgegw_device_reads", "Successful polls (or pushed notification bursts).", ["device"])

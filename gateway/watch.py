@@ -184,6 +184,10 @@ class Watch:
                             extra={"condition": name, "phase": "stop"})
                 ep.reset()
 
+    def conditions(self) -> list[str]:
+        """Every condition the watch can report (the keys of :meth:`facts` when in force)."""
+        return list(self._episodes)
+
     def facts(self) -> dict[str, object]:
         """The conditions in force (empty when none), for the retained state message and metrics."""
         out: dict[str, object] = {}

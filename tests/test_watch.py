@@ -209,3 +209,44 @@ def test_event_loop_blocked_longer_than_the_bound(tmp_path: Path, caplog: pytest
     assert [r.__dict__["phase"] for r in lines] == ["start", "stop"]
     assert "worst 1.200 s" in lines[0].getMessage()
     buf.close()
+
+
+def test_the_conditions_reach_the_metrics(tmp_path: Path) -> None:
+    """The same facts as the log lines, on /metrics (the collector of gateway.metrics, scraped)."""
+    from types import SimpleNamespace
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from gateway.metrics import GatewayCollector
+
+    clock = ManualClock(WALL)
+    buf = _open(tmp_path, "drop_oldest", clock)
+    watch = Watch(buf, clock=clock)
+    collector = GatewayCollector()
+
+    def scrape() -> dict[str, float]:
+        registry = CollectorRegistry()
+
+        class One:
+            def collect(self):  # type: ignore[no-untyped-def]
+                return collector._overload(SimpleNamespace(watch=watch))  # type: ignore[arg-type]
+
+        registry.register(One())
+        out = {}
+        for line in generate_latest(registry).decode().splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                out[name] = float(value)
+        return out
+
+    _put(buf, 5)
+    watch.check()
+    before = scrape()
+    assert before['edgegw_overload_active{condition="buffer_drop_oldest"}'] == 0
+    assert before["edgegw_buffer_fill_ratio"] == 0.5
+    _put(buf, 8)  # past the bound: oldest dropped
+    watch.check()
+    during = scrape()
+    assert during['edgegw_overload_active{condition="buffer_drop_oldest"}'] == 1
+    assert during["edgegw_buffer_fill_ratio"] == 1.0
+    buf.close()
