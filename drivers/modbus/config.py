@@ -221,29 +221,6 @@ class ModbusDeviceBase(DeviceBase):
         used = {p.group or "" for p in self.points}
         return {g: (self.poll_groups[g] if g else self.poll_interval_ms) for g in sorted(used)}
 
-    @model_validator(mode="after")
-    def _no_conflicts(self) -> Self:
-        """Overlapping points must agree on what the shared registers mean (bits of one word may share it)."""
-        spans = sorted(
-            (p.table, p.address, p.address + p.registers, i) for i, p in enumerate(self.points) if not p.table.is_bit
-        )
-        prev: tuple[Table, int, int] | None = None  # (table, end, point) of the span reaching furthest
-        for table, lo, hi, i in spans:
-            if prev is None or prev[0] is not table or lo >= prev[1]:
-                prev = (table, hi, i)
-                continue
-            a, b = self.points[prev[2]], self.points[i]
-            both_bits = a.data_type is DataType.BOOL and b.data_type is DataType.BOOL
-            same = (a.address, a.data_type, a.byte_order, a.length) == (b.address, b.data_type, b.byte_order, b.length)
-            if not (both_bits or same):
-                raise ValueError(
-                    f"points {a.name!r} ({a.data_type} at {a.address}) and {b.name!r} ({b.data_type} at"
-                    f" {b.address}) overlap in {table} with conflicting types"
-                )
-            if hi > prev[1]:
-                prev = (table, hi, i)
-        return self
-
 
 class ModbusTcpDevice(ModbusDeviceBase):
     """Modbus TCP (MBAP framing): one TCP connection per device."""

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Self
 
 from drivers.modbus.client import Connection, ExceptionResponse, FrameError, Framing
-from drivers.modbus.config import ModbusDevice, ModbusRtuDevice, ModbusRtuTcpDevice, Table, line_key
+from drivers.modbus.config import ModbusDevice, ModbusPoint, ModbusRtuDevice, ModbusRtuTcpDevice, Table, line_key
 from drivers.modbus.decode import BitDecoder, Decoder, Field
-from drivers.modbus.plan import Block, gap_addresses, plan
+from drivers.modbus.plan import Block, plan
 from gateway.errors import ConnectError, ReadError
 from gateway.point import Quality, SampleBatch, now_ns
 
@@ -153,7 +153,7 @@ class ModbusDriver:
         self._replan()
 
     def _replan(self) -> None:
-        """Build blocks and their decoders per poll group; rerun when a bridged gap turned out unreadable."""
+        """Build blocks and their decoders per poll group; rerun when an address turned out unreadable."""
         config = self.config
         for group in self.groups.values():
             subset = [config.points[i] for i in group.points]
@@ -162,25 +162,28 @@ class ModbusDriver:
                 # members are positions in `subset`: map them back to the device's point list
                 members = tuple(group.points[m] for m in block.members)
                 block = Block(block.table, block.address, block.count, members)
-                fields = []
-                width = 1 if block.table.is_bit else 2
-                for member in members:
-                    pt = config.points[member]
-                    fields.append(
-                        Field(
-                            index=self._first + member,
-                            offset=(pt.address - block.address) * width,
-                            data_type=pt.data_type,
-                            order=pt.byte_order or config.byte_order,
-                            bit=pt.bit,
-                            length=pt.length or 0,
-                            string_order=pt.string_order,
-                            encoding=pt.string_encoding or config.string_encoding,
-                            enum=pt.enum,
-                        )
-                    )
-                decoder: Decoder | BitDecoder = BitDecoder(fields) if block.table.is_bit else Decoder(fields)
-                group.blocks.append((block, decoder))
+                group.blocks.append((block, self._decoder(block)))
+
+    def _decoder(self, block: Block) -> Decoder | BitDecoder:
+        config = self.config
+        fields = []
+        width = 1 if block.table.is_bit else 2
+        for member in block.members:
+            pt = config.points[member]
+            fields.append(
+                Field(
+                    index=self._first + member,
+                    offset=(pt.address - block.address) * width,
+                    data_type=pt.data_type,
+                    order=pt.byte_order or config.byte_order,
+                    bit=pt.bit,
+                    length=pt.length or 0,
+                    string_order=pt.string_order,
+                    encoding=pt.string_encoding or config.string_encoding,
+                    enum=pt.enum,
+                )
+            )
+        return BitDecoder(fields) if block.table.is_bit else Decoder(fields)
 
     @property
     def name(self) -> str:
@@ -216,49 +219,147 @@ class ModbusDriver:
         return out
 
     async def read_group(self, group: str) -> SampleBatch:
-        """Every block of one poll group once.  An exception response spoils only its block's points."""
+        """Every block of one poll group once.  An exception response spoils only its block's points;
+        "illegal data address" on a block of several points is narrowed down at once (see
+        :meth:`_narrow`), so the readable points of the block are good in this very poll."""
         conn = self.line.conn
         if conn is None or not self._entered:
             raise ConnectError(self.config.name, "not connected")
-        cfg = self.config
-        unit = cfg.unit_id
-        timeout = cfg.timeout_ms / 1000
-        first = self._first
         out: SampleBatch = []
-        replan = False
-        good = Quality.GOOD
-        for block, decoder in self.groups[group].blocks:
-            self.requests += 1
-            try:
-                async with conn.lock:  # the line is ours from here: the timeout starts now
-                    ts = now_ns()
-                    data = await conn.read(unit, block.table.function_code, block.address, block.count, timeout)
-            except ExceptionResponse as err:
-                reason = f"modbus_exception_{err.code}_{_EXCEPTION_NAMES.get(err.code, 'unknown')}"
-                out.extend((first + m, ts, None, Quality.BAD, reason) for m in block.members)
-                if err.code == 2:
-                    gaps = gap_addresses(block, cfg.points)
-                    if gaps - self.unbridgeable:
-                        self.unbridgeable |= gaps
-                        replan = True
-                continue
-            except TimeoutError as err:
-                # a dead unit on a shared line must not close the connection the others use
-                raise ReadError(self.name, f"no answer within {timeout:g} s", reason="timeout",
-                                disconnect=not self.shared) from err
-            except FrameError as err:
-                if self.line.framing is Framing.MBAP:
-                    self.line.drop()  # the TCP stream may be out of step
-                raise ReadError(self.name, f"malformed response: {err}", reason="malformed_response") from err
-            except (ConnectionError, OSError) as err:
-                raise ReadError(self.name, f"connection lost: {err}", reason="disconnected", disconnect=True) from err
-            if isinstance(decoder, BitDecoder):
-                out += [(i, ts, v, good, None) for i, v, _ in decoder.decode_packed(data)]
-            else:
-                out += decoder.samples(data, ts)
-        if replan:
-            self._replan()
+        known = len(self.unbridgeable)
+        try:
+            for block, decoder in self.groups[group].blocks:
+                try:
+                    ts, data = await self._request(conn, block)
+                except ExceptionResponse as err:
+                    if err.code == 2:
+                        await self._narrow(conn, block.table, _clusters(block, self.config.points), out)
+                    else:
+                        out.extend(_refused(block, self._first, err))
+                    continue
+                out += _samples(decoder, data, ts)
+        finally:
+            if len(self.unbridgeable) != known:
+                self._replan()
         return out
+
+    async def _request(self, conn: Connection, block: Block) -> tuple[int, bytes]:
+        """One read; the source time and the answer's data bytes.  Transport failures become ReadError."""
+        self.requests += 1
+        timeout = self.config.timeout_ms / 1000
+        try:
+            async with conn.lock:  # the line is ours from here: the timeout starts now
+                ts = now_ns()
+                data = await conn.read(self.config.unit_id, block.table.function_code, block.address, block.count,
+                                       timeout)
+        except TimeoutError as err:
+            # a dead unit on a shared line must not close the connection the others use
+            raise ReadError(self.name, f"no answer within {timeout:g} s", reason="timeout",
+                            disconnect=not self.shared) from err
+        except FrameError as err:
+            if self.line.framing is Framing.MBAP:
+                self.line.drop()  # the TCP stream may be out of step
+            raise ReadError(self.name, f"malformed response: {err}", reason="malformed_response") from err
+        except (ConnectionError, OSError) as err:
+            raise ReadError(self.name, f"connection lost: {err}", reason="disconnected", disconnect=True) from err
+        return ts, data
+
+    async def _narrow(self, conn: Connection, table: Table, clusters: list[_Cluster], out: SampleBatch) -> None:
+        """``clusters`` read together were refused with "illegal data address": find the addresses.
+
+        Bisection over the clusters (runs of overlapping points, no gap inside): a half that reads is
+        decoded into ``out``; a refused half is narrowed further.  When both halves read, the refused
+        address lies in the gap between them, which no block will bridge again; a refused single
+        cluster is tried one distinct span at a time, and a refused span marks its registers, so that
+        point (and views of exactly its registers) is read on its own from now on and every other
+        point of the block stays good.  Costs about 2 log2(n) requests, once.
+        """
+        if len(clusters) > 1:
+            mid = len(clusters) // 2
+            left, right = clusters[:mid], clusters[mid:]
+            left_read = await self._attempt(conn, table, left, out)
+            right_read = await self._attempt(conn, table, right, out)
+            if left_read and right_read:
+                gap = range(max(c.hi for c in left), right[0].lo)
+                # empty gap: the device refuses only the combined read; nothing to learn, every point was read
+                self.unbridgeable |= {(table, a) for a in gap}
+            return
+        (cluster,) = clusters
+        spans: dict[tuple[int, int], list[int]] = {}
+        points = self.config.points
+        for m in cluster.members:
+            spans.setdefault((points[m].address, points[m].address + points[m].registers), []).append(m)
+        if len(spans) == 1:
+            refused = await self._refused_addresses(conn, table, cluster.lo, cluster.hi)
+            self.unbridgeable |= {(table, a) for a in refused or range(cluster.lo, cluster.hi)}
+            block = Block(table, cluster.lo, cluster.hi - cluster.lo, tuple(cluster.members))
+            out.extend(_refused(block, self._first, ExceptionResponse(2)))
+            return
+        for (lo, hi), members in spans.items():
+            await self._attempt(conn, table, [_Cluster(lo, hi, members)], out)
+
+    async def _refused_addresses(self, conn: Connection, table: Table, lo: int, hi: int) -> set[int]:
+        """The addresses in lo..hi that a refused multi-register point really lacks (bisection), so
+        that its views of the other registers stay readable with their neighbours."""
+        if hi - lo == 1:
+            return {lo}
+        found: set[int] = set()
+        mid = (lo + hi) // 2
+        for a, b in ((lo, mid), (mid, hi)):
+            try:
+                await self._request(conn, Block(table, a, b - a, ()))
+            except ExceptionResponse as err:
+                if err.code == 2:
+                    found |= await self._refused_addresses(conn, table, a, b)
+        return found
+
+    async def _attempt(self, conn: Connection, table: Table, clusters: list[_Cluster], out: SampleBatch) -> bool:
+        """Read ``clusters`` as one block; False when refused with "illegal data address" (then narrowed)."""
+        lo, hi = clusters[0].lo, max(c.hi for c in clusters)
+        block = Block(table, lo, hi - lo, tuple(m for c in clusters for m in c.members))
+        try:
+            ts, data = await self._request(conn, block)
+        except ExceptionResponse as err:
+            if err.code != 2:
+                out.extend(_refused(block, self._first, err))
+                return True
+            await self._narrow(conn, table, clusters, out)
+            return False
+        out += _samples(self._decoder(block), data, ts)
+        return True
+
+
+class _Cluster:
+    """A run of points whose registers overlap (no unused address inside): the unit of narrowing."""
+
+    __slots__ = ("hi", "lo", "members")
+
+    def __init__(self, lo: int, hi: int, members: list[int]) -> None:
+        self.lo, self.hi, self.members = lo, hi, members
+
+
+def _clusters(block: Block, points: Sequence[ModbusPoint]) -> list[_Cluster]:
+    out: list[_Cluster] = []
+    for lo, hi, m in sorted((points[m].address, points[m].address + points[m].registers, m) for m in block.members):
+        if out and lo < out[-1].hi:
+            out[-1].hi = max(out[-1].hi, hi)
+            out[-1].members.append(m)
+        else:
+            out.append(_Cluster(lo, hi, [m]))
+    return out
+
+
+def _refused(block: Block, first: int, err: ExceptionResponse) -> SampleBatch:
+    reason = f"modbus_exception_{err.code}_{_EXCEPTION_NAMES.get(err.code, 'unknown')}"
+    ts = now_ns()
+    return [(first + m, ts, None, Quality.BAD, reason) for m in block.members]
+
+
+def _samples(decoder: Decoder | BitDecoder, data: bytes, ts: int) -> SampleBatch:
+    if isinstance(decoder, BitDecoder):
+        good = Quality.GOOD
+        return [(i, ts, v, good, None) for i, v, _ in decoder.decode_packed(data)]
+    return decoder.samples(data, ts)
 
 
 def _bind(read_group: Callable[[str], Awaitable[SampleBatch]], name: str) -> Callable[[], Awaitable[SampleBatch]]:
