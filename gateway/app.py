@@ -305,6 +305,10 @@ class Gateway:
                     schedules=driver.schedules() if isinstance(driver, ModbusDriver) else None,
                     retries=dev.retries if isinstance(dev, ModbusDeviceBase) else 0,
                     watchdog=not modbus,
+                    suspend_after=dev.suspend_after_timeouts if isinstance(dev, ModbusDeviceBase) else 0,
+                    suspended_interval_s=(
+                        dev.suspended_poll_interval_ms / 1000 if isinstance(dev, ModbusDeviceBase) else 10.0
+                    ),
                 )
             )
 

@@ -48,6 +48,9 @@ class DeviceHealth:
     last_error: str = ""
     last_error_mono: float | None = None  # time.monotonic() of the last failure (the status page shows its age)
     errors: Counter[str] = field(default_factory=Counter)  # failed polls and connects by reason
+    timeouts_in_row: int = 0  # consecutive polls that timed out (reset by a good poll)
+    suspended: bool = False  # timed out `suspend_after` times in a row: tried at a reduced rate, single attempts
+    suspensions: int = 0
 
 
 POLL_SLOTS = 10  # poll instants per interval that devices share (see DeviceRunner._aligned)
@@ -63,6 +66,8 @@ class _Runner:
     emit: Callable[[SampleBatch], Awaitable[None]]
 
     async def _failed(self, name: str, message: str, reason: str) -> None:
+        h = self.health
+        h.timeouts_in_row = h.timeouts_in_row + 1 if reason == "timeout" else 0
         self.health.failed_polls += 1
         self.health.last_error = message
         self.health.last_error_mono = time.monotonic()
@@ -82,6 +87,12 @@ class DeviceRunner(_Runner):
     for a shared line does not count), each read.  A failed read is retried ``retries`` times at
     once; then the device is down: its points turn bad with the reason, the connection is
     re-opened after a backoff that doubles per consecutive failure up to ``backoff_max_s``.
+
+    A device whose polls timed out ``suspend_after`` times in a row (0: never) is suspended, like
+    Kepware's auto-demotion: it is tried every ``suspended_interval_s`` with a single attempt (no
+    retries), and, when the driver offers ``wait_quiet`` (a unit on a shared RS-485 line), only in a
+    quiet moment of its line, when no live unit's poll falls due within its timeout.  A dead unit then
+    costs the live units on its line no poll; the first good answer ends the suspension.
     """
 
     def __init__(
@@ -97,6 +108,8 @@ class DeviceRunner(_Runner):
         schedules: list[Schedule] | None = None,
         retries: int = 0,
         watchdog: bool = True,
+        suspend_after: int = 0,
+        suspended_interval_s: float = 10.0,
     ) -> None:
         self.driver = driver
         self.catalog = catalog
@@ -108,6 +121,8 @@ class DeviceRunner(_Runner):
         self.schedules = schedules or [(poll_interval_s, driver.read)]
         self.retries = retries
         self.watchdog = watchdog
+        self.suspend_after = suspend_after
+        self.suspended_interval = suspended_interval_s
         self._backoff = self.backoff_initial
         self._slot = random.randrange(POLL_SLOTS)
         self.health = DeviceHealth()
@@ -138,11 +153,30 @@ class DeviceRunner(_Runner):
 
     async def _back_off(self) -> None:
         """Consecutive failures wait longer (doubling, capped, jittered); a good poll resets it."""
+        h = self.health
+        if self.suspend_after and h.timeouts_in_row >= self.suspend_after:
+            if not h.suspended:
+                h.suspended = True
+                h.suspensions += 1
+                log.warning(
+                    "Device %s suspended after %d timeouts in a row: tried once every %g s%s until it answers.",
+                    self.driver.name, h.timeouts_in_row, self.suspended_interval,
+                    ", in quiet moments of its line," if hasattr(self.driver, "wait_quiet") else "",
+                    extra={"device": self.driver.name},
+                )
+            await asyncio.sleep(self.suspended_interval * random.uniform(0.9, 1.1))
+            return
         await asyncio.sleep(self._backoff * random.uniform(0.8, 1.2))
         self._backoff = min(self._backoff * 2, self.backoff_max)
 
     async def _read(self, read: Callable[[], Awaitable[SampleBatch]]) -> SampleBatch:
         attempt = 0
+        retries = self.retries
+        if self.health.suspended:
+            retries = 0
+            quiet: Callable[[float], Awaitable[bool]] | None = getattr(self.driver, "wait_quiet", None)
+            if quiet is not None:
+                await quiet(self.suspended_interval)
         while True:
             try:
                 if not self.watchdog:
@@ -150,7 +184,7 @@ class DeviceRunner(_Runner):
                 async with asyncio.timeout(self.timeout):
                     return await read()
             except (ReadError, TimeoutError) as err:
-                if attempt >= self.retries or (isinstance(err, ReadError) and err.reason == "disconnected"):
+                if attempt >= retries or (isinstance(err, ReadError) and err.reason == "disconnected"):
                     raise
                 attempt += 1
                 self.health.retries += 1
@@ -176,6 +210,10 @@ class DeviceRunner(_Runner):
             interval, read = self.schedules[i]
             batch = await self._read(read)
             self.health.polls += 1
+            self.health.timeouts_in_row = 0
+            if self.health.suspended:
+                self.health.suspended = False
+                log.warning("Device %s answers again: suspension ended.", name, extra={"device": name})
             if not self.health.up:
                 self.health.up = True
                 self._backoff = self.backoff_initial

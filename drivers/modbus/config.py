@@ -191,6 +191,14 @@ class ModbusDeviceBase(DeviceBase):
     max_gap: int = Field(default=16, ge=0, le=124, description="unused registers a single read may bridge")
     max_bit_gap: int = Field(default=64, ge=0, le=1999, description="unused coils / inputs a read may bridge")
     retries: int = Field(default=1, ge=0, le=10, description="immediate re-polls after a timeout before 'down'")
+    suspend_after_timeouts: int = Field(
+        default=2, ge=0, le=100,
+        description="polls timed out in a row after which the unit is suspended (tried at a reduced rate; 0: never)",
+    )
+    suspended_poll_interval_ms: int = Field(
+        default=10_000, ge=100, le=3_600_000,
+        description="how often a suspended unit is tried: one attempt, in a quiet moment of a shared line",
+    )
     poll_groups: dict[Key, int] = Field(
         default_factory=dict, description="group name -> poll interval in ms; points name theirs in `group`"
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Self
 
@@ -51,6 +52,30 @@ class Line:
         self.conn: Connection | None = None
         self.users = 0
         self.opens = 0
+        self.members: set[ModbusDriver] = set()  # the entered drivers of the units on this line
+
+    async def wait_quiet(self, me: ModbusDriver, need_s: float, limit_s: float) -> bool:
+        """Wait until the line is free and no answering unit's poll falls due within ``need_s``.
+
+        A suspended unit's attempt goes in such a moment, so its timeout delays no live poll.  Where
+        the line is never quiet that long (poll intervals shorter than the timeout), it gives up after
+        ``limit_s`` and returns False: the attempt then costs the others at most one timeout.
+        """
+        loop = asyncio.get_running_loop()
+        end = loop.time() + limit_s
+        while (now := loop.time()) < end:
+            conn = self.conn
+            if conn is not None and conn.lock.locked():
+                async with conn.lock:  # the request in progress (and those queued) first
+                    pass
+                continue
+            due = [d.next_due for d in self.members if d is not me and d.answering and d.next_due > now - need_s]
+            soonest = min(due, default=math.inf)
+            if soonest - now >= need_s:
+                return True
+            # wait until that poll has started (it takes the lock), then look again
+            await asyncio.sleep(min(max(soonest - now, 0.0) + 0.002, end - now))
+        return False
 
     async def acquire(self) -> None:
         """Register a user; (re)open the connection if it is not open."""
@@ -150,6 +175,8 @@ class ModbusDriver:
             self.groups[name] = _Group(name, ms / 1000, members)
         self._entered = False
         self.requests = 0  # requests sent, for benchmarks and diagnostics
+        self.answering = False  # the last request was answered (a live unit, whose polls others must not delay)
+        self._due: dict[str, float] = {}  # poll group -> when its next poll falls due (loop time)
         self._replan()
 
     def _replan(self) -> None:
@@ -204,12 +231,27 @@ class ModbusDriver:
         except OSError as err:
             raise ConnectError(self.config.name, f"cannot open {self.line.description}: {err}") from err
         self._entered = True
+        self.line.members.add(self)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         if self._entered:
             self._entered = False
+            self.line.members.discard(self)
             self.line.release()
+
+    @property
+    def next_due(self) -> float:
+        """When this unit's next poll falls due (event-loop time; inf before its first poll)."""
+        return min(self._due.values(), default=math.inf)
+
+    async def wait_quiet(self, limit_s: float) -> bool:
+        """For a suspended unit: wait (at most ``limit_s``) for a moment when one attempt of ours
+        (a timeout, plus the frame gap) delays no answering unit's poll on the shared line."""
+        if not self.shared:
+            return True
+        need = self.config.timeout_ms / 1000 + 2 * self.line.frame_gap + 0.01
+        return await self.line.wait_quiet(self, need, limit_s)
 
     async def read(self) -> SampleBatch:
         """One poll of every group."""
@@ -225,10 +267,12 @@ class ModbusDriver:
         conn = self.line.conn
         if conn is None or not self._entered:
             raise ConnectError(self.config.name, "not connected")
+        g = self.groups[group]
+        self._due[group] = asyncio.get_running_loop().time() + g.interval_s  # the runner calls us when due
         out: SampleBatch = []
         known = len(self.unbridgeable)
         try:
-            for block, decoder in self.groups[group].blocks:
+            for block, decoder in g.blocks:
                 try:
                     ts, data = await self._request(conn, block)
                 except ExceptionResponse as err:
@@ -238,6 +282,7 @@ class ModbusDriver:
                         out.extend(_refused(block, self._first, err))
                     continue
                 out += _samples(decoder, data, ts)
+            self.answering = True
         finally:
             if len(self.unbridgeable) != known:
                 self._replan()
@@ -253,6 +298,7 @@ class ModbusDriver:
                 data = await conn.read(self.config.unit_id, block.table.function_code, block.address, block.count,
                                        timeout)
         except TimeoutError as err:
+            self.answering = False
             # a dead unit on a shared line must not close the connection the others use
             raise ReadError(self.name, f"no answer within {timeout:g} s", reason="timeout",
                             disconnect=not self.shared) from err
