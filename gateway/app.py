@@ -275,6 +275,8 @@ class Gateway:
             self.buffer, self.uplink, self.wake, max_inflight=up.max_inflight, backlog_share=up.backlog_share
         )
         self.runners: list[DeviceRunner | StreamRunner] = []
+        self.health_changed = asyncio.Event()  # a device's health changed: republish the state message
+        self.uplink.detail = self.device_health
         self._final_counters: dict[str, int] | None = None
         lines = LinePool()
         for dev in cfg.devices:
@@ -291,6 +293,7 @@ class Gateway:
                         backoff_max_s=dev.backoff_max_ms / 1000,
                     )
                 )
+                self.runners[-1].on_health = self.health_changed.set
                 continue
             modbus = isinstance(driver, ModbusDriver)
             self.runners.append(
@@ -305,12 +308,28 @@ class Gateway:
                     schedules=driver.schedules() if isinstance(driver, ModbusDriver) else None,
                     retries=dev.retries if isinstance(dev, ModbusDeviceBase) else 0,
                     watchdog=not modbus,
+                    on_health=self.health_changed.set,
                     suspend_after=dev.suspend_after_timeouts if isinstance(dev, ModbusDeviceBase) else 0,
                     suspended_interval_s=(
                         dev.suspended_poll_interval_ms / 1000 if isinstance(dev, ModbusDeviceBase) else 10.0
                     ),
                 )
             )
+
+    def device_health(self) -> dict[str, object]:
+        """The devices' health for the retained state message: state, dominant reason, bad points."""
+        return {"devices": {
+            r.driver.name: {"state": r.health.state, "reason": r.health.reason, "bad_points": r.health.bad_points,
+                            "points": r.health.points}
+            for r in self.runners
+        }}
+
+    async def _publish_health(self) -> None:
+        """Republish the retained state message whenever a device's health changes."""
+        while True:
+            await self.health_changed.wait()
+            self.health_changed.clear()
+            await self.uplink.refresh_state()
 
     @property
     def buffer_counters(self) -> dict[str, int]:
@@ -334,7 +353,8 @@ class Gateway:
         upkeep = asyncio.create_task(self._upkeep(), name="buffer-upkeep")
         batcher = asyncio.create_task(self.batcher.run(), name="batcher")
         devices = [asyncio.create_task(r.run(), name=f"device:{r.driver.name}") for r in self.runners]
-        everything = [forwarder, upkeep, batcher, *devices]
+        health = asyncio.create_task(self._publish_health(), name="device-health")
+        everything = [forwarder, upkeep, batcher, health, *devices]
         if self.alarms is not None:
             everything.append(asyncio.create_task(self.alarms.run(), name="alarms"))
         if self.registry_sync is not None:

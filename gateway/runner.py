@@ -48,6 +48,10 @@ class DeviceHealth:
     last_error: str = ""
     last_error_mono: float | None = None  # time.monotonic() of the last failure (the status page shows its age)
     errors: Counter[str] = field(default_factory=Counter)  # failed polls and connects by reason
+    state: str = "connecting"  # connecting | up | degraded (answers, some points bad) | down
+    reason: str = ""  # the dominant reason of the bad points (degraded, down)
+    bad_points: int = 0
+    points: int = 0
     timeouts_in_row: int = 0  # consecutive polls that timed out (reset by a good poll)
     suspended: bool = False  # timed out `suspend_after` times in a row: tried at a reduced rate, single attempts
     suspensions: int = 0
@@ -59,11 +63,46 @@ Schedule = tuple[float, Callable[[], Awaitable[SampleBatch]]]  # (interval s, re
 
 class _Runner:
     """What both runners share: health counters, and reporting a device down (its points turn bad
-    with the reason; the transition is logged once, repeats are only counted)."""
+    with the reason; the transition is logged once, repeats are only counted).
+
+    Health tells the truth about the points, not only the connection: a device that answers with
+    some points bad (an exception response, an illegal address, an undecodable value) is
+    ``degraded``, with the dominant reason and the count; every change of state (or of the dominant
+    reason) is logged at WARNING and reported through ``on_health`` (the retained state message).
+    """
 
     health: DeviceHealth
     catalog: Catalog
     emit: Callable[[SampleBatch], Awaitable[None]]
+    on_health: Callable[[], None] | None = None
+    _bad: dict[int, str]  # point index -> reason, for the device's points whose last sample is bad
+
+    def _observe(self, name: str, batch: SampleBatch) -> None:
+        """After a good poll: update the device's bad points from the samples, then its state."""
+        bad = self._bad
+        for s in batch:
+            if s[4] is None:
+                bad.pop(s[0], None)
+            else:
+                bad[s[0]] = s[4]
+        self._set_state(name, "degraded" if bad else "up", Counter(bad.values()), len(bad))
+
+    def _set_state(self, name: str, state: str, reasons: Counter[str], bad: int) -> None:
+        h = self.health
+        h.points = len(self.catalog.by_device.get(name, ()))
+        reason = reasons.most_common(1)[0][0] if reasons else ""
+        changed = (state, reason) != (h.state, h.reason)
+        first = h.state == "connecting"
+        h.state, h.reason, h.bad_points = state, reason, bad
+        if not changed:
+            return
+        extra = {"device": name, "state": state, "reason": reason, "bad_points": bad}
+        if state == "degraded":
+            log.warning("Device %s degraded: %d of %d points bad: %s", name, bad, h.points, reason, extra=extra)
+        elif state == "up":
+            (log.info if first else log.warning)("Device %s is up.", name, extra=extra)
+        if self.on_health is not None:
+            self.on_health()
 
     async def _failed(self, name: str, message: str, reason: str) -> None:
         h = self.health
@@ -73,9 +112,17 @@ class _Runner:
         self.health.last_error_mono = time.monotonic()
         self.health.errors[reason] += 1
         if self.health.up or self.health.failed_polls == 1:
-            log.warning("Device %s is down: %s", name, message, extra={"device": name})
+            log.warning("Device %s is down: %s", name, message, extra={"device": name, "reason": reason})
         self.health.up = False
-        await self.emit(self.catalog.bad_samples(name, now_ns(), reason))
+        samples = self.catalog.bad_samples(name, now_ns(), reason)
+        self._bad = {s[0]: reason for s in samples}
+        h.state = "down"  # logged above, once per transition
+        changed = h.reason != reason or h.bad_points != len(samples)
+        h.reason, h.bad_points = reason, len(samples)
+        h.points = len(samples)
+        if changed and self.on_health is not None:
+            self.on_health()
+        await self.emit(samples)
 
 
 class DeviceRunner(_Runner):
@@ -110,6 +157,7 @@ class DeviceRunner(_Runner):
         watchdog: bool = True,
         suspend_after: int = 0,
         suspended_interval_s: float = 10.0,
+        on_health: Callable[[], None] | None = None,
     ) -> None:
         self.driver = driver
         self.catalog = catalog
@@ -123,6 +171,8 @@ class DeviceRunner(_Runner):
         self.watchdog = watchdog
         self.suspend_after = suspend_after
         self.suspended_interval = suspended_interval_s
+        self.on_health = on_health
+        self._bad = {}
         self._backoff = self.backoff_initial
         self._slot = random.randrange(POLL_SLOTS)
         self.health = DeviceHealth()
@@ -217,7 +267,8 @@ class DeviceRunner(_Runner):
             if not self.health.up:
                 self.health.up = True
                 self._backoff = self.backoff_initial
-                log.info("Device %s is up.", name, extra={"device": name})
+                self._bad.clear()  # the outage's reason; each group's points are judged at its own poll
+            self._observe(name, batch)
             await self.emit(batch)
             next_at += interval
             late = time.monotonic() - next_at
@@ -267,6 +318,7 @@ class StreamRunner(_Runner):
         self.backoff_max = backoff_max_s
         self.backoff_initial = min(backoff_initial_s, backoff_max_s)
         self.health = DeviceHealth()
+        self._bad = {}
 
     async def run(self) -> None:
         name = self.driver.name
@@ -283,12 +335,13 @@ class StreamRunner(_Runner):
                 continue
             self.health.connects += 1
             backoff = self.backoff_initial
-            if not self.health.up:
-                self.health.up = True
-                log.info("Device %s is up.", name, extra={"device": name})
+            self.health.up = True
+            self._bad.clear()
+            self._set_state(name, "up", Counter(), 0)
             try:
                 async for batch in self.driver.stream():
                     self.health.polls += 1
+                    self._observe(name, batch)
                     await self.emit(batch)
             except DeviceError as err:
                 reason = err.reason if isinstance(err, ReadError) else "disconnected"
