@@ -148,6 +148,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_read(args: argparse.Namespace) -> int:
+    """Poll once (or, with --watch, until Ctrl-C) and show every point; exit 1 unless every device is up."""
+    from rich.console import Console
+
+    from gateway.config import load
+    from gateway.readout import read_devices
+
+    cfg = load(args.config)
+    # a pipe or a file gets the whole table, not one cut to 80 columns
+    console = Console() if sys.stdout.isatty() else Console(width=240, no_color=True)
+    result: list[Any] = []
+
+    async def go() -> None:
+        result.append(await read_devices(cfg, args.device, watch=args.watch, interval_s=args.interval,
+                                         console=console))
+
+    _run(go())
+    if args.watch:  # ended by Ctrl-C
+        return EXIT_OK
+    return EXIT_OK if result and result[0].all_good else EXIT_FAILURE
+
+
 def _ingest_config(args: argparse.Namespace, what: str) -> Any:
     from gateway.config import load
 
@@ -545,6 +567,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--http", type=_listen_arg, default=None, metavar="HOST:PORT",
                    help="serve /healthz, /readyz, /metrics and the status page here (overrides [http])")
     s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("read", help="poll the devices once (or --watch) and show every point's value, unit, "
+                                    "quality, reason and code; no broker, no buffer")
+    s.add_argument("-c", "--config", required=True)
+    s.add_argument("device", nargs="*", help="only these devices (default: every enabled one)")
+    s.add_argument("--watch", action="store_true", help="poll again every --interval seconds until Ctrl-C")
+    s.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds between polls with --watch")
+    s.set_defaults(func=cmd_read)
 
     s = sub.add_parser("ingest", help="run the central ingest role (MQTT -> InfluxDB); dead letters")
     s.add_argument("-c", "--config", default=None, help="the ingest's config (required)")
