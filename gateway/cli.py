@@ -36,8 +36,11 @@ class UsageError(Exception):
 def _print_config_error(err: ConfigError) -> None:
     where = f"{err.source}: " if err.source else ""
     print(f"error: {where}invalid configuration ({len(err.issues)} problem(s))", file=sys.stderr)
+    from gateway.config_source import position_of
+
     for issue in err.issues:
-        print(f"  {issue}", file=sys.stderr)
+        at = position_of(issue.location, err.positions) if err.positions else None
+        print(f"  {err.source}:{at[0]}:{at[1]}: {issue}" if at else f"  {issue}", file=sys.stderr)
 
 
 def _dump_tasks() -> None:
@@ -462,12 +465,44 @@ def cmd_import_tags(args: argparse.Namespace) -> int:
         raise UsageError(
             f"{args.file}: not UTF-8 text ({err.reason} at byte {err.start}): export the sheet as CSV UTF-8"
         ) from None
-    toml = points_to_toml(csv_to_points(text, args.file))
+    lines: list[int] = []
+    points = csv_to_points(text, args.file, lines)
+    _check_imported(points, lines, args.file)
+    toml = points_to_toml(points)
     if args.output:
         Path(args.output).write_text(toml, encoding="utf-8")
     else:
         print(toml, end="")
     return EXIT_OK
+
+
+def _check_imported(points: list[Any], lines: list[int], source: str) -> None:
+    """What `edgegw check` would say about these points under a device: identifier codes, units,
+    class presets and thresholds, located at the CSV row (exit 2, nothing written)."""
+    import re
+
+    from gateway.config import parse
+
+    groups = {p.group: 1000 for p in points if p.group}  # the device defines them; not the tag list's job
+    data = {
+        "gateway": {"id": "import", "site": "import", "enterprise_prefix": "88.0.0"},
+        "devices": [{"type": "modbus_tcp", "name": "import", "host": "127.0.0.1", "poll_groups": groups,
+                     "points": [p.model_dump(mode="json", exclude_defaults=True, exclude_none=True, by_alias=True)
+                                for p in points]}],
+    }
+    try:
+        parse(data)
+    except ConfigError as err:
+        issues = []
+        for issue in err.issues:
+            m = re.match(r"devices\[0\]\.points\[(\d+)\]\.?(.*)", issue.location)
+            where = source
+            if m:
+                where = f"{source}:{lines[int(m.group(1))]}" + (f": {m.group(2)}" if m.group(2) else "")
+            message = re.sub(r"devices\[0\]\.points\[(\d+)\]\.?(\w*)",
+                             lambda n: f"the row on line {lines[int(n.group(1))]}", issue.message)
+            issues.append(ConfigIssue(where, f"{message} (what `edgegw check` would say)"))
+        raise ConfigError(issues, source) from None
 
 
 def cmd_ids_validate(args: argparse.Namespace) -> int:

@@ -122,3 +122,20 @@ def test_a_hostile_name_is_a_located_error(tmp_path: Path, capsys: object) -> No
     err = capsys.readouterr().err  # type: ignore[attr-defined]
     assert f"{src}:5: name: String should match pattern" in err, err
     assert not out.exists()
+
+
+def test_a_tag_list_that_would_fail_check_is_refused_at_its_row(tmp_path: Path, capsys: object) -> None:
+    src, out = tmp_path / "tags.csv", tmp_path / "points.toml"
+    src.write_text("name,address,code\nco,30002,88.608.5288/DEV.x.co\nco2,30003,88.608.5288/DEV.x.co\n")
+    assert main(["import-tags", "modbus", str(src), "-o", str(out)]) == 2
+    err = capsys.readouterr().err  # type: ignore[attr-defined]
+    assert f"{src}:3: code: identifier '88.608.5288/DEV.x.co' is already used by the row on line 2" in err, err
+    assert "what `edgegw check` would say" in err
+    assert not out.exists()
+
+
+def test_chinese_descriptions_are_a_column() -> None:
+    from drivers.modbus.tags import csv_to_points
+
+    (p,) = csv_to_points("name,address,display_name,description\nch4,30001,甲烷浓度,回风巷 T1 传感器\n")
+    assert (p.display_name, p.description) == ("甲烷浓度", "回风巷 T1 传感器")

@@ -25,7 +25,8 @@ _NUMBERS = {"scale", "offset", "min", "max"}
 _INTEGERS = {"bit", "length"}
 
 
-def csv_to_points(text: str, source: str = "tags.csv") -> list[ModbusPoint]:
+def csv_to_points(text: str, source: str = "tags.csv", lines: list[int] | None = None) -> list[ModbusPoint]:
+    """The rows as points; ``lines``, when given, receives each point's line in the file."""
     reader = csv.DictReader(io.StringIO(text))
     header = reader.fieldnames or []
     issues = [ConfigIssue(f"{source}:1", f"missing column {c!r}") for c in ("name", "address") if c not in header]
@@ -48,6 +49,8 @@ def csv_to_points(text: str, source: str = "tags.csv") -> list[ModbusPoint]:
             data[key] = value
         try:
             points.append(ModbusPoint.model_validate(data))
+            if lines is not None:
+                lines.append(line)
         except ValidationError as err:
             for e in err.errors():
                 col = ".".join(str(x) for x in e["loc"])

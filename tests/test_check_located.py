@@ -1,0 +1,64 @@
+"""`edgegw check` says every mistake at once, each with the TOML line and column, suggests the key an
+unknown one was probably meant to be, and explains why names stay ASCII."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+from gateway.config_source import key_positions, position_of
+
+CONFIG = """\
+[gateway]
+id = "gw1"
+site = "baotou-mine-01"
+enterprise_prefix = "88.608.5288"
+
+[[devices]]
+type = "modbus_tcp"
+name = "gas-sub-01"
+host = "127.0.0.1"
+pol_interval_ms = 1000
+
+  [[devices.points]]
+  name = "ch4"
+  address = 0
+
+  [[devices.points]]
+  name = "甲烷"
+  address = 1
+  scael = 0.01
+
+[[devices]]
+type = "modbus_tcp"
+name = "gas-sub-02"
+host = "127.0.0.1"
+points = [
+  { name = "co", address = 0 },
+  { name = "o2", address = -1 },
+]
+"""
+
+
+def test_every_mistake_with_line_column_and_a_suggestion(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(CONFIG, encoding="utf-8")
+    assert main(["check", "-c", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "invalid configuration (4 problem(s))" in err, err
+    assert f"  {path}:10:1: devices[0].pol_interval_ms: unknown key; did you mean 'poll_interval_ms'?" in err
+    assert f"  {path}:17:3: devices[0].points[1].name: '甲烷' is not a valid key" in err
+    assert "which stay ASCII; put the name people use in display_name, e.g. display_name = '甲烷'" in err
+    assert f"  {path}:19:3: devices[0].points[1].scael: unknown key; did you mean 'scale'?" in err
+    assert f"  {path}:27:3: devices[1].points[1].address: Input should be greater than or equal to 0" in err
+
+
+def test_positions_of_tables_keys_and_inline_tables() -> None:
+    pos = key_positions(CONFIG)
+    assert pos["gateway.site"] == (3, 1)
+    assert pos["devices[1]"] == (21, 1)
+    assert pos["devices[0].points[1]"] == (16, 3)
+    assert position_of("devices[1].points[0].name", pos) == (26, 3)
+    assert position_of("devices[5].name", pos) is None
