@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -50,6 +50,42 @@ def _dump_tasks() -> None:
     sys.stderr.flush()
 
 
+def _hangup() -> None:
+    """SIGHUP: reloading the config is not implemented yet; say so instead of dying silently."""
+    logging.getLogger("edgegw").warning(
+        "SIGHUP received: reloading the configuration is not supported yet; still running with the config "
+        "read at start (restart the service to apply changes)."
+    )
+
+
+@contextlib.contextmanager
+def _one_instance(buffer_path: str) -> Iterator[None]:
+    """One ``edgegw run`` per buffer: an exclusive lock on ``<buffer>.lock`` (holding the PID), held
+    for the process's life.  Two gateways on one buffer would send each batch twice and take the
+    broker session from each other."""
+    import fcntl
+
+    lock_path = f"{buffer_path}.lock"
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise UsageError(f"cannot create the instance lock {lock_path}: {err.strerror}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise UsageError(
+                f"another edgegw run (PID {holder}) is using the buffer {buffer_path}: it holds {lock_path}. "
+                "Stop it first (systemctl stop edgegw), or give this config its own [buffer] path"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def _run(coro: Coroutine[Any, Any, None]) -> None:
     """Run until done or until SIGINT / SIGTERM, then cancel cleanly."""
 
@@ -59,6 +95,7 @@ def _run(coro: Coroutine[Any, Any, None]) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
         loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
+        loop.add_signal_handler(signal.SIGHUP, _hangup)
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
@@ -144,10 +181,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = _with_http(load(args.config), args.http)
     try:
         _preflight(cfg, args.config, "edge")
-        gw = Gateway(cfg)
     except ConfigError as err:  # what the gateway role needs beyond a valid file: name the file too
         raise ConfigError(err.issues, err.source or args.config) from None
-    _run(gw.run())
+    role = cfg.gateway is not None and cfg.uplink is not None and bool(cfg.devices)  # else Gateway() says why
+    with _one_instance(cfg.buffer.path) if role else contextlib.nullcontext():
+        try:
+            gw = Gateway(cfg)
+        except ConfigError as err:
+            raise ConfigError(err.issues, err.source or args.config) from None
+        _run(gw.run())
     return EXIT_OK
 
 
@@ -396,6 +438,10 @@ def cmd_browse(args: argparse.Namespace) -> int:
     from drivers.opcua.driver import SecuritySettings, browse
     from gateway.errors import DeviceError
 
+    if "://" not in args.endpoint:
+        raise UsageError(f"{args.endpoint!r} is not an OPC UA endpoint URL: write opc.tcp://{args.endpoint}")
+    if not args.endpoint.startswith("opc.tcp://"):
+        raise UsageError(f"{args.endpoint!r}: only opc.tcp:// endpoints are supported")
     security = None
     if args.security != "None":
         if (args.cert is None) != (args.key is None):
@@ -773,8 +819,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _verbose_everywhere(parser: argparse.ArgumentParser) -> None:
+    """``edgegw run -v`` as well as ``edgegw -v run``: every sub-command accepts the global -v (SUPPRESS
+    keeps a -v given before the sub-command)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                if not any("-v" in a.option_strings for a in sub._actions):
+                    sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                                     help="debug logging (also accepted before the sub-command)")
+                _verbose_everywhere(sub)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    _verbose_everywhere(parser)
+    args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
