@@ -215,6 +215,61 @@ def cmd_read(args: argparse.Namespace) -> int:
     return EXIT_OK if result and result[0].all_good else EXIT_FAILURE
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """The running gateway's device health, buffer and uplink, from its status endpoint ([http])."""
+    import urllib.error
+    import urllib.request
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from gateway.config import load, parse_listen
+
+    cfg = load(args.config)
+    if cfg.http is None:
+        raise UsageError(
+            f"{args.config} has no [http] section: `edgegw status` asks the running gateway through its status "
+            'endpoint; add [http] listen = "127.0.0.1:9180" and restart it'
+        )
+    host, port = parse_listen(cfg.http.listen)
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/api/status?limit=1"
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as r:
+            status = json.load(r)
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        print(f"error: no gateway answers at {url} ({reason}): is `edgegw run -c {args.config}` running?",
+              file=sys.stderr)
+        return EXIT_FAILURE
+    if args.json:
+        print(json.dumps(status, ensure_ascii=False, indent=2))
+        return EXIT_OK if status.get("ready") else EXIT_FAILURE
+    console = Console() if sys.stdout.isatty() else Console(width=200, no_color=True)
+    table = Table(header_style="bold")
+    for col in ("device", "name", "state", "reason", "bad", "points", "polls", "failed", "last error"):
+        table.add_column(col, overflow="fold")
+    colour = {"up": "green", "degraded": "yellow", "down": "bold red"}
+    for d in status.get("devices", []):
+        state = d.get("state", "")
+        table.add_row(d["name"], d.get("display_name", ""), f"[{colour.get(state, '')}]{state}[/]" if state in colour
+                      else state, d.get("reason", ""), str(d.get("bad_points", "")), str(d.get("points", "")),
+                      str(d.get("polls", "")), str(d.get("failed_polls", "")), d.get("last_error", ""))
+    console.print(table)
+    buf, up = status.get("buffer", {}), status.get("uplink", {})
+    if buf.get("open"):
+        console.print(f"buffer: {buf['batches']} batches ({buf['points']} points) pending, {buf['fill']:.1%} of "
+                      f"max_bytes, oldest {buf.get('oldest_age_s') or 0:.0f} s, {buf['dropped_points']} points dropped")
+    else:
+        console.print(f"buffer: unavailable ({buf.get('error', '')})")
+    console.print(f"uplink {up.get('broker', '')}: " + ("connected" if up.get("connected")
+                  else f"not connected ({up.get('last_error') or 'connecting'})"))
+    not_ready = [c for c in status.get("checks", []) if not c.get("ok")]
+    console.print("ready" if status.get("ready") else "not ready: " + "; ".join(
+        f"{c['name']}: {c['detail']}" for c in not_ready))
+    return EXIT_OK if status.get("ready") else EXIT_FAILURE
+
+
 def _ingest_config(args: argparse.Namespace, what: str) -> Any:
     from gateway.config import load
 
@@ -656,6 +711,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--watch", action="store_true", help="poll again every --interval seconds until Ctrl-C")
     s.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds between polls with --watch")
     s.set_defaults(func=cmd_read)
+
+    s = sub.add_parser("status", help="the running gateway's device health, buffer and uplink (via its [http] "
+                                      "endpoint); exit 1 unless ready")
+    s.add_argument("-c", "--config", required=True)
+    s.add_argument("--json", action="store_true", help="the endpoint's whole answer as JSON")
+    s.add_argument("--timeout", type=float, default=5.0, metavar="S")
+    s.set_defaults(func=cmd_status)
 
     s = sub.add_parser("ingest", help="run the central ingest role (MQTT -> InfluxDB); dead letters")
     s.add_argument("-c", "--config", default=None, help="the ingest's config (required)")

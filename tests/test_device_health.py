@@ -4,6 +4,7 @@ logged at WARNING, carried by the retained state message and shown on the status
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from gateway.app import Gateway
-from gateway.config import MqttConfig
+from gateway.config import MqttConfig, load
 from gateway.sinks.mqtt import MqttClient
 from gateway.status import gateway_status
 from hil.modbus_server import SimulatedPlc
@@ -69,3 +70,39 @@ async def test_a_wrong_unit_id_is_degraded_with_reason_and_count_everywhere(
             await plc.start()
             await eventually(lambda: health.state == "degraded", what="degraded again")
             assert sum(r.message == line for r in caplog.records) == 2
+
+
+async def test_edgegw_status_shows_the_running_gateways_device_health(
+    tmp_path: Path, mosquitto: Mosquitto, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    import tomli_w
+
+    from gateway.cli import main
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with SimulatedPlc(tick_s=0, seed=3, unit_id=1) as plc:
+        path = tmp_path / "gateway.toml"
+        path.write_text(tomli_w.dumps({
+            "gateway": {"id": "gw-status", "site": "baotou-mine-01", "enterprise_prefix": "88.608.5288"},
+            "devices": [{"type": "modbus_tcp", "name": "gas-sub-01", "host": "127.0.0.1", "port": plc.port,
+                         "unit_id": 9, "poll_interval_ms": 100, "display_name": "瓦斯监控分站",
+                         "points": [{"name": "seq", "address": 0}, {"name": "ch4", "address": 1}]}],
+            "buffer": {"path": str(tmp_path / "buffer.db")},
+            "uplink": {"host": "127.0.0.1", "port": mosquitto.port, "client_id": "gw-status"},
+            "http": {"listen": f"127.0.0.1:{port}"},
+        }))
+        gw = Gateway(load(str(path)))
+        async with running(gw.run()):
+            await eventually(lambda: gw.runners[0].health.state == "degraded", what="degraded")
+            code = await asyncio.to_thread(main, ["status", "-c", str(path)])
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if "gas-sub-01" in line)
+    assert [c.strip() for c in row.split("│")[1:7]] == ["gas-sub-01", "瓦斯监控分站", "degraded", EXC4, "2", "2"]
+    assert "uplink 127.0.0.1:" in out and "buffer:" in out
+    assert code in (0, 1)  # ready or not: a degraded device still counts as answering
+    assert await asyncio.to_thread(main, ["status", "-c", str(path)]) == 1  # the gateway is gone
+    assert "no gateway answers at http://127.0.0.1:" in capsys.readouterr().err
