@@ -139,6 +139,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.here and files.errors:
         raise ConfigError(files.errors, args.config)
     _say_warnings(security_warnings(cfg))
+    _say_warnings(_notation_warnings(args.config))
     _say_warnings([ConfigIssue(e.location, f"on this machine: {e.message}") for e in files.errors] + files.warnings)
     if args.print_config:  # stdout: the effective config, secrets redacted; the verdict goes to stderr
         import tomli_w
@@ -153,6 +154,16 @@ def cmd_check(args: argparse.Namespace) -> int:
         file=sys.stderr if args.print_config else sys.stdout,
     )
     return EXIT_OK
+
+
+def _notation_warnings(path: str) -> list[ConfigIssue]:
+    """Modbus addresses written as integers that read like 1-based notation (the file parsed fine)."""
+    import tomllib
+
+    from drivers.modbus.config import notation_warnings
+
+    with open(path, "rb") as f:
+        return notation_warnings(tomllib.load(f).get("devices"))
 
 
 def _with_http(cfg: Config, listen: str | None) -> Config:

@@ -62,3 +62,28 @@ def test_positions_of_tables_keys_and_inline_tables() -> None:
     assert pos["devices[0].points[1]"] == (16, 3)
     assert position_of("devices[1].points[0].name", pos) == (26, 3)
     assert position_of("devices[5].name", pos) is None
+
+
+def test_an_integer_address_that_reads_like_notation_is_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(CONFIG.split("[[devices]]")[0] + """[[devices]]
+type = "modbus_tcp"
+name = "gas-sub-01"
+host = "127.0.0.1"
+points = [
+  { name = "ch4", address = 30003 },
+  { name = "co", address = 30004, table = "input_register" },
+  { name = "o2", address = "30005" },
+  { name = "raw", address = 30006, table = "coil", data_type = "bool" },
+  { name = "low", address = 9999 },
+]
+""", encoding="utf-8")
+    assert main(["check", "-c", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert ("warning: devices[0].points[0].address: 30003 is read as the 0-based protocol address 30003 of a"
+            " holding_register; in the vendors' 1-based notation (and in a CSV tag list) 30003 is input_register 2:"
+            ' write address = "30003" for that') in err
+    assert "warning: devices[0].points[1].address: 30004 is read as the 0-based protocol address 30004;" in err
+    assert "points[2]" not in err and "points[3]" not in err and "points[4]" not in err

@@ -24,6 +24,7 @@ __all__ = [
     "StringOrder",
     "Table",
     "line_issues",
+    "notation_warnings",
     "parse_address",
 ]
 
@@ -327,4 +328,36 @@ def line_issues(devices: list[Any]) -> list[ConfigIssue]:
             )
         else:
             units[key, dev.unit_id] = d
+    return issues
+
+
+_FIRST_DIGIT = {"1": Table.DISCRETE_INPUT, "3": Table.INPUT_REGISTER, "4": Table.HOLDING_REGISTER}
+
+
+def notation_warnings(raw_devices: Any) -> list[ConfigIssue]:
+    """Integer addresses that read like the vendors' 1-based notation (``address = 30003``).
+
+    In TOML an integer is the 0-based protocol address and only a string (``"30003"``) is notation;
+    in a CSV tag list, where every cell is text, ``30003`` is notation.  So that the same digits never
+    mean two things silently, ``check`` warns about an integer in 10001..49999 whose first digit names
+    the point's table (or no table is given)."""
+    issues: list[ConfigIssue] = []
+    if not isinstance(raw_devices, list):
+        return issues
+    for d, dev in enumerate(raw_devices):
+        points = dev.get("points") if isinstance(dev, dict) and str(dev.get("type", "")).startswith("modbus") else None
+        for p, point in enumerate(points if isinstance(points, list) else []):
+            a = point.get("address") if isinstance(point, dict) else None
+            if not isinstance(a, int) or isinstance(a, bool) or not 10001 <= a <= 49999:
+                continue
+            table = _FIRST_DIGIT.get(str(a)[0])
+            given = point.get("table")
+            if table is None or (given is not None and given != table.value):
+                continue
+            issues.append(ConfigIssue(
+                f"devices[{d}].points[{p}].address",
+                f"{a} is read as the 0-based protocol address {a}"
+                f"{'' if given else ' of a holding_register'}; in the vendors' 1-based notation (and in a CSV tag"
+                f" list) {a} is {table.value} {int(str(a)[1:]) - 1}: write address = \"{a}\" for that",
+            ))
     return issues
