@@ -60,30 +60,40 @@ def _hangup() -> None:
 
 @contextlib.contextmanager
 def _one_instance(buffer_path: str) -> Iterator[None]:
-    """One ``edgegw run`` per buffer: an exclusive lock on ``<buffer>.lock`` (holding the PID), held
-    for the process's life.  Two gateways on one buffer would send each batch twice and take the
-    broker session from each other."""
+    """One ``edgegw run`` per buffer: an exclusive ``flock`` on the buffer file, held for the process's
+    life (SQLite locks with ``fcntl`` record locks, which ``flock`` does not touch).  Two gateways on
+    one buffer would send each batch twice and take the broker session from each other."""
     import fcntl
 
-    lock_path = f"{buffer_path}.lock"
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(buffer_path, os.O_RDWR | os.O_CREAT, 0o644)  # an empty file is an empty database
     except OSError as err:
-        raise UsageError(f"cannot create the instance lock {lock_path}: {err.strerror}") from None
+        raise UsageError(f"cannot open the buffer {buffer_path}: {err.strerror}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             raise UsageError(
-                f"another edgegw run (PID {holder}) is using the buffer {buffer_path}: it holds {lock_path}. "
-                "Stop it first (systemctl stop edgegw), or give this config its own [buffer] path"
+                f"another edgegw run (PID {_flock_holder(fd)}) is using the buffer {buffer_path} (it holds a lock"
+                " on the file). Stop it first (systemctl stop edgegw), or give this config its own [buffer] path"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def _flock_holder(fd: int) -> str:
+    """The PID holding a flock on ``fd``'s file, from /proc/locks (Linux), or "unknown"."""
+    inode = os.fstat(fd).st_ino
+    try:
+        with open("/proc/locks") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) > 5 and parts[1] == "FLOCK" and parts[5].rsplit(":", 1)[-1] == str(inode):
+                    return parts[4]
+    except OSError:
+        pass
+    return "unknown"
 
 
 def _run(coro: Coroutine[Any, Any, None]) -> None:

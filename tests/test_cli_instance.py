@@ -47,9 +47,9 @@ async def test_a_second_run_on_one_buffer_refuses_and_sighup_is_logged(tmp_path:
             assert second.returncode == 2, err
             lines = err.decode().strip().splitlines()
             assert lines == [
-                f"error: another edgegw run (PID {first.pid}) is using the buffer {tmp_path / 'buffer.db'}: it"
-                f" holds {tmp_path / 'buffer.db'}.lock. Stop it first (systemctl stop edgegw), or give this"
-                " config its own [buffer] path"
+                f"error: another edgegw run (PID {first.pid}) is using the buffer {tmp_path / 'buffer.db'} (it"
+                " holds a lock on the file). Stop it first (systemctl stop edgegw), or give this config its own"
+                " [buffer] path"
             ], lines
             first.send_signal(signal.SIGHUP)
             await eventually(lambda: "SIGHUP received: reloading the configuration is not supported yet"
