@@ -291,6 +291,32 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK if status.get("ready") else EXIT_FAILURE
 
 
+def cmd_sim(args: argparse.Namespace) -> int:
+    """A firmware stub as a standalone simulated PLC (Modbus TCP, RTU over TCP, RTU on a serial port)."""
+    from hil.sim import STUBS, device_toml, serve
+
+    if args.list or args.name is None:
+        for name, (what, _, points) in STUBS.items():
+            print(f"{name}\t{what}, {_plural(len(points()), 'point')}")
+        return EXIT_OK if args.list else EXIT_USAGE
+    if args.name not in STUBS:
+        raise UsageError(f"no simulator named {args.name!r}; `edgegw sim --list` shows: {', '.join(STUBS)}")
+    if args.transport == "rtu" and not args.serial_port:
+        raise UsageError("--transport rtu needs --serial-port (e.g. one end of `socat pty,raw,echo=0 pty,raw,echo=0`)")
+    if args.print_config:
+        print(device_toml(args.name, args.transport, args.host, args.port, args.serial_port or "", args.unit), end="")
+        return EXIT_OK
+
+    def ready(plc: Any) -> None:
+        where = plc.serial_port if args.transport == "rtu" else f"{args.host}:{plc.port}"
+        print(f"Serving {args.name} (seed {args.seed}) as unit {args.unit} over {args.transport} on {where};"
+              " Ctrl-C stops.", flush=True)
+
+    _run(serve(args.name, transport=args.transport, host=args.host, port=args.port, serial_port=args.serial_port or "",
+               unit=args.unit, seed=args.seed, tick_s=args.tick_s, ready=ready))
+    return EXIT_OK
+
+
 def _ingest_config(args: argparse.Namespace, what: str) -> Any:
     from gateway.config import load
 
@@ -739,6 +765,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="the endpoint's whole answer as JSON")
     s.add_argument("--timeout", type=float, default=5.0, metavar="S")
     s.set_defaults(func=cmd_status)
+
+    s = sub.add_parser("sim", help="serve a firmware stub as a simulated Modbus PLC (--list shows them)")
+    s.add_argument("name", nargs="?", help="e.g. ventilation-fan")
+    s.add_argument("--list", action="store_true", help="the simulators there are")
+    s.add_argument("--transport", choices=("tcp", "rtu-over-tcp", "rtu"), default="tcp")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=5020, help="TCP port (default 5020; 0: any free port)")
+    s.add_argument("--serial-port", default=None, help="--transport rtu: the serial device (19200 8N1)")
+    s.add_argument("--unit", type=int, default=1, help="unit id (default 1)")
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--tick-s", type=float, default=1.0, help="seconds per stub tick (0: frozen at tick 0)")
+    s.add_argument("--print-config", action="store_true", help="print the [[devices]] block for it and exit")
+    s.set_defaults(func=cmd_sim)
 
     s = sub.add_parser("ingest", help="run the central ingest role (MQTT -> InfluxDB); dead letters")
     s.add_argument("-c", "--config", default=None, help="the ingest's config (required)")
