@@ -157,14 +157,23 @@ async def test_signed_and_unsigned_views_of_a_negative_word(holey: int) -> None:
 
 
 def _libmodbus_points() -> list[dict[str, Any]]:
-    # the map has 200 holding registers: r199 is the last, r200 is refused; r195..r199 must stay good
-    return [{"name": f"r{a}", "address": a} for a in range(195, 201)]
+    # the map has 200 holding registers: r199 is the last, r200 is refused; r195..r199 must stay good;
+    # register 196 also as its bits and as a signed view (one request with the rest)
+    return [{"name": f"r{a}", "address": a} for a in range(195, 201)] + [
+        {"name": "bit2", "address": 196, "data_type": "bool", "bit": 2},
+        {"name": "bit0", "address": 196, "data_type": "bool", "bit": 0},
+        {"name": "signed", "address": 196, "data_type": "int16"},
+    ]
 
 
 async def _libmodbus_polls(cfg: ModbusTcpDevice | ModbusRtuDevice) -> None:
     async with ModbusDriver(cfg, first_index=0) as drv:
         for _ in range(3):
-            _expect(await _poll(drv), {"r200"})
+            got = await _poll(drv)
+            # 196 = 0b11000100
+            assert [got.pop(n) for n in ("bit2", "bit0", "signed")] == [
+                (True, Quality.GOOD, None), (False, Quality.GOOD, None), (196, Quality.GOOD, None)]
+            _expect(got, {"r200"})
         assert drv.unbridgeable == {(HR, 200)}
         assert drv.requests_per_poll == 2
 
