@@ -565,7 +565,16 @@ def cmd_browse(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_opcua(args: argparse.Namespace) -> int:
+    import shutil
+
     from drivers.opcua.bench import main as bench_main
+    from hil.node_opcua_peer import NODE_DIR
+
+    if args.server == "node-opcua":  # say what is missing in one line, before any server is started
+        if shutil.which("node") is None:
+            raise UsageError("`edgegw bench opcua` needs Node.js (node) for its node-opcua server; or --server asyncua")
+        if not (NODE_DIR / "node_modules" / "node-opcua").is_dir():
+            raise UsageError("node-opcua is not installed: run `npm ci` in hil/node_opcua (or use --server asyncua)")
 
     bench_main(args.items, args.json, args.window, not args.no_restart, args.server, args.runs, args.profile)
     return EXIT_OK

@@ -70,3 +70,14 @@ def test_browse_without_a_scheme_is_one_line(capsys: pytest.CaptureFixture[str])
     assert main(["browse", "127.0.0.1:4840"]) == 2
     err = capsys.readouterr().err
     assert err == "error: '127.0.0.1:4840' is not an OPC UA endpoint URL: write opc.tcp://127.0.0.1:4840\n"
+
+
+def test_bench_opcua_without_node_opcua_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import hil.node_opcua_peer
+
+    monkeypatch.setattr(hil.node_opcua_peer, "NODE_DIR", tmp_path)  # a directory without node_modules
+    assert main(["bench", "opcua", "--items", "10"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "npm ci" in err, err
