@@ -554,8 +554,18 @@ def cmd_browse(args: argparse.Namespace) -> int:
             TrustPolicy.TRUST_ON_FIRST_USE if args.trust_on_first_use else TrustPolicy.TRUST_LIST,
             args.cert, args.key,
         )
+    if (args.user_cert is None) != (args.user_key is None):
+        raise UsageError("--user-cert and --user-key go together")
+    password = None
+    if args.user is not None:
+        password = os.environ.get(args.password_env)
+        if password is None:
+            raise UsageError(f"--user {args.user}: set the password in the environment variable {args.password_env}"
+                             " (--password-env names another); it is never a command-line argument")
     try:
-        found = asyncio.run(browse(args.endpoint, depth=args.depth, pattern=args.filter, security=security))
+        found = asyncio.run(browse(args.endpoint, depth=args.depth, pattern=args.filter, security=security,
+                                   username=args.user, password=password, user_certificate=args.user_cert,
+                                   user_private_key=args.user_key))
     except DeviceError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILURE
@@ -870,6 +880,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cert", help="the gateway's application certificate (DER or PEM)")
     s.add_argument("--key", help="its private key (PEM)")
     s.add_argument("--trust-on-first-use", action="store_true", help="store an unknown server certificate")
+    who = s.add_mutually_exclusive_group()
+    who.add_argument("--user", default=None, help="log in with this user name (password from --password-env)")
+    who.add_argument("--user-cert", default=None, help="log in with this X.509 user certificate (with --user-key)")
+    s.add_argument("--user-key", default=None, help="the user certificate's private key (PEM)")
+    s.add_argument("--password-env", default="EDGEGW_OPCUA_PASSWORD", metavar="VAR",
+                   help="environment variable holding --user's password (default EDGEGW_OPCUA_PASSWORD)")
     s.set_defaults(func=cmd_browse)
 
     s = sub.add_parser("bench", help="benchmarks (print figures)")

@@ -81,3 +81,14 @@ def test_bench_opcua_without_node_opcua_is_one_line(
     assert main(["bench", "opcua", "--items", "10"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "npm ci" in err, err
+
+
+def test_browse_with_a_user_needs_the_password_in_the_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("EDGEGW_OPCUA_PASSWORD", raising=False)
+    assert main(["browse", "opc.tcp://127.0.0.1:1", "--user", "operator"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --user operator: set the password in the environment variable EDGEGW_OPCUA_PASSWORD"
+        " (--password-env names another); it is never a command-line argument\n"
+    )
