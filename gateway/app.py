@@ -263,7 +263,6 @@ class Gateway:
             from gateway.status import LiveTable
 
             self.live = LiveTable(self.catalog)
-            pipeline.tap = self.live
             self.http = StatusServer(cfg.http.listen, gateway=self, live=self.live)
         self.registry_sync: RegistrySync | None = None
         if cfg.registry is not None and cfg.registry.register_on_start:
@@ -294,6 +293,7 @@ class Gateway:
                     )
                 )
                 self.runners[-1].on_health = self.health_changed.set
+                self.runners[-1].observe_polls = False
                 continue
             modbus = isinstance(driver, ModbusDriver)
             self.runners.append(
@@ -315,6 +315,23 @@ class Gateway:
                     ),
                 )
             )
+            self.runners[-1].observe_polls = False  # judged after the pipeline (_health_tap)
+        self._runners_by_name = {r.driver.name: r for r in self.runners}
+        pipeline.tap = self._health_tap
+
+    def _health_tap(self, batch: SampleBatch) -> None:
+        """The pipeline's tap: the live table (status page) and the devices' health both judge the
+        samples after the range and plausibility checks (a swapped byte order shows as out_of_range)."""
+        if self.live is not None:
+            self.live(batch)
+        points = self.catalog.points
+        by_device: dict[str, SampleBatch] = {}
+        for s in batch:
+            by_device.setdefault(points[s[0]].device, []).append(s)
+        for name, samples in by_device.items():
+            runner = self._runners_by_name.get(name)
+            if runner is not None:
+                runner.observe_checked(name, samples)
 
     def device_health(self) -> dict[str, object]:
         """The devices' health for the retained state message: state, dominant reason, bad points."""

@@ -57,6 +57,7 @@ class DeviceHealth:
     suspensions: int = 0
 
 
+_OUTAGE_REASONS = frozenset({"timeout", "disconnected", "unreachable", "malformed_response"})
 POLL_SLOTS = 10  # poll instants per interval that devices share (see DeviceRunner._aligned)
 Schedule = tuple[float, Callable[[], Awaitable[SampleBatch]]]  # (interval s, read one poll group)
 
@@ -75,7 +76,16 @@ class _Runner:
     catalog: Catalog
     emit: Callable[[SampleBatch], Awaitable[None]]
     on_health: Callable[[], None] | None = None
+    # False: the samples are judged after the pipeline (range and plausibility checks too), by
+    # observe_checked() from the pipeline's tap, instead of as the driver hands them over
+    observe_polls: bool = True
     _bad: dict[int, str]  # point index -> reason, for the device's points whose last sample is bad
+
+    def observe_checked(self, name: str, samples: SampleBatch) -> None:
+        """Samples of this device after the pipeline's checks.  Ignored while the device is down (its
+        bad samples then carry the outage's reason, which the down state already says)."""
+        if self.health.up:
+            self._observe(name, [s for s in samples if s[4] not in _OUTAGE_REASONS])
 
     def _observe(self, name: str, batch: SampleBatch) -> None:
         """After a good poll: update the device's bad points from the samples, then its state."""
@@ -268,7 +278,8 @@ class DeviceRunner(_Runner):
                 self.health.up = True
                 self._backoff = self.backoff_initial
                 self._bad.clear()  # the outage's reason; each group's points are judged at its own poll
-            self._observe(name, batch)
+            if self.observe_polls:
+                self._observe(name, batch)
             await self.emit(batch)
             next_at += interval
             late = time.monotonic() - next_at
@@ -341,7 +352,8 @@ class StreamRunner(_Runner):
             try:
                 async for batch in self.driver.stream():
                     self.health.polls += 1
-                    self._observe(name, batch)
+                    if self.observe_polls:
+                        self._observe(name, batch)
                     await self.emit(batch)
             except DeviceError as err:
                 reason = err.reason if isinstance(err, ReadError) else "disconnected"

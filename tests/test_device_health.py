@@ -106,3 +106,31 @@ async def test_edgegw_status_shows_the_running_gateways_device_health(
     assert code in (0, 1)  # ready or not: a degraded device still counts as answering
     assert await asyncio.to_thread(main, ["status", "-c", str(path)]) == 1  # the gateway is gone
     assert "no gateway answers at http://127.0.0.1:" in capsys.readouterr().err
+
+
+async def test_a_range_check_failure_makes_the_device_degraded(
+    tmp_path: Path, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Health judges the samples after the pipeline's checks: a value the device answers with, but that
+    is outside the point's range (swapped bytes, a wrong scale), is a bad point too."""
+    import tomli_w
+
+    caplog.set_level(logging.INFO, "edgegw.runner")
+    async with SimulatedPlc(tick_s=0, seed=3, unit_id=1) as plc:
+        path = tmp_path / "gateway.toml"
+        path.write_text(tomli_w.dumps({
+            "gateway": {"id": "gw-range", "site": "baotou-mine-01", "enterprise_prefix": "88.608.5288"},
+            "devices": [{"type": "modbus_tcp", "name": "gas-sub-01", "host": "127.0.0.1", "port": plc.port,
+                         "poll_interval_ms": 100,
+                         "points": [{"name": "seq", "table": "input_register", "address": 0, "data_type": "uint32"},
+                                    {"name": "wind", "table": "input_register", "address": 6, "scale": 0.01,
+                                     "unit": "m/s", "min": -2.0, "max": -1.0}]}],
+            "buffer": {"path": str(tmp_path / "buffer.db")},
+            "uplink": {"host": "127.0.0.1", "port": mosquitto.port, "client_id": "gw-range"},
+        }))
+        gw = Gateway(load(str(path)))
+        async with running(gw.run()):
+            health = gw.runners[0].health
+            await eventually(lambda: health.state == "degraded", what="degraded by the range check")
+            assert (health.reason, health.bad_points, health.points) == ("out_of_range", 1, 2)
+    assert "Device gas-sub-01 degraded: 1 of 2 points bad: out_of_range" in caplog.messages
