@@ -293,14 +293,26 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_sim(args: argparse.Namespace) -> int:
     """A firmware stub as a standalone simulated PLC (Modbus TCP, RTU over TCP, RTU on a serial port)."""
-    from hil.sim import STUBS, device_toml, serve
+    from hil.sim import OPCUA_PLANTS, STUBS, device_toml, serve, serve_opcua
 
     if args.list or args.name is None:
         for name, (what, _, points) in STUBS.items():
             print(f"{name}\t{what}, {_plural(len(points()), 'point')}")
+        for name, (what, _) in OPCUA_PLANTS.items():
+            print(f"{name}\t{what}")
         return EXIT_OK if args.list else EXIT_USAGE
+    if args.name in OPCUA_PLANTS:
+        if args.print_config:
+            raise UsageError(f"{args.name} is an OPC UA plant: start it, then `edgegw browse ENDPOINT --emit-config`")
+
+        def announce(endpoint: str) -> None:
+            print(f"Serving {args.name} on {endpoint} (security None); Ctrl-C stops.", flush=True)
+
+        _run(serve_opcua(args.name, port=args.port, tick_s=args.tick_s, ready=announce))
+        return EXIT_OK
     if args.name not in STUBS:
-        raise UsageError(f"no simulator named {args.name!r}; `edgegw sim --list` shows: {', '.join(STUBS)}")
+        raise UsageError(f"no simulator named {args.name!r}; `edgegw sim --list` shows: "
+                         f"{', '.join([*STUBS, *OPCUA_PLANTS])}")
     if args.transport == "rtu" and not args.serial_port:
         raise UsageError("--transport rtu needs --serial-port (e.g. one end of `socat pty,raw,echo=0 pty,raw,echo=0`)")
     if args.print_config:
@@ -785,7 +797,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout", type=float, default=5.0, metavar="S")
     s.set_defaults(func=cmd_status)
 
-    s = sub.add_parser("sim", help="serve a firmware stub as a simulated Modbus PLC (--list shows them)")
+    s = sub.add_parser("sim", help="serve a firmware stub as a simulated Modbus PLC or OPC UA server (--list)")
     s.add_argument("name", nargs="?", help="e.g. ventilation-fan")
     s.add_argument("--list", action="store_true", help="the simulators there are")
     s.add_argument("--transport", choices=("tcp", "rtu-over-tcp", "rtu"), default="tcp")

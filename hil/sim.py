@@ -18,7 +18,14 @@ from firmware_stubs.mine_hoist import MineHoist
 from firmware_stubs.ventilation_fan import VentilationFan
 from hil.modbus_server import SimulatedPlc, StubLike, Transport
 
-__all__ = ["STUBS", "device_toml", "serve"]
+__all__ = ["OPCUA_PLANTS", "STUBS", "device_toml", "serve", "serve_opcua"]
+
+# OPC UA plants (firmware_stubs/opcua_plants.py) on an asyncua server, security None
+OPCUA_PLANTS = {
+    "coal-gasifier": ("entrained-flow coal gasifier (OPC UA)", "coal_gasifier"),
+    "hot-stove": ("blast-furnace hot stove (OPC UA)", "hot_stove"),
+    "ree-cell-line": ("rare-earth electrolysis cell line (OPC UA)", "ree_cell_line"),
+}
 
 # name -> (what it is, make(seed), its point config)
 STUBS: dict[str, tuple[str, Callable[[int], StubLike], Callable[[], list[dict[str, object]]]]] = {
@@ -53,4 +60,13 @@ async def serve(name: str, *, transport: str, host: str, port: int, serial_port:
     async with SimulatedPlc(host, port, units={unit: stub}, transport=TRANSPORTS[transport], serial_port=serial_port,
                             tick_s=tick_s) as plc:
         ready(plc)
+        await asyncio.Event().wait()
+
+
+async def serve_opcua(name: str, *, port: int, tick_s: float, ready: Callable[[str], None]) -> None:
+    """Serve an OPC UA plant (security None, on 127.0.0.1) until cancelled; ``ready(endpoint)``."""
+    from hil.opcua_server import PlantServer
+
+    async with PlantServer([OPCUA_PLANTS[name][1]], port=port, tick_s=tick_s) as srv:
+        ready(srv.endpoint)
         await asyncio.Event().wait()

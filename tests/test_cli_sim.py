@@ -58,3 +58,25 @@ async def test_a_simulated_fan_reads_as_its_stub_says(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         await proc.wait()
+
+
+async def test_an_opcua_plant_is_served_and_browsable() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "sim", "hot-stove", "--port", "0", "--tick-s", "0",
+        cwd=REPO, stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+        assert line.startswith("Serving hot-stove on opc.tcp://127.0.0.1:"), line
+        endpoint = line.split(" on ")[1].split(" ")[0]
+        browse = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.cli", "browse", endpoint, "--filter", "Objects/HotStove2/*", cwd=REPO,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(browse.communicate(), 60)
+        assert browse.returncode == 0, err
+        assert "HotStove2" in out.decode()
+    finally:
+        proc.terminate()
+        await proc.wait()
