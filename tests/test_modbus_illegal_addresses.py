@@ -112,11 +112,13 @@ async def test_a_refused_wide_point_is_isolated_with_its_aliases_and_its_readabl
         ],
     })
     async with ModbusDriver(cfg, first_index=0) as drv:
-        for _ in range(2):
+        for _ in range(3):
+            before = drv.requests
             got = await _poll(drv)
             assert got.pop("wide") == got.pop("wide_again") == (None, Quality.BAD, ILLEGAL)
             _expect(got, set())
         assert drv.requests_per_poll == 3  # 98..99 (r98, r99), the two 32-bit views at once, 101
+        assert drv.requests - before == 3  # the known refusal costs no narrowing again
 
 
 async def test_views_of_one_register_are_read_once(holey: int) -> None:

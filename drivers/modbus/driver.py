@@ -336,8 +336,10 @@ class ModbusDriver:
         for m in cluster.members:
             spans.setdefault((points[m].address, points[m].address + points[m].registers), []).append(m)
         if len(spans) == 1:
-            refused = await self._refused_addresses(conn, table, cluster.lo, cluster.hi)
-            self.unbridgeable |= {(table, a) for a in refused or range(cluster.lo, cluster.hi)}
+            span = {(table, a) for a in range(cluster.lo, cluster.hi)}
+            if not span & self.unbridgeable:  # new: find the refused registers once; known: nothing to learn
+                refused = await self._refused_addresses(conn, table, cluster.lo, cluster.hi)
+                self.unbridgeable |= {(table, a) for a in refused} or span
             block = Block(table, cluster.lo, cluster.hi - cluster.lo, tuple(cluster.members))
             out.extend(_refused(block, self._first, ExceptionResponse(2)))
             return
