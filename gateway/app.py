@@ -337,7 +337,7 @@ class Gateway:
         """The devices' health for the retained state message: state, dominant reason, bad points."""
         return {"devices": {
             r.driver.name: {"state": r.health.state, "reason": r.health.reason, "bad_points": r.health.bad_points,
-                            "points": r.health.points}
+                            "points": r.health.points, **({"suspended": True} if r.health.suspended else {})}
             for r in self.runners
         }}
 

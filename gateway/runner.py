@@ -218,6 +218,8 @@ class DeviceRunner(_Runner):
             if not h.suspended:
                 h.suspended = True
                 h.suspensions += 1
+                if self.on_health is not None:
+                    self.on_health()
                 log.warning(
                     "Device %s suspended after %d timeouts in a row: tried once every %g s%s until it answers.",
                     self.driver.name, h.timeouts_in_row, self.suspended_interval,
@@ -274,6 +276,8 @@ class DeviceRunner(_Runner):
             if self.health.suspended:
                 self.health.suspended = False
                 log.warning("Device %s answers again: suspension ended.", name, extra={"device": name})
+                if self.on_health is not None:
+                    self.on_health()
             if not self.health.up:
                 self.health.up = True
                 self._backoff = self.backoff_initial

@@ -213,6 +213,7 @@ def gateway_status(
             "type": kinds.get(name, ""),
             "state": device_state(h.up, h.failed_polls, bad, h.state),
             "reason": h.reason,
+            "suspended": h.suspended,
             "last_error": h.last_error,
             "last_error_age_s": _age(h.last_error_mono),
             "last_data_age_s": None if data_age is None else round(data_age, 3),
