@@ -304,7 +304,6 @@ class Gateway:
             from gateway.status import LiveTable
 
             self.live = LiveTable(self.catalog)
-            pipeline.tap = self.live
             self.http = StatusServer(cfg.http.listen, gateway=self, live=self.live)
         self.registry_sync: RegistrySync | None = None
         if cfg.registry is not None and cfg.registry.register_on_start:
@@ -328,6 +327,8 @@ class Gateway:
             self.buffer, self.uplink, self.wake, max_inflight=up.max_inflight, backlog_share=up.backlog_share,
             state_facts=self._state_facts,
         )
+        self.health_changed = asyncio.Event()  # a device's health changed: republish the state message
+        self.uplink.detail = self.device_health
         self._final_counters: dict[str, int] | None = None
         with progress.phase("devices planned"):
             self._make_runners(cfg)
@@ -348,6 +349,8 @@ class Gateway:
                         backoff_max_s=dev.backoff_max_ms / 1000,
                     )
                 )
+                self.runners[-1].on_health = self.health_changed.set
+                self.runners[-1].observe_polls = False
                 continue
             modbus = isinstance(driver, ModbusDriver)
             self.runners.append(
@@ -362,8 +365,45 @@ class Gateway:
                     schedules=driver.schedules() if isinstance(driver, ModbusDriver) else None,
                     retries=dev.retries if isinstance(dev, ModbusDeviceBase) else 0,
                     watchdog=not modbus,
+                    on_health=self.health_changed.set,
+                    suspend_after=dev.suspend_after_timeouts if isinstance(dev, ModbusDeviceBase) else 0,
+                    suspended_interval_s=(
+                        dev.suspended_poll_interval_ms / 1000 if isinstance(dev, ModbusDeviceBase) else 10.0
+                    ),
                 )
             )
+            self.runners[-1].observe_polls = False  # judged after the pipeline (_health_tap)
+        self._runners_by_name = {r.driver.name: r for r in self.runners}
+        self.batcher.pipeline.tap = self._health_tap
+
+    def _health_tap(self, batch: SampleBatch) -> None:
+        """The pipeline's tap: the live table (status page) and the devices' health both judge the
+        samples after the range and plausibility checks (a swapped byte order shows as out_of_range)."""
+        if self.live is not None:
+            self.live(batch)
+        points = self.catalog.points
+        by_device: dict[str, SampleBatch] = {}
+        for s in batch:
+            by_device.setdefault(points[s[0]].device, []).append(s)
+        for name, samples in by_device.items():
+            runner = self._runners_by_name.get(name)
+            if runner is not None:
+                runner.observe_checked(name, samples)
+
+    def device_health(self) -> dict[str, object]:
+        """The devices' health for the retained state message: state, dominant reason, bad points."""
+        return {"devices": {
+            r.driver.name: {"state": r.health.state, "reason": r.health.reason, "bad_points": r.health.bad_points,
+                            "points": r.health.points, **({"suspended": True} if r.health.suspended else {})}
+            for r in self.runners
+        }}
+
+    async def _publish_health(self) -> None:
+        """Republish the retained state message whenever a device's health changes."""
+        while True:
+            await self.health_changed.wait()
+            self.health_changed.clear()
+            await self.uplink.refresh_state()
 
     @property
     def buffer_counters(self) -> dict[str, int]:
@@ -391,7 +431,8 @@ class Gateway:
         upkeep = asyncio.create_task(self._upkeep(), name="buffer-upkeep")
         batcher = asyncio.create_task(self.batcher.run(), name="batcher")
         devices = [asyncio.create_task(r.run(), name=f"device:{r.driver.name}") for r in self.runners]
-        everything = [forwarder, upkeep, batcher, *devices]
+        health = asyncio.create_task(self._publish_health(), name="device-health")
+        everything = [forwarder, upkeep, batcher, health, *devices]
         if self.alarms is not None:
             everything.append(asyncio.create_task(self.alarms.run(), name="alarms"))
         if self.registry_sync is not None:

@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -37,8 +37,11 @@ class UsageError(Exception):
 def _print_config_error(err: ConfigError) -> None:
     where = f"{err.source}: " if err.source else ""
     print(f"error: {where}invalid configuration ({len(err.issues)} problem(s))", file=sys.stderr)
+    from gateway.config_source import position_of
+
     for issue in err.issues:
-        print(f"  {issue}", file=sys.stderr)
+        at = position_of(issue.location, err.positions) if err.positions else None
+        print(f"  {err.source}:{at[0]}:{at[1]}: {issue}" if at else f"  {issue}", file=sys.stderr)
 
 
 def _print_error(json_logs: bool, message: str, **fields: Any) -> None:
@@ -57,6 +60,52 @@ def _dump_tasks() -> None:
     sys.stderr.flush()
 
 
+def _hangup() -> None:
+    """SIGHUP: reloading the config is not implemented yet; say so instead of dying silently."""
+    logging.getLogger("edgegw").warning(
+        "SIGHUP received: reloading the configuration is not supported yet; still running with the config "
+        "read at start (restart the service to apply changes)."
+    )
+
+
+@contextlib.contextmanager
+def _one_instance(buffer_path: str) -> Iterator[None]:
+    """One ``edgegw run`` per buffer: an exclusive ``flock`` on the buffer file, held for the process's
+    life (SQLite locks with ``fcntl`` record locks, which ``flock`` does not touch).  Two gateways on
+    one buffer would send each batch twice and take the broker session from each other."""
+    import fcntl
+
+    try:
+        fd = os.open(buffer_path, os.O_RDWR | os.O_CREAT, 0o644)  # an empty file is an empty database
+    except OSError as err:
+        raise UsageError(f"cannot open the buffer {buffer_path}: {err.strerror}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(
+                f"another edgegw run (PID {_flock_holder(fd)}) is using the buffer {buffer_path} (it holds a lock"
+                " on the file). Stop it first (systemctl stop edgegw), or give this config its own [buffer] path"
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _flock_holder(fd: int) -> str:
+    """The PID holding a flock on ``fd``'s file, from /proc/locks (Linux), or "unknown"."""
+    inode = os.fstat(fd).st_ino
+    try:
+        with open("/proc/locks") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) > 5 and parts[1] == "FLOCK" and parts[5].rsplit(":", 1)[-1] == str(inode):
+                    return parts[4]
+    except OSError:
+        pass
+    return "unknown"
+
+
 def _run(coro: Coroutine[Any, Any, None]) -> None:
     """Run until done or until SIGINT / SIGTERM, then cancel cleanly."""
 
@@ -66,6 +115,7 @@ def _run(coro: Coroutine[Any, Any, None]) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
         loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
+        loop.add_signal_handler(signal.SIGHUP, _hangup)
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
@@ -109,6 +159,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.here and files.errors:
         raise ConfigError(files.errors, args.config)
     _say_warnings(security_warnings(cfg))
+    _say_warnings(_notation_warnings(args.config))
     _say_warnings([ConfigIssue(e.location, f"on this machine: {e.message}") for e in files.errors] + files.warnings)
     if args.print_config:  # stdout: the effective config, secrets redacted; the verdict goes to stderr
         import tomli_w
@@ -123,6 +174,16 @@ def cmd_check(args: argparse.Namespace) -> int:
         file=sys.stderr if args.print_config else sys.stdout,
     )
     return EXIT_OK
+
+
+def _notation_warnings(path: str) -> list[ConfigIssue]:
+    """Modbus addresses written as integers that read like 1-based notation (the file parsed fine)."""
+    import tomllib
+
+    from drivers.modbus.config import notation_warnings
+
+    with open(path, "rb") as f:
+        return notation_warnings(tomllib.load(f).get("devices"))
 
 
 def _with_http(cfg: Config, listen: str | None) -> Config:
@@ -158,11 +219,131 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         with progress.phase("pre-flight checks"):
             _preflight(cfg, args.config, "edge")
-        gw = Gateway(cfg, progress=progress)
     except ConfigError as err:  # what the gateway role needs beyond a valid file: name the file too
         raise ConfigError(err.issues, err.source or args.config) from None
-    progress.done()
-    _run(gw.run())
+    role = cfg.gateway is not None and cfg.uplink is not None and bool(cfg.devices)  # else Gateway() says why
+    with _one_instance(cfg.buffer.path) if role else contextlib.nullcontext():
+        try:
+            gw = Gateway(cfg, progress=progress)
+        except ConfigError as err:
+            raise ConfigError(err.issues, err.source or args.config) from None
+        progress.done()
+        _run(gw.run())
+    return EXIT_OK
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    """Poll once (or, with --watch, until Ctrl-C) and show every point; exit 1 unless every device is up."""
+    from rich.console import Console
+
+    from gateway.config import load
+    from gateway.readout import read_devices
+
+    cfg = load(args.config)
+    # a pipe or a file gets the whole table, not one cut to 80 columns
+    console = Console() if sys.stdout.isatty() else Console(width=240, no_color=True)
+    result: list[Any] = []
+
+    async def go() -> None:
+        result.append(await read_devices(cfg, args.device, watch=args.watch, interval_s=args.interval,
+                                         console=console))
+
+    _run(go())
+    if args.watch:  # ended by Ctrl-C
+        return EXIT_OK
+    return EXIT_OK if result and result[0].all_good else EXIT_FAILURE
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """The running gateway's device health, buffer and uplink, from its status endpoint ([http])."""
+    import urllib.error
+    import urllib.request
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from gateway.config import load, parse_listen
+
+    cfg = load(args.config)
+    if cfg.http is None:
+        raise UsageError(
+            f"{args.config} has no [http] section: `edgegw status` asks the running gateway through its status "
+            'endpoint; add [http] listen = "127.0.0.1:9180" and restart it'
+        )
+    host, port = parse_listen(cfg.http.listen)
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/api/status?limit=1"
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as r:
+            status = json.load(r)
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        print(f"error: no gateway answers at {url} ({reason}): is `edgegw run -c {args.config}` running?",
+              file=sys.stderr)
+        return EXIT_FAILURE
+    if args.json:
+        print(json.dumps(status, ensure_ascii=False, indent=2))
+        return EXIT_OK if status.get("ready") else EXIT_FAILURE
+    console = Console() if sys.stdout.isatty() else Console(width=200, no_color=True)
+    table = Table(header_style="bold")
+    for col in ("device", "name", "state", "reason", "bad", "points", "polls", "failed", "last error"):
+        table.add_column(col, overflow="fold")
+    colour = {"up": "green", "degraded": "yellow", "down": "bold red"}
+    for d in status.get("devices", []):
+        state = d.get("state", "")
+        table.add_row(d["name"], d.get("display_name", ""), f"[{colour.get(state, '')}]{state}[/]" if state in colour
+                      else state, d.get("reason", ""), str(d.get("bad_points", "")), str(d.get("points", "")),
+                      str(d.get("polls", "")), str(d.get("failed_polls", "")), d.get("last_error", ""))
+    console.print(table)
+    buf, up = status.get("buffer", {}), status.get("uplink", {})
+    if buf.get("open"):
+        console.print(f"buffer: {buf['batches']} batches ({buf['points']} points) pending, {buf['fill']:.1%} of "
+                      f"max_bytes, oldest {buf.get('oldest_age_s') or 0:.0f} s, {buf['dropped_points']} points dropped")
+    else:
+        console.print(f"buffer: unavailable ({buf.get('error', '')})")
+    console.print(f"uplink {up.get('broker', '')}: " + ("connected" if up.get("connected")
+                  else f"not connected ({up.get('last_error') or 'connecting'})"))
+    not_ready = [c for c in status.get("checks", []) if not c.get("ok")]
+    console.print("ready" if status.get("ready") else "not ready: " + "; ".join(
+        f"{c['name']}: {c['detail']}" for c in not_ready))
+    return EXIT_OK if status.get("ready") else EXIT_FAILURE
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    """A firmware stub as a standalone simulated PLC (Modbus TCP, RTU over TCP, RTU on a serial port)."""
+    from hil.sim import OPCUA_PLANTS, STUBS, device_toml, serve, serve_opcua
+
+    if args.list or args.name is None:
+        for name, (what, _, points) in STUBS.items():
+            print(f"{name}\t{what}, {_plural(len(points()), 'point')}")
+        for name, (what, _) in OPCUA_PLANTS.items():
+            print(f"{name}\t{what}")
+        return EXIT_OK if args.list else EXIT_USAGE
+    if args.name in OPCUA_PLANTS:
+        if args.print_config:
+            raise UsageError(f"{args.name} is an OPC UA plant: start it, then `edgegw browse ENDPOINT --emit-config`")
+
+        def announce(endpoint: str) -> None:
+            print(f"Serving {args.name} on {endpoint} (security None); Ctrl-C stops.", flush=True)
+
+        _run(serve_opcua(args.name, port=args.port, tick_s=args.tick_s, ready=announce))
+        return EXIT_OK
+    if args.name not in STUBS:
+        raise UsageError(f"no simulator named {args.name!r}; `edgegw sim --list` shows: "
+                         f"{', '.join([*STUBS, *OPCUA_PLANTS])}")
+    if args.transport == "rtu" and not args.serial_port:
+        raise UsageError("--transport rtu needs --serial-port (e.g. one end of `socat pty,raw,echo=0 pty,raw,echo=0`)")
+    if args.print_config:
+        print(device_toml(args.name, args.transport, args.host, args.port, args.serial_port or "", args.unit), end="")
+        return EXIT_OK
+
+    def ready(plc: Any) -> None:
+        where = plc.serial_port if args.transport == "rtu" else f"{args.host}:{plc.port}"
+        print(f"Serving {args.name} (seed {args.seed}) as unit {args.unit} over {args.transport} on {where};"
+              " Ctrl-C stops.", flush=True)
+
+    _run(serve(args.name, transport=args.transport, host=args.host, port=args.port, serial_port=args.serial_port or "",
+               unit=args.unit, seed=args.seed, tick_s=args.tick_s, ready=ready))
     return EXIT_OK
 
 
@@ -398,6 +579,10 @@ def cmd_browse(args: argparse.Namespace) -> int:
     from drivers.opcua.driver import SecuritySettings, browse
     from gateway.errors import DeviceError
 
+    if "://" not in args.endpoint:
+        raise UsageError(f"{args.endpoint!r} is not an OPC UA endpoint URL: write opc.tcp://{args.endpoint}")
+    if not args.endpoint.startswith("opc.tcp://"):
+        raise UsageError(f"{args.endpoint!r}: only opc.tcp:// endpoints are supported")
     security = None
     if args.security != "None":
         if (args.cert is None) != (args.key is None):
@@ -408,8 +593,18 @@ def cmd_browse(args: argparse.Namespace) -> int:
             TrustPolicy.TRUST_ON_FIRST_USE if args.trust_on_first_use else TrustPolicy.TRUST_LIST,
             args.cert, args.key,
         )
+    if (args.user_cert is None) != (args.user_key is None):
+        raise UsageError("--user-cert and --user-key go together")
+    password = None
+    if args.user is not None:
+        password = os.environ.get(args.password_env)
+        if password is None:
+            raise UsageError(f"--user {args.user}: set the password in the environment variable {args.password_env}"
+                             " (--password-env names another); it is never a command-line argument")
     try:
-        found = asyncio.run(browse(args.endpoint, depth=args.depth, pattern=args.filter, security=security))
+        found = asyncio.run(browse(args.endpoint, depth=args.depth, pattern=args.filter, security=security,
+                                   username=args.user, password=password, user_certificate=args.user_cert,
+                                   user_private_key=args.user_key))
     except DeviceError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILURE
@@ -419,7 +614,16 @@ def cmd_browse(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_opcua(args: argparse.Namespace) -> int:
+    import shutil
+
     from drivers.opcua.bench import main as bench_main
+    from hil.node_opcua_peer import NODE_DIR
+
+    if args.server == "node-opcua":  # say what is missing in one line, before any server is started
+        if shutil.which("node") is None:
+            raise UsageError("`edgegw bench opcua` needs Node.js (node) for its node-opcua server; or --server asyncua")
+        if not (NODE_DIR / "node_modules" / "node-opcua").is_dir():
+            raise UsageError("node-opcua is not installed: run `npm ci` in hil/node_opcua (or use --server asyncua)")
 
     bench_main(args.items, args.json, args.window, not args.no_restart, args.server, args.runs, args.profile)
     return EXIT_OK
@@ -471,12 +675,44 @@ def cmd_import_tags(args: argparse.Namespace) -> int:
         raise UsageError(
             f"{args.file}: not UTF-8 text ({err.reason} at byte {err.start}): export the sheet as CSV UTF-8"
         ) from None
-    toml = points_to_toml(csv_to_points(text, args.file))
+    lines: list[int] = []
+    points = csv_to_points(text, args.file, lines)
+    _check_imported(points, lines, args.file)
+    toml = points_to_toml(points)
     if args.output:
         Path(args.output).write_text(toml, encoding="utf-8")
     else:
         print(toml, end="")
     return EXIT_OK
+
+
+def _check_imported(points: list[Any], lines: list[int], source: str) -> None:
+    """What `edgegw check` would say about these points under a device: identifier codes, units,
+    class presets and thresholds, located at the CSV row (exit 2, nothing written)."""
+    import re
+
+    from gateway.config import parse
+
+    groups = {p.group: 1000 for p in points if p.group}  # the device defines them; not the tag list's job
+    data = {
+        "gateway": {"id": "import", "site": "import", "enterprise_prefix": "88.0.0"},
+        "devices": [{"type": "modbus_tcp", "name": "import", "host": "127.0.0.1", "poll_groups": groups,
+                     "points": [p.model_dump(mode="json", exclude_defaults=True, exclude_none=True, by_alias=True)
+                                for p in points]}],
+    }
+    try:
+        parse(data)
+    except ConfigError as err:
+        issues = []
+        for issue in err.issues:
+            m = re.match(r"devices\[0\]\.points\[(\d+)\]\.?(.*)", issue.location)
+            where = source
+            if m:
+                where = f"{source}:{lines[int(m.group(1))]}" + (f": {m.group(2)}" if m.group(2) else "")
+            message = re.sub(r"devices\[0\]\.points\[(\d+)\]\.?(\w*)",
+                             lambda n: f"the row on line {lines[int(n.group(1))]}", issue.message)
+            issues.append(ConfigIssue(where, f"{message} (what `edgegw check` would say)"))
+        raise ConfigError(issues, source) from None
 
 
 def cmd_ids_validate(args: argparse.Namespace) -> int:
@@ -589,6 +825,34 @@ def build_parser() -> argparse.ArgumentParser:
     _log_format_arg(s)
     s.set_defaults(func=cmd_run)
 
+    s = sub.add_parser("read", help="poll the devices once (or --watch) and show every point's value, unit, "
+                                    "quality, reason and code; no broker, no buffer")
+    s.add_argument("-c", "--config", required=True)
+    s.add_argument("device", nargs="*", help="only these devices (default: every enabled one)")
+    s.add_argument("--watch", action="store_true", help="poll again every --interval seconds until Ctrl-C")
+    s.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds between polls with --watch")
+    s.set_defaults(func=cmd_read)
+
+    s = sub.add_parser("status", help="the running gateway's device health, buffer and uplink (via its [http] "
+                                      "endpoint); exit 1 unless ready")
+    s.add_argument("-c", "--config", required=True)
+    s.add_argument("--json", action="store_true", help="the endpoint's whole answer as JSON")
+    s.add_argument("--timeout", type=float, default=5.0, metavar="S")
+    s.set_defaults(func=cmd_status)
+
+    s = sub.add_parser("sim", help="serve a firmware stub as a simulated Modbus PLC or OPC UA server (--list)")
+    s.add_argument("name", nargs="?", help="e.g. ventilation-fan")
+    s.add_argument("--list", action="store_true", help="the simulators there are")
+    s.add_argument("--transport", choices=("tcp", "rtu-over-tcp", "rtu"), default="tcp")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=5020, help="TCP port (default 5020; 0: any free port)")
+    s.add_argument("--serial-port", default=None, help="--transport rtu: the serial device (19200 8N1)")
+    s.add_argument("--unit", type=int, default=1, help="unit id (default 1)")
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--tick-s", type=float, default=1.0, help="seconds per stub tick (0: frozen at tick 0)")
+    s.add_argument("--print-config", action="store_true", help="print the [[devices]] block for it and exit")
+    s.set_defaults(func=cmd_sim)
+
     s = sub.add_parser("ingest", help="run the central ingest role (MQTT -> InfluxDB); dead letters")
     s.add_argument("-c", "--config", default=None, help="the ingest's config (required)")
     s.add_argument("--http", type=_listen_arg, default=None, metavar="HOST:PORT",
@@ -673,6 +937,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cert", help="the gateway's application certificate (DER or PEM)")
     s.add_argument("--key", help="its private key (PEM)")
     s.add_argument("--trust-on-first-use", action="store_true", help="store an unknown server certificate")
+    who = s.add_mutually_exclusive_group()
+    who.add_argument("--user", default=None, help="log in with this user name (password from --password-env)")
+    who.add_argument("--user-cert", default=None, help="log in with this X.509 user certificate (with --user-key)")
+    s.add_argument("--user-key", default=None, help="the user certificate's private key (PEM)")
+    s.add_argument("--password-env", default="EDGEGW_OPCUA_PASSWORD", metavar="VAR",
+                   help="environment variable holding --user's password (default EDGEGW_OPCUA_PASSWORD)")
     s.set_defaults(func=cmd_browse)
 
     s = sub.add_parser("bench", help="benchmarks (print figures)")
@@ -764,8 +1034,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _verbose_everywhere(parser: argparse.ArgumentParser) -> None:
+    """``edgegw run -v`` as well as ``edgegw -v run``: every sub-command accepts the global -v (SUPPRESS
+    keeps a -v given before the sub-command)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                if not any("-v" in a.option_strings for a in sub._actions):
+                    sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                                     help="debug logging (also accepted before the sub-command)")
+                _verbose_everywhere(sub)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    _verbose_everywhere(parser)
+    args = parser.parse_args(argv)
     try:
         configure_logging(args.log_format, verbose=args.verbose)
     except ValueError:

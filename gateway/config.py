@@ -455,7 +455,9 @@ def _issues(err: ValidationError) -> list[ConfigIssue]:
     for e in err.errors(include_url=False):
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            msg = "unknown key"
+            from gateway.config_source import did_you_mean
+
+            msg = "unknown key" + did_you_mean(Config, tuple(e["loc"]))
         elif e["type"] == "union_tag_invalid":
             msg = f"unknown device type {e['input'].get('type')!r}; known: {', '.join(sorted(_DEVICE_TYPES))}"
         elif e["type"] == "string_pattern_mismatch" and e.get("ctx", {}).get("pattern") == KEY_PATTERN:
@@ -463,6 +465,11 @@ def _issues(err: ValidationError) -> list[ConfigIssue]:
                 f"{e['input']!r} is not a valid key: use 1-64 letters, digits, '_', '.', '-', "
                 "starting with a letter or digit"
             )
+            if isinstance(e["input"], str) and not e["input"].isascii():
+                msg += (
+                    " (keys go into MQTT topics, InfluxDB tags and identifier codes, which stay ASCII;"
+                    " put the name people use in display_name, e.g. display_name = " + repr(e["input"]) + ")"
+                )
         elif e["type"] == "union_tag_not_found":
             msg = f"missing 'type' (one of: {', '.join(sorted(_DEVICE_TYPES))})"
         msg = msg.removeprefix("Value error, ")
@@ -690,4 +697,10 @@ def load(path: str | os.PathLike[str], progress: StartupProgress | None = None) 
             raise ConfigError([ConfigIssue("", f"not UTF-8 text ({err.reason} at byte {err.start})")], str(p)) from None
         except tomllib.TOMLDecodeError as err:
             raise ConfigError([ConfigIssue("", f"TOML syntax error: {err}")], str(p)) from None
-    return parse(data, str(p), progress)
+    try:
+        return parse(data, str(p), progress)
+    except ConfigError as err:
+        from gateway.config_source import key_positions
+
+        err.positions = key_positions(raw.decode("utf-8"))
+        raise

@@ -52,6 +52,7 @@ class ConfigError(GatewayError):
     def __init__(self, issues: list[ConfigIssue], source: str = "") -> None:
         self.issues = issues
         self.source = source
+        self.positions: dict[str, tuple[int, int]] = {}  # location -> (line, column) in the source file
         head = f"{source}: " if source else ""
         super().__init__(head + "; ".join(str(i) for i in issues))
 

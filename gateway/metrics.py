@@ -127,7 +127,7 @@ class GatewayCollector(Collector):
                 bad.add_metric([name], n_bad)
                 if data_age is not None:
                     age.add_metric([name], data_age)
-            current = device_state(h.up, h.failed_polls, n_bad)
+            current = device_state(h.up, h.failed_polls, n_bad, h.state)
             for s in DEVICE_STATES:
                 state.add_metric([name, s], int(s == current))
         yield from (polls, errors, retries, connects, misses, points, up, state, bad, age)

@@ -48,21 +48,75 @@ class DeviceHealth:
     last_error: str = ""
     last_error_mono: float | None = None  # time.monotonic() of the last failure (the status page shows its age)
     errors: Counter[str] = field(default_factory=Counter)  # failed polls and connects by reason
+    state: str = "connecting"  # connecting | up | degraded (answers, some points bad) | down
+    reason: str = ""  # the dominant reason of the bad points (degraded, down)
+    bad_points: int = 0
+    points: int = 0
+    timeouts_in_row: int = 0  # consecutive polls that timed out (reset by a good poll)
+    suspended: bool = False  # timed out `suspend_after` times in a row: tried at a reduced rate, single attempts
+    suspensions: int = 0
 
 
+_OUTAGE_REASONS = frozenset({"timeout", "disconnected", "unreachable", "malformed_response"})
 POLL_SLOTS = 10  # poll instants per interval that devices share (see DeviceRunner._aligned)
 Schedule = tuple[float, Callable[[], Awaitable[SampleBatch]]]  # (interval s, read one poll group)
 
 
 class _Runner:
     """What both runners share: health counters, and reporting a device down (its points turn bad
-    with the reason; the transition is logged once, repeats are only counted)."""
+    with the reason; the transition is logged once, repeats are only counted).
+
+    Health tells the truth about the points, not only the connection: a device that answers with
+    some points bad (an exception response, an illegal address, an undecodable value) is
+    ``degraded``, with the dominant reason and the count; every change of state (or of the dominant
+    reason) is logged at WARNING and reported through ``on_health`` (the retained state message).
+    """
 
     health: DeviceHealth
     catalog: Catalog
     emit: Callable[[SampleBatch], Awaitable[None]]
+    on_health: Callable[[], None] | None = None
+    # False: the samples are judged after the pipeline (range and plausibility checks too), by
+    # observe_checked() from the pipeline's tap, instead of as the driver hands them over
+    observe_polls: bool = True
+    _bad: dict[int, str]  # point index -> reason, for the device's points whose last sample is bad
+
+    def observe_checked(self, name: str, samples: SampleBatch) -> None:
+        """Samples of this device after the pipeline's checks.  Ignored while the device is down (its
+        bad samples then carry the outage's reason, which the down state already says)."""
+        if self.health.up:
+            self._observe(name, [s for s in samples if s[4] not in _OUTAGE_REASONS])
+
+    def _observe(self, name: str, batch: SampleBatch) -> None:
+        """After a good poll: update the device's bad points from the samples, then its state."""
+        bad = self._bad
+        for s in batch:
+            if s[4] is None:
+                bad.pop(s[0], None)
+            else:
+                bad[s[0]] = s[4]
+        self._set_state(name, "degraded" if bad else "up", Counter(bad.values()), len(bad))
+
+    def _set_state(self, name: str, state: str, reasons: Counter[str], bad: int) -> None:
+        h = self.health
+        h.points = len(self.catalog.by_device.get(name, ()))
+        reason = reasons.most_common(1)[0][0] if reasons else ""
+        changed = (state, reason) != (h.state, h.reason)
+        first = h.state == "connecting"
+        h.state, h.reason, h.bad_points = state, reason, bad
+        if not changed:
+            return
+        extra = {"device": name, "state": state, "reason": reason, "bad_points": bad}
+        if state == "degraded":
+            log.warning("Device %s degraded: %d of %d points bad: %s", name, bad, h.points, reason, extra=extra)
+        elif state == "up":
+            (log.info if first else log.warning)("Device %s is up.", name, extra=extra)
+        if self.on_health is not None:
+            self.on_health()
 
     async def _failed(self, name: str, message: str, reason: str) -> None:
+        h = self.health
+        h.timeouts_in_row = h.timeouts_in_row + 1 if reason == "timeout" else 0
         self.health.failed_polls += 1
         self.health.last_error = message
         self.health.last_error_mono = time.monotonic()
@@ -70,7 +124,15 @@ class _Runner:
         if self.health.up or self.health.failed_polls == 1:
             log.warning("Device %s is down: %s", name, message, extra={"device": name, "reason": reason})
         self.health.up = False
-        await self.emit(self.catalog.bad_samples(name, now_ns(), reason))
+        samples = self.catalog.bad_samples(name, now_ns(), reason)
+        self._bad = {s[0]: reason for s in samples}
+        h.state = "down"  # logged above, once per transition
+        changed = h.reason != reason or h.bad_points != len(samples)
+        h.reason, h.bad_points = reason, len(samples)
+        h.points = len(samples)
+        if changed and self.on_health is not None:
+            self.on_health()
+        await self.emit(samples)
 
 
 class DeviceRunner(_Runner):
@@ -82,6 +144,12 @@ class DeviceRunner(_Runner):
     for a shared line does not count), each read.  A failed read is retried ``retries`` times at
     once; then the device is down: its points turn bad with the reason, the connection is
     re-opened after a backoff that doubles per consecutive failure up to ``backoff_max_s``.
+
+    A device whose polls timed out ``suspend_after`` times in a row (0: never) is suspended, like
+    Kepware's auto-demotion: it is tried every ``suspended_interval_s`` with a single attempt (no
+    retries), and, when the driver offers ``wait_quiet`` (a unit on a shared RS-485 line), only in a
+    quiet moment of its line, when no live unit's poll falls due within its timeout.  A dead unit then
+    costs the live units on its line no poll; the first good answer ends the suspension.
     """
 
     def __init__(
@@ -97,6 +165,9 @@ class DeviceRunner(_Runner):
         schedules: list[Schedule] | None = None,
         retries: int = 0,
         watchdog: bool = True,
+        suspend_after: int = 0,
+        suspended_interval_s: float = 10.0,
+        on_health: Callable[[], None] | None = None,
     ) -> None:
         self.driver = driver
         self.catalog = catalog
@@ -108,6 +179,10 @@ class DeviceRunner(_Runner):
         self.schedules = schedules or [(poll_interval_s, driver.read)]
         self.retries = retries
         self.watchdog = watchdog
+        self.suspend_after = suspend_after
+        self.suspended_interval = suspended_interval_s
+        self.on_health = on_health
+        self._bad = {}
         self._backoff = self.backoff_initial
         self._slot = random.randrange(POLL_SLOTS)
         self.health = DeviceHealth()
@@ -138,11 +213,32 @@ class DeviceRunner(_Runner):
 
     async def _back_off(self) -> None:
         """Consecutive failures wait longer (doubling, capped, jittered); a good poll resets it."""
+        h = self.health
+        if self.suspend_after and h.timeouts_in_row >= self.suspend_after:
+            if not h.suspended:
+                h.suspended = True
+                h.suspensions += 1
+                if self.on_health is not None:
+                    self.on_health()
+                log.warning(
+                    "Device %s suspended after %d timeouts in a row: tried once every %g s%s until it answers.",
+                    self.driver.name, h.timeouts_in_row, self.suspended_interval,
+                    ", in quiet moments of its line," if hasattr(self.driver, "wait_quiet") else "",
+                    extra={"device": self.driver.name},
+                )
+            await asyncio.sleep(self.suspended_interval * random.uniform(0.9, 1.1))
+            return
         await asyncio.sleep(self._backoff * random.uniform(0.8, 1.2))
         self._backoff = min(self._backoff * 2, self.backoff_max)
 
     async def _read(self, read: Callable[[], Awaitable[SampleBatch]]) -> SampleBatch:
         attempt = 0
+        retries = self.retries
+        if self.health.suspended:
+            retries = 0
+            quiet: Callable[[float], Awaitable[bool]] | None = getattr(self.driver, "wait_quiet", None)
+            if quiet is not None:
+                await quiet(self.suspended_interval)
         while True:
             try:
                 if not self.watchdog:
@@ -150,7 +246,7 @@ class DeviceRunner(_Runner):
                 async with asyncio.timeout(self.timeout):
                     return await read()
             except (ReadError, TimeoutError) as err:
-                if attempt >= self.retries or (isinstance(err, ReadError) and err.reason == "disconnected"):
+                if attempt >= retries or (isinstance(err, ReadError) and err.reason == "disconnected"):
                     raise
                 attempt += 1
                 self.health.retries += 1
@@ -176,10 +272,18 @@ class DeviceRunner(_Runner):
             interval, read = self.schedules[i]
             batch = await self._read(read)
             self.health.polls += 1
+            self.health.timeouts_in_row = 0
+            if self.health.suspended:
+                self.health.suspended = False
+                log.warning("Device %s answers again: suspension ended.", name, extra={"device": name})
+                if self.on_health is not None:
+                    self.on_health()
             if not self.health.up:
                 self.health.up = True
                 self._backoff = self.backoff_initial
-                log.info("Device %s is up.", name, extra={"device": name})
+                self._bad.clear()  # the outage's reason; each group's points are judged at its own poll
+            if self.observe_polls:
+                self._observe(name, batch)
             await self.emit(batch)
             next_at += interval
             late = time.monotonic() - next_at
@@ -229,6 +333,7 @@ class StreamRunner(_Runner):
         self.backoff_max = backoff_max_s
         self.backoff_initial = min(backoff_initial_s, backoff_max_s)
         self.health = DeviceHealth()
+        self._bad = {}
 
     async def run(self) -> None:
         name = self.driver.name
@@ -245,12 +350,14 @@ class StreamRunner(_Runner):
                 continue
             self.health.connects += 1
             backoff = self.backoff_initial
-            if not self.health.up:
-                self.health.up = True
-                log.info("Device %s is up.", name, extra={"device": name})
+            self.health.up = True
+            self._bad.clear()
+            self._set_state(name, "up", Counter(), 0)
             try:
                 async for batch in self.driver.stream():
                     self.health.polls += 1
+                    if self.observe_polls:
+                        self._observe(name, batch)
                     await self.emit(batch)
             except DeviceError as err:
                 reason = err.reason if isinstance(err, ReadError) else "disconnected"

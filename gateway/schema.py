@@ -227,6 +227,7 @@ class PointBase(StrictModel):
     display_name: str = Field(
         default="", max_length=200, description="what people call it (e.g. 回风巷甲烷); shown on the status page only"
     )
+    description: str = Field(default="", max_length=1000, description="free text in any language; config only")
     code: str | None = Field(
         default=None,
         description="industrial-internet identifier code (88.<node>.<enterprise>/<suffix>); "
@@ -312,6 +313,7 @@ class PointBase(StrictModel):
 class DeviceBase(StrictModel):
     name: Key
     display_name: str = Field(default="", max_length=200, description="shown on the status page only")
+    description: str = Field(default="", max_length=1000, description="free text in any language; config only")
     code: str | None = Field(default=None, description="identifier code of the device itself")
     asset: str = ""
     line: str = ""

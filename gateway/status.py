@@ -96,10 +96,14 @@ def buffer_stats(buf: SqliteBuffer) -> tuple[BufferStats | None, str]:
         return None, str(err) or type(err).__name__
 
 
-def device_state(up: bool, failed_polls: int, bad: int) -> str:
+def device_state(up: bool, failed_polls: int, bad: int, runner_state: str = "") -> str:
     """``connecting`` (no answer yet), ``down``, ``degraded`` (answers, some points bad), ``up``.
 
-    A device that answers but whose points are all bad is not up (DESIGN §5): it is degraded."""
+    A device that answers but whose points are all bad is not up (DESIGN §5): it is degraded.  The
+    runner's own state (acquisition: exception responses, illegal addresses, undecodable values) wins;
+    ``bad`` (after the pipeline's range checks) can only turn an ``up`` into ``degraded``."""
+    if runner_state in ("down", "degraded"):
+        return runner_state
     if not up:
         return "down" if failed_polls else "connecting"
     return "degraded" if bad else "up"
@@ -207,7 +211,9 @@ def gateway_status(
             "name": name,
             "display_name": names.get(name, ""),
             "type": kinds.get(name, ""),
-            "state": device_state(h.up, h.failed_polls, bad),
+            "state": device_state(h.up, h.failed_polls, bad, h.state),
+            "reason": h.reason,
+            "suspended": h.suspended,
             "last_error": h.last_error,
             "last_error_age_s": _age(h.last_error_mono),
             "last_data_age_s": None if data_age is None else round(data_age, 3),

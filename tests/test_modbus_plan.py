@@ -80,3 +80,13 @@ def test_an_unreadable_gap_splits_the_block_and_stays_split() -> None:
     gaps = gap_addresses(block, pts)
     assert gaps == {(Table.HOLDING_REGISTER, a) for a in range(1, 10)}
     assert [(b.address, b.count) for b in plan(pts, 16, unbridgeable=gaps)] == [(0, 1), (10, 2)]
+
+
+def test_a_point_on_an_unreadable_address_is_read_alone_with_its_exact_aliases() -> None:
+    hr = Table.HOLDING_REGISTER
+    pts = [point(0, hr, 0), point(1, hr, 1, DataType.FLOAT32), point(2, hr, 1, DataType.FLOAT32), point(3, hr, 2),
+           point(4, hr, 4)]
+    assert [(b.address, b.count, b.members) for b in plan(pts, 16)] == [(0, 5, (0, 1, 2, 3, 4))]
+    blocks = plan(pts, 16, unbridgeable={(hr, 2)})  # the float32s and point 3 cover register 2
+    assert [(b.address, b.count, b.members) for b in blocks] == [(0, 1, (0,)), (1, 2, (1, 2)), (2, 1, (3,)),
+                                                                   (4, 1, (4,))]

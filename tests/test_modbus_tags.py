@@ -124,3 +124,42 @@ def test_a_hostile_name_is_a_located_error(tmp_path: Path, capsys: object) -> No
     err = capsys.readouterr().err  # type: ignore[attr-defined]
     assert f"{src}:5: name: String should match pattern" in err, err
     assert not out.exists()
+
+
+def test_a_tag_list_that_would_fail_check_is_refused_at_its_row(tmp_path: Path, capsys: object) -> None:
+    src, out = tmp_path / "tags.csv", tmp_path / "points.toml"
+    src.write_text("name,address,code\nco,30002,88.608.5288/DEV.x.co\nco2,30003,88.608.5288/DEV.x.co\n")
+    assert main(["import-tags", "modbus", str(src), "-o", str(out)]) == 2
+    err = capsys.readouterr().err  # type: ignore[attr-defined]
+    assert f"{src}:3: code: identifier '88.608.5288/DEV.x.co' is already used by the row on line 2" in err, err
+    assert "what `edgegw check` would say" in err
+    assert not out.exists()
+
+
+def test_chinese_descriptions_are_a_column() -> None:
+    from drivers.modbus.tags import csv_to_points
+
+    (p,) = csv_to_points("name,address,display_name,description\nch4,30001,甲烷浓度,回风巷 T1 传感器\n")
+    assert (p.display_name, p.description) == ("甲烷浓度", "回风巷 T1 传感器")
+
+
+def test_raw_count_scaling_and_other_sub_table_keys_are_columns(tmp_path: Path) -> None:
+    src, out = tmp_path / "tags.csv", tmp_path / "points.toml"
+    src.write_text("name,address,unit,scaling.raw_low,scaling.raw_high,scaling.eng_low,scaling.eng_high,tags.area\n"
+                   "level,30001,m,0,27648,0,12.5,sump\n"
+                   "flow,30002,m3/h,,,,,\n")
+    assert main(["import-tags", "modbus", str(src), "-o", str(out)]) == 0
+    data = copy.deepcopy(GOOD)
+    data["devices"][0]["points"] = tomllib.loads(out.read_text())["devices"]["points"]
+    level, flow = parse(data).devices[0].points
+    assert level.scaling is not None and flow.scaling is None
+    assert (level.scaling.raw_low, level.scaling.raw_high, level.scaling.eng_high) == (0, 27648, 12.5)
+    assert level.tags == {"area": "sump"}
+
+
+def test_a_bad_sub_table_cell_is_located_at_its_column(tmp_path: Path, capsys: object) -> None:
+    src = tmp_path / "tags.csv"
+    src.write_text("name,address,scaling.raw_low,scaling.raw_high,scaling.eng_low,scaling.eng_high\n"
+                   "level,30001,0,27648,0,x\n")
+    assert main(["import-tags", "modbus", str(src)]) == 2
+    assert f"{src}:2: scaling.eng_high: Input should be a valid number" in capsys.readouterr().err  # type: ignore[attr-defined]

@@ -24,6 +24,7 @@ __all__ = [
     "StringOrder",
     "Table",
     "line_issues",
+    "notation_warnings",
     "parse_address",
 ]
 
@@ -191,6 +192,14 @@ class ModbusDeviceBase(DeviceBase):
     max_gap: int = Field(default=16, ge=0, le=124, description="unused registers a single read may bridge")
     max_bit_gap: int = Field(default=64, ge=0, le=1999, description="unused coils / inputs a read may bridge")
     retries: int = Field(default=1, ge=0, le=10, description="immediate re-polls after a timeout before 'down'")
+    suspend_after_timeouts: int = Field(
+        default=2, ge=0, le=100,
+        description="polls timed out in a row after which the unit is suspended (tried at a reduced rate; 0: never)",
+    )
+    suspended_poll_interval_ms: int = Field(
+        default=10_000, ge=100, le=3_600_000,
+        description="how often a suspended unit is tried: one attempt, in a quiet moment of a shared line",
+    )
     poll_groups: dict[Key, int] = Field(
         default_factory=dict, description="group name -> poll interval in ms; points name theirs in `group`"
     )
@@ -220,29 +229,6 @@ class ModbusDeviceBase(DeviceBase):
         """Every group that has points -> its interval; "" is the device's own poll_interval_ms."""
         used = {p.group or "" for p in self.points}
         return {g: (self.poll_groups[g] if g else self.poll_interval_ms) for g in sorted(used)}
-
-    @model_validator(mode="after")
-    def _no_conflicts(self) -> Self:
-        """Overlapping points must agree on what the shared registers mean (bits of one word may share it)."""
-        spans = sorted(
-            (p.table, p.address, p.address + p.registers, i) for i, p in enumerate(self.points) if not p.table.is_bit
-        )
-        prev: tuple[Table, int, int] | None = None  # (table, end, point) of the span reaching furthest
-        for table, lo, hi, i in spans:
-            if prev is None or prev[0] is not table or lo >= prev[1]:
-                prev = (table, hi, i)
-                continue
-            a, b = self.points[prev[2]], self.points[i]
-            both_bits = a.data_type is DataType.BOOL and b.data_type is DataType.BOOL
-            same = (a.address, a.data_type, a.byte_order, a.length) == (b.address, b.data_type, b.byte_order, b.length)
-            if not (both_bits or same):
-                raise ValueError(
-                    f"points {a.name!r} ({a.data_type} at {a.address}) and {b.name!r} ({b.data_type} at"
-                    f" {b.address}) overlap in {table} with conflicting types"
-                )
-            if hi > prev[1]:
-                prev = (table, hi, i)
-        return self
 
 
 class ModbusTcpDevice(ModbusDeviceBase):
@@ -342,4 +328,36 @@ def line_issues(devices: list[Any]) -> list[ConfigIssue]:
             )
         else:
             units[key, dev.unit_id] = d
+    return issues
+
+
+_FIRST_DIGIT = {"1": Table.DISCRETE_INPUT, "3": Table.INPUT_REGISTER, "4": Table.HOLDING_REGISTER}
+
+
+def notation_warnings(raw_devices: Any) -> list[ConfigIssue]:
+    """Integer addresses that read like the vendors' 1-based notation (``address = 30003``).
+
+    In TOML an integer is the 0-based protocol address and only a string (``"30003"``) is notation;
+    in a CSV tag list, where every cell is text, ``30003`` is notation.  So that the same digits never
+    mean two things silently, ``check`` warns about an integer in 10001..49999 whose first digit names
+    the point's table (or no table is given)."""
+    issues: list[ConfigIssue] = []
+    if not isinstance(raw_devices, list):
+        return issues
+    for d, dev in enumerate(raw_devices):
+        points = dev.get("points") if isinstance(dev, dict) and str(dev.get("type", "")).startswith("modbus") else None
+        for p, point in enumerate(points if isinstance(points, list) else []):
+            a = point.get("address") if isinstance(point, dict) else None
+            if not isinstance(a, int) or isinstance(a, bool) or not 10001 <= a <= 49999:
+                continue
+            table = _FIRST_DIGIT.get(str(a)[0])
+            given = point.get("table")
+            if table is None or (given is not None and given != table.value):
+                continue
+            issues.append(ConfigIssue(
+                f"devices[{d}].points[{p}].address",
+                f"{a} is read as the 0-based protocol address {a}"
+                f"{'' if given else ' of a holding_register'}; in the vendors' 1-based notation (and in a CSV tag"
+                f" list) {a} is {table.value} {int(str(a)[1:]) - 1}: write address = \"{a}\" for that",
+            ))
     return issues

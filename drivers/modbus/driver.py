@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import math
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Self
 
 from drivers.modbus.client import Connection, ExceptionResponse, FrameError, Framing
-from drivers.modbus.config import ModbusDevice, ModbusRtuDevice, ModbusRtuTcpDevice, Table, line_key
+from drivers.modbus.config import ModbusDevice, ModbusPoint, ModbusRtuDevice, ModbusRtuTcpDevice, Table, line_key
 from drivers.modbus.decode import BitDecoder, Decoder, Field
-from drivers.modbus.plan import Block, gap_addresses, plan
+from drivers.modbus.plan import Block, plan
 from gateway.errors import ConnectError, ReadError
 from gateway.point import Quality, SampleBatch, now_ns
 
@@ -51,6 +52,30 @@ class Line:
         self.conn: Connection | None = None
         self.users = 0
         self.opens = 0
+        self.members: set[ModbusDriver] = set()  # the entered drivers of the units on this line
+
+    async def wait_quiet(self, me: ModbusDriver, need_s: float, limit_s: float) -> bool:
+        """Wait until the line is free and no answering unit's poll falls due within ``need_s``.
+
+        A suspended unit's attempt goes in such a moment, so its timeout delays no live poll.  Where
+        the line is never quiet that long (poll intervals shorter than the timeout), it gives up after
+        ``limit_s`` and returns False: the attempt then costs the others at most one timeout.
+        """
+        loop = asyncio.get_running_loop()
+        end = loop.time() + limit_s
+        while (now := loop.time()) < end:
+            conn = self.conn
+            if conn is not None and conn.lock.locked():
+                async with conn.lock:  # the request in progress (and those queued) first
+                    pass
+                continue
+            due = [d.next_due for d in self.members if d is not me and d.answering and d.next_due > now - need_s]
+            soonest = min(due, default=math.inf)
+            if soonest - now >= need_s:
+                return True
+            # wait until that poll has started (it takes the lock), then look again
+            await asyncio.sleep(min(max(soonest - now, 0.0) + 0.002, end - now))
+        return False
 
     async def acquire(self) -> None:
         """Register a user; (re)open the connection if it is not open."""
@@ -150,10 +175,12 @@ class ModbusDriver:
             self.groups[name] = _Group(name, ms / 1000, members)
         self._entered = False
         self.requests = 0  # requests sent, for benchmarks and diagnostics
+        self.answering = False  # the last request was answered (a live unit, whose polls others must not delay)
+        self._due: dict[str, float] = {}  # poll group -> when its next poll falls due (loop time)
         self._replan()
 
     def _replan(self) -> None:
-        """Build blocks and their decoders per poll group; rerun when a bridged gap turned out unreadable."""
+        """Build blocks and their decoders per poll group; rerun when an address turned out unreadable."""
         config = self.config
         for group in self.groups.values():
             subset = [config.points[i] for i in group.points]
@@ -162,25 +189,28 @@ class ModbusDriver:
                 # members are positions in `subset`: map them back to the device's point list
                 members = tuple(group.points[m] for m in block.members)
                 block = Block(block.table, block.address, block.count, members)
-                fields = []
-                width = 1 if block.table.is_bit else 2
-                for member in members:
-                    pt = config.points[member]
-                    fields.append(
-                        Field(
-                            index=self._first + member,
-                            offset=(pt.address - block.address) * width,
-                            data_type=pt.data_type,
-                            order=pt.byte_order or config.byte_order,
-                            bit=pt.bit,
-                            length=pt.length or 0,
-                            string_order=pt.string_order,
-                            encoding=pt.string_encoding or config.string_encoding,
-                            enum=pt.enum,
-                        )
-                    )
-                decoder: Decoder | BitDecoder = BitDecoder(fields) if block.table.is_bit else Decoder(fields)
-                group.blocks.append((block, decoder))
+                group.blocks.append((block, self._decoder(block)))
+
+    def _decoder(self, block: Block) -> Decoder | BitDecoder:
+        config = self.config
+        fields = []
+        width = 1 if block.table.is_bit else 2
+        for member in block.members:
+            pt = config.points[member]
+            fields.append(
+                Field(
+                    index=self._first + member,
+                    offset=(pt.address - block.address) * width,
+                    data_type=pt.data_type,
+                    order=pt.byte_order or config.byte_order,
+                    bit=pt.bit,
+                    length=pt.length or 0,
+                    string_order=pt.string_order,
+                    encoding=pt.string_encoding or config.string_encoding,
+                    enum=pt.enum,
+                )
+            )
+        return BitDecoder(fields) if block.table.is_bit else Decoder(fields)
 
     @property
     def name(self) -> str:
@@ -201,12 +231,27 @@ class ModbusDriver:
         except OSError as err:
             raise ConnectError(self.config.name, f"cannot open {self.line.description}: {err}") from err
         self._entered = True
+        self.line.members.add(self)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         if self._entered:
             self._entered = False
+            self.line.members.discard(self)
             self.line.release()
+
+    @property
+    def next_due(self) -> float:
+        """When this unit's next poll falls due (event-loop time; inf before its first poll)."""
+        return min(self._due.values(), default=math.inf)
+
+    async def wait_quiet(self, limit_s: float) -> bool:
+        """For a suspended unit: wait (at most ``limit_s``) for a moment when one attempt of ours
+        (a timeout, plus the frame gap) delays no answering unit's poll on the shared line."""
+        if not self.shared:
+            return True
+        need = self.config.timeout_ms / 1000 + 2 * self.line.frame_gap + 0.01
+        return await self.line.wait_quiet(self, need, limit_s)
 
     async def read(self) -> SampleBatch:
         """One poll of every group."""
@@ -216,49 +261,153 @@ class ModbusDriver:
         return out
 
     async def read_group(self, group: str) -> SampleBatch:
-        """Every block of one poll group once.  An exception response spoils only its block's points."""
+        """Every block of one poll group once.  An exception response spoils only its block's points;
+        "illegal data address" on a block of several points is narrowed down at once (see
+        :meth:`_narrow`), so the readable points of the block are good in this very poll."""
         conn = self.line.conn
         if conn is None or not self._entered:
             raise ConnectError(self.config.name, "not connected")
-        cfg = self.config
-        unit = cfg.unit_id
-        timeout = cfg.timeout_ms / 1000
-        first = self._first
+        g = self.groups[group]
+        self._due[group] = asyncio.get_running_loop().time() + g.interval_s  # the runner calls us when due
         out: SampleBatch = []
-        replan = False
-        good = Quality.GOOD
-        for block, decoder in self.groups[group].blocks:
-            self.requests += 1
-            try:
-                async with conn.lock:  # the line is ours from here: the timeout starts now
-                    ts = now_ns()
-                    data = await conn.read(unit, block.table.function_code, block.address, block.count, timeout)
-            except ExceptionResponse as err:
-                reason = f"modbus_exception_{err.code}_{_EXCEPTION_NAMES.get(err.code, 'unknown')}"
-                out.extend((first + m, ts, None, Quality.BAD, reason) for m in block.members)
-                if err.code == 2:
-                    gaps = gap_addresses(block, cfg.points)
-                    if gaps - self.unbridgeable:
-                        self.unbridgeable |= gaps
-                        replan = True
-                continue
-            except TimeoutError as err:
-                # a dead unit on a shared line must not close the connection the others use
-                raise ReadError(self.name, f"no answer within {timeout:g} s", reason="timeout",
-                                disconnect=not self.shared) from err
-            except FrameError as err:
-                if self.line.framing is Framing.MBAP:
-                    self.line.drop()  # the TCP stream may be out of step
-                raise ReadError(self.name, f"malformed response: {err}", reason="malformed_response") from err
-            except (ConnectionError, OSError) as err:
-                raise ReadError(self.name, f"connection lost: {err}", reason="disconnected", disconnect=True) from err
-            if isinstance(decoder, BitDecoder):
-                out += [(i, ts, v, good, None) for i, v, _ in decoder.decode_packed(data)]
-            else:
-                out += decoder.samples(data, ts)
-        if replan:
-            self._replan()
+        known = len(self.unbridgeable)
+        try:
+            for block, decoder in g.blocks:
+                try:
+                    ts, data = await self._request(conn, block)
+                except ExceptionResponse as err:
+                    if err.code == 2:
+                        await self._narrow(conn, block.table, _clusters(block, self.config.points), out)
+                    else:
+                        out.extend(_refused(block, self._first, err))
+                    continue
+                out += _samples(decoder, data, ts)
+            self.answering = True
+        finally:
+            if len(self.unbridgeable) != known:
+                self._replan()
         return out
+
+    async def _request(self, conn: Connection, block: Block) -> tuple[int, bytes]:
+        """One read; the source time and the answer's data bytes.  Transport failures become ReadError."""
+        self.requests += 1
+        timeout = self.config.timeout_ms / 1000
+        try:
+            async with conn.lock:  # the line is ours from here: the timeout starts now
+                ts = now_ns()
+                data = await conn.read(self.config.unit_id, block.table.function_code, block.address, block.count,
+                                       timeout)
+        except TimeoutError as err:
+            self.answering = False
+            # a dead unit on a shared line must not close the connection the others use
+            raise ReadError(self.name, f"no answer within {timeout:g} s", reason="timeout",
+                            disconnect=not self.shared) from err
+        except FrameError as err:
+            if self.line.framing is Framing.MBAP:
+                self.line.drop()  # the TCP stream may be out of step
+            raise ReadError(self.name, f"malformed response: {err}", reason="malformed_response") from err
+        except (ConnectionError, OSError) as err:
+            raise ReadError(self.name, f"connection lost: {err}", reason="disconnected", disconnect=True) from err
+        return ts, data
+
+    async def _narrow(self, conn: Connection, table: Table, clusters: list[_Cluster], out: SampleBatch) -> None:
+        """``clusters`` read together were refused with "illegal data address": find the addresses.
+
+        Bisection over the clusters (runs of overlapping points, no gap inside): a half that reads is
+        decoded into ``out``; a refused half is narrowed further.  When both halves read, the refused
+        address lies in the gap between them, which no block will bridge again; a refused single
+        cluster is tried one distinct span at a time, and a refused span marks its registers, so that
+        point (and views of exactly its registers) is read on its own from now on and every other
+        point of the block stays good.  Costs about 2 log2(n) requests, once.
+        """
+        if len(clusters) > 1:
+            mid = len(clusters) // 2
+            left, right = clusters[:mid], clusters[mid:]
+            left_read = await self._attempt(conn, table, left, out)
+            right_read = await self._attempt(conn, table, right, out)
+            if left_read and right_read:
+                gap = range(max(c.hi for c in left), right[0].lo)
+                # empty gap: the device refuses only the combined read; nothing to learn, every point was read
+                self.unbridgeable |= {(table, a) for a in gap}
+            return
+        (cluster,) = clusters
+        spans: dict[tuple[int, int], list[int]] = {}
+        points = self.config.points
+        for m in cluster.members:
+            spans.setdefault((points[m].address, points[m].address + points[m].registers), []).append(m)
+        if len(spans) == 1:
+            span = {(table, a) for a in range(cluster.lo, cluster.hi)}
+            if not span & self.unbridgeable:  # new: find the refused registers once; known: nothing to learn
+                refused = await self._refused_addresses(conn, table, cluster.lo, cluster.hi)
+                self.unbridgeable |= {(table, a) for a in refused} or span
+            block = Block(table, cluster.lo, cluster.hi - cluster.lo, tuple(cluster.members))
+            out.extend(_refused(block, self._first, ExceptionResponse(2)))
+            return
+        for (lo, hi), members in spans.items():
+            await self._attempt(conn, table, [_Cluster(lo, hi, members)], out)
+
+    async def _refused_addresses(self, conn: Connection, table: Table, lo: int, hi: int) -> set[int]:
+        """The addresses in lo..hi that a refused multi-register point really lacks (bisection), so
+        that its views of the other registers stay readable with their neighbours."""
+        if hi - lo == 1:
+            return {lo}
+        found: set[int] = set()
+        mid = (lo + hi) // 2
+        for a, b in ((lo, mid), (mid, hi)):
+            try:
+                await self._request(conn, Block(table, a, b - a, ()))
+            except ExceptionResponse as err:
+                if err.code == 2:
+                    found |= await self._refused_addresses(conn, table, a, b)
+        return found
+
+    async def _attempt(self, conn: Connection, table: Table, clusters: list[_Cluster], out: SampleBatch) -> bool:
+        """Read ``clusters`` as one block; False when refused with "illegal data address" (then narrowed)."""
+        lo, hi = clusters[0].lo, max(c.hi for c in clusters)
+        block = Block(table, lo, hi - lo, tuple(m for c in clusters for m in c.members))
+        try:
+            ts, data = await self._request(conn, block)
+        except ExceptionResponse as err:
+            if err.code != 2:
+                out.extend(_refused(block, self._first, err))
+                return True
+            await self._narrow(conn, table, clusters, out)
+            return False
+        out += _samples(self._decoder(block), data, ts)
+        return True
+
+
+class _Cluster:
+    """A run of points whose registers overlap (no unused address inside): the unit of narrowing."""
+
+    __slots__ = ("hi", "lo", "members")
+
+    def __init__(self, lo: int, hi: int, members: list[int]) -> None:
+        self.lo, self.hi, self.members = lo, hi, members
+
+
+def _clusters(block: Block, points: Sequence[ModbusPoint]) -> list[_Cluster]:
+    out: list[_Cluster] = []
+    for lo, hi, m in sorted((points[m].address, points[m].address + points[m].registers, m) for m in block.members):
+        if out and lo < out[-1].hi:
+            out[-1].hi = max(out[-1].hi, hi)
+            out[-1].members.append(m)
+        else:
+            out.append(_Cluster(lo, hi, [m]))
+    return out
+
+
+def _refused(block: Block, first: int, err: ExceptionResponse) -> SampleBatch:
+    reason = f"modbus_exception_{err.code}_{_EXCEPTION_NAMES.get(err.code, 'unknown')}"
+    ts = now_ns()
+    return [(first + m, ts, None, Quality.BAD, reason) for m in block.members]
+
+
+def _samples(decoder: Decoder | BitDecoder, data: bytes, ts: int) -> SampleBatch:
+    if isinstance(decoder, BitDecoder):
+        good = Quality.GOOD
+        return [(i, ts, v, good, None) for i, v, _ in decoder.decode_packed(data)]
+    return decoder.samples(data, ts)
 
 
 def _bind(read_group: Callable[[str], Awaitable[SampleBatch]], name: str) -> Callable[[], Awaitable[SampleBatch]]:

@@ -6,9 +6,10 @@ unused addresses.  Never one request per point.  Greedy left-to-right merging is
 for sorted intervals with a length cap, extending the current block whenever the next point fits
 cannot need more blocks than any other cover (exchange argument), which the property tests check.
 
-When a device answers "illegal data address" for a block that bridges a gap, the driver calls
-:func:`gap_addresses` and re-plans with those addresses in ``unbridgeable``: the block splits and
-the plan remembers why.
+When a device answers "illegal data address" for a block, the driver finds out which addresses it
+refuses (see ``ModbusDriver``) and re-plans with them in ``unbridgeable``: a block never bridges such an
+address, and a point covering one is read on its own (together only with views of exactly its
+registers), so one wrong address in a tag list spoils only the points that read it.
 """
 
 from __future__ import annotations
@@ -44,20 +45,26 @@ def plan(
         limit, gap = (MAX_BITS, max_bit_gap) if table.is_bit else (MAX_REGISTERS, max_gap)
         items = sorted((p.address, p.address + p.registers, i) for i, p in enumerate(points) if p.table is table)
         start = end = -1
+        alone = False  # the current block is a point known to cover an unreadable address (and its aliases)
         members: list[int] = []
         for lo, hi, i in items:
-            if (
-                members
-                and lo - end <= gap
-                and max(end, hi) - start <= limit
-                and not any((table, a) in bad for a in range(end, lo))
-            ):
+            poisoned = bool(bad) and any((table, a) in bad for a in range(lo, hi))
+            if members and (alone or poisoned):
+                fits = alone and poisoned and (lo, hi) == (start, end)  # the same registers: read once
+            else:
+                fits = (
+                    bool(members)
+                    and lo - end <= gap
+                    and max(end, hi) - start <= limit
+                    and not any((table, a) in bad for a in range(end, lo))
+                )
+            if fits:
                 end = max(end, hi)
                 members.append(i)
                 continue
             if members:
                 blocks.append(Block(table, start, end - start, tuple(members)))
-            start, end, members = lo, hi, [i]
+            start, end, members, alone = lo, hi, [i], poisoned
         if members:
             blocks.append(Block(table, start, end - start, tuple(members)))
     return blocks

@@ -2,7 +2,8 @@
 
 The header names the columns; ``name`` and ``address`` are required, every other column is a
 :class:`~drivers.modbus.config.ModbusPoint` key (``table``, ``data_type``, ``byte_order``, ``bit``,
-``length``, ``string_order``, ``scale``, ``offset``, ``unit``, ``min``, ``max``, ``code``...).
+``length``, ``string_order``, ``scale``, ``offset``, ``unit``, ``min``, ``max``, ``code``...), or a key
+of one of its sub-tables written with a dot (``scaling.raw_low``, ``scaling.eng_high``, ``tags.area``).
 Empty cells mean "default".  Each row is validated as a point, so a bad row is reported as
 ``FILE:LINE: column: message`` and nothing is written.
 """
@@ -25,7 +26,8 @@ _NUMBERS = {"scale", "offset", "min", "max"}
 _INTEGERS = {"bit", "length"}
 
 
-def csv_to_points(text: str, source: str = "tags.csv") -> list[ModbusPoint]:
+def csv_to_points(text: str, source: str = "tags.csv", lines: list[int] | None = None) -> list[ModbusPoint]:
+    """The rows as points; ``lines``, when given, receives each point's line in the file."""
     reader = csv.DictReader(io.StringIO(text))
     header = reader.fieldnames or []
     issues = [ConfigIssue(f"{source}:1", f"missing column {c!r}") for c in ("name", "address") if c not in header]
@@ -45,9 +47,17 @@ def csv_to_points(text: str, source: str = "tags.csv") -> list[ModbusPoint]:
                 value = _number(value, int)
             elif key in _NUMBERS:
                 value = _number(value, float)
+            if "." in key:  # a sub-table key: scaling.eng_high, alarm.high, deadband.absolute, tags.area...
+                head, _, sub = key.partition(".")
+                node = data.setdefault(head, {})
+                if isinstance(node, dict):
+                    node[sub] = value if head == "tags" else _scalar(value)
+                continue
             data[key] = value
         try:
             points.append(ModbusPoint.model_validate(data))
+            if lines is not None:
+                lines.append(line)
         except ValidationError as err:
             for e in err.errors():
                 col = ".".join(str(x) for x in e["loc"])
@@ -62,6 +72,16 @@ def csv_to_points(text: str, source: str = "tags.csv") -> list[ModbusPoint]:
     if issues:
         raise ConfigError(issues, source)
     return points
+
+
+def _scalar(text: str) -> Any:
+    """A sub-table cell: an integer, a number, true / false, or the text (pydantic says what is wrong)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
 
 
 def _number(text: str, kind: type[int] | type[float]) -> Any:

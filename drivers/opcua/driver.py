@@ -806,6 +806,10 @@ async def browse(
     pattern: str = "*",
     timeout_s: float = 10.0,
     security: SecuritySettings | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    user_certificate: str | None = None,
+    user_private_key: str | None = None,
 ) -> list[BrowsedVariable]:
     """Walk Objects/ (hierarchical references) and list the variables: the raw material of a point list.
 
@@ -816,6 +820,21 @@ async def browse(
     against the trust list exactly as a device's would be.
     """
     client = Client(endpoint, timeout=timeout_s)
+    if username is not None:  # servers that refuse anonymous sessions: a user name and password
+        client.set_user(username)
+        client.set_password(password or "")
+    elif user_certificate is not None and user_private_key is not None:  # or an X.509 user identity
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        try:
+            data = Path(user_certificate).read_bytes()  # two small files, once, before the session
+            key = Path(user_private_key).read_bytes()
+        except OSError as err:
+            raise ConnectError(endpoint, f"cannot read the user certificate or key: {err}") from err
+        client.user_certificate = (
+            x509.load_pem_x509_certificate(data) if data.startswith(b"-----") else x509.load_der_x509_certificate(data)
+        )
+        client.user_private_key = load_pem_private_key(key, password=None)
     try:
         if security is not None:
             await secure(client, endpoint, endpoint, security)

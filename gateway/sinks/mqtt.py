@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -175,15 +175,24 @@ def state_message(state: str, **detail: object) -> bytes:
 class UplinkConnection:
     """One live broker connection of the gateway: publish batches, confirmed by PUBACK."""
 
-    def __init__(self, client: MqttClient, data_topic: str, timeout_s: float, state_topic: str | None = None) -> None:
+    def __init__(
+        self, client: MqttClient, data_topic: str, timeout_s: float, state_topic: str | None = None,
+        detail: Callable[[], dict[str, object]] | None = None,
+    ) -> None:
         self._client = client
         self._topic = data_topic
         self._timeout = timeout_s
         self._state_topic = state_topic
+        self._detail = detail  # more of the online state message: the devices' health
         self.no_subscriber_acks = 0
         self.alarm: str | None = None  # the alarm the retained state message carries now
         self._alarm_detail: dict[str, object] = {}
         self.facts: dict[str, object] = {}  # the overload facts it carries now (gateway.watch)
+
+    async def refresh_state(self) -> None:
+        """Publish the online state message again (a device's health changed).  Best effort."""
+        if self._state_topic is not None:
+            await self._publish_state(self.alarm, self._alarm_detail, self.facts)
 
     async def set_alarm(self, alarm: str | None, **detail: object) -> None:
         """Raise (or, with ``None``, clear) an alarm in the retained state message, which central
@@ -192,7 +201,7 @@ class UplinkConnection:
         if self._state_topic is None or (alarm is None and self.alarm is None):
             return
         if await self._publish_state(alarm, detail, self.facts):
-            self.alarm, self._alarm_detail = alarm, detail
+            self.alarm, self._alarm_detail = alarm, (detail if alarm is not None else {})
 
     async def set_facts(self, facts: dict[str, object]) -> None:
         """Publish the overload facts (``overload`` in the retained state message), keeping the alarm."""
@@ -206,7 +215,7 @@ class UplinkConnection:
         extra: dict[str, object] = {"alarm": alarm, **detail} if alarm is not None else {}
         if facts:
             extra["overload"] = facts
-        message = state_message("online", **extra)
+        message = state_message("online", **extra, **(self._detail() if self._detail else {}))
         try:
             await self._client.publish_checked(self._state_topic, message, retain=True, timeout=self._timeout)
         except RejectedError as err:
@@ -248,9 +257,20 @@ class MqttUplink:
         self._servers = cfg.server_list()
         self._current = 0
         self.failovers = 0
+        self.detail: Callable[[], dict[str, object]] | None = None  # more of the online message (device health)
+        self.current: UplinkConnection | None = None  # the live connection, while there is one
 
     async def _say(self, client: MqttClient, state: str, timeout: float) -> None:
-        await client.publish_checked(self.state_topic, state_message(state), retain=True, timeout=timeout)
+        detail = self.detail() if self.detail is not None and state == "online" else {}
+        await client.publish_checked(self.state_topic, state_message(state, **detail), retain=True, timeout=timeout)
+
+    async def refresh_state(self) -> None:
+        """Republish the online state message on the live connection, if there is one (best effort:
+        a connection breaking meanwhile is the forwarder's to handle)."""
+        conn = self.current
+        if conn is not None:
+            with contextlib.suppress(RetryableError, aiomqtt.MqttError):
+                await conn.refresh_state()
 
     @property
     def server(self) -> tuple[str, int]:
@@ -287,7 +307,12 @@ class MqttUplink:
                 await self._say(client, "online", self.cfg.timeout_s)
             # the alarm uplink has no state message of its own: its refusals show in the log and stats
             state_topic = self.state_topic if self.birth else None
-            yield UplinkConnection(client, self.data_topic, self.cfg.timeout_s, state_topic)
+            conn = UplinkConnection(client, self.data_topic, self.cfg.timeout_s, state_topic, self.detail)
+            self.current = conn if self.birth else None
+            try:
+                yield conn
+            finally:
+                self.current = None
             if self.birth:
                 await self._say(client, "offline", self.cfg.timeout_s)
         except asyncio.CancelledError:

@@ -164,3 +164,18 @@ async def test_corrupt_application_certificate_is_a_clear_error(secure_plant: Pl
     pki.own_cert.write_bytes(b"not a certificate")
     with pytest.raises(ConnectError, match="unusable certificate or key"):
         await read_once(secure_device(secure_plant, pki.root))
+
+
+async def test_browse_logs_in_with_a_user_name_or_an_x509_identity(secure_plant: PlantServer, pki_root: Path) -> None:
+    from drivers.opcua.config import SecurityMode, SecurityPolicy
+    from drivers.opcua.driver import SecuritySettings, browse
+
+    sec = SecuritySettings(SecurityPolicy("Basic256Sha256"), SecurityMode("SignAndEncrypt"), str(pki_root / "gw"))
+    ep = secure_plant.endpoint
+    found = await browse(ep, depth=4, security=sec, username="operator", password=USERS["operator"])
+    assert found
+    with pytest.raises(ConnectError, match=r"Bad(UserAccessDenied|IdentityTokenRejected)"):
+        await browse(ep, depth=4, security=sec, username="operator", password="wrong")
+    found = await browse(ep, depth=4, security=sec, user_certificate=str(pki_root / "user" / "cert.der"),
+                         user_private_key=str(pki_root / "user" / "key.pem"))
+    assert found

@@ -1,0 +1,72 @@
+"""``edgegw sim``: one firmware stub served as a standalone simulated PLC, to commission against.
+
+The same :class:`~hil.modbus_server.SimulatedPlc` the tests use, on Modbus TCP, RTU over TCP or RTU on
+a serial port, at one unit id; the stub's tick advances every ``tick_s``.  ``device_toml`` prints the
+``[[devices]]`` block a commissioning engineer would write for it (the stub's own point list).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from firmware_stubs import gas_substation
+from firmware_stubs.belt_conveyor import BeltConveyor
+from firmware_stubs.drainage_pump import DrainagePump
+from firmware_stubs.mine_hoist import MineHoist
+from firmware_stubs.ventilation_fan import VentilationFan
+from hil.modbus_server import SimulatedPlc, StubLike, Transport
+
+__all__ = ["OPCUA_PLANTS", "STUBS", "device_toml", "serve", "serve_opcua"]
+
+# OPC UA plants (firmware_stubs/opcua_plants.py) on an asyncua server, security None
+OPCUA_PLANTS = {
+    "coal-gasifier": ("entrained-flow coal gasifier (OPC UA)", "coal_gasifier"),
+    "hot-stove": ("blast-furnace hot stove (OPC UA)", "hot_stove"),
+    "ree-cell-line": ("rare-earth electrolysis cell line (OPC UA)", "ree_cell_line"),
+}
+
+# name -> (what it is, make(seed), its point config)
+STUBS: dict[str, tuple[str, Callable[[int], StubLike], Callable[[], list[dict[str, object]]]]] = {
+    "gas-substation": ("gas monitoring substation", lambda seed: gas_substation.GasSubstation(seed),
+                       gas_substation.point_config),
+    "ventilation-fan": ("main ventilation fan", VentilationFan, VentilationFan.point_config),
+    "belt-conveyor": ("belt conveyor", BeltConveyor, BeltConveyor.point_config),
+    "drainage-pump": ("main drainage pump", DrainagePump, DrainagePump.point_config),
+    "mine-hoist": ("mine hoist", MineHoist, MineHoist.point_config),
+}
+TRANSPORTS: dict[str, Transport] = {"tcp": "tcp", "rtu-over-tcp": "rtu_tcp", "rtu": "rtu"}
+
+
+def device_toml(name: str, transport: str, host: str, port: int, serial_port: str, unit: int) -> str:
+    """The ``[[devices]]`` block for the simulated PLC (paste it into a gateway config)."""
+    import tomli_w
+
+    device: dict[str, Any] = {"type": {"tcp": "modbus_tcp", "rtu-over-tcp": "modbus_rtu_tcp", "rtu": "modbus_rtu"}[
+        transport], "name": f"sim-{name}", "unit_id": unit}
+    if transport == "rtu":
+        device.update(port=serial_port, baudrate=19200, parity="N")
+    else:
+        device.update(host=host, port=port)
+    device["points"] = STUBS[name][2]()
+    return tomli_w.dumps({"devices": [device]})
+
+
+async def serve(name: str, *, transport: str, host: str, port: int, serial_port: str, unit: int, seed: int,
+                tick_s: float, ready: Callable[[SimulatedPlc], None]) -> None:
+    """Serve until cancelled; ``ready`` is called once the server listens."""
+    stub = STUBS[name][1](seed)
+    async with SimulatedPlc(host, port, units={unit: stub}, transport=TRANSPORTS[transport], serial_port=serial_port,
+                            tick_s=tick_s) as plc:
+        ready(plc)
+        await asyncio.Event().wait()
+
+
+async def serve_opcua(name: str, *, port: int, tick_s: float, ready: Callable[[str], None]) -> None:
+    """Serve an OPC UA plant (security None, on 127.0.0.1) until cancelled; ``ready(endpoint)``."""
+    from hil.opcua_server import PlantServer
+
+    async with PlantServer([OPCUA_PLANTS[name][1]], port=port, tick_s=tick_s) as srv:
+        ready(srv.endpoint)
+        await asyncio.Event().wait()

@@ -1,0 +1,89 @@
+"""`edgegw check` says every mistake at once, each with the TOML line and column, suggests the key an
+unknown one was probably meant to be, and explains why names stay ASCII."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+from gateway.config_source import key_positions, position_of
+
+CONFIG = """\
+[gateway]
+id = "gw1"
+site = "baotou-mine-01"
+enterprise_prefix = "88.608.5288"
+
+[[devices]]
+type = "modbus_tcp"
+name = "gas-sub-01"
+host = "127.0.0.1"
+pol_interval_ms = 1000
+
+  [[devices.points]]
+  name = "ch4"
+  address = 0
+
+  [[devices.points]]
+  name = "甲烷"
+  address = 1
+  scael = 0.01
+
+[[devices]]
+type = "modbus_tcp"
+name = "gas-sub-02"
+host = "127.0.0.1"
+points = [
+  { name = "co", address = 0 },
+  { name = "o2", address = -1 },
+]
+"""
+
+
+def test_every_mistake_with_line_column_and_a_suggestion(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(CONFIG, encoding="utf-8")
+    assert main(["check", "-c", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "invalid configuration (4 problem(s))" in err, err
+    assert f"  {path}:10:1: devices[0].pol_interval_ms: unknown key; did you mean 'poll_interval_ms'?" in err
+    assert f"  {path}:17:3: devices[0].points[1].name: '甲烷' is not a valid key" in err
+    assert "which stay ASCII; put the name people use in display_name, e.g. display_name = '甲烷'" in err
+    assert f"  {path}:19:3: devices[0].points[1].scael: unknown key; did you mean 'scale'?" in err
+    assert f"  {path}:27:3: devices[1].points[1].address: Input should be greater than or equal to 0" in err
+
+
+def test_positions_of_tables_keys_and_inline_tables() -> None:
+    pos = key_positions(CONFIG)
+    assert pos["gateway.site"] == (3, 1)
+    assert pos["devices[1]"] == (21, 1)
+    assert pos["devices[0].points[1]"] == (16, 3)
+    assert position_of("devices[1].points[0].name", pos) == (26, 3)
+    assert position_of("devices[5].name", pos) is None
+
+
+def test_an_integer_address_that_reads_like_notation_is_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(CONFIG.split("[[devices]]")[0] + """[[devices]]
+type = "modbus_tcp"
+name = "gas-sub-01"
+host = "127.0.0.1"
+points = [
+  { name = "ch4", address = 30003 },
+  { name = "co", address = 30004, table = "input_register" },
+  { name = "o2", address = "30005" },
+  { name = "raw", address = 30006, table = "coil", data_type = "bool" },
+  { name = "low", address = 9999 },
+]
+""", encoding="utf-8")
+    assert main(["check", "-c", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert ("warning: devices[0].points[0].address: 30003 is read as the 0-based protocol address 30003 of a"
+            " holding_register; in the vendors' 1-based notation (and in a CSV tag list) 30003 is input_register 2:"
+            ' write address = "30003" for that') in err
+    assert "warning: devices[0].points[1].address: 30004 is read as the 0-based protocol address 30004;" in err
+    assert "points[2]" not in err and "points[3]" not in err and "points[4]" not in err
