@@ -241,6 +241,11 @@ class UplinkConfig(MqttConfig):
     backlog shares the link."""
 
     payload_format: Literal["msgpack", "json"] = Field(default="msgpack", description="wire format v1 encoding")
+    no_subscribers: Literal["keep", "accept"] = Field(
+        default="keep",
+        description="PUBACK 0x10 (no matching subscribers): keep the batch buffered and retry, with the "
+                    "publish_refused alarm (default), or count it delivered (a broker that nobody reads on purpose)",
+    )
     compression: Literal["none", "zlib"] = Field(default="none", description="zlib for thin (metered) links")
     backlog_share: float = Field(
         default=0.5, ge=0.0, le=1.0,

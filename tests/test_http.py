@@ -46,7 +46,9 @@ def plant_config(plc_ports: list[int], broker_port: int, tmp: Path, *, listen: s
             for dev, port in zip(DEVICES_ZH, plc_ports, strict=False)
         ],
         "buffer": {"path": str(tmp / "buffer.db"), "linger_ms": 20},
+        # nothing subscribes here: a PUBACK 0x10 counts as delivered (uplink.no_subscribers)
         "uplink": {"host": "127.0.0.1", "port": broker_port, "client_id": f"gw-{name}-{tmp.name}",
+                   "no_subscribers": "accept",
                    "topic_prefix": f"t-{name}"},
         "http": {"listen": listen},
     })

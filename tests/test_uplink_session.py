@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.config import MqttConfig
+from gateway.config import MqttConfig, UplinkConfig
 from gateway.sinks.mqtt import MqttClient, MqttUplink
 from hil.services import Mosquitto
 
@@ -26,7 +26,8 @@ async def test_session_survives_reconnect(mosquitto: Mosquitto, protocol: str) -
 @pytest.mark.integration
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 async def test_uplink_publishes_with_either_protocol(mosquitto: Mosquitto, protocol: str) -> None:
-    cfg = MqttConfig(port=mosquitto.port, protocol=protocol, timeout_s=5)  # type: ignore[arg-type]
+    cfg = UplinkConfig(port=mosquitto.port, protocol=protocol, timeout_s=5,  # type: ignore[arg-type]
+                       no_subscribers="accept")  # nothing subscribes: 0x10 counts as delivered
     uplink = MqttUplink(cfg, "s1", f"proto-{protocol.replace('.', '')}")
     assert uplink.data_topic == f"edgegw/s1/proto-{protocol.replace('.', '')}/data"
     async with uplink.connect() as conn:

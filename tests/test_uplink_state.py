@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from gateway.buffer import SqliteBuffer
-from gateway.config import MqttConfig
+from gateway.config import MqttConfig, UplinkConfig
 from gateway.forwarder import Forwarder
 from gateway.sinks.mqtt import MqttClient, MqttUplink
 from gateway.watch import Watch
@@ -38,7 +38,7 @@ async def test_a_clean_stop_leaves_offline_retained(
 ) -> None:
     caplog.set_level("INFO", logger="edgegw.forwarder")
     buf = SqliteBuffer(tmp_path / "buf.db")
-    uplink = MqttUplink(MqttConfig(port=mosquitto.port), "s1", "gw-clean-stop")
+    uplink = MqttUplink(UplinkConfig(port=mosquitto.port, no_subscribers="accept"), "s1", "gw-clean-stop")
     fwd = Forwarder(buf, uplink, asyncio.Event(), max_inflight=4, backoff_max_s=0.5)
     task = asyncio.create_task(fwd.run())
     try:
@@ -63,7 +63,7 @@ async def test_the_state_message_carries_the_overload_facts(mosquitto: Service, 
         buf.put(b"x" * 1000, 10)
     watch.check()  # 3 batches dropped, 100 % full
     wake = asyncio.Event()
-    uplink = MqttUplink(MqttConfig(port=mosquitto.port), "s1", "gw-overload-state")
+    uplink = MqttUplink(UplinkConfig(port=mosquitto.port, no_subscribers="accept"), "s1", "gw-overload-state")
     # the forwarder delivers the batches too: the fill and the drop condition then clear
     fwd = Forwarder(buf, uplink, wake, max_inflight=1, backoff_max_s=0.5,
                     state_facts=lambda: (watch.version, watch.facts()))

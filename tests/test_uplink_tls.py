@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import MqttConfig
+from gateway.config import MqttConfig, UplinkConfig
 from gateway.errors import RetryableError
 from gateway.sinks.mqtt import MqttUplink
 from hil.pki import LoopbackPki, make_pki
@@ -65,9 +65,10 @@ async def _publish(cfg: MqttConfig) -> None:
 
 def _cfg(b: TlsBroker, **over: object) -> MqttConfig:
     base: dict[str, object] = {"port": b.svc.port, "tls": True, "ca_file": str(b.pki.ca), "username": "gw",
-                               "password_file": None, "timeout_s": 5}
+                               "password_file": None, "timeout_s": 5,
+                               "no_subscribers": "accept"}  # nothing subscribes: 0x10 counts as delivered
     base.update(over)
-    return MqttConfig.model_validate(base)
+    return UplinkConfig.model_validate(base)
 
 
 @pytest.fixture

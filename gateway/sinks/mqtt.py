@@ -185,6 +185,7 @@ class UplinkConnection:
         self._state_topic = state_topic
         self._detail = detail  # more of the online state message: the devices' health
         self.no_subscriber_acks = 0
+        self.keep_unread = True  # PUBACK 0x10 ("no matching subscribers") keeps the batch: uplink.no_subscribers
         self.alarm: str | None = None  # the alarm the retained state message carries now
         self._alarm_detail: dict[str, object] = {}
         self.facts: dict[str, object] = {}  # the overload facts it carries now (gateway.watch)
@@ -234,8 +235,14 @@ class UplinkConnection:
     async def write(self, payload: bytes) -> None:
         """Raise RetryableError (keep, reconnect) or RejectedError (keep, alarm)."""
         code = await self._client.publish_checked(self._topic, payload, timeout=self._timeout)
-        if code == 0x10:  # "no matching subscribers": delivered to the broker, but nobody listens
+        if code == 0x10:  # "no matching subscribers": the broker took it, but nobody will ever read it
             self.no_subscriber_acks += 1
+            if self.keep_unread:
+                # mosquitto 2.0.11 restores a restarted broker's sessions but not their shared
+                # subscriptions: until the ingest subscribes again every batch would be acknowledged
+                # into the void (found by the HIL campaign: 992 points lost after a broker restart)
+                raise RejectedError(f"no matching subscribers for {self._topic} (PUBACK 0x10): nothing reads "
+                                    "it yet; kept buffered and retried", code=0x10)
 
 
 class MqttUplink:
@@ -308,6 +315,7 @@ class MqttUplink:
             # the alarm uplink has no state message of its own: its refusals show in the log and stats
             state_topic = self.state_topic if self.birth else None
             conn = UplinkConnection(client, self.data_topic, self.cfg.timeout_s, state_topic, self.detail)
+            conn.keep_unread = getattr(self.cfg, "no_subscribers", "keep") == "keep"
             self.current = conn if self.birth else None
             try:
                 yield conn
