@@ -338,6 +338,7 @@ class Campaign:
         delivered; bounded by the scenario's drain_timeout_s."""
         for plc in self.plcs:
             await asyncio.to_thread(plc.stop)
+        await asyncio.sleep(2.5)  # the gateways notice (poll timeout, retry) and buffer their "device down" samples
         end = time.monotonic() + self.sc.drain_timeout_s
         while time.monotonic() < end:
             got = await asyncio.to_thread(self._pending_and_expected)
@@ -347,20 +348,31 @@ class Campaign:
             await asyncio.sleep(0.5)
         return False
 
+    async def _settle(self, stats: list[dict[str, Any]]) -> None:
+        """After the gateways stopped: wait (10 s at most) until the store holds what their buffers delivered."""
+        want = sum(int(s["counters"]["delivered_points"]) for s in stats)
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            stored = await asyncio.to_thread(self._stored_rows)
+            if stored is not None and stored >= want:
+                return
+            await asyncio.sleep(0.3)
+
     def _buffer_stats(self, g: int) -> dict[str, Any]:
         out = subprocess.run([self.py, "-m", "gateway.cli", "buffer", "stats", "-c", str(self.gateway_cfgs[g])],
                              capture_output=True, text=True, check=True)
         return dict(json.loads(out.stdout))
 
     def _rows(self) -> list[Row]:
-        res = self.store.query('SELECT "value", "point", "device_code" FROM "telemetry"', db=DATABASE)
+        res = self.store.query('SELECT "value", "quality", "point" FROM "telemetry"', db=DATABASE)
         rows: list[Row] = []
         for series in res["results"][0].get("series", []):  # type: ignore[index]
             cols = series["columns"]
             for values in series["values"]:
                 r = dict(zip(cols, values, strict=True))
                 device, _, point = str(r["point"]).partition(".")
-                rows.append(Row(device, point, int(r["time"]), float(r["value"])))
+                value = None if r["value"] is None else float(r["value"])
+                rows.append(Row(device, point, int(r["time"]), value, int(r["quality"] or 0)))
         return rows
 
     # ---- the whole run --------------------------------------------------------------------------
@@ -384,6 +396,7 @@ class Campaign:
                 await asyncio.to_thread(gw.stop)
                 self._gateway_killed(g)
             stats = [await asyncio.to_thread(self._buffer_stats, g) for g in range(len(self.gateways))]
+            await self._settle(stats)
             rows = await asyncio.to_thread(self._rows)
         finally:
             await self.close()

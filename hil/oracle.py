@@ -11,7 +11,9 @@ Rules (docs/hil.md):
   replay (InfluxDB keeps one row per series and time, so an identical replay is invisible and harmless).
 - ``expected = accepted - dropped after acceptance (oldest, expired, quarantined, corrupt) - still pending``;
   ``lost = expected - stored`` when positive; rows beyond ``expected`` are duplicates too.
-- ``produced`` = the points of every read the PLCs answered; ``produced - accepted - dropped_newest``
+- rows of quality bad are the gateway's own "device down" samples (no read behind them): counted
+  as delivered, never compared with the stub.
+- ``produced`` = the points of every read the PLCs answered; ``produced - (accepted - bad) - dropped_newest``
   is ``unaccounted``: reads answered while the gateway died before committing them (kill -9).
 """
 
@@ -44,7 +46,8 @@ class Row:
     device: str
     point: str  # the point's name within its device (seq, ch4, ...)
     ts: int
-    value: float
+    value: float | None
+    quality: int = 0  # 0 good; a bad-quality row (device down) carries no value from the stub
 
 
 @dataclass
@@ -60,6 +63,7 @@ class Judgement:
     mismatched: int = 0
     extra: int = 0
     incomplete_polls: int = 0
+    quality_bad: int = 0
     per_device: dict[str, dict[str, int]] = field(default_factory=dict)
     examples: list[str] = field(default_factory=list)
 
@@ -81,11 +85,13 @@ def judge(
     stored: dict[str, int] = defaultdict(int)
     for r in rows:
         stored[r.device] += 1
-        if r.point in IR_POINTS:
+        if r.quality != 0 or r.value is None:  # the gateway's own "device down" samples: not from a read
+            j.quality_bad += 1
+        elif r.point in IR_POINTS:
             by_poll[(r.device, r.ts)][r.point] = r
         elif r.point in HR_POINTS and r.device in stubs:
             want = expected_values(stubs[r.device].reading(0))[r.point]  # status and threshold: constant here
-            if not _same(r.value, float(want)):
+            if not _same(float(r.value), float(want)):
                 j.mismatched += 1
                 _note(j, f"{r.device}.{r.point} at {r.ts}: {r.value} != {want}")
         else:
@@ -98,11 +104,11 @@ def judge(
             j.mismatched += len(group)
             _note(j, f"{device} at {ts}: no seq row or unknown device")
             continue
-        want = expected_values(stubs[device].reading(int(group["seq"].value)))
+        want = expected_values(stubs[device].reading(int(group["seq"].value or 0)))
         for name, r in group.items():
-            if not _same(r.value, float(want[name])):
+            if r.value is None or not _same(r.value, float(want[name])):
                 j.mismatched += 1
-                _note(j, f"{device}.{name} at {ts} (seq {int(group['seq'].value)}): {r.value} != {want[name]}")
+                _note(j, f"{device}.{name} at {ts} (seq {group['seq'].value}): {r.value} != {want[name]}")
     j.delivered = sum(stored.values())
     for device, counts in plc_counts.items():
         j.per_device[device] = {"produced": points_per_read(counts), "delivered": stored.get(device, 0)}
@@ -120,7 +126,7 @@ def judge(
     j.lost = max(0, expected - j.delivered)
     j.extra = max(0, j.delivered - expected)
     j.duplicates = j.mismatched + j.extra
-    j.unaccounted = max(0, j.produced - j.accepted - dropped_newest)
+    j.unaccounted = max(0, j.produced - (j.accepted - j.quality_bad) - dropped_newest)
     return j
 
 

@@ -69,6 +69,7 @@ def write_report(r: CampaignResult) -> None:
         "mismatched": j.mismatched,
         "extra_rows": j.extra,
         "incomplete_polls": j.incomplete_polls,
+        "quality_bad_rows": j.quality_bad,
         "per_device": j.per_device,
         "examples": j.examples,
         "latency_source": "gateway uplink histogram (publish -> PUBACK), all gateway processes",
@@ -83,7 +84,7 @@ def write_report(r: CampaignResult) -> None:
     md.append(markdown_table([summary(r)]))
     md.append(f"\nRun {r.run_s:g} s, drained: {'yes' if r.drained else 'no'}; pending at the end {j.pending}; "
               f"unaccounted reads (answered while a gateway died) {j.unaccounted} points; "
-              f"incomplete polls {j.incomplete_polls}.\n")
+              f"incomplete polls {j.incomplete_polls}; quality-bad rows (device down) {j.quality_bad}.\n")
     if r.faults:
         md.append("\n| fault | target | start s | end s | recovery s |\n|---|---|---|---|---|\n")
         for p, rec in zip(r.faults, r.recovery_s, strict=True):
