@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -467,7 +468,7 @@ def _rates(raw: list[tuple[float, int, int | None]]) -> list[tuple[float, float 
     """Cumulative samples -> points per second over each interval (stored: None while the store is down)."""
     out: list[tuple[float, float | None, float | None]] = []
     last_stored: tuple[float, int] | None = None
-    for (t0, p0, _s0), (t1, p1, s1) in zip(raw, raw[1:], strict=False):
+    for (t0, p0, _s0), (t1, p1, s1) in itertools.pairwise(raw):
         dt = max(t1 - t0, 1e-6)
         stored = None
         if s1 is not None and last_stored is not None:

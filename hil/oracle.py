@@ -90,10 +90,10 @@ def judge(
         elif r.point in IR_POINTS:
             by_poll[(r.device, r.ts)][r.point] = r
         elif r.point in HR_POINTS and r.device in stubs:
-            want = expected_values(stubs[r.device].reading(0))[r.point]  # status and threshold: constant here
-            if not _same(float(r.value), float(want)):
+            hr_want = expected_values(stubs[r.device].reading(0))[r.point]  # status and threshold: constant here
+            if not _same(float(r.value), float(hr_want)):
                 j.mismatched += 1
-                _note(j, f"{r.device}.{r.point} at {r.ts}: {r.value} != {want}")
+                _note(j, f"{r.device}.{r.point} at {r.ts}: {r.value} != {hr_want}")
         else:
             j.mismatched += 1
             _note(j, f"unexpected row {r.device}.{r.point} at {r.ts}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -62,10 +63,8 @@ async def _main(args: argparse.Namespace) -> None:
         print(f"PLC seed {args.seed} serving on 127.0.0.1:{plc.port}", flush=True)
         while not stop.is_set():
             plc.save()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.2)
-            except TimeoutError:
-                pass
     plc.save()
 
 

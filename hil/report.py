@@ -106,8 +106,10 @@ def _plot(r: CampaignResult, path: Path) -> str | None:
         return None
     fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
     ts = [t for t, _p, _s in r.samples]
-    ax.plot(ts, [p for _t, p, _s in r.samples], label="produced (PLC reads)", color="tab:blue")
-    ax.plot(ts, [float("nan") if s is None else s for _t, _p, s in r.samples], label="stored (InfluxDB rows)",
+    produced: list[float] = [float("nan") if p is None else p for _t, p, _s in r.samples]
+    ax.plot(ts, produced, label="produced (PLC reads)", color="tab:blue")
+    stored: list[float] = [float("nan") if s is None else s for _t, _p, s in r.samples]
+    ax.plot(ts, stored, label="stored (InfluxDB rows)",
             color="tab:green", marker=".", markersize=3)
     labelled: set[str] = set()
     for i, p in enumerate(r.faults):
