@@ -299,7 +299,11 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
     if args.duration is not None:
         scenario = scenario.with_duration(args.duration)
     report = Path(args.report or f"hil-report-{Path(args.scenario).stem}")
-    result = run_campaign(scenario, report)
+    try:
+        result = run_campaign(scenario, report)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print(f"interrupted: every process of the run was stopped; logs in {report}/logs/", file=sys.stderr)
+        return 130
     print(markdown_table([summary(result)]), end="")
     print(("passed" if result.passed else "FAILED: " + "; ".join(result.reasons)) + f" (report in {report}/)")
     return EXIT_OK if result.passed else EXIT_FAILURE

@@ -36,7 +36,7 @@ from gateway.config import parse
 from gateway.errors import ConfigError
 from hil.oracle import Judgement, Row, histogram_quantile, judge, points_per_read, recovery_times
 from hil.plc_process import read_counts
-from hil.scenario import Fault, FaultKind, Scenario
+from hil.scenario import TARGET_PREFIX, Fault, FaultKind, Scenario
 from hil.services import Influx1, Mosquitto, free_port
 from hil.tcp_proxy import FaultProxy
 
@@ -77,6 +77,10 @@ class Child:
                 self.proc.kill()
                 self.proc.wait(5)
         self.proc = None
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
 
     @property
     def running(self) -> bool:
@@ -262,8 +266,8 @@ class Campaign:
     def _target(self, f: Fault) -> str:
         if f.target is not None:
             return f.target
-        return {FaultKind.GATEWAY_KILL: "gateway-0", FaultKind.INGEST_KILL: "ingest-0", FaultKind.PLC_REBOOT: "plc-0",
-                FaultKind.LINK_CUT: "gateway-0"}.get(f.kind, "broker" if "broker" in f.kind else "store")
+        prefix = TARGET_PREFIX.get(f.kind)
+        return f"{prefix}-0" if prefix else ("broker" if "broker" in f.kind else "store")
 
     def _gateway_killed(self, g: int) -> None:
         if g in self.latency_live:  # the histogram lives in the process: keep what the dead one measured
@@ -286,6 +290,8 @@ class Campaign:
                 await asyncio.to_thread(self.store.stop)
             case FaultKind.PLC_REBOOT:
                 await asyncio.to_thread(self.plcs[n].stop)
+            case FaultKind.PLC_SILENT:
+                self.plcs[n].signal(signal.SIGUSR1)
             case FaultKind.LINK_CUT:
                 self.proxies[n].partition()
 
@@ -302,6 +308,8 @@ class Campaign:
                 await asyncio.to_thread(self.store.start)
             case FaultKind.PLC_REBOOT:
                 self.plcs[n].start()
+            case FaultKind.PLC_SILENT:
+                self.plcs[n].signal(signal.SIGUSR2)
             case FaultKind.LINK_CUT:
                 self.proxies[n].thaw()
 
@@ -317,6 +325,7 @@ class Campaign:
             t_out = time.monotonic() - self.t0
             log.info("healed %s on %s at %.1f s", f.kind.value, target, t_out)
             self.plays.append(FaultPlay(f.kind.value, target, round(t_in, 2), round(t_out, 2)))
+            self.plays.sort(key=lambda p: p.start_s)
 
     # ---- drain ----------------------------------------------------------------------------------
 

@@ -5,7 +5,8 @@
 It counts the requests it answers per function code (the polls the gateway made: the oracle's
 "produced") and keeps the totals in ``FILE`` (JSON, replaced atomically every 200 ms and at exit;
 a restart — a PLC reboot — continues from the file, while the stub starts again at tick 0).
-SIGTERM stops it cleanly.
+SIGTERM stops it cleanly; SIGUSR1 silences it (requests go unanswered and time out, the connection
+stays open: a hung outstation), SIGUSR2 makes it answer again.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ async def _main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, plc.silence, plc.unit_id)
+    loop.add_signal_handler(signal.SIGUSR2, plc.revive, plc.unit_id)
     async with plc:
         print(f"PLC seed {args.seed} serving on 127.0.0.1:{plc.port}", flush=True)
         while not stop.is_set():

@@ -80,14 +80,14 @@ def write_report(r: CampaignResult) -> None:
     (d / "report.json").write_text(json.dumps(doc, indent=2) + "\n")
     md = [f"# HIL campaign: {r.scenario.name}\n"]
     if r.scenario.description:
-        md.append(r.scenario.description.strip() + "\n")
+        md.append(r.scenario.description.strip() + "\n\n")
     md.append(markdown_table([summary(r)]))
     md.append(f"\nRun {r.run_s:g} s, drained: {'yes' if r.drained else 'no'}; pending at the end {j.pending}; "
               f"unaccounted reads (answered while a gateway died) {j.unaccounted} points; "
               f"incomplete polls {j.incomplete_polls}; quality-bad rows (device down) {j.quality_bad}.\n")
     if r.faults:
         md.append("\n| fault | target | start s | end s | recovery s |\n|---|---|---|---|---|\n")
-        for p, rec in zip(r.faults, r.recovery_s, strict=True):
+        for p, rec in sorted(zip(r.faults, r.recovery_s, strict=True), key=lambda pr: pr[0].start_s):
             md.append(f"| {p.kind} | {p.target} | {p.start_s:g} | {p.end_s:g} | {_cell(rec)} |\n")
     md.append("\n" + ("**Passed.**" if r.passed else "**Failed:** " + "; ".join(r.reasons)) + "\n")
     if j.examples:

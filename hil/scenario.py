@@ -46,12 +46,13 @@ class FaultKind(enum.StrEnum):
     INGEST_KILL = "ingest_kill"  # edgegw ingest SIGKILL, restarted after duration_s
     STORE_DOWN = "store_down"  # InfluxDB / VictoriaMetrics stopped for duration_s
     PLC_REBOOT = "plc_reboot"  # the PLC process stopped for duration_s, then starts again at tick 0
+    PLC_SILENT = "plc_silent"  # the PLC stops answering (requests time out) for duration_s, connection kept
     LINK_CUT = "link_cut"  # gateway <-> broker through a loopback proxy: blackholed for duration_s
 
 
 # the kinds whose target is one of several processes of the scenario, and the target's prefix
 TARGET_PREFIX = {FaultKind.GATEWAY_KILL: "gateway", FaultKind.INGEST_KILL: "ingest", FaultKind.PLC_REBOOT: "plc",
-                 FaultKind.LINK_CUT: "gateway"}
+                 FaultKind.PLC_SILENT: "plc", FaultKind.LINK_CUT: "gateway"}
 
 
 class PlcSection(StrictModel):
