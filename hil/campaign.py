@@ -62,6 +62,8 @@ class Child:
     starts: int = 0
 
     def start(self) -> None:
+        if self.running:  # two faults overlapping on one process: it is already back
+            return
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         self.starts += 1

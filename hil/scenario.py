@@ -138,9 +138,13 @@ class Scenario(StrictModel):
     def with_duration(self, duration_s: float) -> Scenario:
         """A soak: the same timeline stretched (fault times scaled) to ``duration_s``."""
         k = duration_s / self.duration_s
-        faults = [f.model_copy(update={"at_s": f.at_s * k, "every_s": f.every_s * k if f.every_s else None})
-                  for f in self.faults]
-        return self.model_copy(update={"duration_s": duration_s, "faults": faults})
+        data = self.model_dump(by_alias=True, mode="json")
+        data["duration_s"] = duration_s
+        for f in data["faults"]:
+            f["at_s"] *= k
+            if f["every_s"]:
+                f["every_s"] *= k
+        return parse_scenario(data, f"{self.name} stretched to {duration_s:g} s")
 
 
 def parse_scenario(data: dict[str, Any], source: str = "") -> Scenario:

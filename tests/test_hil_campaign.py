@@ -70,6 +70,9 @@ def test_scenario_errors_are_located(tmp_path: Path) -> None:
                         "faults": [{"at_s": 1, "kind": "plc_reboot", "target": "plc-5"}]})
     for path in SCENARIOS.glob("*.toml"):
         load_scenario(path)  # every shipped scenario is valid
+    soak = load_scenario(SCENARIOS / "bad_day.toml").with_duration(450)
+    assert soak.duration_s == 450 and soak.faults[0].at_s == 40 and soak.faults[0].every_s == 100
+    assert soak.faults[0].duration_s == 4  # the faults keep their length: more of them fit, spread out
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "x"\nduration_s = 5\n[[faults]]\nat_s = 1\nkind = "meteor"\n')
     assert main(["hil", "run", str(bad)]) == 2
