@@ -37,7 +37,7 @@ from gateway.errors import ConfigError
 from hil.oracle import Judgement, Row, histogram_quantile, judge, points_per_read, recovery_times
 from hil.plc_process import read_counts
 from hil.scenario import TARGET_PREFIX, Fault, FaultKind, Scenario
-from hil.services import Influx1, Mosquitto, free_port
+from hil.services import Influx1, Mosquitto, VictoriaMetrics, free_port
 from hil.tcp_proxy import FaultProxy
 
 __all__ = ["CampaignResult", "run_campaign"]
@@ -139,7 +139,9 @@ class Campaign:
         self.report_dir = report_dir
         self.py = sys.executable
         self.broker = Mosquitto(workdir=workdir / "broker", shipped=SHIPPED_BROKER_CONF)
-        self.store = Influx1(workdir=workdir / "store")
+        self.store: Influx1 | DedupVictoriaMetrics = (
+            Influx1(workdir=workdir / "store") if scenario.store.kind == "influxdb1"
+            else DedupVictoriaMetrics(workdir=workdir / "store"))
         self.plcs: list[Child] = []
         self.plc_ports: list[int] = []
         self.gateways: list[Child] = []
@@ -172,11 +174,16 @@ class Campaign:
         return {"gateway": {"id": f"gw-{g}", "site": SITE, "enterprise_prefix": PREFIX}, "devices": devices,
                 "buffer": buffer, "uplink": uplink, "http": {"listen": f"127.0.0.1:{self.gateway_http[g]}"}}
 
+    def _store_config(self) -> dict[str, Any]:
+        if isinstance(self.store, Influx1):
+            return {"api": "v1", "url": self.store.url, "database": DATABASE}
+        return {"api": "v2", "url": self.store.url, "org": "plant", "bucket": DATABASE, "dialect": "victoriametrics"}
+
     def _ingest_config(self, i: int, http_port: int) -> dict[str, Any]:
         return {
             "ingest": {"mqtt": {"host": "127.0.0.1", "port": self.broker.port, "client_id": f"hil-ingest-{i}",
                                 "keepalive_s": 5},
-                       "influx": {"api": "v1", "url": self.store.url, "database": DATABASE},
+                       "influx": self._store_config(),
                        "linger_ms": 50, "dead_letter_path": str(self.wd / f"ingest-{i}.dead-letters.db")},
             "http": {"listen": f"127.0.0.1:{http_port}"},
         }
@@ -193,7 +200,8 @@ class Campaign:
     async def _start(self) -> None:
         await asyncio.to_thread(self.broker.start)
         await asyncio.to_thread(self.store.start)
-        await asyncio.to_thread(self.store.create_database, DATABASE)
+        if isinstance(self.store, Influx1):
+            await asyncio.to_thread(self.store.create_database, DATABASE)
         for i in range(self.sc.plcs.count):
             port = free_port()
             self.plc_ports.append(port)
@@ -238,6 +246,9 @@ class Campaign:
 
     def _stored_rows(self) -> int | None:
         try:
+            if not isinstance(self.store, Influx1):  # every point writes one telemetry_quality sample
+                series: list[Any] = self.store.export('{__name__="telemetry_quality"}')
+                return sum(len(s["values"]) for s in series)
             res = self.store.query('SELECT count("quality") FROM "telemetry"', db=DATABASE)
         except (OSError, ValueError):
             return None
@@ -376,6 +387,8 @@ class Campaign:
         return dict(json.loads(out.stdout))
 
     def _rows(self) -> list[Row]:
+        if not isinstance(self.store, Influx1):
+            return _victoria_rows(self.store)
         res = self.store.query('SELECT "value", "quality", "point" FROM "telemetry"', db=DATABASE)
         rows: list[Row] = []
         for series in res["results"][0].get("series", []):  # type: ignore[index]
@@ -417,7 +430,7 @@ class Campaign:
     def _result(self, rows: list[Row], stats: list[dict[str, Any]], run_s: float, drained: bool) -> CampaignResult:
         stubs = {f"plc-{i}": GasSubstation(self.sc.plcs.seed + i) for i in range(self.sc.plcs.count)}
         counts = {f"plc-{i}": read_counts(self._plc_counts_path(i)) for i in range(self.sc.plcs.count)}
-        j = judge(rows, stubs, counts, stats)
+        j = judge(rows, stubs, counts, stats, rel=0.0 if isinstance(self.store, Influx1) else 1e-11)
         merged: dict[float, float] = {}
         for h in self.latency_done:
             for le, v in h.items():
@@ -460,6 +473,32 @@ class Campaign:
             child.stop()
         self.broker.stop()
         self.store.stop()
+
+
+@dataclass(kw_only=True)
+class DedupVictoriaMetrics(VictoriaMetrics):
+    """VictoriaMetrics as deploy/ runs it: one sample per series and millisecond (``-dedup.minScrapeInterval``),
+    so that a replayed point is not a second sample (docs/central.md)."""
+
+    def command(self) -> list[str]:
+        return [*super().command(), "-dedup.minScrapeInterval=1ms"]
+
+
+def _victoria_rows(vm: VictoriaMetrics) -> list[Row]:
+    """Samples of telemetry_quality (every point has one) joined with telemetry_value by (point, time)."""
+    values: dict[tuple[str, int], list[float]] = {}
+    for s in vm.export('{__name__="telemetry_value"}'):
+        point = str(s["metric"]["point"])  # type: ignore[index]
+        for v, t in zip(s["values"], s["timestamps"], strict=True):  # type: ignore[call-overload]
+            values.setdefault((point, int(t)), []).append(float(v))
+    rows: list[Row] = []
+    for s in vm.export('{__name__="telemetry_quality"}'):
+        point = str(s["metric"]["point"])  # type: ignore[index]
+        device, _, name = point.partition(".")
+        for q, t in zip(s["values"], s["timestamps"], strict=True):  # type: ignore[call-overload]
+            got = values.get((point, int(t)))
+            rows.append(Row(device, name, int(t), got.pop(0) if got else None, int(q)))
+    return rows
 
 
 def _read(path: Path) -> str:
@@ -530,7 +569,7 @@ def _keep_logs(workdir: Path, report_dir: Path) -> None:
     for p in workdir.glob("*"):
         if p.suffix in (".log", ".toml") and p.is_file():
             shutil.copy2(p, logs / p.name)
-    for name in ("broker/mosquitto.log", "store/influxd.log"):
+    for name in ("broker/mosquitto.log", "store/influxd.log", "store/victoria-metrics.log"):
         if (workdir / name).exists():
             shutil.copy2(workdir / name, logs / Path(name).name)
     os.sync()

@@ -68,8 +68,8 @@ class Judgement:
     examples: list[str] = field(default_factory=list)
 
 
-def _same(got: float, want: float) -> bool:
-    return got == want or (math.isnan(got) and math.isnan(want))
+def _same(got: float, want: float, rel: float = 0.0) -> bool:
+    return got == want or abs(got - want) <= rel * abs(want) or (math.isnan(got) and math.isnan(want))
 
 
 def judge(
@@ -77,9 +77,12 @@ def judge(
     stubs: Mapping[str, GasSubstation],
     plc_counts: Mapping[str, Mapping[str, int]],
     buffer_counters: Iterable[Mapping[str, Any]],
+    *,
+    rel: float = 0.0,
 ) -> Judgement:
     """``stubs``: device name -> its stub; ``plc_counts``: device name -> reads answered per function
-    code; ``buffer_counters``: each gateway's ``edgegw buffer stats`` (``counters`` and ``points``)."""
+    code; ``buffer_counters``: each gateway's ``edgegw buffer stats`` (``counters`` and ``points``);
+    ``rel``: 0 (bit-exact) for InfluxDB, 1e-11 for VictoriaMetrics (about 12 significant digits stored)."""
     j = Judgement()
     by_poll: dict[tuple[str, int], dict[str, Row]] = defaultdict(dict)
     stored: dict[str, int] = defaultdict(int)
@@ -91,7 +94,7 @@ def judge(
             by_poll[(r.device, r.ts)][r.point] = r
         elif r.point in HR_POINTS and r.device in stubs:
             hr_want = expected_values(stubs[r.device].reading(0))[r.point]  # status and threshold: constant here
-            if not _same(float(r.value), float(hr_want)):
+            if not _same(float(r.value), float(hr_want), rel):
                 j.mismatched += 1
                 _note(j, f"{r.device}.{r.point} at {r.ts}: {r.value} != {hr_want}")
         else:
@@ -106,7 +109,7 @@ def judge(
             continue
         want = expected_values(stubs[device].reading(int(group["seq"].value or 0)))
         for name, r in group.items():
-            if r.value is None or not _same(r.value, float(want[name])):
+            if r.value is None or not _same(r.value, float(want[name]), rel):
                 j.mismatched += 1
                 _note(j, f"{device}.{name} at {ts} (seq {group['seq'].value}): {r.value} != {want[name]}")
     j.delivered = sum(stored.values())

@@ -73,7 +73,9 @@ class IngestSection(StrictModel):
 
 
 class StoreSection(StrictModel):
-    kind: Literal["influxdb1", "victoriametrics"] = "influxdb1"
+    kind: Literal["influxdb1", "victoriametrics"] = Field(
+        default="influxdb1", description="victoriametrics: /api/v2/write, deduplicated per millisecond as in deploy/")
+
 
 
 class Fault(StrictModel):
