@@ -292,6 +292,7 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from hil.campaign import run_campaign
+    from hil.netns import NetnsUnavailable
     from hil.report import markdown_table, summary
     from hil.scenario import load_scenario
 
@@ -304,6 +305,9 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
     except (KeyboardInterrupt, asyncio.CancelledError):
         print(f"interrupted: every process of the run was stopped; logs in {report}/logs/", file=sys.stderr)
         return 130
+    except NetnsUnavailable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILURE
     print(markdown_table([summary(result)]), end="")
     print(("passed" if result.passed else "FAILED: " + "; ".join(result.reasons)) + f" (report in {report}/)")
     return EXIT_OK if result.passed else EXIT_FAILURE

@@ -34,6 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from firmware_stubs.gas_substation import GasSubstation, point_config
 from gateway.config import parse
 from gateway.errors import ConfigError
+from hil.netns import Netns
 from hil.oracle import Judgement, Row, histogram_quantile, judge, points_per_read, recovery_times
 from hil.plc_process import read_counts
 from hil.scenario import TARGET_PREFIX, Fault, FaultKind, Scenario
@@ -147,6 +148,9 @@ class Campaign:
         self.gateways: list[Child] = []
         self.gateway_cfgs: list[Path] = []
         self.gateway_http: list[int] = []
+        self.gateway_host: list[str] = []
+        self.netns: list[Netns] = [Netns(g) for g in range(scenario.gateway.count)] if scenario.gateway.netns else []
+        self.ns_broker_ports: list[int] = []
         self.ingests: list[Child] = []
         self.proxies: list[FaultProxy] = []
         self.plays: list[FaultPlay] = []
@@ -160,7 +164,7 @@ class Campaign:
     def _plc_counts_path(self, i: int) -> Path:
         return self.wd / f"plc-{i}.counts.json"
 
-    def _gateway_config(self, g: int, proxy_port: int) -> dict[str, Any]:
+    def _gateway_config(self, g: int, broker: tuple[str, int]) -> dict[str, Any]:
         n = self.sc.gateway.count
         devices = [
             {"type": "modbus_tcp", "name": f"plc-{i}", "host": "127.0.0.1", "port": self.plc_ports[i],
@@ -169,10 +173,11 @@ class Campaign:
             for i in range(self.sc.plcs.count) if i % n == g
         ]
         buffer = {"path": str(self.wd / f"gateway-{g}.buffer.db"), "linger_ms": 50, **self.sc.gateway.buffer}
-        uplink = {"host": "127.0.0.1", "port": proxy_port, "protocol": "5", "client_id": f"hil-gw-{g}",
+        uplink = {"host": broker[0], "port": broker[1], "protocol": "5", "client_id": f"hil-gw-{g}",
                   "keepalive_s": 5, "timeout_s": 5, **self.sc.gateway.uplink}
         return {"gateway": {"id": f"gw-{g}", "site": SITE, "enterprise_prefix": PREFIX}, "devices": devices,
-                "buffer": buffer, "uplink": uplink, "http": {"listen": f"127.0.0.1:{self.gateway_http[g]}"}}
+                "buffer": buffer, "uplink": uplink,
+                "http": {"listen": f"{self.gateway_host[g]}:{self.gateway_http[g]}"}}
 
     def _store_config(self) -> dict[str, Any]:
         if isinstance(self.store, Influx1):
@@ -197,7 +202,18 @@ class Campaign:
         path.write_bytes(tomli_w.dumps(data).encode())
         return path
 
+    def _prefix(self, g: int) -> list[str]:
+        """Gateway ``g`` and its PLCs run in its namespace, if the scenario has them."""
+        return self.netns[g].exec_prefix() if self.netns else []
+
     async def _start(self) -> None:
+        for ns in self.netns:
+            await asyncio.to_thread(ns.create)
+            if any(f.kind == FaultKind.NETEM for f in self.sc.faults):
+                await asyncio.to_thread(ns.check_netem)
+            port = free_port()
+            self.ns_broker_ports.append(port)
+            self.broker.extra_config += f"listener {port} {ns.host_ip}\n"
         await asyncio.to_thread(self.broker.start)
         await asyncio.to_thread(self.store.start)
         if isinstance(self.store, Influx1):
@@ -205,7 +221,8 @@ class Campaign:
         for i in range(self.sc.plcs.count):
             port = free_port()
             self.plc_ports.append(port)
-            child = Child(f"plc-{i}", [self.py, "-m", "hil.plc_process", "--port", str(port),
+            inside = self._prefix(i % self.sc.gateway.count)
+            child = Child(f"plc-{i}", [*inside, self.py, "-m", "hil.plc_process", "--port", str(port),
                                        "--seed", str(self.sc.plcs.seed + i), "--tick-ms", str(self.sc.plcs.tick_ms),
                                        "--counts", str(self._plc_counts_path(i))], self.wd / f"plc-{i}.log")
             child.start()
@@ -217,14 +234,20 @@ class Campaign:
             child.start()
             self.ingests.append(child)
         for g in range(self.sc.gateway.count):
-            proxy = FaultProxy("127.0.0.1", self.broker.port)
-            await proxy.__aenter__()
-            self.proxies.append(proxy)
             self.gateway_http.append(free_port())
-            cfg = self._write_config(f"gateway-{g}", self._gateway_config(g, proxy.port))
+            if self.netns:
+                self.gateway_host.append(self.netns[g].ns_ip)
+                broker = (self.netns[g].host_ip, self.ns_broker_ports[g])
+            else:
+                proxy = FaultProxy("127.0.0.1", self.broker.port)
+                await proxy.__aenter__()
+                self.proxies.append(proxy)
+                self.gateway_host.append("127.0.0.1")
+                broker = ("127.0.0.1", proxy.port)
+            cfg = self._write_config(f"gateway-{g}", self._gateway_config(g, broker))
             self.gateway_cfgs.append(cfg)
-            self.gateways.append(Child(f"gateway-{g}", [self.py, "-m", "gateway.cli", "run", "-c", str(cfg)],
-                                       self.wd / f"gateway-{g}.log"))
+            self.gateways.append(Child(f"gateway-{g}", [*self._prefix(g), self.py, "-m", "gateway.cli", "run", "-c",
+                                                        str(cfg)], self.wd / f"gateway-{g}.log"))
         await self._wait(lambda: all(self._plc_counts_path(i).exists() for i in range(self.sc.plcs.count)),
                          20, "the PLCs to serve")
         await self._wait(lambda: all("Ingest subscribed" in _read(c.log_path) for c in self.ingests), 30,
@@ -256,7 +279,7 @@ class Campaign:
         return int(series[0]["values"][0][1]) if series else 0
 
     def _scrape_gateway(self, g: int) -> dict[str, list[tuple[dict[str, str], float]]] | None:
-        m = _metrics(f"http://127.0.0.1:{self.gateway_http[g]}/metrics")
+        m = _metrics(f"http://{self.gateway_host[g]}:{self.gateway_http[g]}/metrics")
         if m is not None:
             buckets = {float(lab["le"]): v for lab, v in m.get("edgegw_uplink_publish_latency_seconds_bucket", [])}
             if buckets:
@@ -307,6 +330,10 @@ class Campaign:
                 self.plcs[n].signal(signal.SIGUSR1)
             case FaultKind.LINK_CUT:
                 self.proxies[n].partition()
+            case FaultKind.NETEM:
+                await asyncio.to_thread(self.netns[n].netem, f.netem or "")
+            case FaultKind.LINK_DOWN:
+                await asyncio.to_thread(self.netns[n].link, False)
 
     async def _heal(self, f: Fault, target: str) -> None:
         n = int(target.rpartition("-")[2]) if target[-1].isdigit() else 0
@@ -325,6 +352,10 @@ class Campaign:
                 self.plcs[n].signal(signal.SIGUSR2)
             case FaultKind.LINK_CUT:
                 self.proxies[n].thaw()
+            case FaultKind.NETEM:
+                await asyncio.to_thread(self.netns[n].clear_netem)
+            case FaultKind.LINK_DOWN:
+                await asyncio.to_thread(self.netns[n].link, True)
 
     async def _play(self, f: Fault) -> None:
         target = self._target(f)
@@ -473,6 +504,8 @@ class Campaign:
             child.stop()
         self.broker.stop()
         self.store.stop()
+        for ns in self.netns:
+            ns.delete()
 
 
 @dataclass(kw_only=True)

@@ -35,6 +35,7 @@ from pydantic import Field, ValidationError, model_validator
 from gateway.config import _issues
 from gateway.errors import ConfigError, ConfigIssue
 from gateway.schema import StrictModel
+from hil.netns import NETEM_TOKEN
 
 __all__ = ["FaultKind", "Scenario", "load_scenario", "parse_scenario"]
 
@@ -48,11 +49,15 @@ class FaultKind(enum.StrEnum):
     PLC_REBOOT = "plc_reboot"  # the PLC process stopped for duration_s, then starts again at tick 0
     PLC_SILENT = "plc_silent"  # the PLC stops answering (requests time out) for duration_s, connection kept
     LINK_CUT = "link_cut"  # gateway <-> broker through a loopback proxy: blackholed for duration_s
+    NETEM = "netem"  # [gateway] netns: tc netem (loss, delay, reorder, duplicate) on the gateway's veth
+    LINK_DOWN = "link_down"  # [gateway] netns: the gateway's veth down (carrier lost)
 
 
 # the kinds whose target is one of several processes of the scenario, and the target's prefix
 TARGET_PREFIX = {FaultKind.GATEWAY_KILL: "gateway", FaultKind.INGEST_KILL: "ingest", FaultKind.PLC_REBOOT: "plc",
-                 FaultKind.PLC_SILENT: "plc", FaultKind.LINK_CUT: "gateway"}
+                 FaultKind.PLC_SILENT: "plc", FaultKind.LINK_CUT: "gateway", FaultKind.NETEM: "gateway",
+                 FaultKind.LINK_DOWN: "gateway"}
+NETNS_KINDS = (FaultKind.NETEM, FaultKind.LINK_DOWN)
 
 
 class PlcSection(StrictModel):
@@ -66,6 +71,8 @@ class GatewaySection(StrictModel):
     count: int = Field(default=1, ge=1, le=10, description="PLCs are shared round-robin among the gateways")
     buffer: dict[str, Any] = Field(default_factory=dict, description="[buffer] keys of the gateway config")
     uplink: dict[str, Any] = Field(default_factory=dict, description="[uplink] keys (host, port set by the runner)")
+    netns: bool = Field(default=False, description="each gateway and its PLCs in a network namespace of their own, "
+                        "joined to the broker by a veth pair (root): for netem and link_down faults")
 
 
 class IngestSection(StrictModel):
@@ -85,9 +92,14 @@ class Fault(StrictModel):
     target: str | None = Field(default=None, description="e.g. gateway-0, ingest-1, plc-2; default: the first")
     repeat: int = Field(default=1, ge=1, le=1000, description="play the fault this many times ...")
     every_s: float | None = Field(default=None, gt=0, description="... this far apart (start to start)")
+    netem: str | None = Field(default=None, description='netem: tc netem arguments, e.g. "delay 50ms 10ms loss 20%"')
 
     @model_validator(mode="after")
     def _loop(self) -> Self:
+        if (self.kind == FaultKind.NETEM) != (self.netem is not None):
+            raise ValueError("netem (the tc netem arguments) goes with kind 'netem', and only with it")
+        if self.netem is not None and not all(NETEM_TOKEN.match(t) for t in self.netem.split() or ["!"]):
+            raise ValueError(f"netem {self.netem!r}: words of letters, digits, '.' and '%' only")
         if self.repeat > 1 and self.every_s is None:
             raise ValueError("repeat > 1 needs every_s")
         if self.every_s is not None and self.every_s <= self.duration_s:
@@ -130,6 +142,10 @@ class Scenario(StrictModel):
     def _targets(self) -> Self:
         counts = {"gateway": self.gateway.count, "ingest": self.ingest.count, "plc": self.plcs.count}
         for f in self.faults:
+            if f.kind in NETNS_KINDS and not self.gateway.netns:
+                raise ValueError(f"fault {f.kind.value} needs [gateway] netns = true (and root)")
+            if f.kind == FaultKind.LINK_CUT and self.gateway.netns:
+                raise ValueError("link_cut goes through the loopback proxy: with [gateway] netns use link_down")
             if f.target is not None:
                 prefix, _, n = f.target.partition("-")
                 if not n.isdigit() or int(n) >= counts[prefix]:

@@ -17,6 +17,7 @@ from firmware_stubs.gas_substation import GasSubstation, expected_values
 from gateway.cli import main
 from gateway.errors import ConfigError
 from hil.campaign import run_campaign
+from hil.netns import NetnsUnavailable
 from hil.oracle import IR_POINTS, Row, histogram_quantile, judge, recovery_times
 from hil.scenario import load_scenario, parse_scenario
 
@@ -65,6 +66,11 @@ def test_scenario_errors_are_located(tmp_path: Path) -> None:
     text = str(err.value)
     assert "faults[0]: Value error" not in text and "faults[0]: repeat > 1 needs every_s" in text
     assert "pass.max_lost" in text and "plcs.cuont: unknown key" in text
+    with pytest.raises(ConfigError, match=r"needs \[gateway\] netns"):
+        parse_scenario({"name": "x", "duration_s": 10, "faults": [{"at_s": 1, "kind": "netem", "netem": "loss 5%"}]})
+    with pytest.raises(ConfigError, match=r"faults\[0\]: netem 'loss 5%; rm': words of"):
+        parse_scenario({"name": "x", "duration_s": 10, "gateway": {"netns": True},
+                        "faults": [{"at_s": 1, "kind": "netem", "netem": "loss 5%; rm"}]})
     with pytest.raises(ConfigError, match=r"plc-5.*1 plc"):
         parse_scenario({"name": "x", "duration_s": 10,
                         "faults": [{"at_s": 1, "kind": "plc_reboot", "target": "plc-5"}]})
@@ -93,7 +99,10 @@ def _scenario_params() -> list[object]:
 @pytest.mark.parametrize("path", _scenario_params())
 def test_shipped_scenario_passes(path: Path, tmp_path: Path) -> None:
     report = tmp_path / "report"
-    result = run_campaign(load_scenario(path), report)
+    try:
+        result = run_campaign(load_scenario(path), report)
+    except NetnsUnavailable as err:  # namespace scenarios: root, iproute2, and for netem the sch_netem module
+        pytest.skip(str(err))
     for name in ("report.json", "report.md", "rates.png"):
         assert (report / name).stat().st_size > 0, name
     doc = json.loads((report / "report.json").read_text())
