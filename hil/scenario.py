@@ -74,6 +74,15 @@ class GatewaySection(StrictModel):
     netns: bool = Field(default=False, description="each gateway and its PLCs in a network namespace of their own, "
                         "joined to the broker by a veth pair (root): for netem and link_down faults")
 
+    @model_validator(mode="after")
+    def _runner_keys(self) -> Self:
+        for section, keys, given in (("buffer", ("path",), self.buffer),
+                                     ("uplink", ("host", "port", "servers", "client_id"), self.uplink)):
+            taken = sorted(set(given) & set(keys))
+            if taken:
+                raise ValueError(f"{section}: {', '.join(taken)} set by the runner (its own files and ports)")
+        return self
+
 
 class IngestSection(StrictModel):
     count: int = Field(default=1, ge=1, le=10, description="processes sharing one subscription")

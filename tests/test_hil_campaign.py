@@ -71,6 +71,8 @@ def test_scenario_errors_are_located(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"faults\[0\]: netem 'loss 5%; rm': words of"):
         parse_scenario({"name": "x", "duration_s": 10, "gateway": {"netns": True},
                         "faults": [{"at_s": 1, "kind": "netem", "netem": "loss 5%; rm"}]})
+    with pytest.raises(ConfigError, match=r"gateway: uplink: port set by the runner"):
+        parse_scenario({"name": "x", "duration_s": 10, "gateway": {"uplink": {"port": 1883}}})
     with pytest.raises(ConfigError, match=r"plc-5.*1 plc"):
         parse_scenario({"name": "x", "duration_s": 10,
                         "faults": [{"at_s": 1, "kind": "plc_reboot", "target": "plc-5"}]})
