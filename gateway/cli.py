@@ -486,6 +486,32 @@ def cmd_dead_letters_delete(args: argparse.Namespace) -> int:
     return EXIT_FAILURE if missing else EXIT_OK
 
 
+def cmd_hil_run(args: argparse.Namespace) -> int:
+    """A HIL fault campaign (hil/campaign.py): exit 0 when the scenario's pass rule holds, 1 when not."""
+    from pathlib import Path
+
+    from hil.campaign import run_campaign
+    from hil.netns import NetnsUnavailable
+    from hil.report import markdown_table, summary
+    from hil.scenario import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    if args.duration is not None:
+        scenario = scenario.with_duration(args.duration)
+    report = Path(args.report or f"hil-report-{Path(args.scenario).stem}")
+    try:
+        result = run_campaign(scenario, report)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print(f"interrupted: every process of the run was stopped; logs in {report}/logs/", file=sys.stderr)
+        return 130
+    except NetnsUnavailable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(markdown_table([summary(result)]), end="")
+    print(("passed" if result.passed else "FAILED: " + "; ".join(result.reasons)) + f" (report in {report}/)")
+    return EXIT_OK if result.passed else EXIT_FAILURE
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
@@ -883,6 +909,15 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("list", "export", "replay", "delete"):
         # SUPPRESS: `edgegw ingest -c F dead-letters list` keeps the -c given before the sub-command
         dsub.choices[name].add_argument("-c", "--config", default=argparse.SUPPRESS, help="the ingest's config")
+
+    s = sub.add_parser("hil", help="hardware-in-the-loop fault campaigns (docs/hil.md)")
+    hsub = s.add_subparsers(dest="hil_command", required=True)
+    h = hsub.add_parser("run", help="run a scenario: PLCs, broker, InfluxDB, gateway, ingest, faults; judge the rows")
+    h.add_argument("scenario", help="a scenario TOML file (see hil/scenarios/)")
+    h.add_argument("--report", default=None, metavar="DIR", help="report directory (default hil-report-<name>/)")
+    h.add_argument("--duration", type=float, default=None, metavar="S",
+                   help="stretch the scenario (and its fault timeline) to S seconds: a soak")
+    h.set_defaults(func=cmd_hil_run)
 
     s = sub.add_parser("demo", help="simulated mine -> gateway -> broker -> ingest, live in the terminal")
     s.add_argument("--duration", type=float, default=None, help="stop after S seconds (default: until Ctrl-C)")
