@@ -161,6 +161,18 @@ class Campaign:
 
     # ---- set-up --------------------------------------------------------------------------------
 
+    def _plcs_serving(self) -> bool:
+        """Every PLC serves (its counts file is there).  One that exited first had its port taken
+        meanwhile (a free port is only a guess on a busy machine): it starts again on another one."""
+        for i, child in enumerate(self.plcs):
+            if self._plc_counts_path(i).exists() or child.running or child.starts > 3:
+                continue
+            port = free_port()
+            self.plc_ports[i] = port
+            child.argv[child.argv.index("--port") + 1] = str(port)
+            child.start()
+        return all(self._plc_counts_path(i).exists() for i in range(self.sc.plcs.count))
+
     def _plc_counts_path(self, i: int) -> Path:
         return self.wd / f"plc-{i}.counts.json"
 
@@ -248,8 +260,7 @@ class Campaign:
             self.gateway_cfgs.append(cfg)
             self.gateways.append(Child(f"gateway-{g}", [*self._prefix(g), self.py, "-m", "gateway.cli", "run", "-c",
                                                         str(cfg)], self.wd / f"gateway-{g}.log"))
-        await self._wait(lambda: all(self._plc_counts_path(i).exists() for i in range(self.sc.plcs.count)),
-                         20, "the PLCs to serve")
+        await self._wait(self._plcs_serving, 60, "the PLCs to serve")
         await self._wait(lambda: all("Ingest subscribed" in _read(c.log_path) for c in self.ingests), 30,
                          "the ingests to subscribe")
         for gw in self.gateways:
