@@ -201,7 +201,12 @@ class Forwarder:
                     await conn.set_alarm(
                         "publish_refused", reason=str(rejected[0]), rejected_batches=self.stats.rejected_batches
                     )
-                    await asyncio.sleep(reject_backoff)
+                    if all(getattr(e, "code", None) == 0x10 for e in rejected):
+                        # nobody subscribed yet (an ingest re-subscribing after a broker restart): a
+                        # transient, so retry soon rather than after the backoff of a real refusal
+                        await asyncio.sleep(min(reject_backoff, 2.0))
+                    else:
+                        await asyncio.sleep(reject_backoff)
                     reject_backoff = min(reject_backoff * 2, self.backoff_max)
                 elif delivered:
                     reject_backoff = 1.0
