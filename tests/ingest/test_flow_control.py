@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from gateway.point import Point, Quality
 from gateway.sinks.mqtt import MqttClient
 from hil.services import Influx1, Mosquitto
 from tests.conftest import _start, eventually
+from tests.test_e2e import running
 
 SHIPPED = Path(__file__).parents[2] / "deploy" / "mosquitto" / "mosquitto.conf"
 BASE_TS = 1_764_500_000_000_000_000
@@ -108,20 +109,6 @@ def _ingest_cfg(broker: int, influx: str, tmp: Path, client_id: str) -> IngestSe
         "influx": {"api": "v1", "url": influx, "database": "flow"},
         "dead_letter_path": str(tmp / f"{client_id}-dl.db"),
     })
-
-
-@contextlib.asynccontextmanager
-async def running(*coros: Any) -> AsyncIterator[list[asyncio.Task[None]]]:
-    tasks = [asyncio.create_task(c) for c in coros]
-    try:
-        yield tasks
-    finally:
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-
 
 @pytest.mark.integration
 @pytest.mark.timeout(600)  # ~75 s by design (a 60 s outage): above the suite's per-test default

@@ -19,7 +19,8 @@ import pytest
 
 from hil.services import Influx1, Mosquitto, free_port
 from tests.conftest import eventually
-from tests.ingest.test_flow_control import SHIPPED, Publisher, _count, _ingest_process, own, running
+from tests.ingest.test_flow_control import SHIPPED, Publisher, _count, _ingest_process, own
+from tests.test_e2e import running
 
 
 def _written(port: int) -> int:
