@@ -491,7 +491,7 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from hil.campaign import run_campaign
-    from hil.netns import NetnsUnavailable
+    from hil.netns import HilUnavailable
     from hil.report import markdown_table, summary
     from hil.scenario import load_scenario
 
@@ -504,7 +504,7 @@ def cmd_hil_run(args: argparse.Namespace) -> int:
     except (KeyboardInterrupt, asyncio.CancelledError):
         print(f"interrupted: every process of the run was stopped; logs in {report}/logs/", file=sys.stderr)
         return 130
-    except NetnsUnavailable as err:
+    except HilUnavailable as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILURE
     print(markdown_table([summary(result)]), end="")

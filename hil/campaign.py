@@ -34,11 +34,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from firmware_stubs.gas_substation import GasSubstation, point_config
 from gateway.config import parse
 from gateway.errors import ConfigError
-from hil.netns import Netns
+from hil.netns import HilUnavailable, Netns
+from hil.opcua_plc_process import OPCUA_POINTS, node_id
 from hil.oracle import Judgement, Row, histogram_quantile, judge, points_per_read, recovery_times
-from hil.plc_process import read_counts
+from hil.plc_process import read_counts, write_fault
 from hil.scenario import TARGET_PREFIX, Fault, FaultKind, Scenario
-from hil.services import Influx1, Mosquitto, VictoriaMetrics, free_port
+from hil.services import Influx1, Mosquitto, PtyPair, VictoriaMetrics, free_port
 from hil.tcp_proxy import FaultProxy
 
 __all__ = ["CampaignResult", "run_campaign"]
@@ -61,12 +62,15 @@ class Child:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    env: dict[str, str] | None = None  # added to the runner's environment (libfaketime for clock steps)
 
     def start(self) -> None:
         if self.running:  # two faults overlapping on one process: it is already back
             return
+        env = {**os.environ, **self.env} if self.env else None
         with self.log_path.open("ab") as out:
-            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                         env=env)
         self.starts += 1
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 10.0) -> None:
@@ -157,6 +161,11 @@ class Campaign:
         self.samples_raw: list[tuple[float, int, int | None]] = []  # t, produced points, stored rows
         self.latency_live: dict[int, dict[float, float]] = {}
         self.latency_done: list[dict[float, float]] = []
+        self.misses_live: dict[int, float] = {}  # gateway -> poll instants missed (its /metrics), per process
+        self.misses_done = 0.0
+        self.ptys: list[PtyPair] = []  # Modbus RTU: one socat pty pair per PLC
+        self.mounts: list[Path] = []  # tmpfs mounted for the buffers
+        self.clock_steps: dict[int, int] = {}  # gateway -> backward steps of its wall clock played
         self.t0 = 0.0
 
     # ---- set-up --------------------------------------------------------------------------------
@@ -165,7 +174,7 @@ class Campaign:
         """Every PLC serves (its counts file is there).  One that exited first had its port taken
         meanwhile (a free port is only a guess on a busy machine): it starts again on another one."""
         for i, child in enumerate(self.plcs):
-            if self._plc_counts_path(i).exists() or child.running or child.starts > 3:
+            if self._plc_counts_path(i).exists() or child.running or child.starts > 3 or "--port" not in child.argv:
                 continue
             port = free_port()
             self.plc_ports[i] = port
@@ -176,15 +185,36 @@ class Campaign:
     def _plc_counts_path(self, i: int) -> Path:
         return self.wd / f"plc-{i}.counts.json"
 
+    def _plc_fault_path(self, i: int) -> Path:
+        return self.wd / f"plc-{i}.fault.json"
+
+    def _faketime_path(self, g: int) -> Path:
+        return self.wd / f"gateway-{g}.faketime"
+
+    def _device(self, i: int) -> dict[str, Any]:
+        common = {"name": f"plc-{i}", "poll_interval_ms": self.sc.plcs.poll_interval_ms, "timeout_ms": 1000,
+                  "asset": f"face-{i}"}
+        match self.sc.plcs.protocol:
+            case "modbus_rtu":
+                return {"type": "modbus_rtu", "port": self.ptys[i].b, "baudrate": 115200, "parity": "N",
+                        **common, "points": point_config()}
+            case "opcua":
+                return {"type": "opcua", "endpoint": f"opc.tcp://127.0.0.1:{self.plc_ports[i]}/edgegw/",
+                        "mode": "polling", "timestamp": "gateway", "security_policy": "None",
+                        "security_mode": "None", "allow_no_security": True,
+                        "pki_dir": str(self.wd / f"gateway-pki-{i}"), **common,
+                        "points": [{"name": p, "node_id": node_id(p)} for p in OPCUA_POINTS]}
+        return {"type": "modbus_tcp", "host": "127.0.0.1", "port": self.plc_ports[i], **common,
+                "points": point_config()}
+
+    def _buffer_dir(self, g: int) -> Path:
+        return self.wd / f"gateway-{g}-buffer" if self.sc.gateway.buffer_tmpfs_kb else self.wd
+
     def _gateway_config(self, g: int, broker: tuple[str, int]) -> dict[str, Any]:
         n = self.sc.gateway.count
-        devices = [
-            {"type": "modbus_tcp", "name": f"plc-{i}", "host": "127.0.0.1", "port": self.plc_ports[i],
-             "poll_interval_ms": self.sc.plcs.poll_interval_ms, "timeout_ms": 1000, "asset": f"face-{i}",
-             "points": point_config()}
-            for i in range(self.sc.plcs.count) if i % n == g
-        ]
-        buffer = {"path": str(self.wd / f"gateway-{g}.buffer.db"), "linger_ms": 50, **self.sc.gateway.buffer}
+        devices = [self._device(i) for i in range(self.sc.plcs.count) if i % n == g]
+        buffer = {"path": str(self._buffer_dir(g) / f"gateway-{g}.buffer.db"), "linger_ms": 50,
+                  **self.sc.gateway.buffer}
         uplink = {"host": broker[0], "port": broker[1], "protocol": "5", "client_id": f"hil-gw-{g}",
                   "keepalive_s": 5, "timeout_s": 5, **self.sc.gateway.uplink}
         return {"gateway": {"id": f"gw-{g}", "site": SITE, "enterprise_prefix": PREFIX}, "devices": devices,
@@ -214,11 +244,68 @@ class Campaign:
         path.write_bytes(tomli_w.dumps(data).encode())
         return path
 
+    def _faketime_env(self, g: int) -> dict[str, str] | None:
+        """A gateway whose wall clock a clock_step fault steps runs under libfaketime: an offset read
+        from a file of its own (re-read every second), monotonic clocks untouched (as an NTP step)."""
+        if not any(f.kind == FaultKind.CLOCK_STEP and self._target(f) == f"gateway-{g}" for f in self.sc.faults):
+            return None
+        lib = faketime_library()
+        assert lib is not None  # _check_capabilities
+        self._faketime_path(g).write_text("+0s\n")
+        return {"LD_PRELOAD": lib, "FAKETIME_TIMESTAMP_FILE": str(self._faketime_path(g)),
+                "FAKETIME_CACHE_DURATION": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+
     def _prefix(self, g: int) -> list[str]:
         """Gateway ``g`` and its PLCs run in its namespace, if the scenario has them."""
         return self.netns[g].exec_prefix() if self.netns else []
 
+    def _check_capabilities(self) -> None:
+        """What the scenario needs and this machine may lack, before anything starts: one line each."""
+        if self.sc.gateway.buffer_tmpfs_kb and os.geteuid() != 0:
+            raise HilUnavailable("gateway.buffer_tmpfs_kb mounts a tmpfs for each buffer: run as root")
+        if self.sc.gateway.buffer_tmpfs_kb and shutil.which("mount") is None:
+            raise HilUnavailable("gateway.buffer_tmpfs_kb needs mount(8) (util-linux)")
+        if any(f.kind == FaultKind.CLOCK_STEP for f in self.sc.faults) and faketime_library() is None:
+            raise HilUnavailable("clock_step needs libfaketime (the Debian package libfaketime)")
+        if self.sc.plcs.protocol == "modbus_rtu" and shutil.which("socat") is None:
+            raise HilUnavailable("Modbus RTU PLCs need socat (a pty pair per PLC)")
+
+    def _mount_tmpfs(self, g: int) -> None:
+        d = self._buffer_dir(g)
+        d.mkdir(exist_ok=True)
+        kb = self.sc.gateway.buffer_tmpfs_kb
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kb}k,mode=0755", f"edgegw-hil-{os.getpid()}",
+                               str(d)], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise HilUnavailable(f"cannot mount a tmpfs for the buffer: {proc.stderr.strip()}")
+        self.mounts.append(d)
+
+    def _unmount_all(self) -> None:
+        for d in reversed(self.mounts):
+            if subprocess.run(["umount", str(d)], capture_output=True, check=False).returncode != 0:
+                subprocess.run(["umount", "-l", str(d)], capture_output=True, check=False)  # still busy: detach
+        self.mounts.clear()
+
+    def _plc_argv(self, i: int, port: int) -> list[str]:
+        common = ["--seed", str(self.sc.plcs.seed + i), "--tick-ms", str(self.sc.plcs.tick_ms),
+                  "--counts", str(self._plc_counts_path(i))]
+        match self.sc.plcs.protocol:
+            case "opcua":
+                return [self.py, "-m", "hil.opcua_plc_process", "--port", str(port), *common]
+            case "modbus_rtu":
+                return [self.py, "-m", "hil.plc_process", "--serial", self.ptys[i].a, *common]
+        return [self.py, "-m", "hil.plc_process", "--port", str(port), "--fault", str(self._plc_fault_path(i)),
+                *common]
+
     async def _start(self) -> None:
+        self._check_capabilities()
+        for g in range(self.sc.gateway.count if self.sc.gateway.buffer_tmpfs_kb else 0):
+            await asyncio.to_thread(self._mount_tmpfs, g)
+        if self.sc.plcs.protocol == "modbus_rtu":
+            for i in range(self.sc.plcs.count):
+                pty = PtyPair(workdir=self.wd / f"pty-{i}")
+                self.ptys.append(pty)
+                await asyncio.to_thread(pty.start)
         for ns in self.netns:
             await asyncio.to_thread(ns.create)
             if any(f.kind == FaultKind.NETEM for f in self.sc.faults):
@@ -234,9 +321,7 @@ class Campaign:
             port = free_port()
             self.plc_ports.append(port)
             inside = self._prefix(i % self.sc.gateway.count)
-            child = Child(f"plc-{i}", [*inside, self.py, "-m", "hil.plc_process", "--port", str(port),
-                                       "--seed", str(self.sc.plcs.seed + i), "--tick-ms", str(self.sc.plcs.tick_ms),
-                                       "--counts", str(self._plc_counts_path(i))], self.wd / f"plc-{i}.log")
+            child = Child(f"plc-{i}", [*inside, *self._plc_argv(i, port)], self.wd / f"plc-{i}.log")
             child.start()
             self.plcs.append(child)
         for i in range(self.sc.ingest.count):
@@ -259,7 +344,8 @@ class Campaign:
             cfg = self._write_config(f"gateway-{g}", self._gateway_config(g, broker))
             self.gateway_cfgs.append(cfg)
             self.gateways.append(Child(f"gateway-{g}", [*self._prefix(g), self.py, "-m", "gateway.cli", "run", "-c",
-                                                        str(cfg)], self.wd / f"gateway-{g}.log"))
+                                                        str(cfg)], self.wd / f"gateway-{g}.log",
+                                       env=self._faketime_env(g)))
         await self._wait(self._plcs_serving, 60, "the PLCs to serve")
         await self._wait(lambda: all("Ingest subscribed" in _read(c.log_path) for c in self.ingests), 30,
                          "the ingests to subscribe")
@@ -295,6 +381,9 @@ class Campaign:
             buckets = {float(lab["le"]): v for lab, v in m.get("edgegw_uplink_publish_latency_seconds_bucket", [])}
             if buckets:
                 self.latency_live[g] = buckets
+            misses = m.get("edgegw_device_poll_deadline_misses_total", m.get("edgegw_device_poll_deadline_misses"))
+            if misses is not None:
+                self.misses_live[g] = sum(v for _lab, v in misses)
         return m
 
     def _sample(self) -> None:
@@ -319,6 +408,7 @@ class Campaign:
     def _gateway_killed(self, g: int) -> None:
         if g in self.latency_live:  # the histogram lives in the process: keep what the dead one measured
             self.latency_done.append(self.latency_live.pop(g))
+        self.misses_done += self.misses_live.pop(g, 0.0)
 
     async def _inject(self, f: Fault, target: str) -> None:
         n = int(target.rpartition("-")[2]) if target[-1].isdigit() else 0
@@ -345,6 +435,16 @@ class Campaign:
                 await asyncio.to_thread(self.netns[n].netem, f.netem or "")
             case FaultKind.LINK_DOWN:
                 await asyncio.to_thread(self.netns[n].link, False)
+            case FaultKind.PLC_SLOW:
+                write_fault(self._plc_fault_path(n), {"kind": "slow", "delay_ms": f.delay_ms})
+            case FaultKind.PLC_TIMEOUTS:
+                write_fault(self._plc_fault_path(n), {"kind": "timeouts", "drop_every": f.drop_every})
+            case FaultKind.PLC_EXCEPTIONS:
+                write_fault(self._plc_fault_path(n), {"kind": "exceptions", "code": f.exception_code})
+            case FaultKind.CLOCK_STEP:
+                step = float(f.step_s or 0)
+                self._faketime_path(n).write_text(f"{step:+.0f}s\n")
+                self.clock_steps[n] = self.clock_steps.get(n, 0) + 1  # the step or its correction goes back
 
     async def _heal(self, f: Fault, target: str) -> None:
         n = int(target.rpartition("-")[2]) if target[-1].isdigit() else 0
@@ -367,6 +467,10 @@ class Campaign:
                 await asyncio.to_thread(self.netns[n].clear_netem)
             case FaultKind.LINK_DOWN:
                 await asyncio.to_thread(self.netns[n].link, True)
+            case FaultKind.PLC_SLOW | FaultKind.PLC_TIMEOUTS | FaultKind.PLC_EXCEPTIONS:
+                write_fault(self._plc_fault_path(n), {})
+            case FaultKind.CLOCK_STEP:  # NTP steps it back
+                self._faketime_path(n).write_text("+0s\n")
 
     async def _play(self, f: Fault) -> None:
         target = self._target(f)
@@ -431,7 +535,7 @@ class Campaign:
     def _rows(self) -> list[Row]:
         if not isinstance(self.store, Influx1):
             return _victoria_rows(self.store)
-        res = self.store.query('SELECT "value", "quality", "point" FROM "telemetry"', db=DATABASE)
+        res = self.store.query('SELECT "value", "quality", "point", "reason" FROM "telemetry"', db=DATABASE)
         rows: list[Row] = []
         for series in res["results"][0].get("series", []):  # type: ignore[index]
             cols = series["columns"]
@@ -439,7 +543,7 @@ class Campaign:
                 r = dict(zip(cols, values, strict=True))
                 device, _, point = str(r["point"]).partition(".")
                 value = None if r["value"] is None else float(r["value"])
-                rows.append(Row(device, point, int(r["time"]), value, int(r["quality"] or 0)))
+                rows.append(Row(device, point, int(r["time"]), value, int(r["quality"] or 0), r.get("reason")))
         return rows
 
     # ---- the whole run --------------------------------------------------------------------------
@@ -499,9 +603,23 @@ class Campaign:
                     reasons.append(f"{play.kind} at {play.start_s:g} s: recovery {rec} s > {rule.max_recovery_s:g} s")
         if j.produced and j.delivered < rule.min_delivered_ratio * j.produced:
             reasons.append(f"delivered {j.delivered} < {rule.min_delivered_ratio:g} x produced {j.produced}")
+        missed = int(self.misses_done + sum(self.misses_live.values()))
+        if rule.min_missed_polls is not None and missed < rule.min_missed_polls:
+            reasons.append(f"missed polls {missed} < {rule.min_missed_polls} (the fault was not felt)")
+        if isinstance(self.store, Influx1) and j.exception_rows != j.exception_rows_expected:
+            reasons.append(f"bad rows of Modbus exceptions {j.exception_rows} != {j.exception_rows_expected} "
+                           f"(the PLCs' exception answers x points)")
+        if any(f.kind == FaultKind.CLOCK_STEP for f in self.sc.faults):
+            n = self.sc.gateway.count
+            for device, descents in sorted(j.clock_descents.items()):
+                allowed = self.clock_steps.get(int(device.rpartition("-")[2]) % n, 0)
+                if descents > allowed:
+                    reasons.append(f"{device}: {descents} steps back in seq in timestamp order > {allowed} "
+                                   f"backward clock steps")
         return CampaignResult(self.sc, j, None if p99 is None else round(p99 * 1000, 1), self.plays, recovery,
                               samples, round(run_s, 1), drained, not reasons, reasons, self.report_dir,
-                              extra={"nominal_points_per_s": nominal,
+                              extra={"nominal_points_per_s": nominal, "missed_polls": missed,
+                                     "clock_steps_backward": self.clock_steps,
                                      "gateway_starts": [g.starts for g in self.gateways],
                                      "ingest_starts": [i.starts for i in self.ingests]})
 
@@ -511,12 +629,19 @@ class Campaign:
             with contextlib.suppress(OSError, RuntimeError):
                 await proxy.__aexit__(None, None, None)
         self.proxies.clear()
+        self.stop_processes()
+
+    def stop_processes(self) -> None:
+        """Synchronous, idempotent: every process by PID, the pty pairs, the namespaces, the mounts."""
         for child in [*self.gateways, *self.ingests, *self.plcs]:
-            child.stop()
-        self.broker.stop()
-        self.store.stop()
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                child.stop()
+        for svc in [self.broker, self.store, *self.ptys]:
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                svc.stop()
         for ns in self.netns:
             ns.delete()
+        self._unmount_all()
 
 
 @dataclass(kw_only=True)
@@ -543,6 +668,19 @@ def _victoria_rows(vm: VictoriaMetrics) -> list[Row]:
             got = values.get((point, int(t)))
             rows.append(Row(device, name, int(t), got.pop(0) if got else None, int(q)))
     return rows
+
+
+FAKETIME_DIRS = ("/usr/lib/x86_64-linux-gnu/faketime", "/usr/lib/aarch64-linux-gnu/faketime", "/usr/lib/faketime",
+                 "/usr/local/lib/faketime", "/usr/lib64/faketime")
+
+
+def faketime_library() -> str | None:
+    """libfaketime's multi-threaded preload library (Debian: package libfaketime), or None."""
+    for d in FAKETIME_DIRS:
+        p = Path(d) / "libfaketimeMT.so.1"
+        if p.exists():
+            return str(p)
+    return None
 
 
 def _read(path: Path) -> str:
@@ -598,6 +736,7 @@ def run_campaign(scenario: Scenario, report_dir: Path, *, keep_workdir: bool = F
         _keep_logs(workdir, report_dir)
         raise
     finally:
+        campaign.stop_processes()  # a second Ctrl-C may have cut the async close short
         if not keep_workdir:
             with contextlib.suppress(OSError):
                 _keep_logs(workdir, report_dir)

@@ -14,12 +14,16 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-__all__ = ["NETEM_TOKEN", "Netns", "NetnsUnavailable"]
+__all__ = ["NETEM_TOKEN", "HilUnavailable", "Netns", "NetnsUnavailable"]
 
 NETEM_TOKEN = re.compile(r"^[A-Za-z0-9.%]+$")
 
 
-class NetnsUnavailable(RuntimeError):
+class HilUnavailable(RuntimeError):
+    """The scenario needs something this machine lacks (root, iproute2, sch_netem, libfaketime): one line."""
+
+
+class NetnsUnavailable(HilUnavailable):
     """Not root, or no iproute2: the scenario's namespace faults cannot run here."""
 
 

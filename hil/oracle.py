@@ -11,14 +11,20 @@ Rules (docs/hil.md):
   replay (InfluxDB keeps one row per series and time, so an identical replay is invisible and harmless).
 - ``expected = accepted - dropped after acceptance (oldest, expired, quarantined, corrupt) - still pending``;
   ``lost = expected - stored`` when positive; rows beyond ``expected`` are duplicates too.
-- rows of quality bad are the gateway's own "device down" samples (no read behind them): counted
-  as delivered, never compared with the stub.
+- rows of quality bad carry no value from the stub (a device down, a refused read): counted as
+  delivered, never compared with the stub.  Those whose reason is a Modbus exception must be exactly
+  the PLCs' exception answers times the points of the refused block (``exception_rows`` against
+  ``exception_rows_expected``).  Rows of quality uncertain (``clock_jump``, ...) keep their value:
+  they are compared with the stub like good ones.
+- time order (after clock steps): in the order of their timestamps, a device's reads step back in
+  ``seq`` at most once per backward step of its gateway's wall clock (``clock_descents``).
 - ``produced`` = the points of every read the PLCs answered; ``produced - (accepted - bad) - dropped_newest``
   is ``unaccounted``: reads answered while the gateway died before committing them (kill -9).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -28,7 +34,8 @@ from typing import Any
 from firmware_stubs.gas_substation import GasSubstation, expected_values, point_config
 
 __all__ = [
-    "HR_POINTS", "IR_POINTS", "Judgement", "Row", "histogram_quantile", "judge", "points_per_read", "recovery_times",
+    "HR_POINTS", "IR_POINTS", "Judgement", "Row", "exception_points", "histogram_quantile", "judge", "points_per_read",
+    "recovery_times",
 ]
 
 IR_POINTS = tuple(str(p["name"]) for p in point_config() if p["table"] == "input_register")
@@ -37,8 +44,15 @@ AFTER_ACCEPT_DROPS = ("dropped_oldest_points", "expired_points", "quarantined_po
 
 
 def points_per_read(counts: Mapping[str, int]) -> int:
-    """Points produced by the reads a PLC answered (function code -> count)."""
-    return counts.get("4", 0) * len(IR_POINTS) + counts.get("3", 0) * len(HR_POINTS)
+    """Points produced by the reads a PLC answered (function code -> count; ``ua``: an OPC UA Read of
+    every point)."""
+    return (counts.get("4", 0) * len(IR_POINTS) + counts.get("3", 0) * len(HR_POINTS)
+            + counts.get("ua", 0) * (len(IR_POINTS) + len(HR_POINTS)))
+
+
+def exception_points(counts: Mapping[str, int]) -> int:
+    """Points the PLC refused with an exception answer (``x<fc>`` -> count): one bad row each."""
+    return counts.get("x4", 0) * len(IR_POINTS) + counts.get("x3", 0) * len(HR_POINTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +61,8 @@ class Row:
     point: str  # the point's name within its device (seq, ch4, ...)
     ts: int
     value: float | None
-    quality: int = 0  # 0 good; a bad-quality row (device down) carries no value from the stub
+    quality: int = 0  # 0 good, 1 uncertain (value kept), 2 bad (no value from the stub)
+    reason: str | None = None  # the quality's reason (InfluxDB stores it; VictoriaMetrics does not)
 
 
 @dataclass
@@ -64,6 +79,10 @@ class Judgement:
     extra: int = 0
     incomplete_polls: int = 0
     quality_bad: int = 0
+    uncertain: int = 0
+    exception_rows: int = 0  # bad rows whose reason is a Modbus exception
+    exception_rows_expected: int = 0  # the PLCs' exception answers x the points of the refused block
+    clock_descents: dict[str, int] = field(default_factory=dict)  # device -> seq descents in timestamp order
     per_device: dict[str, dict[str, int]] = field(default_factory=dict)
     examples: list[str] = field(default_factory=list)
 
@@ -88,9 +107,14 @@ def judge(
     stored: dict[str, int] = defaultdict(int)
     for r in rows:
         stored[r.device] += 1
-        if r.quality != 0 or r.value is None:  # the gateway's own "device down" samples: not from a read
+        if r.quality >= 2 or r.value is None:  # a device down, a refused read: no value from the stub
             j.quality_bad += 1
-        elif r.point in IR_POINTS:
+            if r.reason is not None and r.reason.startswith("modbus_exception"):
+                j.exception_rows += 1
+            continue
+        if r.quality == 1:
+            j.uncertain += 1
+        if r.point in IR_POINTS:
             by_poll[(r.device, r.ts)][r.point] = r
         elif r.point in HR_POINTS and r.device in stubs:
             hr_want = expected_values(stubs[r.device].reading(0))[r.point]  # status and threshold: constant here
@@ -112,8 +136,16 @@ def judge(
             if r.value is None or not _same(r.value, float(want[name]), rel):
                 j.mismatched += 1
                 _note(j, f"{device}.{name} at {ts} (seq {group['seq'].value}): {r.value} != {want[name]}")
+    seqs: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for (device, ts), group in by_poll.items():
+        if "seq" in group and group["seq"].value is not None:
+            seqs[device].append((ts, group["seq"].value))
+    for device, polls in seqs.items():
+        polls.sort()
+        j.clock_descents[device] = sum(1 for a, b in itertools.pairwise(polls) if b[1] < a[1])
     j.delivered = sum(stored.values())
     for device, counts in plc_counts.items():
+        j.exception_rows_expected += exception_points(counts)
         j.per_device[device] = {"produced": points_per_read(counts), "delivered": stored.get(device, 0)}
     j.produced = sum(d["produced"] for d in j.per_device.values())
     expected = 0

@@ -51,13 +51,22 @@ class FaultKind(enum.StrEnum):
     LINK_CUT = "link_cut"  # gateway <-> broker through a loopback proxy: blackholed for duration_s
     NETEM = "netem"  # [gateway] netns: tc netem (loss, delay, reorder, duplicate) on the gateway's veth
     LINK_DOWN = "link_down"  # [gateway] netns: the gateway's veth down (carrier lost)
+    PLC_SLOW = "plc_slow"  # Modbus TCP: every answer delay_ms late (polls miss their instants)
+    PLC_TIMEOUTS = "plc_timeouts"  # Modbus TCP: every drop_every-th request never answered
+    PLC_EXCEPTIONS = "plc_exceptions"  # Modbus TCP: every request answered with exception exception_code
+    CLOCK_STEP = "clock_step"  # the gateway's wall clock steps by step_s (libfaketime), back after duration_s
 
 
 # the kinds whose target is one of several processes of the scenario, and the target's prefix
 TARGET_PREFIX = {FaultKind.GATEWAY_KILL: "gateway", FaultKind.INGEST_KILL: "ingest", FaultKind.PLC_REBOOT: "plc",
                  FaultKind.PLC_SILENT: "plc", FaultKind.LINK_CUT: "gateway", FaultKind.NETEM: "gateway",
-                 FaultKind.LINK_DOWN: "gateway"}
+                 FaultKind.LINK_DOWN: "gateway", FaultKind.PLC_SLOW: "plc", FaultKind.PLC_TIMEOUTS: "plc",
+                 FaultKind.PLC_EXCEPTIONS: "plc", FaultKind.CLOCK_STEP: "gateway"}
 NETNS_KINDS = (FaultKind.NETEM, FaultKind.LINK_DOWN)
+FRONT_KINDS = (FaultKind.PLC_SLOW, FaultKind.PLC_TIMEOUTS, FaultKind.PLC_EXCEPTIONS)  # the PLC's TCP front end
+# the parameter each kind needs, and only it
+PARAMS = {FaultKind.NETEM: "netem", FaultKind.PLC_SLOW: "delay_ms", FaultKind.PLC_TIMEOUTS: "drop_every",
+          FaultKind.PLC_EXCEPTIONS: "exception_code", FaultKind.CLOCK_STEP: "step_s"}
 
 
 class PlcSection(StrictModel):
@@ -65,6 +74,8 @@ class PlcSection(StrictModel):
     seed: int = 1
     poll_interval_ms: int = Field(default=100, ge=10, le=60_000)
     tick_ms: int = Field(default=100, ge=10, le=60_000, description="the stub advances one tick per tick_ms")
+    protocol: Literal["modbus_tcp", "modbus_rtu", "opcua"] = Field(
+        default="modbus_tcp", description="modbus_rtu: over a socat pty pair per PLC; opcua: asyncua, polled")
 
 
 class GatewaySection(StrictModel):
@@ -73,6 +84,8 @@ class GatewaySection(StrictModel):
     uplink: dict[str, Any] = Field(default_factory=dict, description="[uplink] keys (host, port set by the runner)")
     netns: bool = Field(default=False, description="each gateway and its PLCs in a network namespace of their own, "
                         "joined to the broker by a veth pair (root): for netem and link_down faults")
+    buffer_tmpfs_kb: int | None = Field(default=None, ge=256, le=1_048_576,
+                                        description="each gateway's buffer on a tmpfs of this size (root): disk full")
 
     @model_validator(mode="after")
     def _runner_keys(self) -> Self:
@@ -102,11 +115,20 @@ class Fault(StrictModel):
     repeat: int = Field(default=1, ge=1, le=1000, description="play the fault this many times ...")
     every_s: float | None = Field(default=None, gt=0, description="... this far apart (start to start)")
     netem: str | None = Field(default=None, description='netem: tc netem arguments, e.g. "delay 50ms 10ms loss 20%"')
+    delay_ms: int | None = Field(default=None, ge=1, le=60_000, description="plc_slow: each answer this late")
+    drop_every: int | None = Field(default=None, ge=2, le=1000,
+                                   description="plc_timeouts: every N-th request unanswered")
+    exception_code: int | None = Field(default=None, ge=1, le=255,
+                                       description="plc_exceptions: 4 server device failure, 6 server busy, ...")
+    step_s: float | None = Field(default=None, description="clock_step: signed step of the gateway's wall clock")
 
     @model_validator(mode="after")
     def _loop(self) -> Self:
-        if (self.kind == FaultKind.NETEM) != (self.netem is not None):
-            raise ValueError("netem (the tc netem arguments) goes with kind 'netem', and only with it")
+        for kind, key in PARAMS.items():
+            if (self.kind == kind) != (getattr(self, key) is not None):
+                raise ValueError(f"{key} goes with kind '{kind.value}', and only with it (it needs it)")
+        if self.step_s == 0:
+            raise ValueError("step_s: a step of 0 s is no step")
         if self.netem is not None and not all(NETEM_TOKEN.match(t) for t in self.netem.split() or ["!"]):
             raise ValueError(f"netem {self.netem!r}: words of letters, digits, '.' and '%' only")
         if self.repeat > 1 and self.every_s is None:
@@ -133,6 +155,8 @@ class PassRule(StrictModel):
     max_dropped: int | None = Field(default=0, ge=0, description="points the buffer dropped (counted)")
     max_recovery_s: float | None = Field(default=None, gt=0, description="per fault, end -> stored rate back")
     min_delivered_ratio: float = Field(default=0.5, ge=0, le=1, description="delivered / produced, sanity floor")
+    min_missed_polls: int | None = Field(default=None, ge=0,
+                                         description="poll instants the gateways reported missed (the fault was felt)")
 
 
 class Scenario(StrictModel):
@@ -150,9 +174,16 @@ class Scenario(StrictModel):
     @model_validator(mode="after")
     def _targets(self) -> Self:
         counts = {"gateway": self.gateway.count, "ingest": self.ingest.count, "plc": self.plcs.count}
+        if self.plcs.protocol != "modbus_tcp" and self.gateway.netns:
+            raise ValueError("[gateway] netns takes Modbus TCP PLCs (the namespace's own loopback)")
         for f in self.faults:
             if f.kind in NETNS_KINDS and not self.gateway.netns:
                 raise ValueError(f"fault {f.kind.value} needs [gateway] netns = true (and root)")
+            if f.kind in FRONT_KINDS and self.plcs.protocol != "modbus_tcp":
+                raise ValueError(f"fault {f.kind.value} is played by the Modbus TCP front end: [plcs] protocol "
+                                 f"'modbus_tcp'")
+            if f.kind in (FaultKind.PLC_SILENT,) and self.plcs.protocol == "opcua":
+                raise ValueError("plc_silent is a Modbus fault: use plc_reboot with OPC UA PLCs")
             if f.kind == FaultKind.LINK_CUT and self.gateway.netns:
                 raise ValueError("link_cut goes through the loopback proxy: with [gateway] netns use link_down")
             if f.target is not None:
