@@ -584,7 +584,9 @@ class Campaign:
         p99 = histogram_quantile(0.99, merged)
         samples = _rates(self.samples_raw)
         produced_rates = sorted(p for t, p, _s in samples if p is not None and t <= run_s)
-        nominal = produced_rates[len(produced_rates) // 2] if produced_rates else 0.0
+        # the undisturbed rate: the 90th percentile of the run's produced rates, not the median, which
+        # a fault that stops polling for half of the run (a PLC down) would halve
+        nominal = produced_rates[int(len(produced_rates) * 0.9)] if produced_rates else 0.0
         windows = [(p.start_s, p.end_s) for p in self.plays]
         recovery = recovery_times(samples, windows, nominal_rate=nominal, until=run_s + self.sc.drain_timeout_s)
         rule = self.sc.pass_rule
@@ -603,6 +605,11 @@ class Campaign:
                     reasons.append(f"{play.kind} at {play.start_s:g} s: recovery {rec} s > {rule.max_recovery_s:g} s")
         if j.produced and j.delivered < rule.min_delivered_ratio * j.produced:
             reasons.append(f"delivered {j.delivered} < {rule.min_delivered_ratio:g} x produced {j.produced}")
+        if rule.min_dropped is not None and j.dropped_counted < rule.min_dropped:
+            reasons.append(f"dropped {j.dropped_counted} < {rule.min_dropped} (the buffer never filled)")
+        if rule.max_unaccounted is not None and j.unaccounted > rule.max_unaccounted:
+            reasons.append(f"unaccounted {j.unaccounted} > {rule.max_unaccounted} (answered, neither accepted nor "
+                           f"counted as dropped)")
         missed = int(self.misses_done + sum(self.misses_live.values()))
         if rule.min_missed_polls is not None and missed < rule.min_missed_polls:
             reasons.append(f"missed polls {missed} < {rule.min_missed_polls} (the fault was not felt)")

@@ -70,6 +70,10 @@ def write_report(r: CampaignResult) -> None:
         "extra_rows": j.extra,
         "incomplete_polls": j.incomplete_polls,
         "quality_bad_rows": j.quality_bad,
+        "uncertain_rows": j.uncertain,
+        "exception_rows": j.exception_rows,
+        "exception_rows_expected": j.exception_rows_expected,
+        "clock_descents": j.clock_descents,
         "per_device": j.per_device,
         "examples": j.examples,
         "latency_source": "gateway uplink histogram (publish -> PUBACK), all gateway processes",
@@ -84,7 +88,10 @@ def write_report(r: CampaignResult) -> None:
     md.append(markdown_table([summary(r)]))
     md.append(f"\nRun {r.run_s:g} s, drained: {'yes' if r.drained else 'no'}; pending at the end {j.pending}; "
               f"unaccounted reads (answered while a gateway died) {j.unaccounted} points; "
-              f"incomplete polls {j.incomplete_polls}; quality-bad rows (device down) {j.quality_bad}.\n")
+              f"incomplete polls {j.incomplete_polls}; quality-bad rows (device down, refused reads) {j.quality_bad}, "
+              f"of them Modbus exceptions {j.exception_rows} (expected {j.exception_rows_expected}); "
+              f"uncertain rows {j.uncertain}; poll instants missed (gateways' count) "
+              f"{r.extra.get('missed_polls', 0)}.\n")
     if r.faults:
         md.append("\n| fault | target | start s | end s | recovery s |\n|---|---|---|---|---|\n")
         for p, rec in sorted(zip(r.faults, r.recovery_s, strict=True), key=lambda pr: pr[0].start_s):

@@ -155,6 +155,9 @@ class PassRule(StrictModel):
     max_dropped: int | None = Field(default=0, ge=0, description="points the buffer dropped (counted)")
     max_recovery_s: float | None = Field(default=None, gt=0, description="per fault, end -> stored rate back")
     min_delivered_ratio: float = Field(default=0.5, ge=0, le=1, description="delivered / produced, sanity floor")
+    min_dropped: int | None = Field(default=None, ge=0, description="points the buffer dropped, at least (it filled)")
+    max_unaccounted: int | None = Field(
+        default=None, ge=0, description="points the PLCs answered that are neither accepted nor counted as dropped")
     min_missed_polls: int | None = Field(default=None, ge=0,
                                          description="poll instants the gateways reported missed (the fault was felt)")
 
