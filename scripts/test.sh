@@ -12,12 +12,14 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 T0=$SECONDS
 
 APT_PACKAGES=(mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics socat mbpoll libmodbus-dev gcc
-              chromium fonts-wqy-microhei systemd)
+              chromium fonts-wqy-microhei systemd libfaketime)
 need_apt=()
 for bin in mosquitto influxd victoria-metrics socat mbpoll gcc chromium systemd-analyze; do
   command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || need_apt+=("$bin")
 done
 [ -e /usr/include/modbus/modbus.h ] || need_apt+=(libmodbus-dev)
+# the HIL clock_step fault preloads libfaketime into the gateway (hil/campaign.py)
+compgen -G "/usr/lib/*/faketime/libfaketimeMT.so.1" >/dev/null || need_apt+=(libfaketime)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing Debian packages (${need_apt[*]} missing)"

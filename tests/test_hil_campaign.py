@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +22,8 @@ from firmware_stubs.gas_substation import GasSubstation, expected_values
 from gateway.cli import main
 from gateway.errors import ConfigError
 from hil.campaign import run_campaign
-from hil.netns import NetnsUnavailable
-from hil.oracle import IR_POINTS, Row, histogram_quantile, judge, recovery_times
+from hil.netns import HilUnavailable
+from hil.oracle import HR_POINTS, IR_POINTS, Row, histogram_quantile, judge, recovery_times
 from hil.scenario import load_scenario, parse_scenario
 
 SCENARIOS = Path(__file__).parents[1] / "hil" / "scenarios"
@@ -55,6 +59,27 @@ def test_oracle_counts_lost_and_duplicates() -> None:
     assert (j.lost, j.dropped_counted) == (0, 6)  # a counted drop is not a loss
 
 
+def test_oracle_bad_uncertain_and_clock_rows() -> None:
+    """Exception rows are bad (not compared, not lost) and must match the PLC's exception answers;
+    uncertain rows keep their value and are compared; time order allows one descent per backward step."""
+    stub = GasSubstation(4)
+    good = _poll("plc-0", stub, 5, 3000) + _poll("plc-0", stub, 6, 1000)  # read 6 stamped before read 5
+    refused = [Row("plc-0", name, 2000 + k, None, 2, "modbus_exception_6_server_busy") for k, name in
+               enumerate(IR_POINTS)]
+    flagged = [Row(r.device, r.point, 4000, r.value, 1, "clock_jump") for r in _poll("plc-0", stub, 7, 4000)]
+    rows = good + refused + flagged
+    n = len(rows)
+    j = judge(rows, {"plc-0": stub}, {"plc-0": {"4": 3, "x4": 1}}, [_stats(n)])
+    assert (j.lost, j.duplicates, j.quality_bad, j.uncertain) == (0, 0, len(IR_POINTS), len(IR_POINTS))
+    assert (j.exception_rows, j.exception_rows_expected) == (len(IR_POINTS), len(IR_POINTS))
+    assert j.produced == 3 * len(IR_POINTS) and j.unaccounted == 0  # the refused read produced nothing
+    assert j.clock_descents == {"plc-0": 1}  # in time order: 6, 5, 7
+    wrong = [*good, *flagged[:-1], Row("plc-0", flagged[-1].point, 4000, 12345.0, 1, "clock_jump")]
+    assert judge(wrong, {"plc-0": stub}, {"plc-0": {"4": 3}}, [_stats(len(wrong))]).mismatched == 1
+    assert judge([], {"plc-0": stub}, {"plc-0": {"ua": 2}}, [_stats(0)]).produced == 2 * (
+        len(IR_POINTS) + len(HR_POINTS))
+
+
 def test_histogram_and_recovery() -> None:
     assert histogram_quantile(0.99, {0.005: 90, 0.05: 99, 0.5: 100, float("inf"): 100}) == 0.05
     samples: list[tuple[float, float | None, float | None]] = [(t, 100.0, 0.0 if 5 <= t < 12 else 100.0)
@@ -76,6 +101,18 @@ def test_scenario_errors_are_located(tmp_path: Path) -> None:
                         "faults": [{"at_s": 1, "kind": "netem", "netem": "loss 5%; rm"}]})
     with pytest.raises(ConfigError, match=r"gateway: uplink: port set by the runner"):
         parse_scenario({"name": "x", "duration_s": 10, "gateway": {"uplink": {"port": 1883}}})
+    with pytest.raises(ConfigError, match=r"faults\[0\]: delay_ms goes with kind 'plc_slow'"):
+        parse_scenario({"name": "x", "duration_s": 10, "faults": [{"at_s": 1, "kind": "plc_slow"}]})
+    with pytest.raises(ConfigError, match=r"exception_code goes with kind 'plc_exceptions'"):
+        parse_scenario({"name": "x", "duration_s": 10,
+                        "faults": [{"at_s": 1, "kind": "plc_reboot", "exception_code": 4}]})
+    with pytest.raises(ConfigError, match=r"plc_exceptions is played by the Modbus TCP front end"):
+        parse_scenario({"name": "x", "duration_s": 10, "plcs": {"protocol": "opcua"},
+                        "faults": [{"at_s": 1, "kind": "plc_exceptions", "exception_code": 4}]})
+    with pytest.raises(ConfigError, match=r"step_s: a step of 0 s"):
+        parse_scenario({"name": "x", "duration_s": 10, "faults": [{"at_s": 1, "kind": "clock_step", "step_s": 0}]})
+    with pytest.raises(ConfigError, match=r"gateway.buffer_tmpfs_kb"):
+        parse_scenario({"name": "x", "duration_s": 10, "gateway": {"buffer_tmpfs_kb": 10}})
     with pytest.raises(ConfigError, match=r"plc-5.*1 plc"):
         parse_scenario({"name": "x", "duration_s": 10,
                         "faults": [{"at_s": 1, "kind": "plc_reboot", "target": "plc-5"}]})
@@ -106,7 +143,7 @@ def test_shipped_scenario_passes(path: Path, tmp_path: Path) -> None:
     report = tmp_path / "report"
     try:
         result = run_campaign(load_scenario(path), report)
-    except NetnsUnavailable as err:  # namespace scenarios: root, iproute2, and for netem the sch_netem module
+    except HilUnavailable as err:  # root (namespaces, tmpfs), iproute2, sch_netem for netem, libfaketime
         pytest.skip(str(err))
     for name in ("report.json", "report.md", "rates.png"):
         assert (report / name).stat().st_size > 0, name
@@ -126,3 +163,52 @@ def test_negative_control_fails_and_counts_the_drops(tmp_path: Path) -> None:
     assert doc["dropped_counted"] > 0 and any(r.startswith("dropped") for r in doc["failed_because"])
     assert doc["lost"] == 0  # every drop was counted: none is silent
     assert doc["delivered"] < doc["produced"]
+
+
+def _leftovers(marker: str) -> tuple[list[int], list[str]]:
+    """PIDs whose command line names ``marker``, and mounts under it."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if marker in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+    mounts = [line for line in Path("/proc/mounts").read_text().splitlines() if marker in line]
+    return pids, mounts
+
+
+@pytest.mark.integration
+def test_interrupted_run_leaves_nothing_behind(tmp_path: Path) -> None:
+    """SIGINT (Ctrl-C) in the middle of a fault: exit 130, and no process, mount or temp dir of the run is left.
+
+    As root the gateway's buffer is on a tmpfs of the run's own, which must be unmounted too."""
+    scenario = tmp_path / "interrupted.toml"
+    tmpfs = "[gateway]\nbuffer_tmpfs_kb = 2048\n" if os.geteuid() == 0 else ""
+    scenario.write_text('name = "interrupted"\nduration_s = 60\n[plcs]\ncount = 2\n' + tmpfs +
+                        '[[faults]]\nat_s = 2\nkind = "plc_slow"\ndelay_ms = 200\nduration_s = 40\n')
+    work = tmp_path / "tmp"
+    work.mkdir()
+    out = tmp_path / "out.log"
+    with out.open("wb") as log:
+        runner = subprocess.Popen([sys.executable, "-m", "gateway.cli", "hil", "run", str(scenario), "--report",
+                                   str(tmp_path / "report")], stdout=log, stderr=subprocess.STDOUT,
+                                  env={**os.environ, "TMPDIR": str(work)})
+    try:
+        for _ in range(1200):  # until the fault is on (at most 120 s on a loaded machine)
+            if "fault plc_slow on plc-0" in out.read_text(errors="replace") or runner.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert runner.poll() is None, out.read_text()
+        pids, mounts = _leftovers(str(work))
+        assert len(pids) >= 4 and (mounts or not tmpfs)  # PLCs, gateway, ingest, broker ... are running
+        runner.send_signal(signal.SIGINT)
+        assert runner.wait(60) == 130, out.read_text()
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+    assert "interrupted: every process of the run was stopped" in out.read_text()
+    assert _leftovers(str(work)) == ([], [])
+    assert list(work.iterdir()) == []  # the run's temporary directory is gone
