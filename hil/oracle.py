@@ -10,7 +10,9 @@ Rules (docs/hil.md):
   disagrees is a **duplicate**: a second, different write of that (series, time) or a re-stamped
   replay (InfluxDB keeps one row per series and time, so an identical replay is invisible and harmless).
 - ``expected = accepted - dropped after acceptance (oldest, expired, quarantined, corrupt) - still pending``;
-  ``lost = expected - stored`` when positive; rows beyond ``expected`` are duplicates too.
+  ``lost = expected - stored`` when positive; rows beyond ``expected`` are duplicates too, but for
+  as many as were dropped after acceptance (``dropped_but_delivered``: a batch whose PUBACK was lost,
+  then dropped by a full buffer, arrived all the same).
 - rows of quality bad carry no value from the stub (a device down, a refused read): counted as
   delivered, never compared with the stub.  Those whose reason is a Modbus exception must be exactly
   the PLCs' exception answers times the points of the refused block (``exception_rows`` against
@@ -77,6 +79,7 @@ class Judgement:
     unaccounted: int = 0
     mismatched: int = 0
     extra: int = 0
+    dropped_but_delivered: int = 0
     incomplete_polls: int = 0
     quality_bad: int = 0
     uncertain: int = 0
@@ -150,16 +153,22 @@ def judge(
     j.produced = sum(d["produced"] for d in j.per_device.values())
     expected = 0
     dropped_newest = 0
+    after_total = 0
     for stats in buffer_counters:
         c = stats["counters"]
         after = sum(int(c.get(k, 0)) for k in AFTER_ACCEPT_DROPS)
+        after_total += after
         j.accepted += int(c["accepted_points"])
         j.pending += int(stats.get("points", 0))
         dropped_newest += int(c.get("dropped_newest_points", 0))
         j.dropped_counted += after + int(c.get("dropped_newest_points", 0))
         expected += int(c["accepted_points"]) - after - int(stats.get("points", 0))
     j.lost = max(0, expected - j.delivered)
-    j.extra = max(0, j.delivered - expected)
+    surplus = max(0, j.delivered - expected)
+    # a batch delivered whose PUBACK was lost, then dropped by a full buffer before it was sent again:
+    # stored *and* counted as dropped; rows that agree with the stub, up to the drops after acceptance
+    j.dropped_but_delivered = min(surplus, after_total)
+    j.extra = surplus - j.dropped_but_delivered
     j.duplicates = j.mismatched + j.extra
     j.unaccounted = max(0, j.produced - (j.accepted - j.quality_bad) - dropped_newest)
     return j

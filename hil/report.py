@@ -68,6 +68,7 @@ def write_report(r: CampaignResult) -> None:
         "unaccounted": j.unaccounted,
         "mismatched": j.mismatched,
         "extra_rows": j.extra,
+        "dropped_but_delivered": j.dropped_but_delivered,
         "incomplete_polls": j.incomplete_polls,
         "quality_bad_rows": j.quality_bad,
         "uncertain_rows": j.uncertain,

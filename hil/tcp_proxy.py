@@ -4,7 +4,11 @@
 looks open, nothing arrives); ``thaw()`` resumes; ``cut()`` drops every connection (RST-like).
 ``partition()`` is a freeze in which new connections never reach the target either (a blackholed
 route: the SYN is lost; here the connection is accepted, read and discarded, never forwarded, even
-after ``thaw()``), as an uplink outage behind a 4G router or a microwave link looks.
+after ``thaw()``), as an uplink outage behind a 4G router or a microwave link looks.  The ``thaw()``
+of a partition closes the connections that were open through it, without forwarding what was
+sent into the blackhole: their ends gave up on them meanwhile (the gateway's PUBACK timeout, the
+broker's keepalive), and a batch the gateway has since counted as dropped must not arrive through a
+connection it closed long ago.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ class FaultProxy:
         self._flowing.clear()
 
     def thaw(self) -> None:
+        if self._partitioned:
+            self.cut()  # before forwarding resumes: the held data of the old connections is dropped
         self._partitioned = False
         self._flowing.set()
 

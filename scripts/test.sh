@@ -2,7 +2,8 @@
 # The README's test command (`make test`): installs what the tests need, then runs them.
 #   - as root with apt: the Debian packages of the servers the tests start (mosquitto, InfluxDB 1.x,
 #     VictoriaMetrics, socat, libmodbus; chromium and a CJK font for the status page test; systemd for
-#     `systemd-analyze verify` of the units in deploy/, tests/test_deploy.py);
+#     `systemd-analyze verify` of the units in deploy/, tests/test_deploy.py; libfaketime for the HIL
+#     clock_step fault);
 #   - a virtual environment in .venv with the project and its dev dependencies;
 #   - the tests start and stop their own servers on 127.0.0.1 (tests/conftest.py, hil/services.py).
 # Extra arguments go to pytest, e.g. `scripts/test.sh -k e2e`.

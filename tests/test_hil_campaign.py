@@ -57,6 +57,10 @@ def test_oracle_counts_lost_and_duplicates() -> None:
     j = judge(rows, {"plc-0": stub}, {"plc-0": {"4": 3}},
               [_stats(3 * len(IR_POINTS), dropped_oldest_points=6)])
     assert (j.lost, j.dropped_counted) == (0, 6)  # a counted drop is not a loss
+    j = judge(rows, {"plc-0": stub}, {"plc-0": {"4": 2}}, [_stats(2 * len(IR_POINTS), dropped_oldest_points=6)])
+    assert (j.lost, j.duplicates, j.dropped_but_delivered) == (0, 0, 6)  # dropped after its lost PUBACK: arrived
+    j = judge(rows, {"plc-0": stub}, {"plc-0": {"4": 2}}, [_stats(len(IR_POINTS))])
+    assert (j.lost, j.duplicates, j.extra) == (0, 6, 6)  # beyond what was accepted, nothing dropped: extra
 
 
 def test_oracle_bad_uncertain_and_clock_rows() -> None:
