@@ -73,6 +73,7 @@ __all__ = ["Ingest", "IngestCore", "IngestStats", "Prepared"]
 log = logging.getLogger("edgegw.ingest")
 _LOUD_EVERY_S = 60.0
 _BACKOFF_MAX_S = 5.0
+_HELD_WRITE_S = 10.0  # after losing the broker: how long the messages held here may take to be written
 _INT_FAST = 2**63  # integers within this become floats without any check (far below float's overflow)
 _SERIES_CACHE = 200_000  # catalog rows whose series text is kept (cleared, not grown, beyond)
 
@@ -552,6 +553,14 @@ class Ingest(IngestCore):
                         await writing
                     writing = asyncio.ensure_future(self._settle_and_ack(client, prepared, pending))
                     pending, prepared, n_rows, deadline = [], [], 0, None
+        except aiomqtt.MqttError:
+            # The broker is gone.  What this process holds is written all the same, unacknowledged: a
+            # broker killed before it saved its state (mosquitto: every autosave_interval) has lost
+            # these messages, and these copies are the last ones; a redelivered copy is an identical
+            # row.  Found by the HIL campaign (hil/scenarios/broker_kill.toml).
+            await self._write_held(writing, prepared)
+            writing = None
+            raise
         finally:
             if nxt is not None:
                 nxt.cancel()
@@ -559,6 +568,24 @@ class Ingest(IngestCore):
                 writing.cancel()  # not acknowledged: the broker redelivers
                 with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
                     await writing
+
+    async def _write_held(self, writing: asyncio.Future[None] | None, prepared: list[Prepared]) -> None:
+        """After losing the broker: finish the write in flight and write the messages received since,
+        without acknowledging them (they are settled again if the broker redelivers them).  Bounded by
+        ``_HELD_WRITE_S``: a store that does not answer leaves them to the redelivery."""
+        try:
+            async with asyncio.timeout(_HELD_WRITE_S):
+                if writing is not None:
+                    with contextlib.suppress(aiomqtt.MqttError):
+                        await writing  # its acknowledgements go nowhere: harmless
+                for chunk in self._chunks(prepared):
+                    await self._write_rows(prepared, chunk)
+        except TimeoutError:
+            log.warning("Ingest lost the broker with %d messages not yet written; the store did not take them "
+                        "within %g s: they are left to the broker's redelivery.", len(prepared), _HELD_WRITE_S)
+        except (DataRejectedError, BodyTooLargeError, OSError) as err:
+            log.warning("Ingest lost the broker; writing the %d messages it held failed (%s): they are left to "
+                        "the broker's redelivery.", len(prepared), err)
 
     async def _settle_and_ack(self, client: MqttClient, prepared: list[Prepared],
                               pending: list[aiomqtt.Message]) -> None:
