@@ -26,15 +26,16 @@ from drivers.opcua.config import OpcUaDevice
 from gateway.alarms import AlarmPublisher
 from gateway.buffer import SqliteBuffer, open_buffer
 from gateway.catalog import Catalog, build_catalog
+from gateway.catalog_archive import archive, archive_dir, messages
 from gateway.clock import SYSTEM_CLOCK, Clock, describe_step
 from gateway.codec import Encoder
 from gateway.config import BufferConfig, Config, DeviceConfig, policy_issues
-from gateway.errors import BufferFullError, ConfigError, ConfigIssue
+from gateway.errors import BufferFullError, ConfigError, ConfigIssue, RejectedError
 from gateway.forwarder import Forwarder
 from gateway.point import SampleBatch, now_ns
 from gateway.registry import RegistrySync, make_client, records
 from gateway.runner import DeviceRunner, PollingDriver, StreamingDriver, StreamRunner
-from gateway.sinks.mqtt import MqttUplink
+from gateway.sinks.mqtt import MqttUplink, UplinkConnection
 from gateway.startup import StartupProgress
 from gateway.watch import Watch
 from pipelines.alarms import AlarmEvent
@@ -278,7 +279,11 @@ class Gateway:
         up = cfg.uplink
         gw = cfg.gateway
         with progress.phase("stages compiled"):
-            encoder = Encoder(self.catalog, up.payload_format, up.compression)
+            encoder = Encoder(self.catalog, up.payload_format, up.codec_compression, version=up.wire_format)
+        self.encoder = encoder
+        self.catalog_dir = archive_dir(bc.path)
+        if up.wire_format == 2:
+            archive(self.catalog_dir, encoder.catalog_id, encoder.catalog_message)
             pipeline = Pipeline(
                 self.catalog.specs,
                 future_tolerance_ns=gw.future_tolerance_ms * 1_000_000,
@@ -325,7 +330,7 @@ class Gateway:
         )
         self.forwarder = Forwarder(
             self.buffer, self.uplink, self.wake, max_inflight=up.max_inflight, backlog_share=up.backlog_share,
-            state_facts=self._state_facts,
+            state_facts=self._state_facts, on_connect=self._publish_catalogs if up.wire_format == 2 else None,
         )
         self.health_changed = asyncio.Event()  # a device's health changed: republish the state message
         self.uplink.detail = self.device_health
@@ -459,6 +464,23 @@ class Gateway:
                 log.info("%d alarm event(s) stay buffered.", self.alarms.pending)
                 self.alarms.buffer.close()
             log.info("Gateway %s stopped; %d batches stay buffered.", self.catalog.gateway_id, pending)
+
+    async def _publish_catalogs(self, conn: UplinkConnection, backlog: bool) -> None:
+        """Wire format v2: the current catalog, retained, before any batch on this connection; while
+        batches are buffered also the archived ones (a backlog may predate a config change)."""
+        enc = self.encoder
+        out = [(enc.catalog_id, enc.catalog_message)]
+        if backlog:
+            out += [(cid, m) for cid, m in messages(self.catalog_dir) if cid != enc.catalog_id]
+        for cid, message in out:
+            try:
+                await conn.publish_catalog(cid, message)
+            except RejectedError as err:
+                log.error("The broker refused the point catalog %s (%s): the ingest cannot decode this gateway's "
+                          "batches until it takes it. Check the ACL for <prefix>/<site>/<gateway>/catalog/#.", cid, err)
+                return
+        log.info("Published the point catalog %s (%d bytes)%s.", enc.catalog_id, len(enc.catalog_message),
+                 f" and {len(out) - 1} archived" if len(out) > 1 else "")
 
     def _state_facts(self) -> tuple[int, dict[str, object]]:
         """What the retained state message says about overload (see gateway.watch)."""
