@@ -280,16 +280,16 @@ class Gateway:
         gw = cfg.gateway
         with progress.phase("stages compiled"):
             encoder = Encoder(self.catalog, up.payload_format, up.codec_compression, version=up.wire_format)
-        self.encoder = encoder
-        self.catalog_dir = archive_dir(bc.path)
-        if up.wire_format == 2:
-            archive(self.catalog_dir, encoder.catalog_id, encoder.catalog_message)
             pipeline = Pipeline(
                 self.catalog.specs,
                 future_tolerance_ns=gw.future_tolerance_ms * 1_000_000,
                 clock_jump_ns=gw.clock_jump_ms * 1_000_000,
                 min_valid_ns=gw.clock_min_valid_ns,
             )
+        self.encoder = encoder
+        self.catalog_dir = archive_dir(bc.path)
+        if up.wire_format == 2:
+            archive(self.catalog_dir, encoder.catalog_id, encoder.catalog_message)
         self.alarms: AlarmPublisher | None = None
         if pipeline.alarms.active:
             forwarded = frozenset(i for i in range(len(self.catalog.points)) if pipeline.is_forwarded(i))
