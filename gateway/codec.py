@@ -98,10 +98,11 @@ class Encoder:
 
     def __init__(
         self, catalog: Catalog, payload_format: PayloadFormat = "msgpack", compression: Compression = "none",
-        compression_level: int | None = None, version: int = SCHEMA_VERSION,
+        compression_level: int | None = None, version: int = SCHEMA_VERSION, zstd_dict: bool = True,
     ) -> None:
         """``version`` 2: batches refer to :attr:`catalog_message` (publish it, retained, before them);
-        msgpack only.  ``compression_level``: zlib 6 and zstd 3 by default."""
+        msgpack only.  ``compression_level``: zlib 6 and zstd 3 by default.  ``zstd_dict``: zstd with
+        the shipped dictionary (False: plain zstd, for comparison)."""
         if version not in (SCHEMA_VERSION, WIRE_V2):
             raise ValueError(f"unknown wire format version {version}")
         if version == WIRE_V2 and payload_format != "msgpack":
@@ -122,7 +123,8 @@ class Encoder:
         self.catalog_id, self.catalog_message = catalog_message(catalog.gateway_id, catalog.site, self._rows)
         if version == WIRE_V2:
             KNOWN_CATALOGS.learn(self.catalog_message)  # in-process tools and tests decode what this writes
-        self._zstd: Any = _zstd_compressor(self.level) if compression == "zstd" else None
+        self._zstd: Any = _zstd_compressor(self.level, zstd_dict) if compression == "zstd" else None
+        self._zstd_dict = zstd_dict
         self.spoiled_samples = 0  # turned bad here because they did not encode (see encode)
         self.unknown_samples = 0  # dropped: their point index is not in the catalog
         self.spoiled_reported = False
@@ -249,7 +251,10 @@ class Encoder:
                 doc["f"] = [x for k, f in enumerate(flags) if f for x in (k, f)]
         body: bytes = self._packer.pack(doc)
         if self.compression == "zstd":
-            body = self._packer.pack({"v": WIRE_V2, "z": "zstd", "zd": ZSTD_DICT, "d": self._zstd.compress(body)})
+            envelope = {"v": WIRE_V2, "z": "zstd", "zd": ZSTD_DICT, "d": self._zstd.compress(body)}
+            if not self._zstd_dict:
+                del envelope["zd"]
+            body = self._packer.pack(envelope)
         elif self.compression == "zlib":
             body = self._packer.pack({"v": WIRE_V2, "z": "zlib", "d": zlib.compress(body, self.level)})
         return body
@@ -378,11 +383,11 @@ def _zstd_dict(number: int) -> Any:
     return zstandard.ZstdCompressionDict(data)
 
 
-def _zstd_compressor(level: int) -> Any:
+def _zstd_compressor(level: int, with_dict: bool = True) -> Any:
     import zstandard
 
-    return zstandard.ZstdCompressor(level=level, dict_data=_zstd_dict(ZSTD_DICT), write_content_size=True,
-                                    write_checksum=False, write_dict_id=False)
+    return zstandard.ZstdCompressor(level=level, dict_data=_zstd_dict(ZSTD_DICT) if with_dict else None,
+                                    write_content_size=True, write_checksum=False, write_dict_id=False)
 
 
 @cache
