@@ -605,6 +605,8 @@ def _inflate(outer: dict[str, Any]) -> dict[str, Any]:
             raise CodecError(f"compressed data is corrupt: {err}") from None
         if inflater.unconsumed_tail:
             raise CodecError(f"compressed batch inflates beyond {_MAX_INFLATED} bytes")
+        if not inflater.eof:
+            raise CodecError("compressed data is truncated")
     elif z == "zstd" and version == WIRE_V2:
         import zstandard
 
