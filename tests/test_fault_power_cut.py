@@ -31,8 +31,8 @@ from pathlib import Path
 import pytest
 
 from gateway.buffer import SqliteBuffer
-from gateway.cli import main
 from gateway.catalog_archive import archive_dir, learn_archive
+from gateway.cli import main
 from gateway.codec import KNOWN_CATALOGS, decode
 from hil.modbus_server import SimulatedPlc
 from hil.powercut import PowerCut
