@@ -70,7 +70,7 @@ from gateway.sinks.mqtt import MqttClient
 if TYPE_CHECKING:
     from gateway.http import StatusServer
 
-__all__ = ["Ingest", "IngestCore", "IngestStats", "Prepared"]
+__all__ = ["Ingest", "IngestCore", "IngestStats", "Prepared", "fetch_catalogs"]
 
 log = logging.getLogger("edgegw.ingest")
 _LOUD_EVERY_S = 60.0
@@ -650,3 +650,26 @@ class Ingest(IngestCore):
         await self.settle(prepared)
         for m in pending:
             client.ack(m.mid, m.qos)
+
+
+async def fetch_catalogs(core: IngestCore, quiet_s: float = 1.0, timeout_s: float = 10.0) -> int:
+    """Teach ``core`` the retained wire format v2 catalogs of every gateway on its broker (what a
+    dead-letter replay needs for v2 batches); returns how many were learnt.  A short session of its
+    own (no session kept on the broker): the retained messages arrive on subscribe; it stops after
+    ``quiet_s`` without one, at most after ``timeout_s``."""
+    cfg = core.cfg.mqtt.model_copy(update={"session_expiry_s": 0})
+    learnt = 0
+    client = MqttClient(cfg, f"{cfg.client_id or 'edgegw-ingest'}-catalogs-{socket.gethostname()}")
+    async with client:
+        await client.subscribe(f"{cfg.topic_prefix}/+/+/catalog/+", qos=1)
+        end = time.monotonic() + timeout_s
+        it = client.messages
+        while time.monotonic() < end:
+            try:
+                msg = await asyncio.wait_for(anext(it), min(quiet_s, max(0.0, end - time.monotonic())))
+            except TimeoutError:
+                break
+            payload = msg.payload if isinstance(msg.payload, bytes) else b""
+            if is_catalog_topic(msg.topic.value) and core.learn_catalog(msg.topic.value, payload) is not None:
+                learnt += 1
+    return learnt

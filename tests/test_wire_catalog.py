@@ -23,6 +23,7 @@ from gateway.catalog import build_catalog
 from gateway.codec import CatalogCache, Encoder, decode
 from gateway.config import Config, parse
 from gateway.deadletter import DeadLetterStore
+from gateway.deadletter_admin import replay
 from gateway.ingest import Ingest
 from gateway.point import Quality, SampleBatch
 from hil.modbus_server import SimulatedPlc
@@ -157,14 +158,19 @@ async def test_a_batch_before_its_catalog_waits_for_it(
         else:
             await eventually(lambda: ingest.stats.dead_letter_messages >= 1, what="the batch dead-lettered")
             assert ingest.stats.catalog_missing == 1 and ingest.stats.written_points == 0
-        await pub.publish(f"{base}/catalog/{enc.catalog_id}", b"", qos=1, retain=True)  # clear the retained one
-    if catalog_comes:
-        assert len(_rows(influx1, db)) == len(samples)
-    else:
+            await pub.publish(f"{base}/catalog/{enc.catalog_id}", enc.catalog_message, qos=1, retain=True)
+    if not catalog_comes:
         store = DeadLetterStore(cfg.ingest.dead_letter_path)
         (letter,) = list(store.entries())
-        store.close()
         assert "catalog" in letter.reason
         known = CatalogCache()
         known.learn(enc.catalog_message)
         assert [p.value for p in decode(letter.payload, known).points] == [s[2] for s in samples]  # nothing lost
+        # the operator's replay fetches the retained catalogs from the broker and writes it
+        report = await replay(cfg.ingest, store, None)
+        assert [(o.written, o.ok) for o in report.outcomes] == [(len(samples), True)] and store.count == 0
+        store.close()
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"clear-{prefix}",
+                              protocol=aiomqtt.ProtocolVersion.V5) as pub:
+        await pub.publish(f"{base}/catalog/{enc.catalog_id}", b"", qos=1, retain=True)  # clear the retained one
+    assert len(_rows(influx1, db)) == len(samples)
