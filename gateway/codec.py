@@ -28,6 +28,7 @@ import itertools
 import json
 import logging
 import math
+import operator
 import struct
 import zlib
 from dataclasses import dataclass
@@ -266,71 +267,81 @@ K_DEC = 16  # K_DEC + e: a float that is exactly its "vd" integer / 10**e (e = 0
 _DEC_EXP = (0, 1, 2, 3, 4, 5, 6)
 _POW = tuple(10**e for e in _DEC_EXP)
 _DEC_LIMIT = 2.0**53  # a mantissa beyond this is not exact in a float's arithmetic
+_DEC_MAX = 9e9  # floats tried as decimals: 9e9 * 10**6 < 2**53
 
 
 def _values_v2(val: tuple[Any, ...]) -> dict[str, Any]:
     """The value columns of a v2 batch: kinds, ints, decimal floats as integers, float32, float64, strings.
     Floats go to the smallest exact form: an integer mantissa with a decimal exponent (a scaled
-    register: 20.93 is 2093 e2), else float32 when it is one exactly (a float32 sensor), else float64."""
-    kinds = bytearray(len(val))
+    register: 20.93 is 2093 e2), else float32 when it is one exactly (a float32 sensor), else float64.
+    Whole columns at a time (map / compress run in C): the common batch is mostly floats."""
+    n = len(val)
+    kinds = bytearray(n)
     ints: list[int] = []
     strs: list[str] = []
-    fpos: list[int] = []
-    for k, v in enumerate(val):
-        t = type(v)
-        if t is float:
-            fpos.append(k)
-        elif t is bool:
-            kinds[k] = K_TRUE if v else K_FALSE
-        elif t is int:
-            kinds[k] = K_INT
-            ints.append(v)
-        elif t is str:
-            kinds[k] = K_STR
-            strs.append(v)
-        elif v is None:
-            pass  # K_NONE is 0
-        else:
-            raise TypeError(f"values of no wire type: {t.__name__}")
-    out: dict[str, Any] = {}
-    if fpos:
+    types = set(map(type, val))
+    if types == {float}:
+        fpos: list[int] | range = range(n)
+        floats = list(val)
+    else:
+        fpos = []
+        for k, v in enumerate(val):
+            t = type(v)
+            if t is float:
+                fpos.append(k)
+            elif t is bool:
+                kinds[k] = K_TRUE if v else K_FALSE
+            elif t is int:
+                kinds[k] = K_INT
+                ints.append(v)
+            elif t is str:
+                kinds[k] = K_STR
+                strs.append(v)
+            elif v is not None:  # K_NONE is 0
+                raise TypeError(f"values of no wire type: {t.__name__}")
         floats = [val[k] for k in fpos]
+    out: dict[str, Any] = {}
+    if floats:
         if not _all_finite(floats):
             raise ValueError("a NaN or infinite value")
         fkind = [K_F64] * len(floats)
         mant: list[int | None] = [None] * len(floats)
-        rest = [j for j, f in enumerate(floats) if -_DEC_LIMIT < f < _DEC_LIMIT]
+        # |f| < 9e9: a mantissa of up to 6 decimals stays below 2**53 (exact); -0.0 keeps its sign as a float
+        rest = [j for j, f in enumerate(floats) if -_DEC_MAX < f < _DEC_MAX]
+        if 0.0 in floats:
+            rest = [j for j in rest if floats[j] or math.copysign(1.0, floats[j]) > 0]
+        # float32 first (a float32 sensor's value, most of a deadband-driven stream, is 4 bytes and
+        # needs no decimal search), then the decimals: a scaled register's value (2093 e2)
+        f32 = _float32_exact(floats)
+        if True in f32:
+            for j in itertools.compress(range(len(floats)), f32):
+                fkind[j] = K_F32
+            rest = [j for j in rest if not f32[j]]
         for e, p in zip(_DEC_EXP, _POW, strict=True):
             if not rest:
                 break
-            left = []
-            for j in rest:
-                f = floats[j]
-                m = round(f * p)
-                if m / p == f and -_DEC_LIMIT < m < _DEC_LIMIT and (m or math.copysign(1.0, f) > 0):
-                    fkind[j] = K_DEC + e
-                    mant[j] = m
-                else:
-                    left.append(j)
-            rest = left
-            if e == 1 and rest:  # past tenths: a float32 sensor's value takes 4 bytes, not a long decimal
-                left = []
-                for j, ok in zip(rest, _float32_exact([floats[j] for j in rest]), strict=True):
-                    if ok:
-                        fkind[j] = K_F32
-                    else:
-                        left.append(j)
-                rest = left
-        for k, fk in zip(fpos, fkind, strict=True):
-            kinds[k] = fk
+            sub = [floats[j] for j in rest]
+            ms = list(map(round, map(operator.mul, sub, itertools.repeat(float(p)))))
+            ok = list(map(operator.eq, map(operator.truediv, ms, itertools.repeat(p)), sub))
+            kind = K_DEC + e
+            for j, m in itertools.compress(zip(rest, ms, strict=True), ok):
+                fkind[j] = kind
+                mant[j] = m
+            rest = list(itertools.compress(rest, map(operator.not_, ok)))
+        kinds_f = bytes(fkind)
+        if isinstance(fpos, range):
+            kinds = bytearray(kinds_f)
+        else:
+            for k, fk in zip(fpos, kinds_f, strict=True):
+                kinds[k] = fk
         vd = [m for m in mant if m is not None]
         if vd:
             out["vd"] = vd
-        f32s = [floats[j] for j, fk in enumerate(fkind) if fk == K_F32]
-        if f32s:
+        if K_F32 in kinds_f:
+            f32s = [floats[j] for j, fk in enumerate(kinds_f) if fk == K_F32]
             out["vg"] = struct.pack(f"<{len(f32s)}f", *f32s)
-        f64s = [floats[j] for j, fk in enumerate(fkind) if fk == K_F64]
-        if f64s:
+        if K_F64 in kinds_f:
+            f64s = [floats[j] for j, fk in enumerate(kinds_f) if fk == K_F64]
             out["vf"] = struct.pack(f"<{len(f64s)}d", *f64s)
     first = kinds[0] if kinds else 0
     out["k"] = first if kinds.count(first) == len(kinds) else bytes(kinds)
