@@ -20,6 +20,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
+from drivers.dlt645.config import Dlt645DeviceBase
+from drivers.dlt645.driver import Dlt645Driver
+from drivers.dlt645.driver import LinePool as MeterLinePool
 from drivers.modbus.config import ModbusDeviceBase
 from drivers.modbus.driver import LinePool, ModbusDriver
 from drivers.opcua.config import OpcUaDevice
@@ -238,13 +241,18 @@ async def _cancel(tasks: list[asyncio.Task[None]], rounds: int = 40) -> None:
     await asyncio.gather(*(t for t in tasks if t.done()), return_exceptions=True)
 
 
-def _make_driver(dev: DeviceConfig, first_index: int, lines: LinePool | None = None) -> PollingDriver | OpcUaDriver:
+def _make_driver(
+    dev: DeviceConfig, first_index: int, lines: LinePool | None = None, meter_lines: MeterLinePool | None = None,
+) -> PollingDriver | OpcUaDriver:
     """The driver for a device config: the config union is the registry (no plugins, no string imports).
 
-    ``lines`` holds the Modbus connections devices share (one serial port, one serial device server).
+    ``lines`` holds the Modbus connections devices share (one serial port, one serial device server),
+    ``meter_lines`` those of DL/T 645 meters.
     """
     if isinstance(dev, ModbusDeviceBase):
         return ModbusDriver(dev, first_index, lines)
+    if isinstance(dev, Dlt645DeviceBase):
+        return Dlt645Driver(dev, first_index, meter_lines)
     if isinstance(dev, OpcUaDevice):
         from drivers.opcua.driver import OpcUaDriver
 
@@ -335,10 +343,11 @@ class Gateway:
 
     def _make_runners(self, cfg: Config) -> None:
         lines = LinePool()
+        meter_lines = MeterLinePool()
         for dev in cfg.devices:
             if not dev.enabled:
                 continue
-            driver = _make_driver(dev, self.catalog.by_device[dev.name].start, lines)
+            driver = _make_driver(dev, self.catalog.by_device[dev.name].start, lines, meter_lines)
             if getattr(driver, "streaming", False):  # OPC UA subscriptions push their samples
                 self.runners.append(
                     StreamRunner(
@@ -352,7 +361,9 @@ class Gateway:
                 self.runners[-1].on_health = self.health_changed.set
                 self.runners[-1].observe_polls = False
                 continue
-            modbus = isinstance(driver, ModbusDriver)
+            # drivers on shared lines time each request once the line is theirs, and suspend silent units
+            modbus = isinstance(driver, ModbusDriver | Dlt645Driver)
+            line_dev = dev if isinstance(dev, ModbusDeviceBase | Dlt645DeviceBase) else None
             self.runners.append(
                 DeviceRunner(
                     driver,
@@ -363,13 +374,11 @@ class Gateway:
                     backoff_max_s=dev.backoff_max_ms / 1000,
                     # the Modbus driver times each request once the line is its own (shared lines)
                     schedules=driver.schedules() if isinstance(driver, ModbusDriver) else None,
-                    retries=dev.retries if isinstance(dev, ModbusDeviceBase) else 0,
+                    retries=line_dev.retries if line_dev else 0,
                     watchdog=not modbus,
                     on_health=self.health_changed.set,
-                    suspend_after=dev.suspend_after_timeouts if isinstance(dev, ModbusDeviceBase) else 0,
-                    suspended_interval_s=(
-                        dev.suspended_poll_interval_ms / 1000 if isinstance(dev, ModbusDeviceBase) else 10.0
-                    ),
+                    suspend_after=line_dev.suspend_after_timeouts if line_dev else 0,
+                    suspended_interval_s=line_dev.suspended_poll_interval_ms / 1000 if line_dev else 10.0,
                 )
             )
             self.runners[-1].observe_polls = False  # judged after the pipeline (_health_tap)

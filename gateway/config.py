@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from drivers.dlt645.config import Dlt645SerialDevice, Dlt645TcpDevice
+from drivers.dlt645.config import line_issues as meter_line_issues
 from drivers.modbus.config import ModbusRtuDevice, ModbusRtuTcpDevice, ModbusTcpDevice, line_issues
 from drivers.opcua.config import DEPRECATED_POLICIES, Identity, OpcUaDevice, SecurityPolicy, TrustPolicy
 from gateway.clock import RELEASE_DATE, ns_of_date
@@ -72,9 +74,10 @@ def _env_password(name: str) -> str | None:
 
 
 DeviceConfig = Annotated[
-    ModbusTcpDevice | ModbusRtuTcpDevice | ModbusRtuDevice | OpcUaDevice, Field(discriminator="type")
+    ModbusTcpDevice | ModbusRtuTcpDevice | ModbusRtuDevice | OpcUaDevice | Dlt645SerialDevice | Dlt645TcpDevice,
+    Field(discriminator="type"),
 ]
-_DEVICE_TYPES = {"modbus_tcp", "modbus_rtu_tcp", "modbus_rtu", "opcua"}
+_DEVICE_TYPES = {"modbus_tcp", "modbus_rtu_tcp", "modbus_rtu", "opcua", "dlt645", "dlt645_tcp"}
 
 
 class GatewaySection(StrictModel):
@@ -658,6 +661,7 @@ def _semantic_issues(cfg: Config) -> list[ConfigIssue]:
     from gateway.catalog import build_catalog
 
     issues = line_issues(cfg.devices)  # devices sharing a Modbus line agree on its settings
+    issues += meter_line_issues(cfg.devices)  # and DL/T 645 meters sharing an RS-485 line
     issues.extend(policy_issues(cfg))
     try:
         build_catalog(cfg)
