@@ -120,14 +120,16 @@ class Dlt645DeviceBase(DeviceBase):
     @model_validator(mode="after")
     def _unique(self) -> Self:
         names: set[str] = set()
-        dis: dict[str, str] = {}
-        for p in self.points:
+        dis: dict[str, int] = {}
+        for i, p in enumerate(self.points):
             if p.name in names:
                 raise ValueError(f"two points are named {p.name!r}")
             names.add(p.name)
             if p.di in dis:
-                raise ValueError(f"points {dis[p.di]!r} and {p.name!r} both read data identifier {p.di}")
-            dis[p.di] = p.name
+                f = dis[p.di]
+                raise ValueError(f"points[{i}] ({p.name!r}) reads data identifier {p.di}, as points[{f}] "
+                                 f"({self.points[f].name!r}) does")
+            dis[p.di] = i
         return self
 
 
