@@ -175,3 +175,26 @@ class SimulatedMeters:
         if self._serial is not None:
             self._serial.close()
 
+
+
+async def _serve_bench(meters_per_line: int, ports: list[int]) -> None:
+    """``python -m hil.dlt645_server METERS PORT...``: one line of meters per port (for `edgegw bench dlt645`);
+    prints ``ready``, serves until stdin closes."""
+    import sys
+
+    from firmware_stubs.energy_meters import plant_meters
+
+    async with contextlib.AsyncExitStack() as stack:
+        for n, port in enumerate(ports):
+            await stack.enter_async_context(
+                SimulatedMeters(plant_meters(seed=n + 1, count=meters_per_line), port=port, tick_s=1.0)
+            )
+        print("ready", flush=True)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, sys.stdin.read)
+
+
+if __name__ == "__main__":
+    import sys
+
+    asyncio.run(_serve_bench(int(sys.argv[1]), [int(p) for p in sys.argv[2:]]))
