@@ -658,7 +658,20 @@ def cmd_bench_opcua(args: argparse.Namespace) -> int:
 def cmd_bench_modbus(args: argparse.Namespace) -> int:
     from drivers.modbus.bench import main as bench_main
 
-    bench_main(args.devices, args.registers, args.json, args.seconds, args.workers, args.profile)
+    confine = None
+    if args.cpu_quota is not None:
+        from functools import partial
+
+        from gateway.cpuquota import QuotaError
+        from gateway.cpuquota import confine as quota
+
+        try:
+            quota(args.cpu_quota)()  # a dry run: one clear line before any PLC starts
+        except QuotaError as err:
+            raise UsageError(str(err)) from None
+        confine = partial(quota, args.cpu_quota)
+    bench_main(args.devices, args.registers, args.json, args.seconds, args.workers, args.profile, confine,
+               args.cpu_quota)
     return EXIT_OK
 
 
@@ -1001,6 +1014,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", type=int, default=10, help="measured 1-s windows after the warm-up")
     b.add_argument("--workers", type=int, default=2, help="processes serving the simulated PLCs")
     b.add_argument("--profile", default=None, help="cProfile the measured windows into FILE; print the top")
+    b.add_argument("--cpu-quota", type=float, default=None, metavar="CORES",
+                   help="confine the gateway (not the PLCs) to CORES of CPU by a cgroup quota, e.g. 0.25 (root)")
     b.set_defaults(func=cmd_bench_modbus)
     b = bsub.add_parser("pipeline", help="source -> normalise + tag -> fsync buffer -> PUBACK, and the I/O floor")
     b.add_argument("--points", type=int, default=2_000_000, help="points per run")
