@@ -78,7 +78,7 @@ def _status(http_port: int) -> dict[str, object]:
 
 def _metrics(http_port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5) as r:
-        return r.read().decode()
+        return str(r.read().decode())
 
 
 def _deltas_ms(ts: list[int], start_ns: int, end_ns: int) -> list[int]:

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from gateway.catalog import build_catalog, relayout
 from gateway.config import Config, parse
+from gateway.point import Quality
 from gateway.reload import plan_reload
 from pipelines.pipeline import Pipeline
 from tests.gateway_process import gas_substations_toml
@@ -80,7 +81,7 @@ def test_the_pipeline_state_of_unchanged_points_carries_over() -> None:
     cat = build_catalog(cfg)
     specs = [replace(s, deadband=1.0) for s in cat.specs]
     old = Pipeline(specs, min_valid_ns=0)
-    old([(1, 10, 5.0, 0, None)], 10, 10)
+    old([(1, 10, 5.0, Quality.GOOD, None)], 10, 10)
     new = Pipeline(specs, min_valid_ns=0)
     new.carry(old, [1])
     assert new.deadband._last[1] == old.deadband._last[1] is not None
