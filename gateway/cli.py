@@ -844,8 +844,11 @@ def cmd_ids_registry(args: argparse.Namespace) -> int:
     client = make_client(cfg.registry)
     try:
         if args.ids_command == "register":
+            from gateway.progress import progress_bar
+
             recs = records(build_catalog(cfg), cfg.gateway.code if cfg.gateway else None)
-            rep = client.register(recs)
+            with progress_bar("registering", len(recs), "codes") as step:
+                rep = client.register(recs, progress=step)
             for handle, diff in rep.changes.items():
                 print(f"UPDATED\t{handle}\t{describe_changes(diff)}")
             for handle, msg in rep.failed:
