@@ -13,6 +13,7 @@ in the buffer) stops the gateway with a non-zero exit, so systemd restarts it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
@@ -608,9 +609,20 @@ class Gateway:
         deadline = time.monotonic() + self.cfg.uplink.shutdown_drain_s
         # polled, bounded by the deadline: the buffer has no "drained" notification
         alarms = self.alarms
-        while (self.buffer.pending_batches and self.forwarder.stats.connected) or (
-            alarms is not None and alarms.pending and alarms.stats.connected
-        ):
-            if time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.05)
+        from gateway.progress import progress_bar
+
+        left = self.buffer.pending_batches
+        # a bar on a terminal (`edgegw run` stopped with Ctrl-C), nothing under systemd
+        bar = progress_bar("stopping: delivering the buffer", left, "batches") if left and \
+            self.forwarder.stats.connected else contextlib.nullcontext(lambda n: None)
+        with bar as step:
+            while (self.buffer.pending_batches and self.forwarder.stats.connected) or (
+                alarms is not None and alarms.pending and alarms.stats.connected
+            ):
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.05)
+                now = self.buffer.pending_batches
+                if now < left:
+                    step(left - now)
+                    left = now

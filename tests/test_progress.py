@@ -6,14 +6,19 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
+import signal
 import struct
 import subprocess
 import sys
 import termios
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from gateway.buffer import SqliteBuffer
+from hil.services import Mosquitto, free_port
 from tests.gateway_process import REPO
 from tests.test_buffer_durability import catalog, encoded_batch
 
@@ -105,3 +110,56 @@ def test_ids_register_shows_a_bar_on_a_terminal(tmp_path: Path) -> None:
         assert len(node.store) == 13
         piped = _cli(["ids", "register", "-c", str(cfg)], tty=False, env=env)
         assert "registering" not in piped
+
+
+def test_the_drain_at_a_stop_shows_a_bar_on_a_terminal(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """`edgegw run` on a terminal, stopped while a large backlog drains to a real mosquitto one batch at a
+    time (max_inflight = 1): the stop's drain (shutdown_drain_s) draws its bar."""
+    from gateway.buffer import SqliteBuffer
+
+    db = tmp_path / "buffer.db"
+    buf = SqliteBuffer(db)
+    cat = catalog()
+    backlog = 60_000  # minutes at one batch in flight; the drain is cut after shutdown_drain_s
+    assert all(buf.put_many([(encoded_batch(cat, seq), 4) for seq in range(1, backlog + 1)]))
+    buf.close()
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text(
+        '[gateway]\nid = "gw-drain"\nsite = "baotou-mine-01"\nenterprise_prefix = "88.608.5288"\n'
+        f'[buffer]\npath = "{db}"\n'
+        f'[uplink]\nhost = "127.0.0.1"\nport = {mosquitto.port}\ntopic_prefix = "t-drain"\nmax_inflight = 1\n'
+        "shutdown_drain_s = 2.0\nno_subscribers = \"accept\"\n"
+        f'[[devices]]\ntype = "modbus_tcp"\nname = "dead-plc"\nhost = "127.0.0.1"\nport = {free_port()}\n'
+        '[[devices.points]]\nname = "p"\naddress = 0\n'
+    )
+
+    def stop_once_draining(proc: subprocess.Popen[bytes]) -> None:
+        def run() -> None:
+            end = time.monotonic() + 60
+            while time.monotonic() < end and _delivered(db) == 0:
+                time.sleep(0.1)  # polling a condition (another process's buffer), under a deadline
+            proc.send_signal(signal.SIGTERM)
+
+        threading.Thread(target=run, daemon=True).start()
+
+    seen = _cli(["run", "-c", str(cfg)], tty=True, started=stop_once_draining)
+    assert "stopping: delivering the buffer" in seen, seen[-3000:]
+    assert re.search(r"\d+/\d+ batches", seen), seen[-3000:]  # delivered of those pending at the stop
+
+
+def _delivered(db: Path) -> int:
+    import sqlite3
+
+    from gateway.buffer import SqliteBuffer
+    from gateway.errors import BufferCorruptError
+
+    try:
+        buf = SqliteBuffer(db, readonly=True)
+    except (BufferCorruptError, sqlite3.Error):
+        return 0
+    try:
+        return buf.counters()["delivered_batches"]
+    except sqlite3.Error:
+        return 0
+    finally:
+        buf.close()
