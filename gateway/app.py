@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
-from drivers.modbus.config import ModbusDeviceBase
+from drivers.modbus.config import ModbusDeviceBase, line_key
 from drivers.modbus.driver import LinePool, ModbusDriver
 from drivers.opcua.config import OpcUaDevice
 from gateway.alarms import AlarmPublisher
@@ -535,6 +535,12 @@ class Gateway:
             raise ConfigError(refused, "the new config with the settings kept until a restart")
         catalog = relayout(self.catalog, build_catalog(eff), plan.same_layout)
         by_name = {d.name: d for d in eff.devices}
+        # shared Modbus lines stay open for the devices kept on them; every other line is made afresh (its
+        # settings may have changed with all the devices on it; line_issues keeps a kept line's settings)
+        in_use = {line_key(d) for d in eff.devices if d.name in plan.unchanged and isinstance(d, ModbusDeviceBase)}
+        lines = LinePool()
+        lines.lines = {k: v for k, v in self._lines.lines.items() if k in in_use}
+        self._lines = lines
         # drivers are made before anything stops: a device that cannot be made leaves the old config running
         starting = [self._make_runner(by_name[n], catalog) for n in (*plan.changed, *plan.added)]
         stopping = [n for n in (*plan.changed, *plan.removed)]
