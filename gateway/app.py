@@ -332,6 +332,7 @@ class Gateway:
         self.clock = clock
         self.watch = Watch(
             self.buffer,
+            alarm_buffer=self.alarms.buffer if self.alarms is not None else None,
             clock=clock,
             deadline_misses=lambda: [r.health.deadline_misses for r in self.runners if isinstance(r, DeviceRunner)],
             lag_warn_s=wc.lag_warn_s,

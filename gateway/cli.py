@@ -710,7 +710,20 @@ def cmd_bench_opcua(args: argparse.Namespace) -> int:
 def cmd_bench_modbus(args: argparse.Namespace) -> int:
     from drivers.modbus.bench import main as bench_main
 
-    bench_main(args.devices, args.registers, args.json, args.seconds, args.workers, args.profile)
+    confine = None
+    if args.cpu_quota is not None:
+        from functools import partial
+
+        from gateway.cpuquota import QuotaError
+        from gateway.cpuquota import confine as quota
+
+        try:
+            quota(args.cpu_quota)()  # a dry run: one clear line before any PLC starts
+        except QuotaError as err:
+            raise UsageError(str(err)) from None
+        confine = partial(quota, args.cpu_quota)
+    bench_main(args.devices, args.registers, args.json, args.seconds, args.workers, args.profile, confine,
+               args.cpu_quota)
     return EXIT_OK
 
 
@@ -731,6 +744,8 @@ def cmd_bench_uplink(args: argparse.Namespace) -> int:
     elif args.bench_command == "overload":
         coro = bench.bench_overload(args.start, args.factor, args.steps, args.duration, args.points_per_poll,
                                     args.runs, args.durability, args.max_bytes, args.lag_warn_s)
+    elif args.bench_command == "chain":
+        coro = bench.bench_chain(args.devices, args.registers, args.seconds, args.workers, args.durability, args.runs)
     elif args.bench_command == "latency":
         coro = bench.bench_latency(args.rate, args.duration, args.points_per_poll, args.linger_ms, args.runs)
     else:
@@ -1059,6 +1074,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", type=int, default=10, help="measured 1-s windows after the warm-up")
     b.add_argument("--workers", type=int, default=2, help="processes serving the simulated PLCs")
     b.add_argument("--profile", default=None, help="cProfile the measured windows into FILE; print the top")
+    b.add_argument("--cpu-quota", type=float, default=None, metavar="CORES",
+                   help="confine the gateway (not the PLCs) to CORES of CPU by a cgroup quota, e.g. 0.25 (root)")
     b.set_defaults(func=cmd_bench_modbus)
     b = bsub.add_parser("pipeline", help="source -> normalise + tag -> fsync buffer -> PUBACK, and the I/O floor")
     b.add_argument("--points", type=int, default=2_000_000, help="points per run")
@@ -1089,7 +1106,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--durability", choices=("fsync", "interval"), default="fsync")
     b.add_argument("--max-bytes", type=int, default=64 << 20, help="buffer bound (drop_oldest beyond it)")
     b.add_argument("--lag-warn-s", type=float, default=2.0, help="[watch].lag_warn_s for the run")
-    for name in ("pipeline", "latency", "drain", "overload"):
+    b = bsub.add_parser("chain", help="simulated Modbus PLCs -> the real gateway (buffer, uplink) -> mosquitto")
+    b.add_argument("--devices", type=int, default=500)
+    b.add_argument("--registers", type=int, default=600, help="holding registers (= points) per PLC, polled at 1 Hz")
+    b.add_argument("--seconds", type=int, default=10, help="measured seconds per run, after the warm-up")
+    b.add_argument("--workers", type=int, default=2, help="processes serving the simulated PLCs")
+    b.add_argument("--durability", choices=("fsync", "interval"), default="fsync")
+    for name in ("pipeline", "latency", "drain", "overload", "chain"):
         b = bsub.choices[name]
         b.add_argument("--runs", type=int, default=3)
         b.add_argument("--json", default=None, help="also write the figures to FILE")

@@ -94,6 +94,7 @@ class GatewayCollector(Collector):
                         "polls, loop blocks), as logged at WARNING.", ["condition"])
         for name in watch.conditions():
             active.add_metric([name], int(isinstance(facts.get(name), dict)))
+        active.add_metric(["buffer_disk_bound"], int(watch.disk_bound))
         yield active
         fill = _gauge("edgegw_buffer_fill_ratio", "Buffered bytes over buffer.max_bytes (warnings at 0.75 and 0.9).")
         fill.add_metric([], float(watch.fill))
