@@ -170,6 +170,11 @@ class Watch:
         self._loop_worst = 0
         self._loop_count = 0
 
+    def restart_poll_window(self) -> None:
+        """The devices changed (a config reload): count missed deadlines afresh from now."""
+        self._poll_window_start = self.clock.mono_ns()
+        self._poll_base = list(self.deadline_misses()) if self.deadline_misses is not None else []
+
     # -- inputs --------------------------------------------------------------------------------
     def loop_late(self, late_ns: int) -> None:
         """The event loop woke up ``late_ns`` after it was due (measured by the upkeep task)."""
