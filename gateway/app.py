@@ -318,7 +318,7 @@ class Gateway:
         # wire format 2: the catalogs this process's batches refer to (a reload adds one), newest last
         self.catalogs_used: dict[str, bytes] = {}
         if up.wire_format == 2:
-            archive(self.catalog_dir, encoder.catalog_id, encoder.catalog_message)
+            self._archive(encoder)
             self.catalogs_used[encoder.catalog_id] = encoder.catalog_message
         self.alarms: AlarmPublisher | None = None
         if pipeline.alarms.active:
@@ -519,6 +519,13 @@ class Gateway:
         log.info("Published the point catalog %s (%d bytes)%s.", enc.catalog_id, len(enc.catalog_message),
                  f" and {len(out) - 1} archived" if len(out) > 1 else "")
 
+    def _archive(self, encoder: Encoder) -> None:
+        try:
+            archive(self.catalog_dir, encoder.catalog_id, encoder.catalog_message)
+        except OSError as err:
+            log.warning("Cannot keep the point catalog %s in %s (%s): batches buffered now may not decode after "
+                        "a later config change and restart.", encoder.catalog_id, self.catalog_dir, err)
+
     async def _announce_catalog(self, encoder: Encoder) -> None:
         """A reload's new catalog on the live connection (if any; otherwise the next connection
         publishes it).  Best effort: a connection lost meanwhile republishes it when it is back."""
@@ -615,7 +622,7 @@ class Gateway:
         encoder = Encoder(catalog, up.payload_format, up.codec_compression, version=up.wire_format)
         if encoder.version == 2 and encoder.catalog_id != self.encoder.catalog_id:
             # the new catalog is archived and published before the first batch that refers to it exists
-            archive(self.catalog_dir, encoder.catalog_id, encoder.catalog_message)
+            self._archive(encoder)
             self.catalogs_used[encoder.catalog_id] = encoder.catalog_message
             while len(self.catalogs_used) > 16:  # the oldest of a long run of reloads: archived, sent with a backlog
                 del self.catalogs_used[next(iter(self.catalogs_used))]
