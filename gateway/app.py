@@ -20,30 +20,33 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
-from drivers.modbus.config import ModbusDeviceBase
-from drivers.modbus.driver import LinePool, ModbusDriver
-from drivers.opcua.config import OpcUaDevice
 from gateway.alarms import AlarmPublisher
 from gateway.buffer import SqliteBuffer, open_buffer
-from gateway.catalog import Catalog, build_catalog
-from gateway.clock import SYSTEM_CLOCK, Clock, describe_step
+from gateway.catalog import Catalog
 from gateway.codec import Encoder
-from gateway.config import BufferConfig, Config, DeviceConfig, policy_issues
-from gateway.errors import BufferFullError, ConfigError, ConfigIssue
+from gateway.config import BufferConfig, Config, policy_issues
+from gateway.core.clock import SYSTEM_CLOCK, Clock, describe_step
+from gateway.core.contracts import PollingDriver, Stage, StreamingDriver
+from gateway.core.driver import PollSettings, RunnerKind
+from gateway.core.errors import BufferFullError, ConfigError, ConfigIssue
+from gateway.core.point import SampleBatch, now_ns
+from gateway.driver_registry import DriverFactory, spec_of
 from gateway.forwarder import Forwarder
-from gateway.point import SampleBatch, now_ns
 from gateway.registry import RegistrySync, make_client, records
-from gateway.runner import DeviceRunner, PollingDriver, StreamingDriver, StreamRunner
+from gateway.runner import DeviceRunner, StreamRunner
 from gateway.sinks.mqtt import MqttUplink
 from gateway.startup import StartupProgress
 from gateway.watch import Watch
 from pipelines.alarms import AlarmEvent
 from pipelines.pipeline import Pipeline
 
-if TYPE_CHECKING:  # imported when an OPC UA device is configured: asyncua alone costs ~30 MB of RSS
-    from drivers.opcua.driver import OpcUaDriver
+if TYPE_CHECKING:
+    from drivers.modbus.driver import ModbusTcpDriver
+    from gateway.buffer import Outcome, Transaction
     from gateway.http import StatusServer
+    from gateway.sinks.mqtt import UplinkConnection
     from gateway.status import LiveTable
+    from pipelines.normalise import Normalise
 
 __all__ = ["GROUP_MAX_BATCHES", "Batcher", "Gateway", "tune_gc"]
 
@@ -238,19 +241,6 @@ async def _cancel(tasks: list[asyncio.Task[None]], rounds: int = 40) -> None:
     await asyncio.gather(*(t for t in tasks if t.done()), return_exceptions=True)
 
 
-def _make_driver(dev: DeviceConfig, first_index: int, lines: LinePool | None = None) -> PollingDriver | OpcUaDriver:
-    """The driver for a device config: the config union is the registry (no plugins, no string imports).
-
-    ``lines`` holds the Modbus connections devices share (one serial port, one serial device server).
-    """
-    if isinstance(dev, ModbusDeviceBase):
-        return ModbusDriver(dev, first_index, lines)
-    if isinstance(dev, OpcUaDevice):
-        from drivers.opcua.driver import OpcUaDriver
-
-        return OpcUaDriver(dev, first_index)
-    raise TypeError(f"no driver for device type {type(dev).__name__}")
-
 
 class Gateway:
     def __init__(
@@ -270,7 +260,7 @@ class Gateway:
             raise ConfigError(refused)
         self.cfg = cfg
         with progress.phase("point table built"):
-            self.catalog = build_catalog(cfg)
+            self.catalog = cfg.catalog()  # built once, when the config was parsed
         self.wake = asyncio.Event()
         bc = cfg.buffer
         with progress.phase("buffer opened"):
@@ -334,12 +324,14 @@ class Gateway:
             self._make_runners(cfg)
 
     def _make_runners(self, cfg: Config) -> None:
-        lines = LinePool()
+        """One runner per enabled device, of the kind its driver package registered (polled or pushed)."""
+        factory = DriverFactory()
         for dev in cfg.devices:
             if not dev.enabled:
                 continue
-            driver = _make_driver(dev, self.catalog.by_device[dev.name].start, lines)
-            if getattr(driver, "streaming", False):  # OPC UA subscriptions push their samples
+            spec = spec_of(dev)
+            driver = factory.make(dev, self.catalog.by_device[dev.name].start)
+            if spec.runner_kind(dev) is RunnerKind.PUSHED:
                 self.runners.append(
                     StreamRunner(
                         cast(StreamingDriver, driver),
@@ -352,24 +344,21 @@ class Gateway:
                 self.runners[-1].on_health = self.health_changed.set
                 self.runners[-1].observe_polls = False
                 continue
-            modbus = isinstance(driver, ModbusDriver)
+            ps = spec.poll_settings(dev, driver) if spec.poll_settings is not None else PollSettings()
             self.runners.append(
                 DeviceRunner(
-                    driver,
+                    cast(PollingDriver, driver),
                     self.catalog,
                     self.batcher.submit,
                     poll_interval_s=dev.poll_interval_ms / 1000,
                     timeout_s=dev.timeout_ms / 1000,
                     backoff_max_s=dev.backoff_max_ms / 1000,
-                    # the Modbus driver times each request once the line is its own (shared lines)
-                    schedules=driver.schedules() if isinstance(driver, ModbusDriver) else None,
-                    retries=dev.retries if isinstance(dev, ModbusDeviceBase) else 0,
-                    watchdog=not modbus,
+                    schedules=ps.schedules,
+                    retries=ps.retries,
+                    watchdog=ps.watchdog,
                     on_health=self.health_changed.set,
-                    suspend_after=dev.suspend_after_timeouts if isinstance(dev, ModbusDeviceBase) else 0,
-                    suspended_interval_s=(
-                        dev.suspended_poll_interval_ms / 1000 if isinstance(dev, ModbusDeviceBase) else 10.0
-                    ),
+                    suspend_after=ps.suspend_after,
+                    suspended_interval_s=ps.suspended_interval_s,
                 )
             )
             self.runners[-1].observe_polls = False  # judged after the pipeline (_health_tap)
@@ -496,3 +485,23 @@ class Gateway:
             if time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.05)
+
+
+if TYPE_CHECKING:  # static conformance checks of the implementations against the interfaces, no runtime cost
+    from typing import Protocol
+
+    class _Buffer(Protocol):
+        def put(self, payload: bytes, npoints: int, created_ns: int | None = None) -> bool: ...
+        def begin(self, max_batches: int) -> Transaction: ...
+        def end(self, tx: Transaction, outcomes: list[Outcome]) -> None: ...
+        @property
+        def pending_batches(self) -> int: ...
+
+    class _Sink(Protocol):
+        async def write(self, payload: bytes) -> None: ...
+
+    def _conforms(d: ModbusTcpDriver, s: Normalise, b: SqliteBuffer, k: UplinkConnection) -> None:
+        _d: PollingDriver = d
+        _s: Stage = s
+        _b: _Buffer = b
+        _k: _Sink = k

@@ -10,17 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from gateway.errors import ConfigError, ConfigIssue, IdentifierError
-from gateway.point import Point, Quality, Sample, Value
-from pipelines.identifiers import mint, parse_handle
+from gateway.core.errors import ConfigError, ConfigIssue, IdentifierError
+from gateway.core.identifiers import mint, parse_handle
+from gateway.core.point import Point, Quality, Sample, Value
+from gateway.core.units import conversion
 from pipelines.spec import AlarmSpec, PointSpec, ns
-from pipelines.units import conversion
 
 _T = TypeVar("_T")
 
 if TYPE_CHECKING:
     from gateway.config import Config
-    from gateway.schema import PointBase
+    from gateway.core.schema import PointBase
 
 __all__ = ["Catalog", "PointInfo", "build_catalog", "compile_spec"]
 
@@ -79,22 +79,11 @@ class Catalog:
         return [(i, ts_ns, none, Quality.BAD, reason) for i in self.by_device[device]]
 
 
-# the last catalog built, by the identity of its (frozen) config: parsing a config builds it to
-# check it, and the gateway then asks again for the same object (half the start-up of a large config)
-_last: tuple[Config, Catalog] | None = None
-
-
 def build_catalog(cfg: Config) -> Catalog:
-    """Resolve codes (given or minted) and tags for every point; raise located errors."""
-    global _last
-    if _last is not None and _last[0] is cfg:
-        return _last[1]
-    catalog = _build_catalog(cfg)
-    _last = (cfg, catalog)
-    return catalog
+    """Resolve codes (given or minted) and tags for every point; raise located errors.
 
-
-def _build_catalog(cfg: Config) -> Catalog:
+    Builds a new table at every call: take ``cfg.catalog()`` for the one a config keeps (built once,
+    when the config was parsed)."""
     issues: list[ConfigIssue] = []
     points: list[PointInfo] = []
     by_device: dict[str, range] = {}

@@ -19,7 +19,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Literal
 
 from gateway import __version__
-from gateway.errors import BufferCorruptError, BufferStorageError, ConfigError, ConfigIssue
+from gateway.core.errors import BufferCorruptError, BufferStorageError, ConfigError, ConfigIssue
 from gateway.logs import ENV_VAR, JsonFormatter, LogFormat, configure_logging
 
 if TYPE_CHECKING:  # imported where used: `edgegw --version` and `check` stay quick
@@ -149,12 +149,11 @@ def _preflight(cfg: Config, source: str, role: Literal["edge", "ingest"]) -> Non
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from gateway.catalog import build_catalog
     from gateway.config import load, security_warnings
     from gateway.preflight import file_problems
 
     cfg = load(args.config)
-    catalog = build_catalog(cfg)
+    catalog = cfg.catalog()
     files = file_problems(cfg)
     if args.here and files.errors:
         raise ConfigError(files.errors, args.config)
@@ -603,7 +602,7 @@ def cmd_browse(args: argparse.Namespace) -> int:
     from drivers.opcua.browse import emit_config, format_table
     from drivers.opcua.config import SecurityMode, SecurityPolicy, TrustPolicy
     from drivers.opcua.driver import SecuritySettings, browse
-    from gateway.errors import DeviceError
+    from gateway.core.errors import DeviceError
 
     if "://" not in args.endpoint:
         raise UsageError(f"{args.endpoint!r} is not an OPC UA endpoint URL: write opc.tcp://{args.endpoint}")
@@ -743,7 +742,7 @@ def _check_imported(points: list[Any], lines: list[int], source: str) -> None:
 
 def cmd_ids_validate(args: argparse.Namespace) -> int:
     """One verdict line per code; exit 1 if any is invalid, so scripts can gate on it."""
-    from pipelines.identifiers import Profile, verdict
+    from gateway.core.identifiers import Profile, verdict
 
     profile = Profile(args.profile)
     bad = 0
@@ -756,10 +755,9 @@ def cmd_ids_validate(args: argparse.Namespace) -> int:
 
 def cmd_ids_list(args: argparse.Namespace) -> int:
     """Every point's resolved code (given or minted) with its device code and grade, as TSV or JSON."""
-    from gateway.catalog import build_catalog
     from gateway.config import load
 
-    catalog = build_catalog(load(args.config))
+    catalog = load(args.config).catalog()
     rows = [
         {"point": p.key, "code": p.code, "device_code": p.device_code, "data_grade": p.data_grade,
          "data_domain": p.data_domain, "class": p.point_class, "unit": p.unit}
@@ -776,15 +774,14 @@ def cmd_ids_list(args: argparse.Namespace) -> int:
 def cmd_ids_registry(args: argparse.Namespace) -> int:
     """export (offline: the batchCreate body), register (create / update / leave; exit 1 if any failed),
     resolve (per code; exit 1 if any fails)."""
-    from gateway.catalog import build_catalog
     from gateway.config import load
-    from gateway.errors import ConfigIssue, RegistryError
+    from gateway.core.errors import ConfigIssue, RegistryError
     from gateway.registry import describe_changes, make_client, records
 
     cfg = load(args.config)
     if args.ids_command == "export":
         template = cfg.registry.template_version if cfg.registry else "1.0"
-        recs = records(build_catalog(cfg), cfg.gateway.code if cfg.gateway else None)
+        recs = records(cfg.catalog(), cfg.gateway.code if cfg.gateway else None)
         print(json.dumps([r.snms(template) for r in recs], ensure_ascii=False, indent=2))
         return EXIT_OK
     if cfg.registry is None:
@@ -792,7 +789,7 @@ def cmd_ids_registry(args: argparse.Namespace) -> int:
     client = make_client(cfg.registry)
     try:
         if args.ids_command == "register":
-            recs = records(build_catalog(cfg), cfg.gateway.code if cfg.gateway else None)
+            recs = records(cfg.catalog(), cfg.gateway.code if cfg.gateway else None)
             rep = client.register(recs)
             for handle, diff in rep.changes.items():
                 print(f"UPDATED\t{handle}\t{describe_changes(diff)}")

@@ -11,7 +11,7 @@ import tomli_w
 
 from gateway.catalog import build_catalog
 from gateway.config import load, parse
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 from gateway.startup import StartupProgress
 from tests.test_config import GOOD, broken
 

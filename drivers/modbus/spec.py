@@ -1,0 +1,49 @@
+"""The Modbus driver's registration (gateway/driver_registry.py lists it): its three device types,
+how a driver is made and how the gateway's runner polls it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from drivers.modbus.config import ModbusDevice, ModbusRtuDevice, ModbusRtuTcpDevice, ModbusTcpDevice, line_issues
+from gateway.core.driver import DriverSpec, PollSettings, RunnerKind
+
+if TYPE_CHECKING:
+    from drivers.modbus.driver import LinePool, ModbusDriver
+
+__all__ = ["SPEC"]
+
+
+def _lines() -> LinePool:
+    """One pool per gateway: devices on one serial port or serial device server share its connection."""
+    from drivers.modbus.driver import LinePool
+
+    return LinePool()
+
+
+def _make(dev: ModbusDevice, first_index: int, lines: LinePool | None) -> ModbusDriver:
+    from drivers.modbus.driver import ModbusDriver
+
+    return ModbusDriver(dev, first_index, lines)
+
+
+def _poll_settings(dev: ModbusDevice, driver: Any) -> PollSettings:
+    return PollSettings(
+        # the driver times each request itself once the line is its own (shared lines): no watchdog
+        schedules=driver.schedules(),
+        retries=dev.retries,
+        watchdog=False,
+        suspend_after=dev.suspend_after_timeouts,
+        suspended_interval_s=dev.suspended_poll_interval_ms / 1000,
+    )
+
+
+SPEC: DriverSpec[ModbusDevice] = DriverSpec(
+    name="modbus",
+    models=(ModbusTcpDevice, ModbusRtuTcpDevice, ModbusRtuDevice),
+    make=_make,
+    runner=RunnerKind.POLLED,
+    poll_settings=_poll_settings,
+    shared=_lines,
+    config_issues=line_issues,  # devices sharing a line agree on its settings
+)
