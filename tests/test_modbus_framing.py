@@ -6,6 +6,7 @@ pieces, with noise in front) and must cut out exactly the frames that were sent.
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 import pytest
@@ -33,7 +34,7 @@ __all__: list[str] = []
 def _pieces(data: bytes, cuts: list[int]) -> list[bytes]:
     """``data`` cut at the given offsets (as a TCP stream or a serial port may deliver it)."""
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
-    return [data[a:b] for a, b in zip(points, points[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(points)]
 
 
 # ------------------------------------------------------------------------------ requests, CRC
