@@ -688,10 +688,12 @@ def cmd_bench_uplink(args: argparse.Namespace) -> int:
 
 
 def cmd_import_tags(args: argparse.Namespace) -> int:
+    """The tag list of a driver that registered one (DriverSpec.tags) -> ``[[devices.points]]`` TOML."""
     from pathlib import Path
 
-    from drivers.modbus.tags import csv_to_points, points_to_toml
+    from gateway.driver_registry import DRIVERS
 
+    tags = next(s.tags for s in DRIVERS if s.name == args.protocol and s.tags is not None)
     try:
         text = Path(args.file).read_text(encoding="utf-8-sig")
     except OSError as err:
@@ -701,9 +703,9 @@ def cmd_import_tags(args: argparse.Namespace) -> int:
             f"{args.file}: not UTF-8 text ({err.reason} at byte {err.start}): export the sheet as CSV UTF-8"
         ) from None
     lines: list[int] = []
-    points = csv_to_points(text, args.file, lines)
-    _check_imported(points, lines, args.file)
-    toml = points_to_toml(points)
+    points = tags.read(text, args.file, lines)
+    _check_imported(tags.device(points), lines, args.file)
+    toml = tags.to_toml(points)
     if args.output:
         Path(args.output).write_text(toml, encoding="utf-8")
     else:
@@ -711,20 +713,14 @@ def cmd_import_tags(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _check_imported(points: list[Any], lines: list[int], source: str) -> None:
+def _check_imported(device: dict[str, Any], lines: list[int], source: str) -> None:
     """What `edgegw check` would say about these points under a device: identifier codes, units,
-    class presets and thresholds, located at the CSV row (exit 2, nothing written)."""
+    class presets and thresholds, located at the row of the tag list (exit 2, nothing written)."""
     import re
 
     from gateway.config import parse
 
-    groups = {p.group: 1000 for p in points if p.group}  # the device defines them; not the tag list's job
-    data = {
-        "gateway": {"id": "import", "site": "import", "enterprise_prefix": "88.0.0"},
-        "devices": [{"type": "modbus_tcp", "name": "import", "host": "127.0.0.1", "poll_groups": groups,
-                     "points": [p.model_dump(mode="json", exclude_defaults=True, exclude_none=True, by_alias=True)
-                                for p in points]}],
-    }
+    data = {"gateway": {"id": "import", "site": "import", "enterprise_prefix": "88.0.0"}, "devices": [device]}
     try:
         parse(data)
     except ConfigError as err:
@@ -1039,8 +1035,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", default=None, help="also write the figures to FILE")
     b.set_defaults(func=cmd_bench_ingest)
 
+    from gateway.driver_registry import DRIVERS
+
     s = sub.add_parser("import-tags", help="turn a CSV tag list into config TOML")
-    s.add_argument("protocol", choices=["modbus"])
+    s.add_argument("protocol", choices=[d.name for d in DRIVERS if d.tags is not None],
+                   help="a driver with a tag-list import (docs/drivers.md)")
     s.add_argument("file")
     s.add_argument("-o", "--output", default=None, help="write here instead of stdout")
     s.set_defaults(func=cmd_import_tags)

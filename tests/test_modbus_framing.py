@@ -59,7 +59,7 @@ def test_mbap_request_bytes() -> None:
 ])
 def test_requests_outside_the_spec_are_refused(unit: int, function: int, address: int, count: int) -> None:
     for build in (rtu_request, lambda *a: mbap_request(1, *a)):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="not a valid read request"):
             build(unit, function, address, count)
 
 

@@ -109,14 +109,14 @@ class Connection(asyncio.Protocol):
                 await asyncio.sleep(wait)
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[bytes] = loop.create_future()
-        self._mbap.clear()
-        self._rtu.clear()
         self._unit = unit
         if self.framing is Framing.MBAP:
+            self._mbap.clear()
             self._tid = tid = (self._tid + 1) & 0xFFFF
             self._expect = (tid, function, nbytes)
             frame = mbap_request(tid, unit, function, address, count)
         else:
+            self._rtu.clear()
             self._expect = (unit, function, nbytes)
             frame = rtu_request(unit, function, address, count)
         self._waiter = waiter
@@ -132,8 +132,7 @@ class Connection(asyncio.Protocol):
     # -- matching frames to the outstanding request --------------------------------------------
     def _finish(self, result: bytes | BaseException) -> None:
         waiter = self._waiter
-        self._mbap.clear()
-        self._rtu.clear()
+        (self._mbap if self.framing is Framing.MBAP else self._rtu).clear()
         if waiter is None or waiter.done():
             return
         if isinstance(result, BaseException):
@@ -144,20 +143,23 @@ class Connection(asyncio.Protocol):
     def _answer(self, pdu: bytes) -> None:
         _, function, nbytes = self._expect
         try:
-            self._finish(read_response_data(pdu, function, nbytes))
+            data = read_response_data(pdu, function, nbytes)
         except (ExceptionResponse, FrameError) as err:
             self._finish(err)
+        else:
+            self._finish(data)
 
     def _take_mbap(self) -> None:
         while (frame := self._mbap.next_frame()) is not None:
-            if frame.tid != self._expect[0]:  # a late answer to an earlier request: drop that frame only
+            tid, protocol, unit, pdu = frame
+            if tid != self._expect[0]:  # a late answer to an earlier request: drop that frame only
                 self.dropped_frames += 1
                 continue
-            if frame.protocol != 0:
-                raise FrameError(f"protocol id {frame.protocol}, not 0")
-            if frame.unit != self._unit:
-                raise FrameError(f"answer from unit id {frame.unit}, asked {self._unit}")
-            self._answer(frame.pdu)
+            if protocol != 0:
+                raise FrameError(f"protocol id {protocol}, not 0")
+            if unit != self._unit:
+                raise FrameError(f"answer from unit id {unit}, asked {self._unit}")
+            self._answer(pdu)
             return
 
     def _awaited(self, unit: int, function: int) -> bool:
@@ -169,10 +171,11 @@ class Connection(asyncio.Protocol):
         """A CRC-valid frame from our unit; then the PDU decides (a wrong function is a FrameError)."""
         rtu = self._rtu
         while (frame := rtu.next_frame()) is not None:
-            if frame.unit != self._expect[0]:  # a frame for or from another unit id on the line
+            unit, pdu = frame
+            if unit != self._expect[0]:  # a frame for or from another unit id on the line
                 self.dropped_frames += 1
                 continue
-            self._answer(frame.pdu)
+            self._answer(pdu)
             return
 
 

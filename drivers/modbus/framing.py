@@ -81,13 +81,14 @@ _MBAP_REQUEST = struct.Struct(">HHHBBHH")
 
 
 def _check_read(unit: int, function: int, address: int, count: int) -> None:
-    if function not in READ_FUNCTIONS:
-        raise ValueError(f"function code {function} is not a read (1-4)")
-    if not 0 <= unit <= 255 or not 0 <= address <= 0xFFFF:
-        raise ValueError(f"unit id {unit} or address {address} out of range")
-    limit = 125 if function in (3, 4) else 2000  # the spec's maxima per request
-    if not 1 <= count <= limit:
-        raise ValueError(f"count {count} out of range 1..{limit} for function {function}")
+    if (
+        function not in READ_FUNCTIONS or not 0 <= unit <= 255 or not 0 <= address <= 0xFFFF
+        or not 1 <= count <= (125 if function >= 3 else 2000)  # the spec's maxima per request
+    ):
+        raise ValueError(
+            f"not a valid read request: unit id {unit}, function {function} (1-4), address {address}, "
+            f"count {count} (1..125 registers or 1..2000 bits)"
+        )
 
 
 def mbap_request(tid: int, unit: int, function: int, address: int, count: int) -> bytes:
@@ -139,6 +140,9 @@ class MbapFrame(NamedTuple):
     pdu: bytes
 
 
+_tuple_new = tuple.__new__
+
+
 class MbapFramer:
     """Cuts a Modbus TCP byte stream into frames; :meth:`feed` bytes, take frames from :meth:`next_frame`."""
 
@@ -172,7 +176,7 @@ class MbapFramer:
             return None
         pdu = bytes(buf[7:end])
         del buf[:end]
-        return MbapFrame(tid, proto, unit, pdu)
+        return _tuple_new(MbapFrame, (tid, proto, unit, pdu))  # MbapFrame(...) without its Python-level __new__
 
 
 # ---------------------------------------------------------------------------------- RTU
@@ -271,7 +275,7 @@ class RtuFramer:
             if size > 0 and crc16(memoryview(buf)[i : i + size - 2]) == buf[i + size - 2] | buf[i + size - 1] << 8:
                 unit, fc = buf[i], buf[i + 1]
                 if waiting < 0 or (self.accept is not None and self.accept(unit, fc & 0x7F)):
-                    frame = RtuFrame(unit, bytes(buf[i + 1 : i + size - 2]))
+                    frame = _tuple_new(RtuFrame, (unit, bytes(buf[i + 1 : i + size - 2])))
                     self.skipped += i
                     del buf[: i + size]
                     return frame

@@ -3,10 +3,12 @@ how a driver is made and how the gateway's runner polls it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from drivers.modbus.config import ModbusDevice, ModbusRtuDevice, ModbusRtuTcpDevice, ModbusTcpDevice, line_issues
-from gateway.core.driver import DriverSpec, PollSettings, RunnerKind
+from drivers.modbus.tags import csv_to_points, points_to_toml
+from gateway.core.driver import DriverSpec, PollSettings, RunnerKind, TagImport
 
 if TYPE_CHECKING:
     from drivers.modbus.driver import LinePool, ModbusDriver
@@ -38,6 +40,15 @@ def _poll_settings(dev: ModbusDevice, driver: Any) -> PollSettings:
     )
 
 
+def _tag_device(points: Sequence[Any]) -> dict[str, Any]:
+    """A Modbus TCP device holding imported points (their poll groups are the device's business)."""
+    return {
+        "type": "modbus_tcp", "name": "import", "host": "127.0.0.1",
+        "poll_groups": {p.group: 1000 for p in points if p.group},
+        "points": [p.model_dump(mode="json", exclude_defaults=True, exclude_none=True, by_alias=True) for p in points],
+    }
+
+
 SPEC: DriverSpec[ModbusDevice] = DriverSpec(
     name="modbus",
     models=(ModbusTcpDevice, ModbusRtuTcpDevice, ModbusRtuDevice),
@@ -46,4 +57,5 @@ SPEC: DriverSpec[ModbusDevice] = DriverSpec(
     poll_settings=_poll_settings,
     shared=_lines,
     config_issues=line_issues,  # devices sharing a line agree on its settings
+    tags=TagImport(read=csv_to_points, to_toml=points_to_toml, device=_tag_device),
 )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -92,7 +93,7 @@ def _number(text: str, kind: type[int] | type[float]) -> Any:
         return text
 
 
-def points_to_toml(points: list[ModbusPoint]) -> str:
+def points_to_toml(points: Sequence[ModbusPoint]) -> str:
     """``[[devices.points]]`` tables to paste under a ``[[devices]]`` entry; only non-default keys.
 
     The cells are a spreadsheet's text: written by :func:`gateway.core.toml_writer.render`, which quotes

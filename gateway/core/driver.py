@@ -18,9 +18,9 @@ from typing import Any, Generic, TypeVar
 
 from gateway.core.contracts import PollingDriver, Schedule, StreamingDriver
 from gateway.core.errors import ConfigIssue
-from gateway.core.schema import DeviceBase
+from gateway.core.schema import DeviceBase, PointBase
 
-__all__ = ["DriverSpec", "PollSettings", "RunnerKind"]
+__all__ = ["DriverSpec", "PollSettings", "RunnerKind", "TagImport"]
 
 
 class RunnerKind(enum.Enum):
@@ -45,6 +45,20 @@ class PollSettings:
     suspended_interval_s: float = 10.0
 
 
+@dataclass(frozen=True, slots=True)
+class TagImport:
+    """``edgegw import-tags <driver name> FILE``: the engineers' tag list -> ``[[devices.points]]`` TOML.
+
+    ``read(text, source, lines)``: the point models of the list, raising a ConfigError located at its
+    rows (``tags.csv:12: address``), appending each point's line number to ``lines``;
+    ``to_toml(points)``: the TOML to paste under a device; ``device(points)``: a minimal ``[[devices]]``
+    entry (a dict, as in TOML) holding them, which the gateway checks as ``edgegw check`` would."""
+
+    read: Callable[[str, str, list[int]], Sequence[PointBase]]
+    to_toml: Callable[[Sequence[Any]], str]
+    device: Callable[[Sequence[Any]], dict[str, Any]]
+
+
 D = TypeVar("D", bound=DeviceBase)
 
 
@@ -64,7 +78,8 @@ class DriverSpec(Generic[D]):
       devices share, e.g. one RS-485 line); None: ``make`` gets None;
     - ``config_issues(devices)``: checks across devices (all of ``[[devices]]``, pick yours with
       isinstance), as located issues (``devices[3].port``);
-    - ``security_warnings(device, where)``: settings of one device that work but weaken security.
+    - ``security_warnings(device, where)``: settings of one device that work but weaken security;
+    - ``tags``: the tag-list import of ``edgegw import-tags <name>`` (:class:`TagImport`), if any.
     """
 
     name: str
@@ -75,6 +90,7 @@ class DriverSpec(Generic[D]):
     shared: Callable[[], object] | None = None
     config_issues: Callable[[Sequence[DeviceBase]], list[ConfigIssue]] | None = None
     security_warnings: Callable[[D, str], list[ConfigIssue]] | None = None
+    tags: TagImport | None = None
 
     @property
     def types(self) -> tuple[str, ...]:
