@@ -56,6 +56,7 @@ __all__ = [
     "security_warnings",
     "uplink_uses_tls",
     "uplink_verifies_tls",
+    "url_without_password",
 ]
 
 log = logging.getLogger("edgegw.config")
@@ -295,7 +296,7 @@ class InfluxConfig(StrictModel):
         elif not self.url:
             raise ValueError(f"api = '{self.api}' needs url")
         elif not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"url {self.url!r} must start with http:// or https://")
+            raise ValueError(f"url {url_without_password(self.url)!r} must start with http:// or https://")
         if self.password_env and self.password_file:
             raise ValueError("give password_env or password_file, not both")
         if self.token_env and self.token_file:
@@ -370,7 +371,7 @@ class RegistrySection(StrictModel):
     @model_validator(mode="after")
     def _credentials(self) -> Self:
         if not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"url {self.url!r} must start with http:// or https://")
+            raise ValueError(f"url {url_without_password(self.url)!r} must start with http:// or https://")
         if self.api == "snms" and not self.password_env:
             raise ValueError("api = 'snms' needs password_env")
         if self.api == "doip" and not (self.private_key_file and self.type_handle):
@@ -597,6 +598,17 @@ def security_warnings(cfg: Config, role: Literal["edge", "ingest"] | None = None
         if influx.url:
             out += _url_password_warning(influx.url, "ingest.influx.url")
     return out
+
+
+def url_without_password(url: str) -> str:
+    """A url as it may be said in a message: a password in it (``user:secret@``) becomes ``***``, also in a
+    url too malformed to parse (the message that says it is malformed must not carry the secret)."""
+    head, at, rest = url.rpartition("@")
+    if not at:
+        return url
+    scheme, sep, userinfo = head.rpartition("//")
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}{sep}{user}{colon}{'***' if colon else ''}@{rest}"
 
 
 def _without_password(url: str) -> str:

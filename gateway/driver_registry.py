@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import operator
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -73,6 +74,17 @@ class DriverFactory:
 
     def __init__(self) -> None:
         self._shared: dict[str, object] = {}
+
+    def for_reload(self, kept: Sequence[DeviceBase]) -> DriverFactory:
+        """The factory of the drivers a config reload starts: each package's shared object becomes
+        ``keep_shared(old, its kept devices)`` (or is made afresh), so a device that keeps running
+        keeps sharing with the new ones (one RS-485 line stays one connection)."""
+        new = DriverFactory()
+        for spec in DRIVERS:
+            if spec.name in self._shared and spec.keep_shared is not None:
+                mine = [d for d in kept if spec.owns(d)]
+                new._shared[spec.name] = spec.keep_shared(self._shared[spec.name], mine)
+        return new
 
     def make(self, dev: DeviceBase, first_index: int) -> PollingDriver | StreamingDriver:
         spec = spec_of(dev)

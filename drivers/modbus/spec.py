@@ -6,7 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from drivers.modbus.config import ModbusDevice, ModbusRtuDevice, ModbusRtuTcpDevice, ModbusTcpDevice, line_issues
+from drivers.modbus.config import (
+    ModbusDevice,
+    ModbusRtuDevice,
+    ModbusRtuTcpDevice,
+    ModbusTcpDevice,
+    line_issues,
+    line_key,
+)
 from drivers.modbus.tags import csv_to_points, points_to_toml
 from gateway.core.driver import DriverSpec, PollSettings, RunnerKind, TagImport
 
@@ -21,6 +28,17 @@ def _lines() -> LinePool:
     from drivers.modbus.driver import LinePool
 
     return LinePool()
+
+
+def _keep_lines(old: LinePool, kept: Sequence[ModbusDevice]) -> LinePool:
+    """After a reload: the lines of the devices that keep running stay open (line_issues keeps their
+    settings); every other line is made afresh, its settings may have changed with all its devices."""
+    from drivers.modbus.driver import LinePool
+
+    in_use = {line_key(d) for d in kept}
+    lines = LinePool()
+    lines.lines = {k: v for k, v in old.lines.items() if k in in_use}
+    return lines
 
 
 def _make(dev: ModbusDevice, first_index: int, lines: LinePool | None) -> ModbusDriver:
@@ -56,6 +74,7 @@ SPEC: DriverSpec[ModbusDevice] = DriverSpec(
     runner=RunnerKind.POLLED,
     poll_settings=_poll_settings,
     shared=_lines,
+    keep_shared=_keep_lines,
     config_issues=line_issues,  # devices sharing a line agree on its settings
     tags=TagImport(read=csv_to_points, to_toml=points_to_toml, device=_tag_device),
 )

@@ -76,6 +76,9 @@ class DriverSpec(Generic[D]):
     - ``poll_settings(device, driver)``: the runner settings of a polled device (default PollSettings());
     - ``shared()``: made once per gateway and handed to every ``make`` of this package (connections that
       devices share, e.g. one RS-485 line); None: ``make`` gets None;
+    - ``keep_shared(shared, kept)``: on a config reload, what the new drivers of this package share,
+      given the old shared object and the package's devices that keep running (Modbus: the lines of
+      the kept devices stay open, every other line is made afresh); None: ``shared()`` anew;
     - ``config_issues(devices)``: checks across devices (all of ``[[devices]]``, pick yours with
       isinstance), as located issues (``devices[3].port``);
     - ``security_warnings(device, where)``: settings of one device that work but weaken security;
@@ -88,6 +91,7 @@ class DriverSpec(Generic[D]):
     runner: RunnerKind | Callable[[D], RunnerKind] = RunnerKind.POLLED
     poll_settings: Callable[[D, Any], PollSettings] | None = None
     shared: Callable[[], object] | None = None
+    keep_shared: Callable[[Any, Sequence[D]], object] | None = None
     config_issues: Callable[[Sequence[DeviceBase]], list[ConfigIssue]] | None = None
     security_warnings: Callable[[D, str], list[ConfigIssue]] | None = None
     tags: TagImport | None = None
