@@ -154,3 +154,19 @@ def test_modbus_devices_of_one_gateway_share_one_line_pool() -> None:
     assert a.line is b.line  # type: ignore[union-attr]
     c = DriverFactory().make(cfg.devices[0], 0)
     assert c.line is not a.line  # type: ignore[union-attr]
+
+
+def test_a_reload_keeps_the_lines_of_kept_devices_and_makes_the_others_afresh() -> None:
+    rtu = {"type": "modbus_rtu", "points": [{"name": "p", "address": 1}]}
+    cfg = parse({"gateway": GOOD["gateway"], "devices": [
+        {**rtu, "name": "a", "port": "/dev/ttyUSB0", "unit_id": 1},
+        {**rtu, "name": "b", "port": "/dev/ttyUSB0", "unit_id": 2},
+        {**rtu, "name": "c", "port": "/dev/ttyUSB1", "unit_id": 1},
+    ]})
+    a, b, c = cfg.devices
+    factory = DriverFactory()
+    kept_a, old_c = factory.make(a, 0), factory.make(c, 2)
+    reloaded = factory.for_reload([a])  # a keeps running; b (re)starts; c changed
+    assert reloaded.make(b, 1).line is kept_a.line  # type: ignore[union-attr]
+    assert reloaded.make(c, 2).line is not old_c.line  # type: ignore[union-attr]
+    assert DriverFactory().for_reload([a]).make(b, 1).line is not kept_a.line  # type: ignore[union-attr]
