@@ -43,6 +43,7 @@ from pipelines.alarms import AlarmEvent
 from pipelines.pipeline import Pipeline
 
 if TYPE_CHECKING:
+    from drivers.dlt645.driver import Dlt645Driver
     from drivers.modbus.driver import ModbusTcpDriver
     from gateway.buffer import Outcome, Transaction
     from gateway.http import StatusServer
@@ -634,8 +635,11 @@ if TYPE_CHECKING:  # static conformance checks of the implementations against th
     class _Sink(Protocol):
         async def write(self, payload: bytes) -> None: ...
 
-    def _conforms(d: ModbusTcpDriver, s: Normalise, b: SqliteBuffer, k: UplinkConnection) -> None:
+    def _conforms(
+        d: ModbusTcpDriver, s: Normalise, b: SqliteBuffer, k: UplinkConnection, m: Dlt645Driver
+    ) -> None:
         _d: PollingDriver = d
+        _m: PollingDriver = m
         _s: Stage = s
         _b: _Buffer = b
         _k: _Sink = k

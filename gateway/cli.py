@@ -362,14 +362,18 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_sim(args: argparse.Namespace) -> int:
     """A firmware stub as a standalone simulated PLC (Modbus TCP, RTU over TCP, RTU on a serial port)."""
-    from hil.sim import OPCUA_PLANTS, STUBS, device_toml, serve, serve_opcua
+    from hil.sim import METER_SETS, OPCUA_PLANTS, STUBS, device_toml, serve, serve_opcua
 
     if args.list or args.name is None:
         for name, (what, _, points) in STUBS.items():
             print(f"{name}\t{what}, {_plural(len(points()), 'point')}")
         for name, (what, _) in OPCUA_PLANTS.items():
             print(f"{name}\t{what}")
+        for name, (what, _) in METER_SETS.items():
+            print(f"{name}\t{what}")
         return EXIT_OK if args.list else EXIT_USAGE
+    if args.name in METER_SETS:
+        return _sim_meters(args)
     if args.name in OPCUA_PLANTS:
         if args.print_config:
             raise UsageError(f"{args.name} is an OPC UA plant: start it, then `edgegw browse ENDPOINT --emit-config`")
@@ -381,7 +385,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.name not in STUBS:
         raise UsageError(f"no simulator named {args.name!r}; `edgegw sim --list` shows: "
-                         f"{', '.join([*STUBS, *OPCUA_PLANTS])}")
+                         f"{', '.join([*STUBS, *OPCUA_PLANTS, *METER_SETS])}")
     if args.transport == "rtu" and not args.serial_port:
         raise UsageError("--transport rtu needs --serial-port (e.g. one end of `socat pty,raw,echo=0 pty,raw,echo=0`)")
     if args.print_config:
@@ -395,6 +399,26 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     _run(serve(args.name, transport=args.transport, host=args.host, port=args.port, serial_port=args.serial_port or "",
                unit=args.unit, seed=args.seed, tick_s=args.tick_s, ready=ready))
+    return EXIT_OK
+
+
+def _sim_meters(args: argparse.Namespace) -> int:
+    """DL/T 645 meters on one line: over TCP (a serial device server) or on a serial port (``--transport rtu``)."""
+    from hil.sim import meters_toml, serve_meters
+
+    if args.transport == "rtu" and not args.serial_port:
+        raise UsageError("--transport rtu needs --serial-port (e.g. one end of `socat pty,raw,echo=0 pty,raw,echo=0`)")
+    if args.print_config:
+        print(meters_toml(args.name, args.transport, args.host, args.port, args.serial_port or "", args.seed), end="")
+        return EXIT_OK
+
+    def ready(sim: Any) -> None:
+        where = args.serial_port if args.transport == "rtu" else f"{args.host}:{sim.port}"
+        print(f"Serving {args.name} (seed {args.seed}), meters {', '.join(sim.meters)}, on {where};"
+              " Ctrl-C stops.", flush=True)
+
+    _run(serve_meters(args.name, transport=args.transport, host=args.host, port=args.port,
+                      serial_port=args.serial_port or "", seed=args.seed, tick_s=args.tick_s, ready=ready))
     return EXIT_OK
 
 
@@ -726,6 +750,13 @@ def cmd_bench_modbus(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bench_dlt645(args: argparse.Namespace) -> int:
+    from drivers.dlt645.bench import main as bench_main
+
+    bench_main(args.lines, args.meters, args.json, args.seconds, args.poll_interval_s)
+    return EXIT_OK
+
+
 def cmd_bench_ingest(args: argparse.Namespace) -> int:
     from gateway import bench
     from gateway.ingest_bench import bench_ingest
@@ -760,7 +791,6 @@ def cmd_import_tags(args: argparse.Namespace) -> int:
 
     from gateway.driver_registry import DRIVERS
 
-    tags = next(s.tags for s in DRIVERS if s.name == args.protocol and s.tags is not None)
     try:
         text = Path(args.file).read_text(encoding="utf-8-sig")
     except OSError as err:
@@ -769,10 +799,54 @@ def cmd_import_tags(args: argparse.Namespace) -> int:
         raise UsageError(
             f"{args.file}: not UTF-8 text ({err.reason} at byte {err.start}): export the sheet as CSV UTF-8"
         ) from None
+    if args.protocol == "dlt645":  # a list of meters, one [[devices]] each: not points under one device
+        return _import_meters(args, text)
+    tags = next(s.tags for s in DRIVERS if s.name == args.protocol and s.tags is not None)
     lines: list[int] = []
     points = tags.read(text, args.file, lines)
     _check_imported(tags.device(points), lines, args.file)
     toml = tags.to_toml(points)
+    if args.output:
+        Path(args.output).write_text(toml, encoding="utf-8")
+    else:
+        print(toml, end="")
+    return EXIT_OK
+
+
+def _import_meters(args: argparse.Namespace, text: str) -> int:
+    """A DL/T 645 meter point list: one [[devices]] per meter address, checked as `edgegw check` would."""
+    import re
+    from pathlib import Path
+
+    from drivers.dlt645.tags import csv_to_meters, meters_to_toml
+    from gateway.config import parse
+
+    rows: dict[str, list[int]] = {}
+    meters = csv_to_meters(text, args.file, rows)
+    if args.server:
+        host, _, port = args.server.rpartition(":")
+        if not host or not port.isdigit():
+            raise UsageError(f"--server {args.server!r}: give HOST:PORT of the serial device server")
+        line: dict[str, Any] = {"type": "dlt645_tcp", "host": host, "port": int(port)}
+    else:
+        line = {"type": "dlt645", "port": args.serial_port or "/dev/ttyUSB0"}
+    toml = meters_to_toml(meters, line)
+    try:
+        import tomllib
+
+        parse({"gateway": {"id": "import", "site": "import", "enterprise_prefix": "88.0.0"},
+               **tomllib.loads(toml)})
+    except ConfigError as err:
+        addresses = list(meters)
+        issues = []
+        for issue in err.issues:
+            m = re.match(r"devices\[(\d+)\]\.points\[(\d+)\]\.?(.*)", issue.location)
+            where = args.file
+            if m:
+                where = f"{args.file}:{rows[addresses[int(m.group(1))]][int(m.group(2))]}" + (
+                    f": {m.group(3)}" if m.group(3) else "")
+            issues.append(ConfigIssue(where, f"{issue.message} (what `edgegw check` would say)"))
+        raise ConfigError(issues, args.file) from None
     if args.output:
         Path(args.output).write_text(toml, encoding="utf-8")
     else:
@@ -934,7 +1008,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout", type=float, default=5.0, metavar="S")
     s.set_defaults(func=cmd_status)
 
-    s = sub.add_parser("sim", help="serve a firmware stub as a simulated Modbus PLC or OPC UA server (--list)")
+    s = sub.add_parser("sim", help="serve a firmware stub as a simulated Modbus PLC, OPC UA server or DL/T 645 "
+                       "meters (--list)")
     s.add_argument("name", nargs="?", help="e.g. ventilation-fan")
     s.add_argument("--list", action="store_true", help="the simulators there are")
     s.add_argument("--transport", choices=("tcp", "rtu-over-tcp", "rtu"), default="tcp")
@@ -1070,6 +1145,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--cpu-quota", type=float, default=None, metavar="CORES",
                    help="confine the gateway (not the PLCs) to CORES of CPU by a cgroup quota, e.g. 0.25 (root)")
     b.set_defaults(func=cmd_bench_modbus)
+    b = bsub.add_parser("dlt645", help="L serial device servers x M DL/T 645 meters (another process), polled in turn")
+    b.add_argument("--lines", type=int, default=8)
+    b.add_argument("--meters", type=int, default=8, help="meters per line (22 points each)")
+    b.add_argument("--seconds", type=int, default=10)
+    b.add_argument("--poll-interval-s", type=float, default=1.0)
+    b.add_argument("--json", default=None, help="also write the figures to FILE")
+    b.set_defaults(func=cmd_bench_dlt645)
     b = bsub.add_parser("pipeline", help="source -> normalise + tag -> fsync buffer -> PUBACK, and the I/O floor")
     b.add_argument("--points", type=int, default=2_000_000, help="points per run")
     b.add_argument("--points-per-poll", type=int, default=1000)
@@ -1121,10 +1203,13 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.driver_registry import DRIVERS
 
     s = sub.add_parser("import-tags", help="turn a CSV tag list into config TOML")
-    s.add_argument("protocol", choices=[d.name for d in DRIVERS if d.tags is not None],
+    s.add_argument("protocol", choices=sorted({d.name for d in DRIVERS if d.tags is not None} | {"dlt645"}),
                    help="a driver with a tag-list import (docs/drivers.md)")
     s.add_argument("file")
     s.add_argument("-o", "--output", default=None, help="write here instead of stdout")
+    s.add_argument("--serial-port", default=None, help="dlt645: the meters' RS-485 port (default /dev/ttyUSB0)")
+    s.add_argument("--server", default=None, metavar="HOST:PORT",
+                   help="dlt645: the meters sit behind this serial device server (transparent TCP)")
     s.set_defaults(func=cmd_import_tags)
 
     s = sub.add_parser("ids", help="identifier codes: list, export, register, resolve, validate")
