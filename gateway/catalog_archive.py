@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from gateway.codec import CatalogCache
-from gateway.errors import CodecError
+from gateway.core.errors import CodecError
 
 __all__ = ["KEEP", "archive", "archive_dir", "learn_archive", "messages"]
 

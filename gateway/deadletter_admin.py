@@ -20,12 +20,11 @@ from typing import Any
 
 import aiomqtt
 
-from gateway.alarms import decode_alarm
 from gateway.buffer.export import point_record
-from gateway.codec import decode
+from gateway.codec import decode, decode_alarm
 from gateway.config import IngestSection
+from gateway.core.errors import CodecError, StoreUnavailableError
 from gateway.deadletter import DeadLetterStore, StoredDeadLetter
-from gateway.errors import CodecError, StoreUnavailableError
 from gateway.ingest import IngestCore, Prepared, fetch_catalogs
 
 log = logging.getLogger("edgegw.deadletter")

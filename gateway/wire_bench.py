@@ -27,8 +27,8 @@ from gateway.app import Batcher
 from gateway.buffer import SqliteBuffer
 from gateway.codec import WIRE_V2, CatalogCache, Compression, Encoder, decode_columns
 from gateway.config import BufferConfig, UplinkConfig
+from gateway.core.point import SampleBatch
 from gateway.forwarder import Forwarder
-from gateway.point import SampleBatch
 from gateway.sinks.mqtt import MqttUplink
 from gateway.wire_mix import GW, MIX, SITE, WireMix, mix_catalog
 

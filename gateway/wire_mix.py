@@ -24,7 +24,7 @@ import struct
 from collections.abc import Iterator
 
 from gateway.catalog import Catalog, PointInfo
-from gateway.point import Quality, Sample, SampleBatch
+from gateway.core.point import Quality, Sample, SampleBatch
 
 __all__ = ["MIX", "WireMix", "mix_catalog"]
 

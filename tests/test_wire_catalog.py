@@ -22,10 +22,10 @@ from gateway.app import Gateway
 from gateway.catalog import build_catalog
 from gateway.codec import CatalogCache, Encoder, decode
 from gateway.config import Config, parse
+from gateway.core.point import Quality, SampleBatch
 from gateway.deadletter import DeadLetterStore
 from gateway.deadletter_admin import replay
 from gateway.ingest import Ingest
-from gateway.point import Quality, SampleBatch
 from hil.modbus_server import SimulatedPlc
 from hil.services import Influx1, Mosquitto
 from tests.conftest import eventually

@@ -27,8 +27,8 @@ from gateway.codec import (
     decode_columns,
     mark_historical,
 )
-from gateway.errors import CodecError
-from gateway.point import Quality, Sample, SampleBatch
+from gateway.core.errors import CodecError
+from gateway.core.point import Quality, Sample, SampleBatch
 from gateway.wire_bench import bytes_per_point
 from tests.test_wire import catalog
 
