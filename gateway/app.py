@@ -27,8 +27,8 @@ from gateway.alarms import AlarmPublisher
 from gateway.buffer import SqliteBuffer, open_buffer
 from gateway.catalog import Catalog, relayout
 from gateway.catalog_archive import archive, archive_dir, messages
-from gateway.codec import Encoder
-from gateway.config import BufferConfig, Config, DeviceConfig, policy_issues
+from gateway.codec import Compression, Encoder, zstd_available
+from gateway.config import BufferConfig, Config, DeviceConfig, UplinkConfig, policy_issues
 from gateway.core.clock import SYSTEM_CLOCK, Clock, describe_step
 from gateway.core.contracts import PollingDriver, Stage, StreamingDriver
 from gateway.core.driver import PollSettings, RunnerKind
@@ -76,6 +76,20 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+
+
+def _compression(up: UplinkConfig) -> Compression:
+    """The uplink's compression; ``auto`` falls back to zlib where the zstandard package has no build
+    (an unusual architecture), an explicit ``zstd`` is then a config error."""
+    c = up.codec_compression
+    if c == "zstd" and not zstd_available():
+        if up.compression == "zstd":
+            raise ConfigError([ConfigIssue("uplink.compression", "zstd needs the zstandard package, which is not "
+                                                                 "installed here: use \"auto\" or \"zlib\"")])
+        log.warning("The zstandard package is not installed: compressing with zlib (about the same bytes at "
+                    "1,000-point batches, larger small batches).")
+        return "zlib"
+    return c
 
 
 class Batcher:
@@ -288,7 +302,7 @@ class Gateway:
         up = cfg.uplink
         gw = cfg.gateway
         with progress.phase("stages compiled"):
-            encoder = Encoder(self.catalog, up.payload_format, up.codec_compression, version=up.wire_format)
+            encoder = Encoder(self.catalog, up.payload_format, _compression(up), version=up.wire_format)
             pipeline = Pipeline(
                 self.catalog.specs,
                 future_tolerance_ns=gw.future_tolerance_ms * 1_000_000,
@@ -591,7 +605,7 @@ class Gateway:
         old = self.batcher.pipeline
         pipeline.carry(old, [i for n in plan.same_layout for i in catalog.by_device[n]])
         up = eff.uplink
-        encoder = Encoder(catalog, up.payload_format, up.codec_compression, version=up.wire_format)
+        encoder = Encoder(catalog, up.payload_format, _compression(up), version=up.wire_format)
         if encoder.version == 2 and encoder.catalog_id != self.encoder.catalog_id:
             # the new catalog is archived and published before the first batch that refers to it exists
             self._archive(encoder)

@@ -67,6 +67,7 @@ __all__ = [
     "mark_historical",
     "points_payload",
     "row_tags",
+    "zstd_available",
 ]
 
 SCHEMA_VERSION = 1
@@ -392,6 +393,17 @@ def is_catalog_topic(topic: str) -> bool:
 
 
 @cache
+def zstd_available() -> bool:
+    """Whether the zstandard package is installed (a dependency; an edge box of an architecture it
+    has no wheel for compresses with zlib instead)."""
+    try:
+        import zstandard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@cache
 def _zstd_dict(number: int) -> Any:
     import zstandard
 
@@ -639,6 +651,8 @@ def _inflate(outer: dict[str, Any]) -> dict[str, Any]:
         if not inflater.eof:
             raise CodecError("compressed data is truncated")
     elif z == "zstd" and version == WIRE_V2:
+        if not zstd_available():
+            raise CodecError("a zstd-compressed message, and the zstandard package is not installed here")
         import zstandard
 
         number = outer.get("zd")
