@@ -8,7 +8,7 @@ acknowledged (persistent session, fixed client id), and a redelivered row lands 
 (series, time) in InfluxDB.
 
 - **Nothing from one message can stop the others.**  Decoding, identity, encoding
-  (:mod:`gateway.lineproto`) and the store's verdict are per message and per row: what cannot be
+  (:mod:`gateway.core.lineproto`) and the store's verdict are per message and per row: what cannot be
   written as sent is dead-lettered with the reason, the rest is written.
 - **The topic is the identity.**  ``<prefix>/<site>/<gateway>/data|alarm`` is what the broker's
   ACL authenticates; a payload naming another site or gateway is dead-lettered, and every row
@@ -37,21 +37,28 @@ from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 
-from gateway.alarms import decode_alarm
 from gateway.codec import (
     FLAG_HISTORICAL,
     Batch,
     CatalogCache,
+    CatalogMissingError,
     CatRow,
     Columns,
+    decode_alarm,
     decode_columns,
+    is_catalog_topic,
     points_payload,
     row_tags,
 )
 from gateway.config import IngestSection
-from gateway.deadletter import DeadLetter, DeadLetterFullError, DeadLetterStore
-from gateway.errors import BodyTooLargeError, BufferStorageError, CodecError, DataRejectedError, StoreUnavailableError
-from gateway.lineproto import (
+from gateway.core.errors import (
+    BodyTooLargeError,
+    BufferStorageError,
+    CodecError,
+    DataRejectedError,
+    StoreUnavailableError,
+)
+from gateway.core.lineproto import (
     MAX_TIMESTAMP_NS,
     VM_MAX_FUTURE_NS,
     LineError,
@@ -61,14 +68,15 @@ from gateway.lineproto import (
     telemetry_fields,
     telemetry_series,
 )
-from gateway.point import Point, now_ns
+from gateway.core.point import Point, now_ns
+from gateway.deadletter import DeadLetter, DeadLetterFullError, DeadLetterStore
 from gateway.sinks.influx import LineWriter, make_writer
 from gateway.sinks.mqtt import MqttClient
 
 if TYPE_CHECKING:
     from gateway.http import StatusServer
 
-__all__ = ["Ingest", "IngestCore", "IngestStats", "Prepared"]
+__all__ = ["Ingest", "IngestCore", "IngestStats", "Prepared", "fetch_catalogs"]
 
 log = logging.getLogger("edgegw.ingest")
 _LOUD_EVERY_S = 60.0
@@ -95,6 +103,10 @@ class IngestStats:
     store_down_since: float | None = None  # monotonic time of the first failure of the current outage
     newest_written_ns: int = 0  # source time of the newest point written (the lag metric)
     connected: bool = False
+    catalogs: int = 0  # wire format v2 catalog messages learnt
+    bad_catalogs: int = 0  # catalog messages refused (malformed, forged origin)
+    catalog_waits: int = 0  # v2 batches that arrived before their catalog (held until it came)
+    catalog_missing: int = 0  # v2 batches dead-lettered: their catalog did not come within catalog_wait_s
 
 
 @dataclass(slots=True)
@@ -110,6 +122,18 @@ class Prepared:
     gateway: str = ""
     payload: bytes = b""
     refused: list[tuple[int, str]] = field(default_factory=list)  # row index, reason (filled by the write)
+    missing: str | None = None  # a v2 batch whose catalog (this id) has not arrived yet: held, not written
+
+
+def _plain_numbers(values: list[Any]) -> bool:
+    """Every value a float, or an int that a float holds exactly (the samples of the fast path)."""
+    types = set(map(type, values))
+    if types <= {float}:
+        return True
+    if not types <= {float, int}:
+        return False
+    ints = [v for v in values if type(v) is int]
+    return min(ints) >= -_INT_FAST and max(ints) <= _INT_FAST
 
 
 def _short_reason(reason: str) -> str:
@@ -140,6 +164,7 @@ class IngestCore:
         self._series_cache: dict[tuple[Any, ...], str | LineError] = {}
         self._catalogs = CatalogCache()
         self._last_prefixes: dict[tuple[str, str], tuple[dict[int, CatRow], dict[int, str | LineError]]] = {}
+        self._plain_prefixes: dict[int, str | LineError] | None = None
         # None: wait out a store outage for ever (the service); a number: give up after that many
         # seconds with StoreUnavailableError (an operator's command such as a dead-letter replay)
         self.give_up_after_s: float | None = None
@@ -157,6 +182,20 @@ class IngestCore:
         else:
             self._prepare_batch(prep)
         return prep
+
+    def prepare_again(self, prep: Prepared) -> Prepared:
+        """A held batch (``missing``) decoded again, now that a catalog arrived."""
+        fresh = Prepared(prep.topic, payload=prep.payload, site=prep.site, gateway=prep.gateway)
+        self._prepare_batch(fresh)
+        return fresh
+
+    def _catalog_missing(self, prep: Prepared) -> Prepared:
+        self.stats.catalog_missing += 1
+        self.stats.undecodable += 1
+        cid, prep.missing = prep.missing, None
+        return self._dead_message(prep, f"undecodable: its catalog {cid} (topic {self._prefix}/{prep.site}/"
+                                        f"{prep.gateway}/catalog/{cid}) never arrived; replay it once the "
+                                        "gateway published it (is the gateway allowed to publish there?)")
 
     def _dead_message(self, prep: Prepared, reason: str, points: int = 0) -> Prepared:
         prep.rows.clear()
@@ -186,9 +225,29 @@ class IngestCore:
         if self.alarm_observer is not None:
             self.alarm_observer(doc)
 
+    def learn_catalog(self, topic: str, payload: bytes) -> str | None:
+        """A wire format v2 catalog message (retained, ``<prefix>/<site>/<gateway>/catalog/<id>``):
+        kept for the batches that refer to it.  Returns its id, or None (refused, logged)."""
+        parts = topic.split("/")
+        if not payload:
+            return None  # a retained catalog cleared
+        try:
+            _gw, _site, cid = self._catalogs.learn(payload, (parts[1], parts[2]))
+        except CodecError as err:
+            self.stats.bad_catalogs += 1
+            log.error("Refused the catalog message on %s: %s", topic, err)
+            return None
+        if cid != parts[4]:
+            log.warning("The catalog on %s has id %s (topic says %s); kept under its own id.", topic, cid, parts[4])
+        self.stats.catalogs += 1
+        return cid
+
     def _prepare_batch(self, prep: Prepared) -> None:
         try:
-            cols = decode_columns(prep.payload, self._catalogs)
+            cols = decode_columns(prep.payload, self._catalogs, (prep.site, prep.gateway))
+        except CatalogMissingError as err:
+            prep.missing = err.catalog_id  # held until the catalog arrives (Ingest._consume)
+            return
         except CodecError as err:
             self.stats.undecodable += 1
             self._dead_message(prep, f"undecodable: {err}")
@@ -205,6 +264,16 @@ class IngestCore:
         refused: list[tuple[Point, str]] = []
         rows, samples = prep.rows, prep.samples
         ts_max = MAX_TIMESTAMP_NS if dialect == "influxdb" else min(MAX_TIMESTAMP_NS, now + VM_MAX_FUTURE_NS)
+        if n and not hist_all and prefixes is self._plain_prefixes and not any(cols.flags) \
+                and cols.rsn.count(None) == n and min(cols.ts) >= -MAX_TIMESTAMP_NS and max(cols.ts) <= ts_max \
+                and _plain_numbers(cols.val):
+            # the whole message is common samples (the usual case): one comprehension, no per-sample checks
+            rows.extend([f"{prefixes[i]} value={float(v)!r},quality={q}i {ts}".encode()
+                         for i, ts, v, q in zip(cols.idx, cols.ts, cols.val, cols.q, strict=True)])
+            samples.extend(range(n))
+            if self.observer is not None:
+                self.observer(Batch(cols.gateway, cols.site, cols.seq, cols.created_ns, cols.points(), False))
+            return
         for k, (i, ts, v, q, r, f) in enumerate(zip(cols.idx, cols.ts, cols.val, cols.q, cols.rsn, cols.flags,
                                                    strict=True)):
             prefix = prefixes[i]
@@ -234,11 +303,15 @@ class IngestCore:
         cache hands out the same object) reuses the last map it got."""
         last = self._last_prefixes.get((prep.site, prep.gateway))
         if last is not None and last[0] is cat:
+            if self._plain_prefixes is not last[1] and all(type(p) is str for p in last[1].values()):
+                self._plain_prefixes = last[1]
             return last[1]
         prefixes = {i: self._series(prep, row) for i, row in cat.items()}
         if len(self._last_prefixes) >= _SERIES_CACHE // 100:
             self._last_prefixes.clear()
         self._last_prefixes[(prep.site, prep.gateway)] = (cat, prefixes)
+        # a map with no refused series may take the fast path of _prepare_batch (identity marks it)
+        self._plain_prefixes = prefixes if all(type(p) is str for p in prefixes.values()) else None
         return prefixes
 
     def _series(self, prep: Prepared, row: CatRow) -> str | LineError:
@@ -272,6 +345,9 @@ class IngestCore:
         ``replaces``: dead-letter ids these messages came from (a replay); they are deleted in the
         transaction that commits what is refused again.
         """
+        for j, prep in enumerate(prepared):
+            if prep.missing is not None:  # never written unseen: what waited in vain is a dead letter
+                prepared[j] = self._catalog_missing(prep)
         for chunk in self._chunks(prepared):
             await self._write_rows(prepared, chunk)
         letters: list[DeadLetter] = []
@@ -456,6 +532,7 @@ class Ingest(IngestCore):
         self.client_id = cfg.mqtt.client_id or f"edgegw-ingest-{socket.gethostname()}"
         share = f"$share/{cfg.share_group}/" if cfg.share_group and cfg.mqtt.protocol == "5" else ""
         self.topic_filter = f"{share}{cfg.mqtt.topic_prefix}/+/+/data"
+        self.catalog_filter = f"{cfg.mqtt.topic_prefix}/+/+/catalog/+"  # every ingest process needs them all
         self.alarm_filter = f"{share}{cfg.mqtt.topic_prefix}/+/+/alarm"
         self.subscribed = asyncio.Event()
 
@@ -488,6 +565,8 @@ class Ingest(IngestCore):
                                 receive_maximum=self.cfg.receive_maximum, server=(host, port))
             try:
                 async with client:
+                    # the retained catalogs first: they arrive before the batches that refer to them
+                    await client.subscribe(self.catalog_filter, qos=1)
                     await client.subscribe(self.topic_filter, qos=1)
                     await client.subscribe(self.alarm_filter, qos=1)
                     self.stats.connected = True
@@ -527,6 +606,8 @@ class Ingest(IngestCore):
         # batch or an alarm event stuck at the broker).  One pending task, reused across timeouts.
         nxt: asyncio.Future[aiomqtt.Message] | None = None
         writing: asyncio.Future[None] | None = None
+        waiting_since: float | None = None  # since when a batch waits for its catalog
+        asked: dict[tuple[str, str], float] = {}  # (site, gateway) -> when its catalogs were last asked for
         try:
             while True:
                 if writing is not None and writing.done():
@@ -540,13 +621,33 @@ class Ingest(IngestCore):
                     msg = nxt.result()
                     nxt = None
                     payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload).encode()
+                    if is_catalog_topic(msg.topic.value):
+                        # a catalog is state, not data: learnt and acknowledged at once; held batches retried
+                        if self.learn_catalog(msg.topic.value, payload) is not None:
+                            for j, p in enumerate(prepared):
+                                if p.missing is not None:
+                                    prepared[j] = self.prepare_again(p)
+                                    n_rows += len(prepared[j].rows)
+                        client.ack(msg.mid, msg.qos)
+                        continue
                     prep = self.prepare(msg.topic.value, payload)
+                    if prep.missing is not None:
+                        self.stats.catalog_waits += 1
                     pending.append(msg)
                     prepared.append(prep)
                     n_rows += len(prep.rows)
                     if deadline is None:
                         deadline = time.monotonic() + linger
                 if not done or n_rows >= self.cfg.batch_max_points:
+                    held = [p for p in prepared if p.missing is not None]
+                    if held:
+                        now = time.monotonic()
+                        waiting_since = now if waiting_since is None else waiting_since
+                        if now - waiting_since < self.cfg.catalog_wait_s:
+                            await self._ask_catalogs(client, held, asked)
+                            deadline = now + 0.5  # look again soon; everything after it waits in order
+                            continue
+                    waiting_since = None
                     # one write in flight while the next batch is prepared: decoding overlaps the
                     # store's work; acknowledgements stay in order and at most two batches are held
                     if writing is not None:
@@ -578,8 +679,9 @@ class Ingest(IngestCore):
                 if writing is not None:
                     with contextlib.suppress(aiomqtt.MqttError):
                         await writing  # its acknowledgements go nowhere: harmless
-                for chunk in self._chunks(prepared):
-                    await self._write_rows(prepared, chunk)
+                ready = [p for p in prepared if p.missing is None]  # the others wait for their catalog
+                for chunk in self._chunks(ready):
+                    await self._write_rows(ready, chunk)
         except TimeoutError:
             log.warning("Ingest lost the broker with %d messages not yet written; the store did not take them "
                         "within %g s: they are left to the broker's redelivery.", len(prepared), _HELD_WRITE_S)
@@ -587,8 +689,47 @@ class Ingest(IngestCore):
             log.warning("Ingest lost the broker; writing the %d messages it held failed (%s): they are left to "
                         "the broker's redelivery.", len(prepared), err)
 
+    async def _ask_catalogs(self, client: MqttClient, held: list[Prepared],
+                            asked: dict[tuple[str, str], float]) -> None:
+        """Subscribe again to the catalogs of the gateways whose batches wait: the broker then sends
+        their retained catalogs again (one this process missed or forgot).  At most every 2 s each."""
+        now = time.monotonic()
+        for key in {(p.site, p.gateway) for p in held}:
+            if now - asked.get(key, -1e9) < 2.0:
+                continue
+            asked[key] = now
+            if len(asked) > 10_000:
+                asked.clear()
+            missing = sorted({p.missing for p in held if (p.site, p.gateway) == key and p.missing})
+            log.warning("Batches of %s/%s wait for catalog %s; asking the broker for it again.", key[0], key[1],
+                        ", ".join(missing))
+            await client.subscribe(f"{self._prefix}/{key[0]}/{key[1]}/catalog/+", qos=1)
+
     async def _settle_and_ack(self, client: MqttClient, prepared: list[Prepared],
                               pending: list[aiomqtt.Message]) -> None:
         await self.settle(prepared)
         for m in pending:
             client.ack(m.mid, m.qos)
+
+
+async def fetch_catalogs(core: IngestCore, quiet_s: float = 1.0, timeout_s: float = 10.0) -> int:
+    """Teach ``core`` the retained wire format v2 catalogs of every gateway on its broker (what a
+    dead-letter replay needs for v2 batches); returns how many were learnt.  A short session of its
+    own (no session kept on the broker): the retained messages arrive on subscribe; it stops after
+    ``quiet_s`` without one, at most after ``timeout_s``."""
+    cfg = core.cfg.mqtt.model_copy(update={"session_expiry_s": 0})
+    learnt = 0
+    client = MqttClient(cfg, f"{cfg.client_id or 'edgegw-ingest'}-catalogs-{socket.gethostname()}")
+    async with client:
+        await client.subscribe(f"{cfg.topic_prefix}/+/+/catalog/+", qos=1)
+        end = time.monotonic() + timeout_s
+        it = client.messages
+        while time.monotonic() < end:
+            try:
+                msg = await asyncio.wait_for(anext(it), min(quiet_s, max(0.0, end - time.monotonic())))
+            except TimeoutError:
+                break
+            payload = msg.payload if isinstance(msg.payload, bytes) else b""
+            if is_catalog_topic(msg.topic.value) and core.learn_catalog(msg.topic.value, payload) is not None:
+                learnt += 1
+    return learnt

@@ -21,7 +21,7 @@ import pytest
 
 from firmware_stubs.gas_substation import GasSubstation, expected_values
 from gateway.cli import main
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 from hil.campaign import run_campaign
 from hil.netns import HilUnavailable
 from hil.oracle import HR_POINTS, IR_POINTS, Row, histogram_quantile, judge, recovery_times
