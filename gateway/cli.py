@@ -768,7 +768,7 @@ def cmd_bench_ingest(args: argparse.Namespace) -> int:
     from gateway import bench
     from gateway.ingest_bench import bench_ingest
 
-    bench.main("ingest", bench_ingest(args.store, args.points, args.batch_points, args.runs), args.json)
+    bench.main("ingest", bench_ingest(args.store, args.points, args.batch_points, args.runs, args.wire), args.json)
     return EXIT_OK
 
 
@@ -1203,6 +1203,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--store", choices=["victoriametrics", "influxdb1"], default="victoriametrics")
     b.add_argument("--points", type=int, default=1_000_000, help="points per run")
     b.add_argument("--batch-points", type=int, default=1000, help="points per MQTT message")
+    b.add_argument("--wire", type=int, choices=(1, 2), default=2,
+                   help="wire format of the batches: 2 (the default: catalog once, zstd) or 1 (rows in every batch)")
     b.add_argument("--runs", type=int, default=3)
     b.add_argument("--json", default=None, help="also write the figures to FILE")
     b.set_defaults(func=cmd_bench_ingest)
