@@ -1,0 +1,246 @@
+"""Serve the 104 substation stub as a controlled station (outstation) on loopback, with fault modes.
+
+Built on the driver's own pure codec (:mod:`drivers.iec104.codec`); the interop test runs the
+driver against c104 (lib60870) instead, so the codec is not only checked against itself.
+
+The station answers STARTDT, TESTFR, general interrogation (COT 20, plain types), counter
+interrogation (COT 37) and clock synchronisation; each tick (every ``tick_s``, or
+:meth:`Substation104.advance` when ``tick_s`` is 0) it sends the changed points spontaneously (COT 3,
+time-tagged types).  It honours k (it stops sending once k I-frames are unacknowledged) and
+acknowledges after w I-frames.
+
+Fault modes, for bad-input tests: :meth:`silence` (keeps the socket open and stops answering
+anything: the client's t1 / t3 must notice), :meth:`inject` (raw bytes: garbage, a truncated APDU,
+an unknown type), :meth:`skip_sequence` (the next I-frame carries a wrong N(S)).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Self
+
+from drivers.iec104.codec import (
+    SEQ_MOD,
+    Asdu,
+    AsduError,
+    Cot,
+    Cp56,
+    Deframer,
+    FrameError,
+    IFrame,
+    SFrame,
+    TypeId,
+    UFrame,
+    UFunc,
+    UnknownTypeError,
+    decode_asdu,
+    encode_asdu,
+    encode_frame,
+    max_objects,
+)
+from firmware_stubs.iec104_substation import CA, POINTS, Iec104Substation, StubPoint, timed_type
+
+__all__ = ["Substation104"]
+
+log = logging.getLogger("edgegw.hil.iec104")
+
+
+class _Conn:
+    def __init__(self, writer: asyncio.StreamWriter, k: int, w: int) -> None:
+        self.writer = writer
+        self.k, self.w = k, w
+        self.vs = self.vr = self.acked = 0
+        self.started = False
+        self.unacked_rx = 0
+        self.queue: list[bytes] = []
+
+    def send_i(self, asdu: bytes) -> None:
+        self.queue.append(asdu)
+        self.flush()
+
+    def flush(self) -> None:
+        while self.queue and self.started and (self.vs - self.acked) % SEQ_MOD < self.k:
+            self.writer.write(encode_frame(IFrame(self.vs, self.vr, self.queue.pop(0))))
+            self.vs = (self.vs + 1) % SEQ_MOD
+            self.unacked_rx = 0
+
+
+class Substation104:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, seed: int = 1, tick_s: float = 1.0,
+                 ca: int = CA, k: int = 12, w: int = 8, stub: Iec104Substation | None = None) -> None:
+        self.host, self.port, self.tick_s, self.ca, self.k, self.w = host, port, tick_s, ca, k, w
+        self.stub = stub or Iec104Substation(seed, t0_ns=time.time_ns() // 1_000_000 * 1_000_000,
+                                             tick_ms=max(1, round(tick_s * 1000)) if tick_s else 1000)
+        self.conns: list[_Conn] = []
+        self.silent = False
+        self.counters: dict[str, int] = {"connections": 0, "interrogations": 0, "counter_interrogations": 0,
+                                         "clock_syncs": 0, "testfr": 0, "spontaneous": 0}
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ticker: asyncio.Task[None] | None = None
+        self._skip = False
+
+    async def __aenter__(self) -> Self:
+        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        if self.tick_s > 0:
+            self._ticker = asyncio.create_task(self._tick_loop())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+        if self._server is not None:
+            self._server.close()
+        for c in self.conns:
+            c.writer.transport.abort()  # the handlers see the end of the stream and return
+        if self._tasks:
+            _, late = await asyncio.wait(set(self._tasks), timeout=2)
+            for t in late:
+                t.cancel()
+        if self._server is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2):
+                    await self._server.wait_closed()
+
+    # ------------------------------------------------------------------ faults
+    def silence(self) -> None:
+        self.silent = True
+
+    def revive(self) -> None:
+        self.silent = False
+
+    def inject(self, data: bytes) -> None:
+        for c in self.conns:
+            c.writer.write(data)
+
+    def skip_sequence(self) -> None:
+        """The next spontaneous I-frame jumps N(S) by one (a lost frame, as the client sees it)."""
+        self._skip = True
+
+    def drop_all(self) -> None:
+        for c in self.conns:
+            c.writer.close()
+
+    # ------------------------------------------------------------------ data
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_s)
+            await self.advance()
+
+    async def advance(self, ticks: int = 1) -> None:
+        for _ in range(ticks):
+            changed = self.stub.advance()
+            if changed and not self.silent:
+                by_name = {p.name: p for p in POINTS}
+                asdus = self._asdus([by_name[n] for n in changed], Cot.SPONTANEOUS, timed=True)
+                for c in self.conns:
+                    if self._skip:
+                        self._skip = False
+                        c.vs = (c.vs + 1) % SEQ_MOD
+                        c.acked = (c.acked + 1) % SEQ_MOD
+                    for a in asdus:
+                        c.send_i(a)
+                    self.counters["spontaneous"] += len(asdus)
+        for c in self.conns:
+            with contextlib.suppress(ConnectionError):
+                await c.writer.drain()
+
+    def _asdus(self, points: list[StubPoint], cause: Cot, timed: bool) -> list[bytes]:
+        values = self.stub.values()
+        tag = Cp56.from_ns(self.stub.time_ns()) if timed else None
+        by_type: dict[str, list[StubPoint]] = {}
+        for p in points:
+            by_type.setdefault(timed_type(p.type_id) if timed else p.type_id, []).append(p)
+        out = []
+        for type_name, pts in by_type.items():
+            tid = TypeId[type_name]
+            per = max_objects(tid)
+            for i in range(0, len(pts), per):
+                objs = tuple((p.ioa, values[p.name], self.stub.faults.get(p.name, 0), tag) for p in pts[i:i + per])
+                out.append(encode_asdu(Asdu(tid, cause, self.ca, objs)))
+        return out
+
+    # ------------------------------------------------------------------ link
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        conn = _Conn(writer, self.k, self.w)
+        self.conns.append(conn)
+        self.counters["connections"] += 1
+        deframer = Deframer()
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                if self.silent:
+                    continue
+                for frame in deframer.feed(data):
+                    self._frame(conn, frame)
+                await writer.drain()
+        except (FrameError, ConnectionError, OSError) as err:
+            log.info("104 station: connection ends: %s", err)
+        finally:
+            self.conns.remove(conn)
+            writer.close()
+            self._tasks.discard(task)
+
+    def _frame(self, c: _Conn, frame: IFrame | SFrame | UFrame) -> None:
+        w = c.writer
+        if isinstance(frame, UFrame):
+            if frame.func is UFunc.STARTDT_ACT:
+                c.started = True
+                w.write(encode_frame(UFrame(UFunc.STARTDT_CON)))
+                c.flush()
+            elif frame.func is UFunc.STOPDT_ACT:
+                c.started = False
+                w.write(encode_frame(UFrame(UFunc.STOPDT_CON)))
+            elif frame.func is UFunc.TESTFR_ACT:
+                self.counters["testfr"] += 1
+                w.write(encode_frame(UFrame(UFunc.TESTFR_CON)))
+            return
+        c.acked = frame.nr
+        if isinstance(frame, SFrame):
+            c.flush()
+            return
+        c.vr = (c.vr + 1) % SEQ_MOD
+        c.unacked_rx += 1
+        try:
+            asdu = decode_asdu(frame.asdu)
+        except (UnknownTypeError, AsduError):
+            return
+        self._command(c, asdu)
+        if c.unacked_rx >= c.w:
+            w.write(encode_frame(SFrame(c.vr)))
+            c.unacked_rx = 0
+        c.flush()
+
+    def _command(self, c: _Conn, a: Asdu) -> None:
+        def reply(cause: Cot, negative: bool = False) -> None:
+            c.send_i(encode_asdu(Asdu(a.type_id, cause, a.ca, a.objects, negative=negative)))
+
+        known = a.ca in (self.ca, 0xFFFF)
+        if a.type_id == TypeId.C_IC_NA_1:
+            reply(Cot.ACTIVATION_CON, negative=not known)
+            if known:
+                self.counters["interrogations"] += 1
+                plain = [p for p in POINTS if p.type_id != "M_IT_NA_1"]
+                for asdu in self._asdus(plain, Cot.INTERROGATED_BY_STATION, timed=False):
+                    c.send_i(asdu)
+                reply(Cot.ACTIVATION_TERMINATION)
+        elif a.type_id == TypeId.C_CI_NA_1:
+            reply(Cot.ACTIVATION_CON, negative=not known)
+            if known:
+                self.counters["counter_interrogations"] += 1
+                totals = [p for p in POINTS if p.type_id == "M_IT_NA_1"]
+                for asdu in self._asdus(totals, Cot.REQUESTED_BY_GENERAL_COUNTER, timed=False):
+                    c.send_i(asdu)
+                reply(Cot.ACTIVATION_TERMINATION)
+        elif a.type_id == TypeId.C_CS_NA_1:
+            self.counters["clock_syncs"] += 1
+            reply(Cot.ACTIVATION_CON, negative=not known)
