@@ -113,7 +113,7 @@ class Session:
             if frame.ns != self.vr:
                 raise LinkError(f"I-frame N(S) {frame.ns}, expected {self.vr} (a frame was lost or repeated)",
                                 "sequence_error")
-            self._ack(frame.nr)
+            self._ack(frame.nr, now)
             self.vr = (self.vr + 1) % SEQ_MOD
             self.counters["i_received"] += 1
             self._unacked_rx += 1
@@ -123,7 +123,7 @@ class Session:
                 self._send_s()
             return frame.asdu
         if isinstance(frame, SFrame):
-            self._ack(frame.nr)
+            self._ack(frame.nr, now)
             return None
         func = frame.func
         if func is UFunc.TESTFR_ACT:
@@ -143,13 +143,14 @@ class Session:
             raise LinkError(f"{func.name} from the controlled station", "protocol_error")
         return None
 
-    def _ack(self, nr: int) -> None:
+    def _ack(self, nr: int, now: float) -> None:
         """The peer acknowledged our I-frames up to nr - 1."""
         if not _between(self.acked, nr, self.vs):
             raise LinkError(f"N(R) {nr} acknowledges frames never sent (sent up to {self.vs})", "sequence_error")
         while self.acked != nr:
             self._sent_at.popleft()
             self.acked = (self.acked + 1) % SEQ_MOD
+        self._flush_queue(now)  # the window has room again
 
     def _send_s(self) -> None:
         self._send(SFrame(self.vr))
