@@ -39,13 +39,17 @@ class Sink(Protocol):
 
 
 if TYPE_CHECKING:  # static conformance checks, no runtime cost
+    from drivers.dlt645.driver import Dlt645Driver
     from drivers.modbus.driver import ModbusTcpDriver
     from gateway.buffer import SqliteBuffer
     from gateway.sinks.mqtt import UplinkConnection
     from pipelines.normalise import Normalise
 
-    def _conforms(d: ModbusTcpDriver, s: Normalise, b: SqliteBuffer, k: UplinkConnection) -> None:
+    def _conforms(
+        d: ModbusTcpDriver, s: Normalise, b: SqliteBuffer, k: UplinkConnection, m: Dlt645Driver
+    ) -> None:
         _d: PollingDriver = d
+        _m: PollingDriver = m
         _s: Stage = s
         _b: Buffer = b
         _k: Sink = k
