@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Self
 
 from drivers.iec104.codec import (
@@ -43,9 +44,30 @@ from drivers.iec104.codec import (
 )
 from firmware_stubs.iec104_substation import CA, POINTS, Iec104Substation, StubPoint, timed_type
 
-__all__ = ["Substation104"]
+__all__ = ["STATIONS", "Substation104", "bench_station", "serve_station", "station_toml"]
 
 log = logging.getLogger("edgegw.hil.iec104")
+
+
+STATIONS = {"substation-104": "110/10 kV substation of a coal-chemical plant (IEC 60870-5-104, CA 1)"}
+
+
+def station_toml(host: str, port: int) -> str:
+    """The ``[[devices]]`` block for the simulated station (paste it into a gateway config)."""
+    import tomli_w
+
+    from firmware_stubs.iec104_substation import point_config
+
+    return tomli_w.dumps({"devices": [{"type": "iec104", "name": "sim-substation-104", "host": host, "port": port,
+                                       "common_address": CA, "points": point_config()}]})
+
+
+async def serve_station(*, host: str, port: int, seed: int, tick_s: float,
+                        ready: Callable[[Substation104], None]) -> None:
+    """Serve the substation until cancelled; ``ready`` is called once it listens."""
+    async with Substation104(host, port, seed=seed, tick_s=tick_s) as station:
+        ready(station)
+        await asyncio.Event().wait()
 
 
 class _Conn:
@@ -244,3 +266,93 @@ class Substation104:
         elif a.type_id == TypeId.C_CS_NA_1:
             self.counters["clock_syncs"] += 1
             reply(Cot.ACTIVATION_CON, negative=not known)
+
+
+async def bench_station(port: int, points: int, rate: float, ready: asyncio.Event | None = None) -> None:
+    """A station for `edgegw bench iec104`: ``points`` short floats (CA 1, IOA 1..points) sent spontaneously
+    with time tags at ``rate`` points/s (0: as fast as the k window allows), to one client at a time."""
+    per = max_objects(TypeId.M_ME_TF_1)
+
+    def asdus(tick: int) -> list[bytes]:
+        tag = Cp56.from_ns(time.time_ns() // 1_000_000 * 1_000_000)
+        out = []
+        for first in range(1, points + 1, per):
+            last = min(points, first + per - 1)
+            objs = tuple((ioa, float(ioa % 1000) + tick % 7, 0, tag) for ioa in range(first, last + 1))
+            out.append(encode_asdu(Asdu(TypeId.M_ME_TF_1, Cot.SPONTANEOUS, CA, objs)))
+        return out
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = _Conn(writer, 12, 8)
+        deframer = Deframer()
+        room = asyncio.Event()
+
+        async def read() -> None:
+            while data := await reader.read(65536):
+                for frame in deframer.feed(data):
+                    if isinstance(frame, UFrame):
+                        if frame.func is UFunc.STARTDT_ACT:
+                            conn.started = True
+                            writer.write(encode_frame(UFrame(UFunc.STARTDT_CON)))
+                        elif frame.func is UFunc.TESTFR_ACT:
+                            writer.write(encode_frame(UFrame(UFunc.TESTFR_CON)))
+                    else:
+                        conn.acked = frame.nr
+                        if isinstance(frame, IFrame):
+                            conn.vr = (conn.vr + 1) % SEQ_MOD
+                    room.set()
+            room.set()
+
+        reading = asyncio.create_task(read())
+        try:
+            tick = 0
+            sent = 0
+            begun = time.monotonic()
+            while not reading.done():
+                for asdu in asdus(tick):
+                    while conn.started is False or (conn.vs - conn.acked) % SEQ_MOD >= conn.k:
+                        room.clear()
+                        await room.wait()
+                        if reading.done():
+                            return
+                    conn.send_i(asdu)
+                    sent += 1
+                    if rate > 0:
+                        ahead = sent * per / rate - (time.monotonic() - begun)
+                        if ahead > 0.005:
+                            await writer.drain()
+                            await asyncio.sleep(ahead)
+                await writer.drain()
+                tick += 1
+        except (ConnectionError, FrameError):
+            pass
+        finally:
+            reading.cancel()
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", port)
+    async with server:
+        if ready is not None:
+            ready.set()
+        await asyncio.Event().wait()
+
+
+def _main() -> None:
+    """``python -m hil.iec104_server PORT POINTS RATE``: the bench station; prints "ready", stops on stdin EOF."""
+    import sys
+
+    port, points, rate = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+
+    async def run() -> None:
+        ready = asyncio.Event()
+        task = asyncio.create_task(bench_station(port, points, rate, ready))
+        await ready.wait()
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        task.cancel()
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    _main()
