@@ -25,6 +25,8 @@ from drivers.dlt645.config import Dlt645DeviceBase
 from drivers.dlt645.config import line_key as meter_line_key
 from drivers.dlt645.driver import Dlt645Driver
 from drivers.dlt645.driver import LinePool as MeterLinePool
+from drivers.iec104.config import Iec104Device
+from drivers.iec104.driver import Iec104Driver
 from drivers.modbus.config import ModbusDeviceBase, line_key
 from drivers.modbus.driver import LinePool, ModbusDriver
 from drivers.opcua.config import OpcUaDevice
@@ -258,7 +260,7 @@ async def _cancel(tasks: list[asyncio.Task[None]], rounds: int = 40) -> None:
 
 def _make_driver(
     dev: DeviceConfig, first_index: int, lines: LinePool | None = None, meter_lines: MeterLinePool | None = None,
-) -> PollingDriver | OpcUaDriver:
+) -> PollingDriver | OpcUaDriver | Iec104Driver:
     """The driver for a device config: the config union is the registry (no plugins, no string imports).
 
     ``lines`` holds the Modbus connections devices share (one serial port, one serial device server),
@@ -268,6 +270,8 @@ def _make_driver(
         return ModbusDriver(dev, first_index, lines)
     if isinstance(dev, Dlt645DeviceBase):
         return Dlt645Driver(dev, first_index, meter_lines)
+    if isinstance(dev, Iec104Device):
+        return Iec104Driver(dev, first_index)
     if isinstance(dev, OpcUaDevice):
         from drivers.opcua.driver import OpcUaDriver
 
@@ -371,12 +375,14 @@ class Gateway:
     def _make_runner(self, dev: DeviceConfig, catalog: Catalog) -> DeviceRunner | StreamRunner:
         driver = _make_driver(dev, catalog.by_device[dev.name].start, self._lines, self._meter_lines)
         runner: DeviceRunner | StreamRunner
-        if getattr(driver, "streaming", False):  # OPC UA subscriptions push their samples
+        if getattr(driver, "streaming", False):  # OPC UA subscriptions and IEC 104 stations push their samples
             runner = StreamRunner(
                 cast(StreamingDriver, driver),
                 catalog,
                 self.batcher.submit,
-                connect_timeout_s=max(dev.timeout_ms / 1000, 10.0),
+                # a 104 connect is bounded by t0 (TCP) + t1 (STARTDT con)
+                connect_timeout_s=driver.connect_timeout_s if isinstance(driver, Iec104Driver)
+                else max(dev.timeout_ms / 1000, 10.0),
                 backoff_max_s=dev.backoff_max_ms / 1000,
             )
             runner.on_health = self.health_changed.set
@@ -385,7 +391,7 @@ class Gateway:
             modbus = isinstance(driver, ModbusDriver | Dlt645Driver)
             line_dev = dev if isinstance(dev, ModbusDeviceBase | Dlt645DeviceBase) else None
             runner = DeviceRunner(
-                driver,
+                cast(PollingDriver, driver),  # not streaming: OPC UA in polling mode, Modbus, DL/T 645
                 catalog,
                 self.batcher.submit,
                 poll_interval_s=dev.poll_interval_ms / 1000,

@@ -22,6 +22,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from drivers.dlt645.config import Dlt645SerialDevice, Dlt645TcpDevice
 from drivers.dlt645.config import line_issues as meter_line_issues
+from drivers.iec104.config import Iec104Device
 from drivers.modbus.config import ModbusRtuDevice, ModbusRtuTcpDevice, ModbusTcpDevice, line_issues
 from drivers.opcua.config import DEPRECATED_POLICIES, Identity, OpcUaDevice, SecurityPolicy, TrustPolicy
 from gateway.clock import RELEASE_DATE, ns_of_date
@@ -75,10 +76,11 @@ def _env_password(name: str) -> str | None:
 
 
 DeviceConfig = Annotated[
-    ModbusTcpDevice | ModbusRtuTcpDevice | ModbusRtuDevice | OpcUaDevice | Dlt645SerialDevice | Dlt645TcpDevice,
+    ModbusTcpDevice | ModbusRtuTcpDevice | ModbusRtuDevice | OpcUaDevice | Dlt645SerialDevice | Dlt645TcpDevice
+    | Iec104Device,
     Field(discriminator="type"),
 ]
-_DEVICE_TYPES = {"modbus_tcp", "modbus_rtu_tcp", "modbus_rtu", "opcua", "dlt645", "dlt645_tcp"}
+_DEVICE_TYPES = {"modbus_tcp", "modbus_rtu_tcp", "modbus_rtu", "opcua", "dlt645", "dlt645_tcp", "iec104"}
 
 
 class GatewaySection(StrictModel):

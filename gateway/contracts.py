@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from gateway.point import SampleBatch
-from gateway.runner import PollingDriver
+from gateway.runner import PollingDriver, StreamingDriver
 
 if TYPE_CHECKING:
     from gateway.buffer import Outcome, Transaction
@@ -40,16 +40,18 @@ class Sink(Protocol):
 
 if TYPE_CHECKING:  # static conformance checks, no runtime cost
     from drivers.dlt645.driver import Dlt645Driver
+    from drivers.iec104.driver import Iec104Driver
     from drivers.modbus.driver import ModbusTcpDriver
     from gateway.buffer import SqliteBuffer
     from gateway.sinks.mqtt import UplinkConnection
     from pipelines.normalise import Normalise
 
     def _conforms(
-        d: ModbusTcpDriver, s: Normalise, b: SqliteBuffer, k: UplinkConnection, m: Dlt645Driver
+        d: ModbusTcpDriver, s: Normalise, b: SqliteBuffer, k: UplinkConnection, m: Dlt645Driver, i: Iec104Driver,
     ) -> None:
         _d: PollingDriver = d
         _m: PollingDriver = m
+        _i: StreamingDriver = i
         _s: Stage = s
         _b: Buffer = b
         _k: Sink = k
