@@ -118,6 +118,10 @@ class Iec104Substation:
             "e_incoming": 5_000_000 + t * 402,
         }
 
+    def wire_reading(self, tick: int | None = None) -> dict[str, float | int | bool]:
+        """The values as the driver hands them over (wire rounding, before the point's scale)."""
+        return {name: wire_value(_BY_NAME[name], v) for name, v in self.values(tick).items()}
+
     def reading(self, tick: int | None = None) -> dict[str, float | int | bool]:
         """The engineering values the gateway must show at a tick (wire rounding and scale applied)."""
         out: dict[str, float | int | bool] = {}

@@ -326,6 +326,8 @@ async def bench_station(port: int, points: int, rate: float, ready: asyncio.Even
                 tick += 1
         except (ConnectionError, FrameError):
             pass
+        except asyncio.CancelledError:
+            return  # the bench ends: a handler that raises this makes asyncio log a traceback (3.11)
         finally:
             reading.cancel()
             writer.close()

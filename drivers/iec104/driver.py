@@ -100,7 +100,7 @@ class Iec104Driver:
             await self._flush()
             while not session.started:
                 await self._receive_once()
-        except (ReadError, OSError) as err:
+        except ReadError as err:
             await self.__aexit__(None, None, None)
             raise ConnectError(cfg.name, f"STARTDT failed: {err}") from err
         if cfg.clock_sync is ClockSync.ON_CONNECT:
@@ -113,6 +113,8 @@ class Iec104Driver:
 
     async def __aexit__(self, *exc: object) -> None:
         writer, self._writer, self._reader = self._writer, None, None
+        if self._session is not None:  # the link counters outlive the connection
+            self.counters.update(self._session.counters)
         self._session = None
         if writer is not None:
             writer.close()
@@ -145,10 +147,17 @@ class Iec104Driver:
     async def _flush(self) -> None:
         assert self._session is not None and self._writer is not None
         data = self._session.take()
-        if data:
+        if not data:
+            return
+        try:
             self._writer.write(data)
             async with asyncio.timeout(self.config.t1_s):
                 await self._writer.drain()
+        except TimeoutError as err:  # the station reads nothing: its receive window is full
+            raise ReadError(self.name, f"cannot send within t1 = {self.config.t1_s:g} s", reason="timeout",
+                            disconnect=True) from err
+        except OSError as err:
+            raise ReadError(self.name, f"connection lost: {err}", reason="disconnected", disconnect=True) from err
 
     def _fail(self, err: LinkError | FrameError) -> ReadError:
         reason = err.reason if isinstance(err, LinkError) else "malformed_response"
@@ -239,7 +248,7 @@ class Iec104Driver:
 
     def stats(self) -> dict[str, int]:
         """Driver, link and routing counters (for benches, tests and the status page)."""
-        out = dict(self.counters) | dict(self.router.counters)
+        out = self.counters + self.router.counters
         if self._session is not None:
-            out |= self._session.counters
-        return out
+            out.update(self._session.counters)
+        return dict(out)
