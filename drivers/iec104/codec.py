@@ -301,13 +301,23 @@ def decode_asdu(data: bytes | memoryview) -> Asdu:
     objects: list[InfoObject] = []
     at = 6
     ioa = 0
+    last_raw = b""
+    last_tag: Cp56 | None = None
     for i in range(count):
         if not sq or i == 0:
             ioa = data[at] | (data[at + 1] << 8) | (data[at + 2] << 16)
             at += 3
         else:
             ioa += 1
-        objects.append(_element(type_id, data, at, size, timed, ioa))
+        obj = _element(type_id, data, at, size, False, ioa)
+        if timed and type_id != TypeId.C_CS_NA_1:
+            raw = bytes(data[at + size:at + elem])
+            if raw != last_raw:  # the objects of an ASDU mostly share one time tag: decode it once
+                last_raw, last_tag = raw, Cp56.decode(raw)
+            obj = (obj[0], obj[1], obj[2], last_tag)
+        elif timed:
+            obj = _element(type_id, data, at, size, True, ioa)
+        objects.append(obj)
         at += elem
     return Asdu(type_id, cot & 0x3F, ca, tuple(objects), sq, bool(cot & 0x40), bool(cot & 0x80), orig)
 

@@ -77,6 +77,9 @@ class Router:
             dev.address(p): (first_index + i, FAMILIES[family_of(p.type_id)]) for i, p in enumerate(dev.points)
         }
         self.counters: Counter[str] = Counter()
+        # the objects of one ASDU (and bursts of ASDUs) mostly share one time tag: convert it once
+        self._tag: Cp56 | None = None
+        self._tag_ns = 0
 
     def samples(self, asdu: Asdu, now_ns: int) -> SampleBatch:
         out: SampleBatch = []
@@ -96,13 +99,17 @@ class Router:
         return out
 
     def _sample(self, index: int, tid: int, value: object, flags: int, tag: Cp56 | None, now_ns: int) -> Sample:
-        q, reason = quality_of(tid, value, flags)
+        q, reason = (Quality.GOOD, None) if not flags and tid not in _DOUBLE else quality_of(tid, value, flags)
         ts = now_ns
         if tag is not None:
             try:
-                if tag.invalid:
-                    raise ValueError("IV")
-                ts = tag.to_ns(self.tz)
+                if tag == self._tag:
+                    ts = self._tag_ns
+                else:
+                    if tag.invalid:
+                        raise ValueError("IV")
+                    ts = tag.to_ns(self.tz)
+                    self._tag, self._tag_ns = tag, ts
             except ValueError:
                 self.counters["time_invalid"] += 1
                 if q is Quality.GOOD:

@@ -169,3 +169,9 @@ async def test_bench_smoke_prints_the_figures(tmp_path: Path) -> None:
     for key in ("points_per_s", "cpu_fraction", "i_frames_per_s", "s_frames_sent", "reconnects"):
         assert key in figures
     assert figures["points"] == 200 and b"points/s" in stdout
+
+
+def test_the_sample_config_is_valid() -> None:
+    cfg = load(REPO / "drivers" / "iec104" / "sample.toml")
+    (dev,) = cfg.devices
+    assert dev.type == "iec104" and len(dev.points) == 6

@@ -240,7 +240,7 @@ def asdus(draw: st.DrawFn) -> Asdu:
 
 
 @given(asdus())
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 def test_asdu_round_trip(a: Asdu) -> None:
     raw = encode_asdu(a)
     assert decode_asdu(raw) == a
@@ -255,7 +255,7 @@ frames = st.one_of(
 
 
 @given(st.lists(frames, max_size=20), st.lists(st.integers(0, 4000), max_size=30))
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 def test_a_stream_cut_anywhere_gives_the_same_frames(sent: list[Frame], cuts: list[int]) -> None:
     raw = b"".join(encode_frame(f) for f in sent)
     points = sorted({c % (len(raw) + 1) for c in cuts})
@@ -268,7 +268,7 @@ def test_a_stream_cut_anywhere_gives_the_same_frames(sent: list[Frame], cuts: li
 
 
 @given(st.binary(max_size=600))
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 def test_garbage_never_crashes_the_deframer(data: bytes) -> None:
     d = Deframer()
     try:
@@ -284,7 +284,7 @@ def test_garbage_never_crashes_the_deframer(data: bytes) -> None:
 
 
 @given(st.binary(max_size=260))
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 def test_garbage_asdus_raise_only_asdu_errors(data: bytes) -> None:
     try:
         a = decode_asdu(data)
