@@ -39,7 +39,7 @@ from drivers.iec104.config import ClockSync, Iec104Device, PointType
 from drivers.iec104.decode import MONITOR_TYPES, Router
 from drivers.iec104.session import LinkError, LinkParams, Session
 from gateway.errors import ConnectError, ReadError
-from gateway.point import SampleBatch, now_ns
+from gateway.point import Quality, SampleBatch, now_ns
 
 __all__ = ["Iec104Driver"]
 
@@ -62,6 +62,13 @@ class Iec104Driver:
         self.common_addresses = sorted({config.address(p)[0] for p in config.points})
         self.has_totals = any(p.type_id in (PointType.M_IT_NA_1, PointType.M_IT_TB_1) for p in config.points)
         self.counters: Counter[str] = Counter()
+        # per CA, the points an interrogation must answer: general (all but totals), counter (totals)
+        self._expected: dict[tuple[int, int], list[int]] = {}
+        for i, p in enumerate(config.points):
+            kind = TypeId.C_CI_NA_1 if p.type_id in (PointType.M_IT_NA_1, PointType.M_IT_TB_1) else TypeId.C_IC_NA_1
+            self._expected.setdefault((config.address(p)[0], kind), []).append(first_index + i)
+        self._seen: set[int] = set()
+        self._checked: set[tuple[int, int]] = set()
         self._clock = clock
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -84,6 +91,8 @@ class Iec104Driver:
     async def __aenter__(self) -> Self:
         cfg = self.config
         self._said.clear()
+        self._seen.clear()
+        self._checked.clear()
         self._deframer = Deframer()
         try:
             async with asyncio.timeout(cfg.t0_s):
@@ -222,7 +231,9 @@ class Iec104Driver:
         tid = asdu.type_id
         if tid in MONITOR_TYPES:
             self.counters["objects"] += len(asdu.objects)
-            return self.router.samples(asdu, stamp)
+            batch = self.router.samples(asdu, stamp)
+            self._seen.update(s[0] for s in batch)
+            return batch
         if tid == TypeId.M_EI_NA_1:
             log.info("Device %s (CA %d) reports end of initialisation: interrogating again.", self.name, asdu.ca)
             self._next_gi = self._clock()
@@ -234,7 +245,24 @@ class Iec104Driver:
                        asdu.ca, asdu.cause)
         elif asdu.cause == Cot.ACTIVATION_TERMINATION:
             self.counters[f"done_{TypeId(tid).name}"] += 1
+            return self._unanswered(asdu.ca, tid, stamp)
         return []
+
+    def _unanswered(self, ca: int, tid: int, stamp: int) -> SampleBatch:
+        """After the first interrogation of a connection: the points it should have answered and did not
+        (a wrong CA or IOA, or a point the station leaves out of interrogations) turn bad with a reason,
+        instead of staying silently empty."""
+        key = (ca, tid)
+        if key in self._checked or key not in self._expected:
+            return []
+        self._checked.add(key)
+        missing = [i for i in self._expected[key] if i not in self._seen]
+        if missing:
+            self.counters["not_in_interrogation"] += len(missing)
+            self._once(f"gi{ca}.{tid}", "Device %s: %d point(s) of CA %d were not in the answer to %s (wrong CA or "
+                       "IOA, or not reported on interrogation): they are bad until the station sends them.",
+                       self.name, len(missing), ca, TypeId(tid).name)
+        return [(i, stamp, None, Quality.BAD, "not_in_interrogation") for i in missing]
 
     async def stream(self) -> AsyncIterator[SampleBatch]:
         """Batches as the station sends them; raises :class:`ReadError` when the link is lost."""

@@ -279,3 +279,33 @@ async def test_sequence_numbers_wrap_over_a_long_session() -> None:
                 conn.send_i(encode_asdu(Asdu(TypeId.M_ME_NC_1, Cot.SPONTANEOUS, 1, ((16388, v, 0, None),))))
             await eventually(lambda: c.latest()["freq"][2] == 4.0, what="frames across the wrap")
             assert c.error is None and session.vr == 2
+
+
+@pytest.mark.integration
+async def test_points_missing_from_the_interrogation_turn_bad_with_a_reason() -> None:
+    """A wrong IOA (or a point the station leaves out of interrogations) must not stay silently empty."""
+    async with Substation104(tick_s=0) as st:
+        points = [*point_config(), {"name": "typo", "ioa": 16399, "type_id": "M_ME_NC_1"},
+                  {"name": "typo_total", "ioa": 25699, "type_id": "M_IT_NA_1"}]
+        drv = Iec104Driver(Iec104Device.model_validate(
+            {"type": "iec104", "name": "sub", "host": "127.0.0.1", "port": st.port, "points": points}), 0)
+        got: SampleBatch = []
+
+        async def consume() -> None:
+            async for batch in drv.stream():
+                got.extend(batch)
+
+        async with drv:
+            task = asyncio.create_task(consume())
+            try:
+                await eventually(lambda: drv.stats().get("done_C_CI_NA_1", 0) == 1
+                                 and drv.stats().get("done_C_IC_NA_1", 0) == 1, what="both interrogations done")
+                by_index = {s[0]: s for s in got}
+                assert by_index[len(NAMES)][2:] == (None, Quality.BAD, "not_in_interrogation")
+                assert by_index[len(NAMES) + 1][2:] == (None, Quality.BAD, "not_in_interrogation")
+                assert all(by_index[i][3] is Quality.GOOD for i in range(len(NAMES)))
+                assert drv.stats()["not_in_interrogation"] == 2
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
