@@ -94,6 +94,7 @@ class Iec104Driver:
         self._seen.clear()
         self._checked.clear()
         self._deframer = Deframer()
+        self._next_gi = self._next_ci = math.inf  # no interrogation is due before STARTDT is confirmed
         try:
             async with asyncio.timeout(cfg.t0_s):
                 self._reader, self._writer = await asyncio.open_connection(cfg.host, cfg.port)

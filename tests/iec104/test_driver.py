@@ -309,3 +309,32 @@ async def test_points_missing_from_the_interrogation_turn_bad_with_a_reason() ->
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+
+@pytest.mark.integration
+async def test_a_port_that_never_confirms_startdt_is_a_connect_error_after_t1() -> None:
+    """Something that accepts TCP but is not a 104 station: the connect fails with the reason, after t1,
+    without spinning (the wait is the session's timer, not a busy loop)."""
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        await reader.read(100)  # ends when the client gives up
+        writer.close()
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        drv = Iec104Driver(device(port, t1_s=0.5, t2_s=0.2, interrogation_period_s=0.1), 0)
+        drv._next_gi = 0.0  # as after an earlier connection whose next interrogation is past due
+        waits = 0
+        receive = drv._receive_once
+
+        async def counted() -> SampleBatch:
+            nonlocal waits
+            waits += 1
+            return await receive()
+
+        drv._receive_once = counted  # type: ignore[method-assign]
+        with pytest.raises(ConnectError, match="STARTDT failed: sub: no STARTDT con within t1 = 0.5 s"):
+            async with drv:
+                pass
+        assert waits <= 3  # one wait until t1 (a busy loop would wait thousands of times)
