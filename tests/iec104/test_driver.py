@@ -334,7 +334,7 @@ async def test_a_port_that_never_confirms_startdt_is_a_connect_error_after_t1() 
             return await receive()
 
         drv._receive_once = counted  # type: ignore[method-assign]
-        with pytest.raises(ConnectError, match="STARTDT failed: sub: no STARTDT con within t1 = 0.5 s"):
+        with pytest.raises(ConnectError, match=r"STARTDT failed: sub: no STARTDT con within t1 = 0\.5 s"):
             async with drv:
                 pass
         assert waits <= 3  # one wait until t1 (a busy loop would wait thousands of times)
