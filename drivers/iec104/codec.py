@@ -204,7 +204,9 @@ class Cp56(NamedTuple):
         """The instant, reading the fields in the station's zone; ValueError for impossible fields
         (minute 61, 30 February, ms 60000 and more)."""
         sec, ms = divmod(self.ms, 1000)
-        return dt.datetime(2000 + self.year, self.month, self.day, self.hour, self.minute, sec, ms * 1000, tzinfo=tz)
+        # the hour repeated when summer time ends: SU names which of the two it is
+        return dt.datetime(2000 + self.year, self.month, self.day, self.hour, self.minute, sec, ms * 1000, tzinfo=tz,
+                           fold=0 if self.summer else 1)
 
     def to_ns(self, tz: dt.tzinfo = dt.UTC) -> int:
         t = self.to_datetime(tz)

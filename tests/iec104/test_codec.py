@@ -173,6 +173,14 @@ def test_cp56_reads_the_station_zone() -> None:
     assert tag.to_ns(zoneinfo.ZoneInfo("Asia/Shanghai")) == tag.to_ns() - 8 * 3600 * 10**9
 
 
+def test_summer_time_bit_picks_the_repeated_hour() -> None:
+    berlin = zoneinfo.ZoneInfo("Europe/Berlin")  # 2026-10-25 02:30 happens twice
+    summer = Cp56(0, 30, 2, 25, 10, 26, summer=True).to_ns(berlin)
+    winter = Cp56(0, 30, 2, 25, 10, 26).to_ns(berlin)
+    assert winter - summer == 3600 * 10**9
+    assert Cp56.from_ns(summer, berlin).summer and not Cp56.from_ns(winter, berlin).summer
+
+
 @pytest.mark.parametrize("tag", [Cp56(60000, 0, 0, 1, 1, 26), Cp56(0, 61, 0, 1, 1, 26), Cp56(0, 0, 0, 30, 2, 26),
                                  Cp56(0, 0, 0, 0, 1, 26), Cp56(0, 0, 0, 1, 13, 26)])
 def test_impossible_times_are_value_errors(tag: Cp56) -> None:
