@@ -21,37 +21,35 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
-from drivers.dlt645.config import Dlt645DeviceBase
-from drivers.dlt645.config import line_key as meter_line_key
-from drivers.dlt645.driver import Dlt645Driver
-from drivers.dlt645.driver import LinePool as MeterLinePool
-from drivers.iec104.config import Iec104Device
-from drivers.iec104.driver import Iec104Driver
-from drivers.modbus.config import ModbusDeviceBase, line_key
-from drivers.modbus.driver import LinePool, ModbusDriver
-from drivers.opcua.config import OpcUaDevice
 from gateway.alarms import AlarmPublisher
 from gateway.buffer import SqliteBuffer, open_buffer
-from gateway.catalog import Catalog, build_catalog, relayout
-from gateway.clock import SYSTEM_CLOCK, Clock, describe_step
+from gateway.catalog import Catalog, relayout
 from gateway.codec import Encoder
 from gateway.config import BufferConfig, Config, DeviceConfig, policy_issues
-from gateway.errors import BufferFullError, ConfigError, ConfigIssue
+from gateway.core.clock import SYSTEM_CLOCK, Clock, describe_step
+from gateway.core.contracts import PollingDriver, Stage, StreamingDriver
+from gateway.core.driver import PollSettings, RunnerKind
+from gateway.core.errors import BufferFullError, ConfigError, ConfigIssue
+from gateway.core.point import SampleBatch, now_ns
+from gateway.driver_registry import DriverFactory, spec_of
 from gateway.forwarder import Forwarder
-from gateway.point import SampleBatch, now_ns
 from gateway.registry import RegistrySync, make_client, records
 from gateway.reload import ReloadPlan, ReloadStatus, config_error_lines, plan_reload
-from gateway.runner import DeviceRunner, PollingDriver, StreamingDriver, StreamRunner
+from gateway.runner import DeviceRunner, StreamRunner
 from gateway.sinks.mqtt import MqttUplink
 from gateway.startup import StartupProgress
 from gateway.watch import Watch
 from pipelines.alarms import AlarmEvent
 from pipelines.pipeline import Pipeline
 
-if TYPE_CHECKING:  # imported when an OPC UA device is configured: asyncua alone costs ~30 MB of RSS
-    from drivers.opcua.driver import OpcUaDriver
+if TYPE_CHECKING:
+    from drivers.dlt645.driver import Dlt645Driver
+    from drivers.modbus.driver import ModbusTcpDriver
+    from gateway.buffer import Outcome, Transaction
     from gateway.http import StatusServer
+    from gateway.sinks.mqtt import UplinkConnection
     from gateway.status import LiveTable
+    from pipelines.normalise import Normalise
 
 __all__ = ["GROUP_MAX_BATCHES", "Batcher", "Gateway", "tune_gc"]
 
@@ -258,26 +256,6 @@ async def _cancel(tasks: list[asyncio.Task[None]], rounds: int = 40) -> None:
     await asyncio.gather(*(t for t in tasks if t.done()), return_exceptions=True)
 
 
-def _make_driver(
-    dev: DeviceConfig, first_index: int, lines: LinePool | None = None, meter_lines: MeterLinePool | None = None,
-) -> PollingDriver | OpcUaDriver | Iec104Driver:
-    """The driver for a device config: the config union is the registry (no plugins, no string imports).
-
-    ``lines`` holds the Modbus connections devices share (one serial port, one serial device server),
-    ``meter_lines`` those of DL/T 645 meters.
-    """
-    if isinstance(dev, ModbusDeviceBase):
-        return ModbusDriver(dev, first_index, lines)
-    if isinstance(dev, Dlt645DeviceBase):
-        return Dlt645Driver(dev, first_index, meter_lines)
-    if isinstance(dev, Iec104Device):
-        return Iec104Driver(dev, first_index)
-    if isinstance(dev, OpcUaDevice):
-        from drivers.opcua.driver import OpcUaDriver
-
-        return OpcUaDriver(dev, first_index)
-    raise TypeError(f"no driver for device type {type(dev).__name__}")
-
 
 class Gateway:
     def __init__(
@@ -299,7 +277,7 @@ class Gateway:
             raise ConfigError(refused)
         self.cfg = cfg
         with progress.phase("point table built"):
-            self.catalog = build_catalog(cfg)
+            self.catalog = cfg.catalog()  # built once, when the config was parsed
         self.wake = asyncio.Event()
         bc = cfg.buffer
         with progress.phase("buffer opened"):
@@ -360,8 +338,7 @@ class Gateway:
         self.health_changed = asyncio.Event()  # a device's health changed: republish the state message
         self.uplink.detail = self.device_health
         self._final_counters: dict[str, int] | None = None
-        self._lines = LinePool()
-        self._meter_lines = MeterLinePool()
+        self._drivers = DriverFactory()  # makes each device's driver; holds what a package's devices share
         self.reload_source = reload_source
         self.reload_status = ReloadStatus()
         self._reload_wanted = asyncio.Event()
@@ -373,37 +350,34 @@ class Gateway:
         self.batcher.pipeline.tap = self._health_tap
 
     def _make_runner(self, dev: DeviceConfig, catalog: Catalog) -> DeviceRunner | StreamRunner:
-        driver = _make_driver(dev, catalog.by_device[dev.name].start, self._lines, self._meter_lines)
+        """The device's driver, in the runner its package registered (polled or pushed)."""
+        spec = spec_of(dev)
+        driver = self._drivers.make(dev, catalog.by_device[dev.name].start)
         runner: DeviceRunner | StreamRunner
-        if getattr(driver, "streaming", False):  # OPC UA subscriptions and IEC 104 stations push their samples
+        if spec.runner_kind(dev) is RunnerKind.PUSHED:
             runner = StreamRunner(
                 cast(StreamingDriver, driver),
                 catalog,
                 self.batcher.submit,
-                # a 104 connect is bounded by t0 (TCP) + t1 (STARTDT con)
-                connect_timeout_s=driver.connect_timeout_s if isinstance(driver, Iec104Driver)
-                else max(dev.timeout_ms / 1000, 10.0),
+                connect_timeout_s=max(dev.timeout_ms / 1000, 10.0),
                 backoff_max_s=dev.backoff_max_ms / 1000,
             )
             runner.on_health = self.health_changed.set
         else:
-            # drivers on shared lines time each request once the line is theirs, and suspend silent units
-            modbus = isinstance(driver, ModbusDriver | Dlt645Driver)
-            line_dev = dev if isinstance(dev, ModbusDeviceBase | Dlt645DeviceBase) else None
+            ps = spec.poll_settings(dev, driver) if spec.poll_settings is not None else PollSettings()
             runner = DeviceRunner(
-                cast(PollingDriver, driver),  # not streaming: OPC UA in polling mode, Modbus, DL/T 645
+                cast(PollingDriver, driver),
                 catalog,
                 self.batcher.submit,
                 poll_interval_s=dev.poll_interval_ms / 1000,
                 timeout_s=dev.timeout_ms / 1000,
                 backoff_max_s=dev.backoff_max_ms / 1000,
-                # the Modbus driver times each request once the line is its own (shared lines)
-                schedules=driver.schedules() if isinstance(driver, ModbusDriver) else None,
-                retries=line_dev.retries if line_dev else 0,
-                watchdog=not modbus,
+                schedules=ps.schedules,
+                retries=ps.retries,
+                watchdog=ps.watchdog,
                 on_health=self.health_changed.set,
-                suspend_after=line_dev.suspend_after_timeouts if line_dev else 0,
-                suspended_interval_s=line_dev.suspended_poll_interval_ms / 1000 if line_dev else 10.0,
+                suspend_after=ps.suspend_after,
+                suspended_interval_s=ps.suspended_interval_s,
             )
         runner.observe_polls = False  # judged after the pipeline (_health_tap)
         return runner
@@ -550,19 +524,11 @@ class Gateway:
         refused = policy_issues(eff)
         if refused:
             raise ConfigError(refused, "the new config with the settings kept until a restart")
-        catalog = relayout(self.catalog, build_catalog(eff), plan.same_layout)
+        catalog = relayout(self.catalog, eff.catalog(), plan.same_layout)
         by_name = {d.name: d for d in eff.devices}
-        # shared Modbus lines stay open for the devices kept on them; every other line is made afresh (its
-        # settings may have changed with all the devices on it; line_issues keeps a kept line's settings)
-        in_use = {line_key(d) for d in eff.devices if d.name in plan.unchanged and isinstance(d, ModbusDeviceBase)}
-        lines = LinePool()
-        lines.lines = {k: v for k, v in self._lines.lines.items() if k in in_use}
-        self._lines = lines
-        meters_kept = {meter_line_key(d) for d in eff.devices
-                       if d.name in plan.unchanged and isinstance(d, Dlt645DeviceBase)}  # and DL/T 645 lines
-        meter_lines = MeterLinePool()
-        meter_lines.lines = {k: v for k, v in self._meter_lines.lines.items() if k in meters_kept}
-        self._meter_lines = meter_lines
+        # what the kept devices share stays theirs (Modbus: a line stays open for the devices kept on it);
+        # everything else is made afresh (its settings may have changed with all the devices on it)
+        self._drivers = self._drivers.for_reload([d for d in eff.devices if d.name in plan.unchanged])
         # drivers are made before anything stops: a device that cannot be made leaves the old config running
         starting = [self._make_runner(by_name[n], catalog) for n in (*plan.changed, *plan.added)]
         stopping = [n for n in (*plan.changed, *plan.removed)]
@@ -654,3 +620,26 @@ class Gateway:
                 if now < left:
                     step(left - now)
                     left = now
+
+
+if TYPE_CHECKING:  # static conformance checks of the implementations against the interfaces, no runtime cost
+    from typing import Protocol
+
+    class _Buffer(Protocol):
+        def put(self, payload: bytes, npoints: int, created_ns: int | None = None) -> bool: ...
+        def begin(self, max_batches: int) -> Transaction: ...
+        def end(self, tx: Transaction, outcomes: list[Outcome]) -> None: ...
+        @property
+        def pending_batches(self) -> int: ...
+
+    class _Sink(Protocol):
+        async def write(self, payload: bytes) -> None: ...
+
+    def _conforms(
+        d: ModbusTcpDriver, s: Normalise, b: SqliteBuffer, k: UplinkConnection, m: Dlt645Driver
+    ) -> None:
+        _d: PollingDriver = d
+        _m: PollingDriver = m
+        _s: Stage = s
+        _b: _Buffer = b
+        _k: _Sink = k

@@ -41,8 +41,8 @@ from gateway.buffer import SqliteBuffer
 from gateway.catalog import Catalog, PointInfo
 from gateway.codec import Encoder
 from gateway.config import BufferConfig, UplinkConfig, parse
+from gateway.core.point import Quality, SampleBatch, now_ns
 from gateway.forwarder import Forwarder
-from gateway.point import Quality, SampleBatch, now_ns
 from gateway.sinks.mqtt import MqttUplink
 from gateway.watch import Watch
 from hil.services import Mosquitto

@@ -19,7 +19,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Literal
 
 from gateway import __version__
-from gateway.errors import BufferCorruptError, BufferStorageError, ConfigError, ConfigIssue
+from gateway.core.errors import BufferCorruptError, BufferStorageError, ConfigError, ConfigIssue
 from gateway.logs import ENV_VAR, JsonFormatter, LogFormat, configure_logging
 
 if TYPE_CHECKING:  # imported where used: `edgegw --version` and `check` stay quick
@@ -148,12 +148,11 @@ def _preflight(cfg: Config, source: str, role: Literal["edge", "ingest"]) -> Non
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from gateway.catalog import build_catalog
     from gateway.config import load, security_warnings
     from gateway.preflight import file_problems
 
     cfg = load(args.config)
-    catalog = build_catalog(cfg)
+    catalog = cfg.catalog()
     files = file_problems(cfg)
     if args.here and files.errors:
         raise ConfigError(files.errors, args.config)
@@ -702,7 +701,7 @@ def cmd_browse(args: argparse.Namespace) -> int:
     from drivers.opcua.browse import emit_config, format_table
     from drivers.opcua.config import SecurityMode, SecurityPolicy, TrustPolicy
     from drivers.opcua.driver import SecuritySettings, browse
-    from gateway.errors import DeviceError
+    from gateway.core.errors import DeviceError
 
     if "://" not in args.endpoint:
         raise UsageError(f"{args.endpoint!r} is not an OPC UA endpoint URL: write opc.tcp://{args.endpoint}")
@@ -817,9 +816,10 @@ def cmd_bench_uplink(args: argparse.Namespace) -> int:
 
 
 def cmd_import_tags(args: argparse.Namespace) -> int:
+    """The tag list of a driver that registered one (DriverSpec.tags) -> ``[[devices.points]]`` TOML."""
     from pathlib import Path
 
-    from drivers.modbus.tags import csv_to_points, points_to_toml
+    from gateway.driver_registry import DRIVERS
 
     try:
         text = Path(args.file).read_text(encoding="utf-8-sig")
@@ -829,49 +829,13 @@ def cmd_import_tags(args: argparse.Namespace) -> int:
         raise UsageError(
             f"{args.file}: not UTF-8 text ({err.reason} at byte {err.start}): export the sheet as CSV UTF-8"
         ) from None
-    if args.protocol == "dlt645":
+    if args.protocol == "dlt645":  # a list of meters, one [[devices]] each: not points under one device
         return _import_meters(args, text)
-    if args.protocol == "iec104":
-        return _import_iec104(args, text)
+    tags = next(s.tags for s in DRIVERS if s.name == args.protocol and s.tags is not None)
     lines: list[int] = []
-    points = csv_to_points(text, args.file, lines)
-    _check_imported(points, lines, args.file)
-    toml = points_to_toml(points)
-    if args.output:
-        Path(args.output).write_text(toml, encoding="utf-8")
-    else:
-        print(toml, end="")
-    return EXIT_OK
-
-
-def _import_iec104(args: argparse.Namespace, text: str) -> int:
-    """A 104 point list: one [[devices]] for the station, checked as `edgegw check` would."""
-    import re
-    import tomllib
-    from pathlib import Path
-
-    from drivers.iec104.tags import csv_to_points, device_toml
-    from gateway.config import parse
-
-    host, port = "127.0.0.1", 2404
-    if args.server:
-        host, _, p = args.server.rpartition(":")
-        if not host or not p.isdigit():
-            raise UsageError(f"--server {args.server!r}: give HOST:PORT of the station")
-        port = int(p)
-    lines: list[int] = []
-    toml = device_toml(csv_to_points(text, args.file, lines), host=host, port=port)
-    try:
-        parse({"gateway": {"id": "import", "site": "import", "enterprise_prefix": "88.0.0"}, **tomllib.loads(toml)})
-    except ConfigError as err:
-        issues = []
-        for issue in err.issues:
-            m = re.match(r"devices\[0\]\.points\[(\d+)\]\.?(.*)", issue.location)
-            where = args.file
-            if m:
-                where = f"{args.file}:{lines[int(m.group(1))]}" + (f": {m.group(2)}" if m.group(2) else "")
-            issues.append(ConfigIssue(where, f"{issue.message} (what `edgegw check` would say)"))
-        raise ConfigError(issues, args.file) from None
+    points = tags.read(text, args.file, lines)
+    _check_imported(tags.device(points), lines, args.file)
+    toml = tags.to_toml(points)
     if args.output:
         Path(args.output).write_text(toml, encoding="utf-8")
     else:
@@ -920,20 +884,14 @@ def _import_meters(args: argparse.Namespace, text: str) -> int:
     return EXIT_OK
 
 
-def _check_imported(points: list[Any], lines: list[int], source: str) -> None:
+def _check_imported(device: dict[str, Any], lines: list[int], source: str) -> None:
     """What `edgegw check` would say about these points under a device: identifier codes, units,
-    class presets and thresholds, located at the CSV row (exit 2, nothing written)."""
+    class presets and thresholds, located at the row of the tag list (exit 2, nothing written)."""
     import re
 
     from gateway.config import parse
 
-    groups = {p.group: 1000 for p in points if p.group}  # the device defines them; not the tag list's job
-    data = {
-        "gateway": {"id": "import", "site": "import", "enterprise_prefix": "88.0.0"},
-        "devices": [{"type": "modbus_tcp", "name": "import", "host": "127.0.0.1", "poll_groups": groups,
-                     "points": [p.model_dump(mode="json", exclude_defaults=True, exclude_none=True, by_alias=True)
-                                for p in points]}],
-    }
+    data = {"gateway": {"id": "import", "site": "import", "enterprise_prefix": "88.0.0"}, "devices": [device]}
     try:
         parse(data)
     except ConfigError as err:
@@ -951,7 +909,7 @@ def _check_imported(points: list[Any], lines: list[int], source: str) -> None:
 
 def cmd_ids_validate(args: argparse.Namespace) -> int:
     """One verdict line per code; exit 1 if any is invalid, so scripts can gate on it."""
-    from pipelines.identifiers import Profile, verdict
+    from gateway.core.identifiers import Profile, verdict
 
     profile = Profile(args.profile)
     bad = 0
@@ -964,10 +922,9 @@ def cmd_ids_validate(args: argparse.Namespace) -> int:
 
 def cmd_ids_list(args: argparse.Namespace) -> int:
     """Every point's resolved code (given or minted) with its device code and grade, as TSV or JSON."""
-    from gateway.catalog import build_catalog
     from gateway.config import load
 
-    catalog = build_catalog(load(args.config))
+    catalog = load(args.config).catalog()
     rows = [
         {"point": p.key, "code": p.code, "device_code": p.device_code, "data_grade": p.data_grade,
          "data_domain": p.data_domain, "class": p.point_class, "unit": p.unit}
@@ -984,15 +941,14 @@ def cmd_ids_list(args: argparse.Namespace) -> int:
 def cmd_ids_registry(args: argparse.Namespace) -> int:
     """export (offline: the batchCreate body), register (create / update / leave; exit 1 if any failed),
     resolve (per code; exit 1 if any fails)."""
-    from gateway.catalog import build_catalog
     from gateway.config import load
-    from gateway.errors import ConfigIssue, RegistryError
+    from gateway.core.errors import ConfigIssue, RegistryError
     from gateway.registry import describe_changes, make_client, records
 
     cfg = load(args.config)
     if args.ids_command == "export":
         template = cfg.registry.template_version if cfg.registry else "1.0"
-        recs = records(build_catalog(cfg), cfg.gateway.code if cfg.gateway else None)
+        recs = records(cfg.catalog(), cfg.gateway.code if cfg.gateway else None)
         print(json.dumps([r.snms(template) for r in recs], ensure_ascii=False, indent=2))
         return EXIT_OK
     if cfg.registry is None:
@@ -1002,7 +958,7 @@ def cmd_ids_registry(args: argparse.Namespace) -> int:
         if args.ids_command == "register":
             from gateway.progress import progress_bar
 
-            recs = records(build_catalog(cfg), cfg.gateway.code if cfg.gateway else None)
+            recs = records(cfg.catalog(), cfg.gateway.code if cfg.gateway else None)
             with progress_bar("registering", len(recs), "codes") as step:
                 rep = client.register(recs, progress=step)
             for handle, diff in rep.changes.items():
@@ -1280,14 +1236,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", default=None, help="also write the figures to FILE")
     b.set_defaults(func=cmd_bench_ingest)
 
+    from gateway.driver_registry import DRIVERS
+
     s = sub.add_parser("import-tags", help="turn a CSV tag list into config TOML")
-    s.add_argument("protocol", choices=["modbus", "dlt645", "iec104"])
+    s.add_argument("protocol", choices=sorted({d.name for d in DRIVERS if d.tags is not None} | {"dlt645"}),
+                   help="a driver with a tag-list import (docs/drivers.md)")
     s.add_argument("file")
     s.add_argument("-o", "--output", default=None, help="write here instead of stdout")
     s.add_argument("--serial-port", default=None, help="dlt645: the meters' RS-485 port (default /dev/ttyUSB0)")
     s.add_argument("--server", default=None, metavar="HOST:PORT",
-                   help="dlt645: the meters sit behind this serial device server (transparent TCP); "
-                        "iec104: the station's address (default 127.0.0.1:2404)")
+                   help="dlt645: the meters sit behind this serial device server (transparent TCP)")
     s.set_defaults(func=cmd_import_tags)
 
     s = sub.add_parser("ids", help="identifier codes: list, export, register, resolve, validate")

@@ -24,11 +24,13 @@ from typing import Any, Literal
 import msgpack
 
 from gateway.catalog import Catalog
-from gateway.errors import CodecError
-from gateway.point import Point, Quality, SampleBatch
-from gateway.values import INT_MAX, INT_MIN, TS_MAX, TS_MIN, admit
+from gateway.core.errors import CodecError
+from gateway.core.point import Point, Quality, SampleBatch
+from gateway.core.values import INT_MAX, INT_MIN, TS_MAX, TS_MIN, admit
+from pipelines.alarms import AlarmEvent
 
 __all__ = [
+    "ALARM_SCHEMA_VERSION",
     "FLAG_HISTORICAL",
     "SCHEMA_VERSION",
     "Batch",
@@ -39,8 +41,10 @@ __all__ = [
     "Encoder",
     "PayloadFormat",
     "decode",
+    "decode_alarm",
     "decode_columns",
     "encode",
+    "encode_alarm",
     "mark_historical",
     "points_payload",
     "row_tags",
@@ -98,7 +102,7 @@ class Encoder:
         """The batch's message.  Total over the samples' contents: a sample no format can carry (a
         string with lone surrogates, an integer beyond 64 bits, a time beyond the int64 nanosecond
         range, a value of no wire type) turns bad with reason ``encoding_error`` and the rest of
-        the batch encodes unchanged (:func:`gateway.values.admit`).  The pipeline's first stage
+        the batch encodes unchanged (:func:`gateway.core.values.admit`).  The pipeline's first stage
         already admits values; this is the backstop, free while every batch encodes."""
         try:
             return self._encode(samples, seq, created_ns, flags, check=True)
@@ -435,3 +439,61 @@ def _catalog(cat: list[Any]) -> dict[int, CatRow]:
                                          itertools.chain.from_iterable(map(dict.values, tags))))) <= {str}:
         raise CodecError("malformed batch content: tags must map strings to strings")
     return dict(zip(index, zip(key, code, unit, device, device_code, grade, tags, strict=True), strict=True))
+
+
+# ---------------------------------------------------------------- alarm events (their own topic)
+ALARM_SCHEMA_VERSION = 1  # the "v" of an alarm event (JSON, one event per message)
+_TAG_FIELDS = ("code", "device", "device_code", "point", "site", "gw", "class", "data_grade", "data_domain", "unit")
+
+
+def encode_alarm(catalog: Catalog, ev: AlarmEvent) -> bytes:
+    info = catalog.points[ev.index]
+    doc = {
+        "v": ALARM_SCHEMA_VERSION,
+        "kind": "alarm",
+        "gw": catalog.gateway_id,
+        "site": catalog.site,
+        "point": info.key,
+        "code": info.code,
+        "device": info.device,
+        "device_code": info.device_code,
+        "class": info.point_class,
+        "data_grade": info.data_grade,
+        "data_domain": info.data_domain,
+        "unit": info.unit,
+        "ts_ns": ev.ts_ns,
+        "level": ev.level.label,
+        "previous": ev.previous.label,
+        "active": ev.active,
+        "value": ev.value,
+        "threshold": ev.threshold,
+        "tags": dict(info.tags),
+    }
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def decode_alarm(payload: bytes) -> dict[str, Any]:
+    """Validate an alarm message; anything malformed raises :class:`CodecError`."""
+    try:
+        doc = json.loads(payload)
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
+        raise CodecError(f"alarm is not JSON: {err}") from None
+    if not isinstance(doc, dict) or doc.get("kind") != "alarm":
+        raise CodecError("not an alarm event")
+    if doc.get("v") != ALARM_SCHEMA_VERSION:
+        raise CodecError(f"unsupported alarm format version {doc.get('v')!r}")
+    for k in (*_TAG_FIELDS, "level", "previous"):
+        if not isinstance(doc.get(k), str):
+            raise CodecError(f"alarm field {k!r} missing or not a string")
+    if not isinstance(doc.get("ts_ns"), int) or not isinstance(doc.get("active"), bool):
+        raise CodecError("alarm ts_ns / active have wrong types")
+    for k in ("value", "threshold"):
+        v = doc.get(k)
+        if v is not None and not isinstance(v, int | float | bool):
+            raise CodecError(f"alarm {k} is not a number")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise CodecError(f"alarm {k} is not finite")
+    tags = doc.get("tags", {})
+    if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+        raise CodecError("alarm tags must map strings to strings")
+    return doc

@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.alarms import decode_alarm
 from gateway.buffer.export import point_record
-from gateway.codec import decode
+from gateway.codec import decode, decode_alarm
 from gateway.config import IngestSection
+from gateway.core.errors import CodecError, StoreUnavailableError
 from gateway.deadletter import DeadLetterStore, StoredDeadLetter
-from gateway.errors import CodecError, StoreUnavailableError
 from gateway.ingest import IngestCore, Prepared
 
 __all__ = ["ReplayOutcome", "ReplayReport", "export_record", "list_record", "replay"]

@@ -22,7 +22,7 @@ from typing import Any
 
 from gateway.buffer import Outcome, SqliteBuffer, Transaction
 from gateway.codec import mark_historical
-from gateway.errors import CodecError, RejectedError, RetryableError
+from gateway.core.errors import CodecError, RejectedError, RetryableError
 from gateway.latency import Histogram
 from gateway.sinks.mqtt import MqttUplink, UplinkConnection
 

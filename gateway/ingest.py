@@ -8,7 +8,7 @@ acknowledged (persistent session, fixed client id), and a redelivered row lands 
 (series, time) in InfluxDB.
 
 - **Nothing from one message can stop the others.**  Decoding, identity, encoding
-  (:mod:`gateway.lineproto`) and the store's verdict are per message and per row: what cannot be
+  (:mod:`gateway.core.lineproto`) and the store's verdict are per message and per row: what cannot be
   written as sent is dead-lettered with the reason, the rest is written.
 - **The topic is the identity.**  ``<prefix>/<site>/<gateway>/data|alarm`` is what the broker's
   ACL authenticates; a payload naming another site or gateway is dead-lettered, and every row
@@ -37,21 +37,26 @@ from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 
-from gateway.alarms import decode_alarm
 from gateway.codec import (
     FLAG_HISTORICAL,
     Batch,
     CatalogCache,
     CatRow,
     Columns,
+    decode_alarm,
     decode_columns,
     points_payload,
     row_tags,
 )
 from gateway.config import IngestSection
-from gateway.deadletter import DeadLetter, DeadLetterFullError, DeadLetterStore
-from gateway.errors import BodyTooLargeError, BufferStorageError, CodecError, DataRejectedError, StoreUnavailableError
-from gateway.lineproto import (
+from gateway.core.errors import (
+    BodyTooLargeError,
+    BufferStorageError,
+    CodecError,
+    DataRejectedError,
+    StoreUnavailableError,
+)
+from gateway.core.lineproto import (
     MAX_TIMESTAMP_NS,
     VM_MAX_FUTURE_NS,
     LineError,
@@ -61,7 +66,8 @@ from gateway.lineproto import (
     telemetry_fields,
     telemetry_series,
 )
-from gateway.point import Point, now_ns
+from gateway.core.point import Point, now_ns
+from gateway.deadletter import DeadLetter, DeadLetterFullError, DeadLetterStore
 from gateway.sinks.influx import LineWriter, make_writer
 from gateway.sinks.mqtt import MqttClient
 

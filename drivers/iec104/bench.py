@@ -21,7 +21,7 @@ from drivers.iec104.config import Iec104Device
 from drivers.iec104.driver import Iec104Driver
 from gateway.catalog import build_catalog
 from gateway.config import parse
-from gateway.point import Quality, SampleBatch
+from gateway.core.point import Quality, SampleBatch
 from gateway.runner import StreamRunner
 from pipelines.normalise import Normalise
 

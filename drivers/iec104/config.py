@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import enum
 import zoneinfo
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
 from drivers.iec104.codec import TypeId
-from gateway.schema import DeviceBase, PointBase
+from gateway.core.schema import DeviceBase, PointBase
 
 __all__ = ["FAMILIES", "ClockSync", "Iec104Device", "Iec104Point", "PointType", "family_of"]
 
@@ -90,6 +90,17 @@ class Iec104Device(DeviceBase):
     clock_sync: ClockSync = ClockSync.OFF
     time_zone: str = Field(default="UTC", description="zone of the station's CP56Time2a time tags, e.g. Asia/Shanghai")
     points: list[Iec104Point] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _connect_bound(cls, data: Any) -> Any:
+        """``timeout_ms`` bounds the connect in the gateway's stream runner: for a 104 station that is
+        TCP (t0) plus STARTDT confirmation (t1), one second more, unless given."""
+        if isinstance(data, dict) and "timeout_ms" not in data:
+            t0, t1 = data.get("t0_s", 30.0), data.get("t1_s", 15.0)
+            if isinstance(t0, int | float) and isinstance(t1, int | float) and 0 < t0 + t1 <= 510:
+                data = {**data, "timeout_ms": int((t0 + t1 + 1) * 1000)}
+        return data
 
     @field_validator("time_zone")
     @classmethod

@@ -40,7 +40,7 @@ from drivers.iec104.codec import (
     Cp56,
 )
 from drivers.iec104.config import FAMILIES, Iec104Device, family_of
-from gateway.point import Quality, Sample, SampleBatch
+from gateway.core.point import Quality, Sample, SampleBatch
 
 __all__ = ["MONITOR_TYPES", "Router", "quality_of"]
 

@@ -38,8 +38,8 @@ from drivers.iec104.codec import (
 from drivers.iec104.config import ClockSync, Iec104Device, PointType
 from drivers.iec104.decode import MONITOR_TYPES, Router
 from drivers.iec104.session import LinkError, LinkParams, Session
-from gateway.errors import ConnectError, ReadError
-from gateway.point import Quality, SampleBatch, now_ns
+from gateway.core.errors import ConnectError, ReadError
+from gateway.core.point import Quality, SampleBatch, now_ns
 
 __all__ = ["Iec104Driver"]
 
@@ -113,6 +113,9 @@ class Iec104Driver:
         except ReadError as err:
             await self.__aexit__(None, None, None)
             raise ConnectError(cfg.name, f"STARTDT failed: {err}") from err
+        except BaseException:  # cancelled (the runner's bound on connecting): no socket left behind
+            self._drop()
+            raise
         if cfg.clock_sync is ClockSync.ON_CONNECT:
             for ca in self.common_addresses:
                 self._command(TypeId.C_CS_NA_1, ca, Cp56.from_ns(now_ns(), self.router.tz))
@@ -120,6 +123,13 @@ class Iec104Driver:
         self._next_gi = now
         self._next_ci = now if self.has_totals and cfg.counter_interrogation_period_s > 0 else math.inf
         return self
+
+    def _drop(self) -> None:
+        if self._writer is not None:
+            self._writer.transport.abort()
+        if self._session is not None:
+            self.counters.update(self._session.counters)
+        self._writer = self._reader = self._session = None
 
     async def __aexit__(self, *exc: object) -> None:
         writer, self._writer, self._reader = self._writer, None, None

@@ -13,16 +13,17 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
 
 from drivers.iec104.codec import TypeId
 from drivers.iec104.config import Iec104Point, PointType
-from gateway.errors import ConfigError, ConfigIssue
-from gateway.toml_writer import Table, render
+from gateway.core.errors import ConfigError, ConfigIssue
+from gateway.core.toml_writer import Table, render
 
-__all__ = ["csv_to_points", "device_toml"]
+__all__ = ["csv_to_points", "points_to_toml"]
 
 _ALIASES = {"type_id": "type", "typeid": "type", "common_address": "ca", "asdu_address": "ca",
             "information_object_address": "ioa", "address": "ioa"}
@@ -108,17 +109,10 @@ def csv_to_points(text: str, source: str = "points.csv", lines: list[int] | None
     return points
 
 
-def device_toml(points: list[Iec104Point], name: str = "substation", host: str = "127.0.0.1",
-                port: int = 2404) -> str:
-    """One ``[[devices]]`` block: the most frequent CA becomes the device's ``common_address``, the
-    points of other CAs keep theirs."""
-    cas = Counter(p.ca for p in points if p.ca is not None)
-    common = cas.most_common(1)[0][0] if cas else 1
-    device: dict[str, Any] = {"type": "iec104", "name": name, "host": host, "port": port, "common_address": common}
-    tables = [Table(("devices",), device)]
-    for p in points:
-        d = p.model_dump(mode="json", exclude_defaults=True, exclude_none=True, by_alias=True)
-        if d.get("ca") == common:
-            del d["ca"]
-        tables.append(Table(("devices", "points"), d))
-    return render(tables, preamble=["IEC 60870-5-104 station from a point list: set host and port (and name)."])
+def points_to_toml(points: Sequence[Iec104Point]) -> str:
+    """``[[devices.points]]`` tables to paste under the station's ``[[devices]]`` entry; only non-default
+    keys, every point keeping the CA its row gave (so the device's ``common_address`` does not matter)."""
+    return render([
+        Table(("devices", "points"), p.model_dump(mode="json", exclude_defaults=True, exclude_none=True, by_alias=True))
+        for p in points
+    ])

@@ -15,11 +15,10 @@ from typing import Any, BinaryIO
 
 import msgpack
 
-from gateway.alarms import decode_alarm
 from gateway.buffer.sqlite import SqliteBuffer, StoredBatch
-from gateway.codec import decode
-from gateway.errors import CodecError
-from gateway.point import Point
+from gateway.codec import decode, decode_alarm
+from gateway.core.errors import CodecError
+from gateway.core.point import Point
 
 __all__ = ["ExportSummary", "export", "point_record", "record"]
 

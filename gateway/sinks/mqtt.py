@@ -24,8 +24,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gateway.config import MqttConfig
-from gateway.errors import ConfigError, ConfigIssue, RejectedError, RetryableError
-from gateway.point import now_ns
+from gateway.core.errors import ConfigError, ConfigIssue, RejectedError, RetryableError
+from gateway.core.point import now_ns
 
 __all__ = ["MqttClient", "MqttUplink", "UplinkConnection", "state_message", "tls_context", "topic"]
 

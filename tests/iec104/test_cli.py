@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from drivers.iec104.config import Iec104Device
 from firmware_stubs.iec104_substation import POINTS, Iec104Substation, point_config, tag_list_csv
 from gateway.cli import main
 from gateway.config import load
@@ -28,14 +29,16 @@ def load_with_header(tmp_path: Path, toml: str) -> Any:
     return load(f)
 
 
-def test_the_stations_point_list_becomes_its_device(tmp_path: Path) -> None:
+STATION = '[[devices]]\ntype = "iec104"\nname = "sub"\nhost = "127.0.0.1"\n\n'
+
+
+def test_the_stations_point_list_becomes_its_points(tmp_path: Path) -> None:
     src = tmp_path / "points.csv"
     src.write_text(tag_list_csv(), encoding="utf-8")
-    out = tmp_path / "station.toml"
-    assert main(["import-tags", "iec104", str(src), "--server", "127.0.0.1:2405", "-o", str(out)]) == 0
-    (dev,) = load_with_header(tmp_path, out.read_text(encoding="utf-8")).devices
-    assert (dev.type, dev.host, dev.port, dev.common_address) == ("iec104", "127.0.0.1", 2405, 1)
-    want = [{k: v for k, v in p.items() if k != "description"} for p in point_config()]
+    out = tmp_path / "points.toml"
+    assert main(["import-tags", "iec104", str(src), "-o", str(out)]) == 0
+    (dev,) = load_with_header(tmp_path, STATION + out.read_text(encoding="utf-8")).devices
+    want = [{k: v for k, v in p.items() if k != "description"} | {"ca": 1} for p in point_config()]
     got = [p.model_dump(mode="json", exclude_defaults=True, exclude_none=True, by_alias=True) for p in dev.points]
     assert got == want
 
@@ -45,12 +48,13 @@ def test_numbers_hex_and_other_columns(tmp_path: Path) -> None:
     src.write_text("name,ca,ioa,type,unit,scale,display_name,tags.bay\n"
                    "u_bus,1,0x4001,13,kV,,110kV 母线电压,B1\n"
                    "brk,2,1,M_DP_TB_1,,,,B1\n"
-                   "t_oil,1,16417,m_me_na_1,degC,150,,B2\n", encoding="utf-8")
-    out = tmp_path / "station.toml"
+                   "t_oil,,16417,m_me_na_1,degC,150,,B2\n", encoding="utf-8")
+    out = tmp_path / "points.toml"
     assert main(["import-tags", "iec104", str(src), "-o", str(out)]) == 0
-    (dev,) = load_with_header(tmp_path, out.read_text(encoding="utf-8")).devices
+    (dev,) = load_with_header(tmp_path, STATION + out.read_text(encoding="utf-8")).devices
     assert [(p.name, p.ca, p.ioa, p.type_id.value) for p in dev.points] == [
-        ("u_bus", None, 16385, "M_ME_NC_1"), ("brk", 2, 1, "M_DP_TB_1"), ("t_oil", None, 16417, "M_ME_NA_1")]
+        ("u_bus", 1, 16385, "M_ME_NC_1"), ("brk", 2, 1, "M_DP_TB_1"), ("t_oil", None, 16417, "M_ME_NA_1")]
+    assert [dev.address(p) for p in dev.points] == [(1, 16385), (2, 1), (1, 16417)]
     assert dev.points[0].display_name == "110kV 母线电压" and dev.points[2].scale == 150
     assert dev.points[1].tags == {"bay": "B1"}
 
@@ -175,3 +179,16 @@ def test_the_sample_config_is_valid() -> None:
     cfg = load(REPO / "drivers" / "iec104" / "sample.toml")
     (dev,) = cfg.devices
     assert dev.type == "iec104" and len(dev.points) == 6
+
+
+def test_registered_as_a_pushed_driver_whose_connect_bound_is_t0_plus_t1() -> None:
+    from gateway.core.driver import RunnerKind
+    from gateway.driver_registry import BY_TYPE, DriverFactory
+
+    dev = Iec104Device.model_validate({"type": "iec104", "name": "s", "host": "127.0.0.1", "t0_s": 5, "t1_s": 3,
+                                       "t2_s": 2, "points": [{"name": "a", "ioa": 1, "type_id": "M_SP_NA_1"}]})
+    spec = BY_TYPE["iec104"]
+    assert spec.runner_kind(dev) is RunnerKind.PUSHED
+    assert dev.timeout_ms == 9000  # the stream runner bounds connecting by timeout_ms: TCP + STARTDT + 1 s
+    assert Iec104Device.model_validate({**dev.model_dump(by_alias=True), "timeout_ms": 20_000}).timeout_ms == 20_000
+    assert type(DriverFactory().make(dev, 0)).__name__ == "Iec104Driver"

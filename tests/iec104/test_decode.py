@@ -9,7 +9,7 @@ import pytest
 from drivers.iec104.codec import FLAG_BL, FLAG_CA, FLAG_CY, FLAG_IV, FLAG_NT, FLAG_OV, FLAG_SB, Asdu, Cp56, TypeId
 from drivers.iec104.config import Iec104Device
 from drivers.iec104.decode import Router, quality_of
-from gateway.point import Quality
+from gateway.core.point import Quality
 
 NOW = 1_800_000_000_000_000_000
 

@@ -29,8 +29,8 @@ from drivers.iec104.driver import Iec104Driver
 from firmware_stubs.iec104_substation import POINTS, point_config
 from gateway.catalog import build_catalog
 from gateway.config import parse
-from gateway.errors import ConnectError, ReadError
-from gateway.point import Quality, SampleBatch
+from gateway.core.errors import ConnectError, ReadError
+from gateway.core.point import Quality, SampleBatch
 from gateway.runner import StreamRunner
 from hil.iec104_server import Substation104
 from tests.conftest import eventually

@@ -21,7 +21,7 @@ import pytest
 from drivers.iec104.config import Iec104Device
 from drivers.iec104.driver import Iec104Driver
 from firmware_stubs.iec104_substation import POINTS
-from gateway.point import Quality, SampleBatch
+from gateway.core.point import Quality, SampleBatch
 from hil.iec104_server import Substation104
 from tests.conftest import eventually
 
