@@ -250,7 +250,7 @@ class Substation104:
 
         known = a.ca in (self.ca, 0xFFFF)
         if a.type_id == TypeId.C_IC_NA_1:
-            reply(Cot.ACTIVATION_CON, negative=not known)
+            reply(Cot.ACTIVATION_CON if known else Cot.UNKNOWN_CA, negative=not known)
             if known:
                 self.counters["interrogations"] += 1
                 plain = [p for p in POINTS if p.type_id != "M_IT_NA_1"]
@@ -258,7 +258,7 @@ class Substation104:
                     c.send_i(asdu)
                 reply(Cot.ACTIVATION_TERMINATION)
         elif a.type_id == TypeId.C_CI_NA_1:
-            reply(Cot.ACTIVATION_CON, negative=not known)
+            reply(Cot.ACTIVATION_CON if known else Cot.UNKNOWN_CA, negative=not known)
             if known:
                 self.counters["counter_interrogations"] += 1
                 totals = [p for p in POINTS if p.type_id == "M_IT_NA_1"]
@@ -267,7 +267,7 @@ class Substation104:
                 reply(Cot.ACTIVATION_TERMINATION)
         elif a.type_id == TypeId.C_CS_NA_1:
             self.counters["clock_syncs"] += 1
-            reply(Cot.ACTIVATION_CON, negative=not known)
+            reply(Cot.ACTIVATION_CON if known else Cot.UNKNOWN_CA, negative=not known)
 
 
 async def bench_station(port: int, points: int, rate: float, ready: asyncio.Event | None = None) -> None:

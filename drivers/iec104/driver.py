@@ -252,8 +252,15 @@ class Iec104Driver:
                 self._next_ci = self._next_gi
         elif asdu.negative:
             self.counters[f"negative_{TypeId(tid).name}"] += 1
-            self._once(f"neg{tid}", "Device %s refused %s for CA %d (cause %d).", self.name, TypeId(tid).name,
-                       asdu.ca, asdu.cause)
+            unknown_ca = asdu.cause == Cot.UNKNOWN_CA
+            self._once(f"neg{tid}.{asdu.ca}", "Device %s refused %s for CA %d (cause %d%s).", self.name,
+                       TypeId(tid).name, asdu.ca, asdu.cause, ": the station has no such common address" if unknown_ca
+                       else "")
+            key = (asdu.ca, tid)
+            if key in self._expected and key not in self._checked:  # its points would otherwise stay silent
+                self._checked.add(key)
+                reason = "unknown_common_address" if unknown_ca else "interrogation_refused"
+                return [(i, stamp, None, Quality.BAD, reason) for i in self._expected[key] if i not in self._seen]
         elif asdu.cause == Cot.ACTIVATION_TERMINATION:
             self.counters[f"done_{TypeId(tid).name}"] += 1
             return self._unanswered(asdu.ca, tid, stamp)

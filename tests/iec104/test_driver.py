@@ -338,3 +338,18 @@ async def test_a_port_that_never_confirms_startdt_is_a_connect_error_after_t1() 
             async with drv:
                 pass
         assert waits <= 3  # one wait until t1 (a busy loop would wait thousands of times)
+
+
+@pytest.mark.integration
+async def test_a_common_address_the_station_does_not_have_turns_its_points_bad() -> None:
+    async with Substation104(tick_s=0) as st:
+        points = [*point_config(), {"name": "other_ca", "ca": 7, "ioa": 1, "type_id": "M_SP_NA_1"}]
+        drv = Iec104Driver(Iec104Device.model_validate(
+            {"type": "iec104", "name": "sub", "host": "127.0.0.1", "port": st.port, "points": points}), 0)
+        async with streaming(drv) as c:
+            await eventually(lambda: len(c.samples) > len(NAMES) and any(s[0] == len(NAMES) for s in c.samples),
+                             what="the refusal for CA 7")
+            assert next(s for s in c.samples if s[0] == len(NAMES))[2:] == (None, Quality.BAD,
+                                                                              "unknown_common_address")
+            await eventually(lambda: {s[0] for s in c.samples} >= set(range(len(NAMES))), what="CA 1 answered as usual")
+        assert drv.stats()["negative_C_IC_NA_1"] == 1 and c.error is None
