@@ -425,14 +425,15 @@ _UFUNCS = {int(u): u for u in UFunc}
 class Deframer:
     """Splits a TCP byte stream into APDUs, however the stream is cut; holds at most one partial APDU.
 
-    :meth:`feed` returns the complete frames; garbage raises :class:`FrameError` (and the
-    deframer stays broken: the connection it reads must be closed)."""
+    :meth:`feed` returns the complete frames.  Garbage breaks the stream for good (the connection it
+    reads must be closed): the frames before it are still returned, and :attr:`error` says what was
+    wrong; a feed that finds garbage before any frame, or any feed after, raises :class:`FrameError`."""
 
-    __slots__ = ("_broken", "_buf")
+    __slots__ = ("_buf", "error")
 
     def __init__(self) -> None:
         self._buf = bytearray()
-        self._broken = False
+        self.error: FrameError | None = None
 
     @property
     def pending(self) -> int:
@@ -440,17 +441,19 @@ class Deframer:
         return len(self._buf)
 
     def feed(self, data: bytes) -> list[Frame]:
-        if self._broken:
-            raise FrameError("stream already failed")
+        if self.error is not None:
+            raise self.error
         buf = self._buf
         buf += data
         frames: list[Frame] = []
         at = 0
         n = len(buf)
         try:
-            while n - at >= 2:
+            while at < n:
                 if buf[at] != START:
                     raise FrameError(f"start octet 0x{buf[at]:02X} instead of 0x68")
+                if n - at < 2:
+                    break
                 length = buf[at + 1]
                 if not 4 <= length <= MAX_APDU:
                     raise FrameError(f"APDU length {length} outside 4..253")
@@ -459,9 +462,12 @@ class Deframer:
                     break
                 frames.append(_control(buf, at + 2, length))
                 at = end
-        except FrameError:
-            self._broken = True
-            raise
+        except FrameError as err:
+            self.error = err
+            buf.clear()
+            if not frames:
+                raise
+            return frames  # the good frames before the garbage are not lost
         del buf[:at]
         return frames
 

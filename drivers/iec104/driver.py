@@ -77,6 +77,7 @@ class Iec104Driver:
         self._next_gi = math.inf
         self._next_ci = math.inf
         self._said: set[str] = set()  # anomalies logged once per connection
+        self._broken: ReadError | None = None  # the stream failed after the frames of its last read
 
     @property
     def name(self) -> str:
@@ -95,6 +96,7 @@ class Iec104Driver:
         self._checked.clear()
         self._deframer = Deframer()
         self._next_gi = self._next_ci = math.inf  # no interrogation is due before STARTDT is confirmed
+        self._broken = None
         try:
             async with asyncio.timeout(cfg.t0_s):
                 self._reader, self._writer = await asyncio.open_connection(cfg.host, cfg.port)
@@ -218,6 +220,8 @@ class Iec104Driver:
                 raise self._fail(err) from None
             if asdu is not None:
                 batch += self._asdu(asdu, stamp)
+        if self._deframer.error is not None:  # garbage after good frames: those count, then the link goes
+            self._broken = self._fail(self._deframer.error)
         await self._flush()
         return batch
 
@@ -287,6 +291,8 @@ class Iec104Driver:
         if self._session is None:
             raise ConnectError(self.name, "not connected")
         while True:
+            if self._broken is not None:
+                raise self._broken
             self._schedule(self._clock())
             batch = await self._receive_once()
             if batch:

@@ -300,3 +300,15 @@ def test_garbage_asdus_raise_only_asdu_errors(data: bytes) -> None:
         return
     # reserved bits are dropped, otherwise what was read is what is written: a normal form
     assert decode_asdu(encode_asdu(a)) == a
+
+
+@given(st.lists(frames, min_size=1, max_size=10), st.integers(0, 255).filter(lambda b: b != 0x68),
+       st.binary(max_size=20))
+@settings(max_examples=200, deadline=None)
+def test_frames_before_garbage_are_kept_and_the_stream_then_fails(sent: list[Frame], bad: int, tail: bytes) -> None:
+    raw = b"".join(encode_frame(f) for f in sent) + bytes([bad]) + tail
+    d = Deframer()
+    assert d.feed(raw) == sent
+    assert d.error is not None and "start octet" in str(d.error)
+    with pytest.raises(FrameError):
+        d.feed(encode_frame(UFrame(UFunc.TESTFR_ACT)))

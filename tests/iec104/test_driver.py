@@ -181,6 +181,26 @@ async def test_garbage_closes_the_connection_with_a_reason(raw: bytes, why: str)
 
 
 @pytest.mark.integration
+async def test_a_good_frame_before_garbage_still_counts() -> None:
+    async with Substation104(tick_s=0) as st:
+
+        def good_then_garbage() -> None:
+            c = st.conns[0]
+            frame = encode_frame(IFrame(c.vs, c.vr, encode_asdu(
+                Asdu(TypeId.M_ME_NC_1, Cot.SPONTANEOUS, 1, ((16388, 49.75, 0, None),)))))
+            c.vs = (c.vs + 1) % SEQ_MOD
+            st.inject(frame + b"\xff\xff")
+
+        drv = Iec104Driver(device(st.port), 0)
+        async with streaming(drv) as c:
+            await eventually(lambda: len(c.latest()) == len(NAMES), what="interrogation")
+            good_then_garbage()
+            await eventually(lambda: c.error is not None, what="the stream to fail")
+            assert isinstance(c.error, ReadError) and c.error.reason == "malformed_response"
+            assert c.latest()["freq"][2] == 49.75
+
+
+@pytest.mark.integration
 async def test_wrong_sequence_number_closes_the_connection() -> None:
     async with Substation104(tick_s=0) as st:
 
