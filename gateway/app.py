@@ -21,22 +21,25 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
+import aiomqtt
+
 from gateway.alarms import AlarmPublisher
 from gateway.buffer import SqliteBuffer, open_buffer
 from gateway.catalog import Catalog, relayout
-from gateway.codec import Encoder
-from gateway.config import BufferConfig, Config, DeviceConfig, policy_issues
+from gateway.catalog_archive import archive, archive_dir, messages
+from gateway.codec import Compression, Encoder, zstd_available
+from gateway.config import BufferConfig, Config, DeviceConfig, UplinkConfig, policy_issues
 from gateway.core.clock import SYSTEM_CLOCK, Clock, describe_step
 from gateway.core.contracts import PollingDriver, Stage, StreamingDriver
 from gateway.core.driver import PollSettings, RunnerKind
-from gateway.core.errors import BufferFullError, ConfigError, ConfigIssue
+from gateway.core.errors import BufferFullError, ConfigError, ConfigIssue, RejectedError, RetryableError
 from gateway.core.point import SampleBatch, now_ns
 from gateway.driver_registry import DriverFactory, spec_of
 from gateway.forwarder import Forwarder
 from gateway.registry import RegistrySync, make_client, records
 from gateway.reload import ReloadPlan, ReloadStatus, config_error_lines, plan_reload
 from gateway.runner import DeviceRunner, StreamRunner
-from gateway.sinks.mqtt import MqttUplink
+from gateway.sinks.mqtt import MqttUplink, UplinkConnection
 from gateway.startup import StartupProgress
 from gateway.watch import Watch
 from pipelines.alarms import AlarmEvent
@@ -73,6 +76,20 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+
+
+def _compression(up: UplinkConfig) -> Compression:
+    """The uplink's compression; ``auto`` falls back to zlib where the zstandard package has no build
+    (an unusual architecture), an explicit ``zstd`` is then a config error."""
+    c = up.codec_compression
+    if c == "zstd" and not zstd_available():
+        if up.compression == "zstd":
+            raise ConfigError([ConfigIssue("uplink.compression", "zstd needs the zstandard package, which is not "
+                                                                 "installed here: use \"auto\" or \"zlib\"")])
+        log.warning("The zstandard package is not installed: compressing with zlib (about the same bytes at "
+                    "1,000-point batches, larger small batches).")
+        return "zlib"
+    return c
 
 
 class Batcher:
@@ -285,13 +302,20 @@ class Gateway:
         up = cfg.uplink
         gw = cfg.gateway
         with progress.phase("stages compiled"):
-            encoder = Encoder(self.catalog, up.payload_format, up.compression)
+            encoder = Encoder(self.catalog, up.payload_format, _compression(up), version=up.wire_format)
             pipeline = Pipeline(
                 self.catalog.specs,
                 future_tolerance_ns=gw.future_tolerance_ms * 1_000_000,
                 clock_jump_ns=gw.clock_jump_ms * 1_000_000,
                 min_valid_ns=gw.clock_min_valid_ns,
             )
+        self.encoder = encoder
+        self.catalog_dir = archive_dir(bc.path)
+        # wire format 2: the catalogs this process's batches refer to (a reload adds one), newest last
+        self.catalogs_used: dict[str, bytes] = {}
+        if up.wire_format == 2:
+            self._archive(encoder)
+            self.catalogs_used[encoder.catalog_id] = encoder.catalog_message
         self.alarms: AlarmPublisher | None = None
         if pipeline.alarms.active:
             forwarded = frozenset(i for i in range(len(self.catalog.points)) if pipeline.is_forwarded(i))
@@ -333,7 +357,7 @@ class Gateway:
         )
         self.forwarder = Forwarder(
             self.buffer, self.uplink, self.wake, max_inflight=up.max_inflight, backlog_share=up.backlog_share,
-            state_facts=self._state_facts,
+            state_facts=self._state_facts, on_connect=self._publish_catalogs if up.wire_format == 2 else None,
         )
         self.health_changed = asyncio.Event()  # a device's health changed: republish the state message
         self.uplink.detail = self.device_health
@@ -469,6 +493,47 @@ class Gateway:
                 self.alarms.buffer.close()
             log.info("Gateway %s stopped; %d batches stay buffered.", self.catalog.gateway_id, pending)
 
+    async def _publish_catalogs(self, conn: UplinkConnection, backlog: bool) -> None:
+        """Wire format v2: the catalogs of this run (the current one, and those of reloads before it),
+        retained, before any batch on this connection; while batches are buffered also the archived
+        ones (a backlog may predate a config change or a restart)."""
+        enc = self.encoder
+        out = list(reversed(self.catalogs_used.items()))
+        if enc.catalog_id not in self.catalogs_used:
+            out.insert(0, (enc.catalog_id, enc.catalog_message))
+        if backlog:
+            out += [(cid, m) for cid, m in messages(self.catalog_dir) if cid not in dict(out)]
+        for cid, message in out:
+            try:
+                await conn.publish_catalog(cid, message)
+            except RejectedError as err:
+                log.error("The broker refused the point catalog %s (%s): the ingest cannot decode this gateway's "
+                          "batches until it takes it. Check the ACL for <prefix>/<site>/<gateway>/catalog/#.", cid, err)
+                return
+        log.info("Published the point catalog %s (%d bytes)%s.", enc.catalog_id, len(enc.catalog_message),
+                 f" and {len(out) - 1} archived" if len(out) > 1 else "")
+
+    def _archive(self, encoder: Encoder) -> None:
+        try:
+            archive(self.catalog_dir, encoder.catalog_id, encoder.catalog_message)
+        except OSError as err:
+            log.warning("Cannot keep the point catalog %s in %s (%s): batches buffered now may not decode after "
+                        "a later config change and restart.", encoder.catalog_id, self.catalog_dir, err)
+
+    async def _announce_catalog(self, encoder: Encoder) -> None:
+        """A reload's new catalog on the live connection (if any; otherwise the next connection
+        publishes it).  Best effort: a connection lost meanwhile republishes it when it is back."""
+        conn = self.uplink.current
+        if conn is None:
+            return
+        try:
+            await conn.publish_catalog(encoder.catalog_id, encoder.catalog_message)
+            log.info("Published the reloaded point catalog %s (%d bytes).", encoder.catalog_id,
+                     len(encoder.catalog_message))
+        except (RetryableError, RejectedError, aiomqtt.MqttError) as err:
+            log.warning("Could not publish the reloaded point catalog %s now (%s); it is published on the "
+                        "next connection.", encoder.catalog_id, err)
+
     def _start_device(self, runner: DeviceRunner | StreamRunner) -> None:
         name = runner.driver.name
         task = asyncio.create_task(runner.run(), name=f"device:{name}")
@@ -539,11 +604,20 @@ class Gateway:
                             clock_jump_ns=gw.clock_jump_ms * 1_000_000, min_valid_ns=gw.clock_min_valid_ns)
         old = self.batcher.pipeline
         pipeline.carry(old, [i for n in plan.same_layout for i in catalog.by_device[n]])
-        encoder = Encoder(catalog, eff.uplink.payload_format, eff.uplink.compression)
+        up = eff.uplink
+        encoder = Encoder(catalog, up.payload_format, _compression(up), version=up.wire_format)
+        if encoder.version == 2 and encoder.catalog_id != self.encoder.catalog_id:
+            # the new catalog is archived and published before the first batch that refers to it exists
+            self._archive(encoder)
+            self.catalogs_used[encoder.catalog_id] = encoder.catalog_message
+            while len(self.catalogs_used) > 16:  # the oldest of a long run of reloads: archived, sent with a backlog
+                del self.catalogs_used[next(iter(self.catalogs_used))]
+            await self._announce_catalog(encoder)
         not_applied = list(plan.not_applied)
         if self.alarms is None and pipeline.alarms.active:
             not_applied.append("alarm thresholds (the gateway started without any; their publisher starts with it)")
         await self.batcher.swap(catalog, pipeline, encoder)
+        self.encoder = encoder
         if self.live is not None:
             self.live.rebase(catalog, plan.same_layout)
         if self.alarms is not None:

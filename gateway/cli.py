@@ -787,6 +787,13 @@ def cmd_bench_dlt645(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bench_wire(args: argparse.Namespace) -> int:
+    from gateway.wire_bench import main as bench_main
+
+    bench_main(args.json, args.runs, args.e2e_seconds)
+    return 0
+
+
 def cmd_bench_ingest(args: argparse.Namespace) -> int:
     from gateway import bench
     from gateway.ingest_bench import bench_ingest
@@ -1235,6 +1242,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--runs", type=int, default=3)
     b.add_argument("--json", default=None, help="also write the figures to FILE")
     b.set_defaults(func=cmd_bench_ingest)
+
+    b = bsub.add_parser("wire", help="bytes and CPU per point on the wire by batch size and codec (deadband mix)")
+    b.add_argument("--runs", type=int, default=3, help="CPU figures are the median of this many runs")
+    b.add_argument("--e2e-seconds", type=float, default=5.0,
+                   help="seconds per end-to-end run through a real mosquitto (0: skip)")
+    b.add_argument("--json", default=None, help="also write the figures to FILE")
+    b.set_defaults(func=cmd_bench_wire)
 
     from gateway.driver_registry import DRIVERS
 

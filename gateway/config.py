@@ -248,11 +248,32 @@ class UplinkConfig(MqttConfig):
         description="PUBACK 0x10 (no matching subscribers): keep the batch buffered and retry, with the "
                     "publish_refused alarm (default), or count it delivered (a broker that nobody reads on purpose)",
     )
-    compression: Literal["none", "zlib"] = Field(default="none", description="zlib for thin (metered) links")
+    wire_format: Literal[1, 2] = Field(
+        default=2,
+        description="2: batches refer to the retained point catalog, typed columns (docs/wire-format.md); "
+                    "1: self-contained batches, for an ingest older than wire format v2",
+    )
+    compression: Literal["auto", "none", "zlib", "zstd"] = Field(
+        default="auto", description="auto: zstd with the shipped dictionary for wire format 2, none for 1",
+    )
     backlog_share: float = Field(
         default=0.5, ge=0.0, le=1.0,
         description="share of the in-flight window given to backlog batches while live data is flowing",
     )
+
+    @model_validator(mode="after")
+    def _wire(self) -> Self:
+        if self.wire_format == 2 and self.payload_format == "json":
+            raise ValueError("payload_format = \"json\" needs wire_format = 1 (wire format 2 is msgpack only)")
+        if self.wire_format == 1 and self.compression == "zstd":
+            raise ValueError("compression = \"zstd\" needs wire_format = 2 (v1 decoders know zlib only)")
+        return self
+
+    @property
+    def codec_compression(self) -> Literal["none", "zlib", "zstd"]:
+        if self.compression == "auto":
+            return "zstd" if self.wire_format == 2 else "none"
+        return self.compression
 
 
 def _read_secret(path: str, location: str) -> str:
@@ -327,6 +348,11 @@ class IngestSection(StrictModel):
     receive_maximum: int = Field(
         default=200, ge=1, le=65535,
         description="MQTT 5: messages the broker may have unacknowledged towards this ingest; it holds the rest",
+    )
+    catalog_wait_s: float = Field(
+        default=30.0, gt=0, le=3600,
+        description="wire format v2: how long a batch waits for its gateway's catalog (asked again from the "
+                    "broker meanwhile) before it is dead-lettered",
     )
     dead_letter_path: str = Field(default="edgegw-dead-letters.db", description="SQLite file of dead letters")
     dead_letter_max_bytes: int = Field(

@@ -74,7 +74,12 @@ def point_record(p: Point) -> dict[str, Any]:
 
 def export(buf: SqliteBuffer, out: BinaryIO, *, fmt: str = "jsonl", quarantined: bool = False,
            progress: Callable[[int], None] | None = None) -> ExportSummary:
-    """``progress(1)`` after each batch written (a progress bar in the CLI)."""
+    """``progress(1)`` after each batch written (a progress bar in the CLI).  Wire format v2 batches
+    are decoded with the catalogs archived beside the buffer (:mod:`gateway.catalog_archive`)."""
+    from gateway.catalog_archive import archive_dir, learn_archive
+    from gateway.codec import KNOWN_CATALOGS
+
+    learn_archive(archive_dir(buf.path), KNOWN_CATALOGS)
     summary = ExportSummary()
     for row in buf.batches(quarantined=quarantined):
         if progress is not None:

@@ -232,6 +232,13 @@ class UplinkConnection:
     def window(self) -> int:
         return self._client.receive_maximum
 
+    async def publish_catalog(self, catalog_id: str, message: bytes) -> None:
+        """Publish a wire format v2 catalog, retained, on ``<prefix>/<site>/<gateway>/catalog/<id>``.
+        Raise RetryableError or RejectedError as :meth:`write`."""
+        base = self._topic.rsplit("/", 1)[0]
+        await self._client.publish_checked(f"{base}/catalog/{catalog_id}", message, retain=True,
+                                           timeout=self._timeout)
+
     async def write(self, payload: bytes) -> None:
         """Raise RetryableError (keep, reconnect) or RejectedError (keep, alarm)."""
         code = await self._client.publish_checked(self._topic, payload, timeout=self._timeout)
