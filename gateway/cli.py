@@ -39,8 +39,10 @@ def _print_config_error(err: ConfigError) -> None:
     print(f"error: {where}invalid configuration ({len(err.issues)} problem(s))", file=sys.stderr)
     from gateway.config_source import position_of
 
-    for issue in err.issues:
-        at = position_of(issue.location, err.positions) if err.positions else None
+    located = [(position_of(i.location, err.positions) if err.positions else None, i) for i in err.issues]
+    # in the order of the file (unplaced ones last), whichever check found them
+    located.sort(key=lambda x: x[0] or (1 << 30, 0))
+    for at, issue in located:
         print(f"  {err.source}:{at[0]}:{at[1]}: {issue}" if at else f"  {issue}", file=sys.stderr)
 
 
