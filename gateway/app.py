@@ -31,6 +31,7 @@ from gateway.codec import Encoder
 from gateway.config import BufferConfig, Config, DeviceConfig, policy_issues
 from gateway.errors import BufferFullError, ConfigError, ConfigIssue
 from gateway.forwarder import Forwarder
+from gateway.names import catalog_message
 from gateway.point import SampleBatch, now_ns
 from gateway.registry import RegistrySync, make_client, records
 from gateway.runner import DeviceRunner, PollingDriver, StreamingDriver, StreamRunner
@@ -311,6 +312,7 @@ class Gateway:
                 make_client(cfg.registry), records(self.catalog, gw.code), compare=cfg.registry.update_on_start
             )
         self.uplink = MqttUplink(up, gw.site, gw.id)
+        self.uplink.catalog = catalog_message(self.catalog)
         self.runners: list[DeviceRunner | StreamRunner] = []
         wc = cfg.watch
         self.clock = clock

@@ -25,7 +25,7 @@ from drivers.modbus.config import ModbusRtuDevice, ModbusRtuTcpDevice, ModbusTcp
 from drivers.opcua.config import DEPRECATED_POLICIES, Identity, OpcUaDevice, SecurityPolicy, TrustPolicy
 from gateway.clock import RELEASE_DATE, ns_of_date
 from gateway.errors import ConfigError, ConfigIssue
-from gateway.schema import KEY_PATTERN, Key, StrictModel, check_code, check_tags
+from gateway.schema import KEY_PATTERN, Key, StrictModel, check_code, check_name_text, check_tags
 
 if TYPE_CHECKING:
     from gateway.startup import StartupProgress
@@ -85,6 +85,18 @@ class GatewaySection(StrictModel):
     enterprise_prefix: str | None = Field(
         default=None, description="e.g. 88.608.5288: codes of points without one are minted from it"
     )
+    display_name: str = Field(
+        default="", max_length=200, description="the gateway's name in any language (status page, CLI)"
+    )
+    description: str = Field(default="", max_length=1000, description="free text in any language")
+    site_display_name: str = Field(
+        default="", max_length=200,
+        description="the site's name in any language (e.g. 包头某煤矿): status page, CLI, the InfluxDB tag "
+        "`site_display_name`",
+    )
+    site_description: str = Field(
+        default="", max_length=1000, description="any language: status page, the InfluxDB tag `site_description`"
+    )
     tags: dict[str, str] = Field(default_factory=dict)
     future_tolerance_ms: int = Field(
         default=2000, ge=0, description="a sample stamped further ahead of this gateway's clock is flagged"
@@ -100,6 +112,9 @@ class GatewaySection(StrictModel):
 
     _check_code = field_validator("code")(check_code)
     _check_tags = field_validator("tags")(check_tags)
+    _check_names = field_validator("display_name", "description", "site_display_name", "site_description")(
+        check_name_text
+    )
 
     @field_validator("clock_min_valid_time")
     @classmethod

@@ -61,6 +61,7 @@ from gateway.lineproto import (
     telemetry_fields,
     telemetry_series,
 )
+from gateway.names import Names
 from gateway.point import Point, now_ns
 from gateway.sinks.influx import LineWriter, make_writer
 from gateway.sinks.mqtt import MqttClient
@@ -74,6 +75,9 @@ log = logging.getLogger("edgegw.ingest")
 _LOUD_EVERY_S = 60.0
 _BACKOFF_MAX_S = 5.0
 _INT_FAST = 2**63  # integers within this become floats without any check (far below float's overflow)
+_NO_NAMES = Names()
+_CATALOG_QUIET_S = 0.5  # retained catalogs have all arrived once none came for this long (at most _CATALOG_WAIT_S)
+_CATALOG_WAIT_S = 5.0
 _SERIES_CACHE = 200_000  # catalog rows whose series text is kept (cleared, not grown, beyond)
 
 
@@ -138,7 +142,10 @@ class IngestCore:
         self._last_loud = 0.0
         self._series_cache: dict[tuple[Any, ...], str | LineError] = {}
         self._catalogs = CatalogCache()
-        self._last_prefixes: dict[tuple[str, str], tuple[dict[int, CatRow], dict[int, str | LineError]]] = {}
+        self._last_prefixes: dict[tuple[str, str],
+                                  tuple[dict[int, CatRow], dict[int, str | LineError], Names]] = {}
+        self.names: dict[tuple[str, str], Names] = {}  # (site, gateway) -> its newest catalog of names
+        self._catalog_seen = 0.0  # monotonic time of the last catalog message
         # None: wait out a store outage for ever (the service); a number: give up after that many
         # seconds with StoreUnavailableError (an operator's command such as a dead-letter replay)
         self.give_up_after_s: float | None = None
@@ -148,11 +155,14 @@ class IngestCore:
         self.stats.messages += 1
         prep = Prepared(topic, payload=payload)
         parts = topic.split("/")
-        if len(parts) != 4 or parts[0] != self._prefix or parts[3] not in ("data", "alarm") or not all(parts):
-            return self._dead_message(prep, f"unexpected topic: not {self._prefix}/<site>/<gateway>/data|alarm")
+        if len(parts) != 4 or parts[0] != self._prefix or parts[3] not in ("data", "alarm", "catalog") \
+                or not all(parts):
+            return self._dead_message(prep, f"unexpected topic: not {self._prefix}/<site>/<gateway>/data|alarm|catalog")
         prep.site, prep.gateway = parts[1], parts[2]
         if parts[3] == "alarm":
             self._prepare_alarm(prep)
+        elif parts[3] == "catalog":
+            self._prepare_catalog(prep)
         else:
             self._prepare_batch(prep)
         return prep
@@ -184,6 +194,32 @@ class IngestCore:
         prep.samples.append(-1)
         if self.alarm_observer is not None:
             self.alarm_observer(doc)
+
+    def _prepare_catalog(self, prep: Prepared) -> None:
+        """A gateway's retained catalog of names: kept (the newest per gateway), never written itself.
+        An empty payload is the catalog being cleared (a retained message deleted)."""
+        key = (prep.site, prep.gateway)
+        if not prep.payload:
+            self.names.pop(key, None)
+            return
+        try:
+            names = Names.decode(prep.payload)
+        except CodecError as err:
+            self.stats.undecodable += 1
+            self._dead_message(prep, f"undecodable catalog: {err}")
+            return
+        if (names.site_key, names.gateway) != key:
+            self._dead_message(prep, f"forged origin: catalog names site {names.site_key!r} gateway "
+                                     f"{names.gateway!r}, topic is site {prep.site!r} gateway {prep.gateway!r}")
+            return
+        old = self.names.get(key)
+        if old is not None and old.id == names.id:
+            return
+        self.names[key] = names
+        log.info("Names of gateway %s at site %s: %d points, %d devices%s.", prep.gateway, prep.site,
+                 len(names.points), len(names.devices),
+                 f"; left out (not storable as a tag): {', '.join(names.dropped[:5])}" if names.dropped else "",
+                 extra={"site": prep.site, "gateway": prep.gateway, "catalog_id": names.id})
 
     def _prepare_batch(self, prep: Prepared) -> None:
         try:
@@ -231,23 +267,25 @@ class IngestCore:
     def _prefixes(self, prep: Prepared, cat: dict[int, CatRow]) -> dict[int, str | LineError]:
         """The series text of every catalog row of a batch; the same validated catalog (the codec's
         cache hands out the same object) reuses the last map it got."""
+        names = self.names.get((prep.site, prep.gateway), _NO_NAMES)
         last = self._last_prefixes.get((prep.site, prep.gateway))
-        if last is not None and last[0] is cat:
+        if last is not None and last[0] is cat and last[2] is names:
             return last[1]
-        prefixes = {i: self._series(prep, row) for i, row in cat.items()}
+        prefixes = {i: self._series(prep, row, names) for i, row in cat.items()}
         if len(self._last_prefixes) >= _SERIES_CACHE // 100:
             self._last_prefixes.clear()
-        self._last_prefixes[(prep.site, prep.gateway)] = (cat, prefixes)
+        self._last_prefixes[(prep.site, prep.gateway)] = (cat, prefixes, names)
         return prefixes
 
-    def _series(self, prep: Prepared, row: CatRow) -> str | LineError:
+    def _series(self, prep: Prepared, row: CatRow, names: Names) -> str | LineError:
         """The series text of a catalog row, from a bounded cache (rows repeat in every message)."""
-        key = (prep.site, prep.gateway, *row[:6], *row[6].items())
+        key = (prep.site, prep.gateway, names.id, *row[:6], *row[6].items())
         hit = self._series_cache.get(key)
         if hit is None:
             try:
                 hit = telemetry_series(self.cfg.influx.measurement, row[0], row[1], row[2], row[3], row[4],
-                                       row_tags(row), prep.site, prep.gateway, self._dialect)
+                                       row_tags(row), prep.site, prep.gateway, self._dialect,
+                                       names.tags(row[0], row[3]))
             except LineError as err:
                 hit = err
             if len(self._series_cache) >= _SERIES_CACHE:
@@ -456,6 +494,9 @@ class Ingest(IngestCore):
         share = f"$share/{cfg.share_group}/" if cfg.share_group and cfg.mqtt.protocol == "5" else ""
         self.topic_filter = f"{share}{cfg.mqtt.topic_prefix}/+/+/data"
         self.alarm_filter = f"{share}{cfg.mqtt.topic_prefix}/+/+/alarm"
+        # not shared: every ingest process needs every gateway's names (and a broker sends no
+        # retained message to a shared subscription)
+        self.catalog_filter = f"{cfg.mqtt.topic_prefix}/+/+/catalog"
         self.subscribed = asyncio.Event()
 
     def _say_limits(self) -> None:
@@ -485,18 +526,28 @@ class Ingest(IngestCore):
             host, port = servers[current]
             client = MqttClient(self.cfg.mqtt, self.client_id, manual_ack=True, max_queued_incoming=0,
                                 receive_maximum=self.cfg.receive_maximum, server=(host, port))
+            catalogs = MqttClient(self.cfg.mqtt, f"{self.client_id}-catalog", clean=True, server=(host, port))
+            reader: asyncio.Future[None] | None = None
             try:
-                async with client:
-                    await client.subscribe(self.topic_filter, qos=1)
-                    await client.subscribe(self.alarm_filter, qos=1)
-                    self.stats.connected = True
-                    self.subscribed.set()
-                    ever = True
-                    log.info("Ingest subscribed to %s and %s on %s:%d%s.", self.topic_filter, self.alarm_filter,
-                             host, port,
-                             f" after {failures} failed attempts" if failures else "")
-                    backoff, failures = 0.2, 0
-                    await self._consume(client)
+                async with catalogs:
+                    # the names first, on a connection of their own: the data session connects only
+                    # once every retained catalog is known, so no row is written without its names
+                    # (and it subscribes at once: a persistent session left unsubscribed for a moment
+                    # after its queued messages started to flow lost some of them in mosquitto 2)
+                    await catalogs.subscribe(self.catalog_filter, qos=1)
+                    reader = asyncio.ensure_future(self._read_catalogs(catalogs))
+                    await self._catalogs_settled(reader)
+                    async with client:
+                        await client.subscribe(self.topic_filter, qos=1)
+                        await client.subscribe(self.alarm_filter, qos=1)
+                        self.stats.connected = True
+                        self.subscribed.set()
+                        ever = True
+                        log.info("Ingest subscribed to %s and %s on %s:%d%s.", self.topic_filter, self.alarm_filter,
+                                 host, port,
+                                 f" after {failures} failed attempts" if failures else "")
+                        backoff, failures = 0.2, 0
+                        await self._consume(client, reader)
             except aiomqtt.MqttError as err:
                 failures += 1
                 now = time.monotonic()
@@ -512,8 +563,34 @@ class Ingest(IngestCore):
                 self.subscribed.clear()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX_S)  # back within seconds once the broker is
+            finally:
+                if reader is not None and not reader.done():
+                    reader.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                        await reader
 
-    async def _consume(self, client: MqttClient) -> None:
+    async def _read_catalogs(self, client: MqttClient) -> None:
+        """Take catalog messages for as long as the connection lasts (never cancelled mid-wait
+        by a timeout: aiomqtt's iterator would lose the message being dequeued)."""
+        async for msg in client.messages:
+            self._catalog_seen = time.monotonic()
+            payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload or "").encode()
+            prep = self.prepare(msg.topic.value, payload)
+            if prep.dead:
+                await self.settle([prep])
+
+    async def _catalogs_settled(self, reader: asyncio.Future[None]) -> None:
+        """Return once the burst of retained catalogs after subscribing is over: none came for
+        _CATALOG_QUIET_S, at most _CATALOG_WAIT_S in all."""
+        start = self._catalog_seen = time.monotonic()
+        while not reader.done():
+            now = time.monotonic()
+            if now - self._catalog_seen >= _CATALOG_QUIET_S or now - start >= _CATALOG_WAIT_S:
+                return
+            await asyncio.sleep(0.05)
+        reader.result()  # the connection broke
+
+    async def _consume(self, client: MqttClient, catalogs: asyncio.Future[None] | None = None) -> None:
         it = client.messages
         pending: list[aiomqtt.Message] = []
         prepared: list[Prepared] = []
@@ -534,8 +611,13 @@ class Ingest(IngestCore):
                 if nxt is None:
                     nxt = asyncio.ensure_future(anext(it))
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                done, _ = await asyncio.wait({nxt}, timeout=timeout)
-                if done:
+                watched: set[asyncio.Future[Any]] = {nxt} if catalogs is None else {nxt, catalogs}
+                done, _ = await asyncio.wait(watched, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if catalogs is not None and catalogs in done:
+                    catalogs.result()  # the catalog connection broke: reconnect both
+                    raise aiomqtt.MqttError("the catalog subscription ended")
+                got = nxt in done
+                if got:
                     msg = nxt.result()
                     nxt = None
                     payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload).encode()
@@ -545,7 +627,7 @@ class Ingest(IngestCore):
                     n_rows += len(prep.rows)
                     if deadline is None:
                         deadline = time.monotonic() + linger
-                if not done or n_rows >= self.cfg.batch_max_points:
+                if not got or n_rows >= self.cfg.batch_max_points:
                     # one write in flight while the next batch is prepared: decoding overlaps the
                     # store's work; acknowledgements stay in order and at most two batches are held
                     if writing is not None:
@@ -553,6 +635,10 @@ class Ingest(IngestCore):
                     writing = asyncio.ensure_future(self._settle_and_ack(client, prepared, pending))
                     pending, prepared, n_rows, deadline = [], [], 0, None
         finally:
+            if catalogs is not None:
+                catalogs.cancel()
+                with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                    await catalogs
             if nxt is not None:
                 nxt.cancel()
             if writing is not None:

@@ -33,6 +33,7 @@ __all__ = [
     "Signal",
     "StrictModel",
     "check_code",
+    "check_name_text",
 ]
 
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -51,6 +52,15 @@ def check_tags(v: dict[str, str]) -> dict[str, str]:
         issue = config_tag_issue(k, value)
         if issue:
             raise ValueError(issue)
+    return v
+
+
+def check_name_text(v: str) -> str:
+    """A display name or description: any language, but it becomes an InfluxDB tag at the ingest,
+    so it must be a value every store can hold."""
+    issue = tag_value_issue(v)
+    if issue:
+        raise ValueError(issue.replace("a tag value", "a name or description") + " (it is stored as a tag)")
     return v
 
 
@@ -225,9 +235,14 @@ class PointBase(StrictModel):
 
     name: Key
     display_name: str = Field(
-        default="", max_length=200, description="what people call it (e.g. 回风巷甲烷); shown on the status page only"
+        default="", max_length=200,
+        description="what people call it (e.g. 回风巷甲烷), any language: status page, `edgegw read` / `status`, "
+        "the InfluxDB tag `display_name`",
     )
-    description: str = Field(default="", max_length=1000, description="free text in any language; config only")
+    description: str = Field(
+        default="", max_length=1000,
+        description="free text in any language; status page, `edgegw read` and the InfluxDB tag `description`",
+    )
     code: str | None = Field(
         default=None,
         description="industrial-internet identifier code (88.<node>.<enterprise>/<suffix>); "
@@ -260,6 +275,7 @@ class PointBase(StrictModel):
     alarm: AlarmConfig | None = None
 
     _check_code = field_validator("code")(check_code)
+    _check_names = field_validator("display_name", "description")(check_name_text)
 
     @model_validator(mode="before")
     @classmethod
@@ -312,8 +328,13 @@ class PointBase(StrictModel):
 
 class DeviceBase(StrictModel):
     name: Key
-    display_name: str = Field(default="", max_length=200, description="shown on the status page only")
-    description: str = Field(default="", max_length=1000, description="free text in any language; config only")
+    display_name: str = Field(
+        default="", max_length=200,
+        description="any language: status page, `edgegw read` / `status`, the InfluxDB tag `device_display_name`",
+    )
+    description: str = Field(
+        default="", max_length=1000, description="any language: status page, the InfluxDB tag `device_description`"
+    )
     code: str | None = Field(default=None, description="identifier code of the device itself")
     asset: str = ""
     line: str = ""
@@ -325,6 +346,7 @@ class DeviceBase(StrictModel):
 
     _check_code = field_validator("code")(check_code)
     _check_tags = field_validator("tags")(check_tags)
+    _check_names = field_validator("display_name", "description")(check_name_text)
 
     @field_validator("asset", "line")
     @classmethod

@@ -72,19 +72,21 @@ class MqttClient(aiomqtt.Client):
         max_queued_incoming: int = 0,
         receive_maximum: int | None = None,
         server: tuple[str, int] | None = None,
+        clean: bool = False,
     ) -> None:
-        """``server``: the broker to connect to (one of ``cfg.server_list()``; the first by default)."""
+        """``server``: the broker to connect to (one of ``cfg.server_list()``; the first by default).
+        ``clean``: no persistent session (a listener of retained messages only)."""
         host, port = server or cfg.server_list()[0]
         v5 = cfg.protocol == "5"
         kwargs: dict[str, Any] = {}
         if v5:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = cfg.session_expiry_s
+            props.SessionExpiryInterval = 0 if clean else cfg.session_expiry_s
             if receive_maximum is not None:  # how many unacknowledged messages the broker may send us
                 props.ReceiveMaximum = receive_maximum
-            kwargs.update(protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props)
+            kwargs.update(protocol=aiomqtt.ProtocolVersion.V5, clean_start=clean, properties=props)
         else:
-            kwargs.update(protocol=aiomqtt.ProtocolVersion.V311, clean_session=False)
+            kwargs.update(protocol=aiomqtt.ProtocolVersion.V311, clean_session=clean)
         super().__init__(
             host,
             port,
@@ -266,10 +268,23 @@ class MqttUplink:
         self.failovers = 0
         self.detail: Callable[[], dict[str, object]] | None = None  # more of the online message (device health)
         self.current: UplinkConnection | None = None  # the live connection, while there is one
+        # the retained catalog of names (gateway.names), published on every connection before the
+        # birth message, so that it is at the broker before any batch of this connection
+        self.catalog: bytes | None = None
+        self.catalog_topic = topic(cfg, site, gateway_id, "catalog")
 
     async def _say(self, client: MqttClient, state: str, timeout: float) -> None:
         detail = self.detail() if self.detail is not None and state == "online" else {}
         await client.publish_checked(self.state_topic, state_message(state, **detail), retain=True, timeout=timeout)
+
+    async def _publish_catalog(self, client: MqttClient) -> None:
+        if self.catalog is None:
+            return
+        try:
+            await client.publish_checked(self.catalog_topic, self.catalog, retain=True, timeout=self.cfg.timeout_s)
+        except RejectedError as err:  # the data may still go: names are not worth holding it back
+            log.warning("Broker refused the catalog of names on %s (%s): the ingest writes rows without "
+                        "display names until it is accepted.", self.catalog_topic, err)
 
     async def refresh_state(self) -> None:
         """Republish the online state message on the live connection, if there is one (best effort:
@@ -311,6 +326,7 @@ class MqttUplink:
         client = await self._open(will)
         try:
             if self.birth:
+                await self._publish_catalog(client)
                 await self._say(client, "online", self.cfg.timeout_s)
             # the alarm uplink has no state message of its own: its refusals show in the log and stats
             state_topic = self.state_topic if self.birth else None

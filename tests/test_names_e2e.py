@@ -1,0 +1,166 @@
+"""Names in any language, end to end on real servers: config -> gateway -> the retained catalog of
+names on mosquitto -> ingest -> InfluxDB 1.x tags and VictoriaMetrics labels, read back exactly.
+
+Names are chosen to need every escape of a tag value (space, comma, equals sign, a backslash inside,
+a double quote) next to Chinese, so that a wrong escaping rule for either store shows up as a
+changed or missing name.  Batches do not carry the names: that is checked on the data topic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+
+from gateway.catalog import build_catalog
+from gateway.config import parse
+from gateway.errors import ConfigError
+from gateway.ingest import IngestCore
+from gateway.names import Names, catalog_message
+from hil.modbus_server import SimulatedPlc
+from hil.services import Influx1, Mosquitto, VictoriaMetrics
+from tests.collector import collect
+from tests.conftest import eventually
+from tests.test_e2e import SITE, config_dict, drive_chain
+
+SITE_NAME = "包头某煤矿 一号井"
+DEVICE_NAME = "1201工作面 瓦斯监测分站"
+DEVICE_TEXT = "回风巷, 距工作面 10 m"
+POINT_NAMES = {
+    "ch4": "回风巷甲烷 T1",
+    "co": "一氧化碳,CO=ppm",
+    "o2": '氧气 "O2"',
+    "temp": "温度\\传感器",  # a backslash inside: InfluxDB keeps it, VictoriaMetrics needs it doubled
+}
+POINT_TEXT = {"ch4": "激光甲烷传感器；报警 1.0 %，断电 1.5 %"}
+
+
+def named(cfg: dict[str, Any]) -> dict[str, Any]:
+    cfg["gateway"].update(site_display_name=SITE_NAME, site_description="内蒙古 包头", display_name="网关一")
+    dev = cfg["devices"][0]
+    dev.update(display_name=DEVICE_NAME, description=DEVICE_TEXT)
+    for p in dev["points"]:
+        if p["name"] in POINT_NAMES:
+            p["display_name"] = POINT_NAMES[p["name"]]
+        if p["name"] in POINT_TEXT:
+            p["description"] = POINT_TEXT[p["name"]]
+    return cfg
+
+
+def expected(point: str) -> dict[str, str]:
+    want = {"site_display_name": SITE_NAME, "site_description": "内蒙古 包头", "device_display_name": DEVICE_NAME,
+            "device_description": DEVICE_TEXT}
+    if point in POINT_NAMES:
+        want["display_name"] = POINT_NAMES[point]
+    if point in POINT_TEXT:
+        want["description"] = POINT_TEXT[point]
+    return want
+
+
+@pytest.mark.integration
+async def test_chinese_names_into_influxdb_v1(tmp_path: Path, mosquitto: Mosquitto, influx1: Influx1) -> None:
+    db = "names_v1"
+    influx1.create_database(db)
+    async with SimulatedPlc(tick_s=0, seed=3) as plc:
+        cfg = parse(named(config_dict(plc.port, mosquitto.port, tmp_path, {"api": "v1", "url": influx1.url,
+                                                                            "database": db}, "names-v1", "names-v1")))
+        async with collect(mosquitto.port, "names-v1/+/+/data", "names-v1-watch") as data:
+            gw, _ = await drive_chain(cfg, plc, ticks=2)
+            await eventually(lambda: len(data) > 0, what="a batch on the data topic")
+    # the names are not in the batches: they travel once, in the catalog
+    for payload in data:
+        assert SITE_NAME.encode() not in payload and DEVICE_NAME.encode() not in payload
+        assert all(not set(row[7]) & {"display_name", "device_display_name"} for row in msgpack.unpackb(payload)["cat"])
+    res = influx1.query('SELECT * FROM "telemetry" GROUP BY * LIMIT 1', db=db)
+    series = res["results"][0]["series"]  # type: ignore[index]
+    seen = {}
+    for s in series:
+        tags = s["tags"]
+        point = tags["point"].split(".", 1)[1]
+        got = {k: v for k, v in tags.items() if k.endswith(("display_name", "description")) and v}
+        seen[point] = got
+    assert set(seen) == {"seq", "ch4", "co", "o2", "wind", "temp", "status", "ch4_alarm"}, seen
+    for point, got in seen.items():
+        assert got == expected(point), (point, got)
+    # every row of the run has its names: none was written before the catalog was known
+    res = influx1.query('SELECT count(value) FROM "telemetry" WHERE "device_display_name" = \'\'', db=db)
+    assert "series" not in res["results"][0], res  # type: ignore[index]
+    assert gw.buffer_counters["accepted_points"] > 0
+
+
+@pytest.mark.integration
+async def test_chinese_names_into_victoriametrics(tmp_path: Path, mosquitto: Mosquitto,
+                                                  victoria: VictoriaMetrics) -> None:
+    async with SimulatedPlc(tick_s=0, seed=5) as plc:
+        cfg = parse(named(config_dict(plc.port, mosquitto.port, tmp_path,
+                                      {"api": "v2", "url": victoria.url, "org": "plant", "bucket": "edgegw",
+                                       "dialect": "victoriametrics"}, "names-vm", "names-vm")))
+        gw, _ = await drive_chain(cfg, plc, ticks=2)
+
+    def labels() -> dict[str, dict[str, str]]:
+        out = {}
+        for s in victoria.export('{__name__="telemetry_value",gateway="gw-e2e",site="%s"}' % SITE):
+            m: dict[str, str] = s["metric"]  # type: ignore[assignment]
+            if "site_display_name" in m:
+                out[m["point"].split(".", 1)[1]] = {k: v for k, v in m.items()
+                                                    if k.endswith(("display_name", "description"))}
+        return out
+
+    await eventually(lambda: len(labels()) >= 8, timeout=15, interval=0.5, what="VictoriaMetrics series")
+    for point, got in labels().items():
+        assert got == expected(point), (point, got)
+    assert gw.buffer_counters["accepted_points"] > 0
+
+
+def test_names_change_the_catalog_id_and_keep_on_site_points_stay_unnamed() -> None:
+    base = named(config_dict(1, 1, Path("x"), {"api": "v1", "url": "http://127.0.0.1:1"}, "n", "n"))
+    base["data_policy"] = {"important": "keep_on_site"}
+    base["devices"][0]["points"][2]["data_grade"] = "important"  # co
+    doc = Names.decode(catalog_message(build_catalog(parse(base))))
+    assert "gas-sub-01.co" not in doc.points and doc.points["gas-sub-01.ch4"] == (
+        ("description", POINT_TEXT["ch4"]), ("display_name", POINT_NAMES["ch4"]))
+    assert doc.tags("gas-sub-01.ch4", "gas-sub-01")[0] == ("site_description", "内蒙古 包头")
+    base["devices"][0]["points"][1]["display_name"] = "甲烷"
+    assert Names.decode(catalog_message(build_catalog(parse(base)))).id != doc.id
+
+
+def test_a_catalog_is_taken_from_its_own_topic_only(tmp_path: Path) -> None:
+    """The topic is the identity: a catalog naming another gateway is dead-lettered, an undecodable
+    one too, and neither changes the names of any gateway."""
+    cfg = parse(named(config_dict(1, 1, tmp_path, {"api": "file", "path": str(tmp_path / "out.lp")}, "n", "n")))
+    assert cfg.ingest is not None
+    core = IngestCore(cfg.ingest)
+    payload = catalog_message(build_catalog(cfg))
+    assert not core.prepare(f"n/{SITE}/gw-e2e/catalog", payload).dead
+    assert core.names[(SITE, "gw-e2e")].site == (("site_description", "内蒙古 包头"), ("site_display_name", SITE_NAME))
+    forged = core.prepare(f"n/{SITE}/other-gw/catalog", payload)
+    assert "forged origin" in forged.dead[0].reason and (SITE, "other-gw") not in core.names
+    assert "undecodable catalog" in core.prepare(f"n/{SITE}/gw-e2e/catalog", b"{oops").dead[0].reason
+    assert core.prepare(f"n/{SITE}/gw-e2e/catalog", b"").dead == [] and (SITE, "gw-e2e") not in core.names
+    core.close()
+
+
+@pytest.mark.parametrize(("where", "value", "message"), [
+    ("point", "甲烷\n浓度", "a name or description cannot hold a line break"),
+    ("device", "分站\\", "a name or description cannot end with a backslash"),
+    ("site", "x\r", "a name or description cannot hold a line break"),
+])
+def test_names_a_store_cannot_hold_are_config_errors(where: str, value: str, message: str) -> None:
+    cfg = named(config_dict(1, 1, Path("x"), {"api": "v1", "url": "http://127.0.0.1:1"}, "n", "n"))
+    if where == "point":
+        cfg["devices"][0]["points"][0]["display_name"] = value
+    elif where == "device":
+        cfg["devices"][0]["description"] = value
+    else:
+        cfg["gateway"]["site_display_name"] = value
+    with pytest.raises(ConfigError, match=message):
+        parse(cfg)
+
+
+def test_a_name_tag_is_given_by_its_key_not_as_a_tag() -> None:
+    cfg = named(config_dict(1, 1, Path("x"), {"api": "v1", "url": "http://127.0.0.1:1"}, "n", "n"))
+    cfg["devices"][0]["tags"] = {"site_display_name": "矿"}
+    with pytest.raises(ConfigError, match="give the gateway's site_display_name instead"):
+        parse(cfg)
