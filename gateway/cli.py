@@ -287,7 +287,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status, ensure_ascii=False, indent=2))
         return EXIT_OK if status.get("ready") else EXIT_FAILURE
     console = Console() if sys.stdout.isatty() else Console(width=200, no_color=True)
-    table = Table(header_style="bold")
+    g = status.get("gateway", {})
+    site = f"{g['site_display_name']} ({g.get('site', '')})" if g.get("site_display_name") else g.get("site", "")
+    gw = f"{g['display_name']} ({g.get('id', '')})" if g.get("display_name") else g.get("id", "")
+    table = Table(header_style="bold", title=f"site {site} · gateway {gw}", title_justify="left")
     for col in ("device", "name", "state", "reason", "bad", "points", "polls", "failed", "last error"):
         table.add_column(col, overflow="fold")
     colour = {"up": "green", "degraded": "yellow", "down": "bold red"}

@@ -61,7 +61,10 @@ class Readout:
         return all(self.health(d)[0] == "up" for d in self.devices)
 
     def render(self) -> Group:
-        table = Table(show_lines=False, header_style="bold")
+        cat = self.catalog
+        site = f"{cat.site_display_name} ({cat.site})" if cat.site_display_name else cat.site
+        gw = f"{cat.gateway_display_name} ({cat.gateway_id})" if cat.gateway_display_name else cat.gateway_id
+        table = Table(show_lines=False, header_style="bold", title=f"site {site} · gateway {gw}", title_justify="left")
         for col in ("device", "point", "name", "value", "unit", "quality", "reason", "code"):
             table.add_column(col, overflow="fold", justify="right" if col == "value" else "left")
         for device in self.devices:
@@ -78,7 +81,9 @@ class Readout:
         for device in self.devices:
             state, detail = self.health(device)
             style = {"up": "green", "degraded": "yellow"}.get(state, "bold red")
-            lines.append(Text.assemble(f"Device {device} ", (state, style), f": {detail}"))
+            name = self.catalog.device_names.get(device, ("", ""))[0]
+            named = f"{device} ({name})" if name else device
+            lines.append(Text.assemble(f"Device {named} ", (state, style), f": {detail}"))
         return Group(table, *lines)
 
 

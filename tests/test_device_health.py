@@ -87,7 +87,8 @@ async def test_edgegw_status_shows_the_running_gateways_device_health(
     async with SimulatedPlc(tick_s=0, seed=3, unit_id=1) as plc:
         path = tmp_path / "gateway.toml"
         path.write_text(tomli_w.dumps({
-            "gateway": {"id": "gw-status", "site": "baotou-mine-01", "enterprise_prefix": "88.608.5288"},
+            "gateway": {"id": "gw-status", "site": "baotou-mine-01", "enterprise_prefix": "88.608.5288",
+                        "site_display_name": "包头某煤矿"},
             "devices": [{"type": "modbus_tcp", "name": "gas-sub-01", "host": "127.0.0.1", "port": plc.port,
                          "unit_id": 9, "poll_interval_ms": 100, "display_name": "瓦斯监控分站",
                          "points": [{"name": "seq", "address": 0}, {"name": "ch4", "address": 1}]}],
@@ -103,6 +104,7 @@ async def test_edgegw_status_shows_the_running_gateways_device_health(
     row = next(line for line in out.splitlines() if "gas-sub-01" in line)
     assert [c.strip() for c in row.split("│")[1:7]] == ["gas-sub-01", "瓦斯监控分站", "degraded", EXC4, "2", "2"]
     assert "uplink 127.0.0.1:" in out and "buffer:" in out
+    assert "site 包头某煤矿 (baotou-mine-01) · gateway gw-status" in out
     assert code in (0, 1)  # ready or not: a degraded device still counts as answering
     assert await asyncio.to_thread(main, ["status", "-c", str(path)]) == 1  # the gateway is gone
     assert "no gateway answers at http://127.0.0.1:" in capsys.readouterr().err

@@ -101,7 +101,7 @@ async def test_chinese_names_into_victoriametrics(tmp_path: Path, mosquitto: Mos
 
     def labels() -> dict[str, dict[str, str]]:
         out = {}
-        for s in victoria.export('{__name__="telemetry_value",gateway="gw-e2e",site="%s"}' % SITE):
+        for s in victoria.export('{__name__="telemetry_value",gateway="gw-e2e",site="' + SITE + '"}'):
             m: dict[str, str] = s["metric"]  # type: ignore[assignment]
             if "site_display_name" in m:
                 out[m["point"].split(".", 1)[1]] = {k: v for k, v in m.items()
