@@ -122,7 +122,9 @@ class _Runner:
         self.health.last_error_mono = time.monotonic()
         self.health.errors[reason] += 1
         if self.health.up or self.health.failed_polls == 1:
-            log.warning("Device %s is down: %s", name, message, extra={"device": name, "reason": reason})
+            detail = message.removeprefix(f"{name}: ")  # the device is named once
+            log.warning("Device %s is down: %s%s", name, reason,
+                        "" if detail == reason else f": {detail}", extra={"device": name, "reason": reason})
         self.health.up = False
         samples = self.catalog.bad_samples(name, now_ns(), reason)
         self._bad = {s[0]: reason for s in samples}

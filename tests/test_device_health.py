@@ -66,6 +66,12 @@ async def test_a_wrong_unit_id_is_degraded_with_reason_and_count_everywhere(
             # the PLC stops: down (logged once), back: degraded again, each change republished
             await plc.stop()
             await eventually(lambda: health.state == "down", what="gas-sub-01 down")
+            down = [m for m in caplog.messages if "is down" in m]
+            # the device named once, then the reason code, then the detail
+            assert down and down[-1].startswith(("Device gas-sub-01 is down: unreachable: ",
+                                                 "Device gas-sub-01 is down: disconnected: ",
+                                                 "Device gas-sub-01 is down: timeout: ")), down
+            assert "gas-sub-01:" not in down[-1], down
             await eventually(lambda: states[-1]["devices"]["gas-sub-01"]["state"] == "down", what="down retained")
             await plc.start()
             await eventually(lambda: health.state == "degraded", what="degraded again")
