@@ -25,6 +25,12 @@ from gateway.point import SampleBatch, now_ns
 __all__ = ["DeviceHealth", "DeviceRunner", "PollingDriver", "StreamRunner", "StreamingDriver"]
 
 log = logging.getLogger("edgegw.runner")
+# the first thing to check, as docs/commissioning.md's table of reasons says
+_DOWN_HINTS = {
+    "timeout": "connected but no answer: check the unit id, the baud rate and parity on RTU, a busy device",
+    "unreachable": "check the address and port, the cabling, the serial device server",
+    "malformed_response": "garbage on the line: RS-485 termination, two masters on one line, the framing",
+}
 
 
 class PollingDriver(Protocol):
@@ -123,8 +129,9 @@ class _Runner:
         self.health.errors[reason] += 1
         if self.health.up or self.health.failed_polls == 1:
             detail = message.removeprefix(f"{name}: ")  # the device is named once
-            log.warning("Device %s is down: %s%s", name, reason,
-                        "" if detail == reason else f": {detail}", extra={"device": name, "reason": reason})
+            hint = _DOWN_HINTS.get(reason, "")
+            log.warning("Device %s is down: %s%s%s", name, reason, "" if detail == reason else f": {detail}",
+                        f" ({hint})" if hint else "", extra={"device": name, "reason": reason})
         self.health.up = False
         samples = self.catalog.bad_samples(name, now_ns(), reason)
         self._bad = {s[0]: reason for s in samples}

@@ -150,3 +150,25 @@ def test_field_errors_and_checks_across_the_tree_in_one_pass(
     for got, want in zip(lines, expected, strict=True):
         assert got.startswith(want), (got, want)
     assert f"invalid configuration ({len(expected)} problem(s))" in err
+
+
+@pytest.mark.parametrize(("device_key", "point_key", "want_device", "want_point"), [
+    ("serial_port", "register", "port", "address"),
+    ("slave", "datatype", "unit_id", "data_type"),
+    ("baud", "multiplier", "baudrate", "scale"),
+])
+def test_unknown_keys_other_tools_use_get_our_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], device_key: str, point_key: str, want_device: str,
+    want_point: str,
+) -> None:
+    """Vendor words (Kepware, pymodbus, spreadsheets) are not close in spelling to ours: a table of
+    synonyms answers them, where spelling distance alone says nothing."""
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        '[gateway]\nid = "gw1"\nsite = "s1"\nenterprise_prefix = "88.608.5288"\n\n'
+        f'[[devices]]\ntype = "modbus_rtu"\nname = "d1"\nport = "/dev/ttyS1"\n{device_key} = 1\n'
+        f'points = [ {{ name = "p", address = 0, {point_key} = 1 }} ]\n', encoding="utf-8")
+    assert main(["check", "-c", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"devices[0].{device_key}: unknown key; did you mean '{want_device}'?" in err, err
+    assert f"devices[0].points[0].{point_key}: unknown key; did you mean '{want_point}'?" in err, err
