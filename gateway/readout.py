@@ -25,6 +25,7 @@ from gateway.catalog import Catalog, build_catalog
 from gateway.config import Config
 from gateway.errors import ConfigError, ConfigIssue, DeviceError, ReadError
 from gateway.point import Quality, SampleBatch, now_ns
+from gateway.runner import why_down
 from pipelines.pipeline import Pipeline
 
 __all__ = ["Readout", "read_devices"]
@@ -159,7 +160,7 @@ async def read_devices(
                                 max(timeout, 10.0))
         except (DeviceError, TimeoutError) as err:
             reason = err.reason if isinstance(err, ReadError) else "unreachable" if name not in entered else "timeout"
-            readout.errors[name] = f"{reason}: {err}" if str(err) else reason
+            readout.errors[name] = why_down(name, reason, str(err))
             if name in entered:
                 await entered.pop(name).__aexit__(None, None, None)
             return catalog.bad_samples(name, now_ns(), reason)

@@ -22,9 +22,19 @@ from gateway.catalog import Catalog
 from gateway.errors import DeviceError, ReadError
 from gateway.point import SampleBatch, now_ns
 
-__all__ = ["DeviceHealth", "DeviceRunner", "PollingDriver", "StreamRunner", "StreamingDriver"]
+__all__ = ["DeviceHealth", "DeviceRunner", "PollingDriver", "StreamRunner", "StreamingDriver", "why_down"]
 
 log = logging.getLogger("edgegw.runner")
+
+
+def why_down(device: str, reason: str, message: str) -> str:
+    """``timeout: no answer within 0.5 s (connected but no answer: check the unit id, ...)``: the
+    reason code, the detail without the device's name (the line names it once), what to check first."""
+    detail = message.removeprefix(f"{device}: ")
+    hint = _DOWN_HINTS.get(reason, "")
+    return reason + ("" if detail in ("", reason) else f": {detail}") + (f" ({hint})" if hint else "")
+
+
 # the first thing to check, as docs/commissioning.md's table of reasons says
 _DOWN_HINTS = {
     "timeout": "connected but no answer: check the unit id, the baud rate and parity on RTU, a busy device",
@@ -128,10 +138,8 @@ class _Runner:
         self.health.last_error_mono = time.monotonic()
         self.health.errors[reason] += 1
         if self.health.up or self.health.failed_polls == 1:
-            detail = message.removeprefix(f"{name}: ")  # the device is named once
-            hint = _DOWN_HINTS.get(reason, "")
-            log.warning("Device %s is down: %s%s%s", name, reason, "" if detail == reason else f": {detail}",
-                        f" ({hint})" if hint else "", extra={"device": name, "reason": reason})
+            log.warning("Device %s is down: %s", name, why_down(name, reason, message),
+                        extra={"device": name, "reason": reason})
         self.health.up = False
         samples = self.catalog.bad_samples(name, now_ns(), reason)
         self._bad = {s[0]: reason for s in samples}

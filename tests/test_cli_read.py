@@ -63,7 +63,9 @@ def test_read_an_unreachable_device_and_an_unknown_name(tmp_path: Path, capsys: 
     cfg = _config(tmp_path, 1)  # nothing listens on port 1
     assert main(["read", "-c", str(cfg)]) == 1
     out = capsys.readouterr().out
-    assert "Device gas-sub-01 (瓦斯监控分站) down: unreachable" in out
+    line = next(ln for ln in out.splitlines() if ln.startswith("Device gas-sub-01"))
+    assert line.startswith("Device gas-sub-01 (瓦斯监控分站) down: unreachable"), line
+    assert line.count("gas-sub-01") == 1 and "(check the address and port" in line, line  # named once, a hint
     assert main(["read", "-c", str(cfg), "gas-sub-02"]) == 2
     err = capsys.readouterr().err
     assert "no device named 'gas-sub-02' (the config has: gas-sub-01)" in err
