@@ -707,8 +707,9 @@ def cmd_import_tags(args: argparse.Namespace) -> int:
             f"{args.file}: not UTF-8 text ({err.reason} at byte {err.start}): export the sheet as CSV UTF-8"
         ) from None
     lines: list[int] = []
-    points = csv_to_points(text, args.file, lines)
-    _check_imported(points, lines, args.file)
+    row_issues: list[ConfigIssue] = []
+    points = csv_to_points(text, args.file, lines, row_issues)
+    _check_imported(points, lines, args.file, row_issues)
     toml = points_to_toml(points)
     if args.output:
         Path(args.output).write_text(toml, encoding="utf-8")
@@ -717,9 +718,10 @@ def cmd_import_tags(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _check_imported(points: list[Any], lines: list[int], source: str) -> None:
+def _check_imported(points: list[Any], lines: list[int], source: str, row_issues: list[ConfigIssue]) -> None:
     """What `edgegw check` would say about these points under a device: identifier codes, units,
-    class presets and thresholds, located at the CSV row (exit 2, nothing written)."""
+    class presets and thresholds, located at the CSV row, after the problems of single rows
+    (``row_issues``), all in one error (exit 2, nothing written)."""
     import re
 
     from gateway.config import parse
@@ -731,10 +733,10 @@ def _check_imported(points: list[Any], lines: list[int], source: str) -> None:
                      "points": [p.model_dump(mode="json", exclude_defaults=True, exclude_none=True, by_alias=True)
                                 for p in points]}],
     }
+    issues = list(row_issues)
     try:
         parse(data)
     except ConfigError as err:
-        issues = []
         for issue in err.issues:
             m = re.match(r"devices\[0\]\.points\[(\d+)\]\.?(.*)", issue.location)
             where = source
@@ -743,7 +745,18 @@ def _check_imported(points: list[Any], lines: list[int], source: str) -> None:
             message = re.sub(r"devices\[0\]\.points\[(\d+)\]\.?(\w*)",
                              lambda n: f"the row on line {lines[int(n.group(1))]}", issue.message)
             issues.append(ConfigIssue(where, f"{message} (what `edgegw check` would say)"))
+    if issues:
+        issues.sort(key=lambda i: _row_of(i.location))
         raise ConfigError(issues, source) from None
+
+
+def _row_of(location: str) -> int:
+    """The line of a ``FILE:LINE: column`` location (0 for the file as a whole)."""
+    parts = location.rsplit(":", 2)
+    for part in parts[1:]:
+        if part.strip().isdigit():
+            return int(part)
+    return 0
 
 
 def cmd_ids_validate(args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ from drivers.modbus.config import ModbusRtuDevice, ModbusRtuTcpDevice, ModbusTcp
 from drivers.opcua.config import DEPRECATED_POLICIES, Identity, OpcUaDevice, SecurityPolicy, TrustPolicy
 from gateway.clock import RELEASE_DATE, ns_of_date
 from gateway.errors import ConfigError, ConfigIssue
-from gateway.schema import KEY_PATTERN, Key, StrictModel, check_code, check_name_text, check_tags
+from gateway.schema import Key, StrictModel, check_code, check_name_text, check_tags, error_message
 
 if TYPE_CHECKING:
     from gateway.startup import StartupProgress
@@ -470,26 +470,12 @@ def _issues(err: ValidationError, prefix: tuple[int | str, ...] = ()) -> list[Co
     issues = []
     for e in err.errors(include_url=False):
         e["loc"] = prefix + tuple(e["loc"])
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            from gateway.config_source import did_you_mean
-
-            msg = "unknown key" + did_you_mean(Config, tuple(e["loc"]))
-        elif e["type"] == "union_tag_invalid":
+        if e["type"] == "union_tag_invalid":
             msg = f"unknown device type {e['input'].get('type')!r}; known: {', '.join(sorted(_DEVICE_TYPES))}"
-        elif e["type"] == "string_pattern_mismatch" and e.get("ctx", {}).get("pattern") == KEY_PATTERN:
-            msg = (
-                f"{e['input']!r} is not a valid key: use 1-64 letters, digits, '_', '.', '-', "
-                "starting with a letter or digit"
-            )
-            if isinstance(e["input"], str) and not e["input"].isascii():
-                msg += (
-                    " (keys go into MQTT topics, InfluxDB tags and identifier codes, which stay ASCII;"
-                    " put the name people use in display_name, e.g. display_name = " + repr(e["input"]) + ")"
-                )
         elif e["type"] == "union_tag_not_found":
             msg = f"missing 'type' (one of: {', '.join(sorted(_DEVICE_TYPES))})"
-        msg = msg.removeprefix("Value error, ")
+        else:
+            msg = error_message(e, Config)
         issues.append(ConfigIssue(format_location(tuple(e["loc"])), msg))
     return issues
 

@@ -34,6 +34,8 @@ __all__ = [
     "StrictModel",
     "check_code",
     "check_name_text",
+    "error_message",
+    "key_message",
 ]
 
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -53,6 +55,27 @@ def check_tags(v: dict[str, str]) -> dict[str, str]:
         if issue:
             raise ValueError(issue)
     return v
+
+
+def key_message(value: object) -> str:
+    """Why a value is not a key, and, for a name in another script, where that name belongs."""
+    msg = f"{value!r} is not a valid key: use 1-64 letters, digits, '_', '.', '-', starting with a letter or digit"
+    if isinstance(value, str) and not value.isascii():
+        msg += (" (keys go into MQTT topics, InfluxDB tags and identifier codes, which stay ASCII;"
+                " put the name people use in display_name, e.g. display_name = " + repr(value) + ")")
+    return msg
+
+
+def error_message(e: Any, root: type[BaseModel], what: str = "key") -> str:
+    """One pydantic error as a sentence for a person: an unknown key with the key it probably meant
+    (``what`` names it: ``key``, ``column``), a key that is not ASCII with where the name goes."""
+    if e["type"] == "extra_forbidden":
+        from gateway.config_source import did_you_mean
+
+        return f"unknown {what}" + did_you_mean(root, tuple(e["loc"]))
+    if e["type"] == "string_pattern_mismatch" and e.get("ctx", {}).get("pattern") == KEY_PATTERN:
+        return key_message(e["input"])
+    return str(e["msg"]).removeprefix("Value error, ")
 
 
 def check_name_text(v: str) -> str:
