@@ -185,8 +185,9 @@ class IngestCore:
                                      f"topic is site {prep.site!r} gateway {prep.gateway!r}", 1)
             return
         try:
+            names = self.names.get((prep.site, prep.gateway), _NO_NAMES)
             row = alarm_line(doc, self.cfg.influx.alarm_measurement, prep.site, prep.gateway, self._dialect,
-                             now_ns())
+                             now_ns(), names.tags(str(doc["point"]), str(doc["device"])))
         except LineError as err:
             self._dead_message(prep, f"cannot be stored: {err}", 1)
             return

@@ -238,11 +238,13 @@ _ALARM_TAGS = ("code", "device", "device_code", "point", "class", "data_grade", 
 
 
 def alarm_line(doc: Mapping[str, Any], measurement: str, site: str, gateway: str, dialect: Dialect = "influxdb",
-               now_ns: int = 0) -> bytes:
-    """One alarm row of a decoded event (:func:`gateway.alarms.decode_alarm`)."""
+               now_ns: int = 0, names: Iterable[tuple[str, str]] = ()) -> bytes:
+    """One alarm row of a decoded event (:func:`gateway.alarms.decode_alarm`); ``names`` as for
+    :func:`telemetry_series`."""
     tags = {k: str(doc[k]) for k in _ALARM_TAGS}
     tags.update(site=site, gateway=gateway)
     tags = _merge_tags(tags, dict(doc.get("tags", {})).items(), site)
+    tags.update(names)
     fields = []
     if dialect != "victoriametrics":
         fields.append(f"previous={_esc_str(str(doc['previous']))}")

@@ -164,3 +164,25 @@ def test_a_name_tag_is_given_by_its_key_not_as_a_tag() -> None:
     cfg["devices"][0]["tags"] = {"site_display_name": "矿"}
     with pytest.raises(ConfigError, match="give the gateway's site_display_name instead"):
         parse(cfg)
+
+
+def test_alarm_rows_carry_the_names_too(tmp_path: Path) -> None:
+    """An alarm event of a named point is written with the same name tags as its telemetry (the
+    dashboards' alarm tables show the display name)."""
+    from gateway.alarms import encode_alarm
+    from pipelines.alarms import AlarmEvent, Level
+
+    cfg = parse(named(config_dict(1, 1, tmp_path, {"api": "file", "path": str(tmp_path / "out.lp")}, "n", "n")))
+    assert cfg.ingest is not None
+    core = IngestCore(cfg.ingest)
+    catalog = build_catalog(cfg)
+    ch4 = next(p.index for p in catalog.points if p.key == "gas-sub-01.ch4")
+    payload = encode_alarm(catalog, AlarmEvent(ch4, 1_764_500_000_000_000_000, Level.HIGH, Level.NORMAL, 1.2, 1.0))
+    before = core.prepare(f"n/{SITE}/gw-e2e/alarm", payload).rows[0].decode()
+    assert "display_name" not in before  # no catalog yet: the row is written without names
+    core.prepare(f"n/{SITE}/gw-e2e/catalog", catalog_message(catalog))
+    row = core.prepare(f"n/{SITE}/gw-e2e/alarm", payload).rows[0].decode()
+    assert "display_name=回风巷甲烷\\ T1" in row
+    assert "device_display_name=" + DEVICE_NAME.replace(" ", "\\ ") in row
+    assert "site_display_name=包头某煤矿\\ 一号井" in row
+    core.close()
