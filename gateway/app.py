@@ -13,6 +13,7 @@ in the buffer) stops the gateway with a non-zero exit, so systemd restarts it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
@@ -20,31 +21,38 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
-from drivers.modbus.config import ModbusDeviceBase
-from drivers.modbus.driver import LinePool, ModbusDriver
-from drivers.opcua.config import OpcUaDevice
+import aiomqtt
+
 from gateway.alarms import AlarmPublisher
 from gateway.buffer import SqliteBuffer, open_buffer
-from gateway.catalog import Catalog, build_catalog
-from gateway.clock import SYSTEM_CLOCK, Clock, describe_step
-from gateway.codec import Encoder
-from gateway.config import BufferConfig, Config, DeviceConfig, policy_issues
-from gateway.errors import BufferFullError, ConfigError, ConfigIssue
+from gateway.catalog import Catalog, relayout
+from gateway.catalog_archive import archive, archive_dir, messages
+from gateway.codec import Compression, Encoder, zstd_available
+from gateway.config import BufferConfig, Config, DeviceConfig, UplinkConfig, policy_issues
+from gateway.core.clock import SYSTEM_CLOCK, Clock, describe_step
+from gateway.core.contracts import PollingDriver, Stage, StreamingDriver
+from gateway.core.driver import PollSettings, RunnerKind
+from gateway.core.errors import BufferFullError, ConfigError, ConfigIssue, RejectedError, RetryableError
+from gateway.core.point import SampleBatch, now_ns
+from gateway.driver_registry import DriverFactory, spec_of
 from gateway.forwarder import Forwarder
-from gateway.names import catalog_message
-from gateway.point import SampleBatch, now_ns
 from gateway.registry import RegistrySync, make_client, records
-from gateway.runner import DeviceRunner, PollingDriver, StreamingDriver, StreamRunner
-from gateway.sinks.mqtt import MqttUplink
+from gateway.reload import ReloadPlan, ReloadStatus, config_error_lines, plan_reload
+from gateway.runner import DeviceRunner, StreamRunner
+from gateway.sinks.mqtt import MqttUplink, UplinkConnection
 from gateway.startup import StartupProgress
 from gateway.watch import Watch
 from pipelines.alarms import AlarmEvent
 from pipelines.pipeline import Pipeline
 
-if TYPE_CHECKING:  # imported when an OPC UA device is configured: asyncua alone costs ~30 MB of RSS
-    from drivers.opcua.driver import OpcUaDriver
+if TYPE_CHECKING:
+    from drivers.dlt645.driver import Dlt645Driver
+    from drivers.modbus.driver import ModbusTcpDriver
+    from gateway.buffer import Outcome, Transaction
     from gateway.http import StatusServer
+    from gateway.sinks.mqtt import UplinkConnection
     from gateway.status import LiveTable
+    from pipelines.normalise import Normalise
 
 __all__ = ["GROUP_MAX_BATCHES", "Batcher", "Gateway", "tune_gc"]
 
@@ -68,6 +76,20 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+
+
+def _compression(up: UplinkConfig) -> Compression:
+    """The uplink's compression; ``auto`` falls back to zlib where the zstandard package has no build
+    (an unusual architecture), an explicit ``zstd`` is then a config error."""
+    c = up.codec_compression
+    if c == "zstd" and not zstd_available():
+        if up.compression == "zstd":
+            raise ConfigError([ConfigIssue("uplink.compression", "zstd needs the zstandard package, which is not "
+                                                                 "installed here: use \"auto\" or \"zlib\"")])
+        log.warning("The zstandard package is not installed: compressing with zlib (about the same bytes at "
+                    "1,000-point batches, larger small batches).")
+        return "zlib"
+    return c
 
 
 class Batcher:
@@ -110,6 +132,18 @@ class Batcher:
 
     async def submit(self, batch: SampleBatch) -> None:
         await self.queue.put(batch)
+
+    async def swap(self, catalog: Catalog, pipeline: Pipeline, encoder: Encoder) -> None:
+        """A config reload: from now on, stages and encoding of the new point table.
+
+        Every sample already handed over (queued, or pending in memory) is run through the old stages
+        and committed with the old catalog rows first, so each stored batch names its points as they
+        were when polled (the devices that were stopped for the reload may have their indices reused).
+        Only under when_full = block does this wait, for room in the buffer, like polling does."""
+        while not self.queue.empty():
+            self._take(self.queue.get_nowait())
+        await self.flush()
+        self.catalog, self.pipeline, self.encoder = catalog, pipeline, encoder
 
     async def run(self) -> None:
         deadline: float | None = None
@@ -239,27 +273,16 @@ async def _cancel(tasks: list[asyncio.Task[None]], rounds: int = 40) -> None:
     await asyncio.gather(*(t for t in tasks if t.done()), return_exceptions=True)
 
 
-def _make_driver(dev: DeviceConfig, first_index: int, lines: LinePool | None = None) -> PollingDriver | OpcUaDriver:
-    """The driver for a device config: the config union is the registry (no plugins, no string imports).
-
-    ``lines`` holds the Modbus connections devices share (one serial port, one serial device server).
-    """
-    if isinstance(dev, ModbusDeviceBase):
-        return ModbusDriver(dev, first_index, lines)
-    if isinstance(dev, OpcUaDevice):
-        from drivers.opcua.driver import OpcUaDriver
-
-        return OpcUaDriver(dev, first_index)
-    raise TypeError(f"no driver for device type {type(dev).__name__}")
-
 
 class Gateway:
     def __init__(
         self, cfg: Config, observer: Callable[[SampleBatch], None] | None = None, clock: Clock = SYSTEM_CLOCK,
-        progress: StartupProgress | None = None,
+        progress: StartupProgress | None = None, reload_source: Callable[[], Config] | None = None,
     ) -> None:
         """``clock``: the wall and monotonic clocks and boot id of the buffers and the pipeline (tests and
-        HIL scenarios hand in a controlled one).  ``progress`` logs the phases of the start."""
+        HIL scenarios hand in a controlled one).  ``progress`` logs the phases of the start.
+        ``reload_source`` reads the config again (SIGHUP, ``edgegw reload``): see :meth:`request_reload`;
+        it runs in a worker thread and raises :class:`ConfigError` for a config that cannot run."""
         progress = progress or StartupProgress(sum(len(d.points) for d in cfg.devices))
         if cfg.gateway is None or cfg.uplink is None or not cfg.devices:
             missing = [n for n, v in (("gateway", cfg.gateway), ("uplink", cfg.uplink)) if v is None]
@@ -271,7 +294,7 @@ class Gateway:
             raise ConfigError(refused)
         self.cfg = cfg
         with progress.phase("point table built"):
-            self.catalog = build_catalog(cfg)
+            self.catalog = cfg.catalog()  # built once, when the config was parsed
         self.wake = asyncio.Event()
         bc = cfg.buffer
         with progress.phase("buffer opened"):
@@ -279,13 +302,20 @@ class Gateway:
         up = cfg.uplink
         gw = cfg.gateway
         with progress.phase("stages compiled"):
-            encoder = Encoder(self.catalog, up.payload_format, up.compression)
+            encoder = Encoder(self.catalog, up.payload_format, _compression(up), version=up.wire_format)
             pipeline = Pipeline(
                 self.catalog.specs,
                 future_tolerance_ns=gw.future_tolerance_ms * 1_000_000,
                 clock_jump_ns=gw.clock_jump_ms * 1_000_000,
                 min_valid_ns=gw.clock_min_valid_ns,
             )
+        self.encoder = encoder
+        self.catalog_dir = archive_dir(bc.path)
+        # wire format 2: the catalogs this process's batches refer to (a reload adds one), newest last
+        self.catalogs_used: dict[str, bytes] = {}
+        if up.wire_format == 2:
+            self._archive(encoder)
+            self.catalogs_used[encoder.catalog_id] = encoder.catalog_message
         self.alarms: AlarmPublisher | None = None
         if pipeline.alarms.active:
             forwarded = frozenset(i for i in range(len(self.catalog.points)) if pipeline.is_forwarded(i))
@@ -312,12 +342,12 @@ class Gateway:
                 make_client(cfg.registry), records(self.catalog, gw.code), compare=cfg.registry.update_on_start
             )
         self.uplink = MqttUplink(up, gw.site, gw.id)
-        self.uplink.catalog = catalog_message(self.catalog)
         self.runners: list[DeviceRunner | StreamRunner] = []
         wc = cfg.watch
         self.clock = clock
         self.watch = Watch(
             self.buffer,
+            alarm_buffer=self.alarms.buffer if self.alarms is not None else None,
             clock=clock,
             deadline_misses=lambda: [r.health.deadline_misses for r in self.runners if isinstance(r, DeviceRunner)],
             lag_warn_s=wc.lag_warn_s,
@@ -327,56 +357,54 @@ class Gateway:
         )
         self.forwarder = Forwarder(
             self.buffer, self.uplink, self.wake, max_inflight=up.max_inflight, backlog_share=up.backlog_share,
-            state_facts=self._state_facts,
+            state_facts=self._state_facts, on_connect=self._publish_catalogs if up.wire_format == 2 else None,
         )
         self.health_changed = asyncio.Event()  # a device's health changed: republish the state message
         self.uplink.detail = self.device_health
         self._final_counters: dict[str, int] | None = None
+        self._drivers = DriverFactory()  # makes each device's driver; holds what a package's devices share
+        self.reload_source = reload_source
+        self.reload_status = ReloadStatus()
+        self._reload_wanted = asyncio.Event()
+        self._device_tasks: dict[str, asyncio.Task[None]] = {}
+        self._device_failed: asyncio.Future[None] | None = None
         with progress.phase("devices planned"):
-            self._make_runners(cfg)
-
-    def _make_runners(self, cfg: Config) -> None:
-        lines = LinePool()
-        for dev in cfg.devices:
-            if not dev.enabled:
-                continue
-            driver = _make_driver(dev, self.catalog.by_device[dev.name].start, lines)
-            if getattr(driver, "streaming", False):  # OPC UA subscriptions push their samples
-                self.runners.append(
-                    StreamRunner(
-                        cast(StreamingDriver, driver),
-                        self.catalog,
-                        self.batcher.submit,
-                        connect_timeout_s=max(dev.timeout_ms / 1000, 10.0),
-                        backoff_max_s=dev.backoff_max_ms / 1000,
-                    )
-                )
-                self.runners[-1].on_health = self.health_changed.set
-                self.runners[-1].observe_polls = False
-                continue
-            modbus = isinstance(driver, ModbusDriver)
-            self.runners.append(
-                DeviceRunner(
-                    driver,
-                    self.catalog,
-                    self.batcher.submit,
-                    poll_interval_s=dev.poll_interval_ms / 1000,
-                    timeout_s=dev.timeout_ms / 1000,
-                    backoff_max_s=dev.backoff_max_ms / 1000,
-                    # the Modbus driver times each request once the line is its own (shared lines)
-                    schedules=driver.schedules() if isinstance(driver, ModbusDriver) else None,
-                    retries=dev.retries if isinstance(dev, ModbusDeviceBase) else 0,
-                    watchdog=not modbus,
-                    on_health=self.health_changed.set,
-                    suspend_after=dev.suspend_after_timeouts if isinstance(dev, ModbusDeviceBase) else 0,
-                    suspended_interval_s=(
-                        dev.suspended_poll_interval_ms / 1000 if isinstance(dev, ModbusDeviceBase) else 10.0
-                    ),
-                )
-            )
-            self.runners[-1].observe_polls = False  # judged after the pipeline (_health_tap)
+            self.runners = [self._make_runner(dev, self.catalog) for dev in cfg.devices if dev.enabled]
         self._runners_by_name = {r.driver.name: r for r in self.runners}
         self.batcher.pipeline.tap = self._health_tap
+
+    def _make_runner(self, dev: DeviceConfig, catalog: Catalog) -> DeviceRunner | StreamRunner:
+        """The device's driver, in the runner its package registered (polled or pushed)."""
+        spec = spec_of(dev)
+        driver = self._drivers.make(dev, catalog.by_device[dev.name].start)
+        runner: DeviceRunner | StreamRunner
+        if spec.runner_kind(dev) is RunnerKind.PUSHED:
+            runner = StreamRunner(
+                cast(StreamingDriver, driver),
+                catalog,
+                self.batcher.submit,
+                connect_timeout_s=max(dev.timeout_ms / 1000, 10.0),
+                backoff_max_s=dev.backoff_max_ms / 1000,
+            )
+            runner.on_health = self.health_changed.set
+        else:
+            ps = spec.poll_settings(dev, driver) if spec.poll_settings is not None else PollSettings()
+            runner = DeviceRunner(
+                cast(PollingDriver, driver),
+                catalog,
+                self.batcher.submit,
+                poll_interval_s=dev.poll_interval_ms / 1000,
+                timeout_s=dev.timeout_ms / 1000,
+                backoff_max_s=dev.backoff_max_ms / 1000,
+                schedules=ps.schedules,
+                retries=ps.retries,
+                watchdog=ps.watchdog,
+                on_health=self.health_changed.set,
+                suspend_after=ps.suspend_after,
+                suspended_interval_s=ps.suspended_interval_s,
+            )
+        runner.observe_polls = False  # judged after the pipeline (_health_tap)
+        return runner
 
     def _health_tap(self, batch: SampleBatch) -> None:
         """The pipeline's tap: the live table (status page) and the devices' health both judge the
@@ -432,9 +460,12 @@ class Gateway:
         forwarder = asyncio.create_task(self.forwarder.run(), name="forwarder")
         upkeep = asyncio.create_task(self._upkeep(), name="buffer-upkeep")
         batcher = asyncio.create_task(self.batcher.run(), name="batcher")
-        devices = [asyncio.create_task(r.run(), name=f"device:{r.driver.name}") for r in self.runners]
+        self._device_failed = asyncio.get_running_loop().create_future()
+        for r in self.runners:
+            self._start_device(r)
         health = asyncio.create_task(self._publish_health(), name="device-health")
-        everything = [forwarder, upkeep, batcher, health, *devices]
+        reloads = asyncio.create_task(self._reloads(), name="config-reload")
+        everything = [forwarder, upkeep, batcher, health, reloads]
         if self.alarms is not None:
             everything.append(asyncio.create_task(self.alarms.run(), name="alarms"))
         if self.registry_sync is not None:
@@ -442,17 +473,17 @@ class Gateway:
         if self.http is not None:  # stopped with the rest, before the buffer closes
             everything.append(asyncio.create_task(self.http.run(), name="http"))
         try:
-            done, _ = await asyncio.wait(everything, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait([*everything, self._device_failed], return_when=asyncio.FIRST_COMPLETED)
             for task in done:  # these tasks only end by failing
                 exc = task.exception()
                 if exc is not None:
                     raise exc
-                raise RuntimeError(f"task {task.get_name()} stopped unexpectedly")
+                raise RuntimeError(f"task {getattr(task, 'get_name', lambda: 'device')()} stopped unexpectedly")
         except asyncio.CancelledError:
-            await self._stop_gracefully(devices, batcher)
+            await self._stop_gracefully(list(self._device_tasks.values()), batcher)
             raise
         finally:
-            await _cancel(everything)
+            await _cancel([*everything, *self._device_tasks.values()])
             self.watch.close()
             self._final_counters = self.buffer.counters()
             pending = self.buffer.pending_batches
@@ -461,6 +492,160 @@ class Gateway:
                 log.info("%d alarm event(s) stay buffered.", self.alarms.pending)
                 self.alarms.buffer.close()
             log.info("Gateway %s stopped; %d batches stay buffered.", self.catalog.gateway_id, pending)
+
+    async def _publish_catalogs(self, conn: UplinkConnection, backlog: bool) -> None:
+        """Wire format v2: the catalogs of this run (the current one, and those of reloads before it),
+        retained, before any batch on this connection; while batches are buffered also the archived
+        ones (a backlog may predate a config change or a restart)."""
+        enc = self.encoder
+        out = list(reversed(self.catalogs_used.items()))
+        if enc.catalog_id not in self.catalogs_used:
+            out.insert(0, (enc.catalog_id, enc.catalog_message))
+        if backlog:
+            out += [(cid, m) for cid, m in messages(self.catalog_dir) if cid not in dict(out)]
+        for cid, message in out:
+            try:
+                await conn.publish_catalog(cid, message)
+            except RejectedError as err:
+                log.error("The broker refused the point catalog %s (%s): the ingest cannot decode this gateway's "
+                          "batches until it takes it. Check the ACL for <prefix>/<site>/<gateway>/catalog/#.", cid, err)
+                return
+        log.info("Published the point catalog %s (%d bytes)%s.", enc.catalog_id, len(enc.catalog_message),
+                 f" and {len(out) - 1} archived" if len(out) > 1 else "")
+
+    def _archive(self, encoder: Encoder) -> None:
+        try:
+            archive(self.catalog_dir, encoder.catalog_id, encoder.catalog_message)
+        except OSError as err:
+            log.warning("Cannot keep the point catalog %s in %s (%s): batches buffered now may not decode after "
+                        "a later config change and restart.", encoder.catalog_id, self.catalog_dir, err)
+
+    async def _announce_catalog(self, encoder: Encoder) -> None:
+        """A reload's new catalog on the live connection (if any; otherwise the next connection
+        publishes it).  Best effort: a connection lost meanwhile republishes it when it is back."""
+        conn = self.uplink.current
+        if conn is None:
+            return
+        try:
+            await conn.publish_catalog(encoder.catalog_id, encoder.catalog_message)
+            log.info("Published the reloaded point catalog %s (%d bytes).", encoder.catalog_id,
+                     len(encoder.catalog_message))
+        except (RetryableError, RejectedError, aiomqtt.MqttError) as err:
+            log.warning("Could not publish the reloaded point catalog %s now (%s); it is published on the "
+                        "next connection.", encoder.catalog_id, err)
+
+    def _start_device(self, runner: DeviceRunner | StreamRunner) -> None:
+        name = runner.driver.name
+        task = asyncio.create_task(runner.run(), name=f"device:{name}")
+        self._device_tasks[name] = task
+
+        def ended(t: asyncio.Task[None]) -> None:
+            # a device task ends only when cancelled (stop, reload) or by a bug: that stops the gateway
+            failed = self._device_failed
+            if t.cancelled() or failed is None or failed.done():
+                return
+            exc = t.exception()
+            failed.set_exception(exc if exc is not None else RuntimeError(f"task device:{name} stopped unexpectedly"))
+
+        task.add_done_callback(ended)
+
+    def request_reload(self) -> None:
+        """SIGHUP: read the config again and apply it (one reload at a time; requests made meanwhile
+        are served by one more reload)."""
+        self._reload_wanted.set()
+
+    async def _reloads(self) -> None:
+        while True:
+            await self._reload_wanted.wait()
+            self._reload_wanted.clear()
+            if self.reload_source is None:
+                log.warning("Reload requested, but this gateway was not started from a config file: ignored.")
+                continue
+            try:
+                # a large config takes a while to read and check: off the event loop, so polling keeps its cadence
+                new = await asyncio.to_thread(self.reload_source)
+                await self.reload(new)
+            except ConfigError as err:
+                self._refused(err)
+
+    def _refused(self, err: ConfigError) -> None:
+        lines = config_error_lines(err, limit=50)
+        log.error("Reload refused: %s; still running the config read before.", lines[0],
+                  extra={"reason": "config", "source": err.source})
+        for line, issue in zip(lines[1:], err.issues, strict=False):
+            log.error("Reload refused: %s", line.strip(), extra={"reason": "config", "location": issue.location})
+        rs = self.reload_status
+        rs.refused += 1
+        rs.last_result, rs.last_time_ns, rs.last_summary = "refused", time.time_ns(), lines[0]
+
+    async def reload(self, new: Config) -> ReloadPlan:
+        """Apply a new (validated) config without a gap: devices whose config is equal keep running,
+        untouched (same task, same connection, same point indices); changed devices restart, added ones
+        start, removed ones stop.  What cannot change live (identity, buffer, uplink, ...) is named in a
+        warning and keeps its old value.  Raises :class:`ConfigError` (nothing changed) when the new
+        devices cannot run with the sections kept."""
+        plan = plan_reload(self.cfg, new)
+        eff = plan.effective
+        refused = policy_issues(eff)
+        if refused:
+            raise ConfigError(refused, "the new config with the settings kept until a restart")
+        catalog = relayout(self.catalog, eff.catalog(), plan.same_layout)
+        by_name = {d.name: d for d in eff.devices}
+        # what the kept devices share stays theirs (Modbus: a line stays open for the devices kept on it);
+        # everything else is made afresh (its settings may have changed with all the devices on it)
+        self._drivers = self._drivers.for_reload([d for d in eff.devices if d.name in plan.unchanged])
+        # drivers are made before anything stops: a device that cannot be made leaves the old config running
+        starting = [self._make_runner(by_name[n], catalog) for n in (*plan.changed, *plan.added)]
+        stopping = [n for n in (*plan.changed, *plan.removed)]
+        await _cancel([self._device_tasks.pop(n) for n in stopping if n in self._device_tasks])
+        gw = eff.gateway
+        assert gw is not None and eff.uplink is not None
+        pipeline = Pipeline(catalog.specs, future_tolerance_ns=gw.future_tolerance_ms * 1_000_000,
+                            clock_jump_ns=gw.clock_jump_ms * 1_000_000, min_valid_ns=gw.clock_min_valid_ns)
+        old = self.batcher.pipeline
+        pipeline.carry(old, [i for n in plan.same_layout for i in catalog.by_device[n]])
+        up = eff.uplink
+        encoder = Encoder(catalog, up.payload_format, _compression(up), version=up.wire_format)
+        if encoder.version == 2 and encoder.catalog_id != self.encoder.catalog_id:
+            # the new catalog is archived and published before the first batch that refers to it exists
+            self._archive(encoder)
+            self.catalogs_used[encoder.catalog_id] = encoder.catalog_message
+            while len(self.catalogs_used) > 16:  # the oldest of a long run of reloads: archived, sent with a backlog
+                del self.catalogs_used[next(iter(self.catalogs_used))]
+            await self._announce_catalog(encoder)
+        not_applied = list(plan.not_applied)
+        if self.alarms is None and pipeline.alarms.active:
+            not_applied.append("alarm thresholds (the gateway started without any; their publisher starts with it)")
+        await self.batcher.swap(catalog, pipeline, encoder)
+        self.encoder = encoder
+        if self.live is not None:
+            self.live.rebase(catalog, plan.same_layout)
+        if self.alarms is not None:
+            self.alarms.catalog = catalog
+            self.alarms.set_forwarded(frozenset(i for i in range(len(catalog.points)) if pipeline.is_forwarded(i)))
+        self.catalog, self.cfg = catalog, eff
+        kept = {n: r for n, r in self._runners_by_name.items() if n in plan.unchanged}
+        for r in kept.values():
+            r.catalog = catalog
+        for r in starting:
+            kept[r.driver.name] = r
+            self._start_device(r)
+        self.runners = [kept[d.name] for d in eff.devices if d.name in kept]
+        self._runners_by_name = {r.driver.name: r for r in self.runners}
+        self.watch.restart_poll_window()
+        self.health_changed.set()  # the retained state message lists the devices
+        if not_applied:
+            log.warning("Config reloaded; not applied until restart: %s (the running values stay).",
+                        ", ".join(not_applied), extra={"not_applied": not_applied})
+        summary = plan.summary()
+        log.info("Reloaded config: %s.", summary, extra={
+            "changed": list(plan.changed), "added": list(plan.added), "removed": list(plan.removed),
+            "unchanged": len(plan.unchanged)})
+        rs = self.reload_status
+        rs.applied += 1
+        rs.last_result, rs.last_time_ns, rs.last_summary = "applied", time.time_ns(), summary
+        rs.not_applied = not_applied
+        return plan
 
     def _state_facts(self) -> tuple[int, dict[str, object]]:
         """What the retained state message says about overload (see gateway.watch)."""
@@ -492,9 +677,43 @@ class Gateway:
         deadline = time.monotonic() + self.cfg.uplink.shutdown_drain_s
         # polled, bounded by the deadline: the buffer has no "drained" notification
         alarms = self.alarms
-        while (self.buffer.pending_batches and self.forwarder.stats.connected) or (
-            alarms is not None and alarms.pending and alarms.stats.connected
-        ):
-            if time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.05)
+        from gateway.progress import progress_bar
+
+        left = self.buffer.pending_batches
+        # a bar on a terminal (`edgegw run` stopped with Ctrl-C), nothing under systemd
+        bar = progress_bar("stopping: delivering the buffer", left, "batches") if left and \
+            self.forwarder.stats.connected else contextlib.nullcontext(lambda n: None)
+        with bar as step:
+            while (self.buffer.pending_batches and self.forwarder.stats.connected) or (
+                alarms is not None and alarms.pending and alarms.stats.connected
+            ):
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.05)
+                now = self.buffer.pending_batches
+                if now < left:
+                    step(left - now)
+                    left = now
+
+
+if TYPE_CHECKING:  # static conformance checks of the implementations against the interfaces, no runtime cost
+    from typing import Protocol
+
+    class _Buffer(Protocol):
+        def put(self, payload: bytes, npoints: int, created_ns: int | None = None) -> bool: ...
+        def begin(self, max_batches: int) -> Transaction: ...
+        def end(self, tx: Transaction, outcomes: list[Outcome]) -> None: ...
+        @property
+        def pending_batches(self) -> int: ...
+
+    class _Sink(Protocol):
+        async def write(self, payload: bytes) -> None: ...
+
+    def _conforms(
+        d: ModbusTcpDriver, s: Normalise, b: SqliteBuffer, k: UplinkConnection, m: Dlt645Driver
+    ) -> None:
+        _d: PollingDriver = d
+        _m: PollingDriver = m
+        _s: Stage = s
+        _b: _Buffer = b
+        _k: _Sink = k

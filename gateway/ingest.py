@@ -8,7 +8,7 @@ acknowledged (persistent session, fixed client id), and a redelivered row lands 
 (series, time) in InfluxDB.
 
 - **Nothing from one message can stop the others.**  Decoding, identity, encoding
-  (:mod:`gateway.lineproto`) and the store's verdict are per message and per row: what cannot be
+  (:mod:`gateway.core.lineproto`) and the store's verdict are per message and per row: what cannot be
   written as sent is dead-lettered with the reason, the rest is written.
 - **The topic is the identity.**  ``<prefix>/<site>/<gateway>/data|alarm`` is what the broker's
   ACL authenticates; a payload naming another site or gateway is dead-lettered, and every row
@@ -37,21 +37,28 @@ from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 
-from gateway.alarms import decode_alarm
 from gateway.codec import (
     FLAG_HISTORICAL,
     Batch,
     CatalogCache,
+    CatalogMissingError,
     CatRow,
     Columns,
+    decode_alarm,
     decode_columns,
+    is_catalog_topic,
     points_payload,
     row_tags,
 )
 from gateway.config import IngestSection
-from gateway.deadletter import DeadLetter, DeadLetterFullError, DeadLetterStore
-from gateway.errors import BodyTooLargeError, BufferStorageError, CodecError, DataRejectedError, StoreUnavailableError
-from gateway.lineproto import (
+from gateway.core.errors import (
+    BodyTooLargeError,
+    BufferStorageError,
+    CodecError,
+    DataRejectedError,
+    StoreUnavailableError,
+)
+from gateway.core.lineproto import (
     MAX_TIMESTAMP_NS,
     VM_MAX_FUTURE_NS,
     LineError,
@@ -61,23 +68,21 @@ from gateway.lineproto import (
     telemetry_fields,
     telemetry_series,
 )
-from gateway.names import Names
-from gateway.point import Point, now_ns
+from gateway.core.point import Point, now_ns
+from gateway.deadletter import DeadLetter, DeadLetterFullError, DeadLetterStore
+from gateway.names import NO_NAMES, Names
 from gateway.sinks.influx import LineWriter, make_writer
 from gateway.sinks.mqtt import MqttClient
 
 if TYPE_CHECKING:
     from gateway.http import StatusServer
 
-__all__ = ["Ingest", "IngestCore", "IngestStats", "Prepared"]
+__all__ = ["Ingest", "IngestCore", "IngestStats", "Prepared", "fetch_catalogs"]
 
 log = logging.getLogger("edgegw.ingest")
 _LOUD_EVERY_S = 60.0
 _BACKOFF_MAX_S = 5.0
 _INT_FAST = 2**63  # integers within this become floats without any check (far below float's overflow)
-_NO_NAMES = Names()
-_CATALOG_QUIET_S = 0.5  # retained catalogs have all arrived once none came for this long (at most _CATALOG_WAIT_S)
-_CATALOG_WAIT_S = 5.0
 _SERIES_CACHE = 200_000  # catalog rows whose series text is kept (cleared, not grown, beyond)
 
 
@@ -98,6 +103,10 @@ class IngestStats:
     store_down_since: float | None = None  # monotonic time of the first failure of the current outage
     newest_written_ns: int = 0  # source time of the newest point written (the lag metric)
     connected: bool = False
+    catalogs: int = 0  # wire format v2 catalog messages learnt
+    bad_catalogs: int = 0  # catalog messages refused (malformed, forged origin)
+    catalog_waits: int = 0  # v2 batches that arrived before their catalog (held until it came)
+    catalog_missing: int = 0  # v2 batches dead-lettered: their catalog did not come within catalog_wait_s
 
 
 @dataclass(slots=True)
@@ -113,6 +122,18 @@ class Prepared:
     gateway: str = ""
     payload: bytes = b""
     refused: list[tuple[int, str]] = field(default_factory=list)  # row index, reason (filled by the write)
+    missing: str | None = None  # a v2 batch whose catalog (this id) has not arrived yet: held, not written
+
+
+def _plain_numbers(values: list[Any]) -> bool:
+    """Every value a float, or an int that a float holds exactly (the samples of the fast path)."""
+    types = set(map(type, values))
+    if types <= {float}:
+        return True
+    if not types <= {float, int}:
+        return False
+    ints = [v for v in values if type(v) is int]
+    return min(ints) >= -_INT_FAST and max(ints) <= _INT_FAST
 
 
 def _short_reason(reason: str) -> str:
@@ -142,10 +163,9 @@ class IngestCore:
         self._last_loud = 0.0
         self._series_cache: dict[tuple[Any, ...], str | LineError] = {}
         self._catalogs = CatalogCache()
-        self._last_prefixes: dict[tuple[str, str],
-                                  tuple[dict[int, CatRow], dict[int, str | LineError], Names]] = {}
-        self.names: dict[tuple[str, str], Names] = {}  # (site, gateway) -> its newest catalog of names
-        self._catalog_seen = 0.0  # monotonic time of the last catalog message
+        self._last_prefixes: dict[tuple[str, str], tuple[dict[int, CatRow], dict[int, str | LineError]]] = {}
+        self._plain_prefixes: dict[int, str | LineError] | None = None
+        self.names: dict[tuple[str, str], Names] = {}  # (site, gateway) -> the names of its newest catalog
         # None: wait out a store outage for ever (the service); a number: give up after that many
         # seconds with StoreUnavailableError (an operator's command such as a dead-letter replay)
         self.give_up_after_s: float | None = None
@@ -155,17 +175,28 @@ class IngestCore:
         self.stats.messages += 1
         prep = Prepared(topic, payload=payload)
         parts = topic.split("/")
-        if len(parts) != 4 or parts[0] != self._prefix or parts[3] not in ("data", "alarm", "catalog") \
-                or not all(parts):
-            return self._dead_message(prep, f"unexpected topic: not {self._prefix}/<site>/<gateway>/data|alarm|catalog")
+        if len(parts) != 4 or parts[0] != self._prefix or parts[3] not in ("data", "alarm") or not all(parts):
+            return self._dead_message(prep, f"unexpected topic: not {self._prefix}/<site>/<gateway>/data|alarm")
         prep.site, prep.gateway = parts[1], parts[2]
         if parts[3] == "alarm":
             self._prepare_alarm(prep)
-        elif parts[3] == "catalog":
-            self._prepare_catalog(prep)
         else:
             self._prepare_batch(prep)
         return prep
+
+    def prepare_again(self, prep: Prepared) -> Prepared:
+        """A held batch (``missing``) decoded again, now that a catalog arrived."""
+        fresh = Prepared(prep.topic, payload=prep.payload, site=prep.site, gateway=prep.gateway)
+        self._prepare_batch(fresh)
+        return fresh
+
+    def _catalog_missing(self, prep: Prepared) -> Prepared:
+        self.stats.catalog_missing += 1
+        self.stats.undecodable += 1
+        cid, prep.missing = prep.missing, None
+        return self._dead_message(prep, f"undecodable: its catalog {cid} (topic {self._prefix}/{prep.site}/"
+                                        f"{prep.gateway}/catalog/{cid}) never arrived; replay it once the "
+                                        "gateway published it (is the gateway allowed to publish there?)")
 
     def _dead_message(self, prep: Prepared, reason: str, points: int = 0) -> Prepared:
         prep.rows.clear()
@@ -185,7 +216,7 @@ class IngestCore:
                                      f"topic is site {prep.site!r} gateway {prep.gateway!r}", 1)
             return
         try:
-            names = self.names.get((prep.site, prep.gateway), _NO_NAMES)
+            names = self.names.get((prep.site, prep.gateway), NO_NAMES)
             row = alarm_line(doc, self.cfg.influx.alarm_measurement, prep.site, prep.gateway, self._dialect,
                              now_ns(), names.tags(str(doc["point"]), str(doc["device"])))
         except LineError as err:
@@ -196,35 +227,34 @@ class IngestCore:
         if self.alarm_observer is not None:
             self.alarm_observer(doc)
 
-    def _prepare_catalog(self, prep: Prepared) -> None:
-        """A gateway's retained catalog of names: kept (the newest per gateway), never written itself.
-        An empty payload is the catalog being cleared (a retained message deleted)."""
-        key = (prep.site, prep.gateway)
-        if not prep.payload:
-            self.names.pop(key, None)
-            return
+    def learn_catalog(self, topic: str, payload: bytes) -> str | None:
+        """A wire format v2 catalog message (retained, ``<prefix>/<site>/<gateway>/catalog/<id>``):
+        kept for the batches that refer to it.  Returns its id, or None (refused, logged)."""
+        parts = topic.split("/")
+        if not payload:
+            return None  # a retained catalog cleared
         try:
-            names = Names.decode(prep.payload)
+            _gw, _site, cid = self._catalogs.learn(payload, (parts[1], parts[2]))
         except CodecError as err:
-            self.stats.undecodable += 1
-            self._dead_message(prep, f"undecodable catalog: {err}")
-            return
-        if (names.site_key, names.gateway) != key:
-            self._dead_message(prep, f"forged origin: catalog names site {names.site_key!r} gateway "
-                                     f"{names.gateway!r}, topic is site {prep.site!r} gateway {prep.gateway!r}")
-            return
-        old = self.names.get(key)
-        if old is not None and old.id == names.id:
-            return
-        self.names[key] = names
-        log.info("Names of gateway %s at site %s: %d points, %d devices%s.", prep.gateway, prep.site,
-                 len(names.points), len(names.devices),
-                 f"; left out (not storable as a tag): {', '.join(names.dropped[:5])}" if names.dropped else "",
-                 extra={"site": prep.site, "gateway": prep.gateway, "catalog_id": names.id})
+            self.stats.bad_catalogs += 1
+            log.error("Refused the catalog message on %s: %s", topic, err)
+            return None
+        if cid != parts[4]:
+            log.warning("The catalog on %s has id %s (topic says %s); kept under its own id.", topic, cid, parts[4])
+        self.stats.catalogs += 1
+        names = self._catalogs.names(cid)
+        self.names[(parts[1], parts[2])] = names  # the newest: alarm events name their point with it
+        if names.dropped:
+            log.warning("The catalog on %s has names no store keeps as a tag (left out): %s", topic,
+                        ", ".join(names.dropped[:5]))
+        return cid
 
     def _prepare_batch(self, prep: Prepared) -> None:
         try:
-            cols = decode_columns(prep.payload, self._catalogs)
+            cols = decode_columns(prep.payload, self._catalogs, (prep.site, prep.gateway))
+        except CatalogMissingError as err:
+            prep.missing = err.catalog_id  # held until the catalog arrives (Ingest._consume)
+            return
         except CodecError as err:
             self.stats.undecodable += 1
             self._dead_message(prep, f"undecodable: {err}")
@@ -237,10 +267,20 @@ class IngestCore:
             return
         prep.cols = cols
         now, dialect, hist_all = now_ns(), self._dialect, cols.historical
-        prefixes = self._prefixes(prep, cols.cat)
+        prefixes = self._prefixes(prep, cols.cat, cols.names)
         refused: list[tuple[Point, str]] = []
         rows, samples = prep.rows, prep.samples
         ts_max = MAX_TIMESTAMP_NS if dialect == "influxdb" else min(MAX_TIMESTAMP_NS, now + VM_MAX_FUTURE_NS)
+        if n and not hist_all and prefixes is self._plain_prefixes and not any(cols.flags) \
+                and cols.rsn.count(None) == n and min(cols.ts) >= -MAX_TIMESTAMP_NS and max(cols.ts) <= ts_max \
+                and _plain_numbers(cols.val):
+            # the whole message is common samples (the usual case): one comprehension, no per-sample checks
+            rows.extend([f"{prefixes[i]} value={float(v)!r},quality={q}i {ts}".encode()
+                         for i, ts, v, q in zip(cols.idx, cols.ts, cols.val, cols.q, strict=True)])
+            samples.extend(range(n))
+            if self.observer is not None:
+                self.observer(Batch(cols.gateway, cols.site, cols.seq, cols.created_ns, cols.points(), False))
+            return
         for k, (i, ts, v, q, r, f) in enumerate(zip(cols.idx, cols.ts, cols.val, cols.q, cols.rsn, cols.flags,
                                                    strict=True)):
             prefix = prefixes[i]
@@ -265,21 +305,26 @@ class IngestCore:
         if self.observer is not None:
             self.observer(Batch(cols.gateway, cols.site, cols.seq, cols.created_ns, cols.points(), cols.historical))
 
-    def _prefixes(self, prep: Prepared, cat: dict[int, CatRow]) -> dict[int, str | LineError]:
+    def _prefixes(self, prep: Prepared, cat: dict[int, CatRow], names: Names = NO_NAMES) -> dict[int, str | LineError]:
         """The series text of every catalog row of a batch; the same validated catalog (the codec's
         cache hands out the same object) reuses the last map it got."""
-        names = self.names.get((prep.site, prep.gateway), _NO_NAMES)
         last = self._last_prefixes.get((prep.site, prep.gateway))
-        if last is not None and last[0] is cat and last[2] is names:
+        if last is not None and last[0] is cat:
+            if self._plain_prefixes is not last[1] and all(type(p) is str for p in last[1].values()):
+                self._plain_prefixes = last[1]
             return last[1]
+        # (the names are the catalog's: the same catalog object has the same names)
         prefixes = {i: self._series(prep, row, names) for i, row in cat.items()}
         if len(self._last_prefixes) >= _SERIES_CACHE // 100:
             self._last_prefixes.clear()
-        self._last_prefixes[(prep.site, prep.gateway)] = (cat, prefixes, names)
+        self._last_prefixes[(prep.site, prep.gateway)] = (cat, prefixes)
+        # a map with no refused series may take the fast path of _prepare_batch (identity marks it)
+        self._plain_prefixes = prefixes if all(type(p) is str for p in prefixes.values()) else None
         return prefixes
 
-    def _series(self, prep: Prepared, row: CatRow, names: Names) -> str | LineError:
-        """The series text of a catalog row, from a bounded cache (rows repeat in every message)."""
+    def _series(self, prep: Prepared, row: CatRow, names: Names = NO_NAMES) -> str | LineError:
+        """The series text of a catalog row, from a bounded cache (rows repeat in every message),
+        with the name tags of its catalog (display names in any language)."""
         key = (prep.site, prep.gateway, names.id, *row[:6], *row[6].items())
         hit = self._series_cache.get(key)
         if hit is None:
@@ -310,6 +355,9 @@ class IngestCore:
         ``replaces``: dead-letter ids these messages came from (a replay); they are deleted in the
         transaction that commits what is refused again.
         """
+        for j, prep in enumerate(prepared):
+            if prep.missing is not None:  # never written unseen: what waited in vain is a dead letter
+                prepared[j] = self._catalog_missing(prep)
         for chunk in self._chunks(prepared):
             await self._write_rows(prepared, chunk)
         letters: list[DeadLetter] = []
@@ -494,10 +542,8 @@ class Ingest(IngestCore):
         self.client_id = cfg.mqtt.client_id or f"edgegw-ingest-{socket.gethostname()}"
         share = f"$share/{cfg.share_group}/" if cfg.share_group and cfg.mqtt.protocol == "5" else ""
         self.topic_filter = f"{share}{cfg.mqtt.topic_prefix}/+/+/data"
+        self.catalog_filter = f"{cfg.mqtt.topic_prefix}/+/+/catalog/+"  # every ingest process needs them all
         self.alarm_filter = f"{share}{cfg.mqtt.topic_prefix}/+/+/alarm"
-        # not shared: every ingest process needs every gateway's names (and a broker sends no
-        # retained message to a shared subscription)
-        self.catalog_filter = f"{cfg.mqtt.topic_prefix}/+/+/catalog"
         self.subscribed = asyncio.Event()
 
     def _say_limits(self) -> None:
@@ -527,28 +573,20 @@ class Ingest(IngestCore):
             host, port = servers[current]
             client = MqttClient(self.cfg.mqtt, self.client_id, manual_ack=True, max_queued_incoming=0,
                                 receive_maximum=self.cfg.receive_maximum, server=(host, port))
-            catalogs = MqttClient(self.cfg.mqtt, f"{self.client_id}-catalog", clean=True, server=(host, port))
-            reader: asyncio.Future[None] | None = None
             try:
-                async with catalogs:
-                    # the names first, on a connection of their own: the data session connects only
-                    # once every retained catalog is known, so no row is written without its names
-                    # (and it subscribes at once: a persistent session left unsubscribed for a moment
-                    # after its queued messages started to flow lost some of them in mosquitto 2)
-                    await catalogs.subscribe(self.catalog_filter, qos=1)
-                    reader = asyncio.ensure_future(self._read_catalogs(catalogs))
-                    await self._catalogs_settled(reader)
-                    async with client:
-                        await client.subscribe(self.topic_filter, qos=1)
-                        await client.subscribe(self.alarm_filter, qos=1)
-                        self.stats.connected = True
-                        self.subscribed.set()
-                        ever = True
-                        log.info("Ingest subscribed to %s and %s on %s:%d%s.", self.topic_filter, self.alarm_filter,
-                                 host, port,
-                                 f" after {failures} failed attempts" if failures else "")
-                        backoff, failures = 0.2, 0
-                        await self._consume(client, reader)
+                async with client:
+                    # the retained catalogs first: they arrive before the batches that refer to them
+                    await client.subscribe(self.catalog_filter, qos=1)
+                    await client.subscribe(self.topic_filter, qos=1)
+                    await client.subscribe(self.alarm_filter, qos=1)
+                    self.stats.connected = True
+                    self.subscribed.set()
+                    ever = True
+                    log.info("Ingest subscribed to %s and %s on %s:%d%s.", self.topic_filter, self.alarm_filter,
+                             host, port,
+                             f" after {failures} failed attempts" if failures else "")
+                    backoff, failures = 0.2, 0
+                    await self._consume(client)
             except aiomqtt.MqttError as err:
                 failures += 1
                 now = time.monotonic()
@@ -564,34 +602,8 @@ class Ingest(IngestCore):
                 self.subscribed.clear()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX_S)  # back within seconds once the broker is
-            finally:
-                if reader is not None and not reader.done():
-                    reader.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                        await reader
 
-    async def _read_catalogs(self, client: MqttClient) -> None:
-        """Take catalog messages for as long as the connection lasts (never cancelled mid-wait
-        by a timeout: aiomqtt's iterator would lose the message being dequeued)."""
-        async for msg in client.messages:
-            self._catalog_seen = time.monotonic()
-            payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload or "").encode()
-            prep = self.prepare(msg.topic.value, payload)
-            if prep.dead:
-                await self.settle([prep])
-
-    async def _catalogs_settled(self, reader: asyncio.Future[None]) -> None:
-        """Return once the burst of retained catalogs after subscribing is over: none came for
-        _CATALOG_QUIET_S, at most _CATALOG_WAIT_S in all."""
-        start = self._catalog_seen = time.monotonic()
-        while not reader.done():
-            now = time.monotonic()
-            if now - self._catalog_seen >= _CATALOG_QUIET_S or now - start >= _CATALOG_WAIT_S:
-                return
-            await asyncio.sleep(0.05)
-        reader.result()  # the connection broke
-
-    async def _consume(self, client: MqttClient, catalogs: asyncio.Future[None] | None = None) -> None:
+    async def _consume(self, client: MqttClient) -> None:
         it = client.messages
         pending: list[aiomqtt.Message] = []
         prepared: list[Prepared] = []
@@ -604,6 +616,8 @@ class Ingest(IngestCore):
         # batch or an alarm event stuck at the broker).  One pending task, reused across timeouts.
         nxt: asyncio.Future[aiomqtt.Message] | None = None
         writing: asyncio.Future[None] | None = None
+        waiting_since: float | None = None  # since when a batch waits for its catalog
+        asked: dict[tuple[str, str], float] = {}  # (site, gateway) -> when its catalogs were last asked for
         try:
             while True:
                 if writing is not None and writing.done():
@@ -612,23 +626,38 @@ class Ingest(IngestCore):
                 if nxt is None:
                     nxt = asyncio.ensure_future(anext(it))
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                watched: set[asyncio.Future[Any]] = {nxt} if catalogs is None else {nxt, catalogs}
-                done, _ = await asyncio.wait(watched, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-                if catalogs is not None and catalogs in done:
-                    catalogs.result()  # the catalog connection broke: reconnect both
-                    raise aiomqtt.MqttError("the catalog subscription ended")
-                got = nxt in done
-                if got:
+                done, _ = await asyncio.wait({nxt}, timeout=timeout)
+                if done:
                     msg = nxt.result()
                     nxt = None
                     payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload).encode()
+                    if is_catalog_topic(msg.topic.value):
+                        # a catalog is state, not data: learnt and acknowledged at once; held batches retried
+                        if self.learn_catalog(msg.topic.value, payload) is not None:
+                            for j, p in enumerate(prepared):
+                                if p.missing is not None:
+                                    prepared[j] = self.prepare_again(p)
+                                    n_rows += len(prepared[j].rows)
+                        client.ack(msg.mid, msg.qos)
+                        continue
                     prep = self.prepare(msg.topic.value, payload)
+                    if prep.missing is not None:
+                        self.stats.catalog_waits += 1
                     pending.append(msg)
                     prepared.append(prep)
                     n_rows += len(prep.rows)
                     if deadline is None:
                         deadline = time.monotonic() + linger
-                if not got or n_rows >= self.cfg.batch_max_points:
+                if not done or n_rows >= self.cfg.batch_max_points:
+                    held = [p for p in prepared if p.missing is not None]
+                    if held:
+                        now = time.monotonic()
+                        waiting_since = now if waiting_since is None else waiting_since
+                        if now - waiting_since < self.cfg.catalog_wait_s:
+                            await self._ask_catalogs(client, held, asked)
+                            deadline = now + 0.5  # look again soon; everything after it waits in order
+                            continue
+                    waiting_since = None
                     # one write in flight while the next batch is prepared: decoding overlaps the
                     # store's work; acknowledgements stay in order and at most two batches are held
                     if writing is not None:
@@ -636,10 +665,6 @@ class Ingest(IngestCore):
                     writing = asyncio.ensure_future(self._settle_and_ack(client, prepared, pending))
                     pending, prepared, n_rows, deadline = [], [], 0, None
         finally:
-            if catalogs is not None:
-                catalogs.cancel()
-                with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                    await catalogs
             if nxt is not None:
                 nxt.cancel()
             if writing is not None:
@@ -647,8 +672,47 @@ class Ingest(IngestCore):
                 with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
                     await writing
 
+    async def _ask_catalogs(self, client: MqttClient, held: list[Prepared],
+                            asked: dict[tuple[str, str], float]) -> None:
+        """Subscribe again to the catalogs of the gateways whose batches wait: the broker then sends
+        their retained catalogs again (one this process missed or forgot).  At most every 2 s each."""
+        now = time.monotonic()
+        for key in {(p.site, p.gateway) for p in held}:
+            if now - asked.get(key, -1e9) < 2.0:
+                continue
+            asked[key] = now
+            if len(asked) > 10_000:
+                asked.clear()
+            missing = sorted({p.missing for p in held if (p.site, p.gateway) == key and p.missing})
+            log.warning("Batches of %s/%s wait for catalog %s; asking the broker for it again.", key[0], key[1],
+                        ", ".join(missing))
+            await client.subscribe(f"{self._prefix}/{key[0]}/{key[1]}/catalog/+", qos=1)
+
     async def _settle_and_ack(self, client: MqttClient, prepared: list[Prepared],
                               pending: list[aiomqtt.Message]) -> None:
         await self.settle(prepared)
         for m in pending:
             client.ack(m.mid, m.qos)
+
+
+async def fetch_catalogs(core: IngestCore, quiet_s: float = 1.0, timeout_s: float = 10.0) -> int:
+    """Teach ``core`` the retained wire format v2 catalogs of every gateway on its broker (what a
+    dead-letter replay needs for v2 batches); returns how many were learnt.  A short session of its
+    own (no session kept on the broker): the retained messages arrive on subscribe; it stops after
+    ``quiet_s`` without one, at most after ``timeout_s``."""
+    cfg = core.cfg.mqtt.model_copy(update={"session_expiry_s": 0})
+    learnt = 0
+    client = MqttClient(cfg, f"{cfg.client_id or 'edgegw-ingest'}-catalogs-{socket.gethostname()}")
+    async with client:
+        await client.subscribe(f"{cfg.topic_prefix}/+/+/catalog/+", qos=1)
+        end = time.monotonic() + timeout_s
+        it = client.messages
+        while time.monotonic() < end:
+            try:
+                msg = await asyncio.wait_for(anext(it), min(quiet_s, max(0.0, end - time.monotonic())))
+            except TimeoutError:
+                break
+            payload = msg.payload if isinstance(msg.payload, bytes) else b""
+            if is_catalog_topic(msg.topic.value) and core.learn_catalog(msg.topic.value, payload) is not None:
+                learnt += 1
+    return learnt

@@ -26,7 +26,7 @@ SNMS API, ``Authorization: Bearer <token>`` is sent (unverified against a real I
 
 Never on the hot path: the gateway registers in a background task (``asyncio.to_thread``), the
 CLI calls it directly; a node that is down or answers garbage raises
-:class:`~gateway.errors.RegistryUnavailable` and nothing else waits for it.  Plain ``urllib``:
+:class:`~gateway.core.errors.RegistryUnavailable` and nothing else waits for it.  Plain ``urllib``:
 one request at a time, no new dependency.
 """
 
@@ -42,8 +42,8 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.errors import IdentifierError, RegistryAuthError, RegistryError, RegistryUnavailable
-from pipelines.identifiers import parse_handle
+from gateway.core.errors import IdentifierError, RegistryAuthError, RegistryError, RegistryUnavailable
+from gateway.core.identifiers import parse_handle
 
 __all__ = [
     "MAX_BATCH",
@@ -146,7 +146,8 @@ def batches(records: Sequence[Record], size: int = MAX_BATCH) -> Iterator[Sequen
 
 
 class RegistryClient(Protocol):
-    def register(self, records: Sequence[Record], *, compare: bool = True) -> RegisterReport: ...
+    def register(self, records: Sequence[Record], *, compare: bool = True,
+                 progress: Callable[[int], None] | None = None) -> RegisterReport: ...
     def resolve(self, handle: str) -> Resolved: ...
 
 
@@ -236,8 +237,10 @@ class _NodeClient:
                 report: RegisterReport) -> None:
         raise NotImplementedError
 
-    def register(self, records: Sequence[Record], *, compare: bool = True) -> RegisterReport:
+    def register(self, records: Sequence[Record], *, compare: bool = True,
+                 progress: Callable[[int], None] | None = None) -> RegisterReport:
         """Create what is missing, update what exists with other attributes, leave the rest alone.
+        ``progress(n)`` is told each time ``n`` more records are done (``edgegw ids register``'s bar).
 
         ``compare=False``: create what is missing only, without reading back what exists (a
         gateway's start-up registration: a few batch requests instead of one read per code).
@@ -271,6 +274,8 @@ class _NodeClient:
                 if len(stale) >= self.batch_size:
                     self._update(stale, managed, report)
                     stale = []
+            if progress is not None:
+                progress(len(chunk))
         if stale:
             self._update(stale, managed, report)
         return report

@@ -1,5 +1,5 @@
-"""Names in any language, end to end on real servers: config -> gateway -> the retained catalog of
-names on mosquitto -> ingest -> InfluxDB 1.x tags and VictoriaMetrics labels, read back exactly.
+"""Names in any language, end to end on real servers: config -> gateway -> the retained wire format
+v2 catalog on mosquitto -> ingest -> InfluxDB 1.x tags and VictoriaMetrics labels, read back exactly.
 
 Names are chosen to need every escape of a tag value (space, comma, equals sign, a backslash inside,
 a double quote) next to Chinese, so that a wrong escaping rule for either store shows up as a
@@ -11,17 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import pytest
 
-from gateway.catalog import build_catalog
+from gateway.codec import CatalogCache, Encoder, encode_alarm
 from gateway.config import parse
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 from gateway.ingest import IngestCore
-from gateway.names import Names, catalog_message
+from gateway.names import Names
 from hil.modbus_server import SimulatedPlc
 from hil.services import Influx1, Mosquitto, VictoriaMetrics
-from tests.collector import collect
 from tests.conftest import eventually
 from tests.test_e2e import SITE, config_dict, drive_chain
 
@@ -66,13 +64,12 @@ async def test_chinese_names_into_influxdb_v1(tmp_path: Path, mosquitto: Mosquit
     async with SimulatedPlc(tick_s=0, seed=3) as plc:
         cfg = parse(named(config_dict(plc.port, mosquitto.port, tmp_path, {"api": "v1", "url": influx1.url,
                                                                             "database": db}, "names-v1", "names-v1")))
-        async with collect(mosquitto.port, "names-v1/+/+/data", "names-v1-watch") as data:
-            gw, _ = await drive_chain(cfg, plc, ticks=2)
-            await eventually(lambda: len(data) > 0, what="a batch on the data topic")
-    # the names are not in the batches: they travel once, in the catalog
-    for payload in data:
-        assert SITE_NAME.encode() not in payload and DEVICE_NAME.encode() not in payload
-        assert all(not set(row[7]) & {"display_name", "device_display_name"} for row in msgpack.unpackb(payload)["cat"])
+        gw, ingest = await drive_chain(cfg, plc, ticks=2)
+    # the names travelled once, in the retained catalog the ingest took from the broker (batches
+    # refer to it by id: wire format v2)
+    names = ingest.names[(SITE, "gw-e2e")]
+    assert names.id == gw.encoder.catalog_id
+    assert names.devices == {"gas-sub-01": (("device_description", DEVICE_TEXT), ("device_display_name", DEVICE_NAME))}
     res = influx1.query('SELECT * FROM "telemetry" GROUP BY * LIMIT 1', db=db)
     series = res["results"][0]["series"]  # type: ignore[index]
     seen = {}
@@ -114,32 +111,34 @@ async def test_chinese_names_into_victoriametrics(tmp_path: Path, mosquitto: Mos
     assert gw.buffer_counters["accepted_points"] > 0
 
 
+def _names_of(cfg_dict: dict[str, Any]) -> tuple[str, Names]:
+    encoder = Encoder(parse(cfg_dict).catalog(), version=2)
+    cache = CatalogCache()
+    cid = cache.learn(encoder.catalog_message)[2]
+    return cid, cache.names(cid)
+
+
 def test_names_change_the_catalog_id_and_keep_on_site_points_stay_unnamed() -> None:
     base = named(config_dict(1, 1, Path("x"), {"api": "v1", "url": "http://127.0.0.1:1"}, "n", "n"))
     base["data_policy"] = {"important": "keep_on_site"}
     base["devices"][0]["points"][2]["data_grade"] = "important"  # co
-    doc = Names.decode(catalog_message(build_catalog(parse(base))))
-    assert "gas-sub-01.co" not in doc.points and doc.points["gas-sub-01.ch4"] == (
+    cid, names = _names_of(base)
+    assert "gas-sub-01.co" not in names.points and names.points["gas-sub-01.ch4"] == (
         ("description", POINT_TEXT["ch4"]), ("display_name", POINT_NAMES["ch4"]))
-    assert doc.tags("gas-sub-01.ch4", "gas-sub-01")[0] == ("site_description", "内蒙古 包头")
+    assert names.tags("gas-sub-01.ch4", "gas-sub-01")[0] == ("site_description", "内蒙古 包头")
     base["devices"][0]["points"][1]["display_name"] = "甲烷"
-    assert Names.decode(catalog_message(build_catalog(parse(base)))).id != doc.id
+    assert _names_of(base)[0] != cid  # a rename is a new catalog: the ingest takes the new names
 
 
-def test_a_catalog_is_taken_from_its_own_topic_only(tmp_path: Path) -> None:
-    """The topic is the identity: a catalog naming another gateway is dead-lettered, an undecodable
-    one too, and neither changes the names of any gateway."""
-    cfg = parse(named(config_dict(1, 1, tmp_path, {"api": "file", "path": str(tmp_path / "out.lp")}, "n", "n")))
-    assert cfg.ingest is not None
-    core = IngestCore(cfg.ingest)
-    payload = catalog_message(build_catalog(cfg))
-    assert not core.prepare(f"n/{SITE}/gw-e2e/catalog", payload).dead
-    assert core.names[(SITE, "gw-e2e")].site == (("site_description", "内蒙古 包头"), ("site_display_name", SITE_NAME))
-    forged = core.prepare(f"n/{SITE}/other-gw/catalog", payload)
-    assert "forged origin" in forged.dead[0].reason and (SITE, "other-gw") not in core.names
-    assert "undecodable catalog" in core.prepare(f"n/{SITE}/gw-e2e/catalog", b"{oops").dead[0].reason
-    assert core.prepare(f"n/{SITE}/gw-e2e/catalog", b"").dead == [] and (SITE, "gw-e2e") not in core.names
-    core.close()
+def test_a_catalog_without_names_keeps_its_id() -> None:
+    """Catalogs of configs without names are what they were before names existed (same id)."""
+    from gateway.codec import catalog_message
+
+    cfg = parse(config_dict(1, 1, Path("x"), {"api": "v1", "url": "http://127.0.0.1:1"}, "n", "n"))
+    encoder = Encoder(cfg.catalog(), version=2)
+    rows = [[p.index, p.key, p.code, p.unit, p.device, p.device_code, p.data_grade, dict(p.tags)]
+            for p in cfg.catalog().points]
+    assert encoder.catalog_id == catalog_message("gw-e2e", SITE, rows)[0]
 
 
 @pytest.mark.parametrize(("where", "value", "message"), [
@@ -169,18 +168,18 @@ def test_a_name_tag_is_given_by_its_key_not_as_a_tag() -> None:
 def test_alarm_rows_carry_the_names_too(tmp_path: Path) -> None:
     """An alarm event of a named point is written with the same name tags as its telemetry (the
     dashboards' alarm tables show the display name)."""
-    from gateway.alarms import encode_alarm
     from pipelines.alarms import AlarmEvent, Level
 
     cfg = parse(named(config_dict(1, 1, tmp_path, {"api": "file", "path": str(tmp_path / "out.lp")}, "n", "n")))
     assert cfg.ingest is not None
     core = IngestCore(cfg.ingest)
-    catalog = build_catalog(cfg)
+    catalog = cfg.catalog()
     ch4 = next(p.index for p in catalog.points if p.key == "gas-sub-01.ch4")
     payload = encode_alarm(catalog, AlarmEvent(ch4, 1_764_500_000_000_000_000, Level.HIGH, Level.NORMAL, 1.2, 1.0))
     before = core.prepare(f"n/{SITE}/gw-e2e/alarm", payload).rows[0].decode()
     assert "display_name" not in before  # no catalog yet: the row is written without names
-    core.prepare(f"n/{SITE}/gw-e2e/catalog", catalog_message(catalog))
+    encoder = Encoder(catalog, version=2)
+    assert core.learn_catalog(f"n/{SITE}/gw-e2e/catalog/{encoder.catalog_id}", encoder.catalog_message)
     row = core.prepare(f"n/{SITE}/gw-e2e/alarm", payload).rows[0].decode()
     assert "display_name=回风巷甲烷\\ T1" in row
     assert "device_display_name=" + DEVICE_NAME.replace(" ", "\\ ") in row

@@ -24,8 +24,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gateway.config import MqttConfig
-from gateway.errors import ConfigError, ConfigIssue, RejectedError, RetryableError
-from gateway.point import now_ns
+from gateway.core.errors import ConfigError, ConfigIssue, RejectedError, RetryableError
+from gateway.core.point import now_ns
 
 __all__ = ["MqttClient", "MqttUplink", "UplinkConnection", "state_message", "tls_context", "topic"]
 
@@ -72,21 +72,19 @@ class MqttClient(aiomqtt.Client):
         max_queued_incoming: int = 0,
         receive_maximum: int | None = None,
         server: tuple[str, int] | None = None,
-        clean: bool = False,
     ) -> None:
-        """``server``: the broker to connect to (one of ``cfg.server_list()``; the first by default).
-        ``clean``: no persistent session (a listener of retained messages only)."""
+        """``server``: the broker to connect to (one of ``cfg.server_list()``; the first by default)."""
         host, port = server or cfg.server_list()[0]
         v5 = cfg.protocol == "5"
         kwargs: dict[str, Any] = {}
         if v5:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = 0 if clean else cfg.session_expiry_s
+            props.SessionExpiryInterval = cfg.session_expiry_s
             if receive_maximum is not None:  # how many unacknowledged messages the broker may send us
                 props.ReceiveMaximum = receive_maximum
-            kwargs.update(protocol=aiomqtt.ProtocolVersion.V5, clean_start=clean, properties=props)
+            kwargs.update(protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props)
         else:
-            kwargs.update(protocol=aiomqtt.ProtocolVersion.V311, clean_session=clean)
+            kwargs.update(protocol=aiomqtt.ProtocolVersion.V311, clean_session=False)
         super().__init__(
             host,
             port,
@@ -234,6 +232,13 @@ class UplinkConnection:
     def window(self) -> int:
         return self._client.receive_maximum
 
+    async def publish_catalog(self, catalog_id: str, message: bytes) -> None:
+        """Publish a wire format v2 catalog, retained, on ``<prefix>/<site>/<gateway>/catalog/<id>``.
+        Raise RetryableError or RejectedError as :meth:`write`."""
+        base = self._topic.rsplit("/", 1)[0]
+        await self._client.publish_checked(f"{base}/catalog/{catalog_id}", message, retain=True,
+                                           timeout=self._timeout)
+
     async def write(self, payload: bytes) -> None:
         """Raise RetryableError (keep, reconnect) or RejectedError (keep, alarm)."""
         code = await self._client.publish_checked(self._topic, payload, timeout=self._timeout)
@@ -268,23 +273,10 @@ class MqttUplink:
         self.failovers = 0
         self.detail: Callable[[], dict[str, object]] | None = None  # more of the online message (device health)
         self.current: UplinkConnection | None = None  # the live connection, while there is one
-        # the retained catalog of names (gateway.names), published on every connection before the
-        # birth message, so that it is at the broker before any batch of this connection
-        self.catalog: bytes | None = None
-        self.catalog_topic = topic(cfg, site, gateway_id, "catalog")
 
     async def _say(self, client: MqttClient, state: str, timeout: float) -> None:
         detail = self.detail() if self.detail is not None and state == "online" else {}
         await client.publish_checked(self.state_topic, state_message(state, **detail), retain=True, timeout=timeout)
-
-    async def _publish_catalog(self, client: MqttClient) -> None:
-        if self.catalog is None:
-            return
-        try:
-            await client.publish_checked(self.catalog_topic, self.catalog, retain=True, timeout=self.cfg.timeout_s)
-        except RejectedError as err:  # the data may still go: names are not worth holding it back
-            log.warning("Broker refused the catalog of names on %s (%s): the ingest writes rows without "
-                        "display names until it is accepted.", self.catalog_topic, err)
 
     async def refresh_state(self) -> None:
         """Republish the online state message on the live connection, if there is one (best effort:
@@ -326,7 +318,6 @@ class MqttUplink:
         client = await self._open(will)
         try:
             if self.birth:
-                await self._publish_catalog(client)
                 await self._say(client, "online", self.cfg.timeout_s)
             # the alarm uplink has no state message of its own: its refusals show in the log and stats
             state_topic = self.state_topic if self.birth else None
