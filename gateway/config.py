@@ -861,7 +861,7 @@ def load(path: str | os.PathLike[str], progress: StartupProgress | None = None) 
     try:
         return parse(data, str(p), progress)
     except ConfigError as err:
-        from gateway.config_source import key_positions
+        from gateway.core.config_source import key_positions
 
         err.positions = key_positions(raw.decode("utf-8"))
         raise

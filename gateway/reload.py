@@ -93,7 +93,7 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
 def config_error_lines(err: ConfigError, limit: int | None = None) -> list[str]:
     """``edgegw check``'s lines for an invalid config: a headline, then each problem at its
     ``file:line:column`` where the file says it."""
-    from gateway.config_source import position_of
+    from gateway.core.config_source import position_of
 
     where = f"{err.source}: " if err.source else ""
     lines = [f"{where}invalid configuration ({len(err.issues)} problem(s))"]

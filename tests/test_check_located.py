@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from gateway.config_source import key_positions, position_of
+from gateway.core.config_source import key_positions, position_of
 
 CONFIG = """\
 [gateway]

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from drivers.modbus.config import ModbusPoint
-from gateway.config_source import did_you_mean
+from gateway.core.config_source import did_you_mean
 from gateway.core.errors import ConfigError, ConfigIssue
 from gateway.core.schema import error_message
 from gateway.core.toml_writer import Table, render

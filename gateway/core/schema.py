@@ -71,7 +71,7 @@ def error_message(e: Any, root: type[BaseModel], what: str = "key") -> str:
     """One pydantic error as a sentence for a person: an unknown key with the key it probably meant
     (``what`` names it: ``key``, ``column``), a key that is not ASCII with where the name goes."""
     if e["type"] == "extra_forbidden":
-        from gateway.config_source import did_you_mean
+        from gateway.core.config_source import did_you_mean
 
         return f"unknown {what}" + did_you_mean(root, tuple(e["loc"]))
     if e["type"] == "string_pattern_mismatch" and e.get("ctx", {}).get("pattern") == KEY_PATTERN:
