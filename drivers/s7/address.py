@@ -74,8 +74,7 @@ _SIZES = "X, B, W or D"
 
 
 def _fail(text: str, pos: int, what: str) -> AddressError:
-    shown = text[pos] if pos < len(text) else "the end"
-    where = f"{shown!r} at position {pos + 1}" if pos < len(text) else "the end"
+    where = f"{text[pos]!r} at position {pos + 1}" if pos < len(text) else "at the end"
     return AddressError(f"S7 address {text!r}: {where}: {what}")
 
 

@@ -148,7 +148,8 @@ class S7Point(PointBase):
                 raise ValueError(f"address {self.address!r} is a {a.size.name.lower()} ({bits} bit), "
                                  f"but data_type {dt.value!r} needs {needs}: write {want!r}")
             want = str(Address(a.area, a.db, a.byte, None, Size.BYTE))
-            raise ValueError(f"a {dt.value} is addressed by its first byte: write {want!r}, not {self.address!r}")
+            raise ValueError(f"{dt.value.upper()} values are addressed by their first byte: write {want!r}, "
+                             f"not {self.address!r}")
         if self.length is not None and dt not in (DataType.STRING, DataType.WSTRING):
             raise ValueError("`length` is only for data_type 'string' or 'wstring'")
         if self.string_encoding is not None and dt is not DataType.STRING:
