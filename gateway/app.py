@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, cast
 from drivers.modbus.config import ModbusDeviceBase
 from drivers.modbus.driver import LinePool, ModbusDriver
 from drivers.opcua.config import OpcUaDevice
+from drivers.s7.config import S7Device
 from gateway.alarms import AlarmPublisher
 from gateway.buffer import SqliteBuffer, open_buffer
 from gateway.catalog import Catalog, build_catalog
@@ -249,6 +250,10 @@ def _make_driver(dev: DeviceConfig, first_index: int, lines: LinePool | None = N
         from drivers.opcua.driver import OpcUaDriver
 
         return OpcUaDriver(dev, first_index)
+    if isinstance(dev, S7Device):
+        from drivers.s7.driver import S7Driver
+
+        return S7Driver(dev, first_index)
     raise TypeError(f"no driver for device type {type(dev).__name__}")
 
 

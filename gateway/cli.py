@@ -311,14 +311,27 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_sim(args: argparse.Namespace) -> int:
     """A firmware stub as a standalone simulated PLC (Modbus TCP, RTU over TCP, RTU on a serial port)."""
-    from hil.sim import OPCUA_PLANTS, STUBS, device_toml, serve, serve_opcua
+    from hil.sim import OPCUA_PLANTS, S7_PLCS, STUBS, device_toml, s7_device_toml, serve, serve_opcua, serve_s7
 
     if args.list or args.name is None:
         for name, (what, _, points) in STUBS.items():
             print(f"{name}\t{what}, {_plural(len(points()), 'point')}")
         for name, (what, _) in OPCUA_PLANTS.items():
             print(f"{name}\t{what}")
+        for name, what in S7_PLCS.items():
+            print(f"{name}\t{what}")
         return EXIT_OK if args.list else EXIT_USAGE
+    if args.name in S7_PLCS:
+        if args.print_config:
+            print(s7_device_toml(args.name, args.host, args.port), end="")
+            return EXIT_OK
+
+        def s7_ready(port: int) -> None:
+            print(f"Serving {args.name} (seed {args.seed}) over S7comm on {args.host}:{port}; Ctrl-C stops.",
+                  flush=True)
+
+        _run(serve_s7(args.name, host=args.host, port=args.port, seed=args.seed, tick_s=args.tick_s, ready=s7_ready))
+        return EXIT_OK
     if args.name in OPCUA_PLANTS:
         if args.print_config:
             raise UsageError(f"{args.name} is an OPC UA plant: start it, then `edgegw browse ENDPOINT --emit-config`")
@@ -330,7 +343,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.name not in STUBS:
         raise UsageError(f"no simulator named {args.name!r}; `edgegw sim --list` shows: "
-                         f"{', '.join([*STUBS, *OPCUA_PLANTS])}")
+                         f"{', '.join([*STUBS, *OPCUA_PLANTS, *S7_PLCS])}")
     if args.transport == "rtu" and not args.serial_port:
         raise UsageError("--transport rtu needs --serial-port (e.g. one end of `socat pty,raw,echo=0 pty,raw,echo=0`)")
     if args.print_config:
@@ -662,6 +675,13 @@ def cmd_bench_modbus(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bench_s7(args: argparse.Namespace) -> int:
+    from drivers.s7.bench import main as bench_main
+
+    bench_main(args.devices, args.points, args.json, args.seconds, args.workers, args.runs)
+    return EXIT_OK
+
+
 def cmd_bench_ingest(args: argparse.Namespace) -> int:
     from gateway import bench
     from gateway.ingest_bench import bench_ingest
@@ -693,6 +713,9 @@ def cmd_import_tags(args: argparse.Namespace) -> int:
 
     from drivers.modbus.tags import csv_to_points, points_to_toml
 
+    if args.protocol == "s7":
+        return _import_s7_tags(args)
+
     try:
         text = Path(args.file).read_text(encoding="utf-8-sig")
     except OSError as err:
@@ -712,19 +735,45 @@ def cmd_import_tags(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _check_imported(points: list[Any], lines: list[int], source: str) -> None:
+def _import_s7_tags(args: argparse.Namespace) -> int:
+    """A TIA Portal PLC tag table (XLSX or CSV) -> [[devices.points]] of an S7 device."""
+    from pathlib import Path
+
+    from drivers.s7.tags import points_to_toml, read_table, rows_to_points
+
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as err:
+        raise UsageError(f"{args.file}: cannot read the tag table: {err.strerror}") from None
+    lines: list[int] = []
+    warnings: list[ConfigIssue] = []
+    points = rows_to_points(read_table(data, args.file), args.file, lines, warnings)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    _check_imported(points, lines, args.file, {"type": "s7", "name": "import", "host": "127.0.0.1",
+                                               "family": "s7-1500"})
+    toml = points_to_toml(points)
+    if args.output:
+        Path(args.output).write_text(toml, encoding="utf-8")
+    else:
+        print(toml, end="")
+    return EXIT_OK
+
+
+def _check_imported(points: list[Any], lines: list[int], source: str, device: dict[str, Any] | None = None) -> None:
     """What `edgegw check` would say about these points under a device: identifier codes, units,
     class presets and thresholds, located at the CSV row (exit 2, nothing written)."""
     import re
 
     from gateway.config import parse
 
-    groups = {p.group: 1000 for p in points if p.group}  # the device defines them; not the tag list's job
+    groups = {p.group: 1000 for p in points if getattr(p, "group", None)}  # the device defines them
+    if device is None:
+        device = {"type": "modbus_tcp", "name": "import", "host": "127.0.0.1", "poll_groups": groups}
     data = {
         "gateway": {"id": "import", "site": "import", "enterprise_prefix": "88.0.0"},
-        "devices": [{"type": "modbus_tcp", "name": "import", "host": "127.0.0.1", "poll_groups": groups,
-                     "points": [p.model_dump(mode="json", exclude_defaults=True, exclude_none=True, by_alias=True)
-                                for p in points]}],
+        "devices": [{**device, "points": [p.model_dump(mode="json", exclude_defaults=True, exclude_none=True,
+                                                       by_alias=True) for p in points]}],
     }
     try:
         parse(data)
@@ -1000,6 +1049,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--workers", type=int, default=2, help="processes serving the simulated PLCs")
     b.add_argument("--profile", default=None, help="cProfile the measured windows into FILE; print the top")
     b.set_defaults(func=cmd_bench_modbus)
+    b = bsub.add_parser("s7", help="N simulated S7 CPUs (other processes) polled at 1 Hz through the real driver")
+    b.add_argument("--devices", type=int, default=50)
+    b.add_argument("--points", type=int, default=200, help="REAL / INT / BOOL points per CPU, in one DB")
+    b.add_argument("--json", default=None, help="also write the figures to FILE")
+    b.add_argument("--seconds", type=int, default=10, help="measured 1-s windows after the warm-up")
+    b.add_argument("--workers", type=int, default=2, help="processes serving the simulated CPUs")
+    b.add_argument("--runs", type=int, default=1, help="repeat and report per-figure medians")
+    b.set_defaults(func=cmd_bench_s7)
     b = bsub.add_parser("pipeline", help="source -> normalise + tag -> fsync buffer -> PUBACK, and the I/O floor")
     b.add_argument("--points", type=int, default=2_000_000, help="points per run")
     b.add_argument("--points-per-poll", type=int, default=1000)
@@ -1042,8 +1099,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", default=None, help="also write the figures to FILE")
     b.set_defaults(func=cmd_bench_ingest)
 
-    s = sub.add_parser("import-tags", help="turn a CSV tag list into config TOML")
-    s.add_argument("protocol", choices=["modbus"])
+    s = sub.add_parser("import-tags", help="turn a tag list into config TOML (modbus: CSV; s7: TIA Portal XLSX / CSV)")
+    s.add_argument("protocol", choices=["modbus", "s7"])
     s.add_argument("file")
     s.add_argument("-o", "--output", default=None, help="write here instead of stdout")
     s.set_defaults(func=cmd_import_tags)

@@ -22,6 +22,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from drivers.modbus.config import ModbusRtuDevice, ModbusRtuTcpDevice, ModbusTcpDevice, line_issues
 from drivers.opcua.config import DEPRECATED_POLICIES, Identity, OpcUaDevice, SecurityPolicy, TrustPolicy
+from drivers.s7.config import S7Device
 from gateway.clock import RELEASE_DATE, ns_of_date
 from gateway.errors import ConfigError, ConfigIssue
 from gateway.schema import KEY_PATTERN, Key, StrictModel, check_code, check_tags
@@ -72,9 +73,9 @@ def _env_password(name: str) -> str | None:
 
 
 DeviceConfig = Annotated[
-    ModbusTcpDevice | ModbusRtuTcpDevice | ModbusRtuDevice | OpcUaDevice, Field(discriminator="type")
+    ModbusTcpDevice | ModbusRtuTcpDevice | ModbusRtuDevice | OpcUaDevice | S7Device, Field(discriminator="type")
 ]
-_DEVICE_TYPES = {"modbus_tcp", "modbus_rtu_tcp", "modbus_rtu", "opcua"}
+_DEVICE_TYPES = {"modbus_tcp", "modbus_rtu_tcp", "modbus_rtu", "opcua", "s7"}
 
 
 class GatewaySection(StrictModel):
