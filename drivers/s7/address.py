@@ -82,6 +82,7 @@ _NUM = re.compile(r"\d+")
 
 
 def _number(text: str, pos: int, what: str) -> tuple[int, int]:
+    """The digits at ``pos`` of ``text`` (as written) and the position after them."""
     m = _NUM.match(text, pos)
     if m is None:
         raise _fail(text, pos, f"expected {what} (digits)")
@@ -93,13 +94,16 @@ def parse_address(text: str) -> Address:
     if not isinstance(text, str):
         raise AddressError(f"S7 address must be text such as 'DB10.DBD4', not {text!r}")
     src = text.strip()
+    if not src.isascii():
+        pos = next(i for i, ch in enumerate(src) if not ch.isascii())
+        raise _fail(src, pos, "not part of an S7 address (letters, digits and '.' only)")
     s = src.upper()
     if not s:
         raise AddressError("S7 address is empty; write e.g. 'DB10.DBD4', 'M0.1' or 'IW64'")
     pos = 1 if s.startswith("%") else 0
     db = 0
     if s.startswith("DB", pos):
-        db, pos = _number(s, pos + 2, "the data block number after 'DB'")
+        db, pos = _number(src, pos + 2, "the data block number after 'DB'")
         if not 1 <= db <= MAX_DB:
             raise _fail(src, pos - 1, f"data block number {db} is outside 1..{MAX_DB}")
         if not s.startswith(".", pos):
@@ -123,14 +127,14 @@ def parse_address(text: str) -> Address:
         size = Size.BIT  # M0.1, I0.0, Q1.7: the bit form without X
     else:
         raise _fail(src, pos, f"expected a size letter {_SIZES} (bit, byte, word, double word)")
-    byte, pos = _number(s, pos, "the byte offset")
+    byte, pos = _number(src, pos, "the byte offset")
     if byte > MAX_BYTE:
         raise _fail(src, pos - 1, f"byte offset {byte} is outside 0..{MAX_BYTE}")
     bit = None
     if size is Size.BIT:
         if not s.startswith(".", pos):
             raise _fail(src, pos, f"a bit address needs '.bit' (0..7), e.g. '{src[:pos]}.0'")
-        bit, pos = _number(s, pos + 1, "the bit number 0..7")
+        bit, pos = _number(src, pos + 1, "the bit number 0..7")
         if bit > 7:
             raise _fail(src, pos - 1, f"bit {bit} is outside 0..7 (a byte has 8 bits)")
     elif s.startswith(".", pos):

@@ -5,9 +5,10 @@
    fits one answer on its own (``pdu - 18`` bytes).  A range never splits a point, so every value
    comes from one answer (one PLC scan): no torn REAL.  Only a point wider than an answer (a long
    STRING / WSTRING at a small PDU) is read in several *chunks*.
-2. Chunks are packed into requests, first-fit decreasing, under the three limits of a request:
-   at most ``max_items`` items, the request (``12 + 12 n`` bytes) within the PDU, and the answer
-   (``14 + sum(4 + bytes + fill byte)``) within the PDU.
+2. Chunks are packed into the fewest requests under the three limits of a request: at most
+   ``max_items`` items, the request (``12 + 12 n`` bytes) within the PDU, and the answer
+   (``14 + sum(4 + bytes + fill byte)``) within the PDU.  First-fit decreasing, then, for up to 16
+   chunks (most devices), a bounded exact search that proves it minimal or finds fewer requests.
 
 Points named in ``alone`` (they spoiled a shared range with an item error) get a range of their
 own, so one wrong address costs only its own point.
@@ -84,10 +85,14 @@ def plan(points: Sequence[S7Point], pdu: int, max_items: int, max_gap: int, alon
         if (
             cur is not None
             and (area, db) == (cur[0], cur[1])
-            and lo - cur[3] <= max_gap
-            and max(hi, cur[3]) - cur[2] <= cap
             and i not in isolated
             and members[0] not in isolated
+            and (
+                (lo - cur[3] <= max_gap and max(hi, cur[3]) - cur[2] <= cap)
+                # inside a range wider than an answer (a long string): its bytes are read anyway, and
+                # a point within one chunk still comes from one answer
+                or (hi <= cur[3] and (lo - cur[2]) // cap == (hi - 1 - cur[2]) // cap)
+            )
         ):
             cur[3] = max(cur[3], hi)
             members.append(i)
@@ -109,20 +114,67 @@ def _fits(counts: list[int], pdu: int) -> bool:
 
 
 def _pack(chunks: list[Chunk], pdu: int, max_items: int) -> list[list[Chunk]]:
-    """First-fit decreasing by bytes, each bin a request under the item and both PDU limits."""
+    """Chunks into the fewest requests under the item and both PDU limits: first-fit decreasing, then
+    (for up to ``EXACT_CHUNKS`` chunks, the usual device) a bounded branch-and-bound search that
+    proves FFD optimal or finds a packing with fewer requests."""
+    ordered = sorted(chunks, key=lambda c: -c.count)
+    bins = _ffd(ordered, pdu, max_items)
+    if len(bins) > 2 and len(ordered) <= EXACT_CHUNKS:
+        better = _exact(ordered, pdu, max_items, len(bins) - 1)
+        if better is not None:
+            bins = better
+    # within a request: odd-sized items last (their fill byte is then not sent), else in address order
+    return [sorted(b, key=lambda c: (c.count % 2, c.range, c.offset)) for b in bins]
+
+
+EXACT_CHUNKS = 16
+_EXACT_NODES = 20_000
+
+
+def _ffd(ordered: list[Chunk], pdu: int, max_items: int) -> list[list[Chunk]]:
     bins: list[list[Chunk]] = []
-    sizes: list[list[int]] = []
-    for c in sorted(chunks, key=lambda c: -c.count):
-        for b, counts in zip(bins, sizes, strict=True):
-            if len(b) < max_items and _fits([*counts, c.count], pdu):
+    for c in ordered:
+        for b in bins:
+            if len(b) < max_items and _fits([*(x.count for x in b), c.count], pdu):
                 b.append(c)
-                counts.append(c.count)
                 break
         else:
             bins.append([c])
-            sizes.append([c.count])
-    # within a request: odd-sized items last (their fill byte is then not sent), else in address order
-    return [sorted(b, key=lambda c: (c.count % 2, c.range, c.offset)) for b in bins]
+    return bins
+
+
+def _exact(ordered: list[Chunk], pdu: int, max_items: int, limit: int) -> list[list[Chunk]] | None:
+    """A packing into at most ``limit`` requests, searched depth-first (largest chunk first, each into
+    an open request or one new request); None when there is none or the search budget ran out."""
+    bins: list[list[Chunk]] = []
+    nodes = 0
+
+    def place(i: int) -> bool:
+        nonlocal nodes
+        nodes += 1
+        if nodes > _EXACT_NODES:
+            return False
+        if i == len(ordered):
+            return True
+        c = ordered[i]
+        seen: set[tuple[int, int]] = set()
+        for b in bins:
+            key = (len(b), sum(x.count for x in b))  # requests alike in both measures: try one of them
+            if key in seen or len(b) >= max_items or not _fits([*(x.count for x in b), c.count], pdu):
+                continue
+            seen.add(key)
+            b.append(c)
+            if place(i + 1):
+                return True
+            b.pop()
+        if len(bins) < limit:
+            bins.append([c])
+            if place(i + 1):
+                return True
+            bins.pop()
+        return False
+
+    return [list(b) for b in bins] if place(0) else None
 
 
 def lower_bound(counts: Collection[int], pdu: int, max_items: int) -> int:
