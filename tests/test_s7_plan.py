@@ -38,15 +38,15 @@ def check(p: Plan, points: list[S7Point], pdu: int, max_items: int) -> None:
             assert r.start <= lo and hi <= r.start + r.count
             assert (r.area_code, r.db) == (points[m].parsed.area.code, points[m].parsed.db)
     assert covered == {i: 1 for i in range(len(points))}
-    chunks = {}
+    chunks: dict[int, list[tuple[int, int]]] = {}
     for req in p.requests:
         assert 1 <= len(req) <= min(max_items, items_per_request(pdu, max_items))
         assert read_request_size(len(req)) <= pdu
         assert read_response_size([c.count for c in req]) <= pdu  # in the order the request asks
         for c in req:
             chunks.setdefault(c.range, []).append((c.offset, c.count))
-    for r, rng in enumerate(p.ranges):
-        parts = sorted(chunks[r])
+    for k, rng in enumerate(p.ranges):
+        parts = sorted(chunks[k])
         assert parts[0][0] == 0 and sum(n for _, n in parts) == rng.count
         assert all(a + n == b for (a, n), (b, _) in itertools.pairwise(parts))
         if len(parts) > 1:  # split only where a point is wider than one answer carries ...
