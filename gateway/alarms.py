@@ -124,6 +124,10 @@ class AlarmPublisher:
         self._forwarded = forwarded
         self._kept_on_site = 0
 
+    def set_forwarded(self, forwarded: frozenset[int] | None) -> None:
+        """A config reload: the point indices whose events may leave the site."""
+        self._forwarded = forwarded
+
     def submit(self, events: list[AlarmEvent]) -> None:
         for ev in events:
             level = logging.WARNING if ev.active else logging.INFO

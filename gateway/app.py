@@ -13,6 +13,7 @@ in the buffer) stops the gateway with a non-zero exit, so systemd restarts it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
@@ -20,13 +21,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
-from drivers.modbus.config import ModbusDeviceBase
+from drivers.dlt645.config import Dlt645DeviceBase
+from drivers.dlt645.config import line_key as meter_line_key
+from drivers.dlt645.driver import Dlt645Driver
+from drivers.dlt645.driver import LinePool as MeterLinePool
+from drivers.modbus.config import ModbusDeviceBase, line_key
 from drivers.modbus.driver import LinePool, ModbusDriver
 from drivers.opcua.config import OpcUaDevice
 from drivers.s7.config import S7Device
 from gateway.alarms import AlarmPublisher
 from gateway.buffer import SqliteBuffer, open_buffer
-from gateway.catalog import Catalog, build_catalog
+from gateway.catalog import Catalog, build_catalog, relayout
 from gateway.clock import SYSTEM_CLOCK, Clock, describe_step
 from gateway.codec import Encoder
 from gateway.config import BufferConfig, Config, DeviceConfig, policy_issues
@@ -34,6 +39,7 @@ from gateway.errors import BufferFullError, ConfigError, ConfigIssue
 from gateway.forwarder import Forwarder
 from gateway.point import SampleBatch, now_ns
 from gateway.registry import RegistrySync, make_client, records
+from gateway.reload import ReloadPlan, ReloadStatus, config_error_lines, plan_reload
 from gateway.runner import DeviceRunner, PollingDriver, StreamingDriver, StreamRunner
 from gateway.sinks.mqtt import MqttUplink
 from gateway.startup import StartupProgress
@@ -110,6 +116,18 @@ class Batcher:
 
     async def submit(self, batch: SampleBatch) -> None:
         await self.queue.put(batch)
+
+    async def swap(self, catalog: Catalog, pipeline: Pipeline, encoder: Encoder) -> None:
+        """A config reload: from now on, stages and encoding of the new point table.
+
+        Every sample already handed over (queued, or pending in memory) is run through the old stages
+        and committed with the old catalog rows first, so each stored batch names its points as they
+        were when polled (the devices that were stopped for the reload may have their indices reused).
+        Only under when_full = block does this wait, for room in the buffer, like polling does."""
+        while not self.queue.empty():
+            self._take(self.queue.get_nowait())
+        await self.flush()
+        self.catalog, self.pipeline, self.encoder = catalog, pipeline, encoder
 
     async def run(self) -> None:
         deadline: float | None = None
@@ -239,13 +257,18 @@ async def _cancel(tasks: list[asyncio.Task[None]], rounds: int = 40) -> None:
     await asyncio.gather(*(t for t in tasks if t.done()), return_exceptions=True)
 
 
-def _make_driver(dev: DeviceConfig, first_index: int, lines: LinePool | None = None) -> PollingDriver | OpcUaDriver:
+def _make_driver(
+    dev: DeviceConfig, first_index: int, lines: LinePool | None = None, meter_lines: MeterLinePool | None = None,
+) -> PollingDriver | OpcUaDriver:
     """The driver for a device config: the config union is the registry (no plugins, no string imports).
 
-    ``lines`` holds the Modbus connections devices share (one serial port, one serial device server).
+    ``lines`` holds the Modbus connections devices share (one serial port, one serial device server),
+    ``meter_lines`` those of DL/T 645 meters.
     """
     if isinstance(dev, ModbusDeviceBase):
         return ModbusDriver(dev, first_index, lines)
+    if isinstance(dev, Dlt645DeviceBase):
+        return Dlt645Driver(dev, first_index, meter_lines)
     if isinstance(dev, OpcUaDevice):
         from drivers.opcua.driver import OpcUaDriver
 
@@ -260,10 +283,12 @@ def _make_driver(dev: DeviceConfig, first_index: int, lines: LinePool | None = N
 class Gateway:
     def __init__(
         self, cfg: Config, observer: Callable[[SampleBatch], None] | None = None, clock: Clock = SYSTEM_CLOCK,
-        progress: StartupProgress | None = None,
+        progress: StartupProgress | None = None, reload_source: Callable[[], Config] | None = None,
     ) -> None:
         """``clock``: the wall and monotonic clocks and boot id of the buffers and the pipeline (tests and
-        HIL scenarios hand in a controlled one).  ``progress`` logs the phases of the start."""
+        HIL scenarios hand in a controlled one).  ``progress`` logs the phases of the start.
+        ``reload_source`` reads the config again (SIGHUP, ``edgegw reload``): see :meth:`request_reload`;
+        it runs in a worker thread and raises :class:`ConfigError` for a config that cannot run."""
         progress = progress or StartupProgress(sum(len(d.points) for d in cfg.devices))
         if cfg.gateway is None or cfg.uplink is None or not cfg.devices:
             missing = [n for n, v in (("gateway", cfg.gateway), ("uplink", cfg.uplink)) if v is None]
@@ -321,6 +346,7 @@ class Gateway:
         self.clock = clock
         self.watch = Watch(
             self.buffer,
+            alarm_buffer=self.alarms.buffer if self.alarms is not None else None,
             clock=clock,
             deadline_misses=lambda: [r.health.deadline_misses for r in self.runners if isinstance(r, DeviceRunner)],
             lag_warn_s=wc.lag_warn_s,
@@ -335,51 +361,51 @@ class Gateway:
         self.health_changed = asyncio.Event()  # a device's health changed: republish the state message
         self.uplink.detail = self.device_health
         self._final_counters: dict[str, int] | None = None
+        self._lines = LinePool()
+        self._meter_lines = MeterLinePool()
+        self.reload_source = reload_source
+        self.reload_status = ReloadStatus()
+        self._reload_wanted = asyncio.Event()
+        self._device_tasks: dict[str, asyncio.Task[None]] = {}
+        self._device_failed: asyncio.Future[None] | None = None
         with progress.phase("devices planned"):
-            self._make_runners(cfg)
-
-    def _make_runners(self, cfg: Config) -> None:
-        lines = LinePool()
-        for dev in cfg.devices:
-            if not dev.enabled:
-                continue
-            driver = _make_driver(dev, self.catalog.by_device[dev.name].start, lines)
-            if getattr(driver, "streaming", False):  # OPC UA subscriptions push their samples
-                self.runners.append(
-                    StreamRunner(
-                        cast(StreamingDriver, driver),
-                        self.catalog,
-                        self.batcher.submit,
-                        connect_timeout_s=max(dev.timeout_ms / 1000, 10.0),
-                        backoff_max_s=dev.backoff_max_ms / 1000,
-                    )
-                )
-                self.runners[-1].on_health = self.health_changed.set
-                self.runners[-1].observe_polls = False
-                continue
-            modbus = isinstance(driver, ModbusDriver)
-            self.runners.append(
-                DeviceRunner(
-                    driver,
-                    self.catalog,
-                    self.batcher.submit,
-                    poll_interval_s=dev.poll_interval_ms / 1000,
-                    timeout_s=dev.timeout_ms / 1000,
-                    backoff_max_s=dev.backoff_max_ms / 1000,
-                    # the Modbus driver times each request once the line is its own (shared lines)
-                    schedules=driver.schedules() if isinstance(driver, ModbusDriver) else None,
-                    retries=dev.retries if isinstance(dev, ModbusDeviceBase) else 0,
-                    watchdog=not modbus,
-                    on_health=self.health_changed.set,
-                    suspend_after=dev.suspend_after_timeouts if isinstance(dev, ModbusDeviceBase) else 0,
-                    suspended_interval_s=(
-                        dev.suspended_poll_interval_ms / 1000 if isinstance(dev, ModbusDeviceBase) else 10.0
-                    ),
-                )
-            )
-            self.runners[-1].observe_polls = False  # judged after the pipeline (_health_tap)
+            self.runners = [self._make_runner(dev, self.catalog) for dev in cfg.devices if dev.enabled]
         self._runners_by_name = {r.driver.name: r for r in self.runners}
         self.batcher.pipeline.tap = self._health_tap
+
+    def _make_runner(self, dev: DeviceConfig, catalog: Catalog) -> DeviceRunner | StreamRunner:
+        driver = _make_driver(dev, catalog.by_device[dev.name].start, self._lines, self._meter_lines)
+        runner: DeviceRunner | StreamRunner
+        if getattr(driver, "streaming", False):  # OPC UA subscriptions push their samples
+            runner = StreamRunner(
+                cast(StreamingDriver, driver),
+                catalog,
+                self.batcher.submit,
+                connect_timeout_s=max(dev.timeout_ms / 1000, 10.0),
+                backoff_max_s=dev.backoff_max_ms / 1000,
+            )
+            runner.on_health = self.health_changed.set
+        else:
+            # drivers on shared lines time each request once the line is theirs, and suspend silent units
+            modbus = isinstance(driver, ModbusDriver | Dlt645Driver)
+            line_dev = dev if isinstance(dev, ModbusDeviceBase | Dlt645DeviceBase) else None
+            runner = DeviceRunner(
+                driver,
+                catalog,
+                self.batcher.submit,
+                poll_interval_s=dev.poll_interval_ms / 1000,
+                timeout_s=dev.timeout_ms / 1000,
+                backoff_max_s=dev.backoff_max_ms / 1000,
+                # the Modbus driver times each request once the line is its own (shared lines)
+                schedules=driver.schedules() if isinstance(driver, ModbusDriver) else None,
+                retries=line_dev.retries if line_dev else 0,
+                watchdog=not modbus,
+                on_health=self.health_changed.set,
+                suspend_after=line_dev.suspend_after_timeouts if line_dev else 0,
+                suspended_interval_s=line_dev.suspended_poll_interval_ms / 1000 if line_dev else 10.0,
+            )
+        runner.observe_polls = False  # judged after the pipeline (_health_tap)
+        return runner
 
     def _health_tap(self, batch: SampleBatch) -> None:
         """The pipeline's tap: the live table (status page) and the devices' health both judge the
@@ -435,9 +461,12 @@ class Gateway:
         forwarder = asyncio.create_task(self.forwarder.run(), name="forwarder")
         upkeep = asyncio.create_task(self._upkeep(), name="buffer-upkeep")
         batcher = asyncio.create_task(self.batcher.run(), name="batcher")
-        devices = [asyncio.create_task(r.run(), name=f"device:{r.driver.name}") for r in self.runners]
+        self._device_failed = asyncio.get_running_loop().create_future()
+        for r in self.runners:
+            self._start_device(r)
         health = asyncio.create_task(self._publish_health(), name="device-health")
-        everything = [forwarder, upkeep, batcher, health, *devices]
+        reloads = asyncio.create_task(self._reloads(), name="config-reload")
+        everything = [forwarder, upkeep, batcher, health, reloads]
         if self.alarms is not None:
             everything.append(asyncio.create_task(self.alarms.run(), name="alarms"))
         if self.registry_sync is not None:
@@ -445,17 +474,17 @@ class Gateway:
         if self.http is not None:  # stopped with the rest, before the buffer closes
             everything.append(asyncio.create_task(self.http.run(), name="http"))
         try:
-            done, _ = await asyncio.wait(everything, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait([*everything, self._device_failed], return_when=asyncio.FIRST_COMPLETED)
             for task in done:  # these tasks only end by failing
                 exc = task.exception()
                 if exc is not None:
                     raise exc
-                raise RuntimeError(f"task {task.get_name()} stopped unexpectedly")
+                raise RuntimeError(f"task {getattr(task, 'get_name', lambda: 'device')()} stopped unexpectedly")
         except asyncio.CancelledError:
-            await self._stop_gracefully(devices, batcher)
+            await self._stop_gracefully(list(self._device_tasks.values()), batcher)
             raise
         finally:
-            await _cancel(everything)
+            await _cancel([*everything, *self._device_tasks.values()])
             self.watch.close()
             self._final_counters = self.buffer.counters()
             pending = self.buffer.pending_batches
@@ -464,6 +493,118 @@ class Gateway:
                 log.info("%d alarm event(s) stay buffered.", self.alarms.pending)
                 self.alarms.buffer.close()
             log.info("Gateway %s stopped; %d batches stay buffered.", self.catalog.gateway_id, pending)
+
+    def _start_device(self, runner: DeviceRunner | StreamRunner) -> None:
+        name = runner.driver.name
+        task = asyncio.create_task(runner.run(), name=f"device:{name}")
+        self._device_tasks[name] = task
+
+        def ended(t: asyncio.Task[None]) -> None:
+            # a device task ends only when cancelled (stop, reload) or by a bug: that stops the gateway
+            failed = self._device_failed
+            if t.cancelled() or failed is None or failed.done():
+                return
+            exc = t.exception()
+            failed.set_exception(exc if exc is not None else RuntimeError(f"task device:{name} stopped unexpectedly"))
+
+        task.add_done_callback(ended)
+
+    def request_reload(self) -> None:
+        """SIGHUP: read the config again and apply it (one reload at a time; requests made meanwhile
+        are served by one more reload)."""
+        self._reload_wanted.set()
+
+    async def _reloads(self) -> None:
+        while True:
+            await self._reload_wanted.wait()
+            self._reload_wanted.clear()
+            if self.reload_source is None:
+                log.warning("Reload requested, but this gateway was not started from a config file: ignored.")
+                continue
+            try:
+                # a large config takes a while to read and check: off the event loop, so polling keeps its cadence
+                new = await asyncio.to_thread(self.reload_source)
+                await self.reload(new)
+            except ConfigError as err:
+                self._refused(err)
+
+    def _refused(self, err: ConfigError) -> None:
+        lines = config_error_lines(err, limit=50)
+        log.error("Reload refused: %s; still running the config read before.", lines[0],
+                  extra={"reason": "config", "source": err.source})
+        for line, issue in zip(lines[1:], err.issues, strict=False):
+            log.error("Reload refused: %s", line.strip(), extra={"reason": "config", "location": issue.location})
+        rs = self.reload_status
+        rs.refused += 1
+        rs.last_result, rs.last_time_ns, rs.last_summary = "refused", time.time_ns(), lines[0]
+
+    async def reload(self, new: Config) -> ReloadPlan:
+        """Apply a new (validated) config without a gap: devices whose config is equal keep running,
+        untouched (same task, same connection, same point indices); changed devices restart, added ones
+        start, removed ones stop.  What cannot change live (identity, buffer, uplink, ...) is named in a
+        warning and keeps its old value.  Raises :class:`ConfigError` (nothing changed) when the new
+        devices cannot run with the sections kept."""
+        plan = plan_reload(self.cfg, new)
+        eff = plan.effective
+        refused = policy_issues(eff)
+        if refused:
+            raise ConfigError(refused, "the new config with the settings kept until a restart")
+        catalog = relayout(self.catalog, build_catalog(eff), plan.same_layout)
+        by_name = {d.name: d for d in eff.devices}
+        # shared Modbus lines stay open for the devices kept on them; every other line is made afresh (its
+        # settings may have changed with all the devices on it; line_issues keeps a kept line's settings)
+        in_use = {line_key(d) for d in eff.devices if d.name in plan.unchanged and isinstance(d, ModbusDeviceBase)}
+        lines = LinePool()
+        lines.lines = {k: v for k, v in self._lines.lines.items() if k in in_use}
+        self._lines = lines
+        meters_kept = {meter_line_key(d) for d in eff.devices
+                       if d.name in plan.unchanged and isinstance(d, Dlt645DeviceBase)}  # and DL/T 645 lines
+        meter_lines = MeterLinePool()
+        meter_lines.lines = {k: v for k, v in self._meter_lines.lines.items() if k in meters_kept}
+        self._meter_lines = meter_lines
+        # drivers are made before anything stops: a device that cannot be made leaves the old config running
+        starting = [self._make_runner(by_name[n], catalog) for n in (*plan.changed, *plan.added)]
+        stopping = [n for n in (*plan.changed, *plan.removed)]
+        await _cancel([self._device_tasks.pop(n) for n in stopping if n in self._device_tasks])
+        gw = eff.gateway
+        assert gw is not None and eff.uplink is not None
+        pipeline = Pipeline(catalog.specs, future_tolerance_ns=gw.future_tolerance_ms * 1_000_000,
+                            clock_jump_ns=gw.clock_jump_ms * 1_000_000, min_valid_ns=gw.clock_min_valid_ns)
+        old = self.batcher.pipeline
+        pipeline.carry(old, [i for n in plan.same_layout for i in catalog.by_device[n]])
+        encoder = Encoder(catalog, eff.uplink.payload_format, eff.uplink.compression)
+        not_applied = list(plan.not_applied)
+        if self.alarms is None and pipeline.alarms.active:
+            not_applied.append("alarm thresholds (the gateway started without any; their publisher starts with it)")
+        await self.batcher.swap(catalog, pipeline, encoder)
+        if self.live is not None:
+            self.live.rebase(catalog, plan.same_layout)
+        if self.alarms is not None:
+            self.alarms.catalog = catalog
+            self.alarms.set_forwarded(frozenset(i for i in range(len(catalog.points)) if pipeline.is_forwarded(i)))
+        self.catalog, self.cfg = catalog, eff
+        kept = {n: r for n, r in self._runners_by_name.items() if n in plan.unchanged}
+        for r in kept.values():
+            r.catalog = catalog
+        for r in starting:
+            kept[r.driver.name] = r
+            self._start_device(r)
+        self.runners = [kept[d.name] for d in eff.devices if d.name in kept]
+        self._runners_by_name = {r.driver.name: r for r in self.runners}
+        self.watch.restart_poll_window()
+        self.health_changed.set()  # the retained state message lists the devices
+        if not_applied:
+            log.warning("Config reloaded; not applied until restart: %s (the running values stay).",
+                        ", ".join(not_applied), extra={"not_applied": not_applied})
+        summary = plan.summary()
+        log.info("Reloaded config: %s.", summary, extra={
+            "changed": list(plan.changed), "added": list(plan.added), "removed": list(plan.removed),
+            "unchanged": len(plan.unchanged)})
+        rs = self.reload_status
+        rs.applied += 1
+        rs.last_result, rs.last_time_ns, rs.last_summary = "applied", time.time_ns(), summary
+        rs.not_applied = not_applied
+        return plan
 
     def _state_facts(self) -> tuple[int, dict[str, object]]:
         """What the retained state message says about overload (see gateway.watch)."""
@@ -495,9 +636,20 @@ class Gateway:
         deadline = time.monotonic() + self.cfg.uplink.shutdown_drain_s
         # polled, bounded by the deadline: the buffer has no "drained" notification
         alarms = self.alarms
-        while (self.buffer.pending_batches and self.forwarder.stats.connected) or (
-            alarms is not None and alarms.pending and alarms.stats.connected
-        ):
-            if time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.05)
+        from gateway.progress import progress_bar
+
+        left = self.buffer.pending_batches
+        # a bar on a terminal (`edgegw run` stopped with Ctrl-C), nothing under systemd
+        bar = progress_bar("stopping: delivering the buffer", left, "batches") if left and \
+            self.forwarder.stats.connected else contextlib.nullcontext(lambda n: None)
+        with bar as step:
+            while (self.buffer.pending_batches and self.forwarder.stats.connected) or (
+                alarms is not None and alarms.pending and alarms.stats.connected
+            ):
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.05)
+                now = self.buffer.pending_batches
+                if now < left:
+                    step(left - now)
+                    left = now

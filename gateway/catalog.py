@@ -7,7 +7,8 @@ happen (a code minted or given twice is a config error with the location of both
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from gateway.errors import ConfigError, ConfigIssue, IdentifierError
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from gateway.config import Config
     from gateway.schema import PointBase
 
-__all__ = ["Catalog", "PointInfo", "build_catalog", "compile_spec"]
+__all__ = ["Catalog", "PointInfo", "build_catalog", "compile_spec", "relayout"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,12 @@ class Catalog:
             tags=info.tags,
         )
 
+    @property
+    def live_points(self) -> list[PointInfo]:
+        """Every device's points in config order, without the unused slots a reload may leave
+        (:func:`relayout`)."""
+        return [self.points[i] for r in self.by_device.values() for i in r]
+
     def bad_samples(self, device: str, ts_ns: int, reason: str) -> list[Sample]:
         """Every point of ``device`` as quality bad: what a dead device reports."""
         none: Value | None = None
@@ -92,6 +99,46 @@ def build_catalog(cfg: Config) -> Catalog:
     catalog = _build_catalog(cfg)
     _last = (cfg, catalog)
     return catalog
+
+
+def relayout(old: Catalog, new: Catalog, keep: Collection[str]) -> Catalog:
+    """The point table after a config reload: the devices in ``keep`` (config unchanged) keep their
+    index ranges, so their running drivers, the samples already on their way and the pipeline's state
+    stay valid; every other device of ``new`` takes the first free range that fits (the ranges of
+    removed and changed devices are reused), else goes to the end.  A slot no device uses is a
+    placeholder no sample refers to.  A restart builds the compact table again."""
+    slots: list[PointInfo | None] = [None] * len(old.points)
+    ranges: dict[str, range] = {}
+    for name in keep:
+        ranges[name] = r = old.by_device[name]
+        slots[r.start:r.stop] = old.points[r.start:r.stop]
+    for name, r in new.by_device.items():
+        if name in keep:
+            continue
+        start = _first_fit(slots, len(r))
+        if start + len(r) > len(slots):
+            slots.extend([None] * (start + len(r) - len(slots)))
+        for k, i in enumerate(r):
+            slots[start + k] = replace(new.points[i], index=start + k)
+        ranges[name] = range(start, start + len(r))
+    while slots and slots[-1] is None:
+        slots.pop()
+    points = tuple(p if p is not None else _unused(i) for i, p in enumerate(slots))
+    return Catalog(new.gateway_id, new.site, points, {name: ranges[name] for name in new.by_device})
+
+
+def _first_fit(slots: list[PointInfo | None], n: int) -> int:
+    """The start of the first run of ``n`` free slots (possibly running past the end)."""
+    run = 0
+    for i, p in enumerate(slots):
+        run = run + 1 if p is None else 0
+        if run == n:
+            return i - n + 1
+    return len(slots) - run
+
+
+def _unused(index: int) -> PointInfo:
+    return PointInfo(index, "", "", "", "", "", 1.0, 0.0, None, None, "general", (), PointSpec(forward=False))
 
 
 def _build_catalog(cfg: Config) -> Catalog:

@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -35,13 +35,12 @@ class UsageError(Exception):
 
 
 def _print_config_error(err: ConfigError) -> None:
-    where = f"{err.source}: " if err.source else ""
-    print(f"error: {where}invalid configuration ({len(err.issues)} problem(s))", file=sys.stderr)
-    from gateway.config_source import position_of
+    from gateway.reload import config_error_lines
 
-    for issue in err.issues:
-        at = position_of(issue.location, err.positions) if err.positions else None
-        print(f"  {err.source}:{at[0]}:{at[1]}: {issue}" if at else f"  {issue}", file=sys.stderr)
+    head, *rest = config_error_lines(err)
+    print(f"error: {head}", file=sys.stderr)
+    for line in rest:
+        print(line, file=sys.stderr)
 
 
 def _print_error(json_logs: bool, message: str, **fields: Any) -> None:
@@ -61,10 +60,10 @@ def _dump_tasks() -> None:
 
 
 def _hangup() -> None:
-    """SIGHUP: reloading the config is not implemented yet; say so instead of dying silently."""
+    """SIGHUP where no config can be reloaded (``edgegw ingest``, ``read``, ``demo``): said, not fatal."""
     logging.getLogger("edgegw").warning(
-        "SIGHUP received: reloading the configuration is not supported yet; still running with the config "
-        "read at start (restart the service to apply changes)."
+        "SIGHUP received: this command does not reload its configuration; still running with the config "
+        "read at start (restart it to apply changes)."
     )
 
 
@@ -106,8 +105,8 @@ def _flock_holder(fd: int) -> str:
     return "unknown"
 
 
-def _run(coro: Coroutine[Any, Any, None]) -> None:
-    """Run until done or until SIGINT / SIGTERM, then cancel cleanly."""
+def _run(coro: Coroutine[Any, Any, None], hangup: Callable[[], None] = _hangup) -> None:
+    """Run until done or until SIGINT / SIGTERM, then cancel cleanly; SIGHUP calls ``hangup``."""
 
     async def main() -> None:
         task = asyncio.ensure_future(coro)
@@ -115,7 +114,7 @@ def _run(coro: Coroutine[Any, Any, None]) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
         loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
-        loop.add_signal_handler(signal.SIGHUP, _hangup)
+        loop.add_signal_handler(signal.SIGHUP, hangup)
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
@@ -222,13 +221,66 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as err:  # what the gateway role needs beyond a valid file: name the file too
         raise ConfigError(err.issues, err.source or args.config) from None
     role = cfg.gateway is not None and cfg.uplink is not None and bool(cfg.devices)  # else Gateway() says why
+
+    def reread() -> Config:
+        """SIGHUP: the file again, with the same --http, and the same file checks as at start."""
+        from gateway.preflight import file_problems
+
+        new = _with_http(load(args.config), args.http)
+        files = file_problems(new, "edge")
+        if files.errors:
+            raise ConfigError(files.errors, args.config)
+        logging.getLogger("edgegw.reload").info("Reloading %s (SIGHUP).", args.config)
+        return new
+
     with _one_instance(cfg.buffer.path) if role else contextlib.nullcontext():
         try:
-            gw = Gateway(cfg, progress=progress)
+            gw = Gateway(cfg, progress=progress, reload_source=reread)
         except ConfigError as err:
             raise ConfigError(err.issues, err.source or args.config) from None
         progress.done()
-        _run(gw.run())
+        _run(gw.run(), hangup=gw.request_reload)
+    return EXIT_OK
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    """Check the file like `edgegw check`, then send SIGHUP to the `edgegw run` using its buffer."""
+    import fcntl
+
+    from gateway.config import load
+
+    cfg = load(args.config)  # an invalid file: the same located errors as `edgegw check`, exit 2, no signal
+    path = cfg.buffer.path
+    none = f"no edgegw run is using the buffer {path} of {args.config}: nothing to reload (start it instead)"
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        print(f"error: {none}", file=sys.stderr)
+        return EXIT_FAILURE
+    except OSError as err:
+        raise UsageError(f"cannot open the buffer {path}: {err.strerror}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # succeeds only while nobody holds the run's lock
+            print(f"error: {none}", file=sys.stderr)
+            return EXIT_FAILURE
+        except BlockingIOError:
+            pid = _flock_holder(fd)
+    finally:
+        os.close(fd)
+    if not pid.isdigit():
+        raise UsageError(f"an edgegw run holds the buffer {path}, but its PID is not readable from /proc/locks: "
+                         "send it SIGHUP yourself (systemctl reload edgegw)")
+    try:
+        os.kill(int(pid), signal.SIGHUP)
+    except ProcessLookupError:
+        print(f"error: {none}", file=sys.stderr)
+        return EXIT_FAILURE
+    except PermissionError:
+        raise UsageError(f"not allowed to signal the edgegw run (PID {pid}) using {path}: run as its user, "
+                         "or systemctl reload edgegw") from None
+    print(f"asked edgegw run (PID {pid}) to reload {args.config}; its log says what changed "
+          "(\"Reloaded config: ...\" or \"Reload refused: ...\")")
     return EXIT_OK
 
 
@@ -311,16 +363,30 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_sim(args: argparse.Namespace) -> int:
     """A firmware stub as a standalone simulated PLC (Modbus TCP, RTU over TCP, RTU on a serial port)."""
-    from hil.sim import OPCUA_PLANTS, S7_PLCS, STUBS, device_toml, s7_device_toml, serve, serve_opcua, serve_s7
+    from hil.sim import (
+        METER_SETS,
+        OPCUA_PLANTS,
+        S7_PLCS,
+        STUBS,
+        device_toml,
+        s7_device_toml,
+        serve,
+        serve_opcua,
+        serve_s7,
+    )
 
     if args.list or args.name is None:
         for name, (what, _, points) in STUBS.items():
             print(f"{name}\t{what}, {_plural(len(points()), 'point')}")
         for name, (what, _) in OPCUA_PLANTS.items():
             print(f"{name}\t{what}")
+        for name, (what, _) in METER_SETS.items():
+            print(f"{name}\t{what}")
         for name, what in S7_PLCS.items():
             print(f"{name}\t{what}")
         return EXIT_OK if args.list else EXIT_USAGE
+    if args.name in METER_SETS:
+        return _sim_meters(args)
     if args.name in S7_PLCS:
         if args.print_config:
             print(s7_device_toml(args.name, args.host, args.port), end="")
@@ -343,7 +409,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.name not in STUBS:
         raise UsageError(f"no simulator named {args.name!r}; `edgegw sim --list` shows: "
-                         f"{', '.join([*STUBS, *OPCUA_PLANTS, *S7_PLCS])}")
+                         f"{', '.join([*STUBS, *OPCUA_PLANTS, *METER_SETS, *S7_PLCS])}")
     if args.transport == "rtu" and not args.serial_port:
         raise UsageError("--transport rtu needs --serial-port (e.g. one end of `socat pty,raw,echo=0 pty,raw,echo=0`)")
     if args.print_config:
@@ -357,6 +423,26 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     _run(serve(args.name, transport=args.transport, host=args.host, port=args.port, serial_port=args.serial_port or "",
                unit=args.unit, seed=args.seed, tick_s=args.tick_s, ready=ready))
+    return EXIT_OK
+
+
+def _sim_meters(args: argparse.Namespace) -> int:
+    """DL/T 645 meters on one line: over TCP (a serial device server) or on a serial port (``--transport rtu``)."""
+    from hil.sim import meters_toml, serve_meters
+
+    if args.transport == "rtu" and not args.serial_port:
+        raise UsageError("--transport rtu needs --serial-port (e.g. one end of `socat pty,raw,echo=0 pty,raw,echo=0`)")
+    if args.print_config:
+        print(meters_toml(args.name, args.transport, args.host, args.port, args.serial_port or "", args.seed), end="")
+        return EXIT_OK
+
+    def ready(sim: Any) -> None:
+        where = args.serial_port if args.transport == "rtu" else f"{args.host}:{sim.port}"
+        print(f"Serving {args.name} (seed {args.seed}), meters {', '.join(sim.meters)}, on {where};"
+              " Ctrl-C stops.", flush=True)
+
+    _run(serve_meters(args.name, transport=args.transport, host=args.host, port=args.port,
+                      serial_port=args.serial_port or "", seed=args.seed, tick_s=args.tick_s, ready=ready))
     return EXIT_OK
 
 
@@ -671,7 +757,27 @@ def cmd_bench_opcua(args: argparse.Namespace) -> int:
 def cmd_bench_modbus(args: argparse.Namespace) -> int:
     from drivers.modbus.bench import main as bench_main
 
-    bench_main(args.devices, args.registers, args.json, args.seconds, args.workers, args.profile)
+    confine = None
+    if args.cpu_quota is not None:
+        from functools import partial
+
+        from gateway.cpuquota import QuotaError
+        from gateway.cpuquota import confine as quota
+
+        try:
+            quota(args.cpu_quota)()  # a dry run: one clear line before any PLC starts
+        except QuotaError as err:
+            raise UsageError(str(err)) from None
+        confine = partial(quota, args.cpu_quota)
+    bench_main(args.devices, args.registers, args.json, args.seconds, args.workers, args.profile, confine,
+               args.cpu_quota)
+    return EXIT_OK
+
+
+def cmd_bench_dlt645(args: argparse.Namespace) -> int:
+    from drivers.dlt645.bench import main as bench_main
+
+    bench_main(args.lines, args.meters, args.json, args.seconds, args.poll_interval_s)
     return EXIT_OK
 
 
@@ -699,6 +805,8 @@ def cmd_bench_uplink(args: argparse.Namespace) -> int:
     elif args.bench_command == "overload":
         coro = bench.bench_overload(args.start, args.factor, args.steps, args.duration, args.points_per_poll,
                                     args.runs, args.durability, args.max_bytes, args.lag_warn_s)
+    elif args.bench_command == "chain":
+        coro = bench.bench_chain(args.devices, args.registers, args.seconds, args.workers, args.durability, args.runs)
     elif args.bench_command == "latency":
         coro = bench.bench_latency(args.rate, args.duration, args.points_per_poll, args.linger_ms, args.runs)
     else:
@@ -724,6 +832,8 @@ def cmd_import_tags(args: argparse.Namespace) -> int:
         raise UsageError(
             f"{args.file}: not UTF-8 text ({err.reason} at byte {err.start}): export the sheet as CSV UTF-8"
         ) from None
+    if args.protocol == "dlt645":
+        return _import_meters(args, text)
     lines: list[int] = []
     points = csv_to_points(text, args.file, lines)
     _check_imported(points, lines, args.file)
@@ -753,6 +863,47 @@ def _import_s7_tags(args: argparse.Namespace) -> int:
     _check_imported(points, lines, args.file, {"type": "s7", "name": "import", "host": "127.0.0.1",
                                                "family": "s7-1500"})
     toml = points_to_toml(points)
+    if args.output:
+        Path(args.output).write_text(toml, encoding="utf-8")
+    else:
+        print(toml, end="")
+    return EXIT_OK
+
+
+def _import_meters(args: argparse.Namespace, text: str) -> int:
+    """A DL/T 645 meter point list: one [[devices]] per meter address, checked as `edgegw check` would."""
+    import re
+    from pathlib import Path
+
+    from drivers.dlt645.tags import csv_to_meters, meters_to_toml
+    from gateway.config import parse
+
+    rows: dict[str, list[int]] = {}
+    meters = csv_to_meters(text, args.file, rows)
+    if args.server:
+        host, _, port = args.server.rpartition(":")
+        if not host or not port.isdigit():
+            raise UsageError(f"--server {args.server!r}: give HOST:PORT of the serial device server")
+        line: dict[str, Any] = {"type": "dlt645_tcp", "host": host, "port": int(port)}
+    else:
+        line = {"type": "dlt645", "port": args.serial_port or "/dev/ttyUSB0"}
+    toml = meters_to_toml(meters, line)
+    try:
+        import tomllib
+
+        parse({"gateway": {"id": "import", "site": "import", "enterprise_prefix": "88.0.0"},
+               **tomllib.loads(toml)})
+    except ConfigError as err:
+        addresses = list(meters)
+        issues = []
+        for issue in err.issues:
+            m = re.match(r"devices\[(\d+)\]\.points\[(\d+)\]\.?(.*)", issue.location)
+            where = args.file
+            if m:
+                where = f"{args.file}:{rows[addresses[int(m.group(1))]][int(m.group(2))]}" + (
+                    f": {m.group(3)}" if m.group(3) else "")
+            issues.append(ConfigIssue(where, f"{issue.message} (what `edgegw check` would say)"))
+        raise ConfigError(issues, args.file) from None
     if args.output:
         Path(args.output).write_text(toml, encoding="utf-8")
     else:
@@ -841,8 +992,11 @@ def cmd_ids_registry(args: argparse.Namespace) -> int:
     client = make_client(cfg.registry)
     try:
         if args.ids_command == "register":
+            from gateway.progress import progress_bar
+
             recs = records(build_catalog(cfg), cfg.gateway.code if cfg.gateway else None)
-            rep = client.register(recs)
+            with progress_bar("registering", len(recs), "codes") as step:
+                rep = client.register(recs, progress=step)
             for handle, diff in rep.changes.items():
                 print(f"UPDATED\t{handle}\t{describe_changes(diff)}")
             for handle, msg in rep.failed:
@@ -900,6 +1054,11 @@ def build_parser() -> argparse.ArgumentParser:
     _log_format_arg(s)
     s.set_defaults(func=cmd_run)
 
+    s = sub.add_parser("reload", help="check a config file, then make the running `edgegw run` using its buffer "
+                                      "re-read it (SIGHUP) without stopping unchanged devices")
+    s.add_argument("-c", "--config", required=True)
+    s.set_defaults(func=cmd_reload)
+
     s = sub.add_parser("read", help="poll the devices once (or --watch) and show every point's value, unit, "
                                     "quality, reason and code; no broker, no buffer")
     s.add_argument("-c", "--config", required=True)
@@ -915,7 +1074,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout", type=float, default=5.0, metavar="S")
     s.set_defaults(func=cmd_status)
 
-    s = sub.add_parser("sim", help="serve a firmware stub as a simulated Modbus PLC or OPC UA server (--list)")
+    s = sub.add_parser("sim", help="serve a firmware stub as a simulated Modbus PLC, OPC UA server or DL/T 645 "
+                       "meters (--list)")
     s.add_argument("name", nargs="?", help="e.g. ventilation-fan")
     s.add_argument("--list", action="store_true", help="the simulators there are")
     s.add_argument("--transport", choices=("tcp", "rtu-over-tcp", "rtu"), default="tcp")
@@ -1048,6 +1208,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", type=int, default=10, help="measured 1-s windows after the warm-up")
     b.add_argument("--workers", type=int, default=2, help="processes serving the simulated PLCs")
     b.add_argument("--profile", default=None, help="cProfile the measured windows into FILE; print the top")
+    b.add_argument("--cpu-quota", type=float, default=None, metavar="CORES",
+                   help="confine the gateway (not the PLCs) to CORES of CPU by a cgroup quota, e.g. 0.25 (root)")
     b.set_defaults(func=cmd_bench_modbus)
     b = bsub.add_parser("s7", help="N simulated S7 CPUs (other processes) polled at 1 Hz through the real driver")
     b.add_argument("--devices", type=int, default=50)
@@ -1057,6 +1219,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--workers", type=int, default=2, help="processes serving the simulated CPUs")
     b.add_argument("--runs", type=int, default=1, help="repeat and report per-figure medians")
     b.set_defaults(func=cmd_bench_s7)
+    b = bsub.add_parser("dlt645", help="L serial device servers x M DL/T 645 meters (another process), polled in turn")
+    b.add_argument("--lines", type=int, default=8)
+    b.add_argument("--meters", type=int, default=8, help="meters per line (22 points each)")
+    b.add_argument("--seconds", type=int, default=10)
+    b.add_argument("--poll-interval-s", type=float, default=1.0)
+    b.add_argument("--json", default=None, help="also write the figures to FILE")
+    b.set_defaults(func=cmd_bench_dlt645)
     b = bsub.add_parser("pipeline", help="source -> normalise + tag -> fsync buffer -> PUBACK, and the I/O floor")
     b.add_argument("--points", type=int, default=2_000_000, help="points per run")
     b.add_argument("--points-per-poll", type=int, default=1000)
@@ -1086,7 +1255,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--durability", choices=("fsync", "interval"), default="fsync")
     b.add_argument("--max-bytes", type=int, default=64 << 20, help="buffer bound (drop_oldest beyond it)")
     b.add_argument("--lag-warn-s", type=float, default=2.0, help="[watch].lag_warn_s for the run")
-    for name in ("pipeline", "latency", "drain", "overload"):
+    b = bsub.add_parser("chain", help="simulated Modbus PLCs -> the real gateway (buffer, uplink) -> mosquitto")
+    b.add_argument("--devices", type=int, default=500)
+    b.add_argument("--registers", type=int, default=600, help="holding registers (= points) per PLC, polled at 1 Hz")
+    b.add_argument("--seconds", type=int, default=10, help="measured seconds per run, after the warm-up")
+    b.add_argument("--workers", type=int, default=2, help="processes serving the simulated PLCs")
+    b.add_argument("--durability", choices=("fsync", "interval"), default="fsync")
+    for name in ("pipeline", "latency", "drain", "overload", "chain"):
         b = bsub.choices[name]
         b.add_argument("--runs", type=int, default=3)
         b.add_argument("--json", default=None, help="also write the figures to FILE")
@@ -1099,10 +1274,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", default=None, help="also write the figures to FILE")
     b.set_defaults(func=cmd_bench_ingest)
 
-    s = sub.add_parser("import-tags", help="turn a tag list into config TOML (modbus: CSV; s7: TIA Portal XLSX / CSV)")
-    s.add_argument("protocol", choices=["modbus", "s7"])
+    s = sub.add_parser("import-tags", help="tag list -> config TOML (modbus, dlt645: CSV; s7: TIA Portal XLSX / CSV)")
+    s.add_argument("protocol", choices=["modbus", "dlt645", "s7"])
     s.add_argument("file")
     s.add_argument("-o", "--output", default=None, help="write here instead of stdout")
+    s.add_argument("--serial-port", default=None, help="dlt645: the meters' RS-485 port (default /dev/ttyUSB0)")
+    s.add_argument("--server", default=None, metavar="HOST:PORT",
+                   help="dlt645: the meters sit behind this serial device server (transparent TCP)")
     s.set_defaults(func=cmd_import_tags)
 
     s = sub.add_parser("ids", help="identifier codes: list, export, register, resolve, validate")

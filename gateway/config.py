@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from drivers.dlt645.config import Dlt645SerialDevice, Dlt645TcpDevice
+from drivers.dlt645.config import line_issues as meter_line_issues
 from drivers.modbus.config import ModbusRtuDevice, ModbusRtuTcpDevice, ModbusTcpDevice, line_issues
 from drivers.opcua.config import DEPRECATED_POLICIES, Identity, OpcUaDevice, SecurityPolicy, TrustPolicy
 from drivers.s7.config import S7Device
@@ -56,6 +58,7 @@ __all__ = [
     "security_warnings",
     "uplink_uses_tls",
     "uplink_verifies_tls",
+    "url_without_password",
 ]
 
 log = logging.getLogger("edgegw.config")
@@ -73,9 +76,11 @@ def _env_password(name: str) -> str | None:
 
 
 DeviceConfig = Annotated[
-    ModbusTcpDevice | ModbusRtuTcpDevice | ModbusRtuDevice | OpcUaDevice | S7Device, Field(discriminator="type")
+    ModbusTcpDevice | ModbusRtuTcpDevice | ModbusRtuDevice | OpcUaDevice | Dlt645SerialDevice | Dlt645TcpDevice
+    | S7Device,
+    Field(discriminator="type"),
 ]
-_DEVICE_TYPES = {"modbus_tcp", "modbus_rtu_tcp", "modbus_rtu", "opcua", "s7"}
+_DEVICE_TYPES = {"modbus_tcp", "modbus_rtu_tcp", "modbus_rtu", "opcua", "dlt645", "dlt645_tcp", "s7"}
 
 
 class GatewaySection(StrictModel):
@@ -295,7 +300,7 @@ class InfluxConfig(StrictModel):
         elif not self.url:
             raise ValueError(f"api = '{self.api}' needs url")
         elif not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"url {self.url!r} must start with http:// or https://")
+            raise ValueError(f"url {url_without_password(self.url)!r} must start with http:// or https://")
         if self.password_env and self.password_file:
             raise ValueError("give password_env or password_file, not both")
         if self.token_env and self.token_file:
@@ -370,7 +375,7 @@ class RegistrySection(StrictModel):
     @model_validator(mode="after")
     def _credentials(self) -> Self:
         if not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"url {self.url!r} must start with http:// or https://")
+            raise ValueError(f"url {url_without_password(self.url)!r} must start with http:// or https://")
         if self.api == "snms" and not self.password_env:
             raise ValueError("api = 'snms' needs password_env")
         if self.api == "doip" and not (self.private_key_file and self.type_handle):
@@ -604,6 +609,17 @@ def security_warnings(cfg: Config, role: Literal["edge", "ingest"] | None = None
     return out
 
 
+def url_without_password(url: str) -> str:
+    """A url as it may be said in a message: a password in it (``user:secret@``) becomes ``***``, also in a
+    url too malformed to parse (the message that says it is malformed must not carry the secret)."""
+    head, at, rest = url.rpartition("@")
+    if not at:
+        return url
+    scheme, sep, userinfo = head.rpartition("//")
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}{sep}{user}{colon}{'***' if colon else ''}@{rest}"
+
+
 def _without_password(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
@@ -659,6 +675,7 @@ def _semantic_issues(cfg: Config) -> list[ConfigIssue]:
     from gateway.catalog import build_catalog
 
     issues = line_issues(cfg.devices)  # devices sharing a Modbus line agree on its settings
+    issues += meter_line_issues(cfg.devices)  # and DL/T 645 meters sharing an RS-485 line
     issues.extend(policy_issues(cfg))
     try:
         build_catalog(cfg)

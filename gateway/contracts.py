@@ -39,14 +39,18 @@ class Sink(Protocol):
 
 
 if TYPE_CHECKING:  # static conformance checks, no runtime cost
+    from drivers.dlt645.driver import Dlt645Driver
     from drivers.modbus.driver import ModbusTcpDriver
     from drivers.s7.driver import S7Driver
     from gateway.buffer import SqliteBuffer
     from gateway.sinks.mqtt import UplinkConnection
     from pipelines.normalise import Normalise
 
-    def _conforms(d: ModbusTcpDriver, s: Normalise, b: SqliteBuffer, k: UplinkConnection, s7: S7Driver) -> None:
+    def _conforms(
+        d: ModbusTcpDriver, s: Normalise, b: SqliteBuffer, k: UplinkConnection, m: Dlt645Driver, s7: S7Driver
+    ) -> None:
         _d: PollingDriver = d
+        _m: PollingDriver = m
         _s7: PollingDriver = s7
         _s: Stage = s
         _b: Buffer = b

@@ -111,6 +111,17 @@ class Prepared:
     refused: list[tuple[int, str]] = field(default_factory=list)  # row index, reason (filled by the write)
 
 
+def _plain_numbers(values: list[Any]) -> bool:
+    """Every value a float, or an int that a float holds exactly (the samples of the fast path)."""
+    types = set(map(type, values))
+    if types <= {float}:
+        return True
+    if not types <= {float, int}:
+        return False
+    ints = [v for v in values if type(v) is int]
+    return min(ints) >= -_INT_FAST and max(ints) <= _INT_FAST
+
+
 def _short_reason(reason: str) -> str:
     """A counter label: the reason up to its first detail."""
     return reason.split(":", 1)[0][:60]
@@ -139,6 +150,7 @@ class IngestCore:
         self._series_cache: dict[tuple[Any, ...], str | LineError] = {}
         self._catalogs = CatalogCache()
         self._last_prefixes: dict[tuple[str, str], tuple[dict[int, CatRow], dict[int, str | LineError]]] = {}
+        self._plain_prefixes: dict[int, str | LineError] | None = None
         # None: wait out a store outage for ever (the service); a number: give up after that many
         # seconds with StoreUnavailableError (an operator's command such as a dead-letter replay)
         self.give_up_after_s: float | None = None
@@ -204,6 +216,16 @@ class IngestCore:
         refused: list[tuple[Point, str]] = []
         rows, samples = prep.rows, prep.samples
         ts_max = MAX_TIMESTAMP_NS if dialect == "influxdb" else min(MAX_TIMESTAMP_NS, now + VM_MAX_FUTURE_NS)
+        if n and not hist_all and prefixes is self._plain_prefixes and not any(cols.flags) \
+                and cols.rsn.count(None) == n and min(cols.ts) >= -MAX_TIMESTAMP_NS and max(cols.ts) <= ts_max \
+                and _plain_numbers(cols.val):
+            # the whole message is common samples (the usual case): one comprehension, no per-sample checks
+            rows.extend([f"{prefixes[i]} value={float(v)!r},quality={q}i {ts}".encode()
+                         for i, ts, v, q in zip(cols.idx, cols.ts, cols.val, cols.q, strict=True)])
+            samples.extend(range(n))
+            if self.observer is not None:
+                self.observer(Batch(cols.gateway, cols.site, cols.seq, cols.created_ns, cols.points(), False))
+            return
         for k, (i, ts, v, q, r, f) in enumerate(zip(cols.idx, cols.ts, cols.val, cols.q, cols.rsn, cols.flags,
                                                    strict=True)):
             prefix = prefixes[i]
@@ -233,11 +255,15 @@ class IngestCore:
         cache hands out the same object) reuses the last map it got."""
         last = self._last_prefixes.get((prep.site, prep.gateway))
         if last is not None and last[0] is cat:
+            if self._plain_prefixes is not last[1] and all(type(p) is str for p in last[1].values()):
+                self._plain_prefixes = last[1]
             return last[1]
         prefixes = {i: self._series(prep, row) for i, row in cat.items()}
         if len(self._last_prefixes) >= _SERIES_CACHE // 100:
             self._last_prefixes.clear()
         self._last_prefixes[(prep.site, prep.gateway)] = (cat, prefixes)
+        # a map with no refused series may take the fast path of _prepare_batch (identity marks it)
+        self._plain_prefixes = prefixes if all(type(p) is str for p in prefixes.values()) else None
         return prefixes
 
     def _series(self, prep: Prepared, row: CatRow) -> str | LineError:

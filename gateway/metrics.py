@@ -75,6 +75,7 @@ class GatewayCollector(Collector):
             yield from self._buffers(buffers)
             yield from self._uplinks(uplinks)
             yield from self._overload(self.gateway)
+            yield from self._reloads(self.gateway)
             ready = _gauge("edgegw_ready", "1 when /readyz says ready; per check.", ["check"])
             for c in gateway_readiness(self.gateway):
                 ready.add_metric([c.name], int(c.ok))
@@ -93,10 +94,32 @@ class GatewayCollector(Collector):
                         "polls, loop blocks), as logged at WARNING.", ["condition"])
         for name in watch.conditions():
             active.add_metric([name], int(isinstance(facts.get(name), dict)))
+        active.add_metric(["buffer_disk_bound"], int(watch.disk_bound))
         yield active
         fill = _gauge("edgegw_buffer_fill_ratio", "Buffered bytes over buffer.max_bytes (warnings at 0.75 and 0.9).")
         fill.add_metric([], float(watch.fill))
         yield fill
+
+    def _reloads(self, gw: Gateway) -> Iterator[Metric]:
+        rs = getattr(gw, "reload_status", None)
+        if rs is None:
+            return
+        total = _counter("edgegw_config_reloads", "Config reloads (SIGHUP, edgegw reload), by result.", ["result"])
+        total.add_metric(["applied"], rs.applied)
+        total.add_metric(["refused"], rs.refused)
+        yield total
+        last = _gauge("edgegw_config_last_reload_success", "1 when the last reload was applied, 0 when refused "
+                      "(absent before the first).")
+        when = _gauge("edgegw_config_last_reload_timestamp_seconds", "Time of the last reload (applied or refused).")
+        if rs.last_result:
+            last.add_metric([], int(rs.last_result == "applied"))
+            when.add_metric([], rs.last_time_ns / 1e9)
+        yield last
+        yield when
+        pending = _gauge("edgegw_config_restart_pending_settings",
+                         "Changed settings that wait for a restart (named in the reload's WARNING line).")
+        pending.add_metric([], len(rs.not_applied))
+        yield pending
 
     def _devices(self, gw: Gateway) -> Iterator[Metric]:
         polls = _counter("edgegw_device_reads", "Successful polls (or pushed notification bursts).", ["device"])

@@ -123,6 +123,7 @@ async def read_devices(
 ) -> Readout:
     """Poll the selected devices (every one of them at once), show the table; with ``watch``, again
     every ``interval_s`` until cancelled (or ``rounds`` polls, for tests)."""
+    from drivers.dlt645.driver import LinePool as MeterLinePool
     from drivers.modbus.driver import LinePool
     from gateway.app import _make_driver
 
@@ -138,8 +139,8 @@ async def read_devices(
             readout.last[i] = (value, Quality(quality), reason)
 
     pipeline.tap = keep
-    lines = LinePool()
-    drivers = [_make_driver(d, catalog.by_device[d.name].start, lines) for d in devices]
+    lines, meter_lines = LinePool(), MeterLinePool()
+    drivers = [_make_driver(d, catalog.by_device[d.name].start, lines, meter_lines) for d in devices]
     entered: dict[str, Any] = {}
 
     async def one(dev: Any, driver: Any) -> SampleBatch:

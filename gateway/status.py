@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import sqlite3
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,19 @@ class LiveTable:
         for s in batch:
             last[s[0]] = s
             counts[s[3]][s[0]] += 1
+
+    def rebase(self, catalog: Catalog, keep: Collection[str]) -> None:
+        """A config reload (:func:`gateway.catalog.relayout`): the devices in ``keep`` keep their last samples
+        and counts (same indices); every other slot starts empty."""
+        n = len(catalog.points)
+        last: list[Sample | None] = [None] * n
+        counts: tuple[list[int], list[int], list[int]] = ([0] * n, [0] * n, [0] * n)
+        for name in keep:
+            r = self.catalog.by_device[name]
+            last[r.start:r.stop] = self.last[r.start:r.stop]
+            for q in range(3):
+                counts[q][r.start:r.stop] = self.counts[q][r.start:r.stop]
+        self.catalog, self.last, self.counts = catalog, last, counts
 
     def device_counts(self, device: str) -> dict[str, int]:
         r = self.catalog.by_device[device]
@@ -226,7 +240,7 @@ def gateway_status(
         })
     points: list[dict[str, Any]] = []
     matched = 0
-    for info in cat.points:
+    for info in cat.live_points:
         s = live.last[info.index] if live else None
         q = Quality(s[3]).label if s is not None else "none"
         if device and info.device != device:
@@ -262,8 +276,9 @@ def gateway_status(
         "devices": devices,
         "points": points,
         "points_matched": matched,
-        "points_total": len(cat.points),
+        "points_total": sum(map(len, cat.by_device.values())),
         "buffer": _buffer_view(gw.buffer),
+        "reload": gw.reload_status.as_dict(),
         "uplink": {
             "connected": fs.connected,
             "broker": "{}:{}".format(*gw.forwarder.uplink.server) if up else "",

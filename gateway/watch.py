@@ -12,7 +12,13 @@ calls :meth:`Watch.check`), and says what it sees:
   the previous line), and when it stops (what it came to in all), also when the gateway stops
   while it lasts;
 - the buffer's fill is logged at WARNING when it rises past 75 % and past 90 %, and at INFO once
-  it is back below (with a margin, so a fill hovering at a level does not chatter).
+  it is back below (with a margin, so a fill hovering at a level does not chatter);
+- the **disk** is logged at WARNING when it, not ``max_bytes``, will bound the buffer: the
+  filesystem's free space minus ``disk_reserve_bytes`` is less than the room left to ``max_bytes``,
+  so drops start before the fill reaches 100 % (and at INFO when that is no longer so); a drop line
+  names which of the two bounds made the room (``bound max_bytes`` / ``bound the disk``);
+- the **alarm buffer** (when alarms are configured) is watched for drops the same way as the
+  telemetry buffer, with conditions named ``alarm_buffer_*``.
 
 Each drop line carries, in structured fields, ``points`` / ``batches`` (since the previous line
 of the same condition) and ``total_points`` / ``total_batches`` (since it started): the lines of
@@ -126,6 +132,7 @@ class Watch:
         self,
         buffer: SqliteBuffer,
         *,
+        alarm_buffer: SqliteBuffer | None = None,
         clock: Clock = SYSTEM_CLOCK,
         deadline_misses: Callable[[], Sequence[int]] | None = None,
         lag_warn_s: float = 60.0,
@@ -146,8 +153,14 @@ class Watch:
         self.fill = 0.0
         self.fill_level = 0.0  # the highest level of FILL_LEVELS the fill is above (0: none)
         self.lag_ns: int | None = None
-        self._counters = buffer.counters()
-        self._episodes: dict[str, _Episode] = {name: _Episode() for name, _ in DROP_KINDS.values()}
+        self.disk_bound = False
+        # (condition prefix, buffer, its counters at the previous check): the telemetry and alarm buffers
+        self._drop_sources: list[tuple[str, SqliteBuffer, dict[str, int]]] = [("", buffer, buffer.counters())]
+        if alarm_buffer is not None:
+            self._drop_sources.append(("alarm_", alarm_buffer, alarm_buffer.counters()))
+        self._episodes: dict[str, _Episode] = {
+            label + name: _Episode() for label, _, _ in self._drop_sources for name, _ in DROP_KINDS.values()
+        }
         for name in ("uplink_lag", "poll_behind", "loop_blocked"):
             self._episodes[name] = _Episode()
         now = clock.mono_ns()
@@ -156,6 +169,11 @@ class Watch:
         self._poll_last: tuple[int, int, int] | None = None  # devices late, devices, deadlines missed
         self._loop_worst = 0
         self._loop_count = 0
+
+    def restart_poll_window(self) -> None:
+        """The devices changed (a config reload): count missed deadlines afresh from now."""
+        self._poll_window_start = self.clock.mono_ns()
+        self._poll_base = list(self.deadline_misses()) if self.deadline_misses is not None else []
 
     # -- inputs --------------------------------------------------------------------------------
     def loop_late(self, late_ns: int) -> None:
@@ -169,6 +187,7 @@ class Watch:
         now = self.clock.mono_ns()
         self._check_drops(now)
         self._check_fill()
+        self._check_disk()
         self._check_lag(now)
         self._check_polls(now)
         self._check_loop(now)
@@ -199,6 +218,8 @@ class Watch:
                 out[name] = detail
         if self.fill_level:
             out["buffer_fill_level_pct"] = int(self.fill_level * 100)
+        if self.disk_bound:
+            out["buffer_disk_bound"] = True
         if out:
             out["buffer_fill_pct"] = round(self.fill * 100, 1)
             if self.lag_ns is not None:
@@ -207,28 +228,35 @@ class Watch:
 
     # -- drops ---------------------------------------------------------------------------------
     def _check_drops(self, now: int, final: bool = False) -> None:
-        counters = self.buffer.counters()
-        for prefix, (name, text) in DROP_KINDS.items():
-            ep = self._episodes[name]
-            points = counters[f"{prefix}_points"] - self._counters[f"{prefix}_points"]
-            batches = counters[f"{prefix}_batches"] - self._counters[f"{prefix}_batches"]
-            if batches or points:
-                ep.add(points=points, batches=batches)
-            phase = ep.step(now, bool(batches or points), self.every_ns, self.quiet_ns)
-            if phase is not None:
-                self._drop_line(prefix, name, text, ep, phase, now)
-            if final and ep.started is not None:
-                self._drop_line(prefix, name, text, ep, "stop", now)
-        self._counters = counters
+        for i, (label, buf, before) in enumerate(self._drop_sources):
+            counters = buf.counters()
+            for prefix, (kind, text) in DROP_KINDS.items():
+                ep = self._episodes[label + kind]
+                points = counters[f"{prefix}_points"] - before[f"{prefix}_points"]
+                batches = counters[f"{prefix}_batches"] - before[f"{prefix}_batches"]
+                if batches or points:
+                    ep.add(points=points, batches=batches)
+                phase = ep.step(now, bool(batches or points), self.every_ns, self.quiet_ns)
+                if phase is not None:
+                    self._drop_line(buf, prefix, label + kind, text, ep, phase, now, label)
+                if final and ep.started is not None:
+                    self._drop_line(buf, prefix, label + kind, text, ep, "stop", now, label)
+            self._drop_sources[i] = (label, buf, counters)
 
-    def _drop_line(self, prefix: str, name: str, text: str, ep: _Episode, phase: str, now: int) -> None:
+    def _drop_line(self, buf: SqliteBuffer, prefix: str, name: str, text: str, ep: _Episode, phase: str, now: int,
+                   label: str) -> None:
         assert ep.started is not None
         since_ns = now - ep.last_report
         part = ep.reported(now)
         p, b = part.get("points", 0), part.get("batches", 0)
         tp, tb = ep.total.get("points", 0), ep.total.get("batches", 0)
         start, middle, stop = _VERBS[prefix]
-        policy = f"policy {self.buffer.when_full}" if prefix.startswith("dropped") else "counters " + prefix + "_*"
+        if prefix.startswith("dropped"):
+            bound = "the disk" if buf.full_cause == "disk" else "max_bytes"
+            policy = f"policy {buf.when_full}, bound {bound}"
+        else:
+            policy = "counters " + prefix + "_*"
+        text = text.format(verb="{verb}") if not label else "Alarm b" + text.format(verb="{verb}")[1:]
         extra = {"condition": name, "phase": phase, "points": int(p), "batches": int(b),
                  "total_points": int(tp), "total_batches": int(tb)}
         if phase == "start":
@@ -267,6 +295,31 @@ class Watch:
             log.info("Buffer back below %d %% full (%.1f %%).", int(self.fill_level * 100), self.fill * 100,
                      extra={"condition": "buffer_fill", "phase": "stop", "level_pct": int(below * 100)})
             self.fill_level = below
+            self.version += 1
+
+    # -- disk ----------------------------------------------------------------------------------
+    def _check_disk(self) -> None:
+        buf = self.buffer
+        free = buf.disk_free_bytes()
+        if free is None:
+            return
+        by_disk = free - buf.disk_reserve_bytes
+        by_bound = buf.max_bytes - buf.pending_bytes
+        if not self.disk_bound and by_disk < by_bound:
+            log.warning(
+                "Buffer bound by the disk, not by max_bytes: %s bytes free on the filesystem of %s, of which "
+                "disk_reserve_bytes (%s) stay free, is less than the %s bytes left to max_bytes (%s); the policy %s "
+                "applies when the disk is full, before the fill reaches 100 %%.",
+                _n(free), buf.path.parent, _n(buf.disk_reserve_bytes), _n(by_bound), _n(buf.max_bytes),
+                buf.when_full, extra={"condition": "buffer_disk_bound", "phase": "start", "free_bytes": free},
+            )
+            self.disk_bound = True
+            self.version += 1
+        elif self.disk_bound and by_disk > by_bound * 1.05 + (1 << 20):
+            log.info("The disk no longer bounds the buffer: %s bytes free, %s bytes left to max_bytes.",
+                     _n(free), _n(by_bound),
+                     extra={"condition": "buffer_disk_bound", "phase": "stop", "free_bytes": free})
+            self.disk_bound = False
             self.version += 1
 
     # -- uplink lag ----------------------------------------------------------------------------

@@ -39,13 +39,12 @@ class S7Plc:
         for (area, db), data in self.stub.memory(0).items():
             buf = self._areas[area, db] = bytearray(data)
             self.server.register_area(kinds[area], db, buf)
-        self._kinds = kinds
         self._task: asyncio.Task[None] | None = None
 
     def _write(self) -> None:
-        from snap7.type import Area
+        from snap7.datatypes import S7Area
 
-        wire = {"DB": Area.DB, "M": Area.MK, "I": Area.PE, "Q": Area.PA}
+        wire = {"DB": S7Area.DB, "M": S7Area.MK, "I": S7Area.PE, "Q": S7Area.PA}
         for key, data in self.stub.memory(self.tick).items():
             lock = self.server.area_locks[wire[key[0]], key[1]]
             with lock:

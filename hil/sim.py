@@ -1,4 +1,5 @@
-"""``edgegw sim``: one firmware stub served as a standalone simulated PLC, to commission against.
+"""``edgegw sim``: one firmware stub served as a standalone simulated PLC (or a line of DL/T 645 meters),
+to commission against.
 
 The same :class:`~hil.modbus_server.SimulatedPlc` the tests use, on Modbus TCP, RTU over TCP or RTU on
 a serial port, at one unit id; the stub's tick advances every ``tick_s``.  ``device_toml`` prints the
@@ -14,11 +15,16 @@ from typing import Any
 from firmware_stubs import gas_substation
 from firmware_stubs.belt_conveyor import BeltConveyor
 from firmware_stubs.drainage_pump import DrainagePump
+from firmware_stubs.energy_meters import EnergyMeter, plant_meters
 from firmware_stubs.mine_hoist import MineHoist
 from firmware_stubs.ventilation_fan import VentilationFan
+from hil.dlt645_server import SimulatedMeters
 from hil.modbus_server import SimulatedPlc, StubLike, Transport
 
-__all__ = ["OPCUA_PLANTS", "S7_PLCS", "STUBS", "device_toml", "s7_device_toml", "serve", "serve_opcua", "serve_s7"]
+__all__ = [
+    "METER_SETS", "OPCUA_PLANTS", "S7_PLCS", "STUBS", "device_toml", "meters_toml", "s7_device_toml", "serve",
+    "serve_meters", "serve_opcua", "serve_s7",
+]
 
 # OPC UA plants (firmware_stubs/opcua_plants.py) on an asyncua server, security None
 OPCUA_PLANTS = {
@@ -72,6 +78,41 @@ async def serve_opcua(name: str, *, port: int, tick_s: float, ready: Callable[[s
 
     async with PlantServer([OPCUA_PLANTS[name][1]], port=port, tick_s=tick_s) as srv:
         ready(srv.endpoint)
+        await asyncio.Event().wait()
+
+
+# DL/T 645 meter sets (firmware_stubs/energy_meters.py): one RS-485 line of meters, served over TCP (a serial
+# device server in transparent mode) or on a serial port
+METER_SETS: dict[str, tuple[str, Callable[[int], list[EnergyMeter]]]] = {
+    "energy-meters": ("DL/T 645-2007 three-phase energy meters, 4 on one RS-485 line (coal-chemical substation)",
+                      lambda seed: plant_meters(seed=seed, count=4)),
+}
+
+
+def meters_toml(name: str, transport: str, host: str, port: int, serial_port: str, seed: int) -> str:
+    """One ``[[devices]]`` block per simulated meter (paste them into a gateway config)."""
+    import tomli_w
+
+    devices: list[dict[str, Any]] = []
+    for meter in METER_SETS[name][1](seed):
+        device: dict[str, Any] = {"type": "dlt645" if transport == "rtu" else "dlt645_tcp",
+                                  "name": f"sim-meter-{meter.address}", "address": meter.address}
+        if transport == "rtu":
+            device.update(port=serial_port, baudrate=2400, parity="N")
+        else:
+            device.update(host=host, port=port)
+        device["points"] = EnergyMeter.point_config()
+        devices.append(device)
+    return tomli_w.dumps({"devices": devices})
+
+
+async def serve_meters(name: str, *, transport: str, host: str, port: int, serial_port: str, seed: int,
+                       tick_s: float, ready: Callable[[SimulatedMeters], None]) -> None:
+    """Serve a meter set until cancelled: TCP (``tcp``, ``rtu-over-tcp``) or a serial port (``rtu``)."""
+    meters = METER_SETS[name][1](seed)
+    async with SimulatedMeters(meters, transport="serial" if transport == "rtu" else "tcp", host=host, port=port,
+                               serial_port=serial_port, tick_s=tick_s) as sim:
+        ready(sim)
         await asyncio.Event().wait()
 
 

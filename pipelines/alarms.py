@@ -11,7 +11,7 @@ while the value equals the configured state.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from gateway.point import Quality, SampleBatch
@@ -95,6 +95,12 @@ class AlarmStage:
             )
             for a in self._alarm
         ]
+
+    def carry(self, old: AlarmStage, indices: Iterable[int]) -> None:
+        """A config reload: the points at ``indices`` (unchanged, same index) keep their alarm level, so an
+        alarm in force is neither raised again nor cleared by the reload."""
+        for i in indices:
+            self._level[i] = old._level[i]
 
     def level(self, index: int) -> Level:
         return self._level[index]

@@ -9,7 +9,7 @@ of every point is always forwarded.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from gateway.point import SampleBatch, Value
 from pipelines.spec import PointSpec
@@ -27,6 +27,12 @@ class Deadband:
         # per point: (value, quality, reason, source time) of the last forwarded sample
         self._last: list[tuple[Value | None, int, str | None, int] | None] = [None] * len(specs)
         self.suppressed = 0
+
+    def carry(self, old: Deadband, indices: Iterable[int]) -> None:
+        """A config reload: the points at ``indices`` (unchanged, same index) keep their last forwarded sample."""
+        for i in indices:
+            self._last[i] = old._last[i]
+        self.suppressed = old.suppressed
 
     def __call__(self, batch: SampleBatch) -> SampleBatch:
         if not self.active:

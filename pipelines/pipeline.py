@@ -8,7 +8,7 @@ are skipped.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from gateway.clock import DEFAULT_MIN_VALID_NS
@@ -75,6 +75,18 @@ class Pipeline:
         c.samples_out += len(batch)
         c.alarm_events += len(events)
         return batch, events
+
+    def carry(self, old: Pipeline, indices: Iterable[int]) -> None:
+        """A config reload built this pipeline from the new point table: take over the old one's state for the
+        points at ``indices`` (devices whose config did not change keep their indices), its clock check,
+        counters and tap, so that a reload neither re-sends deadbanded values nor re-raises alarms."""
+        keep = list(indices)
+        self.deadband.carry(old.deadband, keep)
+        self.plausibility.carry(old.plausibility, keep)
+        self.alarms.carry(old.alarms, keep)
+        self.clock = old.clock
+        self.counters = old.counters
+        self.tap = old.tap
 
     def is_forwarded(self, index: int) -> bool:
         return index not in self._keep

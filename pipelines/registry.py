@@ -146,7 +146,8 @@ def batches(records: Sequence[Record], size: int = MAX_BATCH) -> Iterator[Sequen
 
 
 class RegistryClient(Protocol):
-    def register(self, records: Sequence[Record], *, compare: bool = True) -> RegisterReport: ...
+    def register(self, records: Sequence[Record], *, compare: bool = True,
+                 progress: Callable[[int], None] | None = None) -> RegisterReport: ...
     def resolve(self, handle: str) -> Resolved: ...
 
 
@@ -236,8 +237,10 @@ class _NodeClient:
                 report: RegisterReport) -> None:
         raise NotImplementedError
 
-    def register(self, records: Sequence[Record], *, compare: bool = True) -> RegisterReport:
+    def register(self, records: Sequence[Record], *, compare: bool = True,
+                 progress: Callable[[int], None] | None = None) -> RegisterReport:
         """Create what is missing, update what exists with other attributes, leave the rest alone.
+        ``progress(n)`` is told each time ``n`` more records are done (``edgegw ids register``'s bar).
 
         ``compare=False``: create what is missing only, without reading back what exists (a
         gateway's start-up registration: a few batch requests instead of one read per code).
@@ -271,6 +274,8 @@ class _NodeClient:
                 if len(stale) >= self.batch_size:
                     self._update(stale, managed, report)
                     stale = []
+            if progress is not None:
+                progress(len(chunk))
         if stale:
             self._update(stale, managed, report)
         return report

@@ -8,7 +8,7 @@ pass untouched.  Stateful but pure: no I/O, the clock readings are arguments.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from gateway.point import Quality, Sample, SampleBatch
 from pipelines.spec import PointSpec
@@ -38,6 +38,12 @@ class Plausibility:
         self._spiked: list[bool] = [False] * n
         self._since: list[int] = [0] * n
         self._restart: list[bool] = [False] * n
+
+    def carry(self, old: Plausibility, indices: Iterable[int]) -> None:
+        """A config reload: the points at ``indices`` (unchanged, same index) keep their spike and stuck state."""
+        for i in indices:
+            self._ref[i], self._prev[i], self._spiked[i] = old._ref[i], old._prev[i], old._spiked[i]
+            self._since[i], self._restart[i] = old._since[i], old._restart[i]
 
     def clock_stepped(self) -> None:
         """The wall clock stepped: source times before and after the step cannot be subtracted, so

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -126,3 +127,30 @@ def libmodbus_server(services_dir: Path) -> Path:
     from hil.libmodbus_peer import build_server
 
     return built(build_server, services_dir)
+
+
+SMALL_FS_BYTES = 3 << 20
+
+
+@pytest.fixture
+def small_fs() -> Iterator[Path]:
+    """A 3 MiB tmpfs (a small, full-able disk); needs root (mount): skipped otherwise, failed in CI."""
+    if os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail("the full-disk test needs root to mount a tmpfs (CI runs the tests as root)")
+        pytest.skip("needs root to mount a small tmpfs")
+    d = Path(tempfile.mkdtemp(prefix="edgegw-fulldisk-"))
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SMALL_FS_BYTES},mode=0755", "tmpfs", str(d)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        d.rmdir()
+        msg = f"cannot mount a tmpfs: {mounted.stderr.strip()}"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    try:
+        yield d
+    finally:
+        if subprocess.run(["umount", str(d)]).returncode != 0:
+            subprocess.run(["umount", "-l", str(d)], check=True)  # a file still open after a failure
+        d.rmdir()

@@ -25,6 +25,8 @@ CASES = {
     "overload": (["--start", "2000", "--factor", "2", "--steps", "2", "--duration", "0.5", "--points-per-poll", "50"],
                  {"max_points_per_s_full_delivery", "cpu_fraction_at_max", "beyond_delivered_share",
                   "beyond_lag_p99_ms", "beyond_logged"}),
+    "chain": (["--devices", "4", "--registers", "50", "--seconds", "2"],
+              {"polled_points_per_s", "delivered_points_per_s", "delivered_share", "deadline_misses"}),
 }
 
 
@@ -43,3 +45,5 @@ def test_bench_command_writes_its_keys(command: str, tmp_path: Path, mosquitto: 
     assert keys <= set(result)
     assert len(result["runs"]) == 2 and len(result["load_avg"]) == 3
     assert "median" in proc.stdout
+    if command == "chain":  # the real gateway polled the PLCs and its uplink delivered what it polled
+        assert result["polled_points_per_s"] > 0 and result["delivered_points_per_s"] > 0

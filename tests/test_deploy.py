@@ -151,3 +151,14 @@ def test_edge_and_ingest_units_share_the_hardening_and_the_install_location() ->
     installer = (REPO / "deploy" / "offline" / "install.sh").read_text()
     venv = edge_bin.removesuffix("/bin/edgegw")
     assert f'VENV="${{EDGEGW_VENV:-{venv}}}"' in installer
+
+
+def test_reload_checks_the_same_file_with_the_same_binary() -> None:
+    """`systemctl reload edgegw` runs `edgegw reload` on the file `edgegw run` was started with (it checks the
+    file, then signals the process holding that config's buffer)."""
+    start = value(EDGE_UNIT, "ExecStart").split()
+    reload = value(EDGE_UNIT, "ExecReload").split()
+    assert reload[0] == start[0] and reload[1] == "reload" and reload[2:] == start[2:], (start, reload)
+    from gateway.cli import build_parser
+
+    assert build_parser().parse_args(reload[1:]).config == start[-1]

@@ -16,9 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,37 +27,14 @@ from gateway.forwarder import Forwarder
 from gateway.sinks.mqtt import MqttUplink
 from hil.services import Mosquitto
 from tests.collector import collect
-from tests.conftest import IN_CI, eventually
+from tests.conftest import SMALL_FS_BYTES, eventually
 from tests.test_buffer_durability import assert_ledger
 
 __all__: list[str] = []
 
-_FS_BYTES = 3 << 20
+_FS_BYTES = SMALL_FS_BYTES
 _BATCH_BYTES = 8 << 10
 _POINTS = 10
-
-
-@pytest.fixture
-def small_fs() -> Iterator[Path]:
-    if os.geteuid() != 0:
-        if IN_CI:
-            pytest.fail("the full-disk test needs root to mount a tmpfs (CI runs the tests as root)")
-        pytest.skip("needs root to mount a small tmpfs")
-    d = Path(tempfile.mkdtemp(prefix="edgegw-fulldisk-"))
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={_FS_BYTES},mode=0755", "tmpfs", str(d)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        d.rmdir()
-        msg = f"cannot mount a tmpfs: {mounted.stderr.strip()}"
-        if IN_CI:
-            pytest.fail(msg)
-        pytest.skip(msg)
-    try:
-        yield d
-    finally:
-        if subprocess.run(["umount", str(d)]).returncode != 0:
-            subprocess.run(["umount", "-l", str(d)], check=True)  # a file still open after a failure
-        d.rmdir()
 
 
 def _payload(seq: int) -> bytes:

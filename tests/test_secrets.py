@@ -1,4 +1,5 @@
-"""Secrets never leave: every log line, printout, metric and status page is searched for them.
+"""Secrets never leave: every log line, printout, metric and status page is searched for them, also
+after a config reload and a refused one.
 
 The secrets reach the gateway the ways the config allows (environment variable, ``*_file``, and a
 password in a url, which the config warns about): the MQTT uplink logs in with one, the ingest with
@@ -22,7 +23,7 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.cli import main
-from gateway.config import load
+from gateway.config import Config, load
 from gateway.ingest import Ingest
 from gateway.toml_writer import Table, render
 from hil.modbus_server import SimulatedPlc
@@ -35,8 +36,10 @@ UPLINK_PW = "uplink-pw-Q7x2v9"
 INGEST_PW = "ingest-pw-K3m8w1"
 URL_PW = "url-pw-Z5n4t6"
 INFLUX_PW = "influx-pw-H2j7r3"
-SECRETS = (UPLINK_PW, INGEST_PW, URL_PW, INFLUX_PW)
+UPLINK_PW2 = "uplink-pw2-R8c5e4"
+SECRETS = (UPLINK_PW, INGEST_PW, URL_PW, INFLUX_PW, UPLINK_PW2)
 ENV = "EDGEGW_TEST_UPLINK_PASSWORD"
+ENV2 = "EDGEGW_TEST_UPLINK_PASSWORD_2"
 
 
 def _dead_port() -> int:
@@ -108,6 +111,26 @@ async def test_no_secret_in_logs_printouts_metrics_or_status_pages(
             await asyncio.wait_for(gw.http.started.wait(), 10)
             await asyncio.wait_for(ingest.http.started.wait(), 10)
             await eventually(lambda: gw.forwarder.stats.published_points > 0, what="the uplink to log in and publish")
+            # the reload path (SIGHUP): a changed device and another variable for the uplink password (the
+            # restart-only warning names the key, never a value); then a file whose url is malformed around
+            # its password (the refusal's located errors quote the url without it)
+            monkeypatch.setenv(ENV2, UPLINK_PW2)
+            changed = path.read_text().replace("poll_interval_ms = 100", "poll_interval_ms = 150").replace(ENV, ENV2)
+            broken = changed.replace('url = "http://writer:', 'url = "htp://writer:')
+            assert changed != path.read_text() and broken != changed
+            sources = iter([changed, broken])
+
+            def reread() -> Config:
+                path.write_text(next(sources))
+                return load(path)
+
+            gw.reload_source = reread
+            gw.request_reload()
+            await eventually(lambda: gw.reload_status.applied == 1, what="the reload")
+            gw.request_reload()
+            await eventually(lambda: gw.reload_status.refused == 1, what="the refused reload")
+            assert any("not applied until restart: [uplink] password_env" in r.getMessage() for r in caplog.records)
+            assert any("htp://writer:***@127.0.0.1" in r.getMessage() for r in caplog.records)
             await eventually(lambda: sum(ingest.stats.store_errors.values()) >= 2,
                              what="the ingest to fail writing to the dead InfluxDB url")
             pages: dict[str, Any] = {}
@@ -126,4 +149,8 @@ async def test_no_secret_in_logs_printouts_metrics_or_status_pages(
         found += leaks(f"log record {record.name}:{record.lineno}", fmt.format(record) + repr(vars(record)))
     out = capsys.readouterr()
     found += leaks("stdout/stderr", out.out + out.err)
+    assert main(["check", "-c", str(path)]) == 2  # the broken file's located errors, as `edgegw check` prints them
+    out = capsys.readouterr()
+    assert "htp://writer:***@127.0.0.1" in out.err
+    found += leaks("`edgegw check` of the broken file", out.out + out.err)
     assert found == []

@@ -10,6 +10,7 @@ import pytest
 
 from drivers.modbus.config import DataType
 from drivers.modbus.decode import Decoder, Field
+from drivers.opcua.config import OpcUaDevice
 from drivers.opcua.decode import convert_value
 from gateway.catalog import build_catalog
 from gateway.codec import Encoder, decode
@@ -108,6 +109,7 @@ _GW = {"id": "gw1", "site": "ordos-01", "enterprise_prefix": "88.608.5288"}
 
 def test_string_encoding_is_validated_at_load_with_its_location() -> None:
     cfg = parse({"gateway": _GW, "devices": [_opcua(string_encoding="gbk", point={"string_encoding": "utf-8"})]})
+    assert isinstance(cfg.devices[0], OpcUaDevice)
     assert cfg.devices[0].string_encoding is StringEncoding.GBK
     with pytest.raises(ConfigError) as err:
         parse({"gateway": _GW, "devices": [_opcua(string_encoding="gkb")]})

@@ -250,3 +250,52 @@ def test_the_conditions_reach_the_metrics(tmp_path: Path) -> None:
     assert during['edgegw_overload_active{condition="buffer_drop_oldest"}'] == 1
     assert during["edgegw_buffer_fill_ratio"] == 1.0
     buf.close()
+
+
+def test_alarm_buffer_drops_are_said_with_its_own_counters(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    clock = ManualClock(WALL)
+    buf = _open(tmp_path, "drop_oldest", clock)
+    alarms = SqliteBuffer(tmp_path / "alarms.db", max_bytes=5 * len(PAYLOAD), when_full="drop_newest", clock=clock,
+                          durability="fsync")
+    watch = Watch(buf, alarm_buffer=alarms, clock=clock)
+    with caplog.at_level(logging.INFO, logger="edgegw.watch"):
+        _put(alarms, 8)  # room for five: three turned away
+        watch.check()
+        clock.advance(10 * S)
+        watch.check()
+    lines = _lines(caplog, "alarm_buffer_drop_newest")
+    assert [r.__dict__["phase"] for r in lines] == ["start", "stop"]
+    assert lines[0].getMessage().startswith("Alarm buffer full: started turning new batches away")
+    c = alarms.counters()
+    assert c["dropped_newest_batches"] == 3
+    assert sum(r.__dict__["points"] for r in lines) == c["dropped_newest_points"] == 3 * NPOINTS
+    # the telemetry buffer dropped nothing and said nothing
+    assert not _lines(caplog, "buffer_drop_newest") and not _lines(caplog, "buffer_drop_oldest")
+    assert "alarm_buffer_drop_newest" in watch.conditions()
+    buf.close()
+    alarms.close()
+
+
+def test_a_disk_smaller_than_max_bytes_is_named_before_and_in_the_drops(
+    small_fs: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """max_bytes larger than the filesystem holds (a common sizing mistake): the watch says at once
+    that the disk bounds the buffer, and the drop lines name the disk as the bound."""
+    clock = ManualClock(WALL)
+    buf = SqliteBuffer(small_fs / "b.db", max_bytes=1 << 30, when_full="drop_oldest", clock=clock,
+                       durability="fsync", disk_reserve_bytes=1 << 20)
+    watch = Watch(buf, clock=clock)
+    with caplog.at_level(logging.INFO, logger="edgegw.watch"):
+        watch.check()
+        bound = _lines(caplog, "buffer_disk_bound")
+        assert [r.__dict__["phase"] for r in bound] == ["start"]
+        assert "Buffer bound by the disk, not by max_bytes" in bound[0].getMessage()
+        assert watch.facts().get("buffer_disk_bound") is True
+        payload = b"y" * 8192
+        for _ in range(600):  # ~5 MB offered to a 3 MiB filesystem
+            buf.put(payload, NPOINTS)
+        watch.check()
+    drops = _lines(caplog, "buffer_drop_oldest")
+    assert drops and "bound the disk" in drops[0].getMessage()
+    assert drops[0].__dict__["points"] == buf.counters()["dropped_oldest_points"] > 0
+    buf.close()

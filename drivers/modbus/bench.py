@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -52,6 +53,7 @@ class BenchResult:
     peak_rss_mb: float
     load_average_1m: float
     setup_s: float
+    cpu_quota: float | None = None  # the gateway's cgroup CPU quota in cores (--cpu-quota), None: none
 
 
 _quality = operator.itemgetter(3)
@@ -125,8 +127,11 @@ async def _stop_plcs(procs: list[asyncio.subprocess.Process]) -> None:
 
 
 async def run_bench(
-    devices: int = 200, registers: int = 125, seconds: int = 10, workers: int = 2, profile: str | None = None
+    devices: int = 200, registers: int = 125, seconds: int = 10, workers: int = 2, profile: str | None = None,
+    confine: Callable[[], Callable[[], None]] | None = None, cpu_quota: float | None = None,
 ) -> BenchResult:
+    """``confine``: called once the simulated PLCs run (they stay outside), puts this process under a
+    CPU quota of ``cpu_quota`` cores and returns the undo (see gateway.cpuquota)."""
     import logging
 
     logging.getLogger("edgegw.runner").setLevel(logging.WARNING)  # not 200 "device is up" lines
@@ -164,6 +169,11 @@ async def run_bench(
         for drv in drivers
     ]
     procs = await _start_plcs(registers, ports, workers)
+    try:
+        undo = confine() if confine is not None else None
+    except BaseException:
+        await _stop_plcs(procs)
+        raise
     tasks = [asyncio.create_task(r.run(), name=f"device:{r.driver.name}") for r in runners]
     profiler = cProfile.Profile() if profile else None
     try:
@@ -213,6 +223,7 @@ async def run_bench(
             peak_rss_mb=round(max(_rss_mb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), 1),
             load_average_1m=round(os.getloadavg()[0], 2),
             setup_s=round(setup_s, 2),
+            cpu_quota=cpu_quota,
         )
         if profiler and profile:
             profiler.dump_stats(profile)
@@ -224,6 +235,8 @@ async def run_bench(
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if undo is not None:
+            undo()
         await _stop_plcs(procs)
 
 
@@ -239,14 +252,16 @@ def format_table(r: BenchResult) -> str:
         ("failed polls", f"{r.failed_polls}"),
         ("RSS MB (end / peak)", f"{r.rss_mb:.1f} / {r.peak_rss_mb:.1f}  target <= 100"),
         ("load average (1 min)", f"{r.load_average_1m:.2f}"),
+        ("CPU quota (cores)", "none" if r.cpu_quota is None else f"{r.cpu_quota:g} (cgroup)"),
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
 def main(devices: int, registers: int, json_path: str | None, seconds: int = 10, workers: int = 2,
-         profile: str | None = None) -> BenchResult:
-    result = asyncio.run(run_bench(devices, registers, seconds, workers, profile))
+         profile: str | None = None, confine: Callable[[], Callable[[], None]] | None = None,
+         cpu_quota: float | None = None) -> BenchResult:
+    result = asyncio.run(run_bench(devices, registers, seconds, workers, profile, confine, cpu_quota))
     print(format_table(result))
     if json_path:
         with open(json_path, "w", encoding="utf-8") as f:

@@ -276,6 +276,9 @@ class SqliteBuffer:
         self.sync_interval_ns = sync_interval_ms * 1_000_000
         self.max_age_ns = None if max_age_s is None else int(max_age_s * 1e9)
         self.disk_reserve_bytes = disk_reserve_bytes
+        # what bounded the last drop by policy: "max_bytes" or "disk" (the filesystem's free space
+        # minus disk_reserve_bytes); in memory only, for the watch's lines (gateway.watch)
+        self.full_cause = "max_bytes"
         self.validate = validate
         self.readonly = readonly
         self._inflight: set[int] = set()
@@ -685,9 +688,11 @@ class SqliteBuffer:
         move with it (a rollback restores them, see :meth:`_write`), so the next batch of a group
         sees this one."""
         size = len(payload)
-        need = max(
-            self._bytes + size - self.max_bytes, self._disk_need(size) if disk_check else 0, size if force else 0
-        )
+        over = self._bytes + size - self.max_bytes
+        disk = self._disk_need(size) if disk_check else 0
+        need = max(over, disk, size if force else 0)
+        if need > 0:
+            self.full_cause = "disk" if disk > over or force else "max_bytes"
         if need > 0 and not self._make_room(need, size, npoints):
             return False  # the drop is counted and committed
         cur = self._db.execute(
@@ -707,6 +712,7 @@ class SqliteBuffer:
         """On a truly full filesystem: delete the oldest batches in a transaction of their own, then
         checkpoint, so the insert that follows reuses their pages and the WAL's space."""
         self._db.execute("PRAGMA wal_checkpoint(RESTART)")  # the delete then writes from the WAL's start
+        self.full_cause = "disk"
         with self._write():
             room = self._make_room(size + 4 * self._page_size, size, npoints)
         self._db.execute("PRAGMA wal_checkpoint(RESTART)")  # keeps the WAL's space for the insert
@@ -748,6 +754,14 @@ class SqliteBuffer:
         code = getattr(err, "sqlite_errorcode", None)
         if code is not None and code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
             self._corrupt_seen = True
+
+    def disk_free_bytes(self) -> int | None:
+        """Free bytes on the buffer's filesystem for this process (None when unknown)."""
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return None
+        return st.f_bavail * st.f_frsize
 
     def _disk_need(self, size: int) -> int:
         """Bytes to free so that ``size`` fits while keeping ``disk_reserve_bytes`` free on the filesystem."""

@@ -23,12 +23,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import http.client
 import json
 import os
 import re
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Protocol
 
@@ -87,37 +86,64 @@ class InfluxV1Writer:
         if cfg.retention_policy:
             query["rp"] = cfg.retention_policy
         self._url = cfg.url.rstrip("/") + "/write?" + urllib.parse.urlencode(query)
+        self._parts = urllib.parse.urlsplit(self._url)
+        self._path = self._parts.path + "?" + self._parts.query
         self._timeout = cfg.timeout_s
+        self._conn: http.client.HTTPConnection | None = None
+        self._reused = False
         self._auth: str | None = None
         if cfg.username:
             pair = f"{cfg.username}:{cfg.password() or ''}".encode()
             self._auth = "Basic " + base64.b64encode(pair).decode()
 
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            u = self._parts
+            cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
+            self._conn = cls(u.hostname or "localhost", u.port, timeout=self._timeout)
+            self._reused = False
+        return self._conn
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
     def _post(self, body: bytes) -> None:
-        req = urllib.request.Request(self._url, data=body, method="POST")
-        req.add_header("Content-Type", "text/plain; charset=utf-8")
+        """One POST on a kept-alive connection (one write is in flight at a time: one connection).
+        A connection the store closed while idle is opened again once, before anything is judged."""
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
         if self._auth:
-            req.add_header("Authorization", self._auth)
-        try:
-            with urllib.request.urlopen(req, timeout=self._timeout) as resp:
-                resp.read()
-        except urllib.error.HTTPError as err:
+            headers["Authorization"] = self._auth
+        for attempt in (0, 1):
+            conn = self._connection()
+            reused = self._reused
             try:
-                detail = err.read().decode("utf-8", "replace")
-            except OSError:
-                detail = ""
-            raise classify(err.code, detail or str(err.reason)) from None
-        except urllib.error.URLError as err:
-            raise classify_network(err.reason if isinstance(err.reason, BaseException) else err, len(body)) from None
-        except OSError as err:
-            raise classify_network(err, len(body)) from None
+                conn.request("POST", self._path, body=body, headers=headers)
+                resp = conn.getresponse()
+                detail = resp.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as err:
+                self._drop()
+                if reused and attempt == 0:
+                    continue  # the idle connection was gone: say nothing yet, try a fresh one
+                raise classify_network(err, len(body)) from None
+            except (OSError, http.client.HTTPException) as err:
+                self._drop()
+                raise classify_network(err if isinstance(err, OSError) else ConnectionError(str(err)), len(body)
+                                       ) from None
+            self._reused = True
+            if resp.will_close:
+                self._drop()
+            if resp.status >= 300:
+                raise classify(resp.status, detail.decode("utf-8", "replace") or resp.reason)
+            return
 
     async def write(self, body: bytes) -> None:
         if body:
             await asyncio.to_thread(self._post, body)
 
     def close(self) -> None:
-        pass
+        self._drop()
 
 
 class InfluxV2Writer:

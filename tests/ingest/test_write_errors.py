@@ -190,3 +190,24 @@ async def test_victoriametrics_down_is_retried_through_the_v2_writer(tmp_path: P
     finally:
         vm.stop()
         shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.integration
+async def test_v1_writer_keeps_its_connection_and_outlives_a_store_restart(tmp_path: Path) -> None:
+    """The v1 writer posts on one kept-alive connection; when the store restarts between two writes
+    the dead connection is replaced silently: no retry, no outage, every row written."""
+    with own_influx() as srv:
+        srv.create_database("keep")
+        with contextlib.closing(_core(tmp_path, {"url": srv.url, "database": "keep"})) as core:
+            writer = core.writer
+            base = time.time_ns() - 10**9
+            await core.settle([core.prepare(TOPIC, points_payload(GW, SITE, _points(5, base)))])
+            first = writer._conn  # type: ignore[attr-defined]
+            assert first is not None
+            await core.settle([core.prepare(TOPIC, points_payload(GW, SITE, _points(5, base + 100)))])
+            assert writer._conn is first  # type: ignore[attr-defined]  # the same connection, kept alive
+            srv.stop()
+            srv.start()  # returns once it answers on the same port
+            await core.settle([core.prepare(TOPIC, points_payload(GW, SITE, _points(5, base + 200)))])
+            assert core.stats.write_retries == 0
+            assert _count(srv, "keep") == 15

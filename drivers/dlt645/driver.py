@@ -1,0 +1,338 @@
+"""DL/T 645-2007 driver on RS-485 or through a serial device server (transparent TCP): I/O only.
+
+The framing is :mod:`drivers.dlt645.codec` (pure); this module moves bytes.  Meters on one serial
+port, or behind one serial device server, share one :class:`Line`: one connection, one request at a
+time, a silent gap before each request.  Each request has its own timeout, counted from when the
+line is ours, so a dead meter delays the others by at most its own timeout per attempt and never
+closes the connection they use; after ``suspend_after_timeouts`` the runner suspends it and tries it
+only in quiet moments of the line (:meth:`Dlt645Driver.wait_quiet`).
+
+The serial port is opened with the same serial stack the Modbus RTU transport uses (pymodbus's
+asyncio transport on pyserial); this is the only DL/T 645 module importing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Self
+
+from drivers.dlt645.codec import (
+    Control,
+    Deframer,
+    Frame,
+    MeterError,
+    ValueFormat,
+    decode_bcd,
+    format_address,
+    read_followup_request,
+    read_request,
+)
+from drivers.dlt645.config import Dlt645Device, Dlt645SerialDevice, line_key
+from gateway.errors import ConnectError, ReadError
+from gateway.point import Quality, SampleBatch, now_ns
+
+__all__ = ["Dlt645Driver", "Line", "LinePool", "Link"]
+
+MAX_FOLLOWUPS = 16  # follow-up frames of one answer (the values read here need none; long ones a few)
+
+
+class Link(asyncio.Protocol):
+    """One transport (serial port or TCP socket) and the frames arriving on it; one request at a time."""
+
+    def __init__(self, frame_gap_s: float) -> None:
+        self.frame_gap = frame_gap_s
+        self.lock = asyncio.Lock()
+        self.transport: asyncio.Transport | None = None
+        self.deframer = Deframer()
+        self._waiter: asyncio.Future[Frame] | None = None
+        self._address = b""
+        self._function = 0
+        self._di = b""
+        self._idle_since = 0.0
+        self.skipped_at_start = 0
+        self.bad_checksums_at_start = 0
+        self.foreign: list[bytes] = []  # addresses of answers from other meters during the current request
+        self.dropped_frames = 0  # late or foreign answers, requests echoed by the adapter
+
+    # -- asyncio.Protocol --------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ConnectionError(f"connection lost: {exc or 'closed by peer'}"))
+
+    def data_received(self, data: bytes) -> None:
+        for frame in self.deframer.feed(data):
+            self._offer(frame)
+
+    def _offer(self, frame: Frame) -> None:
+        waiter = self._waiter
+        if waiter is None or waiter.done() or not frame.is_response:
+            self.dropped_frames += 1  # late, unasked, or our own request echoed by the RS-485 adapter
+            return
+        if frame.address != self._address:
+            self.dropped_frames += 1
+            self.foreign.append(frame.address)
+            return
+        if (frame.control & 0x1F) != self._function:
+            self.dropped_frames += 1
+            return
+        if not frame.is_abnormal and frame.data[:4] != self._di:
+            self.dropped_frames += 1  # a late answer to an earlier request of this meter
+            return
+        waiter.set_result(frame)
+
+    # -- requests ------------------------------------------------------------------------------
+    @property
+    def is_open(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
+    async def exchange(self, request: bytes, address: bytes, function: int, di: bytes, timeout: float) -> Frame:
+        """Send a request and return the meter's answer to it.  Callers hold :attr:`lock`.
+
+        Raises TimeoutError (no answer from this meter: the deframer's counters and :attr:`foreign`
+        say whether something else came) and ConnectionError."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionError("not connected")
+        if self.frame_gap:
+            wait = self._idle_since + self.frame_gap - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Frame] = loop.create_future()
+        self.deframer.clear()  # bytes left over from an earlier exchange are not part of this answer
+        self.skipped_at_start, self.bad_checksums_at_start = self.deframer.skipped, self.deframer.bad_checksums
+        self.foreign = []
+        self._address, self._function, self._di = address, function, di
+        self._waiter = waiter
+        transport.write(request)
+        handle = loop.call_later(timeout, _expire, waiter)
+        try:
+            return await waiter
+        finally:
+            handle.cancel()
+            self._waiter = None
+            self._idle_since = time.monotonic()
+
+
+def _expire(waiter: asyncio.Future[Frame]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError("no answer"))
+
+
+_Opener = Callable[[Link], Awaitable[None]]
+
+
+class Line:
+    """One connection and the meters polled over it."""
+
+    def __init__(self, description: str, frame_gap_s: float, opener: _Opener) -> None:
+        self.description = description
+        self.frame_gap = frame_gap_s
+        self._opener = opener
+        self._open_lock = asyncio.Lock()
+        self.link: Link | None = None
+        self.users = 0
+        self.opens = 0
+        self.members: set[Dlt645Driver] = set()
+
+    async def acquire(self) -> None:
+        async with self._open_lock:
+            if self.link is None or not self.link.is_open:
+                link = Link(self.frame_gap)
+                await self._opener(link)
+                self.link = link
+                self.opens += 1
+            self.users += 1
+
+    def release(self) -> None:
+        self.users -= 1
+        if self.users <= 0 and self.link is not None:
+            self.users = 0
+            self.link.close()
+            self.link = None
+
+    async def wait_quiet(self, me: Dlt645Driver, need_s: float, limit_s: float) -> bool:
+        """Wait until the line is free and no answering meter's poll falls due within ``need_s``
+        (a suspended meter's attempt then delays no live poll); False after ``limit_s``."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + limit_s
+        while (now := loop.time()) < end:
+            link = self.link
+            if link is not None and link.lock.locked():
+                async with link.lock:
+                    pass
+                continue
+            due = [d.next_due for d in self.members if d is not me and d.answering and d.next_due > now - need_s]
+            soonest = min(due, default=math.inf)
+            if soonest - now >= need_s:
+                return True
+            await asyncio.sleep(min(max(soonest - now, 0.0) + 0.002, end - now))
+        return False
+
+
+class LinePool:
+    """The DL/T 645 lines of one gateway: meters with the same serial port or device server share one."""
+
+    def __init__(self) -> None:
+        self.lines: dict[tuple[str, ...], Line] = {}
+
+    def line_for(self, config: Dlt645Device) -> Line:
+        key = line_key(config)
+        line = self.lines.get(key)
+        if line is None:
+            line = self.lines[key] = _line(config)
+        return line
+
+
+def _line(config: Dlt645Device) -> Line:
+    gap = config.frame_gap_ms / 1000
+    if isinstance(config, Dlt645SerialDevice):
+        return Line(f"serial port {config.port}", gap, _serial_opener(config))
+    return Line(f"{config.host}:{config.port}", gap, _tcp_opener(config.host, config.port))
+
+
+def _tcp_opener(host: str, port: int) -> _Opener:
+    async def open_tcp(link: Link) -> None:
+        await asyncio.get_running_loop().create_connection(lambda: link, host, port)
+
+    return open_tcp
+
+
+def _serial_opener(cfg: Dlt645SerialDevice) -> _Opener:
+    async def open_serial(link: Link) -> None:
+        from pymodbus.transport.serialtransport import create_serial_connection
+
+        loop = asyncio.get_running_loop()
+        await create_serial_connection(
+            loop, lambda: link, cfg.port, baudrate=cfg.baudrate, bytesize=8, parity=cfg.parity, stopbits=cfg.stopbits,
+        )
+        for _ in range(100):  # the transport announces itself on a later loop iteration
+            if link.transport is not None:
+                return
+            await asyncio.sleep(0)
+        raise OSError(f"serial port {cfg.port} did not open")
+
+    return open_serial
+
+
+class Dlt645Driver:
+    """One meter: every point is one read (0x11) of its data identifier, in turn, on the meter's line."""
+
+    def __init__(self, config: Dlt645Device, first_index: int, lines: LinePool | None = None) -> None:
+        self.config = config
+        self._first = first_index
+        self.line = (lines or LinePool()).line_for(config)
+        self._address = config.address_bytes
+        self._reads: list[tuple[int, int, bytes, ValueFormat]] = [
+            (first_index + i, p.di_value, p.di_value.to_bytes(4, "little"), p.value_format())
+            for i, p in enumerate(config.points)
+        ]
+        self._entered = False
+        self.requests = 0
+        self.answering = False
+        self.next_due = math.inf  # when this meter's next poll falls due (loop time), for wait_quiet
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self.line.acquire()
+        except OSError as err:
+            raise ConnectError(self.config.name, f"cannot open {self.line.description}: {err}") from err
+        self._entered = True
+        self.line.members.add(self)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._entered:
+            self._entered = False
+            self.line.members.discard(self)
+            self.line.release()
+
+    async def wait_quiet(self, limit_s: float) -> bool:
+        need = self.config.timeout_ms / 1000 + 2 * self.line.frame_gap + 0.01
+        return await self.line.wait_quiet(self, need, limit_s)
+
+    async def read(self) -> SampleBatch:
+        """Every point once.  An abnormal answer or an undecodable value spoils only its point; a meter
+        that does not answer fails the poll (the runner retries, then reports the meter down)."""
+        link = self.line.link
+        if link is None or not self._entered:
+            raise ConnectError(self.config.name, "not connected")
+        self.next_due = asyncio.get_running_loop().time() + self.config.poll_interval_ms / 1000
+        out: SampleBatch = []
+        bad = Quality.BAD
+        for index, di, di_wire, fmt in self._reads:
+            try:
+                ts, data = await self._read_di(link, di, di_wire)
+            except MeterError as err:
+                out.append((index, now_ns(), None, bad, err.reason))
+                continue
+            try:
+                value = decode_bcd(memoryview(data)[4:], fmt)
+            except ValueError:
+                out.append((index, ts, None, bad, "bad_bcd" if len(data) - 4 >= fmt.nbytes else "malformed_response"))
+                continue
+            out.append((index, ts, value, Quality.GOOD, None))
+        self.answering = True
+        return out
+
+    async def _read_di(self, link: Link, di: int, di_wire: bytes) -> tuple[int, bytes]:
+        """One data identifier: the source time and the answer's data (DI first), follow-ups joined."""
+        preamble = self.config.preamble_bytes
+        ts, frame = await self._exchange(link, read_request(self._address, di, preamble), Control.READ, di_wire)
+        data = frame.data
+        seq = 0
+        while frame.has_followup and seq < MAX_FOLLOWUPS:
+            seq += 1
+            request = read_followup_request(self._address, di, seq, preamble)
+            _, frame = await self._exchange(link, request, Control.READ_FOLLOWUP, di_wire)
+            data += frame.data[4:-1]  # DI, the data, and the follow-up frame's sequence number
+        return ts, data
+
+    async def _exchange(self, link: Link, request: bytes, function: int, di_wire: bytes) -> tuple[int, Frame]:
+        self.requests += 1
+        timeout = self.config.timeout_ms / 1000
+        try:
+            async with link.lock:  # the line is ours from here: the timeout starts now
+                ts = now_ns()
+                frame = await link.exchange(request, self._address, function, di_wire, timeout)
+        except TimeoutError as err:
+            self.answering = False
+            raise self._silence(link, timeout) from err
+        except (ConnectionError, OSError) as err:
+            raise ReadError(self.name, f"connection lost: {err}", reason="disconnected", disconnect=True) from err
+        if frame.is_abnormal:
+            raise MeterError(frame.data[0] if frame.data else 0)
+        return ts, frame
+
+    def _silence(self, link: Link, timeout: float) -> ReadError:
+        """What a request without an answer from this meter met: another meter's answer, frames with a
+        bad checksum, bytes that were no frame, or nothing at all."""
+        if link.foreign:
+            other = format_address(link.foreign[-1])
+            return ReadError(self.name, f"meter {other} answered a request to {self.config.address} (check the "
+                             "address on the nameplate)", reason="wrong_address")
+        if link.deframer.bad_checksums > link.bad_checksums_at_start:
+            return ReadError(self.name, f"only frames with a bad checksum within {timeout:g} s (line noise, "
+                             "baud rate or parity)", reason="bad_checksum")
+        if link.deframer.skipped > link.skipped_at_start or link.deframer.pending:
+            return ReadError(self.name, f"no complete frame within {timeout:g} s, only stray bytes (baud rate, "
+                             "parity, a second master on the line)", reason="malformed_response")
+        return ReadError(self.name, f"no answer within {timeout:g} s", reason="timeout")
