@@ -782,9 +782,14 @@ def cmd_bench_dlt645(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_s7(args: argparse.Namespace) -> int:
+    from drivers.s7.bench import BenchError
     from drivers.s7.bench import main as bench_main
 
-    bench_main(args.devices, args.points, args.json, args.seconds, args.workers, args.runs)
+    try:
+        bench_main(args.devices, args.points, args.json, args.seconds, args.workers, args.runs)
+    except BenchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILURE
     return EXIT_OK
 
 

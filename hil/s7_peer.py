@@ -12,8 +12,8 @@ gateway's driver, and can be told to go wrong in the ways a real network or CPU 
 - reads past an area's end get 0x05 (address out of range) as a CPU answers.
 
 python-snap7's server (hil/s7_server.py) is the peer of the interop and end-to-end tests; this one
-is for what that server cannot do (faults) and for load (``python -m hil.s7_peer POINTS PORT...``
-serves benchmark PLCs until stdin closes).
+is for what that server cannot do (faults) and for load (``python -m hil.s7_peer POINTS COUNT`` serves
+COUNT benchmark CPUs on free loopback ports, says ``ready PORT...``, and stops when stdin closes).
 """
 
 from __future__ import annotations
@@ -120,14 +120,15 @@ class S7Peer:
         return _ack(ref, bytes((0x04, n)), bytes(data))
 
 
-async def _serve_bench(points: int, ports: list[int]) -> None:
-    """Benchmark PLCs: DB1 of ``points`` REAL / INT values each, changing every second."""
+async def _serve_bench(points: int, count: int) -> None:
+    """Benchmark CPUs: DB1 of ``points`` 4-byte values each, its first DWORD changing every second.
+    Each binds a free port itself (no port chosen elsewhere that another process may take meanwhile)."""
     size = points * 4
-    peers = [S7Peer({(0x84, 1): bytearray(size)}, port=p) for p in ports]
+    peers = [S7Peer({(0x84, 1): bytearray(size)}) for _ in range(count)]
     async with contextlib.AsyncExitStack() as stack:
         for peer in peers:
             await stack.enter_async_context(peer)
-        print("ready", flush=True)
+        print("ready", *(p.port for p in peers), flush=True)
         loop = asyncio.get_running_loop()
         eof = loop.run_in_executor(None, sys.stdin.read)
         tick = 0
@@ -139,4 +140,4 @@ async def _serve_bench(points: int, ports: list[int]) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(_serve_bench(int(sys.argv[1]), [int(p) for p in sys.argv[2:]]))
+    asyncio.run(_serve_bench(int(sys.argv[1]), int(sys.argv[2])))

@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from drivers.modbus.bench import _distinct_free_ports, _rss_mb
+from drivers.modbus.bench import _rss_mb
 from drivers.s7.driver import S7Driver
 from drivers.s7.plan import lower_bound
 from gateway.catalog import build_catalog
@@ -65,20 +65,29 @@ def _points(n: int) -> list[dict[str, Any]]:
     return out
 
 
-async def _start(points: int, ports: list[int], workers: int) -> list[asyncio.subprocess.Process]:
+async def _start(points: int, devices: int, workers: int) -> tuple[list[asyncio.subprocess.Process], list[int]]:
+    """Worker processes serving ``devices`` CPUs on ports they bound themselves: (processes, ports)."""
     procs = []
-    per = math.ceil(len(ports) / workers)
+    per = math.ceil(devices / workers)
     for w in range(workers):
-        chunk = ports[w * per:(w + 1) * per]
-        if chunk:
+        count = min(per, devices - w * per)
+        if count > 0:
             procs.append(await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "hil.s7_peer", str(points), *map(str, chunk),
+                sys.executable, "-m", "hil.s7_peer", str(points), str(count),
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE))
+    ports: list[int] = []
     for proc in procs:
         assert proc.stdout is not None
-        if (await asyncio.wait_for(proc.stdout.readline(), 120)).strip() != b"ready":
-            raise RuntimeError("a simulated-CPU worker did not start")
-    return procs
+        words = (await asyncio.wait_for(proc.stdout.readline(), 120)).split()
+        if not words or words[0] != b"ready":
+            await _stop(procs)
+            raise BenchError("a simulated-CPU worker did not start")
+        ports += [int(w) for w in words[1:]]
+    return procs, ports
+
+
+class BenchError(Exception):
+    """The benchmark could not run (printed as one line by the CLI)."""
 
 
 async def _stop(procs: list[asyncio.subprocess.Process]) -> None:
@@ -97,7 +106,7 @@ async def run_bench(devices: int = 50, points: int = 200, seconds: int = 10, wor
     import logging
 
     logging.getLogger("edgegw.runner").setLevel(logging.WARNING)
-    ports = _distinct_free_ports(devices)
+    procs, ports = await _start(points, devices, workers)
     cfg = parse({
         "gateway": {"id": "bench", "site": "bench", "enterprise_prefix": "88.608.5288"},
         "devices": [{"type": "s7", "name": f"cpu{d:04d}", "host": "127.0.0.1", "port": port, "family": "s7-1500",
@@ -120,7 +129,6 @@ async def run_bench(devices: int = 50, points: int = 200, seconds: int = 10, wor
 
     drivers = [S7Driver(dev, catalog.by_device[dev.name].start) for dev in cfg.devices]  # type: ignore[arg-type]
     runners = [DeviceRunner(d, catalog, emit, poll_interval_s=1.0, timeout_s=1.0, backoff_max_s=2.0) for d in drivers]
-    procs = await _start(points, ports, workers)
     tasks = [asyncio.create_task(r.run(), name=f"device:{r.driver.name}") for r in runners]
     try:
         await asyncio.wait_for(all_polled.wait(), 120)
