@@ -93,3 +93,12 @@ def test_every_sample_address_notation_is_accepted() -> None:
     assert isinstance(dev, S7Device)
     assert [p.type.value for p in dev.points] == ["dword", "bool", "word", "bool", "word", "word", "bool", "bool",
                                                  "byte", "dword"]
+
+
+def test_the_sample_passes_check(capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.cli import main
+    from tests.gateway_process import REPO
+
+    sample = REPO / "drivers" / "s7" / "sample.toml"
+    assert main(["check", "-c", str(sample)]) == 0, capsys.readouterr()
+    assert "ok (3 devices, 16 points" in capsys.readouterr().out

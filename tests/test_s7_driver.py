@@ -172,3 +172,82 @@ async def test_pdu_negotiated_down_changes_the_plan() -> None:
             got = await drv.read()
     assert sorted((s[0], s[2]) for s in got) == [(i, i / 4) for i in range(120)]
     assert p.requests == 3
+
+
+async def test_a_cpu_that_goes_silent_through_the_runner(peer: S7Peer) -> None:
+    """The real runner: a silent CPU turns every point bad with `timeout` (device down), and the
+    first answers after it speaks again bring the good values back on a new connection."""
+    from gateway.catalog import build_catalog
+    from gateway.config import parse
+    from gateway.runner import DeviceRunner
+    from tests.conftest import eventually, stop_tasks
+
+    cfg = parse({"gateway": {"id": "gw", "site": "s", "enterprise_prefix": "88.608.5288"},
+                 "devices": [{"type": "s7", "name": "cpu", "host": "127.0.0.1", "port": peer.port,
+                              "family": "s7-300", "timeout_ms": 300, "poll_interval_ms": 100,
+                              "backoff_max_ms": 200, "points": POINTS[:3]}]})
+    catalog = build_catalog(cfg)
+    batches: list[SampleBatch] = []
+
+    async def emit(batch: SampleBatch) -> None:
+        batches.append(batch)
+
+    dev = cfg.devices[0]
+    assert isinstance(dev, S7Device)
+    runner = DeviceRunner(S7Driver(dev, 0), catalog, emit, poll_interval_s=0.1, timeout_s=0.3, backoff_max_s=0.2)
+    task = asyncio.create_task(runner.run())
+    try:
+        await eventually(lambda: runner.health.polls >= 2, what="two good polls")
+        peer.fault = "silent"
+        await eventually(lambda: runner.health.state == "down", what="device down")
+        bad = batches[-1]
+        assert {(s[3], s[4]) for s in bad} == {(Quality.BAD, "timeout")} and len(bad) == 3
+        assert runner.health.reason == "timeout"
+        peer.fault = None
+        connects = peer.connections
+        await eventually(lambda: runner.health.up and runner.health.state == "up", what="device up again")
+        assert peer.connections > connects  # a new connection, not the stream that was out of step
+        assert by_name(dev, batches[-1])["speed"] == (12.5, Quality.GOOD, None)
+    finally:
+        await stop_tasks(task)
+
+
+async def test_random_bytes_from_the_cpu_never_escape_as_anything_but_read_error() -> None:
+    """Whatever a broken device or a wrong port sends after a good connect, the poll fails with one
+    ReadError (malformed_response, timeout or disconnected), never another exception."""
+    import random
+
+    rng = random.Random(7)
+    replies: list[bytes] = []
+    for _ in range(40):
+        kind = rng.randrange(4)
+        junk = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 60)))
+        if kind == 0:  # a TPKT header announcing any length, then junk
+            junk = b"\x03\x00" + rng.randrange(0, 65536).to_bytes(2, "big") + junk
+        elif kind == 1:  # a COTP data TPDU with an S7 header of any content
+            body = b"\x02\xf0\x80\x32\x03" + junk
+            junk = b"\x03\x00" + (len(body) + 4).to_bytes(2, "big") + body
+        replies.append(junk)
+
+    for reply in replies:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, reply: bytes = reply) -> None:
+            await reader.readexactly(22)
+            writer.write(b"\x03\x00\x00\x0b" + bytes((6, 0xD0, 0, 1, 0, 1, 0)))
+            head = await reader.readexactly(4)
+            await reader.readexactly(int.from_bytes(head[2:], "big") - 4)
+            setup = struct.pack(">BBHHHHBB", 0x32, 3, 0, 1, 8, 0, 0, 0) + struct.pack(">BBHHH", 0xF0, 0, 1, 1, 480)
+            writer.write(b"\x03\x00" + (len(setup) + 7).to_bytes(2, "big") + b"\x02\xf0\x80" + setup)
+            await reader.readexactly(4)
+            writer.write(reply)
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            async with S7Driver(device(port, POINTS[:2], timeout_ms=200), 0) as drv:
+                with pytest.raises(ReadError) as err:
+                    await drv.read()
+                assert err.value.reason in ("malformed_response", "timeout", "disconnected"), err.value
+        finally:
+            server.close()
