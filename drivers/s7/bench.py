@@ -21,7 +21,6 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from drivers.modbus.bench import _rss_mb
 from drivers.s7.driver import S7Driver
 from drivers.s7.plan import lower_bound
 from gateway.catalog import build_catalog
@@ -50,6 +49,14 @@ class BenchResult:
     failed_polls: int
     rss_mb: float
     load_average_1m: float
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def _points(n: int) -> list[dict[str, Any]]:
