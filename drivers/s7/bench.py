@@ -201,8 +201,8 @@ def main(devices: int, points: int, json_path: str | None, seconds: int = 10, wo
         result = results[0]
     else:
         fields = asdict(results[0])
-        med = {k: (statistics.median(asdict(r)[k] for r in results) if isinstance(v, float) else v)
-               for k, v in fields.items()}
+        med = {k: (statistics.median(asdict(r)[k] for r in results) if isinstance(v, float)
+                   else statistics.median_low(asdict(r)[k] for r in results)) for k, v in fields.items()}
         result = BenchResult(**med)
     print(format_table(result) + (f"\n(medians of {len(results)} runs)" if len(results) > 1 else ""))
     if json_path:
