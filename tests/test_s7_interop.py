@@ -114,3 +114,64 @@ async def test_same_values_as_snap7_client(plc: S7Plc) -> None:
 
     snap = await asyncio.to_thread(theirs)
     assert {k: ours[k] for k in snap} == snap
+
+
+# --- the original Snap7 server (C++, through node-snap7: hil/node_snap7) -----------------------------------
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def native() -> AsyncIterator[Any]:
+    from hil.snap7_native_peer import NativeS7Plc, PeerUnavailable
+    from tests.conftest import IN_CI
+
+    try:
+        async with NativeS7Plc(seed=6) as p:
+            yield p
+    except PeerUnavailable as err:
+        if IN_CI:
+            pytest.fail(f"the Snap7 interop peer must run in CI: {err}")
+        pytest.skip(str(err))
+
+
+@pytest.mark.parametrize("pdu", [240, 480, 960])
+async def test_every_type_against_the_snap7_cpp_server(native: Any, pdu: int) -> None:
+    dev = device(native.port, pdu_size=pdu)
+    async with S7Driver(dev, 0) as drv:
+        assert drv.pdu_size == pdu  # Snap7's server grants what is asked, up to 960
+        for tick in (0, 17, 45, 75, 130):
+            await native.advance(tick - native.tick)
+            batch = await drv.read()
+            assert {dev.points[s[0]].name: s[2] for s in batch} == native.stub.expected(tick), tick
+            assert {s[3] for s in batch} == {Quality.GOOD}
+
+
+async def test_refused_items_next_to_good_ones_on_the_snap7_cpp_server(native: Any) -> None:
+    """Snap7's server answers a refused item with length 4 and no data: the items after it must still
+    be read right (this is what the interop test found)."""
+    points: list[dict[str, Any]] = [
+        {"name": "no_such_db", "address": "DB99.DBW0"},
+        {"name": "past_end", "address": f"DB{DB_NUMBER}.DBD200"},
+        *point_config(),
+    ]
+    dev = device(native.port, points)
+    await native.advance(50)
+    async with S7Driver(dev, 0) as drv:
+        for _ in range(2):
+            got = {dev.points[s[0]].name: (s[2], s[4]) for s in await drv.read()}
+            assert got.pop("no_such_db") == (None, "s7_object_does_not_exist")
+            assert got.pop("past_end") == (None, "s7_address_out_of_range")
+            assert got == {k: (v, None) for k, v in native.stub.expected(50).items()}
+
+
+async def test_many_points_on_the_snap7_cpp_server(native: Any) -> None:
+    db = bytearray(1000)
+    for i in range(250):
+        struct.pack_into(">f", db, 4 * i, -i * 0.25)
+    native.extra[("DB", 20)] = bytes(db)
+    await native.advance(0)
+    points = [{"name": f"r{i}", "address": f"DB20.DBD{4 * i}", "data_type": "real"} for i in range(250)]
+    for pdu, requests in ((240, 5), (480, 3), (960, 2)):
+        dev = device(native.port, points, pdu_size=pdu)
+        async with S7Driver(dev, 0) as drv:
+            assert drv.requests_per_poll == requests
+            assert sorted((s[0], s[2]) for s in await drv.read()) == [(i, -i * 0.25) for i in range(250)]

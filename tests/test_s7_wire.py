@@ -100,6 +100,15 @@ def test_read_response_items_and_fill_bytes() -> None:
     assert items[0].data == b"abc"
 
 
+def test_a_failed_item_is_its_header_alone_whatever_its_length_says() -> None:
+    """Snap7's C++ server answers a failed item with length 4 and no data (found by the interop test);
+    CPUs send length 0.  Either way the next item starts right after the 4-byte header."""
+    for failed_length in (0, 4, 0xFFFF):
+        data = struct.pack(">BBH", 0x05, 0, failed_length) + struct.pack(">BBH", 0xFF, 4, 16) + b"\x01\x02"
+        items = parse_read_response(ack(3, b"\x04\x02", data), 3, [8, 2])
+        assert [(i.code, i.data) for i in items] == [(0x05, b""), (0xFF, b"\x01\x02")]
+
+
 @pytest.mark.parametrize(("pdu", "counts", "what"), [
     (ack(1, b"\x04\x02", struct.pack(">BBH", 0xFF, 4, 16) + b"\x01\x02"), [2, 2], "item 2 of 2 is missing"),
     (ack(1, b"\x04\x01", struct.pack(">BBH", 0xFF, 4, 32) + b"\x01\x02"), [2], "4 bytes, 2 were asked for"),

@@ -245,12 +245,9 @@ def parse_read_response(pdu: bytes, pdu_ref: int, counts: list[int]) -> list[Ite
         code, tsize, length = struct.unpack(">BBH", data[pos:pos + ITEM_HEADER])
         pos += ITEM_HEADER
         if code != RETURN_OK:
+            # a failed item is its 4-byte header alone: CPUs send length 0, Snap7's server sends 4 (and
+            # no data, as its PDU's data length shows), so the length of a failed item is not trusted
             out.append(ItemResult(code, b""))
-            # a failed item carries no data; some CPUs still send its (zero) length and a fill byte
-            n = length // 8 if tsize in (0x03, 0x04, 0x05) else length
-            pos += n
-            if pos < len(data) and i < len(counts) - 1 and n % 2:
-                pos += 1
             continue
         n = length // 8 if tsize in (0x03, 0x04, 0x05) else length  # bit lengths for BIT / BYTE / INT sizes
         if n != want:
