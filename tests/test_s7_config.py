@@ -28,17 +28,19 @@ def issues(device: dict[str, Any]) -> list[str]:
 def test_a_valid_device() -> None:
     dev = parse(config({})).devices[0]
     assert isinstance(dev, S7Device)
-    assert dev.port == 102 and dev.tsaps() == (0x0100, 0x0101)
+    assert dev.port == 102 and dev.tsaps() == (0x0100, 0x0301)  # S7 basic connection, rack 0, slot 1
 
 
 @pytest.mark.parametrize(("device", "tsaps"), [
-    ({"family": "s7-300"}, (0x0100, 0x0102)),
-    ({"family": "s7-400", "rack": 0, "slot": 3}, (0x0100, 0x0103)),
-    ({"family": "s7-400", "rack": 1, "slot": 4}, (0x0100, 0x0124)),
-    ({"family": "s7-1500"}, (0x0100, 0x0101)),
+    ({"family": "s7-300"}, (0x0100, 0x0302)),
+    ({"family": "s7-400", "rack": 0, "slot": 3}, (0x0100, 0x0303)),
+    ({"family": "s7-400", "rack": 1, "slot": 4}, (0x0100, 0x0324)),
+    ({"family": "s7-1500"}, (0x0100, 0x0301)),
     ({"family": "s7-1500", "connection_type": "op"}, (0x0100, 0x0201)),
-    ({"family": "s7-1200", "connection_type": "basic", "slot": 0}, (0x0100, 0x0300)),
-    ({"family": "s7-200-smart"}, (0x0100, 0x0101)),
+    ({"family": "s7-300", "connection_type": "pg"}, (0x0100, 0x0102)),
+    ({"family": "s7-1200", "slot": 0}, (0x0100, 0x0300)),
+    ({"family": "s7-200-smart"}, (0x0100, 0x0301)),
+    ({"family": "s7-200-smart", "connection_type": "pg"}, (0x0100, 0x0101)),
     ({"family": "s7-200-smart", "local_tsap": "10.00", "remote_tsap": "03.00"}, (0x1000, 0x0300)),
     ({"family": "s7-300", "remote_tsap": "0x0103"}, (0x0100, 0x0103)),
 ])

@@ -135,7 +135,7 @@ async def test_connection_refused_by_cotp() -> None:
     server = await asyncio.start_server(refuse, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        with pytest.raises(ConnectError, match=r"rack / slot or TSAP \(TSAPs 0100 -> 0102\)"):
+        with pytest.raises(ConnectError, match=r"rack / slot or TSAP \(TSAPs 0100 -> 0302\)"):
             await S7Driver(device(port, POINTS[:1]), 0).__aenter__()
     finally:
         server.close()

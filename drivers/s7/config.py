@@ -77,9 +77,9 @@ class Family(enum.StrEnum):
 class ConnectionType(enum.StrEnum):
     """The high byte of the remote TSAP: which of the CPU's connection resources we take."""
 
-    PG = "pg"  # programming device (0x01): snap7's default
+    PG = "pg"  # programming device (0x01): takes the connection the engineer's laptop needs
     OP = "op"  # operator panel (0x02)
-    BASIC = "basic"  # S7 basic (0x03)
+    BASIC = "basic"  # S7 basic (0x03): from the CPU's free connection resources (the default)
 
     @property
     def code(self) -> int:
@@ -88,7 +88,7 @@ class ConnectionType(enum.StrEnum):
 
 # family -> (rack, slot) of the CPU in a standard rack
 _DEFAULT_SLOT = {Family.S7_300: (0, 2), Family.S7_400: (0, 3), Family.S7_1200: (0, 1), Family.S7_1500: (0, 1)}
-_SMART_TSAPS = (0x0100, 0x0101)  # S7-200 SMART: fixed TSAPs, no rack / slot
+_SMART_SLOT = 1  # S7-200 SMART: no rack / slot to configure; the CPU answers as rack 0, slot 1
 
 
 def parse_tsap(v: Any) -> int:
@@ -190,7 +190,9 @@ class S7Device(DeviceBase):
     slot: int | None = Field(
         default=None, ge=0, le=31, description="CPU slot; default 2 (S7-300), 3 (S7-400), 1 (S7-1200 / 1500)"
     )
-    connection_type: ConnectionType = Field(default=ConnectionType.PG, description="pg, op or basic")
+    connection_type: ConnectionType = Field(
+        default=ConnectionType.BASIC, description="basic (default), op or pg: the CPU's connection resource used"
+    )
     local_tsap: int | None = Field(default=None, description="overrides the derived TSAPs, e.g. '01.00'")
     remote_tsap: int | None = Field(default=None, description="e.g. '03.01'; replaces rack / slot")
     pdu_size: int = Field(default=480, ge=240, le=960, description="PDU size to ask for; the CPU may grant less")
@@ -222,11 +224,11 @@ class S7Device(DeviceBase):
     def tsaps(self) -> tuple[int, int]:
         """(local TSAP, remote TSAP) of the connection request."""
         if self.family is Family.S7_200_SMART:
-            local, remote = _SMART_TSAPS
+            rack, slot = 0, _SMART_SLOT
         else:
             rack_d, slot_d = _DEFAULT_SLOT[self.family]
             rack = rack_d if self.rack is None else self.rack
             slot = slot_d if self.slot is None else self.slot
-            local, remote = 0x0100, (self.connection_type.code << 8) | (rack << 5) | slot
+        local, remote = 0x0100, (self.connection_type.code << 8) | (rack << 5) | slot
         return (self.local_tsap if self.local_tsap is not None else local,
                 self.remote_tsap if self.remote_tsap is not None else remote)
