@@ -77,6 +77,8 @@ def test_parse_tsap() -> None:
     ({"pdu_size": 100}, "devices[0].pdu_size: Input should be greater than or equal to 240"),
     ({"points": [{"name": "a", "address": "MW0"}, {"name": "a", "address": "MW2"}]}, "two points are named 'a'"),
     ({"port": 0}, "devices[0].port:"),
+    ({"points": [{"name": "a", "address": "MW0", "group": "fast"}]}, "points[0].group = 'fast' is not in poll_groups"),
+    ({"poll_groups": {"fast": 5}}, "poll_groups.fast = 5: a poll interval must be 10..86400000 ms"),
 ])
 def test_located_errors(device: dict[str, Any], want: str) -> None:
     got = issues(device)

@@ -251,3 +251,40 @@ async def test_random_bytes_from_the_cpu_never_escape_as_anything_but_read_error
                 assert err.value.reason in ("malformed_response", "timeout", "disconnected"), err.value
         finally:
             server.close()
+
+
+async def test_poll_groups_are_planned_and_polled_apart(peer: S7Peer) -> None:
+    """Points in a fast group and the rest: each group its own requests and its own cadence through
+    the runner's schedules; a refused item in one group does not spoil the other."""
+    from gateway.catalog import build_catalog
+    from gateway.config import parse
+    from gateway.runner import DeviceRunner
+    from tests.conftest import eventually, stop_tasks
+
+    points = [{**POINTS[0], "group": "fast"}, {**POINTS[1], "group": "fast"}, POINTS[2], POINTS[3], POINTS[4]]
+    cfg = parse({"gateway": {"id": "gw", "site": "s", "enterprise_prefix": "88.608.5288"},
+                 "devices": [{"type": "s7", "name": "cpu", "host": "127.0.0.1", "port": peer.port,
+                              "family": "s7-300", "timeout_ms": 300, "poll_interval_ms": 2000,
+                              "poll_groups": {"fast": 50}, "points": points}]})
+    dev = cfg.devices[0]
+    assert isinstance(dev, S7Device)
+    drv = S7Driver(dev, 0)
+    assert {name: g.points for name, g in drv.groups.items()} == {"": [2, 3, 4], "fast": [0, 1]}
+    assert [interval for interval, _ in drv.schedules()] == [2.0, 0.05]
+    seen: list[set[str]] = []
+
+    async def emit(batch: SampleBatch) -> None:
+        seen.append({dev.points[s[0]].name for s in batch})
+
+    runner = DeviceRunner(drv, build_catalog(cfg), emit, poll_interval_s=2.0, timeout_s=0.3, backoff_max_s=0.2,
+                          schedules=drv.schedules())
+    task = asyncio.create_task(runner.run())
+    try:
+        slow = {"flag", "wrong", "heartbeat"}
+        await eventually(lambda: slow in seen, timeout=10, what="a poll of the slow group, on its own")
+        fast_before = seen.count({"speed", "count"})
+        await eventually(lambda: seen.count({"speed", "count"}) >= fast_before + 5, what="five more fast polls")
+        assert all(batch in ({"speed", "count"}, slow) for batch in seen)  # never one group's points mixed
+        assert drv.requests_per_poll == 2  # one request per group
+    finally:
+        await stop_tasks(task)

@@ -14,7 +14,7 @@ from typing import Any, Literal, Self
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from drivers.s7.address import Address, AddressError, Area, Size, parse_address
-from gateway.schema import DeviceBase, PointBase
+from gateway.schema import DeviceBase, Key, PointBase
 from gateway.values import StringEncoding
 
 __all__ = ["ConnectionType", "DataType", "Family", "S7Device", "S7Point", "parse_tsap"]
@@ -123,6 +123,7 @@ class S7Point(PointBase):
     string_encoding: StringEncoding | None = Field(
         default=None, description="overrides the device's string_encoding (STRING only; WSTRING is UTF-16)"
     )
+    group: Key | None = Field(default=None, description="poll group (a key of the device's poll_groups)")
     _parsed: Address = PrivateAttr()
 
     @field_validator("address", mode="before")
@@ -201,6 +202,9 @@ class S7Device(DeviceBase):
     string_encoding: StringEncoding = Field(
         default=StringEncoding.LATIN_1, description="how STRING characters are read: latin-1 (Siemens), gbk, utf-8"
     )
+    poll_groups: dict[Key, int] = Field(
+        default_factory=dict, description="group name -> poll interval in ms; points name theirs in `group`"
+    )
     points: list[S7Point] = Field(min_length=1)
 
     @field_validator("local_tsap", "remote_tsap", mode="before")
@@ -219,7 +223,19 @@ class S7Device(DeviceBase):
             if p.name in seen:
                 raise ValueError(f"two points are named {p.name!r}")
             seen.add(p.name)
+        for name, ms in self.poll_groups.items():
+            if not 10 <= ms <= 86_400_000:
+                raise ValueError(f"poll_groups.{name} = {ms}: a poll interval must be 10..86400000 ms")
+        for i, p in enumerate(self.points):
+            if p.group is not None and p.group not in self.poll_groups:
+                known = ", ".join(sorted(self.poll_groups)) or "none defined"
+                raise ValueError(f"points[{i}].group = {p.group!r} is not in poll_groups ({known})")
         return self
+
+    def group_intervals_ms(self) -> dict[str, int]:
+        """Every group that has points -> its interval; "" is the device's own poll_interval_ms."""
+        used = {p.group or "" for p in self.points}
+        return {g: (self.poll_groups[g] if g else self.poll_interval_ms) for g in sorted(used)}
 
     def tsaps(self) -> tuple[int, int]:
         """(local TSAP, remote TSAP) of the connection request."""

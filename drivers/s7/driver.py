@@ -20,7 +20,8 @@ Quality and reasons, as the Modbus driver:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import functools
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Self
 
 from drivers.s7.codec import decode
@@ -54,6 +55,16 @@ MAX_FRAGMENTS = 16  # COTP data TPDUs one S7 PDU may span (a PDU is at most 960 
 _Field = tuple[int, int, DataType, int | None, int, StringEncoding]
 
 
+class _Group:
+    __slots__ = ("fields", "interval_s", "plan", "points")
+
+    def __init__(self, interval_s: float, points: list[int]) -> None:
+        self.interval_s = interval_s
+        self.points = points  # positions in the device's point list
+        self.plan: Plan | None = None  # made at connect, for the negotiated PDU
+        self.fields: list[list[_Field]] = []  # per range of the plan
+
+
 class S7Driver:
     def __init__(self, config: S7Device, first_index: int) -> None:
         self.config = config
@@ -64,8 +75,10 @@ class S7Driver:
         self.pdu_size = 0  # negotiated at connect
         self.max_jobs = 1
         self.alone: set[int] = set()  # points that spoiled a shared item: read on their own
-        self.plan: Plan | None = None
-        self._fields: list[list[_Field]] = []
+        self.groups: dict[str, _Group] = {}  # poll group ("" = the device's poll_interval_ms) -> its plan
+        for name, ms in config.group_intervals_ms().items():
+            members = [i for i, p in enumerate(config.points) if (p.group or "") == name]
+            self.groups[name] = _Group(ms / 1000, members)
         self.requests = 0  # requests sent, for benchmarks and diagnostics
 
     @property
@@ -74,7 +87,18 @@ class S7Driver:
 
     @property
     def requests_per_poll(self) -> int:
-        return len(self.plan.requests) if self.plan else 0
+        """Requests of one poll of every group."""
+        return sum(len(g.plan.requests) for g in self.groups.values() if g.plan is not None)
+
+    @property
+    def plan(self) -> Plan | None:
+        """The plan of the device's own group (every point, when no poll_groups are used)."""
+        first = next(iter(self.groups.values()))
+        return first.plan
+
+    def schedules(self) -> list[tuple[float, Callable[[], Awaitable[SampleBatch]]]]:
+        """(interval, read one group) per poll group, for the runner."""
+        return [(g.interval_s, functools.partial(self.read_group, name)) for name, g in self.groups.items()]
 
     # --- connection -------------------------------------------------------------------------------------
 
@@ -118,14 +142,14 @@ class S7Driver:
         return self._ref
 
     def _replan(self) -> None:
+        """Plan every poll group for the negotiated PDU; again when points had to be read alone."""
         cfg = self.config
-        self.plan = plan(cfg.points, self.pdu_size, cfg.max_items, cfg.max_gap, self.alone)
-        self._fields = []
-        for r in self.plan.ranges:
-            fields: list[_Field] = []
-            for m in r.members:
-                fields.append(self._field(m, cfg.points[m].span[0] - r.start))
-            self._fields.append(fields)
+        for g in self.groups.values():
+            subset = [cfg.points[i] for i in g.points]
+            alone = {j for j, i in enumerate(g.points) if i in self.alone}
+            g.plan = plan(subset, self.pdu_size, cfg.max_items, cfg.max_gap, alone)
+            g.fields = [[self._field(g.points[m], subset[m].span[0] - r.start) for m in r.members]
+                        for r in g.plan.ranges]
 
     async def _packet(self) -> bytes:
         assert self._reader is not None
@@ -145,11 +169,20 @@ class S7Driver:
     # --- polling ----------------------------------------------------------------------------------------
 
     async def read(self) -> SampleBatch:
-        if self._writer is None or self.plan is None:
+        """One poll of every group."""
+        out: SampleBatch = []
+        for name in self.groups:
+            out += await self.read_group(name)
+        return out
+
+    async def read_group(self, name: str) -> SampleBatch:
+        """One poll of one group: its planned requests, then (once) the points of refused shared items
+        one by one."""
+        g = self.groups[name]
+        if self._writer is None or g.plan is None:
             raise ReadError(self.name, "not connected", reason="disconnected", disconnect=True)
         out: SampleBatch = []
-        everything = range(len(self.config.points))
-        failed = await self._read_plan(self.plan, self._fields, everything, out)
+        failed = await self._read_plan(g.plan, g.fields, g.points, out)
         if failed:
             # items of several points refused: read those points one by one, now and from now on
             self.alone |= failed
