@@ -29,6 +29,7 @@ from drivers.modbus.config import ModbusDeviceBase, line_key
 from drivers.modbus.driver import LinePool, ModbusDriver
 from drivers.opcua.config import OpcUaDevice
 from drivers.s7.config import S7Device
+from drivers.s7.driver import S7Driver
 from gateway.alarms import AlarmPublisher
 from gateway.buffer import SqliteBuffer, open_buffer
 from gateway.catalog import Catalog, build_catalog, relayout
@@ -274,8 +275,6 @@ def _make_driver(
 
         return OpcUaDriver(dev, first_index)
     if isinstance(dev, S7Device):
-        from drivers.s7.driver import S7Driver
-
         return S7Driver(dev, first_index)
     raise TypeError(f"no driver for device type {type(dev).__name__}")
 
@@ -397,7 +396,7 @@ class Gateway:
                 timeout_s=dev.timeout_ms / 1000,
                 backoff_max_s=dev.backoff_max_ms / 1000,
                 # the Modbus driver times each request once the line is its own (shared lines)
-                schedules=driver.schedules() if isinstance(driver, ModbusDriver) else None,
+                schedules=driver.schedules() if isinstance(driver, ModbusDriver | S7Driver) else None,
                 retries=line_dev.retries if line_dev else 0,
                 watchdog=not modbus,
                 on_health=self.health_changed.set,
