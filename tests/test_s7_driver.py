@@ -288,3 +288,20 @@ async def test_poll_groups_are_planned_and_polled_apart(peer: S7Peer) -> None:
         assert drv.requests_per_poll == 2  # one request per group
     finally:
         await stop_tasks(task)
+
+
+async def test_closed_during_the_handshake() -> None:
+    """A CPU whose connections are all in use accepts TCP and closes it on the connection request."""
+
+    async def close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(22)
+        writer.close()
+
+    server = await asyncio.start_server(close, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(ConnectError, match=r"closed the connection during the S7 handshake \(its connections all"
+                                               r" in use, or rack / slot / TSAP 0100 -> 0302 wrong\)"):
+            await S7Driver(device(port, POINTS[:1]), 0).__aenter__()
+    finally:
+        server.close()

@@ -121,9 +121,13 @@ class S7Driver:
         except (FrameError, S7HeaderError) as err:
             self._close()
             raise ConnectError(cfg.name, f"{where}: {err} (TSAPs {local:04X} -> {remote:04X})") from err
-        except (OSError, asyncio.IncompleteReadError) as err:
+        except asyncio.IncompleteReadError as err:
             self._close()
-            raise ConnectError(cfg.name, f"cannot connect to {where}: {err or 'closed by the CPU'}") from err
+            why = f"its connections all in use, or rack / slot / TSAP {local:04X} -> {remote:04X} wrong"
+            raise ConnectError(cfg.name, f"{where} closed the connection during the S7 handshake ({why})") from err
+        except OSError as err:
+            self._close()
+            raise ConnectError(cfg.name, f"cannot connect to {where}: {err}") from err
         self.pdu_size = min(setup.pdu_size, cfg.pdu_size)
         self.max_jobs = setup.max_jobs_called
         self._replan()
@@ -260,6 +264,8 @@ class S7Driver:
         except FrameError as err:
             raise ReadError(self.name, f"malformed response: {err}", reason="malformed_response",
                             disconnect=True) from err
-        except (OSError, asyncio.IncompleteReadError) as err:
-            raise ReadError(self.name, f"connection lost: {err or 'closed by the CPU'}", reason="disconnected",
+        except asyncio.IncompleteReadError as err:
+            raise ReadError(self.name, "connection lost: the CPU closed it", reason="disconnected",
                             disconnect=True) from err
+        except OSError as err:
+            raise ReadError(self.name, f"connection lost: {err}", reason="disconnected", disconnect=True) from err
