@@ -6,5 +6,5 @@ demo:            ## simulated mine -> gateway -> broker -> ingest, live in the t
 test:            ## installs servers (as root, apt) and packages, starts servers, runs every test
 	scripts/test.sh $(ARGS)
 
-lint:
-	.venv/bin/ruff check gateway drivers pipelines firmware_stubs hil tests && .venv/bin/mypy
+lint:            ## ruff, mypy (strict) and the import layers (import-linter contracts in pyproject.toml)
+	.venv/bin/ruff check gateway drivers pipelines firmware_stubs hil tests && .venv/bin/mypy && .venv/bin/lint-imports

@@ -13,80 +13,20 @@ nothing here ever writes to a device.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import math
 from dataclasses import dataclass
-from typing import Any
 
 from gateway.buffer.sqlite import SqliteBuffer
 from gateway.catalog import Catalog
+from gateway.codec import encode_alarm
 from gateway.config import MqttConfig
-from gateway.errors import CodecError
 from gateway.forwarder import Forwarder
 from gateway.sinks.mqtt import MqttUplink
 from pipelines.alarms import AlarmEvent
 
-__all__ = ["ALARM_SCHEMA_VERSION", "AlarmPublisher", "AlarmStats", "decode_alarm", "encode_alarm"]
+__all__ = ["AlarmPublisher", "AlarmStats"]
 
 log = logging.getLogger("edgegw.alarms")
-ALARM_SCHEMA_VERSION = 1
-_TAG_FIELDS = ("code", "device", "device_code", "point", "site", "gw", "class", "data_grade", "data_domain", "unit")
-
-
-def encode_alarm(catalog: Catalog, ev: AlarmEvent) -> bytes:
-    info = catalog.points[ev.index]
-    doc = {
-        "v": ALARM_SCHEMA_VERSION,
-        "kind": "alarm",
-        "gw": catalog.gateway_id,
-        "site": catalog.site,
-        "point": info.key,
-        "code": info.code,
-        "device": info.device,
-        "device_code": info.device_code,
-        "class": info.point_class,
-        "data_grade": info.data_grade,
-        "data_domain": info.data_domain,
-        "unit": info.unit,
-        "ts_ns": ev.ts_ns,
-        "level": ev.level.label,
-        "previous": ev.previous.label,
-        "active": ev.active,
-        "value": ev.value,
-        "threshold": ev.threshold,
-        "tags": dict(info.tags),
-    }
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def decode_alarm(payload: bytes) -> dict[str, Any]:
-    """Validate an alarm message; anything malformed raises :class:`CodecError`."""
-    try:
-        doc = json.loads(payload)
-    except (ValueError, UnicodeDecodeError, RecursionError) as err:
-        raise CodecError(f"alarm is not JSON: {err}") from None
-    if not isinstance(doc, dict) or doc.get("kind") != "alarm":
-        raise CodecError("not an alarm event")
-    if doc.get("v") != ALARM_SCHEMA_VERSION:
-        raise CodecError(f"unsupported alarm format version {doc.get('v')!r}")
-    for k in (*_TAG_FIELDS, "level", "previous"):
-        if not isinstance(doc.get(k), str):
-            raise CodecError(f"alarm field {k!r} missing or not a string")
-    if not isinstance(doc.get("ts_ns"), int) or not isinstance(doc.get("active"), bool):
-        raise CodecError("alarm ts_ns / active have wrong types")
-    for k in ("value", "threshold"):
-        v = doc.get(k)
-        if v is not None and not isinstance(v, int | float | bool):
-            raise CodecError(f"alarm {k} is not a number")
-        if isinstance(v, float) and not math.isfinite(v):
-            raise CodecError(f"alarm {k} is not finite")
-    tags = doc.get("tags", {})
-    if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
-        raise CodecError("alarm tags must map strings to strings")
-    return doc
-
-
 def _short(v: float | int | bool | None) -> str:
     return f"{v:.7g}" if isinstance(v, float) else str(v)
 

@@ -21,37 +21,38 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
-from drivers.dlt645.config import Dlt645DeviceBase
-from drivers.dlt645.config import line_key as meter_line_key
-from drivers.dlt645.driver import Dlt645Driver
-from drivers.dlt645.driver import LinePool as MeterLinePool
-from drivers.modbus.config import ModbusDeviceBase, line_key
-from drivers.modbus.driver import LinePool, ModbusDriver
-from drivers.opcua.config import OpcUaDevice
-from drivers.s7.config import S7Device
-from drivers.s7.driver import S7Driver
+import aiomqtt
+
 from gateway.alarms import AlarmPublisher
 from gateway.buffer import SqliteBuffer, open_buffer
-from gateway.catalog import Catalog, build_catalog, relayout
-from gateway.clock import SYSTEM_CLOCK, Clock, describe_step
-from gateway.codec import Encoder
-from gateway.config import BufferConfig, Config, DeviceConfig, policy_issues
-from gateway.errors import BufferFullError, ConfigError, ConfigIssue
+from gateway.catalog import Catalog, relayout
+from gateway.catalog_archive import archive, archive_dir, messages
+from gateway.codec import Compression, Encoder, zstd_available
+from gateway.config import BufferConfig, Config, DeviceConfig, UplinkConfig, policy_issues
+from gateway.core.clock import SYSTEM_CLOCK, Clock, describe_step
+from gateway.core.contracts import PollingDriver, Stage, StreamingDriver
+from gateway.core.driver import PollSettings, RunnerKind
+from gateway.core.errors import BufferFullError, ConfigError, ConfigIssue, RejectedError, RetryableError
+from gateway.core.point import SampleBatch, now_ns
+from gateway.driver_registry import DriverFactory, spec_of
 from gateway.forwarder import Forwarder
-from gateway.point import SampleBatch, now_ns
 from gateway.registry import RegistrySync, make_client, records
 from gateway.reload import ReloadPlan, ReloadStatus, config_error_lines, plan_reload
-from gateway.runner import DeviceRunner, PollingDriver, StreamingDriver, StreamRunner
-from gateway.sinks.mqtt import MqttUplink
+from gateway.runner import DeviceRunner, StreamRunner
+from gateway.sinks.mqtt import MqttUplink, UplinkConnection
 from gateway.startup import StartupProgress
 from gateway.watch import Watch
 from pipelines.alarms import AlarmEvent
 from pipelines.pipeline import Pipeline
 
-if TYPE_CHECKING:  # imported when an OPC UA device is configured: asyncua alone costs ~30 MB of RSS
-    from drivers.opcua.driver import OpcUaDriver
+if TYPE_CHECKING:
+    from drivers.dlt645.driver import Dlt645Driver
+    from drivers.modbus.driver import ModbusTcpDriver
+    from gateway.buffer import Outcome, Transaction
     from gateway.http import StatusServer
+    from gateway.sinks.mqtt import UplinkConnection
     from gateway.status import LiveTable
+    from pipelines.normalise import Normalise
 
 __all__ = ["GROUP_MAX_BATCHES", "Batcher", "Gateway", "tune_gc"]
 
@@ -75,6 +76,20 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+
+
+def _compression(up: UplinkConfig) -> Compression:
+    """The uplink's compression; ``auto`` falls back to zlib where the zstandard package has no build
+    (an unusual architecture), an explicit ``zstd`` is then a config error."""
+    c = up.codec_compression
+    if c == "zstd" and not zstd_available():
+        if up.compression == "zstd":
+            raise ConfigError([ConfigIssue("uplink.compression", "zstd needs the zstandard package, which is not "
+                                                                 "installed here: use \"auto\" or \"zlib\"")])
+        log.warning("The zstandard package is not installed: compressing with zlib (about the same bytes at "
+                    "1,000-point batches, larger small batches).")
+        return "zlib"
+    return c
 
 
 class Batcher:
@@ -258,26 +273,6 @@ async def _cancel(tasks: list[asyncio.Task[None]], rounds: int = 40) -> None:
     await asyncio.gather(*(t for t in tasks if t.done()), return_exceptions=True)
 
 
-def _make_driver(
-    dev: DeviceConfig, first_index: int, lines: LinePool | None = None, meter_lines: MeterLinePool | None = None,
-) -> PollingDriver | OpcUaDriver:
-    """The driver for a device config: the config union is the registry (no plugins, no string imports).
-
-    ``lines`` holds the Modbus connections devices share (one serial port, one serial device server),
-    ``meter_lines`` those of DL/T 645 meters.
-    """
-    if isinstance(dev, ModbusDeviceBase):
-        return ModbusDriver(dev, first_index, lines)
-    if isinstance(dev, Dlt645DeviceBase):
-        return Dlt645Driver(dev, first_index, meter_lines)
-    if isinstance(dev, OpcUaDevice):
-        from drivers.opcua.driver import OpcUaDriver
-
-        return OpcUaDriver(dev, first_index)
-    if isinstance(dev, S7Device):
-        return S7Driver(dev, first_index)
-    raise TypeError(f"no driver for device type {type(dev).__name__}")
-
 
 class Gateway:
     def __init__(
@@ -299,7 +294,7 @@ class Gateway:
             raise ConfigError(refused)
         self.cfg = cfg
         with progress.phase("point table built"):
-            self.catalog = build_catalog(cfg)
+            self.catalog = cfg.catalog()  # built once, when the config was parsed
         self.wake = asyncio.Event()
         bc = cfg.buffer
         with progress.phase("buffer opened"):
@@ -307,13 +302,20 @@ class Gateway:
         up = cfg.uplink
         gw = cfg.gateway
         with progress.phase("stages compiled"):
-            encoder = Encoder(self.catalog, up.payload_format, up.compression)
+            encoder = Encoder(self.catalog, up.payload_format, _compression(up), version=up.wire_format)
             pipeline = Pipeline(
                 self.catalog.specs,
                 future_tolerance_ns=gw.future_tolerance_ms * 1_000_000,
                 clock_jump_ns=gw.clock_jump_ms * 1_000_000,
                 min_valid_ns=gw.clock_min_valid_ns,
             )
+        self.encoder = encoder
+        self.catalog_dir = archive_dir(bc.path)
+        # wire format 2: the catalogs this process's batches refer to (a reload adds one), newest last
+        self.catalogs_used: dict[str, bytes] = {}
+        if up.wire_format == 2:
+            self._archive(encoder)
+            self.catalogs_used[encoder.catalog_id] = encoder.catalog_message
         self.alarms: AlarmPublisher | None = None
         if pipeline.alarms.active:
             forwarded = frozenset(i for i in range(len(self.catalog.points)) if pipeline.is_forwarded(i))
@@ -355,13 +357,12 @@ class Gateway:
         )
         self.forwarder = Forwarder(
             self.buffer, self.uplink, self.wake, max_inflight=up.max_inflight, backlog_share=up.backlog_share,
-            state_facts=self._state_facts,
+            state_facts=self._state_facts, on_connect=self._publish_catalogs if up.wire_format == 2 else None,
         )
         self.health_changed = asyncio.Event()  # a device's health changed: republish the state message
         self.uplink.detail = self.device_health
         self._final_counters: dict[str, int] | None = None
-        self._lines = LinePool()
-        self._meter_lines = MeterLinePool()
+        self._drivers = DriverFactory()  # makes each device's driver; holds what a package's devices share
         self.reload_source = reload_source
         self.reload_status = ReloadStatus()
         self._reload_wanted = asyncio.Event()
@@ -373,9 +374,11 @@ class Gateway:
         self.batcher.pipeline.tap = self._health_tap
 
     def _make_runner(self, dev: DeviceConfig, catalog: Catalog) -> DeviceRunner | StreamRunner:
-        driver = _make_driver(dev, catalog.by_device[dev.name].start, self._lines, self._meter_lines)
+        """The device's driver, in the runner its package registered (polled or pushed)."""
+        spec = spec_of(dev)
+        driver = self._drivers.make(dev, catalog.by_device[dev.name].start)
         runner: DeviceRunner | StreamRunner
-        if getattr(driver, "streaming", False):  # OPC UA subscriptions push their samples
+        if spec.runner_kind(dev) is RunnerKind.PUSHED:
             runner = StreamRunner(
                 cast(StreamingDriver, driver),
                 catalog,
@@ -385,23 +388,20 @@ class Gateway:
             )
             runner.on_health = self.health_changed.set
         else:
-            # drivers on shared lines time each request once the line is theirs, and suspend silent units
-            modbus = isinstance(driver, ModbusDriver | Dlt645Driver)
-            line_dev = dev if isinstance(dev, ModbusDeviceBase | Dlt645DeviceBase) else None
+            ps = spec.poll_settings(dev, driver) if spec.poll_settings is not None else PollSettings()
             runner = DeviceRunner(
-                driver,
+                cast(PollingDriver, driver),
                 catalog,
                 self.batcher.submit,
                 poll_interval_s=dev.poll_interval_ms / 1000,
                 timeout_s=dev.timeout_ms / 1000,
                 backoff_max_s=dev.backoff_max_ms / 1000,
-                # the Modbus driver times each request once the line is its own (shared lines)
-                schedules=driver.schedules() if isinstance(driver, ModbusDriver | S7Driver) else None,
-                retries=line_dev.retries if line_dev else 0,
-                watchdog=not modbus,
+                schedules=ps.schedules,
+                retries=ps.retries,
+                watchdog=ps.watchdog,
                 on_health=self.health_changed.set,
-                suspend_after=line_dev.suspend_after_timeouts if line_dev else 0,
-                suspended_interval_s=line_dev.suspended_poll_interval_ms / 1000 if line_dev else 10.0,
+                suspend_after=ps.suspend_after,
+                suspended_interval_s=ps.suspended_interval_s,
             )
         runner.observe_polls = False  # judged after the pipeline (_health_tap)
         return runner
@@ -493,6 +493,47 @@ class Gateway:
                 self.alarms.buffer.close()
             log.info("Gateway %s stopped; %d batches stay buffered.", self.catalog.gateway_id, pending)
 
+    async def _publish_catalogs(self, conn: UplinkConnection, backlog: bool) -> None:
+        """Wire format v2: the catalogs of this run (the current one, and those of reloads before it),
+        retained, before any batch on this connection; while batches are buffered also the archived
+        ones (a backlog may predate a config change or a restart)."""
+        enc = self.encoder
+        out = list(reversed(self.catalogs_used.items()))
+        if enc.catalog_id not in self.catalogs_used:
+            out.insert(0, (enc.catalog_id, enc.catalog_message))
+        if backlog:
+            out += [(cid, m) for cid, m in messages(self.catalog_dir) if cid not in dict(out)]
+        for cid, message in out:
+            try:
+                await conn.publish_catalog(cid, message)
+            except RejectedError as err:
+                log.error("The broker refused the point catalog %s (%s): the ingest cannot decode this gateway's "
+                          "batches until it takes it. Check the ACL for <prefix>/<site>/<gateway>/catalog/#.", cid, err)
+                return
+        log.info("Published the point catalog %s (%d bytes)%s.", enc.catalog_id, len(enc.catalog_message),
+                 f" and {len(out) - 1} archived" if len(out) > 1 else "")
+
+    def _archive(self, encoder: Encoder) -> None:
+        try:
+            archive(self.catalog_dir, encoder.catalog_id, encoder.catalog_message)
+        except OSError as err:
+            log.warning("Cannot keep the point catalog %s in %s (%s): batches buffered now may not decode after "
+                        "a later config change and restart.", encoder.catalog_id, self.catalog_dir, err)
+
+    async def _announce_catalog(self, encoder: Encoder) -> None:
+        """A reload's new catalog on the live connection (if any; otherwise the next connection
+        publishes it).  Best effort: a connection lost meanwhile republishes it when it is back."""
+        conn = self.uplink.current
+        if conn is None:
+            return
+        try:
+            await conn.publish_catalog(encoder.catalog_id, encoder.catalog_message)
+            log.info("Published the reloaded point catalog %s (%d bytes).", encoder.catalog_id,
+                     len(encoder.catalog_message))
+        except (RetryableError, RejectedError, aiomqtt.MqttError) as err:
+            log.warning("Could not publish the reloaded point catalog %s now (%s); it is published on the "
+                        "next connection.", encoder.catalog_id, err)
+
     def _start_device(self, runner: DeviceRunner | StreamRunner) -> None:
         name = runner.driver.name
         task = asyncio.create_task(runner.run(), name=f"device:{name}")
@@ -548,19 +589,11 @@ class Gateway:
         refused = policy_issues(eff)
         if refused:
             raise ConfigError(refused, "the new config with the settings kept until a restart")
-        catalog = relayout(self.catalog, build_catalog(eff), plan.same_layout)
+        catalog = relayout(self.catalog, eff.catalog(), plan.same_layout)
         by_name = {d.name: d for d in eff.devices}
-        # shared Modbus lines stay open for the devices kept on them; every other line is made afresh (its
-        # settings may have changed with all the devices on it; line_issues keeps a kept line's settings)
-        in_use = {line_key(d) for d in eff.devices if d.name in plan.unchanged and isinstance(d, ModbusDeviceBase)}
-        lines = LinePool()
-        lines.lines = {k: v for k, v in self._lines.lines.items() if k in in_use}
-        self._lines = lines
-        meters_kept = {meter_line_key(d) for d in eff.devices
-                       if d.name in plan.unchanged and isinstance(d, Dlt645DeviceBase)}  # and DL/T 645 lines
-        meter_lines = MeterLinePool()
-        meter_lines.lines = {k: v for k, v in self._meter_lines.lines.items() if k in meters_kept}
-        self._meter_lines = meter_lines
+        # what the kept devices share stays theirs (Modbus: a line stays open for the devices kept on it);
+        # everything else is made afresh (its settings may have changed with all the devices on it)
+        self._drivers = self._drivers.for_reload([d for d in eff.devices if d.name in plan.unchanged])
         # drivers are made before anything stops: a device that cannot be made leaves the old config running
         starting = [self._make_runner(by_name[n], catalog) for n in (*plan.changed, *plan.added)]
         stopping = [n for n in (*plan.changed, *plan.removed)]
@@ -571,11 +604,20 @@ class Gateway:
                             clock_jump_ns=gw.clock_jump_ms * 1_000_000, min_valid_ns=gw.clock_min_valid_ns)
         old = self.batcher.pipeline
         pipeline.carry(old, [i for n in plan.same_layout for i in catalog.by_device[n]])
-        encoder = Encoder(catalog, eff.uplink.payload_format, eff.uplink.compression)
+        up = eff.uplink
+        encoder = Encoder(catalog, up.payload_format, _compression(up), version=up.wire_format)
+        if encoder.version == 2 and encoder.catalog_id != self.encoder.catalog_id:
+            # the new catalog is archived and published before the first batch that refers to it exists
+            self._archive(encoder)
+            self.catalogs_used[encoder.catalog_id] = encoder.catalog_message
+            while len(self.catalogs_used) > 16:  # the oldest of a long run of reloads: archived, sent with a backlog
+                del self.catalogs_used[next(iter(self.catalogs_used))]
+            await self._announce_catalog(encoder)
         not_applied = list(plan.not_applied)
         if self.alarms is None and pipeline.alarms.active:
             not_applied.append("alarm thresholds (the gateway started without any; their publisher starts with it)")
         await self.batcher.swap(catalog, pipeline, encoder)
+        self.encoder = encoder
         if self.live is not None:
             self.live.rebase(catalog, plan.same_layout)
         if self.alarms is not None:
@@ -652,3 +694,26 @@ class Gateway:
                 if now < left:
                     step(left - now)
                     left = now
+
+
+if TYPE_CHECKING:  # static conformance checks of the implementations against the interfaces, no runtime cost
+    from typing import Protocol
+
+    class _Buffer(Protocol):
+        def put(self, payload: bytes, npoints: int, created_ns: int | None = None) -> bool: ...
+        def begin(self, max_batches: int) -> Transaction: ...
+        def end(self, tx: Transaction, outcomes: list[Outcome]) -> None: ...
+        @property
+        def pending_batches(self) -> int: ...
+
+    class _Sink(Protocol):
+        async def write(self, payload: bytes) -> None: ...
+
+    def _conforms(
+        d: ModbusTcpDriver, s: Normalise, b: SqliteBuffer, k: UplinkConnection, m: Dlt645Driver
+    ) -> None:
+        _d: PollingDriver = d
+        _m: PollingDriver = m
+        _s: Stage = s
+        _b: _Buffer = b
+        _k: _Sink = k

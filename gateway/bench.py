@@ -41,8 +41,8 @@ from gateway.buffer import SqliteBuffer
 from gateway.catalog import Catalog, PointInfo
 from gateway.codec import Encoder
 from gateway.config import BufferConfig, UplinkConfig, parse
+from gateway.core.point import Quality, SampleBatch, now_ns
 from gateway.forwarder import Forwarder
-from gateway.point import Quality, SampleBatch, now_ns
 from gateway.sinks.mqtt import MqttUplink
 from gateway.watch import Watch
 from hil.services import Mosquitto
@@ -525,8 +525,11 @@ async def bench_chain(devices: int, registers: int, seconds: int, workers: int, 
     with broker() as mq, tempfile.TemporaryDirectory(prefix="edgegw-bench-chain-") as tmp:
         for _ in range(runs):
             rows.append(await _chain_run(mq.port, Path(tmp), devices, registers, seconds, workers, durability))
-            for f in Path(tmp).iterdir():  # each run starts with an empty buffer
-                f.unlink()
+            for f in Path(tmp).iterdir():  # each run starts with an empty buffer (and no archived catalogs)
+                if f.is_dir():
+                    shutil.rmtree(f)
+                else:
+                    f.unlink()
     return _summary("chain", rows, {"devices": devices, "registers": registers, "seconds": seconds,
                                     "workers": workers, "durability": durability},
                     {"delivered_share": "fsync >= 0.9 x interval at 300,000 points/s"})

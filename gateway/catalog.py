@@ -11,17 +11,17 @@ from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from gateway.errors import ConfigError, ConfigIssue, IdentifierError
-from gateway.point import Point, Quality, Sample, Value
-from pipelines.identifiers import mint, parse_handle
+from gateway.core.errors import ConfigError, ConfigIssue, IdentifierError
+from gateway.core.identifiers import mint, parse_handle
+from gateway.core.point import Point, Quality, Sample, Value
+from gateway.core.units import conversion
 from pipelines.spec import AlarmSpec, PointSpec, ns
-from pipelines.units import conversion
 
 _T = TypeVar("_T")
 
 if TYPE_CHECKING:
     from gateway.config import Config
-    from gateway.schema import PointBase
+    from gateway.core.schema import PointBase
 
 __all__ = ["Catalog", "PointInfo", "build_catalog", "compile_spec", "relayout"]
 
@@ -86,19 +86,12 @@ class Catalog:
         return [(i, ts_ns, none, Quality.BAD, reason) for i in self.by_device[device]]
 
 
-# the last catalog built, by the identity of its (frozen) config: parsing a config builds it to
-# check it, and the gateway then asks again for the same object (half the start-up of a large config)
-_last: tuple[Config, Catalog] | None = None
-
-
 def build_catalog(cfg: Config) -> Catalog:
-    """Resolve codes (given or minted) and tags for every point; raise located errors."""
-    global _last
-    if _last is not None and _last[0] is cfg:
-        return _last[1]
-    catalog = _build_catalog(cfg)
-    _last = (cfg, catalog)
-    return catalog
+    """Resolve codes (given or minted) and tags for every point; raise located errors.
+
+    Builds a new table at every call: take ``cfg.catalog()`` for the one a config keeps (built once,
+    when the config was parsed)."""
+    return _build_catalog(cfg)
 
 
 def relayout(old: Catalog, new: Catalog, keep: Collection[str]) -> Catalog:

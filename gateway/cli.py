@@ -19,7 +19,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Literal
 
 from gateway import __version__
-from gateway.errors import BufferCorruptError, BufferStorageError, ConfigError, ConfigIssue
+from gateway.core.errors import BufferCorruptError, BufferStorageError, ConfigError, ConfigIssue
 from gateway.logs import ENV_VAR, JsonFormatter, LogFormat, configure_logging
 
 if TYPE_CHECKING:  # imported where used: `edgegw --version` and `check` stay quick
@@ -148,12 +148,11 @@ def _preflight(cfg: Config, source: str, role: Literal["edge", "ingest"]) -> Non
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from gateway.catalog import build_catalog
     from gateway.config import load, security_warnings
     from gateway.preflight import file_problems
 
     cfg = load(args.config)
-    catalog = build_catalog(cfg)
+    catalog = cfg.catalog()
     files = file_problems(cfg)
     if args.here and files.errors:
         raise ConfigError(files.errors, args.config)
@@ -363,17 +362,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_sim(args: argparse.Namespace) -> int:
     """A firmware stub as a standalone simulated PLC (Modbus TCP, RTU over TCP, RTU on a serial port)."""
-    from hil.sim import (
-        METER_SETS,
-        OPCUA_PLANTS,
-        S7_PLCS,
-        STUBS,
-        device_toml,
-        s7_device_toml,
-        serve,
-        serve_opcua,
-        serve_s7,
-    )
+    from hil.sim import METER_SETS, OPCUA_PLANTS, S7_PLCS, STUBS, device_toml, serve, serve_opcua
 
     if args.list or args.name is None:
         for name, (what, _, points) in STUBS.items():
@@ -388,16 +377,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
     if args.name in METER_SETS:
         return _sim_meters(args)
     if args.name in S7_PLCS:
-        if args.print_config:
-            print(s7_device_toml(args.name, args.host, args.port), end="")
-            return EXIT_OK
-
-        def s7_ready(port: int) -> None:
-            print(f"Serving {args.name} (seed {args.seed}) over S7comm on {args.host}:{port}; Ctrl-C stops.",
-                  flush=True)
-
-        _run(serve_s7(args.name, host=args.host, port=args.port, seed=args.seed, tick_s=args.tick_s, ready=s7_ready))
-        return EXIT_OK
+        return _sim_s7(args)
     if args.name in OPCUA_PLANTS:
         if args.print_config:
             raise UsageError(f"{args.name} is an OPC UA plant: start it, then `edgegw browse ENDPOINT --emit-config`")
@@ -702,7 +682,7 @@ def cmd_browse(args: argparse.Namespace) -> int:
     from drivers.opcua.browse import emit_config, format_table
     from drivers.opcua.config import SecurityMode, SecurityPolicy, TrustPolicy
     from drivers.opcua.driver import SecuritySettings, browse
-    from gateway.errors import DeviceError
+    from gateway.core.errors import DeviceError
 
     if "://" not in args.endpoint:
         raise UsageError(f"{args.endpoint!r} is not an OPC UA endpoint URL: write opc.tcp://{args.endpoint}")
@@ -793,6 +773,13 @@ def cmd_bench_s7(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bench_wire(args: argparse.Namespace) -> int:
+    from gateway.wire_bench import main as bench_main
+
+    bench_main(args.json, args.runs, args.e2e_seconds)
+    return 0
+
+
 def cmd_bench_ingest(args: argparse.Namespace) -> int:
     from gateway import bench
     from gateway.ingest_bench import bench_ingest
@@ -821,14 +808,29 @@ def cmd_bench_uplink(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _sim_s7(args: argparse.Namespace) -> int:
+    """An S7 PLC (firmware_stubs/s7_hoist.py) on python-snap7's S7 server."""
+    from hil.sim import s7_device_toml, serve_s7
+
+    if args.print_config:
+        print(s7_device_toml(args.name, args.host, args.port), end="")
+        return EXIT_OK
+
+    def ready(port: int) -> None:
+        print(f"Serving {args.name} (seed {args.seed}) over S7comm on {args.host}:{port}; Ctrl-C stops.", flush=True)
+
+    _run(serve_s7(args.name, host=args.host, port=args.port, seed=args.seed, tick_s=args.tick_s, ready=ready))
+    return EXIT_OK
+
+
 def cmd_import_tags(args: argparse.Namespace) -> int:
+    """The tag list of a driver that registered one (DriverSpec.tags) -> ``[[devices.points]]`` TOML."""
     from pathlib import Path
 
-    from drivers.modbus.tags import csv_to_points, points_to_toml
+    from gateway.driver_registry import DRIVERS
 
-    if args.protocol == "s7":
+    if args.protocol == "s7":  # a TIA Portal export: XLSX (binary) or CSV, with warnings for rows left out
         return _import_s7_tags(args)
-
     try:
         text = Path(args.file).read_text(encoding="utf-8-sig")
     except OSError as err:
@@ -837,12 +839,13 @@ def cmd_import_tags(args: argparse.Namespace) -> int:
         raise UsageError(
             f"{args.file}: not UTF-8 text ({err.reason} at byte {err.start}): export the sheet as CSV UTF-8"
         ) from None
-    if args.protocol == "dlt645":
+    if args.protocol == "dlt645":  # a list of meters, one [[devices]] each: not points under one device
         return _import_meters(args, text)
+    tags = next(s.tags for s in DRIVERS if s.name == args.protocol and s.tags is not None)
     lines: list[int] = []
-    points = csv_to_points(text, args.file, lines)
-    _check_imported(points, lines, args.file)
-    toml = points_to_toml(points)
+    points = tags.read(text, args.file, lines)
+    _check_imported(tags.device(points), lines, args.file)
+    toml = tags.to_toml(points)
     if args.output:
         Path(args.output).write_text(toml, encoding="utf-8")
     else:
@@ -854,7 +857,7 @@ def _import_s7_tags(args: argparse.Namespace) -> int:
     """A TIA Portal PLC tag table (XLSX or CSV) -> [[devices.points]] of an S7 device."""
     from pathlib import Path
 
-    from drivers.s7.tags import points_to_toml, read_table, rows_to_points
+    from drivers.s7.tags import import_device, points_to_toml, read_table, rows_to_points
 
     try:
         data = Path(args.file).read_bytes()
@@ -865,8 +868,7 @@ def _import_s7_tags(args: argparse.Namespace) -> int:
     points = rows_to_points(read_table(data, args.file), args.file, lines, warnings)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
-    _check_imported(points, lines, args.file, {"type": "s7", "name": "import", "host": "127.0.0.1",
-                                               "family": "s7-1500"})
+    _check_imported(import_device(points), lines, args.file)
     toml = points_to_toml(points)
     if args.output:
         Path(args.output).write_text(toml, encoding="utf-8")
@@ -916,21 +918,14 @@ def _import_meters(args: argparse.Namespace, text: str) -> int:
     return EXIT_OK
 
 
-def _check_imported(points: list[Any], lines: list[int], source: str, device: dict[str, Any] | None = None) -> None:
+def _check_imported(device: dict[str, Any], lines: list[int], source: str) -> None:
     """What `edgegw check` would say about these points under a device: identifier codes, units,
-    class presets and thresholds, located at the CSV row (exit 2, nothing written)."""
+    class presets and thresholds, located at the row of the tag list (exit 2, nothing written)."""
     import re
 
     from gateway.config import parse
 
-    groups = {p.group: 1000 for p in points if getattr(p, "group", None)}  # the device defines them
-    if device is None:
-        device = {"type": "modbus_tcp", "name": "import", "host": "127.0.0.1", "poll_groups": groups}
-    data = {
-        "gateway": {"id": "import", "site": "import", "enterprise_prefix": "88.0.0"},
-        "devices": [{**device, "points": [p.model_dump(mode="json", exclude_defaults=True, exclude_none=True,
-                                                       by_alias=True) for p in points]}],
-    }
+    data = {"gateway": {"id": "import", "site": "import", "enterprise_prefix": "88.0.0"}, "devices": [device]}
     try:
         parse(data)
     except ConfigError as err:
@@ -948,7 +943,7 @@ def _check_imported(points: list[Any], lines: list[int], source: str, device: di
 
 def cmd_ids_validate(args: argparse.Namespace) -> int:
     """One verdict line per code; exit 1 if any is invalid, so scripts can gate on it."""
-    from pipelines.identifiers import Profile, verdict
+    from gateway.core.identifiers import Profile, verdict
 
     profile = Profile(args.profile)
     bad = 0
@@ -961,10 +956,9 @@ def cmd_ids_validate(args: argparse.Namespace) -> int:
 
 def cmd_ids_list(args: argparse.Namespace) -> int:
     """Every point's resolved code (given or minted) with its device code and grade, as TSV or JSON."""
-    from gateway.catalog import build_catalog
     from gateway.config import load
 
-    catalog = build_catalog(load(args.config))
+    catalog = load(args.config).catalog()
     rows = [
         {"point": p.key, "code": p.code, "device_code": p.device_code, "data_grade": p.data_grade,
          "data_domain": p.data_domain, "class": p.point_class, "unit": p.unit}
@@ -981,15 +975,14 @@ def cmd_ids_list(args: argparse.Namespace) -> int:
 def cmd_ids_registry(args: argparse.Namespace) -> int:
     """export (offline: the batchCreate body), register (create / update / leave; exit 1 if any failed),
     resolve (per code; exit 1 if any fails)."""
-    from gateway.catalog import build_catalog
     from gateway.config import load
-    from gateway.errors import ConfigIssue, RegistryError
+    from gateway.core.errors import ConfigIssue, RegistryError
     from gateway.registry import describe_changes, make_client, records
 
     cfg = load(args.config)
     if args.ids_command == "export":
         template = cfg.registry.template_version if cfg.registry else "1.0"
-        recs = records(build_catalog(cfg), cfg.gateway.code if cfg.gateway else None)
+        recs = records(cfg.catalog(), cfg.gateway.code if cfg.gateway else None)
         print(json.dumps([r.snms(template) for r in recs], ensure_ascii=False, indent=2))
         return EXIT_OK
     if cfg.registry is None:
@@ -999,7 +992,7 @@ def cmd_ids_registry(args: argparse.Namespace) -> int:
         if args.ids_command == "register":
             from gateway.progress import progress_bar
 
-            recs = records(build_catalog(cfg), cfg.gateway.code if cfg.gateway else None)
+            recs = records(cfg.catalog(), cfg.gateway.code if cfg.gateway else None)
             with progress_bar("registering", len(recs), "codes") as step:
                 rep = client.register(recs, progress=step)
             for handle, diff in rep.changes.items():
@@ -1279,8 +1272,18 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", default=None, help="also write the figures to FILE")
     b.set_defaults(func=cmd_bench_ingest)
 
-    s = sub.add_parser("import-tags", help="tag list -> config TOML (modbus, dlt645: CSV; s7: TIA Portal XLSX / CSV)")
-    s.add_argument("protocol", choices=["modbus", "dlt645", "s7"])
+    b = bsub.add_parser("wire", help="bytes and CPU per point on the wire by batch size and codec (deadband mix)")
+    b.add_argument("--runs", type=int, default=3, help="CPU figures are the median of this many runs")
+    b.add_argument("--e2e-seconds", type=float, default=5.0,
+                   help="seconds per end-to-end run through a real mosquitto (0: skip)")
+    b.add_argument("--json", default=None, help="also write the figures to FILE")
+    b.set_defaults(func=cmd_bench_wire)
+
+    from gateway.driver_registry import DRIVERS
+
+    s = sub.add_parser("import-tags", help="tag list -> config TOML (CSV; s7: TIA Portal XLSX or CSV)")
+    s.add_argument("protocol", choices=sorted({d.name for d in DRIVERS if d.tags is not None} | {"dlt645", "s7"}),
+                   help="a driver with a tag-list import (docs/drivers.md)")
     s.add_argument("file")
     s.add_argument("-o", "--output", default=None, help="write here instead of stdout")
     s.add_argument("--serial-port", default=None, help="dlt645: the meters' RS-485 port (default /dev/ttyUSB0)")

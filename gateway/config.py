@@ -1,7 +1,8 @@
 """The typed root config, TOML loading and located error messages.
 
-The union of driver models, discriminated by ``type``, is the driver registry: no string imports,
-no plugins discovered at run time.  Loading does no I/O beyond reading the file; connecting does no
+The ``[[devices]]`` union (driver config models, discriminated by ``type``) and the known device
+types derive from the driver registry (gateway/driver_registry.py): no string imports, no plugins
+discovered at run time.  Loading does no I/O beyond reading the file; connecting does no
 validation.
 """
 
@@ -15,19 +16,16 @@ import os
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from drivers.dlt645.config import Dlt645SerialDevice, Dlt645TcpDevice
-from drivers.dlt645.config import line_issues as meter_line_issues
-from drivers.modbus.config import ModbusRtuDevice, ModbusRtuTcpDevice, ModbusTcpDevice, line_issues
-from drivers.opcua.config import DEPRECATED_POLICIES, Identity, OpcUaDevice, SecurityPolicy, TrustPolicy
-from drivers.s7.config import S7Device
-from gateway.clock import RELEASE_DATE, ns_of_date
-from gateway.errors import ConfigError, ConfigIssue
-from gateway.schema import KEY_PATTERN, Key, StrictModel, check_code, check_tags
+from gateway.catalog import Catalog, build_catalog
+from gateway.core.clock import RELEASE_DATE, ns_of_date
+from gateway.core.errors import ConfigError, ConfigIssue
+from gateway.core.schema import KEY_PATTERN, DeviceBase, Key, StrictModel, check_code, check_tags
+from gateway.driver_registry import DEVICE_TYPES, DRIVERS, device_union, spec_of
 
 if TYPE_CHECKING:
     from gateway.startup import StartupProgress
@@ -75,12 +73,10 @@ def _env_password(name: str) -> str | None:
     return value
 
 
-DeviceConfig = Annotated[
-    ModbusTcpDevice | ModbusRtuTcpDevice | ModbusRtuDevice | OpcUaDevice | Dlt645SerialDevice | Dlt645TcpDevice
-    | S7Device,
-    Field(discriminator="type"),
-]
-_DEVICE_TYPES = {"modbus_tcp", "modbus_rtu_tcp", "modbus_rtu", "opcua", "dlt645", "dlt645_tcp", "s7"}
+if TYPE_CHECKING:
+    DeviceConfig = DeviceBase  # every device model derives from it; narrow with isinstance
+else:
+    DeviceConfig = device_union()  # the registered drivers' models, discriminated by ``type``
 
 
 class GatewaySection(StrictModel):
@@ -252,11 +248,32 @@ class UplinkConfig(MqttConfig):
         description="PUBACK 0x10 (no matching subscribers): keep the batch buffered and retry, with the "
                     "publish_refused alarm (default), or count it delivered (a broker that nobody reads on purpose)",
     )
-    compression: Literal["none", "zlib"] = Field(default="none", description="zlib for thin (metered) links")
+    wire_format: Literal[1, 2] = Field(
+        default=2,
+        description="2: batches refer to the retained point catalog, typed columns (docs/wire-format.md); "
+                    "1: self-contained batches, for an ingest older than wire format v2",
+    )
+    compression: Literal["auto", "none", "zlib", "zstd"] = Field(
+        default="auto", description="auto: zstd with the shipped dictionary for wire format 2, none for 1",
+    )
     backlog_share: float = Field(
         default=0.5, ge=0.0, le=1.0,
         description="share of the in-flight window given to backlog batches while live data is flowing",
     )
+
+    @model_validator(mode="after")
+    def _wire(self) -> Self:
+        if self.wire_format == 2 and self.payload_format == "json":
+            raise ValueError("payload_format = \"json\" needs wire_format = 1 (wire format 2 is msgpack only)")
+        if self.wire_format == 1 and self.compression == "zstd":
+            raise ValueError("compression = \"zstd\" needs wire_format = 2 (v1 decoders know zlib only)")
+        return self
+
+    @property
+    def codec_compression(self) -> Literal["none", "zlib", "zstd"]:
+        if self.compression == "auto":
+            return "zstd" if self.wire_format == 2 else "none"
+        return self.compression
 
 
 def _read_secret(path: str, location: str) -> str:
@@ -331,6 +348,11 @@ class IngestSection(StrictModel):
     receive_maximum: int = Field(
         default=200, ge=1, le=65535,
         description="MQTT 5: messages the broker may have unacknowledged towards this ingest; it holds the rest",
+    )
+    catalog_wait_s: float = Field(
+        default=30.0, gt=0, le=3600,
+        description="wire format v2: how long a batch waits for its gateway's catalog (asked again from the "
+                    "broker meanwhile) before it is dead-lettered",
     )
     dead_letter_path: str = Field(default="edgegw-dead-letters.db", description="SQLite file of dead letters")
     dead_letter_max_bytes: int = Field(
@@ -436,6 +458,19 @@ class Config(StrictModel):
     )
     watch: WatchConfig = Field(default_factory=WatchConfig)
 
+    # the point table, with the sections it was built from (a copy with other devices builds its own)
+    _catalog: tuple[tuple[object, ...], Catalog] | None = PrivateAttr(default=None)
+
+    def catalog(self) -> Catalog:
+        """The point table of this config, built once: :func:`parse` builds it to check the codes, and
+        the gateway (and every other user) then takes the same object."""
+        key = (self.gateway, self.devices, self.data_policy)
+        cached = self._catalog
+        if cached is None or any(a is not b for a, b in zip(cached[0], key, strict=True)):
+            self._catalog = (key, build_catalog(self))
+            cached = self._catalog
+        return cached[1]
+
     @model_validator(mode="after")
     def _cross_checks(self) -> Self:
         names: set[str] = set()
@@ -454,7 +489,7 @@ def format_location(loc: tuple[int | str, ...]) -> str:
     for i, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in _DEVICE_TYPES and i > 0 and isinstance(loc[i - 1], int):
+        elif part in DEVICE_TYPES and i > 0 and isinstance(loc[i - 1], int):
             continue  # the discriminator tag pydantic inserts after a union member
         else:
             out += f".{part}" if out else str(part)
@@ -470,7 +505,7 @@ def _issues(err: ValidationError) -> list[ConfigIssue]:
 
             msg = "unknown key" + did_you_mean(Config, tuple(e["loc"]))
         elif e["type"] == "union_tag_invalid":
-            msg = f"unknown device type {e['input'].get('type')!r}; known: {', '.join(sorted(_DEVICE_TYPES))}"
+            msg = f"unknown device type {e['input'].get('type')!r}; known: {', '.join(sorted(DEVICE_TYPES))}"
         elif e["type"] == "string_pattern_mismatch" and e.get("ctx", {}).get("pattern") == KEY_PATTERN:
             msg = (
                 f"{e['input']!r} is not a valid key: use 1-64 letters, digits, '_', '.', '-', "
@@ -482,7 +517,7 @@ def _issues(err: ValidationError) -> list[ConfigIssue]:
                     " put the name people use in display_name, e.g. display_name = " + repr(e["input"]) + ")"
                 )
         elif e["type"] == "union_tag_not_found":
-            msg = f"missing 'type' (one of: {', '.join(sorted(_DEVICE_TYPES))})"
+            msg = f"missing 'type' (one of: {', '.join(sorted(DEVICE_TYPES))})"
         msg = msg.removeprefix("Value error, ")
         issues.append(ConfigIssue(format_location(tuple(e["loc"])), msg))
     return issues
@@ -565,27 +600,9 @@ def security_warnings(cfg: Config, role: Literal["edge", "ingest"] | None = None
         if cfg.uplink is not None:
             out += _mqtt_warnings(cfg.uplink, "uplink")
         for d, dev in enumerate(cfg.devices):
-            if not isinstance(dev, OpcUaDevice):
-                continue
-            where = f"devices[{d}]"
-            if dev.security_policy is SecurityPolicy.NONE:
-                msg = ("'None': the OPC UA session is neither signed nor encrypted: the server is not "
-                       "authenticated and anyone on the network can read or forge its values")
-                if dev.identity is Identity.USERNAME:
-                    msg += "; the user name and password may travel in clear"
-                out.append(ConfigIssue(f"{where}.security_policy", msg + " (use Basic256Sha256 or an Aes policy)"))
-            elif dev.security_policy in DEPRECATED_POLICIES:
-                out.append(ConfigIssue(
-                    f"{where}.security_policy",
-                    f"{dev.security_policy.value!r} is deprecated (SHA-1): use Basic256Sha256 or an Aes policy",
-                ))
-            elif dev.trust is TrustPolicy.TRUST_ON_FIRST_USE:
-                out.append(ConfigIssue(
-                    f"{where}.trust",
-                    "'trust_on_first_use': the first certificate the server presents is trusted unchecked, so an "
-                    "impostor present at the first connection is trusted from then on; once the server is known, "
-                    "set trust = 'trust_list'",
-                ))
+            warn = spec_of(dev).security_warnings  # e.g. an OPC UA session that is not signed
+            if warn is not None:
+                out += warn(dev, f"devices[{d}]")
         reg = cfg.registry
         if reg is not None and reg.password_env and reg.url.startswith("http://"):
             out.append(ConfigIssue(
@@ -672,13 +689,13 @@ def _url_password_warning(url: str, where: str) -> list[ConfigIssue]:
 def _semantic_issues(cfg: Config) -> list[ConfigIssue]:
     """Checks across the whole tree: every point gets a code, no two points share one, and the
     forwarding policy of every grade can be kept."""
-    from gateway.catalog import build_catalog
-
-    issues = line_issues(cfg.devices)  # devices sharing a Modbus line agree on its settings
-    issues += meter_line_issues(cfg.devices)  # and DL/T 645 meters sharing an RS-485 line
+    issues: list[ConfigIssue] = []
+    for spec in DRIVERS:  # checks across devices of one driver (devices sharing a Modbus line agree)
+        if spec.config_issues is not None:
+            issues.extend(spec.config_issues(cfg.devices))
     issues.extend(policy_issues(cfg))
     try:
-        build_catalog(cfg)
+        cfg.catalog()
     except ConfigError as err:
         issues.extend(err.issues)
     return issues

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.errors import BufferStorageError, GatewayError
+from gateway.core.errors import BufferStorageError, GatewayError
 
 __all__ = ["DeadLetter", "DeadLetterFullError", "DeadLetterStore", "StoredDeadLetter"]
 

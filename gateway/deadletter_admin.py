@@ -12,18 +12,22 @@ runs (SQLite serialises the writers).
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.alarms import decode_alarm
+import aiomqtt
+
 from gateway.buffer.export import point_record
-from gateway.codec import decode
+from gateway.codec import decode, decode_alarm
 from gateway.config import IngestSection
+from gateway.core.errors import CodecError, StoreUnavailableError
 from gateway.deadletter import DeadLetterStore, StoredDeadLetter
-from gateway.errors import CodecError, StoreUnavailableError
-from gateway.ingest import IngestCore, Prepared
+from gateway.ingest import IngestCore, Prepared, fetch_catalogs
+
+log = logging.getLogger("edgegw.deadletter")
 
 __all__ = ["ReplayOutcome", "ReplayReport", "export_record", "list_record", "replay"]
 
@@ -112,6 +116,7 @@ async def replay(cfg: IngestSection, store: DeadLetterStore, ids: list[int] | No
     wanted = store.ids() if ids is None else list(dict.fromkeys(ids))
     core = IngestCore(cfg, dead_letters=store)
     core.give_up_after_s = give_up_after_s
+    fetched = False
     try:
         for chunk, entries in _chunks(store, wanted):
             found = {e.id for e in entries}
@@ -119,6 +124,14 @@ async def replay(cfg: IngestSection, store: DeadLetterStore, ids: list[int] | No
             if not entries:
                 continue
             prepared = [core.prepare(e.topic, e.payload) for e in entries]
+            if any(p.missing is not None for p in prepared) and not fetched:
+                fetched = True  # wire format v2 batches: their catalogs are retained on the broker
+                try:
+                    await fetch_catalogs(core)
+                except (aiomqtt.MqttError, OSError) as err:
+                    log.warning("Cannot fetch the gateways' catalogs from the broker (%s): wire format v2 "
+                                "batches stay dead letters.", err)
+                prepared = [core.prepare_again(p) if p.missing is not None else p for p in prepared]
             try:
                 await core.settle(prepared, replaces=[e.id for e in entries])
             except StoreUnavailableError as err:

@@ -24,8 +24,8 @@ from firmware_stubs.gas_substation import GasSubstation, ch4_excursion, point_co
 from gateway.app import Gateway
 from gateway.codec import Batch
 from gateway.config import Config, parse
+from gateway.core.point import Point, Quality
 from gateway.ingest import Ingest
-from gateway.point import Point, Quality
 from hil.modbus_server import SimulatedPlc
 
 __all__ = ["demo_config", "run_demo"]

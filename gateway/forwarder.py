@@ -16,13 +16,13 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.buffer import Outcome, SqliteBuffer, Transaction
 from gateway.codec import mark_historical
-from gateway.errors import CodecError, RejectedError, RetryableError
+from gateway.core.errors import CodecError, RejectedError, RetryableError
 from gateway.latency import Histogram
 from gateway.sinks.mqtt import MqttUplink, UplinkConnection
 
@@ -59,12 +59,14 @@ class Forwarder:
         on_delivered: Callable[[bytes, bool], None] | None = None,
         mark_backlog: bool = True,
         state_facts: Callable[[], tuple[int, dict[str, object]]] | None = None,
+        on_connect: Callable[[UplinkConnection, bool], Awaitable[None]] | None = None,
     ) -> None:
         """``on_delivered(payload, historical)`` is called for each batch confirmed by a PUBACK
         (benchmarks measure latency with it).  ``mark_backlog = False`` publishes backlog exactly
         as stored (alarm events keep their wire format).  ``state_facts()`` returns (version, facts):
         overload conditions (gateway.watch) the retained state message carries; it is published
-        again whenever the version changes."""
+        again whenever the version changes.  ``on_connect(conn, backlog)`` runs on each connection
+        before any batch is published (the wire format v2 catalogs); ``backlog``: batches are buffered."""
         self.buffer = buffer
         self.uplink = uplink
         self.wake = wake
@@ -76,6 +78,7 @@ class Forwarder:
         self.on_delivered = on_delivered
         self.mark_backlog = mark_backlog
         self.state_facts = state_facts
+        self.on_connect = on_connect
         self.stats = ForwarderStats()
 
     async def run(self) -> None:
@@ -88,6 +91,8 @@ class Forwarder:
                         log.info("Connected to broker %s:%s as %s.", host, port, self.uplink.client_id)
                     self.stats.connected = True
                     backoff = 0.2
+                    if self.on_connect is not None:
+                        await self.on_connect(conn, self.buffer.pending_batches > 0)
                     await self._pump(conn)
             except RetryableError as err:
                 self.stats.last_error = str(err)

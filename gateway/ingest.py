@@ -8,7 +8,7 @@ acknowledged (persistent session, fixed client id), and a redelivered row lands 
 (series, time) in InfluxDB.
 
 - **Nothing from one message can stop the others.**  Decoding, identity, encoding
-  (:mod:`gateway.lineproto`) and the store's verdict are per message and per row: what cannot be
+  (:mod:`gateway.core.lineproto`) and the store's verdict are per message and per row: what cannot be
   written as sent is dead-lettered with the reason, the rest is written.
 - **The topic is the identity.**  ``<prefix>/<site>/<gateway>/data|alarm`` is what the broker's
   ACL authenticates; a payload naming another site or gateway is dead-lettered, and every row
@@ -37,21 +37,28 @@ from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 
-from gateway.alarms import decode_alarm
 from gateway.codec import (
     FLAG_HISTORICAL,
     Batch,
     CatalogCache,
+    CatalogMissingError,
     CatRow,
     Columns,
+    decode_alarm,
     decode_columns,
+    is_catalog_topic,
     points_payload,
     row_tags,
 )
 from gateway.config import IngestSection
-from gateway.deadletter import DeadLetter, DeadLetterFullError, DeadLetterStore
-from gateway.errors import BodyTooLargeError, BufferStorageError, CodecError, DataRejectedError, StoreUnavailableError
-from gateway.lineproto import (
+from gateway.core.errors import (
+    BodyTooLargeError,
+    BufferStorageError,
+    CodecError,
+    DataRejectedError,
+    StoreUnavailableError,
+)
+from gateway.core.lineproto import (
     MAX_TIMESTAMP_NS,
     VM_MAX_FUTURE_NS,
     LineError,
@@ -61,14 +68,15 @@ from gateway.lineproto import (
     telemetry_fields,
     telemetry_series,
 )
-from gateway.point import Point, now_ns
+from gateway.core.point import Point, now_ns
+from gateway.deadletter import DeadLetter, DeadLetterFullError, DeadLetterStore
 from gateway.sinks.influx import LineWriter, make_writer
 from gateway.sinks.mqtt import MqttClient
 
 if TYPE_CHECKING:
     from gateway.http import StatusServer
 
-__all__ = ["Ingest", "IngestCore", "IngestStats", "Prepared"]
+__all__ = ["Ingest", "IngestCore", "IngestStats", "Prepared", "fetch_catalogs"]
 
 log = logging.getLogger("edgegw.ingest")
 _LOUD_EVERY_S = 60.0
@@ -94,6 +102,10 @@ class IngestStats:
     store_down_since: float | None = None  # monotonic time of the first failure of the current outage
     newest_written_ns: int = 0  # source time of the newest point written (the lag metric)
     connected: bool = False
+    catalogs: int = 0  # wire format v2 catalog messages learnt
+    bad_catalogs: int = 0  # catalog messages refused (malformed, forged origin)
+    catalog_waits: int = 0  # v2 batches that arrived before their catalog (held until it came)
+    catalog_missing: int = 0  # v2 batches dead-lettered: their catalog did not come within catalog_wait_s
 
 
 @dataclass(slots=True)
@@ -109,6 +121,7 @@ class Prepared:
     gateway: str = ""
     payload: bytes = b""
     refused: list[tuple[int, str]] = field(default_factory=list)  # row index, reason (filled by the write)
+    missing: str | None = None  # a v2 batch whose catalog (this id) has not arrived yet: held, not written
 
 
 def _plain_numbers(values: list[Any]) -> bool:
@@ -169,6 +182,20 @@ class IngestCore:
             self._prepare_batch(prep)
         return prep
 
+    def prepare_again(self, prep: Prepared) -> Prepared:
+        """A held batch (``missing``) decoded again, now that a catalog arrived."""
+        fresh = Prepared(prep.topic, payload=prep.payload, site=prep.site, gateway=prep.gateway)
+        self._prepare_batch(fresh)
+        return fresh
+
+    def _catalog_missing(self, prep: Prepared) -> Prepared:
+        self.stats.catalog_missing += 1
+        self.stats.undecodable += 1
+        cid, prep.missing = prep.missing, None
+        return self._dead_message(prep, f"undecodable: its catalog {cid} (topic {self._prefix}/{prep.site}/"
+                                        f"{prep.gateway}/catalog/{cid}) never arrived; replay it once the "
+                                        "gateway published it (is the gateway allowed to publish there?)")
+
     def _dead_message(self, prep: Prepared, reason: str, points: int = 0) -> Prepared:
         prep.rows.clear()
         prep.samples.clear()
@@ -197,9 +224,29 @@ class IngestCore:
         if self.alarm_observer is not None:
             self.alarm_observer(doc)
 
+    def learn_catalog(self, topic: str, payload: bytes) -> str | None:
+        """A wire format v2 catalog message (retained, ``<prefix>/<site>/<gateway>/catalog/<id>``):
+        kept for the batches that refer to it.  Returns its id, or None (refused, logged)."""
+        parts = topic.split("/")
+        if not payload:
+            return None  # a retained catalog cleared
+        try:
+            _gw, _site, cid = self._catalogs.learn(payload, (parts[1], parts[2]))
+        except CodecError as err:
+            self.stats.bad_catalogs += 1
+            log.error("Refused the catalog message on %s: %s", topic, err)
+            return None
+        if cid != parts[4]:
+            log.warning("The catalog on %s has id %s (topic says %s); kept under its own id.", topic, cid, parts[4])
+        self.stats.catalogs += 1
+        return cid
+
     def _prepare_batch(self, prep: Prepared) -> None:
         try:
-            cols = decode_columns(prep.payload, self._catalogs)
+            cols = decode_columns(prep.payload, self._catalogs, (prep.site, prep.gateway))
+        except CatalogMissingError as err:
+            prep.missing = err.catalog_id  # held until the catalog arrives (Ingest._consume)
+            return
         except CodecError as err:
             self.stats.undecodable += 1
             self._dead_message(prep, f"undecodable: {err}")
@@ -297,6 +344,9 @@ class IngestCore:
         ``replaces``: dead-letter ids these messages came from (a replay); they are deleted in the
         transaction that commits what is refused again.
         """
+        for j, prep in enumerate(prepared):
+            if prep.missing is not None:  # never written unseen: what waited in vain is a dead letter
+                prepared[j] = self._catalog_missing(prep)
         for chunk in self._chunks(prepared):
             await self._write_rows(prepared, chunk)
         letters: list[DeadLetter] = []
@@ -481,6 +531,7 @@ class Ingest(IngestCore):
         self.client_id = cfg.mqtt.client_id or f"edgegw-ingest-{socket.gethostname()}"
         share = f"$share/{cfg.share_group}/" if cfg.share_group and cfg.mqtt.protocol == "5" else ""
         self.topic_filter = f"{share}{cfg.mqtt.topic_prefix}/+/+/data"
+        self.catalog_filter = f"{cfg.mqtt.topic_prefix}/+/+/catalog/+"  # every ingest process needs them all
         self.alarm_filter = f"{share}{cfg.mqtt.topic_prefix}/+/+/alarm"
         self.subscribed = asyncio.Event()
 
@@ -513,6 +564,8 @@ class Ingest(IngestCore):
                                 receive_maximum=self.cfg.receive_maximum, server=(host, port))
             try:
                 async with client:
+                    # the retained catalogs first: they arrive before the batches that refer to them
+                    await client.subscribe(self.catalog_filter, qos=1)
                     await client.subscribe(self.topic_filter, qos=1)
                     await client.subscribe(self.alarm_filter, qos=1)
                     self.stats.connected = True
@@ -552,6 +605,8 @@ class Ingest(IngestCore):
         # batch or an alarm event stuck at the broker).  One pending task, reused across timeouts.
         nxt: asyncio.Future[aiomqtt.Message] | None = None
         writing: asyncio.Future[None] | None = None
+        waiting_since: float | None = None  # since when a batch waits for its catalog
+        asked: dict[tuple[str, str], float] = {}  # (site, gateway) -> when its catalogs were last asked for
         try:
             while True:
                 if writing is not None and writing.done():
@@ -565,13 +620,33 @@ class Ingest(IngestCore):
                     msg = nxt.result()
                     nxt = None
                     payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload).encode()
+                    if is_catalog_topic(msg.topic.value):
+                        # a catalog is state, not data: learnt and acknowledged at once; held batches retried
+                        if self.learn_catalog(msg.topic.value, payload) is not None:
+                            for j, p in enumerate(prepared):
+                                if p.missing is not None:
+                                    prepared[j] = self.prepare_again(p)
+                                    n_rows += len(prepared[j].rows)
+                        client.ack(msg.mid, msg.qos)
+                        continue
                     prep = self.prepare(msg.topic.value, payload)
+                    if prep.missing is not None:
+                        self.stats.catalog_waits += 1
                     pending.append(msg)
                     prepared.append(prep)
                     n_rows += len(prep.rows)
                     if deadline is None:
                         deadline = time.monotonic() + linger
                 if not done or n_rows >= self.cfg.batch_max_points:
+                    held = [p for p in prepared if p.missing is not None]
+                    if held:
+                        now = time.monotonic()
+                        waiting_since = now if waiting_since is None else waiting_since
+                        if now - waiting_since < self.cfg.catalog_wait_s:
+                            await self._ask_catalogs(client, held, asked)
+                            deadline = now + 0.5  # look again soon; everything after it waits in order
+                            continue
+                    waiting_since = None
                     # one write in flight while the next batch is prepared: decoding overlaps the
                     # store's work; acknowledgements stay in order and at most two batches are held
                     if writing is not None:
@@ -586,8 +661,47 @@ class Ingest(IngestCore):
                 with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
                     await writing
 
+    async def _ask_catalogs(self, client: MqttClient, held: list[Prepared],
+                            asked: dict[tuple[str, str], float]) -> None:
+        """Subscribe again to the catalogs of the gateways whose batches wait: the broker then sends
+        their retained catalogs again (one this process missed or forgot).  At most every 2 s each."""
+        now = time.monotonic()
+        for key in {(p.site, p.gateway) for p in held}:
+            if now - asked.get(key, -1e9) < 2.0:
+                continue
+            asked[key] = now
+            if len(asked) > 10_000:
+                asked.clear()
+            missing = sorted({p.missing for p in held if (p.site, p.gateway) == key and p.missing})
+            log.warning("Batches of %s/%s wait for catalog %s; asking the broker for it again.", key[0], key[1],
+                        ", ".join(missing))
+            await client.subscribe(f"{self._prefix}/{key[0]}/{key[1]}/catalog/+", qos=1)
+
     async def _settle_and_ack(self, client: MqttClient, prepared: list[Prepared],
                               pending: list[aiomqtt.Message]) -> None:
         await self.settle(prepared)
         for m in pending:
             client.ack(m.mid, m.qos)
+
+
+async def fetch_catalogs(core: IngestCore, quiet_s: float = 1.0, timeout_s: float = 10.0) -> int:
+    """Teach ``core`` the retained wire format v2 catalogs of every gateway on its broker (what a
+    dead-letter replay needs for v2 batches); returns how many were learnt.  A short session of its
+    own (no session kept on the broker): the retained messages arrive on subscribe; it stops after
+    ``quiet_s`` without one, at most after ``timeout_s``."""
+    cfg = core.cfg.mqtt.model_copy(update={"session_expiry_s": 0})
+    learnt = 0
+    client = MqttClient(cfg, f"{cfg.client_id or 'edgegw-ingest'}-catalogs-{socket.gethostname()}")
+    async with client:
+        await client.subscribe(f"{cfg.topic_prefix}/+/+/catalog/+", qos=1)
+        end = time.monotonic() + timeout_s
+        it = client.messages
+        while time.monotonic() < end:
+            try:
+                msg = await asyncio.wait_for(anext(it), min(quiet_s, max(0.0, end - time.monotonic())))
+            except TimeoutError:
+                break
+            payload = msg.payload if isinstance(msg.payload, bytes) else b""
+            if is_catalog_topic(msg.topic.value) and core.learn_catalog(msg.topic.value, payload) is not None:
+                learnt += 1
+    return learnt

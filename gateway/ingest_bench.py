@@ -34,7 +34,7 @@ from typing import Any
 from gateway.bench import SyntheticSource, _summary, synthetic_catalog
 from gateway.codec import Encoder, decode_columns, row_tags
 from gateway.config import InfluxConfig, MqttConfig
-from gateway.lineproto import Dialect, line, telemetry_fields, telemetry_series
+from gateway.core.lineproto import Dialect, line, telemetry_fields, telemetry_series
 from gateway.sinks.influx import make_writer
 from gateway.sinks.mqtt import MqttClient
 from hil.services import Influx1, Mosquitto, Service, VictoriaMetrics

@@ -19,7 +19,7 @@ from typing import Literal
 
 from drivers.opcua.config import OpcUaDevice, SecurityPolicy
 from gateway.config import Config, MqttConfig
-from gateway.errors import ConfigIssue
+from gateway.core.errors import ConfigIssue
 
 __all__ = ["FileProblems", "file_problems"]
 

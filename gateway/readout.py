@@ -21,10 +21,11 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from gateway.catalog import Catalog, build_catalog
+from gateway.catalog import Catalog
 from gateway.config import Config
-from gateway.errors import ConfigError, ConfigIssue, DeviceError, ReadError
-from gateway.point import Quality, SampleBatch, now_ns
+from gateway.core.driver import RunnerKind
+from gateway.core.errors import ConfigError, ConfigIssue, DeviceError, ReadError
+from gateway.core.point import Quality, SampleBatch, now_ns
 from pipelines.pipeline import Pipeline
 
 __all__ = ["Readout", "read_devices"]
@@ -123,12 +124,10 @@ async def read_devices(
 ) -> Readout:
     """Poll the selected devices (every one of them at once), show the table; with ``watch``, again
     every ``interval_s`` until cancelled (or ``rounds`` polls, for tests)."""
-    from drivers.dlt645.driver import LinePool as MeterLinePool
-    from drivers.modbus.driver import LinePool
-    from gateway.app import _make_driver
+    from gateway.driver_registry import DriverFactory, spec_of
 
     console = console or Console()
-    catalog = build_catalog(cfg)
+    catalog = cfg.catalog()
     devices = select(cfg, names)
     gw = cfg.gateway
     pipeline = Pipeline(catalog.specs, min_valid_ns=gw.clock_min_valid_ns if gw else 0)
@@ -139,8 +138,8 @@ async def read_devices(
             readout.last[i] = (value, Quality(quality), reason)
 
     pipeline.tap = keep
-    lines, meter_lines = LinePool(), MeterLinePool()
-    drivers = [_make_driver(d, catalog.by_device[d.name].start, lines, meter_lines) for d in devices]
+    factory = DriverFactory()
+    drivers = [factory.make(d, catalog.by_device[d.name].start) for d in devices]
     entered: dict[str, Any] = {}
 
     async def one(dev: Any, driver: Any) -> SampleBatch:
@@ -151,7 +150,7 @@ async def read_devices(
                 async with asyncio.timeout(max(timeout, 10.0)):
                     await driver.__aenter__()
                 entered[name] = driver
-            batch = await _poll(driver, getattr(driver, "streaming", False), catalog.by_device[name],
+            batch = await _poll(driver, spec_of(dev).runner_kind(dev) is RunnerKind.PUSHED, catalog.by_device[name],
                                 max(timeout, 10.0))
         except (DeviceError, TimeoutError) as err:
             reason = err.reason if isinstance(err, ReadError) else "unreachable" if name not in entered else "timeout"

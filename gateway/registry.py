@@ -33,7 +33,7 @@ from pathlib import Path
 
 from gateway.catalog import Catalog
 from gateway.config import RegistrySection
-from gateway.errors import ConfigError, ConfigIssue, RegistryError
+from gateway.core.errors import ConfigError, ConfigIssue, RegistryError
 from pipelines.registry import DoipClient, Record, RegisterReport, RegistryClient, SnmsClient
 
 __all__ = ["MANAGED_TYPES", "RegistrySync", "RegistrySyncStats", "describe_changes", "make_client", "records"]

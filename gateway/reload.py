@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.config import Config
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 
 __all__ = ["RESTART_ONLY", "ReloadPlan", "ReloadStatus", "config_error_lines", "plan_reload"]
 

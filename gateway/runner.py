@@ -14,26 +14,18 @@ import math
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol, Self
 
 from gateway.catalog import Catalog
-from gateway.errors import DeviceError, ReadError
-from gateway.point import SampleBatch, now_ns
+from gateway.core.contracts import PollingDriver, Schedule, StreamingDriver
+from gateway.core.errors import DeviceError, ReadError
+from gateway.core.point import SampleBatch, now_ns
 
-__all__ = ["DeviceHealth", "DeviceRunner", "PollingDriver", "StreamRunner", "StreamingDriver"]
+__all__ = ["DeviceHealth", "DeviceRunner", "PollingDriver", "Schedule", "StreamRunner", "StreamingDriver"]
 
 log = logging.getLogger("edgegw.runner")
 
-
-class PollingDriver(Protocol):
-    @property
-    def name(self) -> str: ...
-
-    async def __aenter__(self) -> Self: ...
-    async def __aexit__(self, *exc: object) -> None: ...
-    async def read(self) -> SampleBatch: ...
 
 
 @dataclass(slots=True)
@@ -59,7 +51,6 @@ class DeviceHealth:
 
 _OUTAGE_REASONS = frozenset({"timeout", "disconnected", "unreachable", "malformed_response"})
 POLL_SLOTS = 10  # poll instants per interval that devices share (see DeviceRunner._aligned)
-Schedule = tuple[float, Callable[[], Awaitable[SampleBatch]]]  # (interval s, read one poll group)
 
 
 class _Runner:
@@ -293,19 +284,6 @@ class DeviceRunner(_Runner):
                 next_at += missed * interval
             heapq.heapreplace(due, (next_at, i))
 
-
-class StreamingDriver(Protocol):
-    """A driver the device pushes data through (OPC UA subscriptions): no poll cadence of our own.
-
-    ``stream()`` yields batches until the session is lost, then raises a :class:`DeviceError`.
-    """
-
-    @property
-    def name(self) -> str: ...
-
-    async def __aenter__(self) -> Self: ...
-    async def __aexit__(self, *exc: object) -> None: ...
-    def stream(self) -> AsyncIterator[SampleBatch]: ...
 
 
 class StreamRunner(_Runner):

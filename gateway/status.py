@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.buffer import BufferStats, SqliteBuffer
 from gateway.catalog import Catalog
-from gateway.errors import BufferCorruptError, BufferStorageError
-from gateway.point import Quality, Sample, SampleBatch, Value
+from gateway.core.errors import BufferCorruptError, BufferStorageError
+from gateway.core.point import Quality, Sample, SampleBatch, Value
 
 if TYPE_CHECKING:
     from gateway.app import Gateway

@@ -26,7 +26,7 @@ one condition add up exactly to the change of the buffer's counters.  :meth:`Wat
 the conditions in force for the retained state message and for metrics; :attr:`Watch.version`
 changes whenever they start, stop or are reported again.
 
-Time is the clock's monotonic time (:mod:`gateway.clock`), so tests drive a controlled clock.
+Time is the clock's monotonic time (:mod:`gateway.core.clock`), so tests drive a controlled clock.
 SQL paths never log overload themselves: they count, this module speaks.
 """
 
@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from gateway.buffer import SqliteBuffer
-from gateway.clock import SYSTEM_CLOCK, Clock
+from gateway.core.clock import SYSTEM_CLOCK, Clock
 
 __all__ = ["DROP_KINDS", "FILL_LEVELS", "Watch"]
 

@@ -33,7 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from firmware_stubs.gas_substation import GasSubstation, point_config
 from gateway.config import parse
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 from hil.netns import Netns
 from hil.oracle import Judgement, Row, histogram_quantile, judge, points_per_read, recovery_times
 from hil.plc_process import read_counts

@@ -35,8 +35,8 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
-from gateway.errors import IdentifierError
-from pipelines.identifiers import Profile, parse_handle
+from gateway.core.errors import IdentifierError
+from gateway.core.identifiers import Profile, parse_handle
 
 __all__ = ["ResolutionNode"]
 

@@ -33,8 +33,8 @@ from typing import Any, Literal, Self
 from pydantic import Field, ValidationError, model_validator
 
 from gateway.config import _issues
-from gateway.errors import ConfigError, ConfigIssue
-from gateway.schema import StrictModel
+from gateway.core.errors import ConfigError, ConfigIssue
+from gateway.core.schema import StrictModel
 from hil.netns import NETEM_TOKEN
 
 __all__ = ["FaultKind", "Scenario", "load_scenario", "parse_scenario"]

@@ -14,7 +14,7 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from gateway.point import Quality, SampleBatch
+from gateway.core.point import Quality, SampleBatch
 from pipelines.spec import AlarmSpec, PointSpec
 
 __all__ = ["AlarmEvent", "AlarmStage", "Level", "next_level"]

@@ -12,7 +12,7 @@ import argparse
 import random
 import time
 
-from gateway.point import Quality, SampleBatch
+from gateway.core.point import Quality, SampleBatch
 from pipelines.pipeline import Pipeline
 from pipelines.spec import AlarmSpec, PointSpec
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from gateway.point import SampleBatch, Value
+from gateway.core.point import SampleBatch, Value
 from pipelines.spec import PointSpec
 
 __all__ = ["Deadband"]

@@ -5,7 +5,7 @@ Policy for garbage from the field (docs/normalisation.md): a raw signal outside 
 value outside the point's ``min``/``max`` (``out_of_range``) becomes quality bad with that reason
 and no value.  It is never written as a number.
 
-This is also the first stage, so it admits values (:func:`gateway.values.admit`): a value no wire
+This is also the first stage, so it admits values (:func:`gateway.core.values.admit`): a value no wire
 format carries (a string with lone surrogates, an integer beyond 64 bits, bytes, a structure)
 becomes that one point's bad quality with reason ``encoding_error``, and the stages after it see
 only plain values.
@@ -16,8 +16,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from gateway.point import Quality, Sample, SampleBatch
-from gateway.values import INT_MAX, INT_MIN, admit
+from gateway.core.point import Quality, Sample, SampleBatch
+from gateway.core.values import INT_MAX, INT_MIN, admit
 from pipelines.spec import PointSpec
 
 __all__ = ["Normalise"]

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from gateway.clock import DEFAULT_MIN_VALID_NS
-from gateway.point import SampleBatch
+from gateway.core.clock import DEFAULT_MIN_VALID_NS
+from gateway.core.point import SampleBatch
 from pipelines.alarms import AlarmEvent, AlarmStage
 from pipelines.deadband import Deadband
 from pipelines.normalise import Normalise

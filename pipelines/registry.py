@@ -26,7 +26,7 @@ SNMS API, ``Authorization: Bearer <token>`` is sent (unverified against a real I
 
 Never on the hot path: the gateway registers in a background task (``asyncio.to_thread``), the
 CLI calls it directly; a node that is down or answers garbage raises
-:class:`~gateway.errors.RegistryUnavailable` and nothing else waits for it.  Plain ``urllib``:
+:class:`~gateway.core.errors.RegistryUnavailable` and nothing else waits for it.  Plain ``urllib``:
 one request at a time, no new dependency.
 """
 
@@ -42,8 +42,8 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.errors import IdentifierError, RegistryAuthError, RegistryError, RegistryUnavailable
-from pipelines.identifiers import parse_handle
+from gateway.core.errors import IdentifierError, RegistryAuthError, RegistryError, RegistryUnavailable
+from gateway.core.identifiers import parse_handle
 
 __all__ = [
     "MAX_BATCH",

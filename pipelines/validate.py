@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from gateway.point import Quality, Sample, SampleBatch
+from gateway.core.point import Quality, Sample, SampleBatch
 from pipelines.spec import PointSpec
 
 __all__ = ["ClockCheck", "Plausibility"]

@@ -66,6 +66,8 @@ echo "== ruff"
 .venv/bin/ruff check gateway drivers pipelines firmware_stubs hil tests
 echo "== mypy"
 .venv/bin/mypy
+echo "== import layers (lint-imports)"
+.venv/bin/lint-imports --no-cache
 echo "== pytest"
 set +e
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -1,7 +1,9 @@
 """A plain MQTT subscriber for fault tests: collects every payload published on a topic filter.
 
 It is the receiving end the oracle compares against: real mosquitto in between, QoS 1, and a
-session that stays connected for the whole test so nothing is lost on this side.
+session that stays connected for the whole test so nothing is lost on this side.  A filter ending
+in ``/data`` brings the gateways' wire format v2 catalogs too (``.../catalog/+``): they are learnt
+into this process's catalogs (``gateway.codec.KNOWN_CATALOGS``), so ``decode`` reads the batches.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import aiomqtt
+
+from gateway.codec import KNOWN_CATALOGS, is_catalog_topic
 
 __all__ = ["collect"]
 
@@ -23,10 +27,16 @@ async def collect(port: int, topic_filter: str, client_id: str) -> AsyncIterator
     async def run() -> None:
         async with aiomqtt.Client("127.0.0.1", port, identifier=client_id,
                                   protocol=aiomqtt.ProtocolVersion.V5) as client:
+            if topic_filter.endswith("/data"):
+                await client.subscribe(topic_filter[: -len("data")] + "catalog/+", qos=1)
             await client.subscribe(topic_filter, qos=1)
             ready.set()
             async for msg in client.messages:
                 if isinstance(msg.payload, bytes | bytearray):
+                    if is_catalog_topic(msg.topic.value):
+                        if msg.payload:
+                            KNOWN_CATALOGS.learn(bytes(msg.payload))
+                        continue
                     received.append(bytes(msg.payload))
 
     task = asyncio.create_task(run())

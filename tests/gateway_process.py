@@ -74,7 +74,7 @@ def accepted_batches(db: Path) -> int:
     import sqlite3
 
     from gateway.buffer import SqliteBuffer
-    from gateway.errors import BufferCorruptError
+    from gateway.core.errors import BufferCorruptError
 
     try:
         buf = SqliteBuffer(db, readonly=True)

@@ -14,9 +14,9 @@ from gateway.buffer.sqlite import Outcome, Transaction
 from gateway.catalog import Catalog, PointInfo
 from gateway.codec import Batch, Encoder, decode
 from gateway.config import MqttConfig
+from gateway.core.lineproto import telemetry_line
+from gateway.core.point import Point, Quality
 from gateway.forwarder import Forwarder, _Share
-from gateway.lineproto import telemetry_line
-from gateway.point import Point, Quality
 from gateway.sinks.mqtt import MqttClient, MqttUplink
 from hil.services import Mosquitto
 from tests.conftest import eventually

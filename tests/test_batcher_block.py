@@ -9,7 +9,7 @@ from pathlib import Path
 from gateway.app import Batcher
 from gateway.buffer import Outcome, SqliteBuffer
 from gateway.config import BufferConfig
-from gateway.point import Quality
+from gateway.core.point import Quality
 from tests.conftest import eventually, stop_tasks
 from tests.test_buffer_durability import assert_ledger, catalog
 

@@ -47,3 +47,21 @@ def test_bench_command_writes_its_keys(command: str, tmp_path: Path, mosquitto: 
     assert "median" in proc.stdout
     if command == "chain":  # the real gateway polled the PLCs and its uplink delivered what it polled
         assert result["polled_points_per_s"] > 0 and result["delivered_points_per_s"] > 0
+
+
+@pytest.mark.integration
+def test_bench_wire_writes_its_keys(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """`edgegw bench wire`: the two headline keys (the default settings), the table per batch size and
+    codec, and the end-to-end figures through a real mosquitto (the bench starts its own)."""
+    out = tmp_path / "wire.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "bench", "wire", "--runs", "1", "--e2e-seconds", "0.5",
+         "--json", str(out)], capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert 0 < result["bytes_per_point_1000"] <= 6 and 0 < result["bytes_per_point_10"] <= 20
+    assert {(r["batch_points"], r["codec"]) for r in result["table"]} >= {
+        (b, c) for b in (10, 1000) for c in ("v2 none", "v2 zlib", "v2 zstd", "v2 zstd+dict (default)")}
+    assert all(e["points"] > 0 and e["bytes_per_point"] > 0 for e in result["e2e"])
+    assert "B/point" in proc.stdout

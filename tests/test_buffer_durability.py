@@ -24,11 +24,11 @@ from gateway.buffer.export import export
 from gateway.buffer.sqlite import FORMAT_VERSION, SEQ_RESERVE
 from gateway.catalog import Catalog, build_catalog
 from gateway.cli import main
-from gateway.clock import SYSTEM_CLOCK
 from gateway.codec import decode, encode
 from gateway.config import parse
-from gateway.errors import BufferCorruptError
-from gateway.point import Quality, SampleBatch
+from gateway.core.clock import SYSTEM_CLOCK
+from gateway.core.errors import BufferCorruptError
+from gateway.core.point import Quality, SampleBatch
 from tests.clocks import AnotherBoot, ManualClock
 
 __all__ = ["assert_ledger", "catalog", "encoded_batch"]
@@ -432,7 +432,7 @@ def test_damage_met_while_running_stops_and_the_next_start_salvages(tmp_path: Pa
 
 
 def test_a_buffer_in_a_missing_directory_says_so(tmp_path: Path) -> None:
-    from gateway.errors import BufferStorageError
+    from gateway.core.errors import BufferStorageError
 
     with pytest.raises(BufferStorageError, match=r"the directory .*missing.* does not exist \(create it"):
         SqliteBuffer(tmp_path / "missing" / "buffer.db")

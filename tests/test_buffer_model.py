@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from gateway.buffer import Outcome, SqliteBuffer, Transaction
-from gateway.errors import BufferFullError
+from gateway.core.errors import BufferFullError
 
 __all__ = ["BufferMachine"]
 

@@ -10,7 +10,7 @@ import pytest
 
 from gateway.buffer import SqliteBuffer
 from gateway.buffer.sqlite import FORMAT_VERSION
-from gateway.errors import BufferCorruptError
+from gateway.core.errors import BufferCorruptError
 
 __all__: list[str] = []
 

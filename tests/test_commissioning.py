@@ -18,7 +18,7 @@ from firmware_stubs.gas_substation import GasSubstation, expected_values
 from gateway.catalog import build_catalog
 from gateway.cli import build_parser, main
 from gateway.config import parse
-from gateway.point import Quality
+from gateway.core.point import Quality
 from hil.modbus_server import SimulatedPlc
 from pipelines.pipeline import Pipeline
 

@@ -12,7 +12,7 @@ import pytest
 
 from gateway.catalog import build_catalog
 from gateway.config import load, parse
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 
 GOOD: dict[str, Any] = {
     "gateway": {"id": "gw1", "site": "baotou-mine-01", "enterprise_prefix": "88.608.5288"},

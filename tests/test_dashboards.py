@@ -501,8 +501,8 @@ def test_annotation_queries_on_real_data(stores: Stores, name: str) -> None:
 
 @pytest.mark.parametrize("name", [n for n in dashboards() if n.endswith("mine-safety.json")])
 def test_drawn_thresholds_are_the_presets(name: str) -> None:
-    """The lines on the gas panels are the coal-mine preset's defaults (pipelines/mine.py)."""
-    from pipelines.mine import PRESETS, PointClass
+    """The lines on the gas panels are the coal-mine preset's defaults (gateway/core/mine.py)."""
+    from gateway.core.mine import PRESETS, PointClass
 
     want = {
         "CH4": [PRESETS[PointClass.CH4].alarm["high"], PRESETS[PointClass.CH4].alarm["power_off"]],

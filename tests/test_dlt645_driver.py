@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
+from drivers.dlt645.config import Dlt645DeviceBase
 from drivers.dlt645.driver import Dlt645Driver, LinePool
 from firmware_stubs.energy_meters import METER_POINTS, EnergyMeter, plant_meters
 from gateway.catalog import Catalog, build_catalog
 from gateway.config import Config, parse
-from gateway.errors import ConfigError, ReadError
-from gateway.point import Quality, SampleBatch
+from gateway.core.errors import ConfigError, ReadError
+from gateway.core.point import Quality, SampleBatch
 from gateway.runner import DeviceRunner
 from hil.dlt645_server import SimulatedMeters
 from hil.services import PtyPair
@@ -267,7 +268,9 @@ def test_config_errors_are_located(change: dict[str, Any], expected: str | None)
     dev = {**meter_device("dlt645_tcp", "m", "000000000001", **TCP), **change}
     if expected is None:
         cfg = _config([dev])
-        assert cfg.devices[0].address == "000000012345"  # type: ignore[union-attr]
+        meter = cfg.devices[0]
+        assert isinstance(meter, Dlt645DeviceBase)
+        assert meter.address == "000000012345"
         return
     issues = _issues([dev])
     assert any(i.startswith(expected) for i in issues), issues

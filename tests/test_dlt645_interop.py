@@ -22,7 +22,7 @@ from drivers.dlt645.codec import parse_address
 from drivers.dlt645.driver import Dlt645Driver, LinePool
 from firmware_stubs.energy_meters import plant_meters
 from gateway.catalog import build_catalog
-from gateway.point import Quality
+from gateway.core.point import Quality
 from hil.dlt645_server import SimulatedMeters
 from tests.test_dlt645_driver import _config
 

@@ -139,16 +139,19 @@ def check_rows(rows: list[dict[str, Any]], stub: GasSubstation, ticks: int, rel:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize(("payload_format", "compression"), [("msgpack", "none"), ("json", "zlib")])
+@pytest.mark.parametrize(("wire_format", "payload_format", "compression"),
+                         [(2, "msgpack", "auto"), (2, "msgpack", "zlib"), (1, "msgpack", "none"), (1, "json", "zlib")])
 async def test_chain_into_influxdb_v1(
-    tmp_path: Path, mosquitto: Mosquitto, influx1: Influx1, payload_format: str, compression: str
+    tmp_path: Path, mosquitto: Mosquitto, influx1: Influx1, wire_format: int, payload_format: str, compression: str
 ) -> None:
-    db = f"e2e_{payload_format}_{compression}"
+    """The chain with each wire format: v2 (the default: catalog + zstd; and zlib) and v1."""
+    db = f"e2e_w{wire_format}_{payload_format}_{compression}"
     influx1.create_database(db)
+    name = f"w{wire_format}-{payload_format}-{compression}"
     async with SimulatedPlc(tick_s=0, seed=7) as plc:
         cfg = make_config(plc.port, mosquitto.port, tmp_path, {"api": "v1", "url": influx1.url, "database": db},
-                          f"v1-{payload_format}", f"e2e-v1-{payload_format}", payload_format=payload_format,
-                          compression=compression)
+                          f"v1-{name}", f"e2e-v1-{name}", payload_format=payload_format,
+                          compression=compression, wire_format=wire_format)
         gw, ingest = await drive_chain(cfg, plc, ticks=4)
     res = influx1.query('SELECT * FROM "telemetry"', db=db)
     series = res["results"][0]["series"][0]  # type: ignore[index]

@@ -28,7 +28,7 @@ import pytest
 from gateway.buffer import SqliteBuffer
 from gateway.buffer.sqlite import FORMAT_VERSION
 from gateway.codec import decode
-from gateway.point import Point
+from gateway.core.point import Point
 from hil.modbus_server import SimulatedPlc
 from hil.services import Mosquitto, free_port
 from tests.collector import collect

@@ -22,7 +22,7 @@ import pytest
 
 from gateway.buffer import SqliteBuffer
 from gateway.config import MqttConfig
-from gateway.errors import BufferFullError
+from gateway.core.errors import BufferFullError
 from gateway.forwarder import Forwarder
 from gateway.sinks.mqtt import MqttUplink
 from hil.services import Mosquitto

@@ -31,8 +31,9 @@ from pathlib import Path
 import pytest
 
 from gateway.buffer import SqliteBuffer
+from gateway.catalog_archive import archive_dir, learn_archive
 from gateway.cli import main
-from gateway.codec import decode
+from gateway.codec import KNOWN_CATALOGS, decode
 from hil.modbus_server import SimulatedPlc
 from hil.powercut import PowerCut
 from tests.clocks import AnotherBoot
@@ -100,6 +101,7 @@ async def test_power_cut_keeps_what_the_durability_mode_promises(
     assert main(["buffer", "stats", "-c", str(cfg)]) == 0  # what the operator would have seen
     shown = json.loads(capsys.readouterr().out)
     written, written_counters = _rows(SqliteBuffer(buffer, readonly=True))  # the kill -9 state: every commit
+    assert learn_archive(archive_dir(buffer), KNOWN_CATALOGS) >= 1  # the wire format v2 catalog beside the buffer
     assert written and written_counters["accepted_batches"] == len(written)
 
     cut.restore(after)

@@ -13,8 +13,8 @@ import pytest
 from gateway.app import GROUP_MAX_BATCHES, Batcher
 from gateway.buffer import SqliteBuffer
 from gateway.config import BufferConfig
-from gateway.errors import BufferFullError, BufferStorageError
-from gateway.point import Quality
+from gateway.core.errors import BufferFullError, BufferStorageError
+from gateway.core.point import Quality
 from tests.conftest import eventually
 from tests.test_buffer_durability import assert_ledger, catalog
 

@@ -16,7 +16,7 @@ import pytest
 
 from firmware_stubs.gas_substation import GasSubstation, expected_values
 from gateway.cli import main
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 from hil.campaign import run_campaign
 from hil.netns import NetnsUnavailable
 from hil.oracle import IR_POINTS, Row, histogram_quantile, judge, recovery_times

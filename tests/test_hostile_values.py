@@ -32,8 +32,8 @@ from gateway.buffer import SqliteBuffer
 from gateway.catalog import Catalog, build_catalog
 from gateway.codec import Encoder, decode
 from gateway.config import Config, parse
-from gateway.point import Point, Quality, SampleBatch, now_ns
-from gateway.values import ENCODING_ERROR, StringEncoding
+from gateway.core.point import Point, Quality, SampleBatch, now_ns
+from gateway.core.values import ENCODING_ERROR, StringEncoding
 
 _OPC = "opc"
 _MB = "mb"

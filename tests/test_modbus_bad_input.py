@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from drivers.modbus.client import crc16
 from drivers.modbus.config import ModbusRtuTcpDevice, ModbusTcpDevice
 from drivers.modbus.driver import ModbusDriver
-from gateway.errors import ReadError
-from gateway.point import Quality
+from gateway.core.errors import ReadError
+from gateway.core.point import Quality
 from tests.conftest import eventually
 
 # (unit, function, address, count) -> bytes to send back (b"" = stay silent)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from drivers.modbus.config import ModbusPoint, Table, parse_address
+from drivers.modbus.config import ModbusDeviceBase, ModbusPoint, Table, parse_address
 from gateway.config import parse
 from tests.test_config import GOOD, issues_of
 
@@ -146,4 +146,6 @@ def test_devices_on_one_line_may_differ_in_unit_and_points_and_disabled_ones_are
         _line_device("p3", unit_id=2, enabled=False),
     ]
     cfg = parse(data)
-    assert cfg.devices[0].group_intervals_ms() == {"": 1000, "fast": 200, "slow": 5000}  # type: ignore[union-attr]
+    dev = cfg.devices[0]
+    assert isinstance(dev, ModbusDeviceBase)
+    assert dev.group_intervals_ms() == {"": 1000, "fast": 200, "slow": 5000}

@@ -15,7 +15,7 @@ from pymodbus.simulator import SimData, SimDevice
 
 from drivers.modbus.config import ModbusTcpDevice, Table
 from drivers.modbus.driver import ModbusTcpDriver
-from gateway.point import Quality
+from gateway.core.point import Quality
 from tests.test_modbus_decode import CASES
 
 STRING_AT = 200  # "MINE-1" in AB layout, 4 registers

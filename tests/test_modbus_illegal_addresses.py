@@ -19,7 +19,7 @@ from pymodbus.simulator import SimData, SimDevice
 
 from drivers.modbus.config import ModbusRtuDevice, ModbusTcpDevice, Table
 from drivers.modbus.driver import ModbusDriver
-from gateway.point import Quality
+from gateway.core.point import Quality
 from hil.libmodbus_peer import LibmodbusServer
 from hil.services import PtyPair
 

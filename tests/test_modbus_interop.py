@@ -12,7 +12,7 @@ import pytest
 
 from drivers.modbus.config import ModbusRtuDevice, ModbusTcpDevice
 from drivers.modbus.driver import ModbusDriver
-from gateway.point import Quality
+from gateway.core.point import Quality
 from hil.libmodbus_peer import LibmodbusServer
 from hil.services import PtyPair
 from tests.conftest import IN_CI

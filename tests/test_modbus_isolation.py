@@ -10,7 +10,7 @@ from typing import Any
 from drivers.modbus.driver import ModbusTcpDriver
 from gateway.catalog import build_catalog
 from gateway.config import parse
-from gateway.point import Quality, SampleBatch
+from gateway.core.point import Quality, SampleBatch
 from gateway.runner import DeviceRunner
 from hil.modbus_server import SimulatedPlc
 from tests.conftest import eventually, stop_tasks

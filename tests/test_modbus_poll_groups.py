@@ -10,7 +10,7 @@ from drivers.modbus.driver import ModbusDriver
 from firmware_stubs.ventilation_fan import VentilationFan
 from gateway.catalog import build_catalog
 from gateway.config import parse
-from gateway.point import Quality, SampleBatch
+from gateway.core.point import Quality, SampleBatch
 from gateway.runner import DeviceRunner
 from hil.modbus_server import SimulatedPlc
 from tests.conftest import eventually, stop_tasks

@@ -18,7 +18,7 @@ from firmware_stubs.mine_hoist import MineHoist
 from firmware_stubs.ventilation_fan import VentilationFan
 from gateway.catalog import build_catalog
 from gateway.config import parse
-from gateway.point import Quality, SampleBatch
+from gateway.core.point import Quality, SampleBatch
 from gateway.runner import DeviceRunner
 from hil.modbus_server import SimulatedPlc
 from hil.services import PtyPair

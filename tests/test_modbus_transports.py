@@ -19,7 +19,7 @@ from firmware_stubs.register_map import Stub
 from firmware_stubs.ventilation_fan import VentilationFan
 from gateway.catalog import Catalog, build_catalog
 from gateway.config import Config, parse
-from gateway.point import Quality, SampleBatch
+from gateway.core.point import Quality, SampleBatch
 from gateway.runner import DeviceRunner
 from hil.modbus_server import SimulatedPlc
 from hil.services import PtyPair

@@ -10,7 +10,7 @@ from pathlib import Path
 from gateway.app import Batcher
 from gateway.buffer import SqliteBuffer
 from gateway.config import BufferConfig
-from gateway.point import Quality, SampleBatch
+from gateway.core.point import Quality, SampleBatch
 from tests.conftest import eventually
 from tests.test_buffer_durability import catalog
 

@@ -20,7 +20,7 @@ from gateway.app import Gateway
 from gateway.catalog import build_catalog
 from gateway.cli import main
 from gateway.config import parse
-from gateway.errors import RegistryAuthError, RegistryError, RegistryUnavailable
+from gateway.core.errors import RegistryAuthError, RegistryError, RegistryUnavailable
 from gateway.registry import make_client, records
 from hil.modbus_server import SimulatedPlc
 from hil.resolution_node import ResolutionNode

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from gateway.catalog import build_catalog, relayout
 from gateway.config import Config, parse
-from gateway.point import Quality
+from gateway.core.point import Quality
 from gateway.reload import plan_reload
 from pipelines.pipeline import Pipeline
 from tests.gateway_process import gas_substations_toml

@@ -18,8 +18,8 @@ import pytest
 from firmware_stubs.gas_substation import point_config
 from gateway.app import Gateway
 from gateway.config import parse
+from gateway.core.point import Quality, SampleBatch
 from gateway.ingest import Ingest
-from gateway.point import Quality, SampleBatch
 from hil.modbus_server import SimulatedPlc
 from hil.services import Mosquitto, free_port
 from tests.conftest import eventually

@@ -14,7 +14,7 @@ from snap7 import util
 
 from drivers.s7.codec import decode
 from drivers.s7.config import DataType
-from gateway.values import StringEncoding
+from gateway.core.values import StringEncoding
 
 
 @pytest.mark.parametrize(("kind", "raw", "bit", "want"), [

@@ -9,7 +9,7 @@ import pytest
 
 from drivers.s7.config import S7Device, parse_tsap
 from gateway.config import parse
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 
 
 def config(device: dict[str, Any]) -> dict[str, Any]:

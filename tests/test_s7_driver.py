@@ -15,8 +15,8 @@ import pytest_asyncio
 
 from drivers.s7.config import S7Device
 from drivers.s7.driver import S7Driver
-from gateway.errors import ConnectError, ReadError
-from gateway.point import Quality, SampleBatch
+from gateway.core.errors import ConnectError, ReadError
+from gateway.core.point import Quality, SampleBatch
 from hil.s7_peer import S7Peer
 
 DB, M = 0x84, 0x83

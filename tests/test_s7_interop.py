@@ -19,7 +19,7 @@ import pytest_asyncio
 from drivers.s7.config import S7Device
 from drivers.s7.driver import S7Driver
 from firmware_stubs.s7_hoist import DB_NUMBER, point_config
-from gateway.point import Quality
+from gateway.core.point import Quality
 from hil.s7_server import S7Plc
 
 

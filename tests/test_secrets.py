@@ -24,8 +24,8 @@ import pytest
 from gateway.app import Gateway
 from gateway.cli import main
 from gateway.config import Config, load
+from gateway.core.toml_writer import Table, render
 from gateway.ingest import Ingest
-from gateway.toml_writer import Table, render
 from hil.modbus_server import SimulatedPlc
 from hil.services import Mosquitto
 from tests.conftest import eventually

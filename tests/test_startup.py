@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from gateway.catalog import build_catalog
-from gateway.config import load, parse
-from gateway.errors import ConfigError
+import gateway.config
+from gateway.app import Gateway
+from gateway.catalog import Catalog, build_catalog
+from gateway.config import Config, load, parse
+from gateway.core.errors import ConfigError
 from gateway.startup import StartupProgress
 from tests.test_config import GOOD, broken
 
@@ -40,10 +42,35 @@ def test_loading_logs_each_phase_with_the_points(
 
 def test_the_point_table_is_built_once_per_config() -> None:
     cfg = parse(GOOD)  # parsing built it to check the codes
-    assert build_catalog(cfg) is build_catalog(cfg)
+    assert cfg.catalog() is cfg.catalog()
     other = parse(GOOD)
-    assert build_catalog(other) is not build_catalog(cfg)
-    assert build_catalog(other).points == build_catalog(cfg).points
+    assert other.catalog() is not cfg.catalog()
+    assert other.catalog().points == cfg.catalog().points
+    # a copy with other devices has a table of its own, not the original's
+    fewer = cfg.model_copy(update={"devices": []})
+    assert fewer.catalog().points == () and len(cfg.catalog().points) == 3
+
+
+async def test_load_and_start_build_the_point_table_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From the file to a constructed gateway the table is built once: the config check builds it and
+    the gateway takes the same object (a large config spent half its start-up building it twice)."""
+    calls: list[int] = []
+
+    def counting(cfg: Config) -> Catalog:
+        calls.append(1)
+        return build_catalog(cfg)
+
+    monkeypatch.setattr(gateway.config, "build_catalog", counting)
+    data = {**GOOD, "buffer": {"path": str(tmp_path / "buf.db")}}
+    path = tmp_path / "gw.toml"
+    path.write_bytes(tomli_w.dumps(data).encode())
+    cfg = load(path)
+    gw = Gateway(cfg)
+    try:
+        assert len(calls) == 1
+        assert gw.catalog is cfg.catalog()
+    finally:
+        gw.buffer.close()
 
 
 def test_a_given_code_equal_to_a_minted_one_is_a_duplicate() -> None:

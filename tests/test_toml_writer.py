@@ -1,4 +1,4 @@
-"""gateway.toml_writer: outside text written into config reads back as exactly that text, never as TOML."""
+"""gateway.core.toml_writer: outside text written into config reads back as exactly that text, never as TOML."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.toml_writer import Table, comment, render
+from gateway.core.toml_writer import Table, comment, render
 
 HOSTILE = [
     'a"b',

@@ -16,7 +16,7 @@ import pytest
 
 from gateway.buffer import SqliteBuffer
 from gateway.config import MqttConfig
-from gateway.errors import RejectedError
+from gateway.core.errors import RejectedError
 from gateway.forwarder import Forwarder
 from gateway.sinks.mqtt import MqttClient, MqttUplink
 from hil.services import Mosquitto

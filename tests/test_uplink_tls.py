@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import MqttConfig, UplinkConfig
-from gateway.errors import RetryableError
+from gateway.core.errors import RetryableError
 from gateway.sinks.mqtt import MqttUplink
 from hil.pki import LoopbackPki, make_pki
 from hil.services import Mosquitto, free_port

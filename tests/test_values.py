@@ -1,4 +1,4 @@
-"""The value domain (gateway.values), the encoder's backstop, and string_encoding in config and decoders."""
+"""The value domain (gateway.core.values), the encoder's backstop, and string_encoding in config and decoders."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from drivers.opcua.decode import convert_value
 from gateway.catalog import build_catalog
 from gateway.codec import Encoder, decode
 from gateway.config import parse
-from gateway.errors import ConfigError
-from gateway.point import Quality, Sample
-from gateway.values import ENCODING_ERROR, INT_MAX, INT_MIN, StringEncoding, admit, redecode
+from gateway.core.errors import ConfigError
+from gateway.core.point import Quality, Sample
+from gateway.core.values import ENCODING_ERROR, INT_MAX, INT_MIN, StringEncoding, admit, redecode
 
 METHANE_GBK = "甲烷".encode("gbk")  # b"\xbc\xd7\xcd\xe9"
 AS_ASYNCUA = METHANE_GBK.decode("utf-8", "surrogateescape")  # what asyncua and the wire decoder hand over
@@ -109,8 +109,9 @@ _GW = {"id": "gw1", "site": "ordos-01", "enterprise_prefix": "88.608.5288"}
 
 def test_string_encoding_is_validated_at_load_with_its_location() -> None:
     cfg = parse({"gateway": _GW, "devices": [_opcua(string_encoding="gbk", point={"string_encoding": "utf-8"})]})
-    assert isinstance(cfg.devices[0], OpcUaDevice)
-    assert cfg.devices[0].string_encoding is StringEncoding.GBK
+    dev = cfg.devices[0]
+    assert isinstance(dev, OpcUaDevice)
+    assert dev.string_encoding is StringEncoding.GBK
     with pytest.raises(ConfigError) as err:
         parse({"gateway": _GW, "devices": [_opcua(string_encoding="gkb")]})
     assert [i.location for i in err.value.issues] == ["devices[0].string_encoding"]

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from gateway.catalog import Catalog, PointInfo
 from gateway.codec import FLAG_HISTORICAL, SCHEMA_VERSION, Encoder, decode, encode, mark_historical
-from gateway.errors import CodecError
-from gateway.point import Quality, Sample, SampleBatch
+from gateway.core.errors import CodecError
+from gateway.core.point import Quality, Sample, SampleBatch
 
 
 def catalog(n: int) -> Catalog:

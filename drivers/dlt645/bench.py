@@ -21,9 +21,8 @@ from typing import Any
 
 from drivers.dlt645.driver import Dlt645Driver, LinePool
 from firmware_stubs.energy_meters import EnergyMeter, plant_meters
-from gateway.catalog import build_catalog
 from gateway.config import parse
-from gateway.point import Quality, SampleBatch
+from gateway.core.point import Quality, SampleBatch
 from gateway.runner import DeviceRunner
 from pipelines.normalise import Normalise
 
@@ -75,7 +74,7 @@ async def run_bench(lines: int = 8, meters: int = 8, seconds: int = 10, poll_int
                             "address": m.address, "frame_gap_ms": 0, "poll_interval_ms": int(poll_interval_s * 1000),
                             "timeout_ms": 1000, "points": EnergyMeter.point_config()})
     cfg = parse({"gateway": {"id": "bench", "site": "bench", "enterprise_prefix": "88.608.5288"}, "devices": devices})
-    catalog = build_catalog(cfg)
+    catalog = cfg.catalog()
     normalise = Normalise(catalog.specs)
     good = 0
     polled: set[str] = set()

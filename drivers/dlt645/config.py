@@ -8,14 +8,15 @@ turn.  A point names a data identifier; its format and unit come from the spec's
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
 from drivers.dlt645.codec import ValueFormat, format_address, format_di, parse_address, parse_di
 from drivers.dlt645.dataids import lookup
-from gateway.errors import ConfigIssue
-from gateway.schema import DeviceBase, PointBase
+from gateway.core.errors import ConfigIssue
+from gateway.core.schema import DeviceBase, PointBase
 
 __all__ = [
     "Dlt645Device",
@@ -165,7 +166,7 @@ def line_key(dev: Dlt645Device) -> tuple[str, ...]:
     return ("tcp", dev.host, str(dev.port))
 
 
-def line_issues(devices: list[Any]) -> list[ConfigIssue]:
+def line_issues(devices: Sequence[DeviceBase]) -> list[ConfigIssue]:
     """Meters on one line agree on its settings and have distinct addresses (located errors)."""
     issues: list[ConfigIssue] = []
     first: dict[tuple[str, ...], tuple[int, Dlt645Device]] = {}

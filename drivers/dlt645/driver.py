@@ -31,8 +31,8 @@ from drivers.dlt645.codec import (
     read_request,
 )
 from drivers.dlt645.config import Dlt645Device, Dlt645SerialDevice, line_key
-from gateway.errors import ConnectError, ReadError
-from gateway.point import Quality, SampleBatch, now_ns
+from gateway.core.errors import ConnectError, ReadError
+from gateway.core.point import Quality, SampleBatch, now_ns
 
 __all__ = ["Dlt645Driver", "Line", "LinePool", "Link"]
 

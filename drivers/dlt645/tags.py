@@ -18,8 +18,8 @@ from pydantic import ValidationError
 
 from drivers.dlt645.codec import format_address, parse_address
 from drivers.dlt645.config import Dlt645Point
-from gateway.errors import ConfigError, ConfigIssue
-from gateway.toml_writer import Table, render
+from gateway.core.errors import ConfigError, ConfigIssue
+from gateway.core.toml_writer import Table, render
 
 __all__ = ["csv_to_meters", "meters_to_toml"]
 

@@ -26,9 +26,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from drivers.modbus.driver import LinePool, ModbusDriver
-from gateway.catalog import build_catalog
 from gateway.config import parse
-from gateway.point import Quality, SampleBatch
+from gateway.core.point import Quality, SampleBatch
 from gateway.runner import DeviceRunner
 from pipelines.normalise import Normalise
 
@@ -147,7 +146,7 @@ async def run_bench(
         ],
     })
     del points
-    catalog = build_catalog(cfg)
+    catalog = cfg.catalog()
     normalise = Normalise(catalog.specs)
     good = 0
     polled: set[str] = set()

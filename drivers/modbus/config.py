@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Sequence
 from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 
-from gateway.errors import ConfigIssue
-from gateway.schema import DeviceBase, Key, PointBase
-from gateway.values import StringEncoding
+from gateway.core.errors import ConfigIssue
+from gateway.core.schema import DeviceBase, Key, PointBase
+from gateway.core.values import StringEncoding
 
 __all__ = [
     "ByteOrder",
@@ -294,7 +295,7 @@ def line_key(dev: ModbusDevice) -> tuple[str, ...] | None:
     return None
 
 
-def line_issues(devices: list[Any]) -> list[ConfigIssue]:
+def line_issues(devices: Sequence[DeviceBase]) -> list[ConfigIssue]:
     """Devices on one line must agree on its settings and have distinct unit ids (located errors)."""
     issues: list[ConfigIssue] = []
     first: dict[tuple[str, ...], tuple[int, ModbusDevice]] = {}

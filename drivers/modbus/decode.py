@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from drivers.modbus.config import ByteOrder, DataType, StringOrder
-from gateway.point import Quality, SampleBatch
-from gateway.values import ENCODING_ERROR, StringEncoding, decode_text
+from gateway.core.point import Quality, SampleBatch
+from gateway.core.values import ENCODING_ERROR, StringEncoding, decode_text
 
 __all__ = ["BitDecoder", "Decoder", "Field", "bcd_value", "permutation", "registers_to_bytes"]
 

@@ -16,12 +16,13 @@ import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Self
 
-from drivers.modbus.client import Connection, ExceptionResponse, FrameError, Framing
+from drivers.modbus.client import Connection, Framing
 from drivers.modbus.config import ModbusDevice, ModbusPoint, ModbusRtuDevice, ModbusRtuTcpDevice, Table, line_key
 from drivers.modbus.decode import BitDecoder, Decoder, Field
+from drivers.modbus.framing import ExceptionResponse, FrameError
 from drivers.modbus.plan import Block, plan
-from gateway.errors import ConnectError, ReadError
-from gateway.point import Quality, SampleBatch, now_ns
+from gateway.core.errors import ConnectError, ReadError
+from gateway.core.point import Quality, SampleBatch, now_ns
 
 __all__ = ["Line", "LinePool", "ModbusDriver", "ModbusTcpDriver"]
 

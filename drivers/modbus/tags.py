@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
 
 from drivers.modbus.config import ModbusPoint
-from gateway.errors import ConfigError, ConfigIssue
-from gateway.toml_writer import Table, render
+from gateway.core.errors import ConfigError, ConfigIssue
+from gateway.core.toml_writer import Table, render
 
 __all__ = ["csv_to_points", "points_to_toml"]
 
@@ -92,10 +93,10 @@ def _number(text: str, kind: type[int] | type[float]) -> Any:
         return text
 
 
-def points_to_toml(points: list[ModbusPoint]) -> str:
+def points_to_toml(points: Sequence[ModbusPoint]) -> str:
     """``[[devices.points]]`` tables to paste under a ``[[devices]]`` entry; only non-default keys.
 
-    The cells are a spreadsheet's text: written by :func:`gateway.toml_writer.render`, which quotes
+    The cells are a spreadsheet's text: written by :func:`gateway.core.toml_writer.render`, which quotes
     and escapes every string, so no cell can add a key or a table."""
     return render([
         Table(("devices", "points"), p.model_dump(mode="json", exclude_defaults=True, exclude_none=True, by_alias=True))

@@ -21,9 +21,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from gateway.catalog import build_catalog
 from gateway.config import parse
-from gateway.point import SampleBatch
+from gateway.core.point import SampleBatch
 from gateway.runner import StreamRunner
 from hil.opcua_server import bench_node_id
 
@@ -122,7 +121,7 @@ async def run_bench(
             "backoff_max_ms": 1000, "points": points,
         }],
     })
-    catalog = build_catalog(cfg)
+    catalog = cfg.catalog()
     from drivers.opcua.driver import OpcUaDriver
 
     driver = OpcUaDriver(cfg.devices[0], 0)  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from drivers.opcua.config import SecurityMode, SecurityPolicy, TrustPolicy
-from gateway.toml_writer import Table, render
+from gateway.core.toml_writer import Table, render
 
 __all__ = ["emit_config", "format_table", "point_name", "usable_range"]
 
@@ -133,7 +133,7 @@ def emit_config(
     arrays as JSON values, units from the servers' EngineeringUnits, min/max from their ranges.
 
     Everything the server supplied (node ids, units, data-type names) is data: the block is written
-    by :func:`gateway.toml_writer.render`, which quotes every string and keeps comments on one line.
+    by :func:`gateway.core.toml_writer.render`, which quotes every string and keeps comments on one line.
 
     InstrumentRange is the instrument's physical limits (OPC UA Part 8): a value outside it is a
     sensor or wiring fault, so where a variable has one it is written as active min/max, and its

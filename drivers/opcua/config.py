@@ -13,8 +13,8 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
-from gateway.schema import DeviceBase, PointBase
-from gateway.values import StringEncoding
+from gateway.core.schema import DeviceBase, PointBase
+from gateway.core.values import StringEncoding
 
 __all__ = [
     "DEPRECATED_POLICIES",

@@ -6,7 +6,7 @@ the server sent one: a fake number is worse than a gap.
 
 Strings: OPC UA says UTF-8, but older servers send their code page (GBK in Chinese plants).  Both
 decoders keep undecodable bytes as lone surrogates (``surrogateescape``), so the bytes can be read
-again in the device's ``string_encoding`` (:func:`gateway.values.redecode`); text that is not valid
+again in the device's ``string_encoding`` (:func:`gateway.core.values.redecode`); text that is not valid
 in it gives the point bad quality with reason ``encoding_error``, never a crash.
 """
 
@@ -18,8 +18,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from gateway.point import Quality, Value
-from gateway.values import ENCODING_ERROR, StringEncoding, redecode
+from gateway.core.point import Quality, Value
+from gateway.core.values import ENCODING_ERROR, StringEncoding, redecode
 
 __all__ = ["convert_value", "datetime_ns", "quality_of"]
 

@@ -68,9 +68,9 @@ from drivers.opcua.wire import (
     decode_publish_response,
     decode_read_response,
 )
-from gateway.errors import ConnectError, ReadError
-from gateway.point import Quality, SampleBatch, now_ns
-from gateway.values import StringEncoding
+from gateway.core.errors import ConnectError, ReadError
+from gateway.core.point import Quality, SampleBatch, now_ns
+from gateway.core.values import StringEncoding
 
 __all__ = [
     "BrowsedVariable",

@@ -25,7 +25,7 @@ from drivers.s7.driver import S7Driver
 from drivers.s7.plan import lower_bound
 from gateway.catalog import build_catalog
 from gateway.config import parse
-from gateway.point import Quality, SampleBatch
+from gateway.core.point import Quality, SampleBatch
 from gateway.runner import DeviceRunner
 from pipelines.normalise import Normalise
 

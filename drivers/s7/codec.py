@@ -12,8 +12,8 @@ import math
 import struct
 
 from drivers.s7.config import DataType
-from gateway.point import Value
-from gateway.values import StringEncoding
+from gateway.core.point import Value
+from gateway.core.values import StringEncoding
 
 __all__ = ["decode"]
 

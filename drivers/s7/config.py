@@ -14,8 +14,8 @@ from typing import Any, Literal, Self
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from drivers.s7.address import Address, AddressError, Area, Size, parse_address
-from gateway.schema import DeviceBase, Key, PointBase
-from gateway.values import StringEncoding
+from gateway.core.schema import DeviceBase, Key, PointBase
+from gateway.core.values import StringEncoding
 
 __all__ = ["ConnectionType", "DataType", "Family", "S7Device", "S7Point", "parse_tsap"]
 

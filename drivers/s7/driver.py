@@ -43,9 +43,9 @@ from drivers.s7.wire import (
     setup_request,
     tpkt_length,
 )
-from gateway.errors import ConnectError, ReadError
-from gateway.point import Quality, SampleBatch, now_ns
-from gateway.values import StringEncoding
+from gateway.core.errors import ConnectError, ReadError
+from gateway.core.point import Quality, SampleBatch, now_ns
+from gateway.core.values import StringEncoding
 
 __all__ = ["S7Driver"]
 

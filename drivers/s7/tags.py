@@ -28,11 +28,11 @@ from xml.etree import ElementTree
 from pydantic import ValidationError
 
 from drivers.s7.config import DataType, S7Point
-from gateway.errors import ConfigError, ConfigIssue
-from gateway.schema import KEY_PATTERN
-from gateway.toml_writer import Table, render
+from gateway.core.errors import ConfigError, ConfigIssue
+from gateway.core.schema import KEY_PATTERN
+from gateway.core.toml_writer import Table, render
 
-__all__ = ["points_to_toml", "read_table", "rows_to_points"]
+__all__ = ["import_device", "points_to_toml", "read_table", "rows_to_points"]
 
 _KEY = re.compile(KEY_PATTERN)
 _COLUMNS = {"name": "Name", "data type": "Data Type", "logical address": "Logical Address"}
@@ -210,3 +210,13 @@ def points_to_toml(points: list[S7Point]) -> str:
         Table(("devices", "points"), p.model_dump(mode="json", exclude_defaults=True, exclude_none=True, by_alias=True))
         for p in points
     ])
+
+
+def import_device(points: list[S7Point]) -> dict[str, Any]:
+    """A minimal S7 ``[[devices]]`` entry holding imported points, for the check `edgegw check` would make
+    (their poll groups are the device's business)."""
+    return {
+        "type": "s7", "name": "import", "host": "127.0.0.1", "family": "s7-1500",
+        "poll_groups": {p.group: 1000 for p in points if p.group},
+        "points": [p.model_dump(mode="json", exclude_defaults=True, exclude_none=True, by_alias=True) for p in points],
+    }

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway.buffer.sqlite import COUNTERS, BufferStats, Outcome, SqliteBuffer, StoredBatch, Transaction
-from gateway.clock import SYSTEM_CLOCK, Clock
+from gateway.codec import decode, decode_alarm
+from gateway.core.clock import SYSTEM_CLOCK, Clock
 
 if TYPE_CHECKING:
     from gateway.config import BufferConfig
@@ -32,9 +33,6 @@ def open_buffer(
     never dropped by age and bounded by ``alarm_max_bytes`` (oldest dropped, counted) unless
     ``alarm_max_age_s`` is set: a safety alarm is kept until the broker confirmed it.
     """
-    from gateway.alarms import decode_alarm
-    from gateway.codec import decode
-
     return SqliteBuffer(
         alarm_buffer_path(cfg.path) if alarms else cfg.path,
         max_bytes=cfg.alarm_max_bytes if alarms else cfg.max_bytes,

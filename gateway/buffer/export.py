@@ -15,11 +15,10 @@ from typing import Any, BinaryIO
 
 import msgpack
 
-from gateway.alarms import decode_alarm
 from gateway.buffer.sqlite import SqliteBuffer, StoredBatch
-from gateway.codec import decode
-from gateway.errors import CodecError
-from gateway.point import Point
+from gateway.codec import decode, decode_alarm
+from gateway.core.errors import CodecError
+from gateway.core.point import Point
 
 __all__ = ["ExportSummary", "export", "point_record", "record"]
 
@@ -75,7 +74,12 @@ def point_record(p: Point) -> dict[str, Any]:
 
 def export(buf: SqliteBuffer, out: BinaryIO, *, fmt: str = "jsonl", quarantined: bool = False,
            progress: Callable[[int], None] | None = None) -> ExportSummary:
-    """``progress(1)`` after each batch written (a progress bar in the CLI)."""
+    """``progress(1)`` after each batch written (a progress bar in the CLI).  Wire format v2 batches
+    are decoded with the catalogs archived beside the buffer (:mod:`gateway.catalog_archive`)."""
+    from gateway.catalog_archive import archive_dir, learn_archive
+    from gateway.codec import KNOWN_CATALOGS
+
+    learn_archive(archive_dir(buf.path), KNOWN_CATALOGS)
     summary = ExportSummary()
     for row in buf.batches(quarantined=quarantined):
         if progress is not None:

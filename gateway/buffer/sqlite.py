@@ -19,7 +19,7 @@ SQLite reports corrupt is moved aside as ``<name>.corrupt-<UTC time>`` (with its
 readable batches are copied into a fresh buffer, and the rest is counted.  See ``docs/buffer.md``.
 
 Ages are monotonic: each batch stores, besides its wall-clock stamp, the boot id and the
-``CLOCK_BOOTTIME`` reading at acceptance (:mod:`gateway.clock`).  A batch accepted during this
+``CLOCK_BOOTTIME`` reading at acceptance (:mod:`gateway.core.clock`).  A batch accepted during this
 boot is as old as the monotonic clock says, whatever NTP does to the wall clock; a batch of an
 earlier boot (or of format 2, which had no such stamp) falls back to its wall-clock age.  Every
 interval the buffer waits for (sync, expiry) is monotonic too.
@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gateway.clock import SYSTEM_CLOCK, Clock
-from gateway.errors import BufferCorruptError, BufferFullError, BufferStorageError
+from gateway.core.clock import SYSTEM_CLOCK, Clock
+from gateway.core.errors import BufferCorruptError, BufferFullError, BufferStorageError
 
 __all__ = [
     "COUNTERS",

@@ -5,15 +5,15 @@ Three targets: ``v1`` posts line protocol to ``/write`` (InfluxDB 1.x, which has
 ``/api/v2/write`` (InfluxDB 2.x / 3.x and compatible stores such as VictoriaMetrics; token from the
 environment or a file); ``file`` appends line protocol to a local file (the demo without a database).
 
-A writer takes one body of line protocol (bytes, built by :mod:`gateway.lineproto`) and either
+A writer takes one body of line protocol (bytes, built by :mod:`gateway.core.lineproto`) and either
 returns once the store confirmed it, or raises what :func:`classify` decides:
 
-- :class:`~gateway.errors.DataRejectedError`: the store refused rows for what they hold (400 / 422:
+- :class:`~gateway.core.errors.DataRejectedError`: the store refused rows for what they hold (400 / 422:
   parse error, type conflict, retention); the ingest splits the body to find them;
-- :class:`~gateway.errors.BodyTooLargeError`: 413, or a reset while a large body was sent (InfluxDB
+- :class:`~gateway.core.errors.BodyTooLargeError`: 413, or a reset while a large body was sent (InfluxDB
   answers 413 with ``Connection: close`` and a client that sends the whole body first only sees the
   reset); the ingest splits the body;
-- :class:`~gateway.errors.StoreUnavailableError`: anything that is not the data's fault (network,
+- :class:`~gateway.core.errors.StoreUnavailableError`: anything that is not the data's fault (network,
   5xx, 401 / 403 credentials, 404 database missing, 400 "database is required"): nothing is
   acknowledged and the same body is tried again.
 """
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Protocol
 
 from gateway.config import InfluxConfig
-from gateway.errors import BodyTooLargeError, DataRejectedError, SinkError, StoreUnavailableError
+from gateway.core.errors import BodyTooLargeError, DataRejectedError, SinkError, StoreUnavailableError
 
 __all__ = ["FileWriter", "InfluxV1Writer", "InfluxV2Writer", "LineWriter", "classify", "classify_network",
            "make_writer"]

@@ -24,8 +24,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gateway.config import MqttConfig
-from gateway.errors import ConfigError, ConfigIssue, RejectedError, RetryableError
-from gateway.point import now_ns
+from gateway.core.errors import ConfigError, ConfigIssue, RejectedError, RetryableError
+from gateway.core.point import now_ns
 
 __all__ = ["MqttClient", "MqttUplink", "UplinkConnection", "state_message", "tls_context", "topic"]
 
@@ -231,6 +231,13 @@ class UplinkConnection:
     @property
     def window(self) -> int:
         return self._client.receive_maximum
+
+    async def publish_catalog(self, catalog_id: str, message: bytes) -> None:
+        """Publish a wire format v2 catalog, retained, on ``<prefix>/<site>/<gateway>/catalog/<id>``.
+        Raise RetryableError or RejectedError as :meth:`write`."""
+        base = self._topic.rsplit("/", 1)[0]
+        await self._client.publish_checked(f"{base}/catalog/{catalog_id}", message, retain=True,
+                                           timeout=self._timeout)
 
     async def write(self, payload: bytes) -> None:
         """Raise RetryableError (keep, reconnect) or RejectedError (keep, alarm)."""

@@ -26,9 +26,9 @@ import pytest
 
 from gateway.codec import points_payload
 from gateway.config import IngestSection, MqttConfig
-from gateway.errors import RejectedError
+from gateway.core.errors import RejectedError
+from gateway.core.point import Point, Quality, now_ns
 from gateway.ingest import Ingest
-from gateway.point import Point, Quality, now_ns
 from gateway.sinks.mqtt import MqttClient, MqttUplink
 from hil.services import Influx1, Mosquitto
 from tests.conftest import IN_CI, _start, eventually

@@ -15,10 +15,10 @@ import pytest
 
 from gateway.codec import CatalogCache, decode, decode_columns, points_payload
 from gateway.config import IngestSection
+from gateway.core.errors import CodecError
+from gateway.core.point import Point
 from gateway.deadletter import DeadLetterStore
-from gateway.errors import CodecError
 from gateway.ingest import IngestCore
-from gateway.point import Point
 
 TOPIC = "edgegw/s/g/data"
 

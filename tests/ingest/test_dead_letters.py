@@ -22,9 +22,9 @@ import pytest
 from gateway.cli import main
 from gateway.codec import decode, points_payload
 from gateway.config import IngestSection, load
+from gateway.core.point import Point, Quality, now_ns
 from gateway.deadletter import DeadLetter, DeadLetterFullError, DeadLetterStore
 from gateway.ingest import IngestCore
-from gateway.point import Point, Quality, now_ns
 from hil.services import Influx1, free_port
 
 __all__: list[str] = []

@@ -31,9 +31,9 @@ import pytest
 
 from gateway.codec import points_payload
 from gateway.config import IngestSection, MqttConfig
-from gateway.errors import RejectedError, RetryableError
+from gateway.core.errors import RejectedError, RetryableError
+from gateway.core.point import Point, Quality
 from gateway.ingest import Ingest
-from gateway.point import Point, Quality
 from gateway.sinks.mqtt import MqttClient
 from hil.services import Influx1, Mosquitto
 from tests.conftest import _start, eventually

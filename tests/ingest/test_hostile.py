@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 
 from gateway.codec import decode, points_payload
 from gateway.config import IngestSection
+from gateway.core.errors import CodecError
+from gateway.core.point import Point, Quality
 from gateway.deadletter import DeadLetterStore
-from gateway.errors import CodecError
 from gateway.ingest import IngestCore
-from gateway.point import Point, Quality
 from hil.services import Influx1
 
 SITE, GW = "site-h", "gw-h"

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.config import InfluxConfig
-from gateway.lineproto import LineError, telemetry_line
-from gateway.point import Point, Quality
+from gateway.core.lineproto import LineError, telemetry_line
+from gateway.core.point import Point, Quality
 from gateway.sinks.influx import make_writer
 from hil.services import Influx1, VictoriaMetrics
 from tests.conftest import eventually

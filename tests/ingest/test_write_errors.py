@@ -24,9 +24,9 @@ import pytest
 
 from gateway.codec import decode, points_payload
 from gateway.config import IngestSection
+from gateway.core.point import Point, Quality
 from gateway.deadletter import DeadLetterStore
 from gateway.ingest import IngestCore
-from gateway.point import Point, Quality
 from hil.services import Influx1, VictoriaMetrics
 from tests.conftest import _start, eventually
 

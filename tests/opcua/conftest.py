@@ -14,7 +14,7 @@ import pytest_asyncio
 from drivers.opcua.certs import Pki, create_certificate
 from gateway.catalog import Catalog, build_catalog
 from gateway.config import parse
-from gateway.point import Sample, SampleBatch
+from gateway.core.point import Sample, SampleBatch
 from gateway.runner import StreamRunner
 from hil.opcua_server import PlantServer
 

@@ -21,7 +21,7 @@ from drivers.opcua.certs import Pki, application_uri_of
 from drivers.opcua.config import OpcUaDevice, SecurityMode, SecurityPolicy, TrustPolicy
 from drivers.opcua.driver import OpcUaDriver, SecuritySettings, _eu_range, _unit_text, browse
 from gateway.config import parse
-from gateway.point import Quality
+from gateway.core.point import Quality
 from hil.opcua_server import PlantServer
 from pipelines.normalise import Normalise
 from tests.opcua.conftest import catalog_for

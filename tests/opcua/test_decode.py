@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from drivers.opcua.decode import convert_value, datetime_ns, quality_of
 from drivers.opcua.plan import batch_size, chunks
-from gateway.point import Quality
+from gateway.core.point import Quality
 
 
 @pytest.mark.parametrize(

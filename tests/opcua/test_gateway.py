@@ -11,7 +11,7 @@ import pytest
 from gateway.app import Gateway
 from gateway.codec import decode
 from gateway.config import parse
-from gateway.point import Point, Quality
+from gateway.core.point import Point, Quality
 from gateway.runner import DeviceRunner, StreamRunner
 from hil.opcua_server import PlantServer
 from hil.services import Mosquitto

@@ -16,7 +16,7 @@ import pytest
 from drivers.opcua.browse import emit_config
 from drivers.opcua.certs import Pki
 from drivers.opcua.driver import OpcUaDriver, browse
-from gateway.point import Quality, SampleBatch, now_ns
+from gateway.core.point import Quality, SampleBatch, now_ns
 from gateway.runner import StreamRunner
 from hil.node_opcua_peer import NodeOpcuaPeer, PeerUnavailable
 from tests.conftest import IN_CI, eventually

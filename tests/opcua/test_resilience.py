@@ -8,7 +8,7 @@ import contextlib
 import pytest
 
 from drivers.opcua.driver import OpcUaDriver
-from gateway.point import Quality
+from gateway.core.point import Quality
 from gateway.runner import StreamRunner
 from hil.opcua_server import PlantServer
 from hil.tcp_proxy import FaultProxy

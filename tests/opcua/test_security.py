@@ -10,8 +10,8 @@ import pytest
 
 from drivers.opcua.certs import Pki
 from drivers.opcua.driver import OpcUaDriver
-from gateway.errors import ConfigError, ConnectError
-from gateway.point import Quality
+from gateway.core.errors import ConfigError, ConnectError
+from gateway.core.point import Quality
 from hil.opcua_server import PlantServer
 from tests.opcua.conftest import USERS, catalog_for, device
 

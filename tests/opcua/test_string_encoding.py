@@ -20,8 +20,8 @@ import pytest_asyncio
 from asyncua import Server, ua
 
 from gateway.codec import decode
-from gateway.point import Point, Quality
-from gateway.values import ENCODING_ERROR
+from gateway.core.point import Point, Quality
+from gateway.core.values import ENCODING_ERROR
 from hil.opcua_server import free_port
 from hil.services import Mosquitto
 from tests.collector import collect

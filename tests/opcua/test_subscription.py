@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from drivers.opcua.driver import OpcUaDriver
-from gateway.point import Quality
+from gateway.core.point import Quality
 from gateway.runner import StreamRunner
 from hil.opcua_server import PlantServer
 from tests.conftest import eventually
@@ -130,7 +130,7 @@ async def test_absolute_deadband_suppresses_small_changes(plant: PlantServer) ->
 
 
 async def test_wrong_endpoint_is_a_clear_error_naming_the_device() -> None:
-    from gateway.errors import ConnectError
+    from gateway.core.errors import ConnectError
 
     cfg, _ = catalog_for(device("opc.tcp://127.0.0.1:1/", [{"name": "a", "node_id": "ns=2;s=A"}], mode="polling"))
     with pytest.raises(ConnectError, match=r"^opc1: cannot connect to opc.tcp://127.0.0.1:1/"):

@@ -9,12 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.alarms import AlarmPublisher, decode_alarm, encode_alarm
+from gateway.alarms import AlarmPublisher
 from gateway.buffer import SqliteBuffer
 from gateway.catalog import build_catalog
+from gateway.codec import decode_alarm, encode_alarm
 from gateway.config import parse
-from gateway.errors import CodecError
-from gateway.lineproto import LineError, alarm_line
+from gateway.core.errors import CodecError
+from gateway.core.lineproto import LineError, alarm_line
 from pipelines.alarms import AlarmEvent, Level
 
 CFG = {

@@ -12,9 +12,9 @@ import pytest
 
 from gateway.app import Batcher
 from gateway.buffer import SqliteBuffer
-from gateway.clock import DEFAULT_MIN_VALID_NS, RELEASE_DATE, describe_step, ns_of_date
 from gateway.config import BufferConfig, parse
-from gateway.point import Quality, Sample, SampleBatch
+from gateway.core.clock import DEFAULT_MIN_VALID_NS, RELEASE_DATE, describe_step, ns_of_date
+from gateway.core.point import Quality, Sample, SampleBatch
 from pipelines.pipeline import Pipeline
 from pipelines.spec import PointSpec
 from pipelines.validate import ClockCheck, Plausibility
@@ -131,7 +131,7 @@ def test_the_default_floor_is_the_release_date() -> None:
 
 
 def test_a_naive_datetime_floor_is_refused_with_its_location() -> None:
-    from gateway.errors import ConfigError
+    from gateway.core.errors import ConfigError
 
     with pytest.raises(ConfigError) as err:
         parse({"gateway": {"id": "g", "site": "s", "clock_min_valid_time": "2030-01-01T08:00:00"}})

@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.cli import main
-from gateway.errors import IdentifierError
-from pipelines.identifiers import (
+from gateway.core.errors import IdentifierError
+from gateway.core.identifiers import (
     MAX_HANDLE_LEN,
     Profile,
     gs1_check_digit,

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.catalog import _divisor
-from gateway.point import Quality, Sample, Value
+from gateway.core.point import Quality, Sample, Value
 from pipelines.normalise import Normalise
 from pipelines.spec import PointSpec
 

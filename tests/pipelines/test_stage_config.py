@@ -119,7 +119,7 @@ def test_core_data_over_plain_mqtt_is_refused_unless_the_policy_allows_it() -> N
 def test_the_gateway_refuses_to_start_with_core_data_over_plain_mqtt(tmp_path: Any) -> None:
     from gateway.app import Gateway
     from gateway.config import Config
-    from gateway.errors import ConfigError
+    from gateway.core.errors import ConfigError
 
     data = with_point(data_grade="core")
     data["buffer"] = {"path": str(tmp_path / "b.db")}

@@ -8,13 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.point import Quality, Sample, SampleBatch
+from gateway.core.point import Quality, Sample, SampleBatch
+from gateway.core.units import UnitError, conversion
 from pipelines.alarms import AlarmStage, Level, next_level
 from pipelines.deadband import Deadband
 from pipelines.normalise import Normalise
 from pipelines.pipeline import Pipeline
 from pipelines.spec import AlarmSpec, PointSpec
-from pipelines.units import UnitError, conversion
 from pipelines.validate import ClockCheck, Plausibility
 
 S = 1_000_000_000  # one second in ns

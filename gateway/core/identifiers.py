@@ -15,7 +15,7 @@ import functools
 import re
 from dataclasses import dataclass
 
-from gateway.errors import IdentifierError
+from gateway.core.errors import IdentifierError
 
 __all__ = [
     "MAX_HANDLE_LEN",

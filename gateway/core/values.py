@@ -24,7 +24,7 @@ import enum
 import math
 from typing import Any
 
-from gateway.point import Quality, Sample, SampleBatch, Value, now_ns
+from gateway.core.point import Quality, Sample, SampleBatch, Value, now_ns
 
 __all__ = [
     "ENCODING_ERROR",

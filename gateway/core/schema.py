@@ -9,15 +9,16 @@ from __future__ import annotations
 import enum
 import math
 import re
-from typing import Annotated, Any, Self
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.errors import IdentifierError
-from gateway.lineproto import config_tag_issue, tag_value_issue
-from pipelines.identifiers import parse_handle
-from pipelines.mine import CH4_LOCATIONS, PointClass, apply_preset
-from pipelines.units import UnitError, conversion
+from gateway.core.errors import IdentifierError
+from gateway.core.identifiers import parse_handle
+from gateway.core.lineproto import config_tag_issue, tag_value_issue
+from gateway.core.mine import CH4_LOCATIONS, PointClass, apply_preset
+from gateway.core.units import UnitError, conversion
 
 __all__ = [
     "KEY_PATTERN",
@@ -311,6 +312,13 @@ class PointBase(StrictModel):
 
 
 class DeviceBase(StrictModel):
+    """What every device config model has; a driver's model adds ``type: Literal["..."]`` (its device
+    type in ``[[devices]]``), ``points: list[<its point model>]`` and its own settings."""
+
+    if TYPE_CHECKING:  # declared by every driver's model (a Literal and a list of its own point model)
+        type: str
+        points: Sequence[PointBase]
+
     name: Key
     display_name: str = Field(default="", max_length=200, description="shown on the status page only")
     description: str = Field(default="", max_length=1000, description="free text in any language; config only")

@@ -28,7 +28,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from gateway.point import Point
+from gateway.core.point import Point
 
 __all__ = [
     "ALARM_FIELDS",
@@ -224,7 +224,7 @@ _ALARM_TAGS = ("code", "device", "device_code", "point", "class", "data_grade", 
 
 def alarm_line(doc: Mapping[str, Any], measurement: str, site: str, gateway: str, dialect: Dialect = "influxdb",
                now_ns: int = 0) -> bytes:
-    """One alarm row of a decoded event (:func:`gateway.alarms.decode_alarm`)."""
+    """One alarm row of a decoded event (:func:`gateway.codec.decode_alarm`)."""
     tags = {k: str(doc[k]) for k in _ALARM_TAGS}
     tags.update(site=site, gateway=gateway)
     tags = _merge_tags(tags, dict(doc.get("tags", {})).items(), site)

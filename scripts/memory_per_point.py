@@ -1,0 +1,64 @@
+"""Where a gateway's memory per configured point goes: python scripts/memory_per_point.py N [--rss]
+
+Builds a Gateway (config parsed, point table, stages, encoder, buffer; nothing started) for N points
+(N / 100 Modbus TCP devices of 100 holding registers, as `edgegw bench modbus` configures them) and
+prints the bytes per point: under tracemalloc with the files they were allocated in, or with
+``--rss`` the resident memory over that of the imports (no tracing overhead).  #17, item 1.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import tempfile
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+
+def _rss() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def main(n: int, rss_only: bool) -> None:
+    if not rss_only:
+        tracemalloc.start(1)
+    from gateway.app import Gateway
+    from gateway.config import parse
+
+    gc.collect()
+    base = None if rss_only else tracemalloc.take_snapshot()
+    before = _rss() if rss_only else tracemalloc.get_traced_memory()[0]
+    tmp = tempfile.mkdtemp(prefix="edgegw-mem-")
+    points: list[dict[str, Any]] = [
+        {"name": f"r{a:03d}", "address": a, "data_type": "int16" if a % 2 else "uint16",
+         **({"scale": 0.1} if a % 5 == 0 else {})} for a in range(100)]
+    cfg = parse({
+        "gateway": {"id": "bench", "site": "bench", "enterprise_prefix": "88.608.5288"},
+        "devices": [{"type": "modbus_tcp", "name": f"plc{d:04d}", "host": "127.0.0.1", "port": 1502 + d % 1000,
+                     "unit_id": 1 + d // 1000, "poll_interval_ms": 1000, "points": points} for d in range(n // 100)],
+        "buffer": {"path": os.path.join(tmp, "buffer.db")},
+        "uplink": {"host": "127.0.0.1", "port": 1883},
+    })
+    del points
+    gw = Gateway(cfg)
+    del cfg
+    gc.collect()
+    if rss_only:
+        after = _rss()
+        print(f"{n} points: rss {after / 1e6:.0f} MB (imports {before / 1e6:.0f} MB), "
+              f"{(after - before) / n:.0f} B/point over the imports")
+    else:
+        after = tracemalloc.get_traced_memory()[0]
+        print(f"{n} points: traced {(after - before) / 1e6:.1f} MB = {(after - before) / n:.0f} B/point")
+        assert base is not None
+        for st in tracemalloc.take_snapshot().compare_to(base, "filename")[:10]:
+            print(f"  {st.size_diff / n:8.0f} B/point  {st.traceback[0].filename}")
+    del gw
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit("usage: python scripts/memory_per_point.py N [--rss]")
+    main(int(sys.argv[1]), "--rss" in sys.argv[2:])
