@@ -362,6 +362,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_sim(args: argparse.Namespace) -> int:
     """A firmware stub as a standalone simulated PLC (Modbus TCP, RTU over TCP, RTU on a serial port)."""
+    from hil.iec104_server import STATIONS
     from hil.sim import METER_SETS, OPCUA_PLANTS, S7_PLCS, STUBS, device_toml, serve, serve_opcua
 
     if args.list or args.name is None:
@@ -371,11 +372,15 @@ def cmd_sim(args: argparse.Namespace) -> int:
             print(f"{name}\t{what}")
         for name, (what, _) in METER_SETS.items():
             print(f"{name}\t{what}")
+        for name, what in STATIONS.items():
+            print(f"{name}\t{what}")
         for name, what in S7_PLCS.items():
             print(f"{name}\t{what}")
         return EXIT_OK if args.list else EXIT_USAGE
     if args.name in METER_SETS:
         return _sim_meters(args)
+    if args.name in STATIONS:
+        return _sim_iec104(args)
     if args.name in S7_PLCS:
         return _sim_s7(args)
     if args.name in OPCUA_PLANTS:
@@ -389,7 +394,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.name not in STUBS:
         raise UsageError(f"no simulator named {args.name!r}; `edgegw sim --list` shows: "
-                         f"{', '.join([*STUBS, *OPCUA_PLANTS, *METER_SETS, *S7_PLCS])}")
+                         f"{', '.join([*STUBS, *OPCUA_PLANTS, *METER_SETS, *STATIONS, *S7_PLCS])}")
     if args.transport == "rtu" and not args.serial_port:
         raise UsageError("--transport rtu needs --serial-port (e.g. one end of `socat pty,raw,echo=0 pty,raw,echo=0`)")
     if args.print_config:
@@ -403,6 +408,24 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     _run(serve(args.name, transport=args.transport, host=args.host, port=args.port, serial_port=args.serial_port or "",
                unit=args.unit, seed=args.seed, tick_s=args.tick_s, ready=ready))
+    return EXIT_OK
+
+
+def _sim_iec104(args: argparse.Namespace) -> int:
+    """The IEC 104 substation (controlled station, CA 1) on TCP; 2404 is the protocol's port."""
+    from hil.iec104_server import serve_station, station_toml
+
+    port = 2404 if args.port == 5020 else args.port  # 5020 is the Modbus simulators' default
+    if args.transport != "tcp":
+        raise UsageError("an IEC 104 station speaks TCP only (leave out --transport)")
+    if args.print_config:
+        print(station_toml(args.host, port), end="")
+        return EXIT_OK
+
+    def ready(station: Any) -> None:
+        print(f"Serving {args.name} (seed {args.seed}, CA 1) on {args.host}:{station.port}; Ctrl-C stops.", flush=True)
+
+    _run(serve_station(host=args.host, port=port, seed=args.seed, tick_s=args.tick_s, ready=ready))
     return EXIT_OK
 
 
@@ -754,6 +777,13 @@ def cmd_bench_modbus(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bench_iec104(args: argparse.Namespace) -> int:
+    from drivers.iec104.bench import main as bench_main
+
+    bench_main(args.points, args.rate, args.json, args.seconds)
+    return EXIT_OK
+
+
 def cmd_bench_dlt645(args: argparse.Namespace) -> int:
     from drivers.dlt645.bench import main as bench_main
 
@@ -784,7 +814,7 @@ def cmd_bench_ingest(args: argparse.Namespace) -> int:
     from gateway import bench
     from gateway.ingest_bench import bench_ingest
 
-    bench.main("ingest", bench_ingest(args.store, args.points, args.batch_points, args.runs), args.json)
+    bench.main("ingest", bench_ingest(args.store, args.points, args.batch_points, args.runs, args.wire), args.json)
     return EXIT_OK
 
 
@@ -1224,6 +1254,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--poll-interval-s", type=float, default=1.0)
     b.add_argument("--json", default=None, help="also write the figures to FILE")
     b.set_defaults(func=cmd_bench_dlt645)
+    b = bsub.add_parser("iec104", help="an IEC 104 station (another process) sending time-tagged floats spontaneously")
+    b.add_argument("--points", type=int, default=2000)
+    b.add_argument("--rate", type=float, default=0.0, help="points/s offered (0: as fast as k allows)")
+    b.add_argument("--seconds", type=int, default=10)
+    b.add_argument("--json", default=None, help="also write the figures to FILE")
+    b.set_defaults(func=cmd_bench_iec104)
     b = bsub.add_parser("pipeline", help="source -> normalise + tag -> fsync buffer -> PUBACK, and the I/O floor")
     b.add_argument("--points", type=int, default=2_000_000, help="points per run")
     b.add_argument("--points-per-poll", type=int, default=1000)
@@ -1268,6 +1304,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--store", choices=["victoriametrics", "influxdb1"], default="victoriametrics")
     b.add_argument("--points", type=int, default=1_000_000, help="points per run")
     b.add_argument("--batch-points", type=int, default=1000, help="points per MQTT message")
+    b.add_argument("--wire", type=int, choices=(1, 2), default=2,
+                   help="wire format of the batches: 2 (the default: catalog once, zstd) or 1 (rows in every batch)")
     b.add_argument("--runs", type=int, default=3)
     b.add_argument("--json", default=None, help="also write the figures to FILE")
     b.set_defaults(func=cmd_bench_ingest)

@@ -131,8 +131,8 @@ def _plain_numbers(values: list[Any]) -> bool:
         return True
     if not types <= {float, int}:
         return False
-    ints = [v for v in values if type(v) is int]
-    return min(ints) >= -_INT_FAST and max(ints) <= _INT_FAST
+    # ints within the bound (a float beyond it only sends the message the per-sample way)
+    return bool(min(values) >= -_INT_FAST and max(values) <= _INT_FAST)
 
 
 def _short_reason(reason: str) -> str:
@@ -363,14 +363,13 @@ class IngestCore:
         if letters or replaces:
             await self._dead_letter(letters, replaces)
         for prep in prepared:
-            bad = {i for i, _ in prep.refused}
-            for i, k in enumerate(prep.samples):
-                if i in bad:
-                    continue
-                if k < 0:
-                    self.stats.alarms += 1
-                else:
-                    self.stats.written_points += 1
+            samples = prep.samples
+            if prep.refused:
+                bad = {i for i, _ in prep.refused}
+                samples = [k for i, k in enumerate(samples) if i not in bad]
+            alarms = samples.count(-1)  # an alarm event's row; the others are samples
+            self.stats.alarms += alarms
+            self.stats.written_points += len(samples) - alarms
             if prep.cols is not None and prep.samples:
                 newest = max(prep.cols.ts)  # (a refused sample's time counts too: lag is approximate)
                 if newest > self.stats.newest_written_ns:

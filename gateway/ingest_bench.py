@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.bench import SyntheticSource, _summary, synthetic_catalog
-from gateway.codec import Encoder, decode_columns, row_tags
+from gateway.codec import CatalogCache, Encoder, decode_columns, row_tags
 from gateway.config import InfluxConfig, MqttConfig
 from gateway.core.lineproto import Dialect, line, telemetry_fields, telemetry_series
 from gateway.sinks.influx import make_writer
@@ -59,16 +59,18 @@ def _service(kind: type[Service], **kw: Any) -> Iterator[Any]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _payloads(total: int, batch_points: int) -> list[bytes]:
+def _payloads(total: int, batch_points: int, wire: int = 2) -> tuple[list[bytes], tuple[str, bytes] | None]:
+    """The batches, and for wire format 2 the catalog (id, message) they refer to: the gateway's
+    defaults (v2, zstd with the shipped dictionary); wire 1: v1 msgpack, uncompressed, rows in every batch."""
     cat = synthetic_catalog(batch_points)
     src = SyntheticSource(batch_points)
-    enc = Encoder(cat)
+    enc = Encoder(cat, compression="zstd", version=2) if wire == 2 else Encoder(cat)
     out = []
     for seq in range(max(1, total // batch_points)):
         samples = src.poll()
         samples = [(i, ts + seq, v, q, r) for i, ts, v, q, r in samples]  # distinct timestamps per batch
         out.append(enc.encode(samples, seq, time.time_ns()))
-    return out
+    return out, ((enc.catalog_id, enc.catalog_message) if wire == 2 else None)
 
 
 class _Store:
@@ -133,16 +135,19 @@ def _wait(cond: Any, timeout_s: float, what: str) -> None:
         time.sleep(0.05)
 
 
-async def _publish(port: int, payloads: list[bytes]) -> None:
+async def _publish(port: int, payloads: list[bytes], catalog: tuple[str, bytes] | None) -> None:
     cfg = MqttConfig(port=port, max_inflight=1000, timeout_s=60)
     async with MqttClient(cfg, f"bench-pub-{os.getpid()}") as client:
+        if catalog is not None:  # as the gateway does: retained, before the batches that refer to it
+            await client.publish_checked(f"edgegw/{_SITE}/{_GW}/catalog/{catalog[0]}", catalog[1], retain=True,
+                                         timeout=60)
         topic = f"edgegw/{_SITE}/{_GW}/data"
         for k in range(0, len(payloads), 500):
             await asyncio.gather(*(client.publish_checked(topic, p, timeout=60) for p in payloads[k:k + 500]))
 
 
-def _drain(broker: Mosquitto, store: _Store, db: str, payloads: list[bytes], total: int, procs: int,
-           work: Path) -> tuple[float, float]:
+def _drain(broker: Mosquitto, store: _Store, db: str, payloads: list[bytes], catalog: tuple[str, bytes] | None,
+           total: int, procs: int, work: Path) -> tuple[float, float]:
     """Sessions first, then the backlog at the broker, then the timed drain; (points/s, CPU fraction)."""
     influx = store.influx_config(db)
     cfgs = []
@@ -156,7 +161,7 @@ def _drain(broker: Mosquitto, store: _Store, db: str, payloads: list[bytes], tot
         _wait(lambda lg=lg: "Ingest subscribed" in lg.read_text(errors="replace"), 30, "the ingest's session")
     for p in first:
         _stop(p)
-    asyncio.run(_publish(broker.port, payloads))
+    asyncio.run(_publish(broker.port, payloads, catalog))
     before = store.rows(db)
     running = [_start(c, lg) for c, lg in zip(cfgs, logs, strict=True)]
     try:
@@ -172,12 +177,15 @@ def _drain(broker: Mosquitto, store: _Store, db: str, payloads: list[bytes], tot
     return (total - first_rows) / wall, cpu / wall
 
 
-def _limit(store: _Store, db: str, payloads: list[bytes]) -> float:
+def _limit(store: _Store, db: str, payloads: list[bytes], catalog: tuple[str, bytes] | None) -> float:
     """The same rows as pre-built bodies, posted one after the other through the ingest's writer."""
     writer = make_writer(InfluxConfig.model_validate(store.influx_config(db)))
     rows: list[bytes] = []
+    catalogs = CatalogCache()
+    if catalog is not None:
+        catalogs.learn(catalog[1], (_SITE, _GW))
     for p in payloads:
-        cols = decode_columns(p)
+        cols = decode_columns(p, catalogs)
         series = {i: telemetry_series("telemetry", *row[:5], row_tags(row), _SITE, _GW, store.dialect)
                   for i, row in cols.cat.items()}
         rows += [line(series[i], telemetry_fields(v, q, r, False, store.dialect), ts)
@@ -197,24 +205,24 @@ def _limit(store: _Store, db: str, payloads: list[bytes]) -> float:
     return len(rows) / wall
 
 
-def _once(store_kind: str, total: int, batch_points: int, run: int) -> dict[str, float]:
-    payloads = _payloads(total, batch_points)
+def _once(store_kind: str, total: int, batch_points: int, run: int, wire: int) -> dict[str, float]:
+    payloads, catalog = _payloads(total, batch_points, wire)
     total = len(payloads) * batch_points
     work = Path(tempfile.mkdtemp(prefix="edgegw-bench-ingest-run-"))
     kind: type[Service] = VictoriaMetrics if store_kind == "victoriametrics" else Influx1
     try:
         with _service(Mosquitto, shipped=_SHIPPED) as broker, _service(kind) as svc:
             store = _Store(svc, store_kind)
-            one, cpu = _drain(broker, store, f"one{run}", payloads, total, 1, work)
-            two, _ = _drain(broker, store, f"two{run}", payloads, total, 2, work)
-            limit = _limit(store, f"lim{run}", payloads)
+            one, cpu = _drain(broker, store, f"one{run}", payloads, catalog, total, 1, work)
+            two, _ = _drain(broker, store, f"two{run}", payloads, catalog, total, 2, work)
+            limit = _limit(store, f"lim{run}", payloads, catalog)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"points_per_s": one, "points_per_s_2procs": two, "limit_points_per_s": limit,
             "ratio_to_limit": one / limit, "cpu_fraction": cpu}
 
 
-async def bench_ingest(store: str, total: int, batch_points: int, runs: int) -> dict[str, Any]:
-    rows = [await asyncio.to_thread(_once, store, total, batch_points, k) for k in range(runs)]
-    return _summary("ingest", rows, {"store": store, "points": total, "batch_points": batch_points},
+async def bench_ingest(store: str, total: int, batch_points: int, runs: int, wire: int = 2) -> dict[str, Any]:
+    rows = [await asyncio.to_thread(_once, store, total, batch_points, k, wire) for k in range(runs)]
+    return _summary("ingest", rows, {"store": store, "points": total, "batch_points": batch_points, "wire": wire},
                     {"points_per_s": ">= 300000 (victoriametrics)", "ratio_to_limit": ">= 0.5"})
