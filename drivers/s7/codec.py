@@ -10,12 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import math
 import struct
+from collections.abc import Callable
 
 from drivers.s7.config import DataType
 from gateway.core.point import Value
 from gateway.core.values import StringEncoding
 
-__all__ = ["decode"]
+__all__ = ["Reader", "decode", "reader"]
 
 _STRUCT = {
     DataType.BYTE: struct.Struct(">B"), DataType.WORD: struct.Struct(">H"), DataType.INT: struct.Struct(">h"),
@@ -86,3 +87,42 @@ def _date_and_time(raw: bytes) -> tuple[Value | None, str | None]:
     except ValueError:
         return None, "invalid_date"
     return when.isoformat(timespec="milliseconds"), None
+
+
+Reader = Callable[[bytes, int], tuple[Value | None, str | None]]
+
+
+def reader(kind: DataType, bit: int | None = None, length: int = 254,
+           encoding: StringEncoding = StringEncoding.LATIN_1) -> Reader:
+    """``decode`` specialised for one point, reading at an offset of a larger buffer without a copy:
+    what the driver calls per point and poll (the same results as :func:`decode`, checked by tests)."""
+    if kind is DataType.BOOL:
+        mask = 1 << (bit or 0)
+
+        def read_bool(buf: bytes, off: int) -> tuple[Value | None, str | None]:
+            return bool(buf[off] & mask), None
+
+        return read_bool
+    s = _STRUCT.get(kind)
+    if s is not None:
+        unpack = s.unpack_from
+        if kind in (DataType.REAL, DataType.LREAL):
+
+            def read_float(buf: bytes, off: int) -> tuple[Value | None, str | None]:
+                v: float = unpack(buf, off)[0]
+                if v - v == 0:  # finite (inf - inf and nan - nan are nan)
+                    return v, None
+                return None, "nan" if v != v else "inf"
+
+            return read_float
+
+        def read_int(buf: bytes, off: int) -> tuple[Value | None, str | None]:
+            return unpack(buf, off)[0], None
+
+        return read_int
+    width = kind.width(length)
+
+    def read_other(buf: bytes, off: int) -> tuple[Value | None, str | None]:
+        return decode(kind, buf[off:off + width], bit, length, encoding)
+
+    return read_other

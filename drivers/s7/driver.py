@@ -24,8 +24,8 @@ import functools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Self
 
-from drivers.s7.codec import decode
-from drivers.s7.config import DataType, S7Device
+from drivers.s7.codec import Reader, reader
+from drivers.s7.config import S7Device
 from drivers.s7.plan import Plan, plan
 from drivers.s7.wire import (
     RETURN_OK,
@@ -45,14 +45,13 @@ from drivers.s7.wire import (
 )
 from gateway.core.errors import ConnectError, ReadError
 from gateway.core.point import Quality, SampleBatch, now_ns
-from gateway.core.values import StringEncoding
 
 __all__ = ["S7Driver"]
 
 MAX_FRAGMENTS = 16  # COTP data TPDUs one S7 PDU may span (a PDU is at most 960 bytes)
 
-# (point index, offset in its range, type, bit, declared length, encoding)
-_Field = tuple[int, int, DataType, int | None, int, StringEncoding]
+# (point index, offset in its range, its reader)
+_Field = tuple[int, int, Reader]
 
 
 class _Group:
@@ -200,8 +199,8 @@ class S7Driver:
 
     def _field(self, i: int, offset: int) -> _Field:
         p = self.config.points[i]
-        return (self._first + i, offset, p.type, p.parsed.bit, p.length or 254,
-                p.string_encoding or self.config.string_encoding)
+        return (self._first + i, offset,
+                reader(p.type, p.parsed.bit, p.length or 254, p.string_encoding or self.config.string_encoding))
 
     async def _read_plan(self, pl: Plan, fields: list[list[_Field]], position: Sequence[int],
                          out: SampleBatch) -> set[int]:
@@ -243,8 +242,8 @@ class S7Driver:
                 out.extend((first + position[m], ts, None, bad, reason) for m in rng.members)
                 continue
             buf = bytes(buffers[r])
-            for index, off, kind, bit, length, enc in fields[r]:
-                value, why = decode(kind, buf[off:off + kind.width(length)], bit, length, enc)
+            for index, off, read in fields[r]:
+                value, why = read(buf, off)
                 out.append((index, ts, value, good, None) if why is None else (index, ts, None, bad, why))
         return failed
 
