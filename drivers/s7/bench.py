@@ -23,7 +23,6 @@ from typing import Any
 
 from drivers.s7.driver import S7Driver
 from drivers.s7.plan import lower_bound
-from gateway.catalog import build_catalog
 from gateway.config import parse
 from gateway.core.point import Quality, SampleBatch
 from gateway.runner import DeviceRunner
@@ -120,7 +119,7 @@ async def run_bench(devices: int = 50, points: int = 200, seconds: int = 10, wor
                      "poll_interval_ms": 1000, "timeout_ms": 1000, "backoff_max_ms": 2000, "points": _points(points)}
                     for d, port in enumerate(ports)],
     })
-    catalog = build_catalog(cfg)
+    catalog = cfg.catalog()  # built once, by parse
     normalise = Normalise(catalog.specs)
     good = 0
     polled: set[str] = set()
