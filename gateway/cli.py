@@ -952,7 +952,8 @@ def _import_meters(args: argparse.Namespace, text: str) -> int:
     return EXIT_OK
 
 
-def _check_imported(device: dict[str, Any], lines: list[int], source: str, row_issues: list[ConfigIssue]) -> None:
+def _check_imported(device: dict[str, Any], lines: list[int], source: str,
+                    row_issues: list[ConfigIssue] | None = None) -> None:
     """What `edgegw check` would say about these points under a device: identifier codes, units,
     class presets and thresholds, located at the row of the tag list, after the problems of single
     rows (``row_issues``), all in one error (exit 2, nothing written)."""
@@ -961,7 +962,7 @@ def _check_imported(device: dict[str, Any], lines: list[int], source: str, row_i
     from gateway.config import parse
 
     data = {"gateway": {"id": "import", "site": "import", "enterprise_prefix": "88.0.0"}, "devices": [device]}
-    issues = list(row_issues)
+    issues = list(row_issues or [])
     try:
         parse(data)
     except ConfigError as err:
