@@ -137,9 +137,9 @@ async def test_five_protocols_on_one_gateway_into_influxdb(
     reading = station.stub.reading(0)
     for r in by_device["sub-110kv"]:
         name = r["point"].split(".", 1)[1]
-        value = r["value"] if r.get("value") is not None else r.get("value_bool")
+        got = r["value"] if r.get("value") is not None else r.get("value_bool")
         assert r["quality"] == 0, r
-        assert value == pytest.approx(reading[name], rel=0, abs=0), (name, value, reading[name])
+        assert got == pytest.approx(reading[name], rel=0, abs=0), (name, got, reading[name])
     address = meters[0].address
     for r in by_device[f"meter-{address}"]:
         name = r["point"].split(".", 1)[1]
