@@ -43,7 +43,8 @@ class PointInfo:
     spec: PointSpec = field(default_factory=PointSpec)
     point_class: str = ""
     data_domain: str = "production"
-    display_name: str = ""  # status page only; never on the wire
+    display_name: str = ""  # not in batches: in the retained catalog message (codec.catalog_message)
+    description: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,12 @@ class Catalog:
     site: str
     points: tuple[PointInfo, ...]
     by_device: dict[str, range] = field(default_factory=dict)
+    # names in any language (config display_name / description): status page, CLI and the
+    # retained catalog message, from which the ingest adds them as InfluxDB tags
+    site_display_name: str = ""
+    site_description: str = ""
+    gateway_display_name: str = ""
+    device_names: dict[str, tuple[str, str]] = field(default_factory=dict)  # device -> (display name, description)
 
     @property
     def specs(self) -> tuple[PointSpec, ...]:
@@ -117,7 +124,7 @@ def relayout(old: Catalog, new: Catalog, keep: Collection[str]) -> Catalog:
     while slots and slots[-1] is None:
         slots.pop()
     points = tuple(p if p is not None else _unused(i) for i, p in enumerate(slots))
-    return Catalog(new.gateway_id, new.site, points, {name: ranges[name] for name in new.by_device})
+    return replace(new, points=points, by_device={name: ranges[name] for name in new.by_device})
 
 
 def _first_fit(slots: list[PointInfo | None], n: int) -> int:
@@ -138,6 +145,7 @@ def _build_catalog(cfg: Config) -> Catalog:
     issues: list[ConfigIssue] = []
     points: list[PointInfo] = []
     by_device: dict[str, range] = {}
+    device_names: dict[str, tuple[str, str]] = {}
     seen: dict[str, str] = {}  # equality key of a code -> location of its first use
     gw = cfg.gateway
     prefix = gw.enterprise_prefix if gw else None
@@ -218,13 +226,21 @@ def _build_catalog(cfg: Config) -> Catalog:
                     spec=share(compile_spec(pt, forward=forward(pt.data_grade.value))),
                     point_class=pt.point_class.value if pt.point_class else "",
                     data_domain=pt.data_domain.value,
-                    display_name=pt.display_name or pt.tags.get("name_zh", ""),
+                    display_name=pt.display_name or pt.tags.get("display_name") or pt.tags.get("name_zh", ""),
+                    description=pt.description,
                 )
             )
         by_device[dev.name] = range(start, len(points))
+        dev_name = dev.display_name or dev.tags.get("display_name") or dev.tags.get("name_zh", "")
+        if dev_name or dev.description:
+            device_names[dev.name] = (dev_name, dev.description)
     if issues:
         raise ConfigError(issues)
-    return Catalog(gw.id if gw else "", gw.site if gw else "", tuple(points), by_device)
+    return Catalog(
+        gw.id if gw else "", gw.site if gw else "", tuple(points), by_device,
+        site_display_name=gw.site_display_name if gw else "", site_description=gw.site_description if gw else "",
+        gateway_display_name=gw.display_name if gw else "", device_names=device_names,
+    )
 
 
 def _mint(prefix: str, issues: list[ConfigIssue], loc: str, *keys: str) -> str | None:

@@ -336,7 +336,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status, ensure_ascii=False, indent=2))
         return EXIT_OK if status.get("ready") else EXIT_FAILURE
     console = Console() if sys.stdout.isatty() else Console(width=200, no_color=True)
-    table = Table(header_style="bold")
+    g = status.get("gateway", {})
+    site = f"{g['site_display_name']} ({g.get('site', '')})" if g.get("site_display_name") else g.get("site", "")
+    gw = f"{g['display_name']} ({g.get('id', '')})" if g.get("display_name") else g.get("id", "")
+    table = Table(header_style="bold", title=f"site {site} · gateway {gw}", title_justify="left")
     for col in ("device", "name", "state", "reason", "bad", "points", "polls", "failed", "last error"):
         table.add_column(col, overflow="fold")
     colour = {"up": "green", "degraded": "yellow", "down": "bold red"}
@@ -363,7 +366,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_sim(args: argparse.Namespace) -> int:
     """A firmware stub as a standalone simulated PLC (Modbus TCP, RTU over TCP, RTU on a serial port)."""
     from hil.iec104_server import STATIONS
-    from hil.sim import METER_SETS, OPCUA_PLANTS, STUBS, device_toml, serve, serve_opcua
+    from hil.sim import METER_SETS, OPCUA_PLANTS, S7_PLCS, STUBS, device_toml, serve, serve_opcua
 
     if args.list or args.name is None:
         for name, (what, _, points) in STUBS.items():
@@ -374,11 +377,15 @@ def cmd_sim(args: argparse.Namespace) -> int:
             print(f"{name}\t{what}")
         for name, what in STATIONS.items():
             print(f"{name}\t{what}")
+        for name, what in S7_PLCS.items():
+            print(f"{name}\t{what}")
         return EXIT_OK if args.list else EXIT_USAGE
     if args.name in METER_SETS:
         return _sim_meters(args)
     if args.name in STATIONS:
         return _sim_iec104(args)
+    if args.name in S7_PLCS:
+        return _sim_s7(args)
     if args.name in OPCUA_PLANTS:
         if args.print_config:
             raise UsageError(f"{args.name} is an OPC UA plant: start it, then `edgegw browse ENDPOINT --emit-config`")
@@ -390,7 +397,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.name not in STUBS:
         raise UsageError(f"no simulator named {args.name!r}; `edgegw sim --list` shows: "
-                         f"{', '.join([*STUBS, *OPCUA_PLANTS, *METER_SETS, *STATIONS])}")
+                         f"{', '.join([*STUBS, *OPCUA_PLANTS, *METER_SETS, *STATIONS, *S7_PLCS])}")
     if args.transport == "rtu" and not args.serial_port:
         raise UsageError("--transport rtu needs --serial-port (e.g. one end of `socat pty,raw,echo=0 pty,raw,echo=0`)")
     if args.print_config:
@@ -787,6 +794,18 @@ def cmd_bench_dlt645(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bench_s7(args: argparse.Namespace) -> int:
+    from drivers.s7.bench import BenchError
+    from drivers.s7.bench import main as bench_main
+
+    try:
+        bench_main(args.devices, args.points, args.json, args.seconds, args.workers, args.runs)
+    except BenchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
 def cmd_bench_wire(args: argparse.Namespace) -> int:
     from gateway.wire_bench import main as bench_main
 
@@ -822,12 +841,29 @@ def cmd_bench_uplink(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _sim_s7(args: argparse.Namespace) -> int:
+    """An S7 PLC (firmware_stubs/s7_hoist.py) on python-snap7's S7 server."""
+    from hil.sim import s7_device_toml, serve_s7
+
+    if args.print_config:
+        print(s7_device_toml(args.name, args.host, args.port), end="")
+        return EXIT_OK
+
+    def ready(port: int) -> None:
+        print(f"Serving {args.name} (seed {args.seed}) over S7comm on {args.host}:{port}; Ctrl-C stops.", flush=True)
+
+    _run(serve_s7(args.name, host=args.host, port=args.port, seed=args.seed, tick_s=args.tick_s, ready=ready))
+    return EXIT_OK
+
+
 def cmd_import_tags(args: argparse.Namespace) -> int:
     """The tag list of a driver that registered one (DriverSpec.tags) -> ``[[devices.points]]`` TOML."""
     from pathlib import Path
 
     from gateway.driver_registry import DRIVERS
 
+    if args.protocol == "s7":  # a TIA Portal export: XLSX (binary) or CSV, with warnings for rows left out
+        return _import_s7_tags(args)
     try:
         text = Path(args.file).read_text(encoding="utf-8-sig")
     except OSError as err:
@@ -840,9 +876,34 @@ def cmd_import_tags(args: argparse.Namespace) -> int:
         return _import_meters(args, text)
     tags = next(s.tags for s in DRIVERS if s.name == args.protocol and s.tags is not None)
     lines: list[int] = []
-    points = tags.read(text, args.file, lines)
-    _check_imported(tags.device(points), lines, args.file)
+    row_issues: list[ConfigIssue] = []
+    points = tags.read(text, args.file, lines, row_issues)
+    _check_imported(tags.device(points), lines, args.file, row_issues)
     toml = tags.to_toml(points)
+    if args.output:
+        Path(args.output).write_text(toml, encoding="utf-8")
+    else:
+        print(toml, end="")
+    return EXIT_OK
+
+
+def _import_s7_tags(args: argparse.Namespace) -> int:
+    """A TIA Portal PLC tag table (XLSX or CSV) -> [[devices.points]] of an S7 device."""
+    from pathlib import Path
+
+    from drivers.s7.tags import import_device, points_to_toml, read_table, rows_to_points
+
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as err:
+        raise UsageError(f"{args.file}: cannot read the tag table: {err.strerror}") from None
+    lines: list[int] = []
+    warnings: list[ConfigIssue] = []
+    points = rows_to_points(read_table(data, args.file), args.file, lines, warnings)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    _check_imported(import_device(points), lines, args.file)
+    toml = points_to_toml(points)
     if args.output:
         Path(args.output).write_text(toml, encoding="utf-8")
     else:
@@ -891,18 +952,20 @@ def _import_meters(args: argparse.Namespace, text: str) -> int:
     return EXIT_OK
 
 
-def _check_imported(device: dict[str, Any], lines: list[int], source: str) -> None:
+def _check_imported(device: dict[str, Any], lines: list[int], source: str,
+                    row_issues: list[ConfigIssue] | None = None) -> None:
     """What `edgegw check` would say about these points under a device: identifier codes, units,
-    class presets and thresholds, located at the row of the tag list (exit 2, nothing written)."""
+    class presets and thresholds, located at the row of the tag list, after the problems of single
+    rows (``row_issues``), all in one error (exit 2, nothing written)."""
     import re
 
     from gateway.config import parse
 
     data = {"gateway": {"id": "import", "site": "import", "enterprise_prefix": "88.0.0"}, "devices": [device]}
+    issues = list(row_issues or [])
     try:
         parse(data)
     except ConfigError as err:
-        issues = []
         for issue in err.issues:
             m = re.match(r"devices\[0\]\.points\[(\d+)\]\.?(.*)", issue.location)
             where = source
@@ -911,7 +974,18 @@ def _check_imported(device: dict[str, Any], lines: list[int], source: str) -> No
             message = re.sub(r"devices\[0\]\.points\[(\d+)\]\.?(\w*)",
                              lambda n: f"the row on line {lines[int(n.group(1))]}", issue.message)
             issues.append(ConfigIssue(where, f"{message} (what `edgegw check` would say)"))
+    if issues:
+        issues.sort(key=lambda i: _row_of(i.location))
         raise ConfigError(issues, source) from None
+
+
+def _row_of(location: str) -> int:
+    """The line of a ``FILE:LINE: column`` location (0 for the file as a whole)."""
+    parts = location.rsplit(":", 2)
+    for part in parts[1:]:
+        if part.strip().isdigit():
+            return int(part)
+    return 0
 
 
 def cmd_ids_validate(args: argparse.Namespace) -> int:
@@ -1182,6 +1256,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--cpu-quota", type=float, default=None, metavar="CORES",
                    help="confine the gateway (not the PLCs) to CORES of CPU by a cgroup quota, e.g. 0.25 (root)")
     b.set_defaults(func=cmd_bench_modbus)
+    b = bsub.add_parser("s7", help="N simulated S7 CPUs (other processes) polled at 1 Hz through the real driver")
+    b.add_argument("--devices", type=int, default=50)
+    b.add_argument("--points", type=int, default=200, help="REAL / INT / BOOL points per CPU, in one DB")
+    b.add_argument("--json", default=None, help="also write the figures to FILE")
+    b.add_argument("--seconds", type=int, default=10, help="measured 1-s windows after the warm-up")
+    b.add_argument("--workers", type=int, default=2, help="processes serving the simulated CPUs")
+    b.add_argument("--runs", type=int, default=1, help="repeat and report per-figure medians")
+    b.set_defaults(func=cmd_bench_s7)
     b = bsub.add_parser("dlt645", help="L serial device servers x M DL/T 645 meters (another process), polled in turn")
     b.add_argument("--lines", type=int, default=8)
     b.add_argument("--meters", type=int, default=8, help="meters per line (22 points each)")
@@ -1254,8 +1336,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from gateway.driver_registry import DRIVERS
 
-    s = sub.add_parser("import-tags", help="turn a CSV tag list into config TOML")
-    s.add_argument("protocol", choices=sorted({d.name for d in DRIVERS if d.tags is not None} | {"dlt645"}),
+    s = sub.add_parser("import-tags", help="tag list -> config TOML (CSV; s7: TIA Portal XLSX or CSV)")
+    s.add_argument("protocol", choices=sorted({d.name for d in DRIVERS if d.tags is not None} | {"dlt645", "s7"}),
                    help="a driver with a tag-list import (docs/drivers.md)")
     s.add_argument("file")
     s.add_argument("-o", "--output", default=None, help="write here instead of stdout")

@@ -42,6 +42,7 @@ from gateway.catalog import Catalog
 from gateway.core.errors import CodecError
 from gateway.core.point import Point, Quality, SampleBatch
 from gateway.core.values import INT_MAX, INT_MIN, TS_MAX, TS_MIN, admit
+from gateway.names import NO_NAMES, Names, names_doc
 from pipelines.alarms import AlarmEvent
 
 __all__ = [
@@ -126,7 +127,8 @@ class Encoder:
         ]
         self._n = len(rows)
         self._packer = msgpack.Packer(use_bin_type=True)
-        self.catalog_id, self.catalog_message = catalog_message(catalog.gateway_id, catalog.site, rows)
+        self.catalog_id, self.catalog_message = catalog_message(catalog.gateway_id, catalog.site, rows,
+                                                                names_doc(catalog))
         # v1 splices the rows into every batch: kept, the rows packed once.  v2 sends them once, in
         # the catalog message: nothing per point is kept here (~1 KB per point less)
         self._rows: list[list[Any]] = rows if version == SCHEMA_VERSION else []
@@ -376,13 +378,19 @@ def _one_float32(f: float) -> bool:
         return False
 
 
-def catalog_message(gateway: str, site: str, rows: list[list[Any]]) -> tuple[str, bytes]:
+def catalog_message(gateway: str, site: str, rows: list[list[Any]],
+                    names: dict[str, Any] | None = None) -> tuple[str, bytes]:
     """(id, message) of a gateway's catalog: the id is a hash of its content (the same points,
     codes, units and tags give the same id after any restart; any change gives another), the message
-    a zlib envelope around ``{"v": 2, "kind": "catalog", "gw", "site", "c": id, "cat": rows}``."""
+    a zlib envelope around ``{"v": 2, "kind": "catalog", "gw", "site", "c": id, "cat": rows}``, and
+    ``"names"`` when the config names things in any language (:func:`gateway.names.names_doc`;
+    then part of the id too, so a renamed point makes a new catalog)."""
     packer = msgpack.Packer(use_bin_type=True)
-    cid = hashlib.sha256(packer.pack([gateway, site, rows])).hexdigest()[:16]
-    body = packer.pack({"v": WIRE_V2, "kind": "catalog", "gw": gateway, "site": site, "c": cid, "cat": rows})
+    cid = hashlib.sha256(packer.pack([gateway, site, rows] + ([names] if names else []))).hexdigest()[:16]
+    doc: dict[str, Any] = {"v": WIRE_V2, "kind": "catalog", "gw": gateway, "site": site, "c": cid, "cat": rows}
+    if names:
+        doc["names"] = names
+    body = packer.pack(doc)
     return cid, packer.pack({"v": WIRE_V2, "z": "zlib", "d": zlib.compress(body, 6)})
 
 
@@ -534,6 +542,7 @@ class Columns:
     q: list[int]
     rsn: list[str | None]
     flags: list[int]
+    names: Names = NO_NAMES  # v2: the names of the batch's catalog
 
     def point(self, k: int) -> Point:
         key, code, unit, device, device_code, _grade, _tags = row = self.cat[self.idx[k]]
@@ -558,6 +567,7 @@ class CatalogCache:
         self.catalog_slots = catalog_slots
         self._catalogs: dict[str, tuple[str, str, dict[int, CatRow]]] = {}  # v2: id -> gateway, site, rows
         self._unread: dict[str, bytes] = {}  # v2: id -> catalog message not validated yet (remember)
+        self._names: dict[str, Names] = {}  # v2: id -> the names in it (any language), when it has any
 
     def learn(self, payload: bytes, origin: tuple[str, str] | None = None) -> tuple[str, str, str]:
         """Validate a v2 catalog message and keep it; returns (gateway, site, id).  ``origin``: the
@@ -568,22 +578,33 @@ class CatalogCache:
         if doc.get("v") != WIRE_V2 or doc.get("kind") != "catalog":
             raise CodecError("not a v2 catalog message")
         gw, site, cid, cat = doc.get("gw"), doc.get("site"), doc.get("c"), doc.get("cat")
+        names_entry = doc.get("names")
         if not (isinstance(gw, str) and isinstance(site, str) and isinstance(cid, str) and isinstance(cat, list)):
             raise CodecError("catalog message lacks gw, site, c or cat")
         if origin is not None and (site, gw) != origin:
             raise CodecError(f"forged origin: catalog names site {site!r} gateway {gw!r}, topic is site "
                              f"{origin[0]!r} gateway {origin[1]!r}")
         try:
-            digest = hashlib.sha256(msgpack.packb([gw, site, cat], use_bin_type=True)).hexdigest()[:16]
+            content = [gw, site, cat] + ([names_entry] if names_entry else [])
+            digest = hashlib.sha256(msgpack.packb(content, use_bin_type=True)).hexdigest()[:16]
         except (TypeError, ValueError) as err:
             raise CodecError(f"catalog rows do not encode: {err}") from None
         if digest != cid:
             raise CodecError(f"catalog id {cid!r} does not match its content ({digest})")
         infos = _catalog(cat)
+        names = Names.from_doc(names_entry, cid) if names_entry else NO_NAMES
         if cid not in self._catalogs and len(self._catalogs) >= self.catalog_slots:
-            del self._catalogs[next(iter(self._catalogs))]
+            forgotten = next(iter(self._catalogs))
+            del self._catalogs[forgotten]
+            self._names.pop(forgotten, None)
         self._catalogs[cid] = (gw, site, infos)
+        if names is not NO_NAMES:
+            self._names[cid] = names
         return gw, site, cid
+
+    def names(self, cid: str) -> Names:
+        """The names of a catalog (:data:`gateway.names.NO_NAMES` when it has none)."""
+        return self._names.get(cid, NO_NAMES)
 
     def remember(self, cid: str, message: bytes) -> None:
         """Keep a catalog message as bytes, validated only when a batch first needs it (an encoder's
@@ -731,7 +752,7 @@ def _columns_v2(doc: dict[str, Any], historical: bool, store: CatalogCache,
             if not 0 <= k < n:
                 raise CodecError(f"malformed batch content: {name} names sample {k} of {n}")
             column[k] = x
-    return Columns(gw, site, seq, created, historical, infos, idx, ts, val, q, rsn, flags)
+    return Columns(gw, site, seq, created, historical, infos, idx, ts, val, q, rsn, flags, store.names(cid))
 
 
 def _decode_values(kinds: bytes, n: int, vi: list[int], vd: list[int], vg: Any, vf: Any, vs: list[Any]) -> list[Any]:

@@ -13,18 +13,19 @@ import datetime as dt
 import enum
 import logging
 import os
+import re
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, TypeAdapter, ValidationError, field_validator, model_validator
 
 from gateway.catalog import Catalog, build_catalog
 from gateway.core.clock import RELEASE_DATE, ns_of_date
 from gateway.core.errors import ConfigError, ConfigIssue
-from gateway.core.schema import KEY_PATTERN, DeviceBase, Key, StrictModel, check_code, check_tags
+from gateway.core.schema import DeviceBase, Key, StrictModel, check_code, check_name_text, check_tags, error_message
 from gateway.driver_registry import DEVICE_TYPES, DRIVERS, device_union, spec_of
 
 if TYPE_CHECKING:
@@ -86,6 +87,18 @@ class GatewaySection(StrictModel):
     enterprise_prefix: str | None = Field(
         default=None, description="e.g. 88.608.5288: codes of points without one are minted from it"
     )
+    display_name: str = Field(
+        default="", max_length=200, description="the gateway's name in any language (status page, CLI)"
+    )
+    description: str = Field(default="", max_length=1000, description="free text in any language")
+    site_display_name: str = Field(
+        default="", max_length=200,
+        description="the site's name in any language (e.g. 包头某煤矿): status page, CLI, the InfluxDB tag "
+        "`site_display_name`",
+    )
+    site_description: str = Field(
+        default="", max_length=1000, description="any language: status page, the InfluxDB tag `site_description`"
+    )
     tags: dict[str, str] = Field(default_factory=dict)
     future_tolerance_ms: int = Field(
         default=2000, ge=0, description="a sample stamped further ahead of this gateway's clock is flagged"
@@ -101,6 +114,9 @@ class GatewaySection(StrictModel):
 
     _check_code = field_validator("code")(check_code)
     _check_tags = field_validator("tags")(check_tags)
+    _check_names = field_validator("display_name", "description", "site_display_name", "site_description")(
+        check_name_text
+    )
 
     @field_validator("clock_min_valid_time")
     @classmethod
@@ -473,11 +489,6 @@ class Config(StrictModel):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Self:
-        names: set[str] = set()
-        for dev in self.devices:
-            if dev.name in names:
-                raise ValueError(f"two devices are named {dev.name!r}")
-            names.add(dev.name)
         if self.devices and self.gateway is None:
             raise ValueError("devices need a [gateway] section (id, site)")
         return self
@@ -496,29 +507,16 @@ def format_location(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def _issues(err: ValidationError) -> list[ConfigIssue]:
+def _issues(err: ValidationError, prefix: tuple[int | str, ...] = ()) -> list[ConfigIssue]:
     issues = []
     for e in err.errors(include_url=False):
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            from gateway.config_source import did_you_mean
-
-            msg = "unknown key" + did_you_mean(Config, tuple(e["loc"]))
-        elif e["type"] == "union_tag_invalid":
+        e["loc"] = prefix + tuple(e["loc"])
+        if e["type"] == "union_tag_invalid":
             msg = f"unknown device type {e['input'].get('type')!r}; known: {', '.join(sorted(DEVICE_TYPES))}"
-        elif e["type"] == "string_pattern_mismatch" and e.get("ctx", {}).get("pattern") == KEY_PATTERN:
-            msg = (
-                f"{e['input']!r} is not a valid key: use 1-64 letters, digits, '_', '.', '-', "
-                "starting with a letter or digit"
-            )
-            if isinstance(e["input"], str) and not e["input"].isascii():
-                msg += (
-                    " (keys go into MQTT topics, InfluxDB tags and identifier codes, which stay ASCII;"
-                    " put the name people use in display_name, e.g. display_name = " + repr(e["input"]) + ")"
-                )
         elif e["type"] == "union_tag_not_found":
             msg = f"missing 'type' (one of: {', '.join(sorted(DEVICE_TYPES))})"
-        msg = msg.removeprefix("Value error, ")
+        else:
+            msg = error_message(e, Config)
         issues.append(ConfigIssue(format_location(tuple(e["loc"])), msg))
     return issues
 
@@ -690,6 +688,12 @@ def _semantic_issues(cfg: Config) -> list[ConfigIssue]:
     """Checks across the whole tree: every point gets a code, no two points share one, and the
     forwarding policy of every grade can be kept."""
     issues: list[ConfigIssue] = []
+    names: dict[str, int] = {}
+    for d, dev in enumerate(cfg.devices):
+        if dev.name in names:
+            issues.append(ConfigIssue(f"devices[{d}].name",
+                                      f"device name {dev.name!r} is already used by devices[{names[dev.name]}]"))
+        names.setdefault(dev.name, d)
     for spec in DRIVERS:  # checks across devices of one driver (devices sharing a Modbus line agree)
         if spec.config_issues is not None:
             issues.extend(spec.config_issues(cfg.devices))
@@ -701,13 +705,130 @@ def _semantic_issues(cfg: Config) -> list[ConfigIssue]:
     return issues
 
 
+_DEVICE_ADAPTER: TypeAdapter[Any] = TypeAdapter(DeviceConfig)
+_LOC_INDEX = re.compile(r"^devices\[(\d+)\](?:\.points\[(\d+)\])?")
+
+
+def _salvaged(data: dict[str, Any]) -> tuple[list[ConfigIssue], Config | None, dict[int, tuple[int, list[int]]]]:
+    """The part of an invalid config that validates, so that the checks across the tree (device
+    names, shared lines, identifier codes, forwarding policies) still run in the same pass as the
+    field errors: a user then sees every mistake at once, not one layer per ``edgegw check``.
+
+    A top-level section that fails is left out; a device whose only faults are in some points is
+    kept without those points (its own checks across points then run); any other failing device is
+    left out.  Returns the new issues this uncovers (located in the original file's indices), the
+    salvaged config (None when even that fails) and the map salvaged device index -> (original
+    device index, original index of each kept point)."""
+    issues: list[ConfigIssue] = []
+    kept: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "devices":
+            continue
+        with contextlib.suppress(ValidationError):
+            Config.model_validate({key: value})
+            kept[key] = value
+    devices: list[Any] = []
+    index: dict[int, tuple[int, list[int]]] = {}
+    raw_devices = data.get("devices")
+    for d, dev in enumerate(raw_devices if isinstance(raw_devices, list) else []):
+        if not isinstance(dev, dict):
+            continue
+        points = list(range(len(dev["points"]))) if isinstance(dev.get("points"), list) else []
+        for attempt in range(3):
+            try:
+                _DEVICE_ADAPTER.validate_python(dev)
+                break
+            except ValidationError as err:
+                if attempt == 2:
+                    dev = None
+                    break
+                if attempt == 1:  # what remains after the faulty keys went: hidden checks across points
+                    found = _relocated(_issues(err, ("devices", 0)), {0: (d, points)})
+                    issues += found
+                dev, points = _without_faults(dev, points, err, drop_points=attempt == 1)
+                if dev is None:
+                    break
+        if dev is None:
+            continue
+        index[len(devices)] = (d, points)
+        devices.append(dev)
+    if devices:
+        kept["devices"] = devices
+    if "gateway" in data and "gateway" not in kept:
+        return issues, None, index  # codes are minted from it: checks across the tree would mislead
+    try:
+        cfg = Config.model_validate(kept)
+    except ValidationError as err:
+        issues += _relocated(_issues(err), index)
+        return issues, None, index
+    return issues, cfg, index
+
+
+def _without_faults(dev: dict[str, Any], points: list[int], err: ValidationError, *, drop_points: bool
+                    ) -> tuple[dict[str, Any] | None, list[int]]:
+    """The device without the keys that failed (first pass: defaults apply), or without the points
+    that still fail (second pass); None when the device itself cannot be salvaged."""
+    dev = dict(dev)
+    raw_points = [dict(p) if isinstance(p, dict) else p for p in dev.get("points", [])] \
+        if isinstance(dev.get("points"), list) else []
+    bad_points: set[int] = set()
+    for e in err.errors(include_url=False):
+        loc = e["loc"][1:]  # after the union tag
+        if not loc:
+            if not drop_points:
+                continue  # a check across the device: may pass once its faulty keys are gone
+            return None, points
+        if loc[0] == "points" and len(loc) >= 2 and isinstance(loc[1], int) and loc[1] < len(raw_points):
+            pt = raw_points[loc[1]]
+            if drop_points or len(loc) < 3 or not isinstance(pt, dict) or loc[2] in ("name", "address", "node_id"):
+                bad_points.add(loc[1])
+            else:
+                pt.pop(loc[2], None)
+        elif drop_points or loc[0] in ("type", "name") or not isinstance(loc[0], str):
+            return None, points
+        else:
+            dev.pop(loc[0], None)
+    kept = [i for i in range(len(raw_points)) if i not in bad_points]
+    if "points" in dev:
+        dev["points"] = [raw_points[i] for i in kept]
+    return dev, [points[i] for i in kept]
+
+
+def _relocated(issues: list[ConfigIssue], index: dict[int, tuple[int, list[int]]]) -> list[ConfigIssue]:
+    """Issues of a salvaged config, located by the original file's device and point indices."""
+    out = []
+    for issue in issues:
+        m = _LOC_INDEX.match(issue.location)
+        if m and int(m.group(1)) in index:
+            d, points = index[int(m.group(1))]
+            head = f"devices[{d}]"
+            if m.group(2) is not None and int(m.group(2)) < len(points):
+                head += f".points[{points[int(m.group(2))]}]"
+            issue = ConfigIssue(head + issue.location[m.end():], issue.message)
+        out.append(issue)
+    return out
+
+
+def _all_issues(err: ValidationError, data: dict[str, Any]) -> list[ConfigIssue]:
+    issues = _issues(err)
+    extra, cfg, index = _salvaged(data)
+    if cfg is not None:
+        extra += _relocated(_semantic_issues(cfg), index)
+    seen = {(i.location, i.message) for i in issues}
+    for issue in extra:
+        if (issue.location, issue.message) not in seen:
+            seen.add((issue.location, issue.message))
+            issues.append(issue)
+    return issues
+
+
 def parse(data: dict[str, Any], source: str = "", progress: StartupProgress | None = None) -> Config:
     phase = progress.phase if progress is not None else _no_phase
     try:
         with phase("config validated"):
             cfg = Config.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_issues(err), source) from None
+        raise ConfigError(_all_issues(err, data), source) from None
     if progress is not None:
         progress.points = sum(len(d.points) for d in cfg.devices)
     with phase("points checked (codes, tags, lines, policies)"):
@@ -740,7 +861,7 @@ def load(path: str | os.PathLike[str], progress: StartupProgress | None = None) 
     try:
         return parse(data, str(p), progress)
     except ConfigError as err:
-        from gateway.config_source import key_positions
+        from gateway.core.config_source import key_positions
 
         err.positions = key_positions(raw.decode("utf-8"))
         raise

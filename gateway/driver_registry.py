@@ -27,6 +27,7 @@ from drivers.dlt645.spec import SPEC as DLT645
 from drivers.iec104.spec import SPEC as IEC104
 from drivers.modbus.spec import SPEC as MODBUS
 from drivers.opcua.spec import SPEC as OPCUA
+from drivers.s7.spec import SPEC as S7
 from gateway.core.contracts import PollingDriver, StreamingDriver
 from gateway.core.driver import DriverSpec
 from gateway.core.schema import DeviceBase
@@ -34,7 +35,7 @@ from gateway.core.schema import DeviceBase
 __all__ = ["BY_TYPE", "DEVICE_TYPES", "DRIVERS", "DriverFactory", "device_union", "spec_of"]
 
 # the driver packages, in the order `edgegw` lists them
-DRIVERS: tuple[DriverSpec[Any], ...] = (MODBUS, OPCUA, DLT645, IEC104)
+DRIVERS: tuple[DriverSpec[Any], ...] = (MODBUS, OPCUA, DLT645, IEC104, S7)
 
 
 def _by_type(specs: tuple[DriverSpec[Any], ...]) -> dict[str, DriverSpec[Any]]:

@@ -29,6 +29,7 @@ from gateway.sinks.mqtt import MqttUplink, UplinkConnection
 __all__ = ["Forwarder", "ForwarderStats"]
 
 log = logging.getLogger("edgegw.forwarder")
+_REFUSED_EVERY_S = 60.0
 
 
 @dataclass(slots=True)
@@ -80,6 +81,22 @@ class Forwarder:
         self.state_facts = state_facts
         self.on_connect = on_connect
         self.stats = ForwarderStats()
+        # the refusal last said (reason, monotonic time, refused batches then): a refusal that lasts
+        # is said again once a minute with the count, not on every retry
+        self._refused_said: tuple[str, float, int] | None = None
+
+    def _say_refused(self, n: int, reason: str) -> None:
+        now, total = time.monotonic(), self.stats.rejected_batches
+        said = self._refused_said
+        extra = {"uplink": self.uplink.client_id, "reason": reason}
+        if said is None or said[0] != reason:
+            log.error("Broker refused %d batch(es): %s; they stay buffered.", n, reason, extra=extra)
+        elif now - said[1] >= _REFUSED_EVERY_S:
+            log.error("Broker still refuses batches (%d refusals in the last %.0f s): %s; they stay buffered.",
+                      total - said[2], now - said[1], reason, extra=extra)
+        else:
+            return
+        self._refused_said = (reason, now, total)
 
     async def run(self) -> None:
         backoff = 0.2
@@ -201,8 +218,7 @@ class Forwarder:
                 if rejected:
                     self.stats.rejected_batches += len(rejected)
                     self.stats.last_error = str(rejected[0])
-                    log.error("Broker refused %d batch(es): %s; they stay buffered.", len(rejected), rejected[0],
-                              extra={"uplink": self.uplink.client_id, "reason": str(rejected[0])})
+                    self._say_refused(len(rejected), str(rejected[0]))
                     await conn.set_alarm(
                         "publish_refused", reason=str(rejected[0]), rejected_batches=self.stats.rejected_batches
                     )
@@ -215,6 +231,7 @@ class Forwarder:
                     reject_backoff = min(reject_backoff * 2, self.backoff_max)
                 elif delivered:
                     reject_backoff = 1.0
+                    self._refused_said = None
                     if conn.alarm is not None:
                         log.info("Broker accepts batches again; alarm cleared.")
                         await conn.set_alarm(None)

@@ -70,6 +70,7 @@ from gateway.core.lineproto import (
 )
 from gateway.core.point import Point, now_ns
 from gateway.deadletter import DeadLetter, DeadLetterFullError, DeadLetterStore
+from gateway.names import NO_NAMES, Names
 from gateway.sinks.influx import LineWriter, make_writer
 from gateway.sinks.mqtt import MqttClient
 
@@ -165,6 +166,7 @@ class IngestCore:
         self._catalogs = CatalogCache()
         self._last_prefixes: dict[tuple[str, str], tuple[dict[int, CatRow], dict[int, str | LineError]]] = {}
         self._plain_prefixes: dict[int, str | LineError] | None = None
+        self.names: dict[tuple[str, str], Names] = {}  # (site, gateway) -> the names of its newest catalog
         # None: wait out a store outage for ever (the service); a number: give up after that many
         # seconds with StoreUnavailableError (an operator's command such as a dead-letter replay)
         self.give_up_after_s: float | None = None
@@ -215,8 +217,9 @@ class IngestCore:
                                      f"topic is site {prep.site!r} gateway {prep.gateway!r}", 1)
             return
         try:
+            names = self.names.get((prep.site, prep.gateway), NO_NAMES)
             row = alarm_line(doc, self.cfg.influx.alarm_measurement, prep.site, prep.gateway, self._dialect,
-                             now_ns())
+                             now_ns(), names.tags(str(doc["point"]), str(doc["device"])))
         except LineError as err:
             self._dead_message(prep, f"cannot be stored: {err}", 1)
             return
@@ -240,6 +243,11 @@ class IngestCore:
         if cid != parts[4]:
             log.warning("The catalog on %s has id %s (topic says %s); kept under its own id.", topic, cid, parts[4])
         self.stats.catalogs += 1
+        names = self._catalogs.names(cid)
+        self.names[(parts[1], parts[2])] = names  # the newest: alarm events name their point with it
+        if names.dropped:
+            log.warning("The catalog on %s has names no store keeps as a tag (left out): %s", topic,
+                        ", ".join(names.dropped[:5]))
         return cid
 
     def _prepare_batch(self, prep: Prepared) -> None:
@@ -260,7 +268,7 @@ class IngestCore:
             return
         prep.cols = cols
         now, dialect, hist_all = now_ns(), self._dialect, cols.historical
-        prefixes = self._prefixes(prep, cols.cat)
+        prefixes = self._prefixes(prep, cols.cat, cols.names)
         refused: list[tuple[Point, str]] = []
         rows, samples = prep.rows, prep.samples
         ts_max = MAX_TIMESTAMP_NS if dialect == "influxdb" else min(MAX_TIMESTAMP_NS, now + VM_MAX_FUTURE_NS)
@@ -298,7 +306,7 @@ class IngestCore:
         if self.observer is not None:
             self.observer(Batch(cols.gateway, cols.site, cols.seq, cols.created_ns, cols.points(), cols.historical))
 
-    def _prefixes(self, prep: Prepared, cat: dict[int, CatRow]) -> dict[int, str | LineError]:
+    def _prefixes(self, prep: Prepared, cat: dict[int, CatRow], names: Names = NO_NAMES) -> dict[int, str | LineError]:
         """The series text of every catalog row of a batch; the same validated catalog (the codec's
         cache hands out the same object) reuses the last map it got."""
         last = self._last_prefixes.get((prep.site, prep.gateway))
@@ -306,7 +314,8 @@ class IngestCore:
             if self._plain_prefixes is not last[1] and all(type(p) is str for p in last[1].values()):
                 self._plain_prefixes = last[1]
             return last[1]
-        prefixes = {i: self._series(prep, row) for i, row in cat.items()}
+        # (the names are the catalog's: the same catalog object has the same names)
+        prefixes = {i: self._series(prep, row, names) for i, row in cat.items()}
         if len(self._last_prefixes) >= _SERIES_CACHE // 100:
             self._last_prefixes.clear()
         self._last_prefixes[(prep.site, prep.gateway)] = (cat, prefixes)
@@ -314,14 +323,16 @@ class IngestCore:
         self._plain_prefixes = prefixes if all(type(p) is str for p in prefixes.values()) else None
         return prefixes
 
-    def _series(self, prep: Prepared, row: CatRow) -> str | LineError:
-        """The series text of a catalog row, from a bounded cache (rows repeat in every message)."""
-        key = (prep.site, prep.gateway, *row[:6], *row[6].items())
+    def _series(self, prep: Prepared, row: CatRow, names: Names = NO_NAMES) -> str | LineError:
+        """The series text of a catalog row, from a bounded cache (rows repeat in every message),
+        with the name tags of its catalog (display names in any language)."""
+        key = (prep.site, prep.gateway, names.id, *row[:6], *row[6].items())
         hit = self._series_cache.get(key)
         if hit is None:
             try:
                 hit = telemetry_series(self.cfg.influx.measurement, row[0], row[1], row[2], row[3], row[4],
-                                       row_tags(row), prep.site, prep.gateway, self._dialect)
+                                       row_tags(row), prep.site, prep.gateway, self._dialect,
+                                       names.tags(row[0], row[3]))
             except LineError as err:
                 hit = err
             if len(self._series_cache) >= _SERIES_CACHE:

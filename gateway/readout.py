@@ -26,6 +26,7 @@ from gateway.config import Config
 from gateway.core.driver import RunnerKind
 from gateway.core.errors import ConfigError, ConfigIssue, DeviceError, ReadError
 from gateway.core.point import Quality, SampleBatch, now_ns
+from gateway.runner import why_down
 from pipelines.pipeline import Pipeline
 
 __all__ = ["Readout", "read_devices"]
@@ -62,7 +63,10 @@ class Readout:
         return all(self.health(d)[0] == "up" for d in self.devices)
 
     def render(self) -> Group:
-        table = Table(show_lines=False, header_style="bold")
+        cat = self.catalog
+        site = f"{cat.site_display_name} ({cat.site})" if cat.site_display_name else cat.site
+        gw = f"{cat.gateway_display_name} ({cat.gateway_id})" if cat.gateway_display_name else cat.gateway_id
+        table = Table(show_lines=False, header_style="bold", title=f"site {site} · gateway {gw}", title_justify="left")
         for col in ("device", "point", "name", "value", "unit", "quality", "reason", "code"):
             table.add_column(col, overflow="fold", justify="right" if col == "value" else "left")
         for device in self.devices:
@@ -79,7 +83,9 @@ class Readout:
         for device in self.devices:
             state, detail = self.health(device)
             style = {"up": "green", "degraded": "yellow"}.get(state, "bold red")
-            lines.append(Text.assemble(f"Device {device} ", (state, style), f": {detail}"))
+            name = self.catalog.device_names.get(device, ("", ""))[0]
+            named = f"{device} ({name})" if name else device
+            lines.append(Text.assemble(f"Device {named} ", (state, style), f": {detail}"))
         return Group(table, *lines)
 
 
@@ -154,7 +160,7 @@ async def read_devices(
                                 max(timeout, 10.0))
         except (DeviceError, TimeoutError) as err:
             reason = err.reason if isinstance(err, ReadError) else "unreachable" if name not in entered else "timeout"
-            readout.errors[name] = f"{reason}: {err}" if str(err) else reason
+            readout.errors[name] = why_down(name, reason, str(err))
             if name in entered:
                 await entered.pop(name).__aexit__(None, None, None)
             return catalog.bad_samples(name, now_ns(), reason)

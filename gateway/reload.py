@@ -93,13 +93,15 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
 def config_error_lines(err: ConfigError, limit: int | None = None) -> list[str]:
     """``edgegw check``'s lines for an invalid config: a headline, then each problem at its
     ``file:line:column`` where the file says it."""
-    from gateway.config_source import position_of
+    from gateway.core.config_source import position_of
 
     where = f"{err.source}: " if err.source else ""
     lines = [f"{where}invalid configuration ({len(err.issues)} problem(s))"]
-    issues = err.issues if limit is None else err.issues[:limit]
-    for issue in issues:
-        at = position_of(issue.location, err.positions) if err.positions else None
+    located = [(position_of(i.location, err.positions) if err.positions else None, i) for i in err.issues]
+    # in the order of the file (unplaced ones last), whichever check found them
+    located.sort(key=lambda x: x[0] or (1 << 30, 0))
+    issues = located if limit is None else located[:limit]
+    for at, issue in issues:
         lines.append(f"  {err.source}:{at[0]}:{at[1]}: {issue}" if at else f"  {issue}")
     if len(issues) < len(err.issues):
         lines.append(f"  ... and {len(err.issues) - len(issues)} more (edgegw check -c {err.source} lists them all)")

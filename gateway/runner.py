@@ -22,10 +22,26 @@ from gateway.core.contracts import PollingDriver, Schedule, StreamingDriver
 from gateway.core.errors import DeviceError, ReadError
 from gateway.core.point import SampleBatch, now_ns
 
-__all__ = ["DeviceHealth", "DeviceRunner", "PollingDriver", "Schedule", "StreamRunner", "StreamingDriver"]
+__all__ = ["DeviceHealth", "DeviceRunner", "PollingDriver", "Schedule", "StreamRunner", "StreamingDriver",
+           "why_down"]
 
 log = logging.getLogger("edgegw.runner")
 
+
+def why_down(device: str, reason: str, message: str) -> str:
+    """``timeout: no answer within 0.5 s (connected but no answer: check the unit id, ...)``: the
+    reason code, the detail without the device's name (the line names it once), what to check first."""
+    detail = message.removeprefix(f"{device}: ")
+    hint = _DOWN_HINTS.get(reason, "")
+    return reason + ("" if detail in ("", reason) else f": {detail}") + (f" ({hint})" if hint else "")
+
+
+# the first thing to check, as docs/commissioning.md's table of reasons says
+_DOWN_HINTS = {
+    "timeout": "connected but no answer: check the unit id, the baud rate and parity on RTU, a busy device",
+    "unreachable": "check the address and port, the cabling, the serial device server",
+    "malformed_response": "garbage on the line: RS-485 termination, two masters on one line, the framing",
+}
 
 
 @dataclass(slots=True)
@@ -113,7 +129,8 @@ class _Runner:
         self.health.last_error_mono = time.monotonic()
         self.health.errors[reason] += 1
         if self.health.up or self.health.failed_polls == 1:
-            log.warning("Device %s is down: %s", name, message, extra={"device": name, "reason": reason})
+            log.warning("Device %s is down: %s", name, why_down(name, reason, message),
+                        extra={"device": name, "reason": reason})
         self.health.up = False
         samples = self.catalog.bad_samples(name, now_ns(), reason)
         self._bad = {s[0]: reason for s in samples}

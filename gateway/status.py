@@ -214,7 +214,7 @@ def gateway_status(
     wall = time.time_ns()
     text = text.strip().lower()
     cat = gw.catalog
-    names = {d.name: d.display_name or d.tags.get("name_zh", "") for d in gw.cfg.devices}
+    names = cat.device_names
     kinds = {d.name: d.type for d in gw.cfg.devices}
     devices = []
     for r in gw.runners:
@@ -223,7 +223,8 @@ def gateway_status(
         bad, missing, data_age = live.device_summary(name, wall) if live else (0, 0, None)
         devices.append({
             "name": name,
-            "display_name": names.get(name, ""),
+            "display_name": names.get(name, ("", ""))[0],
+            "description": names.get(name, ("", ""))[1],
             "type": kinds.get(name, ""),
             "state": device_state(h.up, h.failed_polls, bad, h.state),
             "reason": h.reason,
@@ -247,7 +248,7 @@ def gateway_status(
             continue
         if quality and q != quality:
             continue
-        if not _matches(text, info.key, info.display_name, info.code, info.unit):
+        if not _matches(text, info.key, info.display_name, info.code, info.unit, info.description):
             continue
         matched += 1
         if len(points) >= limit:
@@ -257,6 +258,7 @@ def gateway_status(
             "device": info.device,
             "name": info.key.split(".", 1)[1],
             "display_name": info.display_name,
+            "description": info.description,
             "code": info.code,
             "unit": info.unit,
             "value": None if s is None else _json_value(s[2]),
@@ -269,7 +271,9 @@ def gateway_status(
     checks = gateway_readiness(gw)
     return {
         "role": "gateway",
-        "gateway": {"id": cat.gateway_id, "site": cat.site},
+        "gateway": {"id": cat.gateway_id, "site": cat.site, "display_name": cat.gateway_display_name,
+                    "description": gw.cfg.gateway.description if gw.cfg.gateway else "",
+                    "site_display_name": cat.site_display_name, "site_description": cat.site_description},
         "time_ns": wall,
         "ready": all(c.ok for c in checks),
         "checks": [c.as_dict() for c in checks],

@@ -41,7 +41,10 @@ class LibmodbusServer:
         input_registers: Sequence[int] = (),
         serial_port: str = "",
         unit_id: int = 1,
+        tcp_gateway: bool = False,
     ) -> None:
+        """``tcp_gateway``: over TCP, answer like a TCP-to-RTU gateway with only ``unit_id`` behind it
+        (exception 11 for any other unit id); by default libmodbus serves any unit id over TCP."""
         self.binary = binary
         self.image = workdir / f"image-{os.getpid()}-{id(self)}.txt"
         tables = (("coils", coils), ("discrete", discrete_inputs), ("holding", holding_registers),
@@ -51,11 +54,12 @@ class LibmodbusServer:
         )
         self.serial_port = serial_port
         self.unit_id = unit_id
+        self.tcp_gateway = tcp_gateway
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> LibmodbusServer:
-        args = [str(self.binary), "tcp", str(self.image)]
+        args = [str(self.binary), "tcp", str(self.image)] + ([str(self.unit_id)] if self.tcp_gateway else [])
         if self.serial_port:
             args = [str(self.binary), "rtu", str(self.image), self.serial_port, str(self.unit_id)]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -21,7 +21,10 @@ from firmware_stubs.ventilation_fan import VentilationFan
 from hil.dlt645_server import SimulatedMeters
 from hil.modbus_server import SimulatedPlc, StubLike, Transport
 
-__all__ = ["METER_SETS", "OPCUA_PLANTS", "STUBS", "device_toml", "meters_toml", "serve", "serve_meters", "serve_opcua"]
+__all__ = [
+    "METER_SETS", "OPCUA_PLANTS", "S7_PLCS", "STUBS", "device_toml", "meters_toml", "s7_device_toml", "serve",
+    "serve_meters", "serve_opcua", "serve_s7",
+]
 
 # OPC UA plants (firmware_stubs/opcua_plants.py) on an asyncua server, security None
 OPCUA_PLANTS = {
@@ -29,6 +32,9 @@ OPCUA_PLANTS = {
     "hot-stove": ("blast-furnace hot stove (OPC UA)", "hot_stove"),
     "ree-cell-line": ("rare-earth electrolysis cell line (OPC UA)", "ree_cell_line"),
 }
+
+# S7 PLCs (firmware_stubs/s7_hoist.py) on python-snap7's S7 server: name -> what it is
+S7_PLCS = {"s7-hoist": "mine hoist on an S7-1500 CPU (S7comm, PUT/GET)"}
 
 # name -> (what it is, make(seed), its point config)
 STUBS: dict[str, tuple[str, Callable[[int], StubLike], Callable[[], list[dict[str, object]]]]] = {
@@ -107,4 +113,24 @@ async def serve_meters(name: str, *, transport: str, host: str, port: int, seria
     async with SimulatedMeters(meters, transport="serial" if transport == "rtu" else "tcp", host=host, port=port,
                                serial_port=serial_port, tick_s=tick_s) as sim:
         ready(sim)
+        await asyncio.Event().wait()
+
+
+def s7_device_toml(name: str, host: str, port: int) -> str:
+    """The ``[[devices]]`` block for the simulated S7 PLC."""
+    import tomli_w
+
+    from firmware_stubs.s7_hoist import point_config
+
+    device: dict[str, Any] = {"type": "s7", "name": f"sim-{name}", "host": host, "port": port, "family": "s7-1500",
+                              "points": point_config()}
+    return tomli_w.dumps({"devices": [device]})
+
+
+async def serve_s7(name: str, *, host: str, port: int, seed: int, tick_s: float, ready: Callable[[int], None]) -> None:
+    """Serve an S7 PLC until cancelled; ``ready(port)`` once it listens."""
+    from hil.s7_server import S7Plc
+
+    async with S7Plc(host, port, seed=seed, tick_s=tick_s) as plc:
+        ready(plc.port)
         await asyncio.Event().wait()

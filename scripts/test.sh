@@ -51,6 +51,18 @@ if command -v npm >/dev/null 2>&1; then
 else
   echo "WARNING: npm missing; the node-opcua interop tests are skipped (failed under CI=true)."
 fi
+# node-snap7: the original Snap7 S7 server (C++) of the S7 interop tests (hil/node_snap7). Its install
+# script is not run (prebuild-install would download a binary): node-gyp builds the addon from the Snap7
+# source inside the package, against the installed node headers (g++, make, python3).
+snap7_addon=hil/node_snap7/node_modules/node-snap7/build/Release/node_snap7.node
+if command -v npm >/dev/null 2>&1 && { [ ! -f "$snap7_addon" ] || [ hil/node_snap7/package-lock.json -nt "$snap7_addon" ]; }; then
+  echo "== npm ci and node-gyp build (hil/node_snap7)"
+  node_gyp="$(npm root -g)/npm/node_modules/node-gyp/bin/node-gyp.js"
+  nodedir="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")"
+  (cd hil/node_snap7 && npm ci --no-audit --no-fund --silent --ignore-scripts \
+     && cd node_modules/node-snap7 && node "$node_gyp" rebuild --nodedir="$nodedir" >/dev/null 2>&1) \
+    || echo "WARNING: node-snap7 did not build; the Snap7 interop tests are skipped (failed under CI=true)."
+fi
 echo "== setup took $((SECONDS - T0)) s"
 
 echo "== ruff"

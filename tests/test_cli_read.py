@@ -21,7 +21,8 @@ ILLEGAL = "modbus_exception_2_illegal_data_address"
 def _config(tmp_path: Path, port: int) -> Path:
     path = tmp_path / "gateway.toml"
     path.write_text(tomli_w.dumps({
-        "gateway": {"id": "gw-read", "site": "baotou-mine-01", "enterprise_prefix": "88.608.5288"},
+        "gateway": {"id": "gw-read", "site": "baotou-mine-01", "enterprise_prefix": "88.608.5288",
+                    "site_display_name": "包头某煤矿", "display_name": "一号网关"},
         "devices": [{
             "type": "modbus_tcp", "name": "gas-sub-01", "host": "127.0.0.1", "port": port, "timeout_ms": 500,
             "display_name": "瓦斯监控分站",
@@ -54,14 +55,17 @@ def test_read_prints_every_point_and_the_device_state(
     assert rows["status"][3:6] == ["1", "", "good"]
     assert rows["running"][3:6] == ["True", "", "good"]
     assert rows["typo"][3:7] == ["", "ppm", "bad", ILLEGAL]
-    assert f"Device gas-sub-01 degraded: 1 of 4 points bad: {ILLEGAL}" in out
+    assert f"Device gas-sub-01 (瓦斯监控分站) degraded: 1 of 4 points bad: {ILLEGAL}" in out
+    assert "site 包头某煤矿 (baotou-mine-01) · gateway 一号网关 (gw-read)" in out
 
 
 def test_read_an_unreachable_device_and_an_unknown_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = _config(tmp_path, 1)  # nothing listens on port 1
     assert main(["read", "-c", str(cfg)]) == 1
     out = capsys.readouterr().out
-    assert "Device gas-sub-01 down: unreachable" in out
+    line = next(ln for ln in out.splitlines() if ln.startswith("Device gas-sub-01"))
+    assert line.startswith("Device gas-sub-01 (瓦斯监控分站) down: unreachable"), line
+    assert line.count("gas-sub-01") == 1 and "(check the address and port" in line, line  # named once, a hint
     assert main(["read", "-c", str(cfg), "gas-sub-02"]) == 2
     err = capsys.readouterr().err
     assert "no device named 'gas-sub-02' (the config has: gas-sub-01)" in err

@@ -66,6 +66,12 @@ async def test_a_wrong_unit_id_is_degraded_with_reason_and_count_everywhere(
             # the PLC stops: down (logged once), back: degraded again, each change republished
             await plc.stop()
             await eventually(lambda: health.state == "down", what="gas-sub-01 down")
+            down = [m for m in caplog.messages if "is down" in m]
+            # the device named once, then the reason code, then the detail
+            assert down and down[-1].startswith(("Device gas-sub-01 is down: unreachable: ",
+                                                 "Device gas-sub-01 is down: disconnected: ",
+                                                 "Device gas-sub-01 is down: timeout: ")), down
+            assert "gas-sub-01:" not in down[-1], down
             await eventually(lambda: states[-1]["devices"]["gas-sub-01"]["state"] == "down", what="down retained")
             await plc.start()
             await eventually(lambda: health.state == "degraded", what="degraded again")
@@ -87,7 +93,8 @@ async def test_edgegw_status_shows_the_running_gateways_device_health(
     async with SimulatedPlc(tick_s=0, seed=3, unit_id=1) as plc:
         path = tmp_path / "gateway.toml"
         path.write_text(tomli_w.dumps({
-            "gateway": {"id": "gw-status", "site": "baotou-mine-01", "enterprise_prefix": "88.608.5288"},
+            "gateway": {"id": "gw-status", "site": "baotou-mine-01", "enterprise_prefix": "88.608.5288",
+                        "site_display_name": "包头某煤矿"},
             "devices": [{"type": "modbus_tcp", "name": "gas-sub-01", "host": "127.0.0.1", "port": plc.port,
                          "unit_id": 9, "poll_interval_ms": 100, "display_name": "瓦斯监控分站",
                          "points": [{"name": "seq", "address": 0}, {"name": "ch4", "address": 1}]}],
@@ -103,6 +110,7 @@ async def test_edgegw_status_shows_the_running_gateways_device_health(
     row = next(line for line in out.splitlines() if "gas-sub-01" in line)
     assert [c.strip() for c in row.split("│")[1:7]] == ["gas-sub-01", "瓦斯监控分站", "degraded", EXC4, "2", "2"]
     assert "uplink 127.0.0.1:" in out and "buffer:" in out
+    assert "site 包头某煤矿 (baotou-mine-01) · gateway gw-status" in out
     assert code in (0, 1)  # ready or not: a degraded device still counts as answering
     assert await asyncio.to_thread(main, ["status", "-c", str(path)]) == 1  # the gateway is gone
     assert "no gateway answers at http://127.0.0.1:" in capsys.readouterr().err

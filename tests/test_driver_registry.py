@@ -64,11 +64,13 @@ _OPCUA = {"type": "opcua", "endpoint": "opc.tcp://127.0.0.1:4840", "security_pol
 
 
 def test_the_known_types_are_those_the_packages_declare() -> None:
-    assert [s.name for s in DRIVERS] == ["modbus", "opcua", "dlt645", "iec104"]
-    assert {"modbus_tcp", "modbus_rtu_tcp", "modbus_rtu", "opcua", "dlt645", "dlt645_tcp", "iec104"} == DEVICE_TYPES
+    assert [s.name for s in DRIVERS] == ["modbus", "opcua", "dlt645", "iec104", "s7"]
+    assert {
+        "modbus_tcp", "modbus_rtu_tcp", "modbus_rtu", "opcua", "dlt645", "dlt645_tcp", "iec104", "s7",
+    } == DEVICE_TYPES
     assert {t: s.name for t, s in BY_TYPE.items()} == {
         "modbus_tcp": "modbus", "modbus_rtu_tcp": "modbus", "modbus_rtu": "modbus", "opcua": "opcua",
-        "dlt645": "dlt645", "dlt645_tcp": "dlt645", "iec104": "iec104",
+        "dlt645": "dlt645", "dlt645_tcp": "dlt645", "iec104": "iec104", "s7": "s7",
     }
 
 

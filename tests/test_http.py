@@ -30,13 +30,19 @@ NAMES_ZH = {"seq": "采样序号", "ch4": "甲烷浓度", "co": "一氧化碳", 
 DEVICES_ZH = {"gas-sub-01": "1201工作面瓦斯监控分站", "gas-sub-02": "1201回风巷瓦斯监控分站"}
 
 
+SITE_ZH = "包头某煤矿"
+TEXTS_ZH = {"ch4": "1201 回风巷 激光甲烷传感器"}
+
+
 def plant_config(plc_ports: list[int], broker_port: int, tmp: Path, *, listen: str = "127.0.0.1:0",
                  name: str = "http", names: dict[str, str] | None = None, **device: Any) -> Config:
     """Up to two gas substations (simulated PLCs), with Chinese display names, and the endpoint on."""
     names = NAMES_ZH if names is None else names
-    points = [{**p, "display_name": names.get(str(p["name"]), "")} for p in point_config()]
+    points = [{**p, "display_name": names.get(str(p["name"]), ""), "description": TEXTS_ZH.get(str(p["name"]), "")}
+              for p in point_config()]
     return parse({
-        "gateway": {"id": f"gw-{name}", "site": "baotou-mine-01", "enterprise_prefix": "88.608.5288"},
+        "gateway": {"id": f"gw-{name}", "site": "baotou-mine-01", "enterprise_prefix": "88.608.5288",
+                    "site_display_name": SITE_ZH},
         "devices": [
             {
                 "type": "modbus_tcp", "name": dev, "display_name": DEVICES_ZH[dev], "host": "127.0.0.1",

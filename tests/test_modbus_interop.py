@@ -4,6 +4,7 @@ socat pty pair.  Under CI a missing gcc, libmodbus-dev or socat fails these test
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 from typing import Any
@@ -110,3 +111,73 @@ async def test_mbpoll_reads_the_stub_images_our_hil_server_serves(transport: str
                 args = ["-m", "tcp", "-p", str(plc.port), "127.0.0.1"]
             assert await _mbpoll_read(args, "3", len(img.input_registers)) == img.input_registers
             assert await _mbpoll_read(args, "4", len(img.holding_registers)) == img.holding_registers
+
+
+async def test_a_wrong_unit_id_on_rtu_is_down_with_the_reason_and_what_to_check(
+    libmodbus_server: Path, tmp_path: Path, pty_pair: PtyPair, caplog: pytest.LogCaptureFixture
+) -> None:
+    """libmodbus over RTU stays silent for another unit id (over TCP it answers any unit id, as many
+    Modbus TCP devices do: nothing to see there): the gateway's one WARNING names the device, the
+    reason and what to check first."""
+    import asyncio
+    import logging
+
+    from gateway.app import Gateway
+    from gateway.config import parse
+    from tests.conftest import eventually
+    from tests.test_modbus_transports import GATEWAY
+
+    caplog.set_level(logging.WARNING, "edgegw.runner")
+    with LibmodbusServer(libmodbus_server, tmp_path, holding_registers=list(range(20)), serial_port=pty_pair.a,
+                         unit_id=1):
+        # the uplink is never reached (nothing listens on port 1): the data stays buffered
+        cfg = parse({"gateway": GATEWAY, "buffer": {"path": str(tmp_path / "buffer.db")},
+                     "uplink": {"host": "127.0.0.1", "port": 1}, "devices": [
+            {"type": "modbus_rtu", "name": "gas-sub-01", "port": pty_pair.b, "baudrate": 19200, "parity": "N",
+             "unit_id": 9, "timeout_ms": 300, "points": [{"name": "ch4", "address": 1}]}]})
+        gw = Gateway(cfg)
+        task = asyncio.create_task(gw.run())
+        try:
+            await eventually(lambda: any("is down" in m for m in caplog.messages), what="the down line")
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    (line,) = [m for m in caplog.messages if "is down" in m]
+    assert line == ("Device gas-sub-01 is down: timeout: no answer within 0.3 s (connected but no answer: check "
+                    "the unit id, the baud rate and parity on RTU, a busy device)"), line
+
+
+async def test_a_wrong_unit_id_behind_a_tcp_gateway_is_degraded_with_the_dominant_reason(
+    libmodbus_server: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """libmodbus as a Modbus TCP-to-RTU gateway with unit 1 behind it: asked for unit 9 it answers
+    exception 11 for every read.  The device answers, so it is not down, and not up either: one
+    WARNING names the device, the count and the dominant reason."""
+    import asyncio
+    import logging
+
+    from gateway.app import Gateway
+    from gateway.config import parse
+    from tests.conftest import eventually
+    from tests.test_modbus_transports import GATEWAY
+
+    caplog.set_level(logging.INFO, "edgegw.runner")
+    with LibmodbusServer(libmodbus_server, tmp_path, holding_registers=list(range(20)), unit_id=1,
+                         tcp_gateway=True) as server:
+        cfg = parse({"gateway": GATEWAY, "buffer": {"path": str(tmp_path / "buffer.db")},
+                     "uplink": {"host": "127.0.0.1", "port": 1}, "devices": [
+            {"type": "modbus_tcp", "name": "gas-sub-01", "host": "127.0.0.1", "port": server.port, "unit_id": 9,
+             "points": [{"name": "ch4", "address": 1, "scale": 0.01}, {"name": "status", "address": 2},
+                        {"name": "running", "address": 2, "data_type": "bool", "bit": 0}]}]})
+        gw = Gateway(cfg)
+        task = asyncio.create_task(gw.run())
+        try:
+            await eventually(lambda: gw.runners[0].health.state == "degraded", what="degraded")
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    said = [m for m in caplog.messages if m.startswith("Device gas-sub-01")]
+    assert said == ["Device gas-sub-01 degraded: 3 of 3 points bad: "
+                    "modbus_exception_11_gateway_target_failed_to_respond"], said

@@ -61,7 +61,7 @@ def test_an_unknown_column_is_named(tmp_path: Path, capsys: object) -> None:
     src = tmp_path / "tags.csv"
     src.write_text("name,address,colour\nx,40001,red\n")
     assert main(["import-tags", "modbus", str(src)]) == 2
-    assert f"{src}:2: colour: unknown column (not a point key)" in capsys.readouterr().err  # type: ignore[attr-defined]
+    assert f"{src}:1: column 'colour' is not a point key" in capsys.readouterr().err  # type: ignore[attr-defined]
 
 
 def test_an_unreadable_tag_list_is_a_user_mistake_not_a_traceback(tmp_path: Path, capsys: object) -> None:
@@ -122,7 +122,7 @@ def test_a_hostile_name_is_a_located_error(tmp_path: Path, capsys: object) -> No
     src.write_text('name,address\nok,40001\n"x""\n[[devices]]\nscale = 1000.0",40002\n', encoding="utf-8")
     assert main(["import-tags", "modbus", str(src), "-o", str(out)]) == 2
     err = capsys.readouterr().err  # type: ignore[attr-defined]
-    assert f"{src}:5: name: String should match pattern" in err, err
+    assert f"{src}:5: name: 'x\"\\n[[devices]]\\nscale = 1000.0' is not a valid key: use 1-64 letters" in err, err
     assert not out.exists()
 
 
@@ -163,3 +163,24 @@ def test_a_bad_sub_table_cell_is_located_at_its_column(tmp_path: Path, capsys: o
                    "level,30001,0,27648,0,x\n")
     assert main(["import-tags", "modbus", str(src)]) == 2
     assert f"{src}:2: scaling.eng_high: Input should be a valid number" in capsys.readouterr().err  # type: ignore[attr-defined]
+
+
+def test_every_problem_of_a_tag_list_at_once(tmp_path: Path, capsys: object) -> None:
+    """Header, single rows and rows together in one run: a column named the vendor's way gets our
+    key, a Chinese name the display_name column, and a bad row does not hide a duplicate code between
+    two good rows (what `edgegw check` says)."""
+    src, out = tmp_path / "tags.csv", tmp_path / "points.toml"
+    src.write_text("name,address,code,multiplier\n", encoding="utf-8")
+    assert main(["import-tags", "modbus", str(src), "-o", str(out)]) == 2
+    assert f"{src}:1: column 'multiplier' is not a point key; did you mean 'scale'?" in (
+        capsys.readouterr().err)  # type: ignore[attr-defined]
+    src.write_text("name,address,code\nch4,40001,88.608.5288/DEV.a.b\n甲烷,40002,\nco,40003,88.608.5288/DEV.a.b\n"
+                   "x,-4,\n", encoding="utf-8")
+    assert main(["import-tags", "modbus", str(src), "-o", str(out)]) == 2
+    err = capsys.readouterr().err  # type: ignore[attr-defined]
+    lines = [ln.strip() for ln in err.splitlines()[1:]]
+    assert len(lines) == 3, err
+    assert lines[0].startswith(f"{src}:3: name: '甲烷' is not a valid key") and "display_name" in lines[0]
+    assert lines[1].startswith(f"{src}:4: code: identifier '88.608.5288/DEV.a.b' is already used by the row on line 2")
+    assert lines[2].startswith(f"{src}:5: address: Input should be greater than or equal to 0")
+    assert not out.exists()

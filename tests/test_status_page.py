@@ -24,7 +24,7 @@ from hil.modbus_server import SimulatedPlc
 from hil.services import Mosquitto
 from tests.conftest import IN_CI, eventually
 from tests.test_e2e import running
-from tests.test_http import DEVICES_ZH, NAMES_ZH, get, plant_config, point
+from tests.test_http import DEVICES_ZH, NAMES_ZH, SITE_ZH, TEXTS_ZH, get, plant_config, point
 
 MARKUP = '<img id="xss" src="x">状态字'
 FLAGS = (
@@ -71,6 +71,8 @@ class Page(HTMLParser):
         self.points: dict[str, dict[str, str]] = {}
         self.devices: dict[str, dict[str, str]] = {}
         self.ids: set[str] = set()
+        self.heading = ""  # the text of #gw-id: site and gateway
+        self._heading = False
         self._row: dict[str, str] | None = None
         self._cell: str | None = None
         self._texts: list[str] = []
@@ -81,6 +83,7 @@ class Page(HTMLParser):
         a = {k: v or "" for k, v in attrs}
         if "id" in a:
             self.ids.add(a["id"])
+            self._heading = a["id"] == "gw-id"
         if tag == "tr" and ("data-key" in a or "data-device" in a):
             self._row = {"class": a.get("class", ""), **{k[5:]: v for k, v in a.items() if k.startswith("data-")}}
             (self.points if "data-key" in a else self.devices)[a.get("data-key") or a["data-device"]] = self._row
@@ -89,12 +92,17 @@ class Page(HTMLParser):
             self._cell = a.get("class") or f"col{self._n}"
             self._n += 1
             self._texts = []
+            if a.get("title"):
+                self._row[self._cell + ".title"] = a["title"]
 
     def handle_data(self, data: str) -> None:
+        if self._heading:
+            self.heading += data
         if self._cell is not None:
             self._texts.append(data)
 
     def handle_endtag(self, tag: str) -> None:
+        self._heading = False
         if tag == "td" and self._row is not None and self._cell is not None:
             self._row[self._cell] = "".join(self._texts)
             self._cell = None
@@ -137,6 +145,8 @@ async def test_status_page_in_headless_chromium(tmp_path: Path, mosquitto: Mosqu
             assert float(first.points["gas-sub-01.o2"]["value"]) == pytest.approx(want["o2"])
             assert float(first.points["gas-sub-01.ch4"]["value"]) == pytest.approx(want["ch4"], rel=1e-6)
             assert first.points["gas-sub-01.ch4"]["display-name"] == "甲烷浓度"
+            assert first.points["gas-sub-01.ch4"]["display-name.title"] == TEXTS_ZH["ch4"]  # the description
+            assert first.heading == f"{SITE_ZH} (baotou-mine-01) / gw-page"
             assert first.points["gas-sub-01.ch4"]["unit"] == "%CH4"
             assert first.points["gas-sub-01.ch4"]["code"] == "88.608.5288/DEV.baotou-mine-01.gas-sub-01.ch4"
             assert first.devices["gas-sub-01"]["col2"] == DEVICES_ZH["gas-sub-01"]

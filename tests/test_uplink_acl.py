@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,7 +48,9 @@ async def test_publish_checked_reports_acl_denial(acl_mosquitto: Mosquitto) -> N
         assert await client.publish_checked("edgegw/s1/g1/state", b"ok", timeout=5.0) < 0x80
 
 
-async def test_refused_batches_stay_buffered(acl_mosquitto: Mosquitto, tmp_path: Path) -> None:
+async def test_refused_batches_stay_buffered(acl_mosquitto: Mosquitto, tmp_path: Path,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, "edgegw.forwarder")
     buf = SqliteBuffer(tmp_path / "buf.db")
     for i in range(5):
         assert buf.put(f"batch-{i}".encode(), 10)
@@ -55,7 +58,10 @@ async def test_refused_batches_stay_buffered(acl_mosquitto: Mosquitto, tmp_path:
     fwd = Forwarder(buf, uplink, asyncio.Event(), max_inflight=4, backoff_max_s=0.5)
     task = asyncio.create_task(fwd.run())
     try:
-        await eventually(lambda: fwd.stats.rejected_batches >= 5, what="refusals counted")
+        await eventually(lambda: fwd.stats.rejected_batches >= 10, what="refusals counted")
+        # said once, not on every retry (again once a minute while it lasts)
+        said = [r.getMessage() for r in caplog.records if "efuse" in r.getMessage()]
+        assert len(said) == 1 and said[0].startswith("Broker refused ") and "0x87" in said[0], said
         # the refusal raised an alarm in the retained state message central monitoring watches
         async with MqttClient(MqttConfig(port=acl_mosquitto.port), "acl-watch") as watch:
             await watch.subscribe(uplink.state_topic, qos=1)

@@ -45,8 +45,11 @@ def _float(text: str) -> Any:
         return text
 
 
-def csv_to_points(text: str, source: str = "points.csv", lines: list[int] | None = None) -> list[Iec104Point]:
-    """The rows as points; ``lines``, when given, receives each point's line in the file."""
+def csv_to_points(text: str, source: str = "points.csv", lines: list[int] | None = None,
+                  row_issues: list[ConfigIssue] | None = None) -> list[Iec104Point]:
+    """The rows as points; ``lines``, when given, receives each point's line in the file;
+    ``row_issues``, when given, receives the problems of rows (the good rows are returned, to be
+    checked together in the same run), else they raise ConfigError."""
     reader = csv.DictReader(io.StringIO(text))
     header = [_ALIASES.get(h.strip().lower(), h.strip()) for h in reader.fieldnames or []]
     reader.fieldnames = header
@@ -104,7 +107,9 @@ def csv_to_points(text: str, source: str = "points.csv", lines: list[int] | None
     issues += [ConfigIssue(source, f"two rows are named {n!r}") for n, c in sorted(names.items()) if c > 1]
     if not points and not issues:
         issues.append(ConfigIssue(source, "no points in the list"))
-    if issues:
+    if row_issues is not None and points:
+        row_issues += issues
+    elif issues:
         raise ConfigError(issues, source)
     return points
 

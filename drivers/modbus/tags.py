@@ -18,7 +18,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from drivers.modbus.config import ModbusPoint
+from gateway.core.config_source import did_you_mean
 from gateway.core.errors import ConfigError, ConfigIssue
+from gateway.core.schema import error_message
 from gateway.core.toml_writer import Table, render
 
 __all__ = ["csv_to_points", "points_to_toml"]
@@ -27,11 +29,21 @@ _NUMBERS = {"scale", "offset", "min", "max"}
 _INTEGERS = {"bit", "length"}
 
 
-def csv_to_points(text: str, source: str = "tags.csv", lines: list[int] | None = None) -> list[ModbusPoint]:
-    """The rows as points; ``lines``, when given, receives each point's line in the file."""
+def csv_to_points(text: str, source: str = "tags.csv", lines: list[int] | None = None,
+                  row_issues: list[ConfigIssue] | None = None) -> list[ModbusPoint]:
+    """The rows as points; ``lines``, when given, receives each point's line in the file.
+
+    ``row_issues``, when given, receives the problems of single rows and the good rows are returned,
+    so that the caller can check those together in the same run (every problem at once); without
+    it any problem raises :class:`ConfigError`.  A problem of the header always raises."""
     reader = csv.DictReader(io.StringIO(text))
     header = reader.fieldnames or []
     issues = [ConfigIssue(f"{source}:1", f"missing column {c!r}") for c in ("name", "address") if c not in header]
+    known = set(ModbusPoint.model_fields) | {"class"}
+    for column in header:  # said once for the file, with the key it probably meant, not once per row
+        if column and column.partition(".")[0] not in known:
+            hint = did_you_mean(ModbusPoint, (column,))
+            issues.append(ConfigIssue(f"{source}:1", f"column {column!r} is not a point key{hint}"))
     if issues:
         raise ConfigError(issues, source)
     points: list[ModbusPoint] = []
@@ -62,15 +74,15 @@ def csv_to_points(text: str, source: str = "tags.csv", lines: list[int] | None =
         except ValidationError as err:
             for e in err.errors():
                 col = ".".join(str(x) for x in e["loc"])
-                msg = str(e["msg"]).removeprefix("Value error, ")
-                if e["type"] == "extra_forbidden":
-                    msg = "unknown column (not a point key)"
+                msg = error_message(e, ModbusPoint, "column")
                 issues.append(ConfigIssue(f"{source}:{line}" + (f": {col}" if col else ""), msg))
     names = [p.name for p in points]
     issues += [
         ConfigIssue(source, f"two rows are named {n!r}") for n in sorted({n for n in names if names.count(n) > 1})
     ]
-    if issues:
+    if row_issues is not None:
+        row_issues += issues
+    elif issues:
         raise ConfigError(issues, source)
     return points
 

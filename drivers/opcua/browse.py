@@ -157,6 +157,11 @@ def emit_config(
             n += 1
         used.add(name)
         keys: dict[str, Any] = {"name": name, "node_id": v.node_id}
+        shown = v.browse_path.removeprefix("Objects/").replace("/", ".")
+        if not shown.isascii() and shown.isprintable():
+            # a name in another script (气化炉.温度) cannot be a key, which stays ASCII (topics, codes):
+            # it becomes the point's display name, shown on the status page and written as a tag
+            keys["display_name"] = shown[:200]
         commented: dict[str, Any] = {}
         notes: list[str] = []
         if v.unit:

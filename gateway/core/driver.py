@@ -49,12 +49,14 @@ class PollSettings:
 class TagImport:
     """``edgegw import-tags <driver name> FILE``: the engineers' tag list -> ``[[devices.points]]`` TOML.
 
-    ``read(text, source, lines)``: the point models of the list, raising a ConfigError located at its
-    rows (``tags.csv:12: address``), appending each point's line number to ``lines``;
+    ``read(text, source, lines, row_issues)``: the point models of the good rows, appending each
+    point's line number to ``lines`` and the problems of single rows, located (``tags.csv:12:
+    address``), to ``row_issues`` (so that the good rows are checked together in the same run); a
+    problem of the list as a whole (a missing column) raises ConfigError;
     ``to_toml(points)``: the TOML to paste under a device; ``device(points)``: a minimal ``[[devices]]``
     entry (a dict, as in TOML) holding them, which the gateway checks as ``edgegw check`` would."""
 
-    read: Callable[[str, str, list[int]], Sequence[PointBase]]
+    read: Callable[[str, str, list[int], list[ConfigIssue]], Sequence[PointBase]]
     to_toml: Callable[[Sequence[Any]], str]
     device: Callable[[Sequence[Any]], dict[str, Any]]
 

@@ -35,6 +35,7 @@ __all__ = [
     "CATALOG_TAGS",
     "IDENTITY_TAGS",
     "MAX_TIMESTAMP_NS",
+    "NAME_TAGS",
     "RESERVED_TAG_KEYS",
     "TELEMETRY_FIELDS",
     "VM_MAX_FUTURE_NS",
@@ -58,6 +59,10 @@ TELEMETRY_FIELDS = frozenset({"value", "value_bool", "value_str", "quality", "re
 ALARM_FIELDS = frozenset({"previous", "active", "value", "threshold"})
 # tags the gateway sets itself from the device and point config: a configured tag of that name would be overwritten
 CATALOG_TAGS = frozenset({"asset", "line", "data_grade", "data_domain", "data_category", "personal_info", "class"})
+# tags the ingest adds from the gateway's retained catalog of names (gateway.names); `display_name`
+# may also be given as a configured tag (older configs), the others only by the config's name keys
+NAME_TAGS = ("display_name", "description", "device_display_name", "device_description", "site_display_name",
+             "site_description")
 RESERVED_TAG_KEYS = IDENTITY_TAGS | TELEMETRY_FIELDS | ALARM_FIELDS | {"time", "level"}
 MAX_TIMESTAMP_NS = 9_223_372_036_854_775_806  # InfluxDB: "time outside range" beyond +-this
 _VM_MAX_LABEL_BYTES = 16_384  # -maxLabelValueLen: longer values are truncated (two series merge)
@@ -72,6 +77,11 @@ class LineError(ValueError):
 
 def config_tag_issue(key: str, value: str) -> str | None:
     """Why a configured tag would be refused at the ingest, or None (used by ``edgegw check``)."""
+    if key in NAME_TAGS and key != "display_name":
+        owner = "the gateway's site_" if key.startswith("site_") else "the device's " if key.startswith("device_") \
+            else "the point's "
+        return (f"tag name {key!r} is reserved: give {owner}{key.removeprefix('site_').removeprefix('device_')} "
+                "instead (names travel in the gateway's catalog and become this tag at the ingest)")
     if key in RESERVED_TAG_KEYS or key in CATALOG_TAGS or key.startswith("_"):
         return (f"tag name {key!r} is reserved (built-in tags {', '.join(sorted(IDENTITY_TAGS | CATALOG_TAGS))}; "
                 f"field names; 'time'; names starting with '_')")
@@ -162,10 +172,15 @@ def series(measurement: str, tags: Mapping[str, str], dialect: Dialect) -> str:
 
 
 def telemetry_series(measurement: str, key: str, code: str, unit: str, device: str, device_code: str,
-                     tags: Iterable[tuple[str, str]], site: str, gateway: str, dialect: Dialect) -> str:
-    """The series of a telemetry point; site and gateway are the topic's (the broker's ACL authenticates it)."""
+                     tags: Iterable[tuple[str, str]], site: str, gateway: str, dialect: Dialect,
+                     names: Iterable[tuple[str, str]] = ()) -> str:
+    """The series of a telemetry point; site and gateway are the topic's (the broker's ACL authenticates it).
+
+    ``names``: the point's :data:`NAME_TAGS` from the gateway's catalog (any language); escaped here
+    like every tag value, by the store's rules."""
     merged = _merge_tags({"code": code, "device": device, "device_code": device_code, "point": key, "unit": unit,
                           "site": site, "gateway": gateway}, tags, site)
+    merged.update(names)
     return series(measurement, merged, dialect)
 
 
@@ -223,11 +238,13 @@ _ALARM_TAGS = ("code", "device", "device_code", "point", "class", "data_grade", 
 
 
 def alarm_line(doc: Mapping[str, Any], measurement: str, site: str, gateway: str, dialect: Dialect = "influxdb",
-               now_ns: int = 0) -> bytes:
-    """One alarm row of a decoded event (:func:`gateway.codec.decode_alarm`)."""
+               now_ns: int = 0, names: Iterable[tuple[str, str]] = ()) -> bytes:
+    """One alarm row of a decoded event (:func:`gateway.codec.decode_alarm`); ``names`` as for
+    :func:`telemetry_series`."""
     tags = {k: str(doc[k]) for k in _ALARM_TAGS}
     tags.update(site=site, gateway=gateway)
     tags = _merge_tags(tags, dict(doc.get("tags", {})).items(), site)
+    tags.update(names)
     fields = []
     if dialect != "victoriametrics":
         fields.append(f"previous={_esc_str(str(doc['previous']))}")

@@ -34,6 +34,9 @@ __all__ = [
     "Signal",
     "StrictModel",
     "check_code",
+    "check_name_text",
+    "error_message",
+    "key_message",
 ]
 
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -52,6 +55,36 @@ def check_tags(v: dict[str, str]) -> dict[str, str]:
         issue = config_tag_issue(k, value)
         if issue:
             raise ValueError(issue)
+    return v
+
+
+def key_message(value: object) -> str:
+    """Why a value is not a key, and, for a name in another script, where that name belongs."""
+    msg = f"{value!r} is not a valid key: use 1-64 letters, digits, '_', '.', '-', starting with a letter or digit"
+    if isinstance(value, str) and not value.isascii():
+        msg += (" (keys go into MQTT topics, InfluxDB tags and identifier codes, which stay ASCII;"
+                " put the name people use in display_name, e.g. display_name = " + repr(value) + ")")
+    return msg
+
+
+def error_message(e: Any, root: type[BaseModel], what: str = "key") -> str:
+    """One pydantic error as a sentence for a person: an unknown key with the key it probably meant
+    (``what`` names it: ``key``, ``column``), a key that is not ASCII with where the name goes."""
+    if e["type"] == "extra_forbidden":
+        from gateway.core.config_source import did_you_mean
+
+        return f"unknown {what}" + did_you_mean(root, tuple(e["loc"]))
+    if e["type"] == "string_pattern_mismatch" and e.get("ctx", {}).get("pattern") == KEY_PATTERN:
+        return key_message(e["input"])
+    return str(e["msg"]).removeprefix("Value error, ")
+
+
+def check_name_text(v: str) -> str:
+    """A display name or description: any language, but it becomes an InfluxDB tag at the ingest,
+    so it must be a value every store can hold."""
+    issue = tag_value_issue(v)
+    if issue:
+        raise ValueError(issue.replace("a tag value", "a name or description") + " (it is stored as a tag)")
     return v
 
 
@@ -226,9 +259,14 @@ class PointBase(StrictModel):
 
     name: Key
     display_name: str = Field(
-        default="", max_length=200, description="what people call it (e.g. 回风巷甲烷); shown on the status page only"
+        default="", max_length=200,
+        description="what people call it (e.g. 回风巷甲烷), any language: status page, `edgegw read` / `status`, "
+        "the InfluxDB tag `display_name`",
     )
-    description: str = Field(default="", max_length=1000, description="free text in any language; config only")
+    description: str = Field(
+        default="", max_length=1000,
+        description="free text in any language; status page, `edgegw read` and the InfluxDB tag `description`",
+    )
     code: str | None = Field(
         default=None,
         description="industrial-internet identifier code (88.<node>.<enterprise>/<suffix>); "
@@ -261,6 +299,7 @@ class PointBase(StrictModel):
     alarm: AlarmConfig | None = None
 
     _check_code = field_validator("code")(check_code)
+    _check_names = field_validator("display_name", "description")(check_name_text)
 
     @model_validator(mode="before")
     @classmethod
@@ -320,8 +359,13 @@ class DeviceBase(StrictModel):
         points: Sequence[PointBase]
 
     name: Key
-    display_name: str = Field(default="", max_length=200, description="shown on the status page only")
-    description: str = Field(default="", max_length=1000, description="free text in any language; config only")
+    display_name: str = Field(
+        default="", max_length=200,
+        description="any language: status page, `edgegw read` / `status`, the InfluxDB tag `device_display_name`",
+    )
+    description: str = Field(
+        default="", max_length=1000, description="any language: status page, the InfluxDB tag `device_description`"
+    )
     code: str | None = Field(default=None, description="identifier code of the device itself")
     asset: str = ""
     line: str = ""
@@ -333,6 +377,7 @@ class DeviceBase(StrictModel):
 
     _check_code = field_validator("code")(check_code)
     _check_tags = field_validator("tags")(check_tags)
+    _check_names = field_validator("display_name", "description")(check_name_text)
 
     @field_validator("asset", "line")
     @classmethod

@@ -14,6 +14,11 @@ function cell(text, cls) {
   return td;
 }
 
+function described(td, text) {  // a description (any language) as the cell's tooltip
+  if (text) td.title = text;
+  return td;
+}
+
 function age(s) {
   if (s === null || s === undefined) return "–";
   if (s < 60) return s.toFixed(1) + " s";
@@ -54,7 +59,7 @@ function renderDevices(devices) {
     tr.dataset.device = d.name;
     tr.dataset.state = d.state;
     tr.append(
-      cell(d.state, "state"), cell(d.name), cell(d.display_name), cell(d.type),
+      cell(d.state, "state"), cell(d.name), described(cell(d.display_name), d.description), cell(d.type),
       cell(age(d.last_data_age_s), "age"), cell(d.last_error, "error"), cell(age(d.last_error_age_s), "age"),
       cell(d.bad_points + " / " + d.points, "num"), cell(d.polls, "num"), cell(d.deadline_misses, "num"),
     );
@@ -85,7 +90,8 @@ function renderPoints(s) {
     tr.dataset.key = p.key;
     tr.dataset.quality = p.quality;
     tr.append(
-      cell(p.device), cell(p.name), cell(p.display_name, "display-name"), cell(value(p.value), "value"),
+      cell(p.device), cell(p.name), described(cell(p.display_name, "display-name"), p.description),
+      cell(value(p.value), "value"),
       cell(p.unit, "unit"), cell(p.quality, "quality"), cell(p.reason, "reason"), cell(p.code, "code"),
       cell(age(p.age_s), "age"),
     );
@@ -98,7 +104,13 @@ function renderPoints(s) {
 }
 
 function render(s) {
-  if (s.gateway) $("gw-id").textContent = s.gateway.site + " / " + s.gateway.id;
+  if (s.gateway) {
+    const g = s.gateway;
+    const site = g.site_display_name ? g.site_display_name + " (" + g.site + ")" : g.site;
+    const gw = g.display_name ? g.display_name + " (" + g.id + ")" : g.id;
+    $("gw-id").textContent = site + " / " + gw;
+    $("gw-id").title = [g.site_description, g.description].filter(Boolean).join("\n");
+  }
   const ready = $("ready");
   ready.textContent = s.ready ? "ready 就绪" : "not ready 未就绪";
   ready.className = "badge " + (s.ready ? "ok" : "fail");

@@ -1,6 +1,9 @@
 /* An independent Modbus server for interop tests: libmodbus (Debian libmodbus-dev), not pymodbus.
  *
- *   server tcp IMAGE            listen on 127.0.0.1, a free port; prints "ready PORT"
+ *   server tcp IMAGE [UNIT]     listen on 127.0.0.1, a free port; prints "ready PORT".  With UNIT it
+ *                               answers like a Modbus TCP-to-RTU gateway with that one unit behind
+ *                               it: a request for another unit id gets exception 11 (gateway target
+ *                               device failed to respond); without, any unit id is served (libmodbus)
  *   server rtu IMAGE TTY UNIT   Modbus RTU at 19200 8N1 on TTY as unit id UNIT; prints "ready 0"
  *
  * IMAGE is a text file of four lines, "coils", "discrete", "holding", "input", each the count
@@ -51,6 +54,7 @@ int main(int argc, char **argv) {
             if (rc > 0) modbus_reply(ctx, query, rc, map);
         }
     }
+    int unit = argc >= 4 ? atoi(argv[3]) : -1;
     modbus_t *ctx = modbus_new_tcp("127.0.0.1", 0);
     int listener = modbus_tcp_listen(ctx, 1);
     if (listener == -1) { fprintf(stderr, "listen: %s\n", modbus_strerror(errno)); return 1; }
@@ -62,7 +66,9 @@ int main(int argc, char **argv) {
         if (modbus_tcp_accept(ctx, &s) == -1) continue;
         for (;;) {
             int rc = modbus_receive(ctx, query);
-            if (rc > 0) modbus_reply(ctx, query, rc, map);
+            if (rc > 0 && unit >= 0 && query[modbus_get_header_length(ctx) - 1] != unit)
+                modbus_reply_exception(ctx, query, MODBUS_EXCEPTION_GATEWAY_TARGET);
+            else if (rc > 0) modbus_reply(ctx, query, rc, map);
             else if (rc == -1) break;
         }
         close(modbus_get_socket(ctx));

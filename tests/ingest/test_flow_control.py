@@ -64,7 +64,8 @@ def _batch(site: str, gw: str, seq: int, n: int) -> bytes:
 
 
 class Publisher:
-    """One gateway's uplink in miniature: QoS 1, sent = success PUBACK, retried across reconnects."""
+    """One gateway's uplink in miniature: QoS 1, sent = success PUBACK, retried across reconnects and
+    after PUBACK 0x10 (no matching subscribers: mosquitto dropped it), as uplink.no_subscribers = keep."""
 
     def __init__(self, port: int, site: str, gw: str) -> None:
         self.cfg = MqttConfig(port=port, max_inflight=1000, timeout_s=5, keepalive_s=5)
@@ -81,7 +82,11 @@ class Publisher:
                     t0 = time.monotonic()
                     start = seq
                     while seq < batches:
-                        await client.publish_checked(self.topic, _batch(self.site, self.gw, seq, points), timeout=5)
+                        code = await client.publish_checked(self.topic, _batch(self.site, self.gw, seq, points),
+                                                            timeout=5)
+                        if code == 0x10:  # nobody subscribed (a restarted broker before the ingest is back):
+                            await asyncio.sleep(0.05)  # the message was dropped; resend, as the gateway does
+                            continue
                         seq += 1
                         self.acked = seq
                         delay = t0 + (seq - start) / per_s - time.monotonic()

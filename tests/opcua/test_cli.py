@@ -442,3 +442,13 @@ async def test_bench_smoke_prints_the_figures(tmp_path: Path) -> None:
     figures = json.loads(out_json.read_text())
     assert set(figures) >= {"notifications_per_s", "cpu_fraction", "reconnect_s"}
     assert figures["items"] == 200 and figures["reconnect_s"] is not None
+
+
+def test_a_chinese_browse_name_becomes_the_display_name() -> None:
+    """BrowseNames in Chinese cannot be keys (topics and codes stay ASCII): the emitted point keeps an
+    ASCII name and carries the server's name as display_name, so each row stays recognisable."""
+    text = emit_config("opc.tcp://h:1", [V("ns=2;s=a", "Objects/气化炉A/炉膛温度"),
+                                         V("ns=2;s=b", "Objects/Line3/Temp")])
+    points = tomllib.loads(text)["devices"][0]["points"]
+    assert points[0]["display_name"] == "气化炉A.炉膛温度" and points[0]["name"].isascii()
+    assert "display_name" not in points[1]

@@ -126,8 +126,27 @@ def did_you_mean(root: type[BaseModel], loc: tuple[int | str, ...]) -> str:
         models = nxt
     key = str(loc[-1])
     known = sorted({name for m in models for name in m.model_fields})
+    synonym = _SYNONYMS.get(key.lower().replace("-", "_"))
+    if synonym in known:
+        return f"; did you mean {synonym!r}?"
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
+
+
+# what other tools and vendors call our keys: not close in spelling, so difflib would not find them
+_SYNONYMS = {
+    "serial_port": "port", "device": "port", "tty": "port", "com_port": "port",
+    "slave": "unit_id", "slave_id": "unit_id", "device_id": "unit_id", "unit": "unit_id", "station": "unit_id",
+    "node": "unit_id", "baud": "baudrate", "baud_rate": "baudrate", "ip": "host", "address_ip": "host",
+    "register": "address", "reg": "address", "offset_address": "address", "datatype": "data_type",
+    "type_": "data_type", "dtype": "data_type", "byteorder": "byte_order", "endian": "byte_order",
+    "endianness": "byte_order", "word_order": "byte_order", "swap": "byte_order", "function": "table",
+    "register_type": "table", "area": "table", "multiplier": "scale", "gain": "scale", "factor": "scale",
+    "units": "unit", "eng_unit": "unit", "engineering_unit": "unit", "label": "display_name",
+    "alias": "display_name", "title": "display_name", "comment": "description", "desc": "description",
+    "interval_ms": "poll_interval_ms", "scan_rate_ms": "poll_interval_ms", "poll_ms": "poll_interval_ms",
+    "timeout": "timeout_ms", "retry": "retries", "url": "endpoint", "nodeid": "node_id",
+}
 
 
 def _tag(model: type[BaseModel]) -> str | None:

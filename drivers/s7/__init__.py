@@ -1,0 +1,1 @@
+"""Siemens S7 (S7comm over ISO-on-TCP) driver."""
