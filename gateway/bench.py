@@ -468,7 +468,7 @@ async def bench_overload(start: float, factor: float, steps: int, duration_s: fl
 
 # -- chain (Modbus -> buffer -> broker) -----------------------------------------------------------
 async def _chain_run(port: int, workdir: Path, devices: int, registers: int, seconds: int, workers: int,
-                     durability: str) -> dict[str, float]:
+                     durability: str, cpu_quota: float | None = None) -> dict[str, float]:
     """One run of the whole edge chain: simulated PLCs in other processes, polled at 1 Hz by the real
     :class:`Gateway` (drivers, pipeline, batcher, durable buffer, forwarder) into a local mosquitto."""
     from drivers.modbus.bench import _distinct_free_ports, _points, _start_plcs, _stop_plcs
@@ -494,7 +494,12 @@ async def _chain_run(port: int, workdir: Path, devices: int, registers: int, sec
 
     logging.getLogger("edgegw").setLevel(logging.WARNING)
     procs = await _start_plcs(registers, ports, workers)
+    undo = None
     try:
+        if cpu_quota is not None:  # the PLCs and mosquitto, started before, stay outside the quota
+            from gateway.cpuquota import confine
+
+            undo = confine(cpu_quota)
         gw = Gateway(cfg, observer=observe)
         task = asyncio.create_task(gw.run(), name="gateway")
         try:
@@ -512,26 +517,29 @@ async def _chain_run(port: int, workdir: Path, devices: int, registers: int, sec
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
     finally:
+        if undo is not None:
+            undo()
         await _stop_plcs(procs)
     return {"offered_points_per_s": devices * registers, "polled_points_per_s": produced / wall,
             "delivered_points_per_s": sent / wall, "delivered_share": sent / max(1, produced),
             "cpu_fraction": cpu / wall, "deadline_misses": misses, "pending_points_at_end": pending}
 
 
-async def bench_chain(devices: int, registers: int, seconds: int, workers: int, durability: str, runs: int
-                      ) -> dict[str, Any]:
+async def bench_chain(devices: int, registers: int, seconds: int, workers: int, durability: str, runs: int,
+                      cpu_quota: float | None = None) -> dict[str, Any]:
     """``edgegw bench chain``: the Modbus load of the overload issue, end to end on the edge."""
     rows = []
     with broker() as mq, tempfile.TemporaryDirectory(prefix="edgegw-bench-chain-") as tmp:
         for _ in range(runs):
-            rows.append(await _chain_run(mq.port, Path(tmp), devices, registers, seconds, workers, durability))
+            rows.append(await _chain_run(mq.port, Path(tmp), devices, registers, seconds, workers, durability,
+                                         cpu_quota))
             for f in Path(tmp).iterdir():  # each run starts with an empty buffer (and no archived catalogs)
                 if f.is_dir():
                     shutil.rmtree(f)
                 else:
                     f.unlink()
     return _summary("chain", rows, {"devices": devices, "registers": registers, "seconds": seconds,
-                                    "workers": workers, "durability": durability},
+                                    "workers": workers, "durability": durability, "cpu_quota": cpu_quota},
                     {"delivered_share": "fsync >= 0.9 x interval at 300,000 points/s"})
 
 

@@ -760,6 +760,16 @@ def cmd_bench_opcua(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _try_quota(cores: float) -> None:
+    """A dry run of `--cpu-quota`: one clear line before any simulated PLC starts."""
+    from gateway.cpuquota import QuotaError, confine
+
+    try:
+        confine(cores)()
+    except QuotaError as err:
+        raise UsageError(str(err)) from None
+
+
 def cmd_bench_modbus(args: argparse.Namespace) -> int:
     from drivers.modbus.bench import main as bench_main
 
@@ -767,13 +777,9 @@ def cmd_bench_modbus(args: argparse.Namespace) -> int:
     if args.cpu_quota is not None:
         from functools import partial
 
-        from gateway.cpuquota import QuotaError
         from gateway.cpuquota import confine as quota
 
-        try:
-            quota(args.cpu_quota)()  # a dry run: one clear line before any PLC starts
-        except QuotaError as err:
-            raise UsageError(str(err)) from None
+        _try_quota(args.cpu_quota)
         confine = partial(quota, args.cpu_quota)
     bench_main(args.devices, args.registers, args.json, args.seconds, args.workers, args.profile, confine,
                args.cpu_quota)
@@ -831,7 +837,10 @@ def cmd_bench_uplink(args: argparse.Namespace) -> int:
         coro = bench.bench_overload(args.start, args.factor, args.steps, args.duration, args.points_per_poll,
                                     args.runs, args.durability, args.max_bytes, args.lag_warn_s)
     elif args.bench_command == "chain":
-        coro = bench.bench_chain(args.devices, args.registers, args.seconds, args.workers, args.durability, args.runs)
+        if args.cpu_quota is not None:
+            _try_quota(args.cpu_quota)
+        coro = bench.bench_chain(args.devices, args.registers, args.seconds, args.workers, args.durability, args.runs,
+                                 args.cpu_quota)
     elif args.bench_command == "latency":
         coro = bench.bench_latency(args.rate, args.duration, args.points_per_poll, args.linger_ms, args.runs)
     else:
@@ -1312,6 +1321,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", type=int, default=10, help="measured seconds per run, after the warm-up")
     b.add_argument("--workers", type=int, default=2, help="processes serving the simulated PLCs")
     b.add_argument("--durability", choices=("fsync", "interval"), default="fsync")
+    b.add_argument("--cpu-quota", type=float, default=None, metavar="CORES",
+                   help="confine the gateway (not the PLCs or the broker) to CORES of CPU by a cgroup quota (root)")
     for name in ("pipeline", "latency", "drain", "overload", "chain"):
         b = bsub.choices[name]
         b.add_argument("--runs", type=int, default=3)

@@ -50,3 +50,20 @@ def test_a_quota_out_of_range_is_one_line() -> None:
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2
     assert "--cpu-quota 0" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bench_chain_runs_the_gateway_under_the_quota(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        if IN_CI:
+            pytest.fail("CI runs the tests as root: the cgroup quota must be testable")
+        pytest.skip("needs root (cgroups)")
+    out = tmp_path / "chain.json"
+    proc = subprocess.run([sys.executable, "-m", "gateway.cli", "bench", "chain", "--devices", "2", "--registers", "20",
+                           "--seconds", "2", "--runs", "1", "--cpu-quota", "0.5", "--json", str(out)],
+                          capture_output=True, text=True, timeout=180, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["params"]["cpu_quota"] == 0.5
+    assert result["polled_points_per_s"] > 0 and result["delivered_points_per_s"] > 0
+    root = Path("/sys/fs/cgroup")  # the group was removed (v2 at the top, v1 under its controller)
+    assert not [*root.glob("edgegw-bench-*"), *root.glob("*/edgegw-bench-*")]
