@@ -256,7 +256,8 @@ class Watch:
             policy = f"policy {buf.when_full}, bound {bound}"
         else:
             policy = "counters " + prefix + "_*"
-        text = text.format(verb="{verb}") if not label else "Alarm b" + text.format(verb="{verb}")[1:]
+        if label:  # the alarm buffer's lines: "Alarm buffer full: ..."
+            text = "Alarm b" + text[1:]
         extra = {"condition": name, "phase": phase, "points": int(p), "batches": int(b),
                  "total_points": int(tp), "total_batches": int(tb)}
         if phase == "start":
