@@ -45,7 +45,7 @@ from gateway.core.point import Quality, SampleBatch, now_ns
 from gateway.forwarder import Forwarder
 from gateway.sinks.mqtt import MqttUplink
 from gateway.watch import Watch
-from hil.services import Mosquitto
+from hil.services import Mosquitto, free_ports, rss_mb
 
 __all__ = [
     "bench_chain", "bench_drain", "bench_latency", "bench_overload", "bench_pipeline", "main", "synthetic_catalog",
@@ -302,11 +302,6 @@ async def bench_latency(rate: float, duration_s: float, n_points: int, linger_ms
 
 
 # -- drain ---------------------------------------------------------------------------------------
-def _rss_mb() -> float:
-    with open("/proc/self/statm", encoding="ascii") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
 async def _drain_once(port: int, workdir: Path, backlog: int, rate: float, n_points: int, batch_points: int,
                       linger_ms: int, share: float, max_inflight: int) -> dict[str, float]:
     src = SyntheticSource(n_points)
@@ -323,7 +318,7 @@ async def _drain_once(port: int, workdir: Path, backlog: int, rate: float, n_poi
     rss: list[float] = []
     async with _rig(port, workdir, n_points, 5000, linger_ms, backlog_share=share, on_delivered=probe,
                     prefill=prefill, start_forwarder=False, max_inflight=max_inflight) as rig:
-        rss.append(_rss_mb())
+        rss.append(rss_mb())
         feeder = asyncio.create_task(_paced_source(rig, src, rate, stop))
         fwd = asyncio.create_task(rig.forwarder.run())
         try:
@@ -333,13 +328,13 @@ async def _drain_once(port: int, workdir: Path, backlog: int, rate: float, n_poi
             while rig.forwarder.stats.historical_points < backlog:
                 await asyncio.sleep(0.01)
                 if time.perf_counter() >= next_rss:
-                    rss.append(_rss_mb())
+                    rss.append(rss_mb())
                     next_rss += 0.5
                 if time.perf_counter() - t0 > 3600:
                     raise TimeoutError("drain did not finish within an hour")
             elapsed = time.perf_counter() - t0
             probe.recording = False
-            rss.append(_rss_mb())
+            rss.append(rss_mb())
         finally:
             stop.set()
             await feeder
@@ -471,9 +466,9 @@ async def _chain_run(port: int, workdir: Path, devices: int, registers: int, sec
                      durability: str, cpu_quota: float | None = None) -> dict[str, float]:
     """One run of the whole edge chain: simulated PLCs in other processes, polled at 1 Hz by the real
     :class:`Gateway` (drivers, pipeline, batcher, durable buffer, forwarder) into a local mosquitto."""
-    from drivers.modbus.bench import _distinct_free_ports, _points, _start_plcs, _stop_plcs
+    from drivers.modbus.bench import _points, _start_plcs, _stop_plcs
 
-    ports = _distinct_free_ports(devices)
+    ports = free_ports(devices)
     points = _points(registers)
     cfg = parse({
         "gateway": {"id": "chain", "site": "bench", "enterprise_prefix": "88.608.5288"},

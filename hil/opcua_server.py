@@ -14,7 +14,6 @@ import contextlib
 import datetime
 import gc
 import logging
-import socket
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -25,6 +24,7 @@ from asyncua import Server, ua
 from asyncua.crypto.permission_rules import User, UserRole
 
 from firmware_stubs.opcua_plants import PLANTS, UNITS, NodeSpec, unit_id
+from hil.services import free_port
 
 __all__ = ["NAMESPACE", "PlantServer", "bench_node_id", "eu_information", "free_port"]
 
@@ -69,12 +69,6 @@ def eu_information(unit: str) -> ua.EUInformation:
         DisplayName=ua.LocalizedText(unit),
         Description=ua.LocalizedText(description),
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class _Users:

@@ -24,6 +24,7 @@ from firmware_stubs.energy_meters import EnergyMeter, plant_meters
 from gateway.config import parse
 from gateway.core.point import Quality, SampleBatch
 from gateway.runner import DeviceRunner
+from hil.services import free_ports
 from pipelines.normalise import Normalise
 
 __all__ = ["BenchResult", "main", "run_bench"]
@@ -47,26 +48,11 @@ class BenchResult:
     load_average_1m: float
 
 
-def _free_ports(n: int) -> list[int]:
-    import socket
-
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 async def run_bench(lines: int = 8, meters: int = 8, seconds: int = 10, poll_interval_s: float = 1.0) -> BenchResult:
     import logging
 
     logging.getLogger("edgegw.runner").setLevel(logging.WARNING)
-    ports = _free_ports(lines)
+    ports = free_ports(lines)
     devices: list[dict[str, Any]] = []
     for n, port in enumerate(ports):
         for m in plant_meters(seed=n + 1, count=meters):

@@ -23,6 +23,7 @@ from gateway.catalog import build_catalog
 from gateway.config import parse
 from gateway.core.point import Quality, SampleBatch
 from gateway.runner import StreamRunner
+from hil.services import free_port
 from pipelines.normalise import Normalise
 
 __all__ = ["BenchResult", "main", "run_bench"]
@@ -44,19 +45,11 @@ class BenchResult:
     load_average_1m: float
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def run_bench(points: int = 2000, rate: float = 0.0, seconds: int = 10) -> BenchResult:
     import logging
 
     logging.getLogger("edgegw.runner").setLevel(logging.WARNING)
-    port = _free_port()
+    port = free_port()
     cfg = parse({
         "gateway": {"id": "bench", "site": "bench", "enterprise_prefix": "88.608.5288"},
         "devices": [{"type": "iec104", "name": "station", "host": "127.0.0.1", "port": port,

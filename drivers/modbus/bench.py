@@ -29,6 +29,7 @@ from drivers.modbus.driver import LinePool, ModbusDriver
 from gateway.config import parse
 from gateway.core.point import Quality, SampleBatch
 from gateway.runner import DeviceRunner
+from hil.services import free_ports, rss_mb
 from pipelines.normalise import Normalise
 
 __all__ = ["BenchResult", "main", "run_bench"]
@@ -56,30 +57,6 @@ class BenchResult:
 
 
 _quality = operator.itemgetter(3)
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def _distinct_free_ports(n: int) -> list[int]:
-    """n loopback ports free right now and distinct (all held open at once while choosing)."""
-    import socket
-
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _points(registers: int) -> list[dict[str, Any]]:
@@ -135,7 +112,7 @@ async def run_bench(
 
     logging.getLogger("edgegw.runner").setLevel(logging.WARNING)  # not 200 "device is up" lines
     t_setup = time.monotonic()
-    ports = _distinct_free_ports(devices)
+    ports = free_ports(devices)
     points = _points(registers)
     cfg = parse({
         "gateway": {"id": "bench", "site": "bench", "enterprise_prefix": "88.608.5288"},
@@ -218,8 +195,8 @@ async def run_bench(
             min_requests_per_cycle=devices * math.ceil(registers / 125),
             deadline_misses=prev[4] - first[4],
             failed_polls=sum(r.health.failed_polls for r in runners),
-            rss_mb=round(_rss_mb(), 1),
-            peak_rss_mb=round(max(_rss_mb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), 1),
+            rss_mb=round(rss_mb(), 1),
+            peak_rss_mb=round(max(rss_mb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), 1),
             load_average_1m=round(os.getloadavg()[0], 2),
             setup_s=round(setup_s, 2),
             cpu_quota=cpu_quota,

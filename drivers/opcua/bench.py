@@ -25,6 +25,7 @@ from gateway.config import parse
 from gateway.core.point import SampleBatch
 from gateway.runner import StreamRunner
 from hil.opcua_server import bench_node_id
+from hil.services import free_port
 
 __all__ = ["BenchResult", "run_bench"]
 
@@ -41,14 +42,6 @@ class BenchResult:
     server: str
     notifications_per_publish: float
     load_avg_1m: float  # of the whole machine when the window ended: the figures are only as quiet as it
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _start_server(port: int, items: int, server: str, workdir: str) -> asyncio.subprocess.Process:
@@ -105,7 +98,7 @@ async def run_bench(
     server_kind: str = "node-opcua",
     profile_path: str | None = None,
 ) -> BenchResult:
-    port = _free_port()
+    port = free_port()
     ns = 1 if server_kind == "node-opcua" else 2
     points: list[dict[str, Any]] = [
         {"name": f"i{i:05d}", "node_id": bench_node_id(i, ns)} for i in range(items)

@@ -26,6 +26,7 @@ from drivers.s7.plan import lower_bound
 from gateway.config import parse
 from gateway.core.point import Quality, SampleBatch
 from gateway.runner import DeviceRunner
+from hil.services import rss_mb
 from pipelines.normalise import Normalise
 
 __all__ = ["BenchResult", "main", "run_bench"]
@@ -48,14 +49,6 @@ class BenchResult:
     failed_polls: int
     rss_mb: float
     load_average_1m: float
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _points(n: int) -> list[dict[str, Any]]:
@@ -166,7 +159,7 @@ async def run_bench(devices: int = 50, points: int = 200, seconds: int = 10, wor
             cpu_s_per_million_points=round(med["cpu_fraction"] / pts * 1e6, 3) if pts else 0.0,
             requests_per_cycle=round(med["requests_per_cycle"], 2), min_requests_per_cycle=minimum,
             pdu_size=d0.pdu_size, deadline_misses=prev[4] - first[4],
-            failed_polls=sum(r.health.failed_polls for r in runners), rss_mb=round(_rss_mb(), 1),
+            failed_polls=sum(r.health.failed_polls for r in runners), rss_mb=round(rss_mb(), 1),
             load_average_1m=round(os.getloadavg()[0], 2),
         )
     finally:
