@@ -14,7 +14,7 @@ from typing import Any, Literal, Self
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from drivers.s7.address import Address, AddressError, Area, Size, parse_address
-from gateway.core.schema import DeviceBase, Key, PointBase
+from gateway.core.schema import DeviceBase, Key, PointBase, check_poll_groups, group_intervals_ms
 from gateway.core.values import StringEncoding
 
 __all__ = ["ConnectionType", "DataType", "Family", "S7Device", "S7Point", "parse_tsap"]
@@ -223,19 +223,12 @@ class S7Device(DeviceBase):
             if p.name in seen:
                 raise ValueError(f"two points are named {p.name!r}")
             seen.add(p.name)
-        for name, ms in self.poll_groups.items():
-            if not 10 <= ms <= 86_400_000:
-                raise ValueError(f"poll_groups.{name} = {ms}: a poll interval must be 10..86400000 ms")
-        for i, p in enumerate(self.points):
-            if p.group is not None and p.group not in self.poll_groups:
-                known = ", ".join(sorted(self.poll_groups)) or "none defined"
-                raise ValueError(f"points[{i}].group = {p.group!r} is not in poll_groups ({known})")
+        check_poll_groups(self.poll_groups, [p.group for p in self.points])
         return self
 
     def group_intervals_ms(self) -> dict[str, int]:
         """Every group that has points -> its interval; "" is the device's own poll_interval_ms."""
-        used = {p.group or "" for p in self.points}
-        return {g: (self.poll_groups[g] if g else self.poll_interval_ms) for g in sorted(used)}
+        return group_intervals_ms(self.poll_groups, [p.group for p in self.points], self.poll_interval_ms)
 
     def tsaps(self) -> tuple[int, int]:
         """(local TSAP, remote TSAP) of the connection request."""

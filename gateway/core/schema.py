@@ -88,6 +88,25 @@ def check_name_text(v: str) -> str:
     return v
 
 
+def check_poll_groups(poll_groups: dict[str, int], groups: list[str | None]) -> None:
+    """A device's ``poll_groups`` (name -> interval ms) against its points' ``group`` keys, in order;
+    raises ValueError naming the first problem (Modbus and S7 devices share this rule)."""
+    for name, ms in poll_groups.items():
+        if not 10 <= ms <= 86_400_000:
+            raise ValueError(f"poll_groups.{name} = {ms}: a poll interval must be 10..86400000 ms")
+    for i, group in enumerate(groups):
+        if group is not None and group not in poll_groups:
+            known = ", ".join(sorted(poll_groups)) or "none defined"
+            raise ValueError(f"points[{i}].group = {group!r} is not in poll_groups ({known})")
+
+
+def group_intervals_ms(poll_groups: dict[str, int], groups: list[str | None], poll_interval_ms: int
+                       ) -> dict[str, int]:
+    """Every group that has points -> its interval; "" is the device's own poll_interval_ms."""
+    used = {g or "" for g in groups}
+    return {g: (poll_groups[g] if g else poll_interval_ms) for g in sorted(used)}
+
+
 class StrictModel(BaseModel):
     """Unknown keys are errors; models are immutable once loaded."""
 
