@@ -5,8 +5,9 @@ it) on ``<prefix>/<site>/<gateway>/alarm``, one event per message, carrying the 
 code, device code and grade (the topic carries config keys only, never a code).  The publisher
 keeps its own MQTT connection (client id ``<uplink client id>-alarm``, no birth / will) so that a
 backlog of telemetry never delays an alarm, and its own durable buffer (``<stem>-alarms.db`` next
-to ``[buffer].path``): an event is committed before :meth:`AlarmPublisher.submit` returns and
-deleted only after a success PUBACK, as telemetry.  The gateway only reports:
+to ``[buffer].path``): :meth:`AlarmPublisher.submit` hands each event to that buffer's writer thread
+(committed there in order, with the buffer's durability, before the forwarder can see it) and the
+forwarder deletes it only after a success PUBACK, as telemetry.  The gateway only reports:
 nothing here ever writes to a device.
 """
 
@@ -17,6 +18,7 @@ import logging
 from dataclasses import dataclass
 
 from gateway.buffer.sqlite import SqliteBuffer
+from gateway.buffer.writer import BufferWriter
 from gateway.catalog import Catalog
 from gateway.codec import encode_alarm
 from gateway.config import MqttConfig
@@ -44,9 +46,12 @@ class AlarmStats:
 class AlarmPublisher:
     """Alarm events through their own durable buffer and their own :class:`Forwarder`.
 
-    :meth:`submit` commits each event (one row, one point) before it returns, with the telemetry
-    buffer's durability, so an event survives kill -9 and power loss like telemetry; the forwarder
-    deletes it only after a success PUBACK.  One event in flight at a time keeps them in order.
+    :meth:`submit` hands each event (one row, one point) to the alarm buffer's writer thread, which
+    commits it with the telemetry buffer's durability (so an event survives kill -9 and power loss
+    like telemetry once committed, and the event loop never waits for the sync); the forwarder sees
+    it only once committed and deletes it only after a success PUBACK.  One event in flight at a time
+    keeps them in order.  Outside an event loop (tools, tests) the event is committed before
+    :meth:`submit` returns.
     """
 
     def __init__(
@@ -63,6 +68,10 @@ class AlarmPublisher:
                                    mark_backlog=False)
         self._forwarded = forwarded
         self._kept_on_site = 0
+        self.writer = BufferWriter.of(buffer)
+        self._commits: set[asyncio.Future[list[bool]]] = set()  # handed to the writer, not yet committed
+        self._failure: BaseException | None = None  # a disk error of the alarm buffer: stops the gateway
+        self._failed = asyncio.Event()
 
     def set_forwarded(self, forwarded: frozenset[int] | None) -> None:
         """A config reload: the point indices whose events may leave the site."""
@@ -79,10 +88,36 @@ class AlarmPublisher:
             if self._forwarded is not None and ev.index not in self._forwarded:
                 self._kept_on_site += 1
                 continue
-            if not self.buffer.put(encode_alarm(self.catalog, ev), 1):
-                log.error("Alarm buffer %s refused an event (counted in dropped_newest_*).", self.buffer.path)
+            self._put(encode_alarm(self.catalog, ev))
         if events:
             self.wake.set()
+
+    def _put(self, payload: bytes) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # no event loop: commit here and now
+            self._refused([self.buffer.put(payload, 1)])
+            return
+        fut = asyncio.wrap_future(self.writer.submit_put_many([(payload, 1)]))
+        self._commits.add(fut)
+        fut.add_done_callback(self._committed)
+
+    def _committed(self, fut: asyncio.Future[list[bool]]) -> None:
+        """On the event loop, once the writer thread committed (or failed to commit) an event."""
+        self._commits.discard(fut)
+        if fut.cancelled():
+            return
+        err = fut.exception()
+        if err is not None:
+            self._failure = err
+            self._failed.set()
+            return
+        self._refused(fut.result())
+        self.wake.set()  # committed: the forwarder may publish it
+
+    def _refused(self, accepted: list[bool]) -> None:
+        if not all(accepted):
+            log.error("Alarm buffer %s refused an event (counted in dropped_newest_*).", self.buffer.path)
 
     @property
     def stats(self) -> AlarmStats:
@@ -102,4 +137,17 @@ class AlarmPublisher:
         return self.buffer.pending_batches
 
     async def run(self) -> None:
-        await self.forwarder.run()
+        """The forwarder, until cancelled; a disk error committing an event ends it (the gateway stops)."""
+        fwd = asyncio.create_task(self.forwarder.run(), name="alarm-forwarder")
+        failed = asyncio.create_task(self._failed.wait(), name="alarm-commit-failure")
+        try:
+            await asyncio.wait({fwd, failed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            fwd.cancel()
+            failed.cancel()
+            await asyncio.gather(fwd, failed, return_exceptions=True)
+        if self._failure is not None:
+            raise self._failure
+        if not fwd.cancelled() and fwd.exception() is not None:
+            raise fwd.exception()  # type: ignore[misc]
+        raise RuntimeError("the alarm forwarder stopped unexpectedly")

@@ -25,6 +25,7 @@ import aiomqtt
 
 from gateway.alarms import AlarmPublisher
 from gateway.buffer import SqliteBuffer, open_buffer
+from gateway.buffer.writer import BufferWriter
 from gateway.catalog import Catalog, relayout
 from gateway.catalog_archive import archive, archive_dir, messages
 from gateway.codec import Compression, Encoder, zstd_available
@@ -118,6 +119,8 @@ class Batcher:
         self.link_free = link_free
         self.encoder = encoder or Encoder(catalog)
         self.buffer = buffer
+        self.writer = BufferWriter.of(buffer)  # commits and syncs run on the buffer's own thread
+        self._commit_lock = asyncio.Lock()  # one group in flight: run() and a reload's swap() take turns
         self.max_points = cfg.batch_max_points
         self.linger = cfg.linger_ms / 1000
         self.wake = wake
@@ -176,7 +179,7 @@ class Batcher:
             while not self.queue.empty():
                 self.pending.extend(self.process(self.queue.get_nowait()))
             if self.pending:
-                self._commit_all()
+                self._hand_over_all()
 
     def _take(self, batch: SampleBatch) -> None:
         batch = self.process(batch)
@@ -218,30 +221,53 @@ class Batcher:
         elif check.clock_valid and was_valid is False:
             log.info("The gateway's clock is set (%s): samples are no longer flagged clock_unsynced.", now)
 
-    def _commit_all(self, whole_only: bool = False) -> None:
-        """Commit the pending samples in batches of ``batch_max_points``, up to GROUP_MAX_BATCHES per
-        transaction; ``whole_only`` keeps a last, partial batch pending (it may still fill up)."""
+    def _group(self, whole_only: bool) -> list[SampleBatch]:
+        """The next group (one transaction) of the pending samples: batches of ``batch_max_points``, up
+        to GROUP_MAX_BATCHES; ``whole_only`` keeps a last, partial batch pending (it may still fill up)."""
         mp = self.max_points
+        n = len(self.pending) // mp if whole_only else -(-len(self.pending) // mp)
+        return [self.pending[i * mp:(i + 1) * mp] for i in range(min(n, self.group_points // mp))]
+
+    def _encode(self, chunks: list[SampleBatch]) -> list[tuple[bytes, int]]:
+        """Encode a group with the next sequence numbers, and hand its samples over (out of ``pending``)."""
+        created = now_ns()
+        encoded = [(self.encoder.encode(c, self.seq + 1 + k, created), len(c)) for k, c in enumerate(chunks)]
+        self.seq += len(chunks)
+        del self.pending[: sum(len(c) for c in chunks)]
+        return encoded
+
+    async def _commit_all(self, whole_only: bool = False) -> None:
+        """Commit the pending samples, one group per transaction, on the buffer's writer thread: the
+        event loop keeps polling and publishing while the commit and its sync run.  A group is awaited
+        before the next is offered, so under when_full = block a refused batch comes back first (to
+        ``pending``, with its sequence number) and nothing overtakes it."""
+        async with self._commit_lock:
+            while self.pending:
+                chunks = self._group(whole_only)
+                if not chunks:
+                    return
+                base = self.seq
+                encoded = self._encode(chunks)
+                try:
+                    done = len(await self.writer.put_many(encoded))
+                except BufferFullError:
+                    done = 0
+                if done < len(chunks):
+                    self.pending[:0] = [s for c in chunks[done:] for s in c]
+                    self.seq = base + done
+                    raise BufferFullError(f"buffer {self.buffer.path} is full")
+
+    def _hand_over_all(self) -> None:
+        """Stopping: hand every pending sample to the writer thread without waiting (it commits them in
+        order, after anything already submitted, before the buffer closes)."""
         while self.pending:
-            n = len(self.pending) // mp if whole_only else -(-len(self.pending) // mp)
-            if n == 0:
-                return
-            chunks = [self.pending[i * mp:(i + 1) * mp] for i in range(min(n, self.group_points // mp))]
-            created = now_ns()
-            encoded = [(self.encoder.encode(c, self.seq + 1 + k, created), len(c)) for k, c in enumerate(chunks)]
-            # the chunks leave ``pending`` only once the buffer took them (or counted their drop): under
-            # when_full = block refused chunks stay and are offered again
-            done = len(self.buffer.put_many(encoded))
-            self.seq += done
-            del self.pending[: sum(len(c) for c in chunks[:done])]
-            if done < len(chunks):
-                raise BufferFullError(f"buffer {self.buffer.path} is full")
+            self.writer.submit_put_many(self._encode(self._group(whole_only=False)))
 
     async def flush(self, whole_only: bool = False) -> None:
         blocked = False
         while True:
             try:
-                self._commit_all(whole_only)
+                await self._commit_all(whole_only)
                 break
             except BufferFullError as err:
                 if not blocked:
@@ -662,9 +688,10 @@ class Gateway:
             await asyncio.sleep(tick_ns / 1e9)
             now = self.clock.mono_ns()
             self.watch.loop_late(now - before - tick_ns)
-            self.buffer.maintain()
+            # a sync when due, expiry: on each buffer's writer thread, never on the event loop
+            await BufferWriter.of(self.buffer).maintain()
             if self.alarms is not None:
-                self.alarms.buffer.maintain()
+                await BufferWriter.of(self.alarms.buffer).maintain()
             if now - last_check >= 1_000_000_000:
                 last_check = now
                 self.watch.check()

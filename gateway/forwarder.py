@@ -12,6 +12,7 @@ number of backlog bytes; live data may use every slot the backlog leaves.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import math
 import time
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.buffer import Outcome, SqliteBuffer, Transaction
+from gateway.buffer.writer import BufferWriter
 from gateway.codec import mark_historical
 from gateway.core.errors import CodecError, RejectedError, RetryableError
 from gateway.latency import Histogram
@@ -69,6 +71,8 @@ class Forwarder:
         again whenever the version changes.  ``on_connect(conn, backlog)`` runs on each connection
         before any batch is published (the wire format v2 catalogs); ``backlog``: batches are buffered."""
         self.buffer = buffer
+        # reads, releases and deletes run on the buffer's writer thread (in order with the commits)
+        self.writer = BufferWriter.of(buffer)
         self.uplink = uplink
         self.wake = wake
         self.max_inflight = max_inflight
@@ -144,6 +148,22 @@ class Forwarder:
         share.taken(len(backlog.ids), len(live.ids), competing=bool(live.ids))
         return _items(backlog, True) + _items(live, False), len(backlog.ids), asked > 0 and len(backlog.ids) < asked
 
+    async def _fetch(self, free: int, boundary: int, share: _Share, room: int) -> tuple[list[_Item], int, bool]:
+        """:meth:`_take` on the writer thread.  Cancelled while it runs (the gateway stopping), what it
+        took is released again right after it (the writer runs requests in order)."""
+        job = self.writer.submit(self._take, free, boundary, share, room)
+        try:
+            return await asyncio.shield(asyncio.wrap_future(job))
+        except asyncio.CancelledError:
+            self.writer.submit(self._untake, job)
+            raise
+
+    def _untake(self, job: concurrent.futures.Future[tuple[list[_Item], int, bool]]) -> None:
+        if job.done() and job.exception() is None:
+            items = job.result()[0]
+            if items:
+                self.buffer.end(_tx(items), [Outcome.RETRY] * len(items))
+
     async def _pump(self, conn: UplinkConnection) -> None:
         """A sliding window: a slot freed by a PUBACK is refilled at once (live data never waits
         for a whole round of backlog).
@@ -172,11 +192,13 @@ class Forwarder:
                 self.wake.clear()
                 window = max(1, min(self.max_inflight, conn.window))
                 free = window - len(inflight)
-                if free > 0:
+                # pending_batches counts what is in flight and confirmed but not yet deleted: nothing
+                # else stored, nothing to fetch (no round trip to the writer thread)
+                if free > 0 and self.buffer.pending_batches > len(inflight) + len(acked):
                     # the backlog never holds more than its share of the window: a live batch
                     # always finds a free slot, and queues behind at most that many backlog bytes
                     room = max(1, math.ceil(self.backlog_share * window)) - backlog_inflight
-                    items, n_backlog, short = self._take(free, boundary, share, max(0, room))
+                    items, n_backlog, short = await self._fetch(free, boundary, share, max(0, room))
                     backlog_inflight += n_backlog
                     if short and backlog_inflight == 0:
                         boundary = 0  # backlog drained: from now on everything is live (no range queries)
@@ -200,14 +222,16 @@ class Forwarder:
                     raise RetryableError("connection to the broker lost")
                 batch = [(t, inflight.pop(t)) for t in [t for t in inflight if t in done]]  # in publish order
                 backlog_inflight -= sum(1 for _t, item in batch if item.historical)
-                delivered, errors = self._settle(batch)
+                delivered, errors, failed = self._settle(batch)
+                if failed:  # released at once: they come back first
+                    await self.writer.end(_tx(failed), [Outcome.RETRY] * len(failed))
                 if delivered and not acked:
                     acked_since = time.monotonic()
                 acked += delivered
                 if acked and (errors or not inflight or len(acked) >= max(1, window // 2)
                               or time.monotonic() - acked_since >= 0.05):
                     acked, done_items = [], acked
-                    self._delete(done_items)
+                    await self.writer.end(_tx(done_items), [Outcome.DELIVERED] * len(done_items))
                 for e in errors:
                     if not isinstance(e, RetryableError | RejectedError):
                         raise e
@@ -240,9 +264,12 @@ class Forwarder:
             for t in inflight:
                 t.cancel()
             await asyncio.gather(*inflight, return_exceptions=True)
-            delivered, _errors = self._settle(list(inflight.items()))
-            self._delete(acked + delivered)
+            delivered, _errors, failed = self._settle(list(inflight.items()))
             self.stats.no_subscriber_acks = conn.no_subscriber_acks
+            # both submitted before either is awaited: a second cancellation cannot skip one
+            jobs = [self.writer.submit(self.buffer.end, _tx(items), [outcome] * len(items))
+                    for items, outcome in ((failed, Outcome.RETRY), (acked + delivered, Outcome.DELIVERED)) if items]
+            await asyncio.gather(*(asyncio.wrap_future(j) for j in jobs))
 
     async def _publish(self, conn: UplinkConnection, wire: bytes) -> None:
         """One publish, timed to its PUBACK; a refusal is counted by its reason code."""
@@ -254,9 +281,11 @@ class Forwarder:
             raise
         self.stats.publish_latency.observe(time.monotonic() - started)
 
-    def _settle(self, batch: list[tuple[asyncio.Task[None], _Item]]) -> tuple[list[_Item], list[BaseException]]:
-        """Sort finished publishes: count the confirmed ones (returned, for deletion), release the
-        others in the buffer at once (they come back first), and return the errors."""
+    def _settle(
+        self, batch: list[tuple[asyncio.Task[None], _Item]]
+    ) -> tuple[list[_Item], list[BaseException], list[_Item]]:
+        """Sort finished publishes: count the confirmed ones (returned, for deletion), and return the
+        errors and the others (to be released in the buffer at once: they come back first)."""
         delivered: list[_Item] = []
         failed: list[_Item] = []
         errors: list[BaseException] = []
@@ -276,13 +305,7 @@ class Forwarder:
                 failed.append(item)
                 if exc is not None:
                     errors.append(exc)
-        if failed:
-            self.buffer.end(_tx(failed), [Outcome.RETRY] * len(failed))
-        return delivered, errors
-
-    def _delete(self, items: list[_Item]) -> None:
-        if items:
-            self.buffer.end(_tx(items), [Outcome.DELIVERED] * len(items))
+        return delivered, errors, failed
 
 
 def _tx(items: list[_Item]) -> Transaction:

@@ -11,6 +11,7 @@ batch must arrive exactly as sent.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import decimal
 import math
@@ -173,7 +174,7 @@ def test_hostile_values_spoil_only_their_own_point(
         batcher = _batcher(catalog, buf, cfg, encoder)
         out = batcher.process(batch)
         batcher.pending.extend(out)
-        batcher._commit_all()
+        asyncio.run(batcher._commit_all())  # on the buffer's writer thread, as in the gateway
         tx = buf.begin(1000)
         points = [p for payload in tx.payloads for p in decode(payload).points]  # as the ingest decodes
     finally:

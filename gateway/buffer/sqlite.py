@@ -29,14 +29,17 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import logging
 import os
 import sqlite3
+import threading
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 from gateway.core.clock import SYSTEM_CLOCK, Clock
 from gateway.core.errors import BufferCorruptError, BufferFullError, BufferStorageError
@@ -174,6 +177,23 @@ class BufferStats:
     counters: dict[str, int] = field(default_factory=dict)
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _locked(method: Callable[Concatenate[SqliteBuffer, _P], _R]) -> Callable[Concatenate[SqliteBuffer, _P], _R]:
+    """One thread at a time in the buffer's connection and its totals in memory: the gateway runs the
+    buffer's work on a writer thread of its own (:mod:`gateway.buffer.writer`) while the status page,
+    the metrics and the CLI may read from others."""
+
+    @functools.wraps(method)
+    def run(self: SqliteBuffer, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return run
+
+
 class _Damaged(Exception):
     """SQLite's integrity check found damage in an otherwise readable file."""
 
@@ -281,6 +301,16 @@ class SqliteBuffer:
         self.full_cause = "max_bytes"
         self.validate = validate
         self.readonly = readonly
+        self._lock = threading.RLock()
+        # run first by close(): e.g. the writer thread finishing its queued work (gateway.buffer.writer)
+        self.on_close: list[Callable[[], None]] = []
+        self.writer: object = None  # its BufferWriter, once one runs its work (gateway.buffer.writer)
+        # the persistent counters as of the last commit, and the newest id ever accepted, kept in memory
+        # so that reading them never waits for a commit (the watch reads them from the event loop)
+        self._counts: dict[str, int] = {}
+        self._committed_counts: dict[str, int] = {}
+        self._newest_id = 0
+        self._oldest_row: tuple[int, str | None, int | None] | None = None  # the last oldest batch read
         self._inflight: set[int] = set()
         self.unsynced_points = 0
         self.unsynced_batches = 0
@@ -326,6 +356,18 @@ class SqliteBuffer:
         cols = {r[1] for r in self._db.execute("PRAGMA table_info(batches)")}
         self._stamped = {"boot_id", "mono_ns"} <= cols  # a read-only look at an older file may lack them
         self._boot_first_id = self._find_boot_start()
+        got = dict(self._db.execute("SELECT name, value FROM counters").fetchall()) if "counters" in {
+            r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} else {}
+        self._counts = {name: int(got.get(name, 0)) for name in COUNTERS}
+        self._committed_counts = dict(self._counts)
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'batches'").fetchone() if \
+            self._has_sequence() else None
+        self._newest_id = int(row[0]) if row else 0
+
+    def _has_sequence(self) -> bool:
+        return self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_sequence'"
+        ).fetchone() is not None
 
     def _find_boot_start(self) -> int:
         """The smallest id from which on every batch was accepted during this boot.
@@ -579,6 +621,7 @@ class SqliteBuffer:
             _remove_with_sidecars(tmp)
 
     # -- producer side ---------------------------------------------------------------------------
+    @_locked
     def put(self, payload: bytes, npoints: int, created_ns: int | None = None) -> bool:
         """Commit one batch.  Returns False when the policy dropped it (counted).
 
@@ -621,6 +664,7 @@ class SqliteBuffer:
         self._offered()
         return accepted
 
+    @_locked
     def put_many(self, batches: Sequence[tuple[bytes, int]], created_ns: int | None = None) -> list[bool]:
         """Commit several batches in one transaction: one sync for all of them (group commit).
 
@@ -701,6 +745,7 @@ class SqliteBuffer:
             (created, npoints, size, self.clock.boot_id(), self.clock.mono_ns(), payload, _crc(payload)),
         )
         self._last_id = int(cur.lastrowid or 0)
+        self._newest_id = max(self._newest_id, self._last_id)
         self._bump("accepted_points", npoints)
         self._bump("accepted_batches", 1)
         self._bytes += size
@@ -721,7 +766,8 @@ class SqliteBuffer:
     @contextlib.contextmanager
     def _write(self) -> Iterator[None]:
         """One write transaction; on any failure it is rolled back, in memory too."""
-        saved = (self._bytes, self._points, self._batches)
+        saved = (self._bytes, self._points, self._batches, self._newest_id)
+        counts = dict(self._counts)
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -729,9 +775,11 @@ class SqliteBuffer:
         except BaseException as err:
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")
-            self._bytes, self._points, self._batches = saved
+            self._bytes, self._points, self._batches, self._newest_id = saved
+            self._counts = counts
             self._note(err)
             raise
+        self._committed_counts = dict(self._counts)
 
     def _fatal(self, err: sqlite3.Error, what: str, note: str = "") -> BufferStorageError | BufferCorruptError:
         """The error that stops the gateway (exit 1, systemd restarts it), saying what to expect."""
@@ -838,7 +886,9 @@ class SqliteBuffer:
             self._bump("dropped_newest_batches", 1)
 
     def _bump(self, name: str, n: int) -> None:
+        """Inside a write transaction (:meth:`_write` restores the copy in memory on a rollback)."""
         self._db.execute("UPDATE counters SET value = value + ? WHERE name = ?", (n, name))
+        self._counts[name] += n
 
     # -- durability ------------------------------------------------------------------------------
     def _after_commit(self, npoints: int) -> None:
@@ -850,6 +900,7 @@ class SqliteBuffer:
         if self.clock.mono_ns() - self._last_sync >= self.sync_interval_ns:
             self.sync()
 
+    @_locked
     def sync(self) -> None:
         """Make every committed batch survive power loss (``interval`` durability).
 
@@ -867,18 +918,7 @@ class SqliteBuffer:
             )
         except sqlite3.Error:  # e.g. a full disk: the floor stays, and the next batch tries again
             floor = self._seq_floor
-        try:
-            fd = os.open(f"{self.path}-wal", os.O_RDONLY)
-        except FileNotFoundError:
-            fd = None
-        try:
-            if fd is not None:
-                os.fsync(fd)
-        except OSError as err:
-            raise BufferStorageError(f"buffer sync failed ({err})") from err
-        finally:
-            if fd is not None:
-                os.close(fd)
+        self._sync_wal()
         self._last_sync = self.clock.mono_ns()
         self._seq_floor = floor
         self.syncs += 1
@@ -888,6 +928,7 @@ class SqliteBuffer:
         with contextlib.suppress(sqlite3.Error):  # informational; a full disk must not make it fatal
             self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('synced_id', ?)", (str(self._last_id),))
 
+    @_locked
     def maintain(self) -> None:
         """Periodic duties, called about every 100 ms by the app: sync when due, expire old batches."""
         if self.unsynced_batches and self.clock.mono_ns() - self._last_sync >= self.sync_interval_ns:
@@ -947,6 +988,7 @@ class SqliteBuffer:
                 return
 
     # -- consumer side ---------------------------------------------------------------------------
+    @_locked
     def begin(self, max_batches: int, *, after_id: int = 0, up_to_id: int | None = None) -> Transaction:
         """The oldest batches not already in flight (FIFO), with ids in ``(after_id, up_to_id]``.
 
@@ -1021,6 +1063,7 @@ class SqliteBuffer:
             log.error("Buffer %s: batch %d (%d points) is damaged (%s); moved to the quarantine table.",
                       self.path, rid, n, reason)
 
+    @_locked
     def end(self, tx: Transaction, outcomes: list[Outcome]) -> None:
         """Delete delivered batches; release the others for a later retry."""
         done = [i for i, o in zip(tx.ids, outcomes, strict=True) if o is Outcome.DELIVERED]
@@ -1068,6 +1111,9 @@ class SqliteBuffer:
             self._sync_wal()
 
     def _sync_wal(self) -> None:
+        """fsync the write-ahead log: every frame written so far (commits, and deletes that were not
+        synced on their own) survives power loss; SQLite's recovery replays committed frames up to the
+        last synced one.  The one place the buffer syncs besides SQLite's own commits."""
         try:
             fd = os.open(f"{self.path}-wal", os.O_RDONLY)
         except FileNotFoundError:
@@ -1076,7 +1122,7 @@ class SqliteBuffer:
             if fd is not None:
                 os.fsync(fd)
         except OSError as err:
-            self._storage_failed = True
+            self._storage_failed = True  # what is on disk is unknown: the next start checks the file
             raise BufferStorageError(f"buffer sync failed ({err})") from err
         finally:
             if fd is not None:
@@ -1087,8 +1133,7 @@ class SqliteBuffer:
     @property
     def newest_id(self) -> int:
         """Id of the newest batch ever accepted (0 for none): ids only grow (AUTOINCREMENT)."""
-        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'batches'").fetchone()
-        return int(row[0]) if row else 0
+        return self._newest_id
 
     @property
     def pending_batches(self) -> int:
@@ -1104,8 +1149,19 @@ class SqliteBuffer:
         return int(self._bytes)
 
     def oldest_age_ns(self) -> int | None:
-        """Age of the oldest pending batch (monotonic if accepted during this boot), None when empty."""
-        return self._oldest()[1]
+        """Age of the oldest pending batch (monotonic if accepted during this boot), None when empty.
+
+        Never waits for a commit in progress on another thread (the watch asks from the event loop):
+        then the oldest batch read last time is aged by the clock now (batches leave only by delivery,
+        drops and expiry, so it is at worst a little older than the true oldest)."""
+        if self._lock.acquire(blocking=False):
+            try:
+                return self._oldest()[1]
+            finally:
+                self._lock.release()
+        if self._oldest_row is None or not self._batches:
+            return None
+        return self._age(*self._oldest_row)
 
     @property
     def durability_label(self) -> str:
@@ -1118,9 +1174,14 @@ class SqliteBuffer:
         return len(self._inflight)
 
     def counters(self) -> dict[str, int]:
+        """The persistent counters as of the last commit (from memory: never waits for a commit in
+        progress); a read-only inspection reads the file (another process may be writing it)."""
+        if not self.readonly:
+            return dict(self._committed_counts)
         got = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
         return {name: int(got.get(name, 0)) for name in COUNTERS}
 
+    @_locked
     def stats(self) -> BufferStats:
         if self.damaged is not None:
             raise BufferCorruptError(
@@ -1166,12 +1227,15 @@ class SqliteBuffer:
         """Wall stamp and age of the oldest pending batch (monotonic age if it is of this boot)."""
         stamps = "boot_id, mono_ns" if self._stamped else "NULL, NULL"
         row = self._db.execute(f"SELECT created_ns, {stamps} FROM batches ORDER BY id LIMIT 1").fetchone()
+        self._oldest_row = None if row is None else (int(row[0]), row[1], row[2])
         if row is None:
             return None, None
-        created, boot, mono = row
+        return int(row[0]), self._age(int(row[0]), row[1], row[2])
+
+    def _age(self, created: int, boot: str | None, mono: int | None) -> int:
         if boot is not None and mono is not None and boot == self.clock.boot_id():
-            return int(created), self.clock.mono_ns() - int(mono)
-        return int(created), self.clock.wall_ns() - int(created)
+            return self.clock.mono_ns() - int(mono)
+        return self.clock.wall_ns() - created
 
     def _unsynced_on_disk(self) -> tuple[int, int]:
         """(batches, points) the running gateway has committed but not yet synced, from its marker."""
@@ -1193,6 +1257,13 @@ class SqliteBuffer:
         yield from read_batches(self._db, quarantined=quarantined, stamped=stamped)
 
     def close(self) -> None:
+        for hook in self.on_close:  # outside the lock: a writer thread finishes its queued work first
+            hook()
+        self.on_close.clear()
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if not self.readonly and not self._corrupt_seen:
             # else the 'open' marker stays, and the next start checks the file
             with contextlib.suppress(sqlite3.Error):
