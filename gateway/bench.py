@@ -25,6 +25,8 @@ import math
 import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -48,7 +50,8 @@ from gateway.watch import Watch
 from hil.services import Mosquitto, free_ports, rss_mb
 
 __all__ = [
-    "bench_chain", "bench_drain", "bench_latency", "bench_overload", "bench_pipeline", "main", "synthetic_catalog",
+    "bench_chain", "bench_drain", "bench_latency", "bench_overload", "bench_pipeline", "burning", "main",
+    "synthetic_catalog", "with_sync_delay",
 ]
 
 _SITE, _GW = "bench-site", "bench-gw"
@@ -203,24 +206,56 @@ async def _floor_once(port: int, workdir: Path, total: int, n_points: int, batch
     batches = max(1, total // batch_points)
 
     async def feed(rig: Rig) -> None:
+        # the batcher's own path: each batch committed on the buffer's writer thread and awaited
         for _ in range(batches):
-            rig.buffer.put(payload, batch_points)
+            await rig.batcher.writer.put(payload, batch_points)
             rig.wake.set()
-            await asyncio.sleep(0)
 
     return await _timed(port, workdir, n_points, batch_points, batches * batch_points, feed, durability)
 
 
+@contextmanager
+def burning(cores: int) -> Iterator[None]:
+    """``cores`` busy-loop processes for the duration (``--burn-core``): another program on the box
+    taking a whole core each, as the edge PCs' other software does."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores)]
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def with_sync_delay(ms: float, argv: list[str]) -> None:
+    """Run this command again with every fsync of the process (and its broker) ``ms`` slower, as cheap
+    eMMC / SD storage: the hil/powercut preload library with EDGEGW_FAULT_SYNC_DELAY_US.  Returns
+    only when already running so (the library is loaded at process start, hence the re-exec)."""
+    if os.environ.get("EDGEGW_FAULT_SYNC_DELAY_US") is not None:
+        return
+    from hil.powercut import build_library
+
+    lib = build_library(Path(tempfile.mkdtemp(prefix="edgegw-bench-lib-")))
+    env = {**os.environ, "EDGEGW_FAULT_SYNC_DELAY_US": str(int(ms * 1000)),
+           "LD_PRELOAD": " ".join(p for p in (str(lib), os.environ.get("LD_PRELOAD", "")) if p)}
+    os.execve(sys.executable, [sys.executable, "-m", "gateway.cli", *argv], env)
+
+
+def _sync_delay_ms() -> float:
+    return int(os.environ.get("EDGEGW_FAULT_SYNC_DELAY_US", "0") or 0) / 1000
+
+
 async def bench_pipeline(total: int, n_points: int, batch_points: int, runs: int,
-                         durability: str = "fsync") -> dict[str, Any]:
-    with broker() as mq, tempfile.TemporaryDirectory(prefix="edgegw-bench-") as tmp:
+                         durability: str = "fsync", burn_cores: int = 0) -> dict[str, Any]:
+    with broker() as mq, tempfile.TemporaryDirectory(prefix="edgegw-bench-") as tmp, burning(burn_cores):
         rows = []
         for _ in range(runs):
             pipe = await _pipeline_once(mq.port, Path(tmp), total, n_points, batch_points, durability)
             floor = await _floor_once(mq.port, Path(tmp), total, n_points, batch_points, durability)
             rows.append({"points_per_s": pipe, "limit_points_per_s": floor, "ratio_to_limit": pipe / floor})
     return _summary("pipeline", rows, {"points": total, "points_per_poll": n_points, "batch_points": batch_points,
-                                       "durability": durability},
+                                       "durability": durability, "burn_cores": burn_cores,
+                                       "sync_delay_ms": _sync_delay_ms()},
                     {"points_per_s": ">= 300000", "ratio_to_limit": ">= 0.5"})
 
 
@@ -293,11 +328,13 @@ async def _latency_once(port: int, workdir: Path, rate: float, duration_s: float
             "points_per_s": probe.points / elapsed}
 
 
-async def bench_latency(rate: float, duration_s: float, n_points: int, linger_ms: int, runs: int) -> dict[str, Any]:
-    with broker() as mq, tempfile.TemporaryDirectory(prefix="edgegw-bench-") as tmp:
+async def bench_latency(rate: float, duration_s: float, n_points: int, linger_ms: int, runs: int,
+                        burn_cores: int = 0) -> dict[str, Any]:
+    with broker() as mq, tempfile.TemporaryDirectory(prefix="edgegw-bench-") as tmp, burning(burn_cores):
         rows = [await _latency_once(mq.port, Path(tmp), rate, duration_s, n_points, linger_ms) for _ in range(runs)]
     return _summary("latency", rows, {"rate_points_per_s": rate, "duration_s": duration_s,
-                                      "points_per_poll": n_points, "linger_ms": linger_ms},
+                                      "points_per_poll": n_points, "linger_ms": linger_ms,
+                                      "burn_cores": burn_cores, "sync_delay_ms": _sync_delay_ms()},
                     {"p99_ms": "<= 50"})
 
 
@@ -377,7 +414,7 @@ async def _watch_loop(rig: Rig, watch: Watch) -> None:
         before = time.monotonic_ns()
         await asyncio.sleep(0.1)
         watch.loop_late(time.monotonic_ns() - before - 100_000_000)
-        rig.buffer.maintain()
+        await rig.batcher.writer.maintain()
         ticks += 1
         if ticks % 10 == 0:
             watch.check()

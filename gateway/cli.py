@@ -830,9 +830,11 @@ def cmd_bench_ingest(args: argparse.Namespace) -> int:
 def cmd_bench_uplink(args: argparse.Namespace) -> int:
     from gateway import bench
 
+    if getattr(args, "sync_delay_ms", None):
+        bench.with_sync_delay(args.sync_delay_ms, sys.argv[1:])  # re-executes with the preload library
     if args.bench_command == "pipeline":
         coro = bench.bench_pipeline(args.points, args.points_per_poll, args.batch_points, args.runs,
-                                    args.durability)
+                                    args.durability, args.burn_core)
     elif args.bench_command == "overload":
         coro = bench.bench_overload(args.start, args.factor, args.steps, args.duration, args.points_per_poll,
                                     args.runs, args.durability, args.max_bytes, args.lag_warn_s)
@@ -842,7 +844,8 @@ def cmd_bench_uplink(args: argparse.Namespace) -> int:
         coro = bench.bench_chain(args.devices, args.registers, args.seconds, args.workers, args.durability, args.runs,
                                  args.cpu_quota)
     elif args.bench_command == "latency":
-        coro = bench.bench_latency(args.rate, args.duration, args.points_per_poll, args.linger_ms, args.runs)
+        coro = bench.bench_latency(args.rate, args.duration, args.points_per_poll, args.linger_ms, args.runs,
+                                   args.burn_core)
     else:
         coro = bench.bench_drain(args.points, args.rate, args.points_per_poll, args.batch_points, args.linger_ms,
                                  args.backlog_share, args.runs, args.max_inflight)
@@ -1297,6 +1300,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--duration", type=float, default=10.0, help="seconds recorded per run")
     b.add_argument("--points-per-poll", type=int, default=250)
     b.add_argument("--linger-ms", type=int, default=5)
+    for name in ("pipeline", "latency"):
+        b = bsub.choices[name]
+        b.add_argument("--burn-core", type=int, default=0, metavar="N",
+                       help="run N busy-loop processes during the runs (another program taking N cores)")
+        b.add_argument("--sync-delay-ms", type=float, default=0.0, metavar="MS",
+                       help="make every fsync MS slower (slow eMMC / SD storage; the hil/powercut preload library)")
     b = bsub.add_parser("drain", help="drain a backlog on disk while live data continues")
     b.add_argument("--points", type=int, default=10_000_000, help="backlog points")
     b.add_argument("--rate", type=float, default=25_000, help="live points per second")

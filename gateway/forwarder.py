@@ -149,17 +149,17 @@ class Forwarder:
         return _items(backlog, True) + _items(live, False), len(backlog.ids), asked > 0 and len(backlog.ids) < asked
 
     async def _fetch(self, free: int, boundary: int, share: _Share, room: int) -> tuple[list[_Item], int, bool]:
-        """:meth:`_take` on the writer thread.  Cancelled while it runs (the gateway stopping), what it
-        took is released again right after it (the writer runs requests in order)."""
-        job = self.writer.submit(self._take, free, boundary, share, room)
+        """:meth:`_take` on the buffer's reader thread.  Cancelled while it runs (the gateway stopping),
+        what it took is released again right after it (one reader thread: in order)."""
+        job = self.writer.submit_read(self._take, free, boundary, share, room)
         try:
             return await asyncio.shield(asyncio.wrap_future(job))
         except asyncio.CancelledError:
-            self.writer.submit(self._untake, job)
+            self.writer.submit_read(self._untake, job)
             raise
 
     def _untake(self, job: concurrent.futures.Future[tuple[list[_Item], int, bool]]) -> None:
-        if job.done() and job.exception() is None:
+        if job.done() and not job.cancelled() and job.exception() is None:
             items = job.result()[0]
             if items:
                 self.buffer.end(_tx(items), [Outcome.RETRY] * len(items))
@@ -177,6 +177,8 @@ class Forwarder:
         share = _Share(self.backlog_share)
         inflight: dict[asyncio.Task[None], _Item] = {}
         acked: list[_Item] = []  # confirmed by PUBACK, not yet deleted
+        deleting: asyncio.Future[None] | None = None  # the delete of the previous group, on the writer thread
+        n_deleting = 0
         acked_since = 0.0
         backlog_inflight = 0
         reject_backoff = 1.0
@@ -194,7 +196,10 @@ class Forwarder:
                 free = window - len(inflight)
                 # pending_batches counts what is in flight and confirmed but not yet deleted: nothing
                 # else stored, nothing to fetch (no round trip to the writer thread)
-                if free > 0 and self.buffer.pending_batches > len(inflight) + len(acked):
+                if deleting is not None and deleting.done():
+                    deleting.result()  # a disk error deleting: fatal, as on the loop before
+                    deleting, n_deleting = None, 0
+                if free > 0 and self.buffer.pending_batches > len(inflight) + len(acked) + n_deleting:
                     # the backlog never holds more than its share of the window: a live batch
                     # always finds a free slot, and queues behind at most that many backlog bytes
                     room = max(1, math.ceil(self.backlog_share * window)) - backlog_inflight
@@ -228,10 +233,14 @@ class Forwarder:
                 if delivered and not acked:
                     acked_since = time.monotonic()
                 acked += delivered
-                if acked and (errors or not inflight or len(acked) >= max(1, window // 2)
-                              or time.monotonic() - acked_since >= 0.05):
+                if acked and deleting is None and (errors or not inflight or len(acked) >= max(1, window // 2)
+                                                   or time.monotonic() - acked_since >= 0.05):
+                    # on the writer thread, not awaited here: the window refills meanwhile (the batches
+                    # stay in flight in the buffer until deleted, so they are never fetched again)
                     acked, done_items = [], acked
-                    await self.writer.end(_tx(done_items), [Outcome.DELIVERED] * len(done_items))
+                    n_deleting = len(done_items)
+                    deleting = asyncio.wrap_future(
+                        self.writer.submit(self.buffer.end, _tx(done_items), [Outcome.DELIVERED] * n_deleting))
                 for e in errors:
                     if not isinstance(e, RetryableError | RejectedError):
                         raise e
@@ -267,9 +276,15 @@ class Forwarder:
             delivered, _errors, failed = self._settle(list(inflight.items()))
             self.stats.no_subscriber_acks = conn.no_subscriber_acks
             # both submitted before either is awaited: a second cancellation cannot skip one
-            jobs = [self.writer.submit(self.buffer.end, _tx(items), [outcome] * len(items))
-                    for items, outcome in ((failed, Outcome.RETRY), (acked + delivered, Outcome.DELIVERED)) if items]
-            await asyncio.gather(*(asyncio.wrap_future(j) for j in jobs))
+            jobs = [] if deleting is None else [deleting]
+            if failed:
+                jobs.append(asyncio.wrap_future(
+                    self.writer.submit_read(self.buffer.end, _tx(failed), [Outcome.RETRY] * len(failed))))
+            if acked or delivered:
+                gone = acked + delivered
+                jobs.append(asyncio.wrap_future(
+                    self.writer.submit(self.buffer.end, _tx(gone), [Outcome.DELIVERED] * len(gone))))
+            await asyncio.gather(*jobs)
 
     async def _publish(self, conn: UplinkConnection, wire: bytes) -> None:
         """One publish, timed to its PUBACK; a refusal is counted by its reason code."""

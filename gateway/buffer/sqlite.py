@@ -1,8 +1,10 @@
 """SQLite (WAL) store-and-forward buffer: one row per encoded batch.
 
 Contract: :meth:`SqliteBuffer.put` returns only once the batch is committed.  In ``fsync``
-durability every commit is synced (``synchronous=FULL``): the batch survives kill -9 and power
-loss.  In ``interval`` durability commits are written but synced at most every
+durability every commit is synced before ``put`` returns (the commit writes the write-ahead log,
+then the log is fsynced: what ``synchronous=FULL`` does, but with the connection free for other
+threads during the sync), and a batch is visible to :meth:`SqliteBuffer.begin` only once synced:
+the batch survives kill -9 and power loss.  In ``interval`` durability commits are written but synced at most every
 ``sync_interval_ms`` (``synchronous=NORMAL`` plus an explicit fsync of the write-ahead log): the
 batch survives kill -9 at once, and power loss once the next sync ran; the points at risk are
 counted exactly (:attr:`SqliteBuffer.unsynced_points`).
@@ -183,13 +185,28 @@ _R = TypeVar("_R")
 
 def _locked(method: Callable[Concatenate[SqliteBuffer, _P], _R]) -> Callable[Concatenate[SqliteBuffer, _P], _R]:
     """One thread at a time in the buffer's connection and its totals in memory: the gateway runs the
-    buffer's work on a writer thread of its own (:mod:`gateway.buffer.writer`) while the status page,
-    the metrics and the CLI may read from others."""
+    buffer's work on threads of its own (:mod:`gateway.buffer.writer`) while the status page, the
+    metrics and the CLI may read from others.
+
+    A sync the method asked for (``fsync`` durability) runs after the lock is released and before the
+    method returns: the slow part of a commit never holds the connection, so reads (the forwarder's
+    :meth:`SqliteBuffer.begin`) go on during it."""
 
     @functools.wraps(method)
     def run(self: SqliteBuffer, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         with self._lock:
-            return method(self, *args, **kwargs)
+            asks = self._sync_asks
+            self._depth += 1
+            try:
+                result = method(self, *args, **kwargs)
+            finally:
+                self._depth -= 1
+            # a call nested in another (put_many -> put) leaves the sync to the outermost one
+            wanted = self._sync_asks != asks and self._depth == 0
+            newest, deletes = self._newest_id, self._unsynced_deletes
+        if wanted:
+            self._durable(newest, deletes)
+        return result
 
     return run
 
@@ -322,6 +339,10 @@ class SqliteBuffer:
         self._storage_failed = False  # a write or sync failed (after EIO, what is on disk is unknown): same
         self._last_sync = clock.mono_ns()
         self._unsynced_deletes = 0  # fsync durability: delivered batches deleted, not yet synced
+        self._sync_asks = 0  # fsync durability: bumped by each commit that must be synced before returning
+        self._depth = 0  # nesting of the public methods holding the lock (_locked)
+        self._lazy = False  # the write transaction under way is a delete of delivered batches (no own sync)
+        self._visible_id = 0  # fsync durability: begin() hands out batches up to this id (the synced ones)
         self._deletes_since = 0
         self._next_expiry: int | None = None  # monotonic time of the next age check (None: at once)
         self._boot_first_id = 1  # batches from this id on were accepted during this boot
@@ -363,6 +384,7 @@ class SqliteBuffer:
         row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'batches'").fetchone() if \
             self._has_sequence() else None
         self._newest_id = int(row[0]) if row else 0
+        self._visible_id = self._newest_id  # the checkpoint at open synced everything in the file
 
     def _has_sequence(self) -> bool:
         return self._db.execute(
@@ -486,7 +508,8 @@ class SqliteBuffer:
             )
         self._page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={'FULL' if self.durability == 'fsync' else 'NORMAL'}")
+        # fsync durability syncs the write-ahead log itself after each commit (_durable), outside the lock
+        db.execute("PRAGMA synchronous=NORMAL")
         # the WAL must stay well inside the disk reserve: checkpoint often enough, and truncate it
         pages = max(16, min(1000, self.disk_reserve_bytes // (4 * self._page_size)))
         db.execute(f"PRAGMA wal_autocheckpoint={pages}")
@@ -780,6 +803,8 @@ class SqliteBuffer:
             self._note(err)
             raise
         self._committed_counts = dict(self._counts)
+        if self.durability == "fsync" and not self._lazy:
+            self._sync_asks += 1  # synced by the public method before it returns (see _locked)
 
     def _fatal(self, err: sqlite3.Error, what: str, note: str = "") -> BufferStorageError | BufferCorruptError:
         """The error that stops the gateway (exit 1, systemd restarts it), saying what to expect."""
@@ -893,8 +918,7 @@ class SqliteBuffer:
     # -- durability ------------------------------------------------------------------------------
     def _after_commit(self, npoints: int) -> None:
         if self.durability == "fsync":
-            self._unsynced_deletes = 0  # the commit synced the whole WAL, earlier deletes included
-            return
+            return  # synced before the put returns (_durable), deletes since the last sync with it
         self.unsynced_points += npoints
         self.unsynced_batches += 1
         if self.clock.mono_ns() - self._last_sync >= self.sync_interval_ns:
@@ -934,7 +958,7 @@ class SqliteBuffer:
         if self.unsynced_batches and self.clock.mono_ns() - self._last_sync >= self.sync_interval_ns:
             self.sync()
         if self._unsynced_deletes and self.clock.mono_ns() - self._deletes_since >= DELETE_SYNC_NS:
-            self._sync_wal()
+            self._sync_asks += 1
         if self.max_age_ns is not None and self._expiry_due(self.clock.mono_ns()):
             try:
                 with self._write():
@@ -1003,6 +1027,8 @@ class SqliteBuffer:
         if max_batches <= 0:
             return Transaction((), (), ())
         upper = up_to_id if up_to_id is not None else (1 << 63) - 1
+        if self.durability == "fsync":
+            upper = min(upper, self._visible_id)  # committed but not yet synced: not yet
         while True:
             try:
                 rows = self._db.execute(
@@ -1068,11 +1094,10 @@ class SqliteBuffer:
         """Delete delivered batches; release the others for a later retry."""
         done = [i for i, o in zip(tx.ids, outcomes, strict=True) if o is Outcome.DELIVERED]
         lazy = bool(done) and self.durability == "fsync"
+        # a delete need not be synced on its own: losing it to a power cut resends a delivered batch
+        # (a duplicate), never loses one; the next commit's sync covers it (see _deleted)
+        self._lazy = lazy
         try:
-            if lazy:
-                # a delete need not be synced on its own: losing it to a power cut resends a delivered
-                # batch (a duplicate), never loses one; the next commit's sync covers it (see _deleted)
-                self._db.execute("PRAGMA synchronous=NORMAL")
             if done:
                 with self._write():
                     removed = removed_batches = 0
@@ -1091,12 +1116,8 @@ class SqliteBuffer:
         except sqlite3.Error as err:
             raise self._fatal(err, "delete") from err
         finally:
+            self._lazy = False
             self._inflight.difference_update(tx.ids)
-            if lazy:
-                try:
-                    self._db.execute("PRAGMA synchronous=FULL")
-                except sqlite3.Error as err:  # puts must never run unsynced in fsync durability
-                    raise self._fatal(err, "delete") from err
         if lazy:
             self._deleted(len(done))
 
@@ -1108,7 +1129,16 @@ class SqliteBuffer:
             self._deletes_since = self.clock.mono_ns()
         self._unsynced_deletes += batches
         if self._unsynced_deletes >= DELETE_SYNC_BATCHES:
-            self._sync_wal()
+            self._sync_asks += 1
+
+    def _durable(self, newest_id: int, deletes: int) -> None:
+        """``fsync`` durability, without the lock: sync the log, then hand out the batches it covers
+        (``newest_id``, read under the lock after the commit) and count ``deletes`` as synced."""
+        self._sync_wal()
+        with self._lock:
+            self._visible_id = max(self._visible_id, newest_id)
+            self._unsynced_deletes = max(0, self._unsynced_deletes - deletes)
+            self.syncs += 1
 
     def _sync_wal(self) -> None:
         """fsync the write-ahead log: every frame written so far (commits, and deletes that were not
@@ -1123,11 +1153,13 @@ class SqliteBuffer:
                 os.fsync(fd)
         except OSError as err:
             self._storage_failed = True  # what is on disk is unknown: the next start checks the file
-            raise BufferStorageError(f"buffer sync failed ({err})") from err
+            raise BufferStorageError(
+                f"buffer sync failed ({err}); the storage reported an error: check the disk (kernel log, SMART). "
+                "The gateway stops so that its supervisor restarts it; the next start checks the buffer file first"
+            ) from err
         finally:
             if fd is not None:
                 os.close(fd)
-        self._unsynced_deletes = 0
 
     # -- inspection ------------------------------------------------------------------------------
     @property

@@ -1,13 +1,15 @@
-"""The buffer's work on a thread of its own, so that no commit or sync ever holds the event loop.
+"""The buffer's work on threads of its own, so that no commit or sync ever holds the event loop.
 
 Every SQLite commit of the buffer may wait for the storage: in ``fsync`` durability each commit
 syncs the write-ahead log, and cheap eMMC or SD cards take 5-30 ms per sync.  Done on the event
 loop, that wait stalled polling, publishing and PUBACK handling alike.  :class:`BufferWriter` owns
-one thread per buffer that runs every call on the buffer's connection in the order submitted (a
-FIFO: one producer's batches are committed in the order it offered them); the event loop awaits
-the result.  The durability contract is the buffer's own, unchanged: an awaited ``put_many``
-returns only once its batches are committed, and in ``fsync`` durability synced; nothing is
-acknowledged or published earlier, because the forwarder reads batches through the same thread.
+one writer thread per buffer that runs every commit in the order submitted (a FIFO: one producer's
+batches are committed in the order it offered them); the event loop awaits the result.  Reads (the
+forwarder's ``begin``, releasing batches for a retry) run on a second thread: the buffer holds its
+connection only for SQL, never during a sync, so a read does not wait for the storage (only for
+the SQL of a commit under way).  The durability contract is the buffer's own, unchanged: an awaited
+``put_many`` returns only once its batches are committed, and in ``fsync`` durability synced; the
+forwarder is handed a batch only once it is synced.
 
 Group commit: ``put_many`` requests that queue up while a commit (and its sync) is in flight are
 committed together in one transaction with one sync, each request getting its own results.
@@ -63,6 +65,9 @@ class BufferWriter:
         self.grouped_requests = 0  # requests that rode on another request's commit
         self._thread = threading.Thread(target=self._run, name=f"edgegw-buffer:{buffer.path.name}", daemon=True)
         self._thread.start()
+        self._reader = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix=f"edgegw-buffer-read:{buffer.path.name}"
+        )
         buffer.on_close.append(self.stop)
 
     @classmethod
@@ -108,11 +113,22 @@ class BufferWriter:
         # shielded: the request's future keeps its result for whoever looks after a cancellation
         return await asyncio.shield(asyncio.wrap_future(self.submit(fn, *args, **kwargs)))
 
+    def submit_read(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> concurrent.futures.Future[_T]:
+        """On the reader thread (no commit: begin, release for a retry); not run if cancelled first."""
+        return self._reader.submit(fn, *args, **kwargs)
+
+    async def read(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        return await asyncio.shield(asyncio.wrap_future(self.submit_read(fn, *args, **kwargs)))
+
     async def begin(self, max_batches: int, *, after_id: int = 0, up_to_id: int | None = None) -> Transaction:
-        return await self.call(self.buffer.begin, max_batches, after_id=after_id, up_to_id=up_to_id)
+        return await self.read(self.buffer.begin, max_batches, after_id=after_id, up_to_id=up_to_id)
 
     async def end(self, tx: Transaction, outcomes: list[Outcome]) -> None:
-        await self.call(self.buffer.end, tx, outcomes)
+        """Deletes (delivered) are commits, on the writer thread; releases alone, on the reader thread."""
+        if any(o is Outcome.DELIVERED for o in outcomes):
+            await self.call(self.buffer.end, tx, outcomes)
+        else:
+            await self.read(self.buffer.end, tx, outcomes)
 
     async def maintain(self) -> None:
         await self.call(self.buffer.maintain)
@@ -181,6 +197,7 @@ class BufferWriter:
             self._cond.notify()
         if threading.current_thread() is not self._thread:
             self._thread.join()
+        self._reader.shutdown(wait=True)
 
     @property
     def queued(self) -> int:
