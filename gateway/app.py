@@ -121,6 +121,8 @@ class Batcher:
         self.buffer = buffer
         self.writer = BufferWriter.of(buffer)  # commits and syncs run on the buffer's own thread
         self._commit_lock = asyncio.Lock()  # one group in flight: run() and a reload's swap() take turns
+        # the group handed over by _commit_ahead and not yet settled: (its commit, its samples, seq before)
+        self._ahead: tuple[asyncio.Future[list[bool]], list[SampleBatch], int] | None = None
         self.max_points = cfg.batch_max_points
         self.linger = cfg.linger_ms / 1000
         self.wake = wake
@@ -172,7 +174,10 @@ class Batcher:
                     # them too and commit up to group_points in one transaction (one sync)
                     while len(self.pending) < self.group_points and not self.queue.empty():
                         self._take(self.queue.get_nowait())
-                    await self.flush(whole_only=True)
+                    try:
+                        await self._commit_ahead()
+                    except BufferFullError:  # when_full = block: wait for room, as flush does
+                        await self.flush(whole_only=True)
                     deadline = time.monotonic() + self.linger if self.pending else None
         finally:
             # graceful stop: what was polled but not yet committed goes to the buffer too
@@ -236,12 +241,51 @@ class Batcher:
         del self.pending[: sum(len(c) for c in chunks)]
         return encoded
 
+    async def _commit_ahead(self) -> None:
+        """Hand the whole batches pending to the writer thread and return without waiting, so that the
+        next polls are run through the stages while the commit and its sync run.  One group at a time:
+        while it is in flight the samples gather (the next group), and only when they reach twice a
+        group does this wait.  Refused batches (when_full = block) come back to ``pending`` first, with
+        their sequence numbers, and :class:`BufferFullError` is raised; nothing was offered after them."""
+        if self._commit_lock.locked():
+            return  # a flush (a reload's) is committing: the samples wait for the next turn
+        async with self._commit_lock:
+            ahead = self._ahead
+            if ahead is not None:
+                if not ahead[0].done() and len(self.pending) < 2 * self.group_points:
+                    return
+                await self._settle_ahead()
+            chunks = self._group(whole_only=True)
+            if chunks:
+                base = self.seq
+                fut = asyncio.wrap_future(self.writer.submit_put_many(self._encode(chunks)))
+                fut.add_done_callback(lambda _f: self.wake.set())  # committed: the forwarder may send it
+                self._ahead = (fut, chunks, base)
+
+    async def _settle_ahead(self) -> None:
+        """Wait for the group handed over by :meth:`_commit_ahead`; refused batches back to ``pending``."""
+        ahead = self._ahead
+        if ahead is None:
+            return
+        fut, chunks, base = ahead
+        try:
+            done = len(await asyncio.shield(fut))
+        except BufferFullError:
+            done = 0
+        self._ahead = None
+        if done < len(chunks):
+            # nothing of the samples taken since: they are behind the refused ones in ``pending``
+            self.pending[:0] = [s for c in chunks[done:] for s in c]
+            self.seq = base + done
+            raise BufferFullError(f"buffer {self.buffer.path} is full")
+
     async def _commit_all(self, whole_only: bool = False) -> None:
         """Commit the pending samples, one group per transaction, on the buffer's writer thread: the
         event loop keeps polling and publishing while the commit and its sync run.  A group is awaited
         before the next is offered, so under when_full = block a refused batch comes back first (to
         ``pending``, with its sequence number) and nothing overtakes it."""
         async with self._commit_lock:
+            await self._settle_ahead()
             while self.pending:
                 chunks = self._group(whole_only)
                 if not chunks:

@@ -340,6 +340,7 @@ class SqliteBuffer:
         self._last_sync = clock.mono_ns()
         self._unsynced_deletes = 0  # fsync durability: delivered batches deleted, not yet synced
         self._sync_asks = 0  # fsync durability: bumped by each commit that must be synced before returning
+        self.checkpoint_pages = 1000  # the WAL is checkpointed about every this many pages (set at open)
         self._depth = 0  # nesting of the public methods holding the lock (_locked)
         self._lazy = False  # the write transaction under way is a delete of delivered batches (no own sync)
         self._visible_id = 0  # fsync durability: begin() hands out batches up to this id (the synced ones)
@@ -513,6 +514,7 @@ class SqliteBuffer:
         # the WAL must stay well inside the disk reserve: checkpoint often enough, and truncate it
         pages = max(16, min(1000, self.disk_reserve_bytes // (4 * self._page_size)))
         db.execute(f"PRAGMA wal_autocheckpoint={pages}")
+        self.checkpoint_pages = pages
         db.execute(f"PRAGMA journal_size_limit={max(1 << 16, self.disk_reserve_bytes // 2)}")
         state = None
         if "meta" in tables:
@@ -1130,6 +1132,16 @@ class SqliteBuffer:
         self._unsynced_deletes += batches
         if self._unsynced_deletes >= DELETE_SYNC_BATCHES:
             self._sync_asks += 1
+
+    @_locked
+    def checkpoint_elsewhere(self) -> None:
+        """From now on the caller checkpoints the WAL (on a connection of its own, see
+        :class:`gateway.buffer.writer.BufferWriter`): a checkpoint syncs the log and the database file,
+        and SQLite's automatic one would run inside a commit, holding the connection meanwhile."""
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
+
+    def checkpoint_failed(self, err: sqlite3.Error) -> BufferStorageError | BufferCorruptError:
+        return self._fatal(err, "checkpoint")
 
     def _durable(self, newest_id: int, deletes: int) -> None:
         """``fsync`` durability, without the lock: sync the log, then hand out the batches it covers

@@ -14,6 +14,11 @@ forwarder is handed a batch only once it is synced.
 Group commit: ``put_many`` requests that queue up while a commit (and its sync) is in flight are
 committed together in one transaction with one sync, each request getting its own results.
 
+Checkpoints (folding the write-ahead log into the database file: two syncs) run on a third thread
+with a connection of its own, instead of inside a commit (SQLite's automatic checkpoint), so that
+neither commits nor reads wait for them.  They are started after about as many pages as SQLite's
+automatic checkpoint would wait for (``checkpoint_pages``, kept within the disk reserve).
+
 The synchronous API of :class:`~gateway.buffer.sqlite.SqliteBuffer` stays for the CLI, the tests
 and anything outside an event loop; it is thread-safe (one lock), so both may be mixed.
 """
@@ -24,6 +29,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,6 +45,7 @@ _T = TypeVar("_T")
 # at most this many batches (and about this many payload bytes) in one commit of gathered requests
 GROUP_MAX_BATCHES = 256
 GROUP_MAX_BYTES = 64 << 20
+_PAGE = 4096  # what a commit or a delete adds to the log besides the payloads, about
 
 
 @dataclass(slots=True)
@@ -68,6 +75,18 @@ class BufferWriter:
         self._reader = concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix=f"edgegw-buffer-read:{buffer.path.name}"
         )
+        self._checkpointer = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix=f"edgegw-buffer-checkpoint:{buffer.path.name}"
+        )
+        self._ckpt_db: sqlite3.Connection | None = None
+        self._ckpt_running = threading.Event()
+        self._ckpt_error: BaseException | None = None  # a failed checkpoint: every later request fails with it
+        self._written = 0  # about how many bytes went into the log since the last checkpoint started
+        self.checkpoints = 0
+        self._ckpt_bytes = 0
+        if not buffer.readonly:
+            buffer.checkpoint_elsewhere()
+            self._ckpt_bytes = buffer.checkpoint_pages * buffer._page_size
         buffer.on_close.append(self.stop)
 
     @classmethod
@@ -157,10 +176,33 @@ class BufferWriter:
                         self._jobs.popleft()
                         n += len(more.batches)
                         size += extra
+            if self._ckpt_error is not None:  # the storage failed: nothing more is accepted
+                for j in [*group] if group else [job]:
+                    _fail(j.future, self._ckpt_error)
+                continue
             if isinstance(job, _Call):
                 _settle(job.future, job.fn)
+                self._written += 2 * _PAGE
             else:
                 self._commit(group)
+                self._written += sum(len(p) + 2 * _PAGE for put in group for p, _ in put.batches)
+            if self._ckpt_bytes and self._written >= self._ckpt_bytes and not self._ckpt_running.is_set():
+                self._written = 0
+                self._ckpt_running.set()
+                self._checkpointer.submit(self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        """PASSIVE: copies what no reader still needs and never blocks the writer or the readers."""
+        try:
+            if self._ckpt_db is None:
+                self._ckpt_db = sqlite3.connect(self.buffer.path, isolation_level=None, check_same_thread=False)
+                self._ckpt_db.execute("PRAGMA synchronous=NORMAL")  # syncs the log, then the file
+            self._ckpt_db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            self.checkpoints += 1
+        except sqlite3.Error as err:
+            self._ckpt_error = self.buffer.checkpoint_failed(err)
+        finally:
+            self._ckpt_running.clear()
 
     def _commit(self, group: list[_Put]) -> None:
         """One transaction (one sync) for every request gathered; each gets its own results.  Under
@@ -198,6 +240,11 @@ class BufferWriter:
         if threading.current_thread() is not self._thread:
             self._thread.join()
         self._reader.shutdown(wait=True)
+        self._checkpointer.shutdown(wait=True)
+        if self._ckpt_db is not None:  # before the buffer's own close: the last connection folds the log in
+            with contextlib.suppress(sqlite3.Error):
+                self._ckpt_db.close()
+            self._ckpt_db = None
 
     @property
     def queued(self) -> int:
