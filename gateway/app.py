@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import aiomqtt
 
@@ -155,10 +155,15 @@ class Batcher:
         try:
             while True:
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                try:
-                    async with asyncio.timeout(timeout):
-                        batch = await self.queue.get()
-                except TimeoutError:
+                batch = await self._get(timeout)
+                if batch is None:
+                    if self._ahead is not None and self._ahead[0].done():
+                        # the group committing ahead is done: settle it (a disk error is raised here)
+                        # and start the next one if whole batches are waiting
+                        await self._settle_ahead()
+                        if len(self.pending) >= self.max_points:
+                            await self._commit_ahead()
+                        continue
                     await self.flush()
                     deadline = None
                     continue
@@ -174,10 +179,10 @@ class Batcher:
                     # them too and commit up to group_points in one transaction (one sync)
                     while len(self.pending) < self.group_points and not self.queue.empty():
                         self._take(self.queue.get_nowait())
-                    try:
+                    if self.buffer.when_full == "block":
+                        await self.flush(whole_only=True)  # waits for room when refused, nothing overtakes
+                    else:
                         await self._commit_ahead()
-                    except BufferFullError:  # when_full = block: wait for room, as flush does
-                        await self.flush(whole_only=True)
                     deadline = time.monotonic() + self.linger if self.pending else None
         finally:
             # graceful stop: what was polled but not yet committed goes to the buffer too
@@ -185,6 +190,27 @@ class Batcher:
                 self.pending.extend(self.process(self.queue.get_nowait()))
             if self.pending:
                 self._hand_over_all()
+
+    async def _get(self, timeout: float | None) -> SampleBatch | None:
+        """The next poll; None after ``timeout`` or once the group committing ahead is done."""
+        ahead = self._ahead[0] if self._ahead is not None and not self._ahead[0].done() else None
+        if ahead is None:
+            try:
+                async with asyncio.timeout(timeout):
+                    return await self.queue.get()
+            except TimeoutError:
+                return None
+        getter = asyncio.ensure_future(self.queue.get())
+        try:
+            waiters: set[asyncio.Future[Any]] = {getter, ahead}
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not getter.done():
+                getter.cancel()
+                await asyncio.gather(getter, return_exceptions=True)
+        if getter.done() and not getter.cancelled():
+            return getter.result()  # taken, even if it completed while being cancelled
+        return None
 
     def _take(self, batch: SampleBatch) -> None:
         batch = self.process(batch)
@@ -245,8 +271,8 @@ class Batcher:
         """Hand the whole batches pending to the writer thread and return without waiting, so that the
         next polls are run through the stages while the commit and its sync run.  One group at a time:
         while it is in flight the samples gather (the next group), and only when they reach twice a
-        group does this wait.  Refused batches (when_full = block) come back to ``pending`` first, with
-        their sequence numbers, and :class:`BufferFullError` is raised; nothing was offered after them."""
+        group does this wait.  Not under when_full = block (a refused batch must be offered again before
+        anything after it: there each group is awaited, see :meth:`flush`)."""
         if self._commit_lock.locked():
             return  # a flush (a reload's) is committing: the samples wait for the next turn
         async with self._commit_lock:

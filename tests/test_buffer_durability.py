@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import signal
 import sqlite3
 import subprocess
@@ -101,11 +102,29 @@ def test_interval_durability_counts_points_at_risk_exactly(tmp_path: Path) -> No
     buf.close()
 
 
-def test_fsync_durability_never_has_points_at_risk(tmp_path: Path) -> None:
+def test_fsync_durability_never_has_points_at_risk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every put returns only after an fsync of the write-ahead log that holds its commit (what
+    synchronous=FULL does, done by the buffer outside its lock), and begin() hands out only synced batches."""
+    import gateway.buffer.sqlite as mod
+
     buf = SqliteBuffer(tmp_path / "b.db", durability="fsync")
-    assert buf.put(b"x", 7)
-    assert buf.unsynced_points == 0
-    assert buf._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    synced: list[int] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.fstat(fd).st_size)
+        real(fd)
+
+    monkeypatch.setattr(mod.os, "fsync", fsync)  # type: ignore[attr-defined]
+    for n in (7, 8):
+        assert buf.put(b"x", n)
+        assert buf.unsynced_points == 0
+        assert len(synced) == n - 6 and synced[-1] == os.path.getsize(f"{buf.path}-wal")  # the whole log
+    assert buf.begin(10).ids == (1, 2)
+    buf.end(buf.begin(0), [])
+    buf._inflight.clear()
+    buf._visible_id = 1  # as if the second commit's sync had not returned yet: not handed out
+    assert buf.begin(10).ids == (1,)
     buf.close()
 
 

@@ -45,6 +45,7 @@ _T = TypeVar("_T")
 # at most this many batches (and about this many payload bytes) in one commit of gathered requests
 GROUP_MAX_BATCHES = 256
 GROUP_MAX_BYTES = 64 << 20
+_CREATING = threading.Lock()
 _PAGE = 4096  # what a commit or a delete adds to the log besides the payloads, about
 
 
@@ -92,7 +93,10 @@ class BufferWriter:
     @classmethod
     def of(cls, buffer: SqliteBuffer) -> BufferWriter:
         """The buffer's writer, started on first use and stopped by ``buffer.close()``."""
-        with buffer._lock:
+        writer = buffer.writer
+        if isinstance(writer, BufferWriter) and not writer._stopping:
+            return writer  # never the buffer's lock here: a commit may hold it through a WAL-header sync
+        with _CREATING:
             writer = buffer.writer
             if not isinstance(writer, BufferWriter) or writer._stopping:
                 writer = cls(buffer)
