@@ -581,9 +581,9 @@ class Gateway:
         finally:
             await _cancel([*everything, *self._device_tasks.values()])
             self.watch.close()
+            self.buffer.close()  # first its writer thread commits what was handed over (in order)
             self._final_counters = self.buffer.counters()
             pending = self.buffer.pending_batches
-            self.buffer.close()
             if self.alarms is not None:
                 log.info("%d alarm event(s) stay buffered.", self.alarms.pending)
                 self.alarms.buffer.close()
@@ -768,7 +768,11 @@ class Gateway:
 
     async def _stop_gracefully(self, devices: list[asyncio.Task[None]], batcher: asyncio.Task[None]) -> None:
         await _cancel(devices)
-        await _cancel([batcher])  # its cleanup commits every polled sample to the buffer
+        await _cancel([batcher])  # its cleanup hands every polled sample to the buffer's writer thread
+        # a barrier: everything handed over before it is committed once it has run (the writer is a FIFO)
+        await BufferWriter.of(self.buffer).call(lambda: None)
+        if self.alarms is not None:
+            await BufferWriter.of(self.alarms.buffer).call(lambda: None)
         self.wake.set()
         assert self.cfg.uplink is not None
         deadline = time.monotonic() + self.cfg.uplink.shutdown_drain_s

@@ -24,7 +24,8 @@ P = b"x" * 1000
 
 
 def _commits(buf: SqliteBuffer) -> list[str]:
-    """Every COMMIT the buffer's connection runs from now on (one sync each under synchronous=FULL)."""
+    """Every COMMIT the buffer's connection runs from now on (in fsync durability each one is followed
+    by one sync of the log)."""
     seen: list[str] = []
     buf._db.set_trace_callback(lambda sql: seen.append(sql) if sql.strip().upper() == "COMMIT" else None)
     return seen
