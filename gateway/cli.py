@@ -781,6 +781,16 @@ def cmd_bench_modbus(args: argparse.Namespace) -> int:
 
         _try_quota(args.cpu_quota)
         confine = partial(quota, args.cpu_quota)
+    if args.points is not None:
+        from drivers.modbus.bench import BenchError, main_scale
+
+        if args.cpu_quota is not None or args.profile is not None:
+            raise UsageError("--points runs `edgegw run` in a process of its own: no --cpu-quota or --profile")
+        try:
+            main_scale(args.points, args.registers, args.json, args.seconds, args.workers, args.runs)
+        except BenchError as err:
+            raise UsageError(str(err)) from None
+        return EXIT_OK
     bench_main(args.devices, args.registers, args.json, args.seconds, args.workers, args.profile, confine,
                args.cpu_quota)
     return EXIT_OK
@@ -1258,6 +1268,11 @@ def build_parser() -> argparse.ArgumentParser:
     b = bsub.add_parser("modbus", help="N simulated PLCs (other processes) polled at 1 Hz through the real driver")
     b.add_argument("--devices", type=int, default=200)
     b.add_argument("--registers", type=int, default=125, help="holding registers (= points) per PLC")
+    b.add_argument("--points", type=int, default=None, metavar="N",
+                   help="scale run: N points across N / --registers PLCs (100,000 -> 800 x 125; N must be a "
+                        "multiple of --registers), polled by `edgegw run` in a process of its own into a local "
+                        "mosquitto: `edgegw check` and start-up time, RSS and bytes per point, CPU, misses")
+    b.add_argument("--runs", type=int, default=1, help="with --points: repeat and report per-figure medians")
     b.add_argument("--json", default=None, help="also write the figures to FILE")
     b.add_argument("--seconds", type=int, default=10, help="measured 1-s windows after the warm-up")
     b.add_argument("--workers", type=int, default=2, help="processes serving the simulated PLCs")
