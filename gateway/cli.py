@@ -220,6 +220,7 @@ def _listen_arg(text: str) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from gateway.app import Gateway
     from gateway.config import load
+    from gateway.preflight import open_files_needed, raise_open_files
     from gateway.startup import StartupProgress
 
     progress = StartupProgress()
@@ -234,6 +235,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as err:  # what the gateway role needs beyond a valid file: name the file too
         raise ConfigError(err.issues, err.source or args.config) from None
     role = cfg.gateway is not None and cfg.uplink is not None and bool(cfg.devices)  # else Gateway() says why
+    raise_open_files(open_files_needed(cfg))  # the pre-flight above refused a hard limit below the need
 
     def reread() -> Config:
         """SIGHUP: the file again, with the same --http, and the same file checks as at start."""
@@ -243,6 +245,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         files = file_problems(new, "edge")
         if files.errors:
             raise ConfigError(files.errors, args.config)
+        raise_open_files(open_files_needed(new))  # devices added by the reload
         logging.getLogger("edgegw.reload").info("Reloading %s (SIGHUP).", args.config)
         return new
 
