@@ -36,7 +36,7 @@ from gateway.runner import DeviceRunner
 from hil.services import free_ports, rss_mb
 from pipelines.normalise import Normalise
 
-__all__ = ["BenchError", "BenchResult", "ScaleResult", "main", "main_scale", "run_bench", "run_scale"]
+__all__ = ["BenchError", "BenchResult", "PlcStartError", "ScaleResult", "main", "main_scale", "run_bench", "run_scale"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,23 +74,34 @@ def _points(registers: int) -> list[dict[str, Any]]:
     return out
 
 
-async def _start_plcs(registers: int, ports: list[int], workers: int) -> list[asyncio.subprocess.Process]:
-    procs = []
+class PlcStartError(RuntimeError):
+    """A simulated-PLC worker did not get ready (usually: another process took one of its free ports
+    between :func:`free_ports` choosing it and the worker listening on it)."""
+
+
+async def _start_plcs(registers: int, ports: list[int], workers: int, *, quiet: bool = False
+                      ) -> list[asyncio.subprocess.Process]:
+    """``quiet``: a worker's error output is dropped (the caller retries on other ports)."""
+    procs: list[asyncio.subprocess.Process] = []
     per = math.ceil(len(ports) / workers)
-    for w in range(workers):
-        chunk = ports[w * per : (w + 1) * per]
-        if not chunk:
-            continue
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "hil.bench_plcs", str(registers), *map(str, chunk),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        )
-        procs.append(proc)
-    for proc in procs:
-        assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), 120)
-        if line.strip() != b"ready":
-            raise RuntimeError("a simulated-PLC worker did not start")
+    try:
+        for w in range(workers):
+            chunk = ports[w * per : (w + 1) * per]
+            if not chunk:
+                continue
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "hil.bench_plcs", str(registers), *map(str, chunk),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL if quiet else None,
+            )
+            procs.append(proc)
+        for proc in procs:
+            assert proc.stdout is not None
+            line = await asyncio.wait_for(proc.stdout.readline(), 120)
+            if line.strip() != b"ready":
+                raise PlcStartError("a simulated-PLC worker did not start")
+    except BaseException:
+        await _stop_plcs(procs)  # the workers that did start: none is left behind
+        raise
     return procs
 
 
@@ -355,6 +366,14 @@ def _get(url: str, timeout_s: float = 10.0) -> str:
     return body.decode("utf-8")
 
 
+async def _scrape(url: str, proc: asyncio.subprocess.Process) -> _Metrics:
+    try:
+        return _Metrics(await asyncio.to_thread(_get, url))
+    except OSError as err:
+        state = "running" if proc.returncode is None else f"exited with {proc.returncode}"
+        raise BenchError(f"the gateway's {url} did not answer ({err}); the gateway is {state}") from None
+
+
 def _proc_cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/stat", encoding="ascii") as f:
         fields = f.read().rpartition(")")[2].split()
@@ -426,14 +445,14 @@ async def _scale_once(work: Path, run: int, ports: list[int], registers: int, mq
         # counters are read at the middle of a scrape (800 devices: ~0.2 s); CPU is read outside the
         # scrapes, so that their own cost is not counted
         s0 = time.monotonic()
-        m0 = _Metrics(await asyncio.to_thread(_get, url))
+        m0 = await _scrape(url, proc)
         t1, cpu1 = time.monotonic(), _proc_cpu_s(proc.pid)
         s0 = (s0 + t1) / 2
         await asyncio.sleep(seconds)
         t2, cpu2 = time.monotonic(), _proc_cpu_s(proc.pid)
         rss, peak = _proc_status_mb(proc.pid, "VmRSS"), _proc_status_mb(proc.pid, "VmHWM")
         fds = len(os.listdir(f"/proc/{proc.pid}/fd"))
-        m1 = _Metrics(await asyncio.to_thread(_get, url))
+        m1 = await _scrape(url, proc)
         s1 = (t2 + time.monotonic()) / 2
     finally:
         if proc.returncode is None:
@@ -487,11 +506,19 @@ async def run_scale(points: int, registers: int = 125, seconds: int = 10, worker
     results = []
     with broker() as mq, tempfile.TemporaryDirectory(prefix="edgegw-bench-scale-") as tmp:
         work = Path(tmp)
-        ports = free_ports(devices)
         cfg = work / "scale.toml"
+        attempts = 3  # other benches on a shared machine take ephemeral ports too: choose again
+        for attempt in range(attempts):
+            ports = free_ports(devices)
+            try:
+                procs = await _start_plcs(registers, ports, workers, quiet=attempt < attempts - 1)
+                break
+            except PlcStartError:
+                if attempt == attempts - 1:
+                    raise BenchError(f"the simulated PLCs could not listen on {devices} free loopback ports "
+                                     f"({attempts} tries): is another process taking ports?") from None
         _scale_config(cfg, ports, registers, mq.port)
         config_mb = cfg.stat().st_size / 1e6
-        procs = await _start_plcs(registers, ports, workers)
         try:
             for run in range(max(1, runs)):
                 check_s = await asyncio.to_thread(_check, cfg)
