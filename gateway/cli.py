@@ -232,10 +232,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         with progress.phase("pre-flight checks"):
             _preflight(cfg, args.config, "edge")
+            raise_open_files(open_files_needed(cfg))  # _preflight refused a hard limit below the need
     except ConfigError as err:  # what the gateway role needs beyond a valid file: name the file too
         raise ConfigError(err.issues, err.source or args.config) from None
     role = cfg.gateway is not None and cfg.uplink is not None and bool(cfg.devices)  # else Gateway() says why
-    raise_open_files(open_files_needed(cfg))  # the pre-flight above refused a hard limit below the need
 
     def reread() -> Config:
         """SIGHUP: the file again, with the same --http, and the same file checks as at start."""

@@ -20,7 +20,7 @@ from typing import Literal
 
 from drivers.opcua.config import OpcUaDevice, SecurityPolicy
 from gateway.config import Config, MqttConfig
-from gateway.core.errors import ConfigIssue
+from gateway.core.errors import ConfigError, ConfigIssue
 
 __all__ = ["FileProblems", "file_problems", "open_files_needed", "raise_open_files"]
 
@@ -158,12 +158,22 @@ def open_files_needed(cfg: Config) -> int:
 def raise_open_files(need: int) -> int:
     """Raise this process's soft limit on open files to ``need`` if it is lower (up to the hard
     limit; never lowers it) and return the soft limit now.  Linux starts processes at 1024, which a
-    gateway of 1,000 Modbus TCP devices would run into as connect errors."""
+    gateway of 1,000 Modbus TCP devices would run into as connect errors.
+
+    Raises :class:`ConfigError` (exit 2, one line) when the limit stays below the need: under the
+    shipped systemd unit the system call filter (``~@resources``) refuses ``setrlimit``, so the
+    unit's ``LimitNOFILE=`` is what counts there."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or soft >= need:
         return need if soft == resource.RLIM_INFINITY else soft
     new = need if hard == resource.RLIM_INFINITY else min(need, hard)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    except (OSError, ValueError) as err:
+        raise ConfigError([ConfigIssue("devices", (
+            f"{need - OPEN_FILES_SPARE} devices need about {need} open files; the limit is {soft} and this "
+            f"process may not raise it ({err}): set LimitNOFILE={need} or more in the gateway's systemd unit"
+        ))]) from None
     return new
 
 

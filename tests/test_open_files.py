@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import tomli_w
 
 
@@ -58,3 +59,26 @@ def test_the_soft_limit_is_raised_to_the_need_and_never_lowered(tmp_path: Path) 
     """)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["364", "364", "364", "364", "364"]
+
+
+def test_a_limit_that_may_not_be_raised_is_one_line_naming_the_unit_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The shipped systemd unit filters `setrlimit` (~@resources, EPERM); seccomp cannot be set up in
+    a test, so `resource.setrlimit` is replaced by one that answers as the filter does."""
+    import errno
+    import resource
+
+    from gateway.core.errors import ConfigError
+    from gateway.preflight import raise_open_files
+
+    def refused(*_: object) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, 524288))
+    monkeypatch.setattr(resource, "setrlimit", refused)
+    assert raise_open_files(1000) == 1024  # enough already: nothing to raise, nothing refused
+    with pytest.raises(ConfigError) as err:
+        raise_open_files(1064)
+    assert "1000 devices need about 1064 open files; the limit is 1024" in str(err.value)
+    assert "LimitNOFILE=1064" in str(err.value)
