@@ -135,23 +135,17 @@ class Dlt645Driver:
         return self.config.name
 
     async def __aenter__(self) -> Self:
-        try:
-            await self.line.acquire()
-        except OSError as err:
-            raise ConnectError(self.config.name, f"cannot open {self.line.description}: {err}") from err
+        await self.line.enter(self, self.config.name)
         self._entered = True
-        self.line.members.add(self)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         if self._entered:
             self._entered = False
-            self.line.members.discard(self)
-            self.line.release()
+            self.line.leave(self)
 
     async def wait_quiet(self, limit_s: float) -> bool:
-        need = self.config.timeout_ms / 1000 + 2 * self.line.frame_gap + 0.01
-        return await self.line.wait_quiet(self, need, limit_s)
+        return await self.line.wait_quiet(self, self.config.timeout_ms / 1000, limit_s)
 
     async def read(self) -> SampleBatch:
         """Every point once.  An abnormal answer or an undecodable value spoils only its point; a meter

@@ -145,19 +145,14 @@ class ModbusDriver:
         return [(g.interval_s, _bind(self.read_group, g.name)) for g in self.groups.values()]
 
     async def __aenter__(self) -> Self:
-        try:
-            await self.line.acquire()
-        except OSError as err:
-            raise ConnectError(self.config.name, f"cannot open {self.line.description}: {err}") from err
+        await self.line.enter(self, self.config.name)
         self._entered = True
-        self.line.members.add(self)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         if self._entered:
             self._entered = False
-            self.line.members.discard(self)
-            self.line.release()
+            self.line.leave(self)
 
     @property
     def next_due(self) -> float:
@@ -169,8 +164,7 @@ class ModbusDriver:
         (a timeout, plus the frame gap) delays no answering unit's poll on the shared line."""
         if not self.shared:
             return True
-        need = self.config.timeout_ms / 1000 + 2 * self.line.frame_gap + 0.01
-        return await self.line.wait_quiet(self, need, limit_s)
+        return await self.line.wait_quiet(self, self.config.timeout_ms / 1000, limit_s)
 
     async def read(self) -> SampleBatch:
         """One poll of every group."""

@@ -26,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
 
-from gateway.core.errors import ConfigIssue
+from gateway.core.errors import ConfigIssue, ConnectError
 
 if TYPE_CHECKING:
     from gateway.core.schema import DeviceBase
@@ -161,6 +161,20 @@ class Line(Generic[C, M]):
                 self.opens += 1
             self.users += 1
 
+    async def enter(self, member: M, device: str) -> None:
+        """``member`` (the driver of device ``device``) starts polling over this line; an error opening
+        it is the device's ConnectError."""
+        try:
+            await self.acquire()
+        except OSError as err:
+            raise ConnectError(device, f"cannot open {self.description}: {err}") from err
+        self.members.add(member)
+
+    def leave(self, member: M) -> None:
+        """``member`` stops polling over this line (the last one closes the connection)."""
+        self.members.discard(member)
+        self.release()
+
     def release(self) -> None:
         self.users -= 1
         if self.users <= 0 and self.conn is not None:
@@ -173,13 +187,16 @@ class Line(Generic[C, M]):
         if self.conn is not None:
             self.conn.close()
 
-    async def wait_quiet(self, me: M, need_s: float, limit_s: float) -> bool:
-        """Wait until the line is free and no answering device's poll falls due within ``need_s``.
+    async def wait_quiet(self, me: M, timeout_s: float, limit_s: float) -> bool:
+        """For a suspended device ``me`` whose requests time out after ``timeout_s``: wait until the
+        line is free and no answering device's poll falls due within one attempt of ``me`` (its
+        timeout, plus the frame gap before and after it).
 
-        A suspended device's attempt goes in such a moment, so its timeout delays no live poll.  Where
-        the line is never quiet that long (poll intervals shorter than the timeout), it gives up after
-        ``limit_s`` and returns False: the attempt then costs the others at most one timeout.
+        So the attempt delays no live poll.  Where the line is never quiet that long (poll intervals
+        shorter than the timeout), it gives up after ``limit_s`` and returns False: the attempt then
+        costs the others at most one timeout.
         """
+        need_s = timeout_s + 2 * self.frame_gap + 0.01
         loop = asyncio.get_running_loop()
         end = loop.time() + limit_s
         while (now := loop.time()) < end:
