@@ -18,6 +18,8 @@ per connection; callers serialise with :attr:`Connection.lock` (the shared-line 
 from __future__ import annotations
 
 import enum
+from collections.abc import Coroutine
+from typing import Any
 
 from drivers.modbus.framing import (
     ExceptionResponse,
@@ -66,10 +68,12 @@ class Connection(LineConnection[bytes]):
         except FrameError as err:
             self._finish(err)
 
-    async def read(self, unit: int, function: int, address: int, count: int, timeout: float) -> bytes:
+    def read(self, unit: int, function: int, address: int, count: int, timeout: float) -> Coroutine[Any, Any, bytes]:
         """Send one read request and return the response's data bytes (registers or packed bits).
 
         Callers hold :attr:`lock`.  Raises ExceptionResponse, FrameError, TimeoutError, ConnectionError.
+        (A plain function returning the exchange's coroutine: one coroutine less per request, on the
+        hot path.)
         """
         nbytes = read_data_bytes(function, count)
 
@@ -84,7 +88,7 @@ class Connection(LineConnection[bytes]):
             self._expect = (unit, function, nbytes)
             return rtu_request(unit, function, address, count)
 
-        return await self._transact(request, timeout)
+        return self._transact(request, timeout)
 
     # -- matching frames to the outstanding request --------------------------------------------
     def _finish(self, result: bytes | BaseException) -> None:
