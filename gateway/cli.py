@@ -1306,7 +1306,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--linger-ms", type=int, default=5)
     b.add_argument("--backlog-share", type=float, default=0.5)
     b.add_argument("--max-inflight", type=int, default=20, help="uplink.max_inflight (the window)")
-    b = bsub.add_parser("overload", help="raise the offered rate step by step until delivery falls under 99 %")
+    b = bsub.add_parser("overload", help="raise the offered rate step by step until delivery falls under 99 %%")
     b.add_argument("--start", type=float, default=100_000, help="first offered rate, points per second")
     b.add_argument("--factor", type=float, default=1.25, help="rate multiplier per step")
     b.add_argument("--steps", type=int, default=12, help="at most this many steps")
