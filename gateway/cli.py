@@ -850,7 +850,8 @@ def cmd_bench_ingest(args: argparse.Namespace) -> int:
     from gateway import bench
     from gateway.ingest_bench import bench_ingest
 
-    bench.main("ingest", bench_ingest(args.store, args.points, args.batch_points, args.runs, args.wire), args.json)
+    bench.main("ingest", bench_ingest(args.store, args.points, args.batch_points, args.runs, args.wire,
+                                      args.writes_in_flight), args.json)
     return EXIT_OK
 
 
@@ -1366,6 +1367,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--batch-points", type=int, default=1000, help="points per MQTT message")
     b.add_argument("--wire", type=int, choices=(1, 2), default=2,
                    help="wire format of the batches: 2 (the default: catalog once, zstd) or 1 (rows in every batch)")
+    b.add_argument("--writes-in-flight", type=int, default=None, metavar="N",
+                   help="the ingest's [ingest] writes_in_flight (default: the ingest's default, 2)")
     b.add_argument("--runs", type=int, default=3)
     b.add_argument("--json", default=None, help="also write the figures to FILE")
     b.set_defaults(func=cmd_bench_ingest)

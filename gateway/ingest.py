@@ -276,8 +276,10 @@ class IngestCore:
         if n and not hist_all and prefixes is self._plain_prefixes and not any(cols.flags) \
                 and cols.rsn.count(None) == n and min(cols.ts) >= -MAX_TIMESTAMP_NS and max(cols.ts) <= ts_max \
                 and _plain_numbers(cols.val):
-            # the whole message is common samples (the usual case): one comprehension, no per-sample checks
-            rows.extend([f"{prefixes[i]} value={float(v)!r},quality={q}i {ts}".encode()
+            # the whole message is common samples (the usual case): one comprehension, no per-sample checks.
+            # An int is written as its digits: without an ``i`` suffix both stores parse a float field, the
+            # same float as the per-sample way's ``float(v)`` (``7`` and ``7.0`` are one value)
+            rows.extend([f"{prefixes[i]} value={v!r},quality={q}i {ts}".encode()
                          for i, ts, v, q in zip(cols.idx, cols.ts, cols.val, cols.q, strict=True)])
             samples.extend(range(n))
             if self.observer is not None:
@@ -420,7 +422,9 @@ class IngestCore:
         return chunks
 
     async def _write_rows(self, prepared: list[Prepared], chunk: list[tuple[int, int, int]]) -> None:
-        body = b"\n".join(itertools.chain.from_iterable(prepared[m].rows[a:b] for m, a, b in chunk)) + b"\n"
+        # (the empty last item ends the body with a newline without copying it again)
+        body = b"\n".join(itertools.chain(itertools.chain.from_iterable(prepared[m].rows[a:b] for m, a, b in chunk),
+                                           (b"",)))
         try:
             await self._write_body(body)
             return
