@@ -33,7 +33,7 @@ from drivers.modbus.driver import LinePool, ModbusDriver
 from gateway.config import parse
 from gateway.core.point import Quality, SampleBatch
 from gateway.runner import DeviceRunner
-from hil.services import free_ports, rss_mb
+from hil.services import free_port, free_ports, rss_mb
 from pipelines.normalise import Normalise
 
 __all__ = ["BenchError", "BenchResult", "PlcStartError", "ScaleResult", "main", "main_scale", "run_bench", "run_scale"]
@@ -403,7 +403,7 @@ async def _scale_once(work: Path, run: int, ports: list[int], registers: int, mq
     devices = len(ports)
     points = devices * registers
     cfg = work / "scale.toml"
-    http = f"127.0.0.1:{free_ports(1)[0]}"
+    http = f"127.0.0.1:{free_port()}"
     log_path = work / f"run{run}.log"
     (work / "buffer.db").unlink(missing_ok=True)
     for wal in ("buffer.db-wal", "buffer.db-shm"):
