@@ -790,14 +790,6 @@ def _try_quota(cores: float) -> None:
 def cmd_bench_modbus(args: argparse.Namespace) -> int:
     from drivers.modbus.bench import main as bench_main
 
-    confine = None
-    if args.cpu_quota is not None:
-        from functools import partial
-
-        from gateway.cpuquota import confine as quota
-
-        _try_quota(args.cpu_quota)
-        confine = partial(quota, args.cpu_quota)
     if args.points is not None:
         from drivers.modbus.bench import BenchError, main_scale
 
@@ -808,6 +800,15 @@ def cmd_bench_modbus(args: argparse.Namespace) -> int:
         except BenchError as err:
             raise UsageError(str(err)) from None
         return EXIT_OK
+
+    confine = None
+    if args.cpu_quota is not None:
+        from functools import partial
+
+        from gateway.cpuquota import confine as quota
+
+        _try_quota(args.cpu_quota)
+        confine = partial(quota, args.cpu_quota)
     bench_main(args.devices, args.registers, args.json, args.seconds, args.workers, args.profile, confine,
                args.cpu_quota)
     return EXIT_OK

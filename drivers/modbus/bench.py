@@ -501,7 +501,9 @@ async def run_scale(points: int, registers: int = 125, seconds: int = 10, worker
     from gateway.bench import broker
 
     devices, registers = _split(points, registers)
-    per_worker = math.ceil(devices / max(1, min(workers, devices)))
+    if workers < 1 or seconds < 1 or runs < 1:
+        raise BenchError("--workers, --seconds and --runs must be at least 1")
+    per_worker = math.ceil(devices / min(workers, devices))
     _raise_nofile(2 * per_worker + devices + 256)  # a worker: listening + accepted per PLC; gateway: 1 per PLC
     results = []
     with broker() as mq, tempfile.TemporaryDirectory(prefix="edgegw-bench-scale-") as tmp:
@@ -520,7 +522,7 @@ async def run_scale(points: int, registers: int = 125, seconds: int = 10, worker
         _scale_config(cfg, ports, registers, mq.port)
         config_mb = cfg.stat().st_size / 1e6
         try:
-            for run in range(max(1, runs)):
+            for run in range(runs):
                 check_s = await asyncio.to_thread(_check, cfg)
                 results.append(await _scale_once(work, run, ports, registers, mq.port, seconds, check_s, config_mb))
         finally:
