@@ -31,7 +31,7 @@ async def test_bench_points_reports_scale_figures(tmp_path: Path) -> None:
     out = tmp_path / "scale.json"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway.cli", "bench", "modbus", "--points", "20", "--registers", "10",
-        "--seconds", "1", "--workers", "1", "--json", str(out),
+        "--seconds", "2", "--workers", "1", "--json", str(out),  # 2 s: some polls in the window even when late
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await asyncio.wait_for(proc.communicate(), 120)
