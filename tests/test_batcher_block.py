@@ -32,6 +32,8 @@ async def test_block_policy_holds_then_commits_every_sample(tmp_path: Path) -> N
         for _ in range(200):  # bounded: a lost chunk must fail the test, not hang it
             if buf.counters()["accepted_points"] >= total:
                 break
+            # a group committed on the writer thread is pending at once, handed out once synced
+            await eventually(lambda: buf.visible_id == buf.newest_id, timeout=5, what="the last commit synced")
             tx = buf.begin(2)
             buf.end(tx, [Outcome.DELIVERED] * len(tx.ids))
             await eventually(lambda: buf.pending_batches > 0 or buf.counters()["accepted_points"] >= total,

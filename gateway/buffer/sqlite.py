@@ -1180,6 +1180,12 @@ class SqliteBuffer:
         return self._newest_id
 
     @property
+    def visible_id(self) -> int:
+        """The newest id :meth:`begin` hands out: in ``fsync`` durability the newest synced batch (a
+        batch committed on another thread is counted pending at once, and handed out once synced)."""
+        return self._visible_id if self.durability == "fsync" else self._newest_id
+
+    @property
     def pending_batches(self) -> int:
         return int(self._batches)
 
