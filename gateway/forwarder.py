@@ -71,7 +71,8 @@ class Forwarder:
         again whenever the version changes.  ``on_connect(conn, backlog)`` runs on each connection
         before any batch is published (the wire format v2 catalogs); ``backlog``: batches are buffered."""
         self.buffer = buffer
-        # reads, releases and deletes run on the buffer's writer thread (in order with the commits)
+        # fetching and releasing batches run on the buffer's reader thread, deletes on its writer thread
+        # (in order with the commits): never a sync on the event loop
         self.writer = BufferWriter.of(buffer)
         self.uplink = uplink
         self.wake = wake

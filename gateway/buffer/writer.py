@@ -62,7 +62,8 @@ class _Call:
 
 
 class BufferWriter:
-    """One thread that runs a buffer's commits, syncs and reads; get it with :meth:`of`."""
+    """A buffer's threads: the writer (commits and their syncs, FIFO), the reader (``begin``, releases)
+    and the checkpointer; get it with :meth:`of`, stopped by ``buffer.close()``."""
 
     def __init__(self, buffer: SqliteBuffer) -> None:
         self.buffer = buffer
