@@ -37,7 +37,7 @@ from gateway.core.point import SampleBatch, now_ns
 from gateway.driver_registry import DriverFactory, spec_of
 from gateway.forwarder import Forwarder
 from gateway.registry import RegistrySync, make_client, records
-from gateway.reload import ReloadPlan, ReloadStatus, config_error_lines, plan_reload
+from gateway.reload import ReloadPlan, ReloadStatus, config_error_lines, plan_reload, running_config
 from gateway.runner import DeviceRunner, StreamRunner
 from gateway.sinks.mqtt import MqttUplink, UplinkConnection
 from gateway.startup import StartupProgress
@@ -372,6 +372,9 @@ class Gateway:
             self.runners = [self._make_runner(dev, self.catalog) for dev in cfg.devices if dev.enabled]
         self._runners_by_name = {r.driver.name: r for r in self.runners}
         self.batcher.pipeline.tap = self._health_tap
+        # the point table is built: keep the sections and device settings, not the parsed point models
+        # (about 1.2 KB per point); a reload compares each device's digest (gateway.reload)
+        self.cfg, self._device_digests = running_config(cfg)
 
     def _make_runner(self, dev: DeviceConfig, catalog: Catalog) -> DeviceRunner | StreamRunner:
         """The device's driver, in the runner its package registered (polled or pushed)."""
@@ -584,7 +587,7 @@ class Gateway:
         start, removed ones stop.  What cannot change live (identity, buffer, uplink, ...) is named in a
         warning and keeps its old value.  Raises :class:`ConfigError` (nothing changed) when the new
         devices cannot run with the sections kept."""
-        plan = plan_reload(self.cfg, new)
+        plan = plan_reload(self.cfg, new, self._device_digests)
         eff = plan.effective
         refused = policy_issues(eff)
         if refused:
@@ -623,7 +626,8 @@ class Gateway:
         if self.alarms is not None:
             self.alarms.catalog = catalog
             self.alarms.set_forwarded(frozenset(i for i in range(len(catalog.points)) if pipeline.is_forwarded(i)))
-        self.catalog, self.cfg = catalog, eff
+        self.catalog = catalog
+        self.cfg, self._device_digests = running_config(eff, plan.digests)
         kept = {n: r for n, r in self._runners_by_name.items() if n in plan.unchanged}
         for r in kept.values():
             r.catalog = catalog

@@ -2,7 +2,10 @@
 
 Pure: two validated configs in, a :class:`ReloadPlan` out (the running gateway applies it, see
 :meth:`gateway.app.Gateway.reload`).  Devices are matched by name; a device whose config is equal is
-left alone (its task keeps polling, its point indices stay).  The sections the running process was
+left alone (its task keeps polling, its point indices stay).  Equal means an equal
+:func:`device_digest`: a running gateway keeps the digest of each device, not its parsed models
+(:func:`running_config`), which would cost about a kilobyte per configured point for its lifetime
+(issue #17).  The sections the running process was
 built from (identity, buffer, uplink, status endpoint, registry, watch, data policy) are not applied
 live: the plan names the keys that differ and keeps the old values.  Keys are named, values never
 (a diff summary must not carry a password or a token).
@@ -10,13 +13,21 @@ live: the plan names the keys that differ and keeps the old values.  Keys are na
 
 from __future__ import annotations
 
+import enum
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.config import Config
+from pydantic import BaseModel, SecretBytes, SecretStr
+
+from gateway.config import Config, DeviceConfig
 from gateway.core.errors import ConfigError
 
-__all__ = ["RESTART_ONLY", "ReloadPlan", "ReloadStatus", "config_error_lines", "plan_reload"]
+__all__ = [
+    "RESTART_ONLY", "ReloadPlan", "ReloadStatus", "config_error_lines", "device_digest", "plan_reload",
+    "running_config",
+]
 
 # the sections a running gateway was built from: changing them needs a restart
 RESTART_ONLY = ("gateway", "buffer", "uplink", "http", "registry", "watch", "data_policy")
@@ -31,6 +42,7 @@ class ReloadPlan:
     removed: tuple[str, ...]  # stopped (gone, or disabled now)
     same_layout: frozenset[str]  # devices (enabled or not) whose point indices are kept
     not_applied: tuple[str, ...]  # "[uplink] host": keys that differ and wait for a restart
+    digests: Mapping[str, bytes] = field(default_factory=dict)  # device -> device_digest, of ``effective``
 
     def summary(self) -> str:
         def part(names: tuple[str, ...], what: str) -> str:
@@ -64,7 +76,69 @@ def _differing_keys(old: Any, new: Any) -> list[str]:
     return [k for k in a if a[k] != b.get(k)]
 
 
-def plan_reload(old: Config, new: Config) -> ReloadPlan:
+def _canonical(v: Any, out: list[str]) -> None:
+    """A text form of a dumped model in which equal values read the same (secrets included: a
+    changed password restarts the device; the text is hashed, never logged or kept)."""
+    if isinstance(v, dict):
+        out.append("{")
+        for k in sorted(v, key=repr):
+            out.append(repr(k))
+            out.append(":")
+            _canonical(v[k], out)
+            out.append(",")
+        out.append("}")
+    elif isinstance(v, (list, tuple)):
+        out.append("[")
+        for x in v:
+            _canonical(x, out)
+            out.append(",")
+        out.append("]")
+    elif isinstance(v, (set, frozenset)):
+        out.append("{")
+        out.extend(sorted(repr(x) for x in v))
+        out.append("}")
+    elif isinstance(v, (SecretStr, SecretBytes)):
+        out.append(repr(v.get_secret_value()))
+    elif isinstance(v, BaseModel):
+        out.append(type(v).__name__)
+        _canonical(v.model_dump(), out)
+    elif isinstance(v, enum.Enum):
+        out.append(repr(v.value))
+    elif isinstance(v, float) and v.is_integer() and abs(v) < 2**53:
+        out.append(str(int(v)))  # 5.0 reads as 5: the models compare them equal
+    elif isinstance(v, bool):
+        out.append(str(int(v)))
+    else:
+        out.append(repr(v))
+
+
+def device_digest(dev: DeviceConfig) -> bytes:
+    """A digest of one device's whole config (type, settings, every point): equal for configs that
+    compare equal, so a reload compares digests instead of keeping the parsed models."""
+    out: list[str] = [type(dev).__name__]
+    _canonical(dev.model_dump(), out)
+    return hashlib.blake2b("\x1f".join(out).encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def running_config(cfg: Config, digests: Mapping[str, bytes] | None = None) -> tuple[Config, dict[str, bytes]]:
+    """What a running gateway keeps of the config it was started (or last reloaded) with: its sections,
+    and its devices without their points (names, types, settings: the status page shows them), plus
+    each device's :func:`device_digest` for the next reload.  The points themselves are in the point
+    table; the parsed point models can go (about 1.2 KB per point).  The copy has no cached
+    point table of its own.  ``digests``: those of ``cfg``'s devices where known (a reload plan's)."""
+    known = digests or {}
+    digests = {d.name: known.get(d.name) or device_digest(d) for d in cfg.devices}
+    devices = [d.model_copy(update={"points": []}) for d in cfg.devices]
+    slim = cfg.model_copy(update={"devices": devices})
+    slim._catalog = None
+    return slim, digests
+
+
+def plan_reload(old: Config, new: Config, old_digests: Mapping[str, bytes] | None = None) -> ReloadPlan:
+    """``old_digests``: the :func:`device_digest` of each device of ``old`` (a :func:`running_config`,
+    whose devices have no points any more); computed from ``old`` when not given."""
+    if old_digests is None:
+        old_digests = {d.name: device_digest(d) for d in old.devices}
     not_applied: list[str] = []
     keep_sections: dict[str, Any] = {}
     for section in RESTART_ONLY:
@@ -74,9 +148,8 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
             not_applied += [f"[{section}] {k}" for k in keys] or [f"[{section}]"]
             keep_sections[section] = before
     effective = new.model_copy(update=keep_sections) if keep_sections else new
-    before_devs = {d.name: d for d in old.devices}
-    after_devs = {d.name: d for d in effective.devices}
-    same = frozenset(n for n, d in after_devs.items() if before_devs.get(n) == d)
+    digests = {d.name: device_digest(d) for d in effective.devices}
+    same = frozenset(n for n, h in digests.items() if old_digests.get(n) == h)
     was_on = [d.name for d in old.devices if d.enabled]
     now_on = [d.name for d in effective.devices if d.enabled]
     return ReloadPlan(
@@ -87,6 +160,7 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
         removed=tuple(n for n in was_on if n not in now_on),
         same_layout=same,
         not_applied=tuple(not_applied),
+        digests=digests,
     )
 
 

@@ -53,8 +53,12 @@ def main(n: int, rss_only: bool) -> None:
         after = tracemalloc.get_traced_memory()[0]
         print(f"{n} points: traced {(after - before) / 1e6:.1f} MB = {(after - before) / n:.0f} B/point")
         assert base is not None
-        for st in tracemalloc.take_snapshot().compare_to(base, "filename")[:10]:
-            print(f"  {st.size_diff / n:8.0f} B/point  {st.traceback[0].filename}")
+        # MEM_BY=lineno MEM_TOP=30: by line instead of by file
+        by, top = os.environ.get("MEM_BY", "filename"), int(os.environ.get("MEM_TOP", "10"))
+        for st in tracemalloc.take_snapshot().compare_to(base, by)[:top]:
+            where = st.traceback[0]
+            line = f":{where.lineno}" if by == "lineno" else ""
+            print(f"  {st.size_diff / n:8.0f} B/point  {where.filename}{line}")
     del gw
 
 
