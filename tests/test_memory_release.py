@@ -47,7 +47,7 @@ def _live_points() -> int:
 
 async def test_the_gateway_lets_the_parsed_config_go_and_reload_still_tells_devices_apart(tmp_path: Path) -> None:
     cfg = parse(_data(tmp_path))
-    refs = [weakref.ref(cfg), weakref.ref(cfg.devices[0]), weakref.ref(cfg.devices[0].points[0])]
+    refs: list[weakref.ref[Any]] = [weakref.ref(x) for x in (cfg, cfg.devices[0], cfg.devices[0].points[0])]
     gw = Gateway(cfg)
     del cfg
     gc.collect()
