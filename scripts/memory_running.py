@@ -39,7 +39,14 @@ def _rss_mb(pid: int) -> float:
 
 async def _one(n: int, mq_port: int, work: Path, args: argparse.Namespace) -> float:
     devices = max(1, n // 100)
-    ports = free_ports(devices)
+    for attempt in range(3):  # a port chosen free may be taken by another process before a PLC binds it
+        ports = free_ports(devices)
+        try:
+            plcs = await _start_plcs(100, ports, args.workers)
+            break
+        except RuntimeError:
+            if attempt == 2:
+                raise
     cfg = {
         "gateway": {"id": "memory", "site": "bench", "enterprise_prefix": "88.608.5288"},
         "uplink": {"host": "127.0.0.1", "port": mq_port, "client_id": f"memory-{os.getpid()}",
@@ -55,7 +62,6 @@ async def _one(n: int, mq_port: int, work: Path, args: argparse.Namespace) -> fl
     path = work / "gateway.toml"
     path.write_text(tomli_w.dumps(cfg), encoding="utf-8")
     del cfg
-    plcs = await _start_plcs(100, ports, args.workers)
     gw = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway.cli", "run", "-c", str(path),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
