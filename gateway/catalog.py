@@ -39,11 +39,11 @@ class PointInfo:
     tuple, stored once per distinct profile by :func:`build_catalog`: 96 bytes a point instead of
     168 (#17, memory per configured point)."""
 
-    __slots__ = ("_profile", "code", "description", "device", "device_code", "display_name", "index", "key")
+    __slots__ = ("_code", "_profile", "description", "device", "device_code", "display_name", "index", "key")
 
     index: int
     key: str  # "<device>.<point>", unique per gateway
-    code: str
+    _code: str  # the code, or the _Stem that makes it with the key (minted codes: not stored per point)
     device: str
     device_code: str
     display_name: str  # not in batches: in the retained catalog message (codec.catalog_message)
@@ -64,7 +64,7 @@ class PointInfo:
         put = object.__setattr__
         put(self, "index", index)
         put(self, "key", key)
-        put(self, "code", code)
+        put(self, "_code", code)
         put(self, "device", device)
         put(self, "device_code", device_code)
         put(self, "display_name", display_name)
@@ -81,8 +81,15 @@ class PointInfo:
 
     def with_index(self, index: int) -> PointInfo:
         """The same point at another index (a reload's re-layout), sharing its profile."""
-        return PointInfo._of(index, self.key, self.code, self.device, self.device_code, self.display_name,
+        return PointInfo._of(index, self.key, self._code, self.device, self.device_code, self.display_name,
                              self.description, self._profile)
+
+    @property
+    def code(self) -> str:
+        """The point's identifier code.  A minted one is ``<prefix>/DEV.<site>.<key>``: made from the
+        catalog's shared stem on use (status page, catalog message, registry), not kept per point."""
+        c = self._code
+        return c + self.key if c.__class__ is _Stem else c
 
     @property
     def unit(self) -> str:
@@ -150,6 +157,12 @@ class PointInfo:
     def __reduce__(self) -> tuple[object, ...]:
         return (PointInfo._of, (self.index, self.key, self.code, self.device, self.device_code, self.display_name,
                                 self.description, self._profile))
+
+
+class _Stem(str):
+    """What minted codes share: ``<prefix>/DEV.<site>.``; a point's code is the stem and its key."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +275,7 @@ def _build_catalog(cfg: Config) -> Catalog:
         return cfg.data_policy.for_grade(grade).value != "keep_on_site"
 
     upper_prefix = parse_handle(prefix + "/x").key[:-2] if prefix else ""  # the key's form of the prefix
+    stem = _Stem(f"{prefix}/{'.'.join(k for k in ('DEV', gw.site if gw else '') if k)}.")
 
     def claim(code: str, loc: str, minted: bool = False) -> None:
         # a code minted from the prefix was validated by mint(): its equality key needs no parse
@@ -290,6 +304,7 @@ def _build_catalog(cfg: Config) -> Catalog:
         start = len(points)
         for p, pt in enumerate(dev.points):
             ploc = f"{dloc}.points[{p}]"
+            key = f"{dev.name}.{pt.name}"
             code = pt.code
             if code is None:
                 if not prefix:
@@ -301,6 +316,8 @@ def _build_catalog(cfg: Config) -> Catalog:
                 if code is None:
                     continue
                 claim(code, f"{ploc}.code", minted=True)
+                if code == stem + key:
+                    code = stem  # the same text, made on use (84 bytes a point less)
             else:
                 claim(code, f"{ploc}.code")
             tags = {**base_tags, **dev.tags, **pt.tags}
@@ -322,7 +339,7 @@ def _build_catalog(cfg: Config) -> Catalog:
             points.append(
                 PointInfo._of(
                     len(points),
-                    f"{dev.name}.{pt.name}",
+                    key,
                     code,
                     dev.name,
                     dev_code or "",
