@@ -826,7 +826,8 @@ def cmd_bench_ingest(args: argparse.Namespace) -> int:
     from gateway import bench
     from gateway.ingest_bench import bench_ingest
 
-    bench.main("ingest", bench_ingest(args.store, args.points, args.batch_points, args.runs, args.wire), args.json)
+    bench.main("ingest", bench_ingest(args.store, args.points, args.batch_points, args.runs, args.wire,
+                                      args.writes_in_flight), args.json)
     return EXIT_OK
 
 
@@ -1309,7 +1310,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--linger-ms", type=int, default=5)
     b.add_argument("--backlog-share", type=float, default=0.5)
     b.add_argument("--max-inflight", type=int, default=20, help="uplink.max_inflight (the window)")
-    b = bsub.add_parser("overload", help="raise the offered rate step by step until delivery falls under 99 %")
+    b = bsub.add_parser("overload", help="raise the offered rate step by step until delivery falls under 99 %%")
     b.add_argument("--start", type=float, default=100_000, help="first offered rate, points per second")
     b.add_argument("--factor", type=float, default=1.25, help="rate multiplier per step")
     b.add_argument("--steps", type=int, default=12, help="at most this many steps")
@@ -1337,6 +1338,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--batch-points", type=int, default=1000, help="points per MQTT message")
     b.add_argument("--wire", type=int, choices=(1, 2), default=2,
                    help="wire format of the batches: 2 (the default: catalog once, zstd) or 1 (rows in every batch)")
+    b.add_argument("--writes-in-flight", type=int, default=None, metavar="N",
+                   help="the ingest's [ingest] writes_in_flight (default: the ingest's default, 2)")
     b.add_argument("--runs", type=int, default=3)
     b.add_argument("--json", default=None, help="also write the figures to FILE")
     b.set_defaults(func=cmd_bench_ingest)

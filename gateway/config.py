@@ -365,6 +365,11 @@ class IngestSection(StrictModel):
         default=200, ge=1, le=65535,
         description="MQTT 5: messages the broker may have unacknowledged towards this ingest; it holds the rest",
     )
+    writes_in_flight: int = Field(
+        default=2, ge=1, le=16,
+        description="bodies being written to the store at once while the next is prepared; acknowledgements "
+                    "to the broker stay in the order the messages came",
+    )
     catalog_wait_s: float = Field(
         default=30.0, gt=0, le=3600,
         description="wire format v2: how long a batch waits for its gateway's catalog (asked again from the "

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from gateway.config import Config, parse
 from gateway.core.point import Point, Quality
 from gateway.ingest import Ingest
 from hil.modbus_server import SimulatedPlc
+from hil.services import free_port
 
 __all__ = ["demo_config", "run_demo"]
 
@@ -51,12 +51,6 @@ def _excursions(hours: int = 24) -> dict[int, float]:
     for start in range(2, hours * 3600, _EXCURSION_EVERY):
         out.update(ch4_excursion(start))
     return out
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def demo_config(
@@ -207,7 +201,7 @@ async def run_demo(
             host, _, port = broker.rpartition(":")
             address, protocol = (host or "127.0.0.1", int(port)), "5"
         else:
-            address, protocol = ("127.0.0.1", _free_port()), "3.1.1"
+            address, protocol = ("127.0.0.1", free_port()), "3.1.1"
             await stack.enter_async_context(_amqtt_broker(address[1]))
         cfg = demo_config([p.port for p in plcs], address, out, protocol, influx_url, influx_db, http)
         assert cfg.ingest is not None

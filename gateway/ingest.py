@@ -25,6 +25,7 @@ acknowledged (persistent session, fixed client id), and a redelivered row lands 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import logging
@@ -275,8 +276,10 @@ class IngestCore:
         if n and not hist_all and prefixes is self._plain_prefixes and not any(cols.flags) \
                 and cols.rsn.count(None) == n and min(cols.ts) >= -MAX_TIMESTAMP_NS and max(cols.ts) <= ts_max \
                 and _plain_numbers(cols.val):
-            # the whole message is common samples (the usual case): one comprehension, no per-sample checks
-            rows.extend([f"{prefixes[i]} value={float(v)!r},quality={q}i {ts}".encode()
+            # the whole message is common samples (the usual case): one comprehension, no per-sample checks.
+            # An int is written as its digits: without an ``i`` suffix both stores parse a float field, the
+            # same float as the per-sample way's ``float(v)`` (``7`` and ``7.0`` are one value)
+            rows.extend([f"{prefixes[i]} value={v!r},quality={q}i {ts}".encode()
                          for i, ts, v, q in zip(cols.idx, cols.ts, cols.val, cols.q, strict=True)])
             samples.extend(range(n))
             if self.observer is not None:
@@ -419,7 +422,9 @@ class IngestCore:
         return chunks
 
     async def _write_rows(self, prepared: list[Prepared], chunk: list[tuple[int, int, int]]) -> None:
-        body = b"\n".join(itertools.chain.from_iterable(prepared[m].rows[a:b] for m, a, b in chunk)) + b"\n"
+        # (the empty last item ends the body with a newline without copying it again)
+        body = b"\n".join(itertools.chain(itertools.chain.from_iterable(prepared[m].rows[a:b] for m, a, b in chunk),
+                                           (b"",)))
         try:
             await self._write_body(body)
             return
@@ -615,14 +620,13 @@ class Ingest(IngestCore):
         # unacknowledged message is not redelivered before the next reconnect (it was seen: a
         # batch or an alarm event stuck at the broker).  One pending task, reused across timeouts.
         nxt: asyncio.Future[aiomqtt.Message] | None = None
-        writing: asyncio.Future[None] | None = None
+        writing: collections.deque[asyncio.Future[None]] = collections.deque()  # oldest first
         waiting_since: float | None = None  # since when a batch waits for its catalog
         asked: dict[tuple[str, str], float] = {}  # (site, gateway) -> when its catalogs were last asked for
         try:
             while True:
-                if writing is not None and writing.done():
-                    writing.result()  # a failure of the write task ends this connection's loop
-                    writing = None
+                while writing and writing[0].done():
+                    writing.popleft().result()  # a failure of a write task ends this connection's loop
                 if nxt is None:
                     nxt = asyncio.ensure_future(anext(it))
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -658,37 +662,41 @@ class Ingest(IngestCore):
                             deadline = now + 0.5  # look again soon; everything after it waits in order
                             continue
                     waiting_since = None
-                    # one write in flight while the next batch is prepared: decoding overlaps the
-                    # store's work; acknowledgements stay in order and at most two batches are held
-                    if writing is not None:
-                        await writing
-                    writing = asyncio.ensure_future(self._settle_and_ack(client, prepared, pending))
+                    # up to writes_in_flight writes while the next batch is prepared: decoding overlaps
+                    # the store's work; each write acknowledges its messages only after the one before it
+                    # (PUBACKs in the order the messages came), and at most writes_in_flight + 1 are held
+                    if len(writing) >= self.cfg.writes_in_flight:
+                        await asyncio.wait({writing[0]})
+                        writing.popleft().result()
+                    before = writing[-1] if writing else None
+                    writing.append(asyncio.ensure_future(self._settle_and_ack(client, prepared, pending, before)))
                     pending, prepared, n_rows, deadline = [], [], 0, None
         except aiomqtt.MqttError:
             # The broker is gone.  What this process holds is written all the same, unacknowledged: a
             # broker killed before it saved its state (mosquitto: every autosave_interval) has lost
             # these messages, and these copies are the last ones; a redelivered copy is an identical
             # row.  Found by the HIL campaign (hil/scenarios/broker_kill.toml).
-            await self._write_held(writing, prepared)
-            writing = None
+            await self._write_held(list(writing), prepared)
+            writing.clear()
             raise
         finally:
             if nxt is not None:
                 nxt.cancel()
-            if writing is not None:
-                writing.cancel()  # not acknowledged: the broker redelivers
+            for task in writing:
+                task.cancel()  # not acknowledged: the broker redelivers
+            for task in writing:
                 with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                    await writing
+                    await task
 
-    async def _write_held(self, writing: asyncio.Future[None] | None, prepared: list[Prepared]) -> None:
-        """After losing the broker: finish the write in flight and write the messages received since,
+    async def _write_held(self, writing: list[asyncio.Future[None]], prepared: list[Prepared]) -> None:
+        """After losing the broker: finish the writes in flight and write the messages received since,
         without acknowledging them (they are settled again if the broker redelivers them).  Bounded by
         ``_HELD_WRITE_S``: a store that does not answer leaves them to the redelivery."""
         try:
             async with asyncio.timeout(_HELD_WRITE_S):
-                if writing is not None:
+                for task in writing:
                     with contextlib.suppress(aiomqtt.MqttError):
-                        await writing  # its acknowledgements go nowhere: harmless
+                        await task  # its acknowledgements go nowhere: harmless
                 ready = [p for p in prepared if p.missing is None]  # the others wait for their catalog
                 for chunk in self._chunks(ready):
                     await self._write_rows(ready, chunk)
@@ -716,8 +724,13 @@ class Ingest(IngestCore):
             await client.subscribe(f"{self._prefix}/{key[0]}/{key[1]}/catalog/+", qos=1)
 
     async def _settle_and_ack(self, client: MqttClient, prepared: list[Prepared],
-                              pending: list[aiomqtt.Message]) -> None:
+                              pending: list[aiomqtt.Message], before: asyncio.Future[None] | None) -> None:
+        """Settle (write or dead-letter) the messages, then acknowledge them once ``before`` (the write
+        of the messages that came earlier) has: MQTT wants PUBACKs in the order of the PUBLISHes, and a
+        failed earlier write fails this one unacknowledged too (the broker redelivers both)."""
         await self.settle(prepared)
+        if before is not None:
+            await before
         for m in pending:
             client.ack(m.mid, m.qos)
 

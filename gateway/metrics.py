@@ -12,8 +12,8 @@ values without locks.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, TypeVar
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 from gateway import __version__
 from gateway.buffer import SqliteBuffer
 from gateway.forwarder import ForwarderStats
-from gateway.status import LiveTable, buffer_stats, device_state, gateway_readiness, ingest_readiness
+from gateway.status import Check, LiveTable, buffer_stats, device_state, gateway_readiness, ingest_readiness
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -32,6 +32,7 @@ __all__ = ["DEVICE_STATES", "GatewayCollector", "make_registry"]
 
 DEVICE_STATES = ("connecting", "up", "degraded", "down")
 # buffer counter -> the `policy` label of edgegw_buffer_dropped_points_total
+_Family = TypeVar("_Family", CounterMetricFamily, GaugeMetricFamily)
 _DROPS = {
     "drop_oldest": "dropped_oldest",
     "drop_newest": "dropped_newest",
@@ -47,6 +48,26 @@ def _counter(name: str, doc: str, labels: Iterable[str] = ()) -> CounterMetricFa
 
 def _gauge(name: str, doc: str, labels: Iterable[str] = ()) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, labels=list(labels))
+
+
+def _one(family: _Family, value: float) -> _Family:
+    """``family`` with its one unlabelled sample."""
+    family.add_metric([], value)
+    return family
+
+
+def _counters(rows: Iterable[tuple[str, float, str]]) -> Iterator[Metric]:
+    """Unlabelled counters, one per (name, value, doc)."""
+    for name, value, doc in rows:
+        yield _one(_counter(name, doc), value)
+
+
+def _by_key(family: _Family, prefix: list[str], counts: Mapping[str, int]) -> _Family:
+    """``family`` with one sample per key of ``counts`` (a reason, a code, a kind), in key order,
+    labelled ``prefix`` + the key."""
+    for key, n in sorted(counts.items()):
+        family.add_metric([*prefix, key], n)
+    return family
 
 
 class GatewayCollector(Collector):
@@ -76,10 +97,7 @@ class GatewayCollector(Collector):
             yield from self._uplinks(uplinks)
             yield from self._overload(self.gateway)
             yield from self._reloads(self.gateway)
-            ready = _gauge("edgegw_ready", "1 when /readyz says ready; per check.", ["check"])
-            for c in gateway_readiness(self.gateway):
-                ready.add_metric([c.name], int(c.ok))
-            yield ready
+            yield _readiness("edgegw_ready", gateway_readiness(self.gateway))
         if self.ingest is not None:
             yield from self._ingest(self.ingest)
 
@@ -96,9 +114,8 @@ class GatewayCollector(Collector):
             active.add_metric([name], int(isinstance(facts.get(name), dict)))
         active.add_metric(["buffer_disk_bound"], int(watch.disk_bound))
         yield active
-        fill = _gauge("edgegw_buffer_fill_ratio", "Buffered bytes over buffer.max_bytes (warnings at 0.75 and 0.9).")
-        fill.add_metric([], float(watch.fill))
-        yield fill
+        yield _one(_gauge("edgegw_buffer_fill_ratio", "Buffered bytes over buffer.max_bytes (warnings at 0.75 and "
+                          "0.9)."), float(watch.fill))
 
     def _reloads(self, gw: Gateway) -> Iterator[Metric]:
         rs = getattr(gw, "reload_status", None)
@@ -116,10 +133,9 @@ class GatewayCollector(Collector):
             when.add_metric([], rs.last_time_ns / 1e9)
         yield last
         yield when
-        pending = _gauge("edgegw_config_restart_pending_settings",
-                         "Changed settings that wait for a restart (named in the reload's WARNING line).")
-        pending.add_metric([], len(rs.not_applied))
-        yield pending
+        yield _one(_gauge("edgegw_config_restart_pending_settings",
+                          "Changed settings that wait for a restart (named in the reload's WARNING line)."),
+                   len(rs.not_applied))
 
     def _devices(self, gw: Gateway) -> Iterator[Metric]:
         polls = _counter("edgegw_device_reads", "Successful polls (or pushed notification bursts).", ["device"])
@@ -136,8 +152,7 @@ class GatewayCollector(Collector):
         for r in gw.runners:
             name, h = r.driver.name, r.health
             polls.add_metric([name], h.polls)
-            for reason, n in sorted(h.errors.items()):
-                errors.add_metric([name, reason], n)
+            _by_key(errors, [name], h.errors)
             retries.add_metric([name], h.retries)
             connects.add_metric([name], h.connects)
             misses.add_metric([name], h.deadline_misses)
@@ -157,15 +172,12 @@ class GatewayCollector(Collector):
 
     def _pipeline(self, gw: Gateway) -> Iterator[Metric]:
         c = gw.batcher.pipeline.counters
-        for name, value, doc in (
+        yield from _counters((
             ("edgegw_pipeline_samples_in", c.samples_in, "Samples into the pipeline."),
             ("edgegw_pipeline_samples_out", c.samples_out, "Samples to the buffer (after deadband)."),
             ("edgegw_pipeline_kept_on_site", c.kept_on_site, "Samples of grades kept on site (not forwarded)."),
             ("edgegw_pipeline_alarm_events", c.alarm_events, "Alarm events raised."),
-        ):
-            m = _counter(name, doc)
-            m.add_metric([], value)
-            yield m
+        ))
 
     def _buffers(self, buffers: list[tuple[str, SqliteBuffer]]) -> Iterator[Metric]:
         L = ["buffer"]
@@ -224,8 +236,7 @@ class GatewayCollector(Collector):
             points.add_metric([label], st.published_points)
             hist.add_metric([label], st.historical_points)
             reconnects.add_metric([label], st.reconnects)
-            for code, n in sorted(st.refused_by_code.items()):
-                refused.add_metric([label, code], n)
+            _by_key(refused, [label], st.refused_by_code)
             h = st.publish_latency
             latency.add_metric(
                 [label], [(_le(bound), n) for bound, n in h.cumulative()], sum_value=h.sum
@@ -234,10 +245,8 @@ class GatewayCollector(Collector):
 
     def _ingest(self, ingest: IngestCore) -> Iterator[Metric]:
         s = ingest.stats
-        connected = _gauge("edgegw_ingest_connected", "1 while subscribed at the broker.")
-        connected.add_metric([], int(s.connected))
-        yield connected
-        for name, value, doc in (
+        yield _one(_gauge("edgegw_ingest_connected", "1 while subscribed at the broker."), int(s.connected))
+        yield from _counters((
             ("edgegw_ingest_messages", s.messages, "Messages received (data and alarm)."),
             ("edgegw_ingest_points", s.points, "Points in decoded telemetry messages."),
             ("edgegw_ingest_written_points", s.written_points, "Telemetry rows the store confirmed."),
@@ -248,29 +257,23 @@ class GatewayCollector(Collector):
             ("edgegw_ingest_write_requests", s.write_requests, "Write requests sent to the store."),
             ("edgegw_ingest_write_retries", s.write_retries, "Writes retried after a store failure."),
             ("edgegw_ingest_write_splits", s.write_splits, "Bodies split to isolate refused rows or to fit."),
-        ):
-            m = _counter(name, doc)
-            m.add_metric([], value)
-            yield m
-        dead = _counter("edgegw_ingest_dead_letters", "Dead letters by reason.", ["reason"])
-        for reason, n in sorted(s.dead_letter_reasons.items()):
-            dead.add_metric([reason], n)
-        yield dead
-        errors = _counter("edgegw_ingest_store_errors", "Store failures by kind.", ["kind"])
-        for kind, n in sorted(s.store_errors.items()):
-            errors.add_metric([kind], n)
-        yield errors
-        down = _gauge("edgegw_ingest_store_down_seconds", "How long the store has been failing (0: writing).")
-        down.add_metric([], 0.0 if s.store_down_since is None else time.monotonic() - s.store_down_since)
-        yield down
+        ))
+        yield _by_key(_counter("edgegw_ingest_dead_letters", "Dead letters by reason.", ["reason"]), [],
+                      s.dead_letter_reasons)
+        yield _by_key(_counter("edgegw_ingest_store_errors", "Store failures by kind.", ["kind"]), [], s.store_errors)
+        yield _one(_gauge("edgegw_ingest_store_down_seconds", "How long the store has been failing (0: writing)."),
+                   0.0 if s.store_down_since is None else time.monotonic() - s.store_down_since)
         if s.newest_written_ns:
-            lag = _gauge("edgegw_ingest_lag_seconds", "Now minus the source time of the newest point written.")
-            lag.add_metric([], max(0.0, (time.time_ns() - s.newest_written_ns) / 1e9))
-            yield lag
-        ready = _gauge("edgegw_ingest_ready", "1 when /readyz says ready; per check.", ["check"])
-        for c in ingest_readiness(ingest):
-            ready.add_metric([c.name], int(c.ok))
-        yield ready
+            yield _one(_gauge("edgegw_ingest_lag_seconds", "Now minus the source time of the newest point written."),
+                       max(0.0, (time.time_ns() - s.newest_written_ns) / 1e9))
+        yield _readiness("edgegw_ingest_ready", ingest_readiness(ingest))
+
+
+def _readiness(name: str, checks: Iterable[Check]) -> GaugeMetricFamily:
+    ready = _gauge(name, "1 when /readyz says ready; per check.", ["check"])
+    for c in checks:
+        ready.add_metric([c.name], int(c.ok))
+    return ready
 
 
 def _le(bound: float) -> str:

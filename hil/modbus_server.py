@@ -21,6 +21,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from firmware_stubs.gas_substation import GasSubstation
 from firmware_stubs.register_map import Image
+from hil.services import free_port
 
 __all__ = ["SimulatedPlc", "StubLike", "Transport"]
 
@@ -100,7 +101,7 @@ class SimulatedPlc:
             )
         else:
             if self.port == 0:
-                self.port = _free_port(self.host)
+                self.port = free_port(self.host)
             framer = FramerType.RTU if self.transport == "rtu_tcp" else FramerType.SOCKET
             self._server = ModbusTcpServer(
                 self._devices(), address=(self.host, self.port), framer=framer, trace_packet=self._trace_packet
@@ -153,11 +154,3 @@ class SimulatedPlc:
         if self._server is not None:
             await self._server.shutdown()  # type: ignore[no-untyped-call]
             self._server = None
-
-
-def _free_port(host: str) -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])

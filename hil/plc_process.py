@@ -30,7 +30,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from hil.modbus_server import SimulatedPlc, _free_port
+from hil.modbus_server import SimulatedPlc
+from hil.services import free_port
 
 __all__ = ["CountingPlc", "FaultFront", "read_counts", "read_fault", "write_fault"]
 
@@ -179,7 +180,7 @@ async def _main(args: argparse.Namespace) -> None:
         plc = CountingPlc(Path(args.counts), seed=args.seed, tick_s=args.tick_ms / 1000, transport="rtu",
                           serial_port=args.serial)
     else:
-        plc = CountingPlc(Path(args.counts), port=_free_port("127.0.0.1"), seed=args.seed,
+        plc = CountingPlc(Path(args.counts), port=free_port(), seed=args.seed,
                           tick_s=args.tick_ms / 1000)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -29,7 +29,6 @@ import base64
 import contextlib
 import json
 import secrets
-import socket
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,6 +36,7 @@ from typing import Any, Self
 
 from gateway.core.errors import IdentifierError
 from gateway.core.identifiers import Profile, parse_handle
+from hil.services import free_port
 
 __all__ = ["ResolutionNode"]
 
@@ -68,7 +68,7 @@ class ResolutionNode:
         self.commit_on_504 = True
         self.fail_504_only: str | None = None  # e.g. "/identityv2/data/batchUpdate" or "0.DOIP/Op.Update"
         self.garbage = False
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -339,12 +339,6 @@ def _verify(public_pem: bytes, nonce: str, signature_b64: str) -> bool:
     except (InvalidSignature, ValueError):
         return False
     return True
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -39,9 +39,11 @@ def compile_c(source: Path, out: Path, *flags: str) -> Path:
     return out
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now (closed again: a server may bind it, or nothing listens
+    there and connecting is refused).  The one helper for servers, peers, tests and benches."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 

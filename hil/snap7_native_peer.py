@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Self
 
 from firmware_stubs.s7_hoist import S7Hoist
+from hil.services import free_port
 
 __all__ = ["NODE_DIR", "NativeS7Plc", "PeerUnavailable"]
 
@@ -25,14 +26,6 @@ ADDON = NODE_DIR / "node_modules" / "node-snap7" / "build" / "Release" / "node_s
 
 class PeerUnavailable(RuntimeError):
     """node or the built node-snap7 addon is missing (scripts/test.sh installs it)."""
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class NativeS7Plc:
@@ -68,7 +61,7 @@ class NativeS7Plc:
         if not ADDON.is_file():
             raise PeerUnavailable("node-snap7 is not built: see scripts/test.sh (hil/node_snap7)")
         for _ in range(5):  # a port another process takes between choosing and binding: try another
-            self.port = _free_port()
+            self.port = free_port()
             self._proc = await asyncio.create_subprocess_exec(
                 node, str(NODE_DIR / "server.js"), str(self.port), cwd=NODE_DIR,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)

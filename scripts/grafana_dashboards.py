@@ -44,6 +44,10 @@ METRICS_NOTE = ("Needs a Prometheus-compatible store (data source edgegw-metrics
                 "with the labels site and gateway set per target in the scrape config (docs/central.md). Metric "
                 "names as documented in docs/operations.md of the /metrics work; not tested here.")
 
+# (refId, name, code) of the three qualities, and the colour each is drawn in
+_QUALITIES = (("A", "good", 0), ("B", "uncertain", 1), ("C", "bad", 2))
+_QUALITY_COLORS = (("good", "green"), ("uncertain", "orange"), ("bad", "red"))
+
 _F_INFLUX = '"site" =~ /^$site$/ AND "gateway" =~ /^$gateway$/'
 _DEV_INFLUX = _F_INFLUX + ' AND "device" =~ /^$device$/'
 _F_VM = 'site=~"$site", gateway=~"$gateway"'
@@ -130,19 +134,21 @@ def _layout(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return panels
 
 
-def influx_var(name: str, label: str, query: str, *, hide: int = 0) -> dict[str, Any]:
-    return {"name": name, "label": label, "type": "query", "datasource": INFLUX, "query": query,
+def _query_var(ds: dict[str, str], name: str, label: str, query: str, hide: int) -> dict[str, Any]:
+    """A multi-value template variable (All by default) filled by ``query`` on data source ``ds``."""
+    return {"name": name, "label": label, "type": "query", "datasource": ds,
+            "query": query,  # a string: Grafana 10/11 migrate it to the data source's query object
             "definition": query, "refresh": 2, "multi": True, "includeAll": True,
             "current": {"selected": True, "text": ["All"], "value": ["$__all"]}, "sort": 1, "hide": hide,
             "options": [], "regex": ""}
+
+
+def influx_var(name: str, label: str, query: str, *, hide: int = 0) -> dict[str, Any]:
+    return _query_var(INFLUX, name, label, query, hide)
 
 
 def vm_var(name: str, label: str, query: str, *, hide: int = 0) -> dict[str, Any]:
-    return {"name": name, "label": label, "type": "query", "datasource": VM,
-            "query": query,  # Grafana 10/11 migrate the string form to their query object
-            "definition": query, "refresh": 2, "multi": True, "includeAll": True,
-            "current": {"selected": True, "text": ["All"], "value": ["$__all"]}, "sort": 1, "hide": hide,
-            "options": [], "regex": ""}
+    return _query_var(VM, name, label, query, hide)
 
 
 def influx_vars(*names: str) -> list[dict[str, Any]]:
@@ -185,6 +191,13 @@ def dashboard(uid: str, title: str, description: str, panels: list[dict[str, Any
 # ---------------------------------------------------------------------------------------------
 # plant overview
 
+_HEALTH_STAT = {"colorMode": "background", "textMode": "value_and_name", "graphMode": "none"}
+
+
+def _donut() -> dict[str, Any]:
+    return {"pieType": "donut", "legend": {"displayMode": "table", "placement": "right", "values": ["value"]},
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}
+
 
 def plant_overview_influx() -> dict[str, Any]:
     def reporting(group: str) -> str:
@@ -203,35 +216,27 @@ def plant_overview_influx() -> dict[str, Any]:
               6, 4),
         panel("stat", "Devices by health", [
             influx_target(r, f'SELECT count("w") AS "{name}" FROM ({worst}) WHERE "w" = {q}', name)
-            for r, name, q in (("A", "good", 0), ("B", "uncertain", 1), ("C", "bad", 2))], 12, 5,
+            for r, name, q in _QUALITIES], 12, 5,
               description="A device's health is the worst quality among the latest samples of its points: "
                           "bad = at least one point bad (unreachable device, failed sensor), uncertain = a point "
                           "spiking, stuck or with a doubtful clock.",
-              options={"colorMode": "background", "textMode": "value_and_name", "graphMode": "none"},
-              overrides=[_color_override(n, c) for n, c in (("good", "green"), ("uncertain", "orange"),
-                                                             ("bad", "red"))]),
+              options=_HEALTH_STAT,
+              overrides=_quality_colors()),
         panel("piechart", "Points by quality (latest sample)", [
             influx_target(r, f'SELECT count("q") AS "{name}" FROM ({points}) WHERE "q" = {q}', name)
-            for r, name, q in (("A", "good", 0), ("B", "uncertain", 1), ("C", "bad", 2))], 12, 5,
-              options={"pieType": "donut", "legend": {"displayMode": "table", "placement": "right",
-                                                      "values": ["value"]},
-                       "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}},
-              overrides=[_color_override(n, c) for n, c in (("good", "green"), ("uncertain", "orange"),
-                                                             ("bad", "red"))]),
+            for r, name, q in _QUALITIES], 12, 5,
+              options=_donut(),
+              overrides=_quality_colors()),
         panel("table", "Devices by health", [influx_target(
             "A", f'SELECT max("q") AS "worst quality", count("q") AS "points" FROM ({points}) '
                  'GROUP BY "site", "gateway", "device"', fmt="table")], 12, 9,
               mappings=QUALITY_MAPPINGS, thresholds=QUALITY_THRESHOLDS,
               description="Time: the newest sample of the device. Worst quality among its points' latest samples.",
-              overrides=[{"matcher": {"id": "byName", "options": "points"},
-                          "properties": [{"id": "mappings", "value": []},
-                                         {"id": "custom.cellOptions", "value": {"type": "auto"}}]}]),
+              overrides=[_by_name("points", ("mappings", []), ("custom.cellOptions", {"type": "auto"}))]),
         panel("timeseries", "Samples by quality", [
-            influx_target(r, q0.format(name, q), name) for r, name, q in (("A", "good", 0), ("B", "uncertain", 1),
-                                                                          ("C", "bad", 2))], 12, 9,
+            influx_target(r, q0.format(name, q), name) for r, name, q in _QUALITIES], 12, 9,
               stacked_bars=True, unit="short",
-              overrides=[_color_override(n, c) for n, c in (("good", "green"), ("uncertain", "orange"),
-                                                             ("bad", "red"))]),
+              overrides=_quality_colors()),
     ]
     return dashboard("edgegw-plant-overview", "edgegw: plant overview",
                      "Sites, gateways, devices by health and points by quality (InfluxDB 1.x).",
@@ -250,28 +255,23 @@ def plant_overview_vm() -> dict[str, Any]:
         panel("stat", "Points reporting", [prom_target("A", f"count({last_q})", "points", True)], 6, 4),
         panel("stat", "Devices by health", [
             prom_target(r, f"count(({worst}) == {q})", name, True)
-            for r, name, q in (("A", "good", 0), ("B", "uncertain", 1), ("C", "bad", 2))], 12, 5,
+            for r, name, q in _QUALITIES], 12, 5,
               description="A device's health is the worst quality among the latest samples of its points.",
-              options={"colorMode": "background", "textMode": "value_and_name", "graphMode": "none"},
-              overrides=[_color_override(n, c) for n, c in (("good", "green"), ("uncertain", "orange"),
-                                                             ("bad", "red"))]),
+              options=_HEALTH_STAT,
+              overrides=_quality_colors()),
         panel("piechart", "Points by quality (latest sample)", [
             prom_target(r, f"count(({last_q}) == {q})", name, True)
-            for r, name, q in (("A", "good", 0), ("B", "uncertain", 1), ("C", "bad", 2))], 12, 5,
-              options={"pieType": "donut", "legend": {"displayMode": "table", "placement": "right",
-                                                      "values": ["value"]},
-                       "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}},
-              overrides=[_color_override(n, c) for n, c in (("good", "green"), ("uncertain", "orange"),
-                                                             ("bad", "red"))]),
+            for r, name, q in _QUALITIES], 12, 5,
+              options=_donut(),
+              overrides=_quality_colors()),
         panel("table", "Devices by health", [prom_target("A", worst, "", True, "table")], 12, 9,
               mappings=QUALITY_MAPPINGS, thresholds=QUALITY_THRESHOLDS,
               description="Worst quality among the latest samples of the device's points."),
         panel("timeseries", "Samples by quality", [
             prom_target(r, "sum(count_eq_over_time(telemetry_quality{" + _F_VM + "}[$__interval], " + str(q) + "))",
-                        name) for r, name, q in (("A", "good", 0), ("B", "uncertain", 1), ("C", "bad", 2))], 12, 9,
+                        name) for r, name, q in _QUALITIES], 12, 9,
               stacked_bars=True, unit="short",
-              overrides=[_color_override(n, c) for n, c in (("good", "green"), ("uncertain", "orange"),
-                                                             ("bad", "red"))]),
+              overrides=_quality_colors()),
     ]
     return dashboard("edgegw-plant-overview-vm", "edgegw: plant overview (VictoriaMetrics)",
                      "Sites, gateways, devices by health and points by quality (VictoriaMetrics).",
@@ -281,6 +281,28 @@ def plant_overview_vm() -> dict[str, Any]:
 def _color_override(name: str, color: str) -> dict[str, Any]:
     return {"matcher": {"id": "byName", "options": name},
             "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": color}}]}
+
+
+def _quality_colors() -> list[dict[str, Any]]:
+    """Series named good / uncertain / bad in green / orange / red."""
+    return [_color_override(n, c) for n, c in _QUALITY_COLORS]
+
+
+def _by_name(column: str, *properties: tuple[str, Any]) -> dict[str, Any]:
+    """A field override: ``properties`` (id, value) on the column named ``column``."""
+    return {"matcher": {"id": "byName", "options": column},
+            "properties": [{"id": key, "value": value} for key, value in properties]}
+
+
+def _quality_column(cell: str) -> dict[str, Any]:
+    """The quality column shown as good / uncertain / bad, coloured (``cell``: color-text, color-background)."""
+    return _by_name("quality", ("mappings", QUALITY_MAPPINGS), ("thresholds", QUALITY_THRESHOLDS),
+                    ("custom.cellOptions", {"type": cell}))
+
+
+def _level_column() -> dict[str, Any]:
+    """The alarm level column with its colour as the cell's background."""
+    return _by_name("level", ("mappings", LEVEL_MAPPINGS), ("custom.cellOptions", {"type": "color-background"}))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,10 +322,7 @@ def device_detail_influx() -> dict[str, Any]:
                  'ORDER BY time DESC LIMIT 1', fmt="table")], 24, 9,
               description="The newest sample of every point, with its unit and quality. A bad sample carries no "
                           "value, only its reason. " + _DISPLAY_NOTE,
-              overrides=[{"matcher": {"id": "byName", "options": "quality"},
-                          "properties": [{"id": "mappings", "value": QUALITY_MAPPINGS},
-                                         {"id": "thresholds", "value": QUALITY_THRESHOLDS},
-                                         {"id": "custom.cellOptions", "value": {"type": "color-background"}}]}]),
+              overrides=[_quality_column("color-background")]),
         panel("timeseries", "Values in $unit", [influx_target(
             "A", values.format(unit='"unit" =~ /^$unit$/'), "$tag_point $tag_display_name [$tag_unit]")], 12, 8,
               repeat="unit", description="One panel per unit; mean per interval, good and uncertain samples "
@@ -320,10 +339,7 @@ def device_detail_influx() -> dict[str, Any]:
             "A", 'SELECT "point", "display_name", "unit", "quality", "reason", "value" FROM "telemetry" '
                  'WHERE $timeFilter AND ' + _DEV_INFLUX + ' AND "quality" > 0 ORDER BY time DESC LIMIT 200',
             fmt="table")], 12, 8,
-              overrides=[{"matcher": {"id": "byName", "options": "quality"},
-                          "properties": [{"id": "mappings", "value": QUALITY_MAPPINGS},
-                                         {"id": "thresholds", "value": QUALITY_THRESHOLDS},
-                                         {"id": "custom.cellOptions", "value": {"type": "color-text"}}]}]),
+              overrides=[_quality_column("color-text")]),
     ]
     return dashboard("edgegw-device-detail", "edgegw: device detail",
                      "Values with units and quality per point of the selected devices (InfluxDB 1.x).",
@@ -343,10 +359,7 @@ def device_detail_vm() -> dict[str, Any]:
               transformations=[{"id": "merge", "options": {}},
                                {"id": "organize", "options": {"renameByName": {"Value #A": "value",
                                                                                 "Value #B": "quality"}}}],
-              overrides=[{"matcher": {"id": "byName", "options": "quality"},
-                          "properties": [{"id": "mappings", "value": QUALITY_MAPPINGS},
-                                         {"id": "thresholds", "value": QUALITY_THRESHOLDS},
-                                         {"id": "custom.cellOptions", "value": {"type": "color-background"}}]}]),
+              overrides=[_quality_column("color-background")]),
         panel("timeseries", "Values in $unit", [prom_target(
             "A", "telemetry_value{" + _DEV_VM + ', unit=~"$unit"}', "{{point}} {{display_name}} [{{unit}}]")], 12, 8,
               repeat="unit", description="One panel per unit. " + _DISPLAY_NOTE),
@@ -403,8 +416,7 @@ def gateway_health_influx() -> dict[str, Any]:
               12, 8, mappings=QUALITY_MAPPINGS, thresholds=QUALITY_THRESHOLDS,
               description="Time: the source time of the gateway's newest sample in InfluxDB. A gateway whose "
                           "uplink is down stops here and catches up with historical samples later.",
-              overrides=[{"matcher": {"id": "byName", "options": "Time"},
-                          "properties": [{"id": "displayName", "value": "last seen"}]}]),
+              overrides=[_by_name("Time", ("displayName", "last seen"))]),
         panel("timeseries", "Samples per gateway", [influx_target(
             "A", f'SELECT count("quality") {base} GROUP BY time($__interval), "site", "gateway" fill(0)',
             "$tag_site $tag_gateway")], 12, 8, unit="short"),
@@ -467,6 +479,20 @@ _EVENT_OVERRIDE = {"matcher": {"id": "byRegexp", "options": "^alarm event.*"},
                                   {"id": "color", "value": {"mode": "fixed", "fixedColor": "red"}}]}
 
 
+def _gas_panel(cls: str, name: str, unit: str, thresholds: dict[str, Any], description: str,
+               targets: list[dict[str, Any]]) -> dict[str, Any]:
+    """A gas over time by sensor location with its alarm lines; CH4 full width, with its alarm events."""
+    return panel("timeseries", f"{name} by sensor location", targets, 8 if cls != "ch4" else 24, 9, unit=unit,
+                 thresholds=thresholds, threshold_lines=True, description=description,
+                 overrides=[_EVENT_OVERRIDE] if cls == "ch4" else None)
+
+
+def _gauge_now() -> dict[str, Any]:
+    """The newest value of each sensor as a horizontal LCD bar."""
+    return {"displayMode": "lcd", "orientation": "horizontal",
+            "reduceOptions": {"calcs": ["lastNotNull"], "values": False}}
+
+
 def mine_safety_influx() -> dict[str, Any]:
     panels: list[dict[str, Any]] = []
     for cls, name, agg, unit, thresholds, desc in _GASES:
@@ -478,31 +504,24 @@ def mine_safety_influx() -> dict[str, Any]:
             targets.append(influx_target(
                 "B", f'SELECT "value" FROM "alarm" WHERE $timeFilter AND {_F_INFLUX} AND "class" = \'{cls}\' '
                      'GROUP BY "point", "level"', "alarm event $tag_point $tag_level"))
-        panels.append(panel("timeseries", f"{name} by sensor location", targets, 8 if cls != "ch4" else 24, 9,
-                            unit=unit, thresholds=thresholds, threshold_lines=True, description=desc,
-                            overrides=[_EVENT_OVERRIDE] if cls == "ch4" else None))
+        panels.append(_gas_panel(cls, name, unit, thresholds, desc, targets))
     for cls, name, _agg, unit, thresholds, _desc in _GASES:
         panels.append(panel("bargauge", f"{name} now", [influx_target(
             "A", f'SELECT last("value") FROM "telemetry" WHERE $timeFilter AND {_F_INFLUX} AND "class" = \'{cls}\' '
                  'GROUP BY "asset", "point", "display_name", "unit"', "$tag_asset $tag_display_name")], 8, 6, unit=unit,
-            thresholds=thresholds, options={"displayMode": "lcd", "orientation": "horizontal",
-                                            "reduceOptions": {"calcs": ["lastNotNull"], "values": False}}))
+            thresholds=thresholds, options=_gauge_now()))
     panels.append(panel("table", "Alarm state per point (latest event)", [influx_target(
         "A", f'SELECT "level", "active", "value", "threshold", "unit" FROM "alarm" WHERE $timeFilter AND {_F_INFLUX} '
              'GROUP BY "site", "gateway", "asset", "point", "display_name" ORDER BY time DESC LIMIT 1', fmt="table")],
         24, 6, description="The newest alarm event of every point that had one in the time range.",
-        overrides=[{"matcher": {"id": "byName", "options": "level"},
-                    "properties": [{"id": "mappings", "value": LEVEL_MAPPINGS},
-                                   {"id": "custom.cellOptions", "value": {"type": "color-background"}}]}]))
+        overrides=[_level_column()]))
     panels.append(panel("table", "Alarm events", [influx_target(
         "A", 'SELECT "site", "gateway", "asset", "point", "display_name", "class", "level", "previous", "value", '
              f'"threshold", "unit", "active" FROM "alarm" WHERE $timeFilter AND {_F_INFLUX} '
              'ORDER BY time DESC LIMIT 500', fmt="table")], 24, 10,
         description="Every change of alarm level, at the source time of the sample that caused it. The KJ safety "
                     "monitoring system stays authoritative for power-off.",
-        overrides=[{"matcher": {"id": "byName", "options": "level"},
-                    "properties": [{"id": "mappings", "value": LEVEL_MAPPINGS},
-                                   {"id": "custom.cellOptions", "value": {"type": "color-background"}}]}]))
+        overrides=[_level_column()]))
     annotation = {"name": "Alarm events", "datasource": INFLUX, "enable": True, "iconColor": "red",
                   "query": 'SELECT "value", "point", "level" FROM "alarm" WHERE $timeFilter AND "site" =~ /^$site$/ '
                            "AND \"level\" != 'normal'",
@@ -520,22 +539,16 @@ def mine_safety_vm() -> dict[str, Any]:
         if cls == "ch4":
             targets.append(prom_target("B", f"last_over_time(alarm_value{{{_F_VM}, class=\"{cls}\"}}[$__interval])",
                                        "alarm event {{point}} {{level}}"))
-        panels.append(panel("timeseries", f"{name} by sensor location", targets, 8 if cls != "ch4" else 24, 9,
-                            unit=unit, thresholds=thresholds, threshold_lines=True, description=desc,
-                            overrides=[_EVENT_OVERRIDE] if cls == "ch4" else None))
+        panels.append(_gas_panel(cls, name, unit, thresholds, desc, targets))
     for cls, name, _agg, unit, thresholds, _desc in _GASES:
         panels.append(panel("bargauge", f"{name} now", [prom_target(
             "A", f"last_over_time(telemetry_value{{{_F_VM}, class=\"{cls}\"}}[$__range])", "{{asset}} {{display_name}}",
-            True)], 8, 6, unit=unit, thresholds=thresholds,
-            options={"displayMode": "lcd", "orientation": "horizontal",
-                     "reduceOptions": {"calcs": ["lastNotNull"], "values": False}}))
+            True)], 8, 6, unit=unit, thresholds=thresholds, options=_gauge_now()))
     panels.append(panel("table", "Alarm state per point (latest event)", [prom_target(
         "A", f"topk by (site, gateway, point) (1, tlast_over_time(alarm_value{{{_F_VM}}}[$__range])) * 1000", "", True,
         "table")], 24, 6, unit="dateTimeAsIso",
         description="The newest alarm event of every point (its level label) and when it happened.",
-        overrides=[{"matcher": {"id": "byName", "options": "level"},
-                    "properties": [{"id": "mappings", "value": LEVEL_MAPPINGS},
-                                   {"id": "custom.cellOptions", "value": {"type": "color-background"}}]}]))
+        overrides=[_level_column()]))
     panels.append(panel("table", "Alarm events", [
         prom_target("A", f"last_over_time(alarm_value{{{_F_VM}}}[$__interval])", "", False, "table"),
         prom_target("B", f"last_over_time(alarm_threshold{{{_F_VM}}}[$__interval])", "", False, "table")], 24, 10,
@@ -544,9 +557,7 @@ def mine_safety_vm() -> dict[str, Any]:
         transformations=[{"id": "merge", "options": {}},
                          {"id": "organize", "options": {"renameByName": {"Value #A": "value",
                                                                           "Value #B": "threshold"}}}],
-        overrides=[{"matcher": {"id": "byName", "options": "level"},
-                    "properties": [{"id": "mappings", "value": LEVEL_MAPPINGS},
-                                   {"id": "custom.cellOptions", "value": {"type": "color-background"}}]}]))
+        overrides=[_level_column()]))
     annotation = {"name": "Alarm events", "datasource": VM, "enable": True, "iconColor": "red",
                   "expr": 'last_over_time(alarm_value{site=~"$site", level!="normal"}[$__interval])',
                   "step": "", "titleFormat": "{{point}} {{level}}", "tagKeys": "level,class",

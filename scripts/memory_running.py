@@ -39,13 +39,13 @@ def _rss_mb(pid: int) -> float:
 
 async def _one(n: int, mq_port: int, work: Path, args: argparse.Namespace) -> float:
     devices = max(1, n // 100)
-    for attempt in range(3):  # a port chosen free may be taken by another process before a PLC binds it
+    for attempt in range(5):  # a port chosen free may be taken by another process before a PLC binds it
         ports = free_ports(devices)
         try:
             plcs = await _start_plcs(100, ports, args.workers)
             break
         except RuntimeError:
-            if attempt == 2:
+            if attempt == 4:
                 raise
     cfg = {
         "gateway": {"id": "memory", "site": "bench", "enterprise_prefix": "88.608.5288"},

@@ -65,3 +65,21 @@ def test_bench_wire_writes_its_keys(tmp_path: Path, mosquitto: Mosquitto) -> Non
         (b, c) for b in (10, 1000) for c in ("v2 none", "v2 zlib", "v2 zstd", "v2 zstd+dict (default)")}
     assert all(e["points"] > 0 and e["bytes_per_point"] > 0 for e in result["e2e"])
     assert "B/point" in proc.stdout
+
+
+@pytest.mark.integration
+def test_bench_ingest_writes_its_keys(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """`edgegw bench ingest` at a small size with three writes in flight: real mosquitto,
+    VictoriaMetrics and `edgegw ingest` processes (the bench starts its own); every point reaches the
+    store (the drain waits for the store's count), so positive figures mean a complete drain."""
+    out = tmp_path / "ingest.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "bench", "ingest", "--points", "200000", "--runs", "1",
+         "--writes-in-flight", "3", "--json", str(out)], capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["params"]["writes_in_flight"] == 3
+    for key in ("points_per_s", "points_per_s_2procs", "limit_points_per_s", "ratio_to_limit", "cpu_fraction"):
+        assert result[key] > 0, (key, result)
+    assert result["ratio_to_limit"] == pytest.approx(result["points_per_s"] / result["limit_points_per_s"], rel=0.01)

@@ -3,13 +3,14 @@ line that cannot work are neither tracebacks nor config errors."""
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from gateway.cli import main
+from gateway.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,3 +42,30 @@ def test_run_names_the_file_that_lacks_the_gateway_role(capsys: pytest.CaptureFi
     err = capsys.readouterr().err
     assert f"error: {ingest_only}: invalid configuration (3 problem(s))" in err
     assert "  gateway: required to run a gateway" in err
+
+
+def _all_parsers(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = (),
+) -> list[tuple[str, argparse.ArgumentParser]]:
+    found = [(" ".join(("edgegw", *path)), parser)]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found += _all_parsers(sub, (*path, name))
+    return found
+
+
+def test_every_help_text_formats() -> None:
+    """`edgegw <any command> --help` prints its help: a help string with a lone ``%`` made argparse raise
+    "incomplete format" for `edgegw bench --help` (argparse %-formats every help string)."""
+    parsers = _all_parsers(build_parser())
+    assert len(parsers) > 40, [p for p, _ in parsers]
+    broken = []
+    for path, parser in parsers:
+        try:
+            text = parser.format_help()
+        except (ValueError, TypeError, KeyError) as err:
+            broken.append(f"{path}: {err}")
+            continue
+        assert path.split()[-1] in text
+    assert not broken, broken

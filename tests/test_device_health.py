@@ -17,7 +17,7 @@ from gateway.config import MqttConfig, load
 from gateway.sinks.mqtt import MqttClient
 from gateway.status import gateway_status
 from hil.modbus_server import SimulatedPlc
-from hil.services import Mosquitto
+from hil.services import Mosquitto, free_port
 from tests.conftest import eventually
 from tests.test_e2e import running
 from tests.test_http import plant_config
@@ -81,15 +81,11 @@ async def test_a_wrong_unit_id_is_degraded_with_reason_and_count_everywhere(
 async def test_edgegw_status_shows_the_running_gateways_device_health(
     tmp_path: Path, mosquitto: Mosquitto, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import socket
-
     import tomli_w
 
     from gateway.cli import main
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     async with SimulatedPlc(tick_s=0, seed=3, unit_id=1) as plc:
         path = tmp_path / "gateway.toml"
         path.write_text(tomli_w.dumps({

@@ -11,7 +11,6 @@ Finding: that package takes a meter address as wire-order bytes (A0 first), so t
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +23,7 @@ from firmware_stubs.energy_meters import plant_meters
 from gateway.catalog import build_catalog
 from gateway.core.point import Quality
 from hil.dlt645_server import SimulatedMeters
+from hil.services import free_port
 from tests.test_dlt645_driver import _config
 
 ADDRESS = "210100000009"
@@ -41,10 +41,7 @@ SET: dict[str, tuple[str, float]] = {  # point -> (DI, value set on the peer's m
 @pytest.fixture
 def peer_meter() -> Iterator[int]:
     """The package's TCP meter server on a free loopback port (it runs its own threads)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = int(s.getsockname()[1])
-    s.close()
+    port = free_port()
     svc: Any = dlt645.MeterServerService.new_tcp_server("127.0.0.1", port, 3.0)
     svc.set_address(parse_address(ADDRESS))
     for di, value in SET.values():

@@ -22,7 +22,7 @@ from gateway.config import Config, parse, parse_listen
 from gateway.ingest import Ingest
 from gateway.latency import Histogram
 from hil.modbus_server import SimulatedPlc
-from hil.services import Mosquitto
+from hil.services import Mosquitto, free_port
 from tests.conftest import eventually
 from tests.test_e2e import running
 
@@ -187,9 +187,7 @@ async def test_endpoints_of_a_running_gateway(tmp_path: Path, mosquitto: Mosquit
 
 
 async def test_gateway_without_a_broker_is_ready_while_buffering_within_bounds(tmp_path: Path) -> None:
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        dead = s.getsockname()[1]
+    dead = free_port()  # a port nobody listens on
     async with SimulatedPlc(tick_s=0, seed=5) as plc:
         gw = Gateway(plant_config([plc.port], dead, tmp_path, name="nobroker"))
         assert gw.http is not None

@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import pytest
 
 from gateway.logs import JsonFormatter
 from hil.modbus_server import SimulatedPlc
-from hil.services import Mosquitto
+from hil.services import Mosquitto, free_port
 from tests.collector import collect
 from tests.conftest import eventually
 from tests.gateway_process import REPO, gas_substations_toml
@@ -56,12 +55,6 @@ def test_json_line_keeps_a_traceback_on_one_line_and_odd_fields_readable() -> No
     assert obj["path"] == "x" and "RuntimeError: disk\non fire" in obj["exception"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _parse_lines(text: str) -> list[dict[str, Any]]:
     out = []
     for n, line in enumerate(text.splitlines(), 1):
@@ -78,7 +71,7 @@ def _parse_lines(text: str) -> list[dict[str, Any]]:
 async def test_edgegw_run_with_json_logs_writes_only_json_lines(tmp_path: Path, mosquitto: Mosquitto) -> None:
     """A real ``edgegw run``: a simulated PLC that answers, a device nobody listens for, a real broker.
     Every stderr line parses; the up and down transitions carry ``device`` (and ``reason`` when down)."""
-    dead_port = _free_port()  # closed again: connecting is refused, the device is down
+    dead_port = free_port()  # closed again: connecting is refused, the device is down
     cfg = tmp_path / "gw.toml"
     err_path = tmp_path / "stderr.log"
     async with SimulatedPlc(tick_s=0.05, seed=3) as plc, collect(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,16 +15,11 @@ from pymodbus.simulator import SimData, SimDevice
 from drivers.modbus.config import ModbusTcpDevice, Table
 from drivers.modbus.driver import ModbusTcpDriver
 from gateway.core.point import Quality
+from hil.services import free_port
 from tests.test_modbus_decode import CASES
 
 STRING_AT = 200  # "MINE-1" in AB layout, 4 registers
 BITS_AT = 210  # a status word with bits 0 and 15 set
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _register_image() -> tuple[list[int], list[dict[str, Any]]]:
@@ -57,7 +51,7 @@ def _register_image() -> tuple[list[int], list[dict[str, Any]]]:
 async def server() -> AsyncIterator[int]:
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     image, _ = _register_image()
-    port = _free_port()
+    port = free_port()
     device = SimDevice(
         1,
         simdata=(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,16 +20,10 @@ from drivers.modbus.config import ModbusRtuDevice, ModbusTcpDevice, Table
 from drivers.modbus.driver import ModbusDriver
 from gateway.core.point import Quality
 from hil.libmodbus_peer import LibmodbusServer
-from hil.services import PtyPair
+from hil.services import PtyPair, free_port
 
 ILLEGAL = "modbus_exception_2_illegal_data_address"
 HR = Table.HOLDING_REGISTER
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest_asyncio.fixture(loop_scope="function")
@@ -38,7 +31,7 @@ async def holey() -> AsyncIterator[int]:
     """Holding registers 0..299 (value = address; register 7 holds 0xFFFE), except 100 and 111, which the
     server refuses."""
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-    port = _free_port()
+    port = free_port()
     regs = [
         SimData(0, values=[0xFFFE if a == 7 else a for a in range(100)], datatype=SimType.REGISTERS),
         SimData(101, values=list(range(101, 111)), datatype=SimType.REGISTERS),

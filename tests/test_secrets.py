@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from gateway.config import Config, load
 from gateway.core.toml_writer import Table, render
 from gateway.ingest import Ingest
 from hil.modbus_server import SimulatedPlc
-from hil.services import Mosquitto
+from hil.services import Mosquitto, free_port
 from tests.conftest import eventually
 from tests.test_e2e import running
 from tests.test_http import NAMES_ZH
@@ -40,12 +39,6 @@ UPLINK_PW2 = "uplink-pw2-R8c5e4"
 SECRETS = (UPLINK_PW, INGEST_PW, URL_PW, INFLUX_PW, UPLINK_PW2)
 ENV = "EDGEGW_TEST_UPLINK_PASSWORD"
 ENV2 = "EDGEGW_TEST_UPLINK_PASSWORD_2"
-
-
-def _dead_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_config(tmp: Path, plc_port: int, broker_port: int) -> Path:
@@ -68,7 +61,7 @@ def write_config(tmp: Path, plc_port: int, broker_port: int) -> Path:
         Table(("ingest",), {"linger_ms": 20, "dead_letter_path": str(tmp / "dl.db")}, array=False),
         Table(("ingest", "mqtt"), {**mqtt, "client_id": "ingest-secrets", "username": "ingest",
                                    "password_file": str(tmp / "ingest-mqtt.pw")}, array=False),
-        Table(("ingest", "influx"), {"api": "v1", "url": f"http://writer:{URL_PW}@127.0.0.1:{_dead_port()}",
+        Table(("ingest", "influx"), {"api": "v1", "url": f"http://writer:{URL_PW}@127.0.0.1:{free_port()}",
                                      "username": "writer", "password_file": str(tmp / "influx.pw"),
                                      "timeout_s": 1.0}, array=False),
         Table(("http",), {"listen": "127.0.0.1:0"}, array=False),

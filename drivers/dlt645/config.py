@@ -16,6 +16,7 @@ from pydantic import Field, field_validator, model_validator
 from drivers.dlt645.codec import ValueFormat, format_address, format_di, parse_address, parse_di
 from drivers.dlt645.dataids import lookup
 from gateway.core.errors import ConfigIssue
+from gateway.core.line import line_issues as shared_line_issues
 from gateway.core.schema import DeviceBase, PointBase
 
 __all__ = [
@@ -168,30 +169,4 @@ def line_key(dev: Dlt645Device) -> tuple[str, ...]:
 
 def line_issues(devices: Sequence[DeviceBase]) -> list[ConfigIssue]:
     """Meters on one line agree on its settings and have distinct addresses (located errors)."""
-    issues: list[ConfigIssue] = []
-    first: dict[tuple[str, ...], tuple[int, Dlt645Device]] = {}
-    seen: dict[tuple[tuple[str, ...], str], int] = {}
-    for d, dev in enumerate(devices):
-        if not isinstance(dev, Dlt645SerialDevice | Dlt645TcpDevice) or not dev.enabled:
-            continue
-        key = line_key(dev)
-        where = " ".join(key[1:])
-        if key in first:
-            f, other = first[key]
-            for attr in _LINE_KEYS[dev.type] if dev.type == other.type else ():
-                mine, theirs = getattr(dev, attr), getattr(other, attr)
-                if mine != theirs:
-                    issues.append(ConfigIssue(
-                        f"devices[{d}].{attr}",
-                        f"{mine!r} differs from {theirs!r} of devices[{f}] ({other.name!r}) on the same line {where}",
-                    ))
-        else:
-            first[key] = (d, dev)
-        if (key, dev.address) in seen:
-            issues.append(ConfigIssue(
-                f"devices[{d}].address",
-                f"meter address {dev.address} is already used on line {where} by devices[{seen[key, dev.address]}]",
-            ))
-        else:
-            seen[key, dev.address] = d
-    return issues
+    return shared_line_issues(devices, line_key, _LINE_KEYS, "address", "meter address")

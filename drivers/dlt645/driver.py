@@ -7,16 +7,14 @@ line is ours, so a dead meter delays the others by at most its own timeout per a
 closes the connection they use; after ``suspend_after_timeouts`` the runner suspends it and tries it
 only in quiet moments of the line (:meth:`Dlt645Driver.wait_quiet`).
 
-The serial port is opened with the same serial stack the Modbus RTU transport uses (pymodbus's
-asyncio transport on pyserial); this is the only DL/T 645 module importing it.
+The connection, the line and how it is opened are :mod:`gateway.core.line`'s, shared with the
+Modbus RTU transport (the serial port is opened with pymodbus's asyncio transport on pyserial).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import time
-from collections.abc import Awaitable, Callable
 from typing import Self
 
 from drivers.dlt645.codec import (
@@ -32,6 +30,9 @@ from drivers.dlt645.codec import (
 )
 from drivers.dlt645.config import Dlt645Device, Dlt645SerialDevice, line_key
 from gateway.core.errors import ConnectError, ReadError
+from gateway.core.line import Line as SharedLine
+from gateway.core.line import LineConnection, Opener, serial_opener, tcp_opener
+from gateway.core.line import LinePool as SharedLines
 from gateway.core.point import Quality, SampleBatch, now_ns
 
 __all__ = ["Dlt645Driver", "Line", "LinePool", "Link"]
@@ -39,34 +40,19 @@ __all__ = ["Dlt645Driver", "Line", "LinePool", "Link"]
 MAX_FOLLOWUPS = 16  # follow-up frames of one answer (the values read here need none; long ones a few)
 
 
-class Link(asyncio.Protocol):
+class Link(LineConnection[Frame]):
     """One transport (serial port or TCP socket) and the frames arriving on it; one request at a time."""
 
     def __init__(self, frame_gap_s: float) -> None:
-        self.frame_gap = frame_gap_s
-        self.lock = asyncio.Lock()
-        self.transport: asyncio.Transport | None = None
+        super().__init__(frame_gap_s)
         self.deframer = Deframer()
-        self._waiter: asyncio.Future[Frame] | None = None
         self._address = b""
         self._function = 0
         self._di = b""
-        self._idle_since = 0.0
         self.skipped_at_start = 0
         self.bad_checksums_at_start = 0
         self.foreign: list[bytes] = []  # addresses of answers from other meters during the current request
-        self.dropped_frames = 0  # late or foreign answers, requests echoed by the adapter
-
-    # -- asyncio.Protocol --------------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(ConnectionError(f"connection lost: {exc or 'closed by peer'}"))
+        # dropped_frames: late or foreign answers, requests echoed by the adapter
 
     def data_received(self, data: bytes) -> None:
         for frame in self.deframer.feed(data):
@@ -89,144 +75,42 @@ class Link(asyncio.Protocol):
             return
         waiter.set_result(frame)
 
-    # -- requests ------------------------------------------------------------------------------
-    @property
-    def is_open(self) -> bool:
-        return self.transport is not None and not self.transport.is_closing()
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-            self.transport = None
-
     async def exchange(self, request: bytes, address: bytes, function: int, di: bytes, timeout: float) -> Frame:
         """Send a request and return the meter's answer to it.  Callers hold :attr:`lock`.
 
         Raises TimeoutError (no answer from this meter: the deframer's counters and :attr:`foreign`
         say whether something else came) and ConnectionError."""
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            raise ConnectionError("not connected")
-        if self.frame_gap:
-            wait = self._idle_since + self.frame_gap - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[Frame] = loop.create_future()
-        self.deframer.clear()  # bytes left over from an earlier exchange are not part of this answer
-        self.skipped_at_start, self.bad_checksums_at_start = self.deframer.skipped, self.deframer.bad_checksums
-        self.foreign = []
-        self._address, self._function, self._di = address, function, di
-        self._waiter = waiter
-        transport.write(request)
-        handle = loop.call_later(timeout, _expire, waiter)
-        try:
-            return await waiter
-        finally:
-            handle.cancel()
-            self._waiter = None
-            self._idle_since = time.monotonic()
+
+        def expect() -> bytes:
+            self.deframer.clear()  # bytes left over from an earlier exchange are not part of this answer
+            self.skipped_at_start, self.bad_checksums_at_start = self.deframer.skipped, self.deframer.bad_checksums
+            self.foreign = []
+            self._address, self._function, self._di = address, function, di
+            return request
+
+        return await self._transact(expect, timeout)
 
 
-def _expire(waiter: asyncio.Future[Frame]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError("no answer"))
-
-
-_Opener = Callable[[Link], Awaitable[None]]
-
-
-class Line:
+class Line(SharedLine[Link, "Dlt645Driver"]):
     """One connection and the meters polled over it."""
 
-    def __init__(self, description: str, frame_gap_s: float, opener: _Opener) -> None:
-        self.description = description
-        self.frame_gap = frame_gap_s
-        self._opener = opener
-        self._open_lock = asyncio.Lock()
-        self.link: Link | None = None
-        self.users = 0
-        self.opens = 0
-        self.members: set[Dlt645Driver] = set()
-
-    async def acquire(self) -> None:
-        async with self._open_lock:
-            if self.link is None or not self.link.is_open:
-                link = Link(self.frame_gap)
-                await self._opener(link)
-                self.link = link
-                self.opens += 1
-            self.users += 1
-
-    def release(self) -> None:
-        self.users -= 1
-        if self.users <= 0 and self.link is not None:
-            self.users = 0
-            self.link.close()
-            self.link = None
-
-    async def wait_quiet(self, me: Dlt645Driver, need_s: float, limit_s: float) -> bool:
-        """Wait until the line is free and no answering meter's poll falls due within ``need_s``
-        (a suspended meter's attempt then delays no live poll); False after ``limit_s``."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + limit_s
-        while (now := loop.time()) < end:
-            link = self.link
-            if link is not None and link.lock.locked():
-                async with link.lock:
-                    pass
-                continue
-            due = [d.next_due for d in self.members if d is not me and d.answering and d.next_due > now - need_s]
-            soonest = min(due, default=math.inf)
-            if soonest - now >= need_s:
-                return True
-            await asyncio.sleep(min(max(soonest - now, 0.0) + 0.002, end - now))
-        return False
+    def __init__(self, description: str, frame_gap_s: float, opener: Opener[Link]) -> None:
+        super().__init__(description, frame_gap_s, lambda: Link(frame_gap_s), opener)
 
 
-class LinePool:
+class LinePool(SharedLines[Dlt645Device, Line]):
     """The DL/T 645 lines of one gateway: meters with the same serial port or device server share one."""
 
     def __init__(self) -> None:
-        self.lines: dict[tuple[str, ...], Line] = {}
-
-    def line_for(self, config: Dlt645Device) -> Line:
-        key = line_key(config)
-        line = self.lines.get(key)
-        if line is None:
-            line = self.lines[key] = _line(config)
-        return line
+        super().__init__(line_key, _line)
 
 
 def _line(config: Dlt645Device) -> Line:
     gap = config.frame_gap_ms / 1000
     if isinstance(config, Dlt645SerialDevice):
-        return Line(f"serial port {config.port}", gap, _serial_opener(config))
-    return Line(f"{config.host}:{config.port}", gap, _tcp_opener(config.host, config.port))
-
-
-def _tcp_opener(host: str, port: int) -> _Opener:
-    async def open_tcp(link: Link) -> None:
-        await asyncio.get_running_loop().create_connection(lambda: link, host, port)
-
-    return open_tcp
-
-
-def _serial_opener(cfg: Dlt645SerialDevice) -> _Opener:
-    async def open_serial(link: Link) -> None:
-        from pymodbus.transport.serialtransport import create_serial_connection
-
-        loop = asyncio.get_running_loop()
-        await create_serial_connection(
-            loop, lambda: link, cfg.port, baudrate=cfg.baudrate, bytesize=8, parity=cfg.parity, stopbits=cfg.stopbits,
-        )
-        for _ in range(100):  # the transport announces itself on a later loop iteration
-            if link.transport is not None:
-                return
-            await asyncio.sleep(0)
-        raise OSError(f"serial port {cfg.port} did not open")
-
-    return open_serial
+        opener = serial_opener(config.port, baudrate=config.baudrate, parity=config.parity, stopbits=config.stopbits)
+        return Line(f"serial port {config.port}", gap, opener)
+    return Line(f"{config.host}:{config.port}", gap, tcp_opener(config.host, config.port))
 
 
 class Dlt645Driver:
@@ -251,28 +135,22 @@ class Dlt645Driver:
         return self.config.name
 
     async def __aenter__(self) -> Self:
-        try:
-            await self.line.acquire()
-        except OSError as err:
-            raise ConnectError(self.config.name, f"cannot open {self.line.description}: {err}") from err
+        await self.line.enter(self, self.config.name)
         self._entered = True
-        self.line.members.add(self)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         if self._entered:
             self._entered = False
-            self.line.members.discard(self)
-            self.line.release()
+            self.line.leave(self)
 
     async def wait_quiet(self, limit_s: float) -> bool:
-        need = self.config.timeout_ms / 1000 + 2 * self.line.frame_gap + 0.01
-        return await self.line.wait_quiet(self, need, limit_s)
+        return await self.line.wait_quiet(self, self.config.timeout_ms / 1000, limit_s)
 
     async def read(self) -> SampleBatch:
         """Every point once.  An abnormal answer or an undecodable value spoils only its point; a meter
         that does not answer fails the poll (the runner retries, then reports the meter down)."""
-        link = self.line.link
+        link = self.line.conn
         if link is None or not self._entered:
             raise ConnectError(self.config.name, "not connected")
         self.next_due = asyncio.get_running_loop().time() + self.config.poll_interval_ms / 1000

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from drivers.dlt645.config import Dlt645Device, Dlt645SerialDevice, Dlt645TcpDevice, line_issues, line_key
+from drivers.dlt645.config import Dlt645Device, Dlt645SerialDevice, Dlt645TcpDevice, line_issues
 from gateway.core.driver import DriverSpec, PollSettings, RunnerKind
 
 if TYPE_CHECKING:
@@ -23,12 +23,7 @@ def _lines() -> LinePool:
 
 def _keep_lines(old: LinePool, kept: Sequence[Dlt645Device]) -> LinePool:
     """After a reload the lines of the meters that keep running stay open; the others are made afresh."""
-    from drivers.dlt645.driver import LinePool
-
-    in_use = {line_key(d) for d in kept}
-    lines = LinePool()
-    lines.lines = {k: v for k, v in old.lines.items() if k in in_use}
-    return lines
+    return old.keeping(kept)
 
 
 def _make(dev: Dlt645Device, first_index: int, lines: LinePool | None) -> Dlt645Driver:

@@ -10,6 +10,7 @@ from typing import Any, Literal, Self
 from pydantic import Field, model_validator
 
 from gateway.core.errors import ConfigIssue
+from gateway.core.line import line_issues as shared_line_issues
 from gateway.core.schema import DeviceBase, Key, PointBase, check_poll_groups, group_intervals_ms
 from gateway.core.values import StringEncoding
 
@@ -290,39 +291,7 @@ def line_key(dev: ModbusDevice) -> tuple[str, ...] | None:
 
 def line_issues(devices: Sequence[DeviceBase]) -> list[ConfigIssue]:
     """Devices on one line must agree on its settings and have distinct unit ids (located errors)."""
-    issues: list[ConfigIssue] = []
-    first: dict[tuple[str, ...], tuple[int, ModbusDevice]] = {}
-    units: dict[tuple[tuple[str, ...], int], int] = {}
-    for d, dev in enumerate(devices):
-        if not isinstance(dev, ModbusRtuDevice | ModbusRtuTcpDevice) or not dev.enabled:
-            continue
-        key = line_key(dev)
-        assert key is not None
-        where = " ".join(key[1:])
-        if key in first:
-            f, other = first[key]
-            for attr in _LINE_KEYS[dev.type]:
-                mine, theirs = getattr(dev, attr), getattr(other, attr)
-                if mine != theirs:
-                    issues.append(
-                        ConfigIssue(
-                            f"devices[{d}].{attr}",
-                            f"{mine!r} differs from {theirs!r} of devices[{f}] ({other.name!r})"
-                            f" on the same line {where}",
-                        )
-                    )
-        else:
-            first[key] = (d, dev)
-        if (key, dev.unit_id) in units:
-            issues.append(
-                ConfigIssue(
-                    f"devices[{d}].unit_id",
-                    f"unit id {dev.unit_id} is already used on line {where} by devices[{units[key, dev.unit_id]}]",
-                )
-            )
-        else:
-            units[key, dev.unit_id] = d
-    return issues
+    return shared_line_issues(devices, line_key, _LINE_KEYS, "unit_id", "unit id")
 
 
 _FIRST_DIGIT = {"1": Table.DISCRETE_INPUT, "3": Table.INPUT_REGISTER, "4": Table.HOLDING_REGISTER}

@@ -1,11 +1,12 @@
-"""Modbus driver for TCP, RTU on a serial line and RTU over TCP: the only module (with hil/) importing pymodbus.
+"""Modbus driver for TCP, RTU on a serial line and RTU over TCP (the lean client of :mod:`.client`).
 
 It does I/O only: connect, read the planned blocks, decode.  Cadence, retries, backoff and health
 counters live in :mod:`gateway.runner`.  Devices on one serial port, or on one serial device server
-(RTU over TCP), share one :class:`Line`: one connection, one request at a time, a silent gap before
-each request.  Every request has its own timeout, counted from when the line is ours, so a dead unit
-id delays the others on its line by at most its own timeout per attempt and never closes the
-connection they use.  A Modbus TCP device always has a connection of its own.
+(RTU over TCP), share one :class:`Line` (:mod:`gateway.core.line`, which the DL/T 645 driver's lines
+are too): one connection, one request at a time, a silent gap before each request.  Every request has
+its own timeout, counted from when the line is ours, so a dead unit id delays the others on its line
+by at most its own timeout per attempt and never closes the connection they use.  A Modbus TCP device
+always has a connection of its own.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from drivers.modbus.decode import BitDecoder, Decoder, Field
 from drivers.modbus.framing import ExceptionResponse, FrameError
 from drivers.modbus.plan import Block, Span, plan
 from gateway.core.errors import ConnectError, ReadError
+from gateway.core.line import Line as SharedLine
+from gateway.core.line import LinePool as SharedLines
+from gateway.core.line import Opener, serial_opener, tcp_opener
 from gateway.core.point import Quality, SampleBatch, now_ns
 from gateway.core.values import StringEncoding
 
@@ -53,67 +57,12 @@ _EXCEPTION_NAMES = {
 }
 
 
-class Line:
-    """One connection (TCP socket or serial port) and the devices polled over it."""
+class Line(SharedLine[Connection, "ModbusDriver"]):
+    """One connection (TCP socket or serial port) with its framing, and the devices polled over it."""
 
-    def __init__(self, description: str, framing: Framing, frame_gap_s: float, opener: _Opener) -> None:
-        self.description = description
+    def __init__(self, description: str, framing: Framing, frame_gap_s: float, opener: Opener[Connection]) -> None:
+        super().__init__(description, frame_gap_s, lambda: Connection(framing, frame_gap_s), opener)
         self.framing = framing
-        self.frame_gap = frame_gap_s
-        self._opener = opener
-        self._open_lock = asyncio.Lock()
-        self.conn: Connection | None = None
-        self.users = 0
-        self.opens = 0
-        self.members: set[ModbusDriver] = set()  # the entered drivers of the units on this line
-
-    async def wait_quiet(self, me: ModbusDriver, need_s: float, limit_s: float) -> bool:
-        """Wait until the line is free and no answering unit's poll falls due within ``need_s``.
-
-        A suspended unit's attempt goes in such a moment, so its timeout delays no live poll.  Where
-        the line is never quiet that long (poll intervals shorter than the timeout), it gives up after
-        ``limit_s`` and returns False: the attempt then costs the others at most one timeout.
-        """
-        loop = asyncio.get_running_loop()
-        end = loop.time() + limit_s
-        while (now := loop.time()) < end:
-            conn = self.conn
-            if conn is not None and conn.lock.locked():
-                async with conn.lock:  # the request in progress (and those queued) first
-                    pass
-                continue
-            due = [d.next_due for d in self.members if d is not me and d.answering and d.next_due > now - need_s]
-            soonest = min(due, default=math.inf)
-            if soonest - now >= need_s:
-                return True
-            # wait until that poll has started (it takes the lock), then look again
-            await asyncio.sleep(min(max(soonest - now, 0.0) + 0.002, end - now))
-        return False
-
-    async def acquire(self) -> None:
-        """Register a user; (re)open the connection if it is not open."""
-        async with self._open_lock:
-            if self.conn is None or not self.conn.is_open:
-                conn = Connection(self.framing, self.frame_gap)
-                await self._opener(conn)
-                self.conn = conn
-                self.opens += 1
-            self.users += 1
-
-    def release(self) -> None:
-        self.users -= 1
-        if self.users <= 0 and self.conn is not None:
-            self.users = 0
-            self.conn.close()
-            self.conn = None
-
-    def drop(self) -> None:
-        """Close the connection (stream out of step); the next acquire reopens it."""
-        if self.conn is not None:
-            self.conn.close()
-
-
-_Opener = Callable[[Connection], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -136,12 +85,13 @@ class PointLayout:
     group: str
 
 
-class LinePool:
-    """The lines of one gateway: devices with the same serial port or RTU-over-TCP endpoint share one.
-    Also where the devices' equal point layouts are stored once."""
+class LinePool(SharedLines[ModbusDevice, Line]):
+    """The lines of one gateway: devices with the same serial port or RTU-over-TCP endpoint share one;
+    a Modbus TCP device has a connection of its own.  Also where the devices' equal point layouts are
+    stored once."""
 
     def __init__(self) -> None:
-        self.lines: dict[tuple[str, ...], Line] = {}
+        super().__init__(line_key, _line)
         self._layouts: dict[tuple[object, ...], PointLayout] = {}
 
     def layout(self, pt: ModbusPoint, dev: ModbusDevice) -> PointLayout:
@@ -157,47 +107,15 @@ class LinePool:
                 encoding, dict(enum) if enum is not None else None, pt.group or "")
         return found
 
-    def line_for(self, config: ModbusDevice) -> Line:
-        key = line_key(config)
-        if key is None:  # Modbus TCP: a connection per device
-            return _line(config)
-        line = self.lines.get(key)
-        if line is None:
-            line = self.lines[key] = _line(config)
-        return line
-
 
 def _line(config: ModbusDevice) -> Line:
     if isinstance(config, ModbusRtuDevice):
-        return Line(f"serial port {config.port}", Framing.RTU, config.effective_frame_gap_s(), _serial_opener(config))
+        opener = serial_opener(config.port, baudrate=config.baudrate, parity=config.parity,
+                               stopbits=config.stopbits, bytesize=config.bytesize)
+        return Line(f"serial port {config.port}", Framing.RTU, config.effective_frame_gap_s(), opener)
     framing = Framing.RTU if isinstance(config, ModbusRtuTcpDevice) else Framing.MBAP
     gap = config.frame_gap_ms / 1000 if isinstance(config, ModbusRtuTcpDevice) else 0.0
-    return Line(f"{config.host}:{config.port}", framing, gap, _tcp_opener(config.host, config.port))
-
-
-def _tcp_opener(host: str, port: int) -> _Opener:
-    async def open_tcp(conn: Connection) -> None:
-        await asyncio.get_running_loop().create_connection(lambda: conn, host, port)
-
-    return open_tcp
-
-
-def _serial_opener(cfg: ModbusRtuDevice) -> _Opener:
-    async def open_serial(conn: Connection) -> None:
-        from pymodbus.transport.serialtransport import create_serial_connection
-
-        loop = asyncio.get_running_loop()
-        await create_serial_connection(
-            loop, lambda: conn, cfg.port, baudrate=cfg.baudrate, bytesize=cfg.bytesize, parity=cfg.parity,
-            stopbits=cfg.stopbits,
-        )
-        for _ in range(100):  # the transport announces itself on a later loop iteration
-            if conn.transport is not None:
-                return
-            await asyncio.sleep(0)
-        raise OSError(f"serial port {cfg.port} did not open")
-
-    return open_serial
+    return Line(f"{config.host}:{config.port}", framing, gap, tcp_opener(config.host, config.port))
 
 
 class _Group:
@@ -278,19 +196,14 @@ class ModbusDriver:
         return [(g.interval_s, _bind(self.read_group, g.name)) for g in self.groups.values()]
 
     async def __aenter__(self) -> Self:
-        try:
-            await self.line.acquire()
-        except OSError as err:
-            raise ConnectError(self.config.name, f"cannot open {self.line.description}: {err}") from err
+        await self.line.enter(self, self.config.name)
         self._entered = True
-        self.line.members.add(self)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         if self._entered:
             self._entered = False
-            self.line.members.discard(self)
-            self.line.release()
+            self.line.leave(self)
 
     @property
     def next_due(self) -> float:
@@ -302,8 +215,7 @@ class ModbusDriver:
         (a timeout, plus the frame gap) delays no answering unit's poll on the shared line."""
         if not self.shared:
             return True
-        need = self.config.timeout_ms / 1000 + 2 * self.line.frame_gap + 0.01
-        return await self.line.wait_quiet(self, need, limit_s)
+        return await self.line.wait_quiet(self, self.config.timeout_ms / 1000, limit_s)
 
     async def read(self) -> SampleBatch:
         """One poll of every group."""

@@ -12,7 +12,6 @@ from drivers.modbus.config import (
     ModbusRtuTcpDevice,
     ModbusTcpDevice,
     line_issues,
-    line_key,
 )
 from drivers.modbus.tags import csv_to_points, points_to_toml
 from gateway.core.driver import DriverSpec, PollSettings, RunnerKind, TagImport
@@ -33,12 +32,7 @@ def _lines() -> LinePool:
 def _keep_lines(old: LinePool, kept: Sequence[ModbusDevice]) -> LinePool:
     """After a reload: the lines of the devices that keep running stay open (line_issues keeps their
     settings); every other line is made afresh, its settings may have changed with all its devices."""
-    from drivers.modbus.driver import LinePool
-
-    in_use = {line_key(d) for d in kept}
-    lines = LinePool()
-    lines.lines = {k: v for k, v in old.lines.items() if k in in_use}
-    return lines
+    return old.keeping(kept)
 
 
 def _make(dev: ModbusDevice, first_index: int, lines: LinePool | None) -> ModbusDriver:

@@ -89,51 +89,47 @@ class InfluxV1Writer:
         self._parts = urllib.parse.urlsplit(self._url)
         self._path = self._parts.path + "?" + self._parts.query
         self._timeout = cfg.timeout_s
-        self._conn: http.client.HTTPConnection | None = None
-        self._reused = False
+        self._idle: list[http.client.HTTPConnection] = []  # kept alive; list pop / append are atomic
         self._auth: str | None = None
         if cfg.username:
             pair = f"{cfg.username}:{cfg.password() or ''}".encode()
             self._auth = "Basic " + base64.b64encode(pair).decode()
 
-    def _connection(self) -> http.client.HTTPConnection:
-        if self._conn is None:
+    def _take(self) -> tuple[http.client.HTTPConnection, bool]:
+        """An idle kept-alive connection (True) or a new one (False): each write in flight has its own."""
+        try:
+            return self._idle.pop(), True
+        except IndexError:
             u = self._parts
             cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
-            self._conn = cls(u.hostname or "localhost", u.port, timeout=self._timeout)
-            self._reused = False
-        return self._conn
-
-    def _drop(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+            return cls(u.hostname or "localhost", u.port, timeout=self._timeout), False
 
     def _post(self, body: bytes) -> None:
-        """One POST on a kept-alive connection (one write is in flight at a time: one connection).
-        A connection the store closed while idle is opened again once, before anything is judged."""
+        """One POST on a kept-alive connection of a small pool (the ingest may have several writes in
+        flight).  A connection the store closed while idle is replaced once, before anything is judged."""
         headers = {"Content-Type": "text/plain; charset=utf-8"}
         if self._auth:
             headers["Authorization"] = self._auth
         for attempt in (0, 1):
-            conn = self._connection()
-            reused = self._reused
+            conn, reused = self._take()
             try:
                 conn.request("POST", self._path, body=body, headers=headers)
                 resp = conn.getresponse()
                 detail = resp.read()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as err:
-                self._drop()
+                conn.close()
                 if reused and attempt == 0:
-                    continue  # the idle connection was gone: say nothing yet, try a fresh one
+                    self.close()  # the store closed its idle connections (restarted?): all of them, likely
+                    continue  # say nothing yet, try a fresh one
                 raise classify_network(err, len(body)) from None
             except (OSError, http.client.HTTPException) as err:
-                self._drop()
+                conn.close()
                 raise classify_network(err if isinstance(err, OSError) else ConnectionError(str(err)), len(body)
                                        ) from None
-            self._reused = True
             if resp.will_close:
-                self._drop()
+                conn.close()
+            else:
+                self._idle.append(conn)
             if resp.status >= 300:
                 raise classify(resp.status, detail.decode("utf-8", "replace") or resp.reason)
             return
@@ -143,7 +139,8 @@ class InfluxV1Writer:
             await asyncio.to_thread(self._post, body)
 
     def close(self) -> None:
-        self._drop()
+        while self._idle:
+            self._idle.pop().close()
 
 
 class InfluxV2Writer:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,15 +22,10 @@ from drivers.iec104.driver import Iec104Driver
 from firmware_stubs.iec104_substation import POINTS
 from gateway.core.point import Quality, SampleBatch
 from hil.iec104_server import Substation104
+from hil.services import free_port
 from tests.conftest import eventually
 
 c104: Any = pytest.importorskip("c104")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -67,7 +61,7 @@ NAMES = ["feeder_a", "breaker", "trip", "energy", "temp", "current"]
 
 @pytest.mark.integration
 async def test_our_driver_reads_a_c104_station() -> None:
-    port = _free_port()
+    port = free_port()
     dev = Iec104Device.model_validate({
         "type": "iec104", "name": "c104", "host": "127.0.0.1", "port": port, "common_address": 47,
         "points": [

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,3 +58,34 @@ def test_rows_carry_what_their_batch_says_not_what_an_earlier_batch_said() -> No
     odd = core.prepare(TOPIC, _payload(value=10**30))  # outside the inline path, still exact
     assert odd.rows[0].split(b" ")[1].startswith(b"value=1e+30,")
     core.close()
+
+
+@pytest.mark.integration
+async def test_the_whole_message_path_and_the_per_sample_path_store_the_same_values(influx1: Any) -> None:
+    """A message of plain numbers takes the whole-message path (ints written as their digits); the same
+    values with a reason take the per-sample path (``float(v)``): real InfluxDB 1.x stores equal floats
+    for both, in one float field, ints up to the fast path's bound included."""
+    d = Path(tempfile.mkdtemp())
+    db = "fastpath"
+    influx1.create_database(db)
+    core = IngestCore(IngestSection.model_validate({"influx": {"api": "v1", "url": influx1.url, "database": db}}),
+                      dead_letters=DeadLetterStore(d / "dl.db"))
+    values: list[Any] = [7, -3, 0, 2**53, 2**53 + 1, -(2**62), 1.25, 1e-300]
+    base = 1_764_000_000_000_000_000
+
+    def message(site: str, reason: str | None) -> bytes:
+        pts = [Point(f"d.p{k}", f"88.1/x{k}", base + k, v, device="d", reason=reason) for k, v in enumerate(values)]
+        return points_payload("g", site, pts)
+
+    fast = core.prepare("edgegw/fast/g/data", message("fast", None))
+    slow = core.prepare("edgegw/slow/g/data", message("slow", "calibrating"))
+    assert b" value=7," in fast.rows[0] and b" value=7.0," in slow.rows[0]  # the two paths were taken
+    await core.settle([fast, slow])
+    core.close()
+    res = influx1.query('SELECT "value", "site", "point" FROM "telemetry"', db=db)
+    rows = res["results"][0]["series"][0]["values"]
+    stored = {(r[2], r[3]): r[1] for r in rows}  # (InfluxDB writes a large float as JSON digits)
+    for k, v in enumerate(values):
+        assert float(stored[("fast", f"d.p{k}")]) == float(stored[("slow", f"d.p{k}")]) == float(v), (k, v)
+    kinds = influx1.query('SHOW FIELD KEYS FROM "telemetry"', db=db)["results"][0]["series"][0]["values"]
+    assert ["value", "float"] in kinds

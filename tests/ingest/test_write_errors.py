@@ -194,20 +194,26 @@ async def test_victoriametrics_down_is_retried_through_the_v2_writer(tmp_path: P
 
 @pytest.mark.integration
 async def test_v1_writer_keeps_its_connection_and_outlives_a_store_restart(tmp_path: Path) -> None:
-    """The v1 writer posts on one kept-alive connection; when the store restarts between two writes
-    the dead connection is replaced silently: no retry, no outage, every row written."""
+    """The v1 writer posts on kept-alive connections (one per write in flight); when the store restarts
+    between two writes the dead connections are replaced silently: no retry, no outage, every row written."""
     with own_influx() as srv:
         srv.create_database("keep")
         with contextlib.closing(_core(tmp_path, {"url": srv.url, "database": "keep"})) as core:
             writer = core.writer
             base = time.time_ns() - 10**9
             await core.settle([core.prepare(TOPIC, points_payload(GW, SITE, _points(5, base)))])
-            first = writer._conn  # type: ignore[attr-defined]
-            assert first is not None
+            first = list(writer._idle)  # type: ignore[attr-defined]
+            assert len(first) == 1
             await core.settle([core.prepare(TOPIC, points_payload(GW, SITE, _points(5, base + 100)))])
-            assert writer._conn is first  # type: ignore[attr-defined]  # the same connection, kept alive
+            assert writer._idle == first  # type: ignore[attr-defined]  # the same connection, kept alive
+            # while a write holds that connection (the ingest has writes_in_flight), another opens a second
+            busy, reused = writer._take()  # type: ignore[attr-defined]
+            assert reused and writer._idle == []  # type: ignore[attr-defined]
+            await core.settle([core.prepare(TOPIC, points_payload(GW, SITE, _points(5, base + 300)))])
+            writer._idle.append(busy)  # type: ignore[attr-defined]  # the first write ends: both kept
+            assert len(set(map(id, writer._idle))) == 2  # type: ignore[attr-defined]
             srv.stop()
             srv.start()  # returns once it answers on the same port
             await core.settle([core.prepare(TOPIC, points_payload(GW, SITE, _points(5, base + 200)))])
-            assert core.stats.write_retries == 0
-            assert _count(srv, "keep") == 15
+            assert core.stats.write_retries == 0  # both stale connections replaced, none judged an outage
+            assert _count(srv, "keep") == 20
