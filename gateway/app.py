@@ -18,7 +18,7 @@ import ctypes
 import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
@@ -38,7 +38,14 @@ from gateway.core.point import SampleBatch, now_ns
 from gateway.driver_registry import DriverFactory, spec_of
 from gateway.forwarder import Forwarder
 from gateway.registry import RegistrySync, make_client, records
-from gateway.reload import ReloadPlan, ReloadStatus, config_error_lines, plan_reload, running_config
+from gateway.reload import (
+    ReloadPlan,
+    ReloadStatus,
+    config_error_lines,
+    device_digests,
+    plan_reload,
+    running_config,
+)
 from gateway.runner import DeviceRunner, StreamRunner
 from gateway.sinks.mqtt import MqttUplink, UplinkConnection
 from gateway.startup import StartupProgress
@@ -582,13 +589,18 @@ class Gateway:
             if self.reload_source is None:
                 log.warning("Reload requested, but this gateway was not started from a config file: ignored.")
                 continue
-            try:
-                # a large config takes a while to read and check: off the event loop, so polling keeps its cadence
-                await self.reload(await asyncio.to_thread(self.reload_source))
-            except ConfigError as err:
-                self._refused(err)
+            await self._reload_once(self.reload_source)
             # the parsed configs (the new one's point models, the old running one) are gone by now
             release_free_memory()
+
+    async def _reload_once(self, source: Callable[[], Config]) -> None:
+        try:
+            # a large config takes a while to read and check: off the event loop, so polling keeps its cadence
+            new = await asyncio.to_thread(source)
+            # each device's digest costs a few microseconds a point: off the loop too
+            await self.reload(new, await asyncio.to_thread(device_digests, new))
+        except ConfigError as err:
+            self._refused(err)
 
     def _refused(self, err: ConfigError) -> None:
         lines = config_error_lines(err, limit=50)
@@ -600,13 +612,14 @@ class Gateway:
         rs.refused += 1
         rs.last_result, rs.last_time_ns, rs.last_summary = "refused", time.time_ns(), lines[0]
 
-    async def reload(self, new: Config) -> ReloadPlan:
+    async def reload(self, new: Config, digests: Mapping[str, bytes] | None = None) -> ReloadPlan:
         """Apply a new (validated) config without a gap: devices whose config is equal keep running,
         untouched (same task, same connection, same point indices); changed devices restart, added ones
         start, removed ones stop.  What cannot change live (identity, buffer, uplink, ...) is named in a
         warning and keeps its old value.  Raises :class:`ConfigError` (nothing changed) when the new
-        devices cannot run with the sections kept."""
-        plan = plan_reload(self.cfg, new, self._device_digests)
+        devices cannot run with the sections kept.  ``digests``: :func:`gateway.reload.device_digests` of
+        ``new`` where already computed."""
+        plan = plan_reload(self.cfg, new, self._device_digests, digests)
         eff = plan.effective
         refused = policy_issues(eff)
         if refused:

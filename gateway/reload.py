@@ -13,20 +13,18 @@ live: the plan names the keys that differ and keeps the old values.  Keys are na
 
 from __future__ import annotations
 
-import enum
 import hashlib
+import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-from pydantic import BaseModel, SecretBytes, SecretStr
 
 from gateway.config import Config, DeviceConfig
 from gateway.core.errors import ConfigError
 
 __all__ = [
-    "RESTART_ONLY", "ReloadPlan", "ReloadStatus", "config_error_lines", "device_digest", "plan_reload",
-    "running_config",
+    "RESTART_ONLY", "ReloadPlan", "ReloadStatus", "config_error_lines", "device_digest", "device_digests",
+    "plan_reload", "running_config",
 ]
 
 # the sections a running gateway was built from: changing them needs a restart
@@ -76,48 +74,18 @@ def _differing_keys(old: Any, new: Any) -> list[str]:
     return [k for k in a if a[k] != b.get(k)]
 
 
-def _canonical(v: Any, out: list[str]) -> None:
-    """A text form of a dumped model in which equal values read the same (secrets included: a
-    changed password restarts the device; the text is hashed, never logged or kept)."""
-    if isinstance(v, dict):
-        out.append("{")
-        for k in sorted(v, key=repr):
-            out.append(repr(k))
-            out.append(":")
-            _canonical(v[k], out)
-            out.append(",")
-        out.append("}")
-    elif isinstance(v, (list, tuple)):
-        out.append("[")
-        for x in v:
-            _canonical(x, out)
-            out.append(",")
-        out.append("]")
-    elif isinstance(v, (set, frozenset)):
-        out.append("{")
-        out.extend(sorted(repr(x) for x in v))
-        out.append("}")
-    elif isinstance(v, (SecretStr, SecretBytes)):
-        out.append(repr(v.get_secret_value()))
-    elif isinstance(v, BaseModel):
-        out.append(type(v).__name__)
-        _canonical(v.model_dump(), out)
-    elif isinstance(v, enum.Enum):
-        out.append(repr(v.value))
-    elif isinstance(v, float) and v.is_integer() and abs(v) < 2**53:
-        out.append(str(int(v)))  # 5.0 reads as 5: the models compare them equal
-    elif isinstance(v, bool):
-        out.append(str(int(v)))
-    else:
-        out.append(repr(v))
-
-
 def device_digest(dev: DeviceConfig) -> bytes:
-    """A digest of one device's whole config (type, settings, every point): equal for configs that
-    compare equal, so a reload compares digests instead of keeping the parsed models."""
-    out: list[str] = [type(dev).__name__]
-    _canonical(dev.model_dump(), out)
-    return hashlib.blake2b("\x1f".join(out).encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    """A digest of one device's whole config (type, settings, every point; secrets included, as they
+    are in the dumped values): equal for equal configs, so a reload compares digests instead of keeping
+    the parsed models.  Values the models compare equal but hold as different types (an int and a
+    float in a union field) read as different: the device restarts, which is safe.  About 3 us a point."""
+    dumped = pickle.dumps((type(dev).__name__, dev.model_dump()), protocol=pickle.HIGHEST_PROTOCOL)
+    return hashlib.blake2b(dumped, digest_size=16).digest()
+
+
+def device_digests(cfg: Config) -> dict[str, bytes]:
+    """Every device's :func:`device_digest`, by name (in a worker thread for a large config)."""
+    return {d.name: device_digest(d) for d in cfg.devices}
 
 
 def running_config(cfg: Config, digests: Mapping[str, bytes] | None = None) -> tuple[Config, dict[str, bytes]]:
@@ -134,11 +102,13 @@ def running_config(cfg: Config, digests: Mapping[str, bytes] | None = None) -> t
     return slim, digests
 
 
-def plan_reload(old: Config, new: Config, old_digests: Mapping[str, bytes] | None = None) -> ReloadPlan:
+def plan_reload(old: Config, new: Config, old_digests: Mapping[str, bytes] | None = None,
+                new_digests: Mapping[str, bytes] | None = None) -> ReloadPlan:
     """``old_digests``: the :func:`device_digest` of each device of ``old`` (a :func:`running_config`,
-    whose devices have no points any more); computed from ``old`` when not given."""
+    whose devices have no points any more); ``new_digests``: those of ``new``'s devices (the
+    gateway computes them off the event loop); each computed here when not given."""
     if old_digests is None:
-        old_digests = {d.name: device_digest(d) for d in old.devices}
+        old_digests = device_digests(old)
     not_applied: list[str] = []
     keep_sections: dict[str, Any] = {}
     for section in RESTART_ONLY:
@@ -148,7 +118,8 @@ def plan_reload(old: Config, new: Config, old_digests: Mapping[str, bytes] | Non
             not_applied += [f"[{section}] {k}" for k in keys] or [f"[{section}]"]
             keep_sections[section] = before
     effective = new.model_copy(update=keep_sections) if keep_sections else new
-    digests = {d.name: device_digest(d) for d in effective.devices}
+    # the restart-only sections kept from ``old`` are not in a device's digest: ``new``'s digests hold
+    digests = dict(new_digests) if new_digests is not None else device_digests(effective)
     same = frozenset(n for n, h in digests.items() if old_digests.get(n) == h)
     was_on = [d.name for d in old.devices if d.enabled]
     now_on = [d.name for d in effective.devices if d.enabled]
