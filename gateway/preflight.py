@@ -11,6 +11,7 @@ by another user nor readable by everyone.  Each problem is one located line; ``e
 from __future__ import annotations
 
 import os
+import resource
 import ssl
 import stat
 from dataclasses import dataclass, field
@@ -19,9 +20,9 @@ from typing import Literal
 
 from drivers.opcua.config import OpcUaDevice, SecurityPolicy
 from gateway.config import Config, MqttConfig
-from gateway.core.errors import ConfigIssue
+from gateway.core.errors import ConfigError, ConfigIssue
 
-__all__ = ["FileProblems", "file_problems"]
+__all__ = ["FileProblems", "file_problems", "open_files_needed", "raise_open_files"]
 
 
 @dataclass(slots=True)
@@ -146,6 +147,47 @@ def _reason(err: ssl.SSLError | OSError) -> str:
     return str(reason) if reason else (err.strerror or str(err))
 
 
+OPEN_FILES_SPARE = 64  # the uplink, the buffer (SQLite db, WAL, shm; the alarm buffer), HTTP clients, logs
+
+
+def open_files_needed(cfg: Config) -> int:
+    """Descriptors the edge role holds at most: one connection per device, and the spare."""
+    return len(cfg.devices) + OPEN_FILES_SPARE
+
+
+def raise_open_files(need: int) -> int:
+    """Raise this process's soft limit on open files to ``need`` if it is lower (up to the hard
+    limit; never lowers it) and return the soft limit now.  Linux starts processes at 1024, which a
+    gateway of 1,000 Modbus TCP devices would run into as connect errors.
+
+    Raises :class:`ConfigError` (exit 2, one line) when the limit stays below the need: under the
+    shipped systemd unit the system call filter (``~@resources``) refuses ``setrlimit``, so the
+    unit's ``LimitNOFILE=`` is what counts there."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return need if soft == resource.RLIM_INFINITY else soft
+    new = need if hard == resource.RLIM_INFINITY else min(need, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    except (OSError, ValueError) as err:
+        raise ConfigError([ConfigIssue("devices", (
+            f"{need - OPEN_FILES_SPARE} devices need about {need} open files; the limit is {soft} and this "
+            f"process may not raise it ({err}): set LimitNOFILE={need} or more in the gateway's systemd unit"
+        ))]) from None
+    return new
+
+
+def _open_files(cfg: Config) -> FileProblems:
+    out = FileProblems()
+    need = open_files_needed(cfg)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < need:
+        out.errors.append(ConfigIssue("devices", (
+            f"{len(cfg.devices)} devices need about {need} open files, and this machine allows the gateway "
+            f"{hard} (hard limit, ulimit -Hn): raise LimitNOFILE in its systemd unit")))
+    return out
+
+
 def file_problems(cfg: Config, role: Literal["edge", "ingest"] | None = None) -> FileProblems:
     """Every file problem of the role (None: both roles) on this machine, located."""
     from gateway.buffer import alarm_buffer_path
@@ -159,6 +201,7 @@ def file_problems(cfg: Config, role: Literal["edge", "ingest"] | None = None) ->
                 out.extend(_writable("buffer.path", str(alarms)))
         if cfg.uplink is not None:
             out.extend(_mqtt(cfg.uplink, "uplink"))
+        out.extend(_open_files(cfg))
         for d, dev in enumerate(cfg.devices):
             if not isinstance(dev, OpcUaDevice):
                 continue

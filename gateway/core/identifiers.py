@@ -133,7 +133,10 @@ def mint(prefix: str, *keys: str) -> str:
             "and must start with a letter or digit"
         )
     code = f"{prefix}/{suffix}"
-    parse_handle(code)
+    # the prefix was validated above and the suffix alphabet has no space, control or '/': only the
+    # length is left to check (parse_handle(code) here was 15 % of `edgegw check` on 100,000 points)
+    if len(code) > MAX_HANDLE_LEN:
+        raise IdentifierError(f"identifier is {len(code)} characters long, the limit is {MAX_HANDLE_LEN}")
     return code
 
 

@@ -162,6 +162,25 @@ def test_property_minted_roundtrip(node: str, ent: str, suffix: str) -> None:
     assert "/" not in topic_safe(code) and "+" not in topic_safe(code) and "#" not in topic_safe(code)
 
 
+_PREFIX = st.from_regex(r"88(\.[0-9]{1,16}){1,3}", fullmatch=True)
+_KEY = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,120}", fullmatch=True)
+
+
+@given(_PREFIX, st.lists(_KEY, min_size=1, max_size=4))
+def test_property_mint_agrees_with_parse_handle(prefix: str, keys: list[str]) -> None:
+    """mint() checks only the suffix and the length (the prefix once): whatever it returns parses,
+    and what it refuses is refused for a reason parse_handle would also give (too long) or its own."""
+    try:
+        code = mint(prefix, *keys)
+    except IdentifierError:
+        suffix = ".".join(keys)
+        with pytest.raises(IdentifierError):
+            if len(suffix) <= 191:  # the gateway suffix limit: beyond it mint refuses on its own
+                parse_handle(f"{prefix}/{suffix}")
+        return
+    assert parse_handle(code) == parse_handle(f"{prefix}/{'.'.join(keys)}")
+
+
 @given(st.text(max_size=300))
 def test_property_parse_never_crashes_otherwise(text: str) -> None:
     try:
