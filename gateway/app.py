@@ -399,7 +399,12 @@ class Gateway:
         self.batcher.pipeline.tap = self._health_tap
         # the point table is built: keep the sections and device settings, not the parsed point models
         # (about 1.2 KB per point); a reload compares each device's digest (gateway.reload)
-        self.cfg, self._device_digests = running_config(cfg)
+        self.cfg, self._device_digests = running_config(cfg, settings=self._driver_settings())
+
+    def _driver_settings(self) -> dict[str, object]:
+        """The device settings each driver keeps (the Modbus driver keeps them without the points), for
+        :func:`gateway.reload.running_config` to share instead of copying again."""
+        return {r.driver.name: getattr(r.driver, "config", None) for r in self.runners}
 
     def _make_runner(self, dev: DeviceConfig, catalog: Catalog) -> DeviceRunner | StreamRunner:
         """The device's driver, in the runner its package registered (polled or pushed)."""
@@ -659,7 +664,6 @@ class Gateway:
             self.alarms.catalog = catalog
             self.alarms.set_forwarded(frozenset(i for i in range(len(catalog.points)) if pipeline.is_forwarded(i)))
         self.catalog = catalog
-        self.cfg, self._device_digests = running_config(eff, plan.digests)
         kept = {n: r for n, r in self._runners_by_name.items() if n in plan.unchanged}
         for r in kept.values():
             r.catalog = catalog
@@ -668,6 +672,7 @@ class Gateway:
             self._start_device(r)
         self.runners = [kept[d.name] for d in eff.devices if d.name in kept]
         self._runners_by_name = {r.driver.name: r for r in self.runners}
+        self.cfg, self._device_digests = running_config(eff, plan.digests, self._driver_settings())
         self.watch.restart_poll_window()
         self.health_changed.set()  # the retained state message lists the devices
         if not_applied:
