@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import gc
 import tomllib
+import typing
 import weakref
 from pathlib import Path
 from typing import Any
 
 import pytest
 import tomli_w
+from pydantic import BaseModel, SecretBytes, SecretStr
 
 import gateway.app
 from gateway import cli
 from gateway.app import Gateway
 from gateway.config import parse
 from gateway.core.schema import PointBase
+from gateway.driver_registry import DRIVERS
 from gateway.reload import device_digest, plan_reload, running_config
 
 
@@ -109,3 +112,26 @@ def test_a_running_config_has_no_points_and_plans_like_the_full_one(tmp_path: Pa
     full, kept = plan_reload(old, new), plan_reload(slim, new, digests)
     assert (kept.unchanged, kept.changed, kept.not_applied) == (full.unchanged, full.changed, full.not_applied)
     assert kept.changed == ("plc1",) and kept.not_applied == ("[uplink] port",)
+
+
+def _secret_fields(model: type[BaseModel], seen: set[type[BaseModel]]) -> list[str]:
+    seen.add(model)
+    found: list[str] = []
+    for name, f in model.model_fields.items():
+        todo: list[Any] = [f.annotation]
+        while todo:
+            t = todo.pop()
+            todo.extend(typing.get_args(t))
+            if isinstance(t, type) and issubclass(t, (SecretStr, SecretBytes)):
+                found.append(f"{model.__name__}.{name}")
+            elif isinstance(t, type) and issubclass(t, BaseModel) and t not in seen:
+                found += _secret_fields(t, seen)
+    return found
+
+
+def test_no_device_model_holds_a_secret_the_reload_digest_would_read_masked() -> None:
+    """device_digest reads a device's JSON form, in which a secret field reads as '**********': a
+    changed password would not restart its device.  Credentials are *_env / *_file names today."""
+    seen: set[type[BaseModel]] = set()
+    found = [f for spec in DRIVERS for m in spec.models for f in _secret_fields(m, seen)]
+    assert len(seen) > len(DRIVERS) and found == []
