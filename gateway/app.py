@@ -70,6 +70,8 @@ log = logging.getLogger("edgegw.app")
 # buffer transaction and sync (what the batcher holds in memory while it gathers a group)
 GROUP_MAX_BATCHES = 64
 GROUP_MAX_POINTS = 50_000
+# how often the running gateway hands freed memory back to the system (under 1 ms each time)
+RELEASE_EVERY_NS = 30_000_000_000
 
 
 def tune_gc() -> None:
@@ -697,7 +699,7 @@ class Gateway:
         second let the watch say what overloads the gateway.  How late each 100 ms tick wakes up is
         how long something else held the event loop."""
         tick_ns = 100_000_000
-        last_check = self.clock.mono_ns()
+        last_check = last_release = self.clock.mono_ns()
         while True:
             before = self.clock.mono_ns()
             await asyncio.sleep(tick_ns / 1e9)
@@ -709,6 +711,11 @@ class Gateway:
             if now - last_check >= 1_000_000_000:
                 last_check = now
                 self.watch.check()
+            if now - last_release >= RELEASE_EVERY_NS:
+                # the run's own allocations reuse (and so touch again) the memory the start-up freed:
+                # hand back what is free again, or the resident size creeps back to the start-up peak
+                last_release = now
+                release_free_memory()
 
     async def _stop_gracefully(self, devices: list[asyncio.Task[None]], batcher: asyncio.Task[None]) -> None:
         await _cancel(devices)
