@@ -88,6 +88,8 @@ async def _one(n: int, mq_port: int, work: Path, args: argparse.Namespace) -> fl
             await asyncio.sleep(0.5)
         if gw.returncode is not None or not samples:
             raise RuntimeError(f"the gateway exited early (code {gw.returncode})")
+        if args.verbose_samples:
+            print(f"  samples: min {min(samples):.1f}, max {max(samples):.1f}, last {samples[-1]:.1f} MB", flush=True)
         return statistics.median(samples)
     finally:
         if gw.returncode is None:
@@ -159,4 +161,6 @@ if __name__ == "__main__":
     p.add_argument("--start-timeout", type=float, default=300.0)
     p.add_argument("--json", default=None)
     p.add_argument("-v", "--verbose", action="store_true", help="pass the gateway's log through")
+    p.add_argument("--samples", dest="verbose_samples", action="store_true",
+                   help="also print each run's smallest, largest and last sample")
     asyncio.run(main(p.parse_args()))
