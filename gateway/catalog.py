@@ -8,7 +8,7 @@ happen (a code minted or given twice is a config error with the location of both
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass, field, replace
+from dataclasses import FrozenInstanceError, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from gateway.core.errors import ConfigError, ConfigIssue, IdentifierError
@@ -26,25 +26,143 @@ if TYPE_CHECKING:
 __all__ = ["Catalog", "PointInfo", "build_catalog", "compile_spec", "relayout"]
 
 
-@dataclass(frozen=True, slots=True)
+# unit, scale, offset, min, max, data grade, tags, stage spec, class, data domain
+_Profile = tuple[str, float, float, float | None, float | None, str, tuple[tuple[str, str], ...], PointSpec, str, str]
+_DEFAULT_SPEC = PointSpec()
+
+
 class PointInfo:
+    """One point's static facts.  Frozen, compared and hashed by value, like a dataclass.
+
+    What identifies the point (index, key, code, device, names) is its own; the facts that many
+    points share (unit, scaling, limits, grade, tags, stage spec, class, domain) are one ``profile``
+    tuple, stored once per distinct profile by :func:`build_catalog`: 96 bytes a point instead of
+    168 (#17, memory per configured point)."""
+
+    __slots__ = ("_code", "_profile", "description", "device", "device_code", "display_name", "index", "key")
+
     index: int
     key: str  # "<device>.<point>", unique per gateway
-    code: str
+    _code: str  # the code, or the _Stem that makes it with the key (minted codes: not stored per point)
     device: str
     device_code: str
-    unit: str
-    scale: float
-    offset: float
-    min: float | None
-    max: float | None
-    data_grade: str
-    tags: tuple[tuple[str, str], ...]
-    spec: PointSpec = field(default_factory=PointSpec)
-    point_class: str = ""
-    data_domain: str = "production"
-    display_name: str = ""  # not in batches: in the retained catalog message (codec.catalog_message)
-    description: str = ""
+    display_name: str  # not in batches: in the retained catalog message (codec.catalog_message)
+    description: str
+    _profile: _Profile
+
+    def __init__(
+        self, index: int, key: str, code: str, device: str, device_code: str, unit: str, scale: float,
+        offset: float, min: float | None, max: float | None, data_grade: str,
+        tags: tuple[tuple[str, str], ...], spec: PointSpec = _DEFAULT_SPEC, point_class: str = "",
+        data_domain: str = "production", display_name: str = "", description: str = "",
+    ) -> None:
+        self._set(index, key, code, device, device_code, display_name, description,
+                  (unit, scale, offset, min, max, data_grade, tags, spec, point_class, data_domain))
+
+    def _set(self, index: int, key: str, code: str, device: str, device_code: str, display_name: str,
+             description: str, profile: _Profile) -> None:
+        put = object.__setattr__
+        put(self, "index", index)
+        put(self, "key", key)
+        put(self, "_code", code)
+        put(self, "device", device)
+        put(self, "device_code", device_code)
+        put(self, "display_name", display_name)
+        put(self, "description", description)
+        put(self, "_profile", profile)
+
+    @classmethod
+    def _of(cls, index: int, key: str, code: str, device: str, device_code: str, display_name: str,
+            description: str, profile: _Profile) -> PointInfo:
+        """With a profile tuple the caller shares between equal points."""
+        info = cls.__new__(cls)
+        info._set(index, key, code, device, device_code, display_name, description, profile)
+        return info
+
+    def with_index(self, index: int) -> PointInfo:
+        """The same point at another index (a reload's re-layout), sharing its profile."""
+        return PointInfo._of(index, self.key, self._code, self.device, self.device_code, self.display_name,
+                             self.description, self._profile)
+
+    @property
+    def code(self) -> str:
+        """The point's identifier code.  A minted one is ``<prefix>/DEV.<site>.<key>``: made from the
+        catalog's shared stem on use (status page, catalog message, registry), not kept per point."""
+        c = self._code
+        return c + self.key if c.__class__ is _Stem else c
+
+    @property
+    def unit(self) -> str:
+        return self._profile[0]
+
+    @property
+    def scale(self) -> float:
+        return self._profile[1]
+
+    @property
+    def offset(self) -> float:
+        return self._profile[2]
+
+    @property
+    def min(self) -> float | None:
+        return self._profile[3]
+
+    @property
+    def max(self) -> float | None:
+        return self._profile[4]
+
+    @property
+    def data_grade(self) -> str:
+        return self._profile[5]
+
+    @property
+    def tags(self) -> tuple[tuple[str, str], ...]:
+        return self._profile[6]
+
+    @property
+    def spec(self) -> PointSpec:
+        return self._profile[7]
+
+    @property
+    def point_class(self) -> str:
+        return self._profile[8]
+
+    @property
+    def data_domain(self) -> str:
+        return self._profile[9]
+
+    def _astuple(self) -> tuple[object, ...]:
+        return (self.index, self.key, self.code, self.device, self.device_code, *self._profile, self.display_name,
+                self.description)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, PointInfo)
+        return self._astuple() == other._astuple()
+
+    def __hash__(self) -> int:
+        return hash(self._astuple())
+
+    def __repr__(self) -> str:
+        return (f"PointInfo(index={self.index!r}, key={self.key!r}, code={self.code!r}, device={self.device!r}, "
+                f"unit={self.unit!r}, data_grade={self.data_grade!r}, tags={self.tags!r})")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (PointInfo._of, (self.index, self.key, self.code, self.device, self.device_code, self.display_name,
+                                self.description, self._profile))
+
+
+class _Stem(str):
+    """What minted codes share: ``<prefix>/DEV.<site>.``; a point's code is the stem and its key."""
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +237,7 @@ def relayout(old: Catalog, new: Catalog, keep: Collection[str]) -> Catalog:
         if start + len(r) > len(slots):
             slots.extend([None] * (start + len(r) - len(slots)))
         for k, i in enumerate(r):
-            slots[start + k] = replace(new.points[i], index=start + k)
+            slots[start + k] = new.points[i].with_index(start + k)
         ranges[name] = range(start, start + len(r))
     while slots and slots[-1] is None:
         slots.pop()
@@ -157,6 +275,7 @@ def _build_catalog(cfg: Config) -> Catalog:
         return cfg.data_policy.for_grade(grade).value != "keep_on_site"
 
     upper_prefix = parse_handle(prefix + "/x").key[:-2] if prefix else ""  # the key's form of the prefix
+    stem = _Stem(f"{prefix}/{'.'.join(k for k in ('DEV', gw.site if gw else '') if k)}.")
 
     def claim(code: str, loc: str, minted: bool = False) -> None:
         # a code minted from the prefix was validated by mint(): its equality key needs no parse
@@ -185,6 +304,7 @@ def _build_catalog(cfg: Config) -> Catalog:
         start = len(points)
         for p, pt in enumerate(dev.points):
             ploc = f"{dloc}.points[{p}]"
+            key = f"{dev.name}.{pt.name}"
             code = pt.code
             if code is None:
                 if not prefix:
@@ -196,6 +316,8 @@ def _build_catalog(cfg: Config) -> Catalog:
                 if code is None:
                     continue
                 claim(code, f"{ploc}.code", minted=True)
+                if code == stem + key:
+                    code = stem  # the same text, made on use (84 bytes a point less)
             else:
                 claim(code, f"{ploc}.code")
             tags = {**base_tags, **dev.tags, **pt.tags}
@@ -209,25 +331,21 @@ def _build_catalog(cfg: Config) -> Catalog:
                 tags["personal_info"] = "true"
             if pt.point_class is not None:
                 tags["class"] = pt.point_class.value
+            profile: _Profile = (
+                pt.unit, pt.scale, pt.offset, pt.min, pt.max, pt.data_grade.value, share(tuple(sorted(tags.items()))),
+                share(compile_spec(pt, forward=forward(pt.data_grade.value))),
+                pt.point_class.value if pt.point_class else "", pt.data_domain.value,
+            )
             points.append(
-                PointInfo(
-                    index=len(points),
-                    key=f"{dev.name}.{pt.name}",
-                    code=code,
-                    device=dev.name,
-                    device_code=dev_code or "",
-                    unit=pt.unit,
-                    scale=pt.scale,
-                    offset=pt.offset,
-                    min=pt.min,
-                    max=pt.max,
-                    data_grade=pt.data_grade.value,
-                    tags=share(tuple(sorted(tags.items()))),
-                    spec=share(compile_spec(pt, forward=forward(pt.data_grade.value))),
-                    point_class=pt.point_class.value if pt.point_class else "",
-                    data_domain=pt.data_domain.value,
-                    display_name=pt.display_name or pt.tags.get("display_name") or pt.tags.get("name_zh", ""),
-                    description=pt.description,
+                PointInfo._of(
+                    len(points),
+                    key,
+                    code,
+                    dev.name,
+                    dev_code or "",
+                    pt.display_name or pt.tags.get("display_name") or pt.tags.get("name_zh", ""),
+                    pt.description,
+                    share(profile),
                 )
             )
         by_device[dev.name] = range(start, len(points))

@@ -254,6 +254,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             gw = Gateway(cfg, progress=progress, reload_source=reread)
         except ConfigError as err:
             raise ConfigError(err.issues, err.source or args.config) from None
+        # the gateway keeps what it needs (point table, drivers' layouts): the parsed models, about
+        # 1.2 KB per configured point, must not stay alive in this frame while it runs (#17)
+        del cfg
         progress.done()
         _run(gw.run(), hangup=gw.request_reload)
     return EXIT_OK

@@ -828,12 +828,22 @@ def _all_issues(err: ValidationError, data: dict[str, Any]) -> list[ConfigIssue]
 
 
 def parse(data: dict[str, Any], source: str = "", progress: StartupProgress | None = None) -> Config:
+    return _parse([data], source, progress)
+
+
+def _parse(box: list[dict[str, Any]], source: str, progress: StartupProgress | None) -> Config:
+    """``box``: the parsed TOML, handed over: once it is validated and no longer needed for error
+    locations, it is let go (where the caller holds no other reference), before the point table is
+    built.  Its memory (about 0.6 KB per point of small dicts and strings) is then reused for the
+    table instead of the table going to fresh memory and the holes staying behind (#17)."""
     phase = progress.phase if progress is not None else _no_phase
+    data = box.pop()
     try:
         with phase("config validated"):
             cfg = Config.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_all_issues(err, data), source) from None
+    del data
     if progress is not None:
         progress.points = sum(len(d.points) for d in cfg.devices)
     with phase("points checked (codes, tags, lines, policies)"):
@@ -858,13 +868,13 @@ def load(path: str | os.PathLike[str], progress: StartupProgress | None = None) 
         except OSError as err:
             raise ConfigError([ConfigIssue("", f"cannot read config file: {err.strerror}")], str(p)) from None
         try:
-            data = tomllib.loads(raw.decode("utf-8"))
+            box = [tomllib.loads(raw.decode("utf-8"))]
         except UnicodeDecodeError as err:
             raise ConfigError([ConfigIssue("", f"not UTF-8 text ({err.reason} at byte {err.start})")], str(p)) from None
         except tomllib.TOMLDecodeError as err:
             raise ConfigError([ConfigIssue("", f"TOML syntax error: {err}")], str(p)) from None
     try:
-        return parse(data, str(p), progress)
+        return _parse(box, str(p), progress)
     except ConfigError as err:
         from gateway.core.config_source import key_positions
 

@@ -2,7 +2,10 @@
 
 Pure: two validated configs in, a :class:`ReloadPlan` out (the running gateway applies it, see
 :meth:`gateway.app.Gateway.reload`).  Devices are matched by name; a device whose config is equal is
-left alone (its task keeps polling, its point indices stay).  The sections the running process was
+left alone (its task keeps polling, its point indices stay).  Equal means an equal
+:func:`device_digest`: a running gateway keeps the digest of each device, not its parsed models
+(:func:`running_config`), which would cost about a kilobyte per configured point for its lifetime
+(issue #17).  The sections the running process was
 built from (identity, buffer, uplink, status endpoint, registry, watch, data policy) are not applied
 live: the plan names the keys that differ and keeps the old values.  Keys are named, values never
 (a diff summary must not carry a password or a token).
@@ -10,13 +13,18 @@ live: the plan names the keys that differ and keeps the old values.  Keys are na
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.config import Config
+from gateway.config import Config, DeviceConfig
 from gateway.core.errors import ConfigError
 
-__all__ = ["RESTART_ONLY", "ReloadPlan", "ReloadStatus", "config_error_lines", "plan_reload"]
+__all__ = [
+    "RESTART_ONLY", "ReloadPlan", "ReloadStatus", "config_error_lines", "device_digest", "device_digests",
+    "plan_reload", "running_config",
+]
 
 # the sections a running gateway was built from: changing them needs a restart
 RESTART_ONLY = ("gateway", "buffer", "uplink", "http", "registry", "watch", "data_policy")
@@ -31,6 +39,7 @@ class ReloadPlan:
     removed: tuple[str, ...]  # stopped (gone, or disabled now)
     same_layout: frozenset[str]  # devices (enabled or not) whose point indices are kept
     not_applied: tuple[str, ...]  # "[uplink] host": keys that differ and wait for a restart
+    digests: Mapping[str, bytes] = field(default_factory=dict)  # device -> device_digest, of ``effective``
 
     def summary(self) -> str:
         def part(names: tuple[str, ...], what: str) -> str:
@@ -64,7 +73,57 @@ def _differing_keys(old: Any, new: Any) -> list[str]:
     return [k for k in a if a[k] != b.get(k)]
 
 
-def plan_reload(old: Config, new: Config) -> ReloadPlan:
+def device_digest(dev: DeviceConfig) -> bytes:
+    """A digest of one device's whole config (type, settings, every point): equal for equal configs,
+    so a reload compares digests instead of keeping the parsed models.  The JSON form depends on the
+    values only (not on which objects are shared) and costs about 3 us a point.  Values the models
+    compare equal but hold as different types (an int and a float in a union field) read as
+    different: the device restarts, which is safe.  A secret would read masked: no device model has
+    a secret field (credentials are ``*_env`` / ``*_file`` names), which tests/test_memory_release.py
+    checks."""
+    text = dev.__pydantic_serializer__.to_json(dev)
+    return hashlib.blake2b(type(dev).__name__.encode() + b"\x00" + text, digest_size=16).digest()
+
+
+def device_digests(cfg: Config) -> dict[str, bytes]:
+    """Every device's :func:`device_digest`, by name (in a worker thread for a large config)."""
+    return {d.name: device_digest(d) for d in cfg.devices}
+
+
+def running_config(
+    cfg: Config, digests: Mapping[str, bytes] | None = None, settings: Mapping[str, object] | None = None,
+) -> tuple[Config, dict[str, bytes]]:
+    """What a running gateway keeps of the config it was started (or last reloaded) with: its sections,
+    and its devices without their points (names, types, settings: the status page shows them), plus
+    each device's :func:`device_digest` for the next reload.  The points themselves are in the point
+    table; the parsed point models can go (about 1.2 KB per point).  The copy has no cached
+    point table of its own.  ``digests``: those of ``cfg``'s devices where known (a reload plan's);
+    ``settings``: device name -> a copy without points already made (a driver's), taken instead of
+    another one where it is that device's (a settings model is ~2.6 KB: a lot for a meter of 10 points)."""
+    known = digests or {}
+    digests = {d.name: known.get(d.name) or device_digest(d) for d in cfg.devices}
+    made = settings or {}
+    devices = [_slim(d, made.get(d.name)) for d in cfg.devices]
+    slim = cfg.model_copy(update={"devices": devices})
+    slim._catalog = None
+    return slim, digests
+
+
+def _slim(dev: DeviceConfig, made: object) -> DeviceConfig:
+    if type(made) is type(dev):
+        assert isinstance(made, type(dev))
+        if not made.points and made == dev.model_copy(update={"points": made.points}):
+            return made
+    return dev.model_copy(update={"points": []})
+
+
+def plan_reload(old: Config, new: Config, old_digests: Mapping[str, bytes] | None = None,
+                new_digests: Mapping[str, bytes] | None = None) -> ReloadPlan:
+    """``old_digests``: the :func:`device_digest` of each device of ``old`` (a :func:`running_config`,
+    whose devices have no points any more); ``new_digests``: those of ``new``'s devices (the
+    gateway computes them off the event loop); each computed here when not given."""
+    if old_digests is None:
+        old_digests = device_digests(old)
     not_applied: list[str] = []
     keep_sections: dict[str, Any] = {}
     for section in RESTART_ONLY:
@@ -74,9 +133,9 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
             not_applied += [f"[{section}] {k}" for k in keys] or [f"[{section}]"]
             keep_sections[section] = before
     effective = new.model_copy(update=keep_sections) if keep_sections else new
-    before_devs = {d.name: d for d in old.devices}
-    after_devs = {d.name: d for d in effective.devices}
-    same = frozenset(n for n, d in after_devs.items() if before_devs.get(n) == d)
+    # the restart-only sections kept from ``old`` are not in a device's digest: ``new``'s digests hold
+    digests = dict(new_digests) if new_digests is not None else device_digests(effective)
+    same = frozenset(n for n, h in digests.items() if old_digests.get(n) == h)
     was_on = [d.name for d in old.devices if d.enabled]
     now_on = [d.name for d in effective.devices if d.enabled]
     return ReloadPlan(
@@ -87,6 +146,7 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
         removed=tuple(n for n in was_on if n not in now_on),
         same_layout=same,
         not_applied=tuple(not_applied),
+        digests=digests,
     )
 
 

@@ -36,7 +36,11 @@ class Normalise:
         # one flat row per point index, resolved once; None when the value passes as read
         # (no scaling, conversion, fault limits or range: only the NaN / Inf check applies)
         self._table: list[_Row | None] = []
+        rows: dict[PointSpec, _Row] = {}  # equal specs (shared by the point table) share their row
         for s in specs:
+            if (row := rows.get(s)) is not None:
+                self._table.append(row)
+                continue
             if (
                 s.identity_scale
                 and s.identity_conversion
@@ -47,21 +51,20 @@ class Normalise:
             ):
                 self._table.append(None)
                 continue
-            self._table.append(
-                (
-                    s.identity_scale,
-                    s.scale,
-                    s.divisor,
-                    s.offset,
-                    s.raw_fault_low,
-                    s.raw_fault_high,
-                    s.identity_conversion,
-                    s.conv_factor,
-                    s.conv_offset,
-                    s.min,
-                    s.max,
-                )
+            row = rows[s] = (
+                s.identity_scale,
+                s.scale,
+                s.divisor,
+                s.offset,
+                s.raw_fault_low,
+                s.raw_fault_high,
+                s.identity_conversion,
+                s.conv_factor,
+                s.conv_offset,
+                s.min,
+                s.max,
             )
+            self._table.append(row)
 
     def __call__(self, batch: SampleBatch) -> SampleBatch:
         # the hot path of every sample: one loop, no calls but isfinite on floats

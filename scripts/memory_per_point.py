@@ -3,7 +3,10 @@
 Builds a Gateway (config parsed, point table, stages, encoder, buffer; nothing started) for N points
 (N / 100 Modbus TCP devices of 100 holding registers, as `edgegw bench modbus` configures them) and
 prints the bytes per point: under tracemalloc with the files they were allocated in, or with
-``--rss`` the resident memory over that of the imports (no tracing overhead).  #17, item 1.
+``--rss`` the resident memory over that of the imports (no tracing overhead), once the memory freed
+after building went back to the system as ``Gateway.run`` does first.  ``MEM_BY=lineno`` (and
+``MEM_TOP=30``) break the traced bytes down by line.  ``scripts/memory_running.py`` measures a running
+``edgegw run``.  #17, item 1.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ def _rss() -> int:
 def main(n: int, rss_only: bool) -> None:
     if not rss_only:
         tracemalloc.start(1)
-    from gateway.app import Gateway
+    from gateway.app import Gateway, release_free_memory
     from gateway.config import parse
 
     gc.collect()
@@ -46,15 +49,21 @@ def main(n: int, rss_only: bool) -> None:
     del cfg
     gc.collect()
     if rss_only:
+        built = _rss()
+        release_free_memory()  # what Gateway.run does first (tune_gc): the steady state
         after = _rss()
-        print(f"{n} points: rss {after / 1e6:.0f} MB (imports {before / 1e6:.0f} MB), "
-              f"{(after - before) / n:.0f} B/point over the imports")
+        print(f"{n} points: rss {after / 1e6:.0f} MB (imports {before / 1e6:.0f} MB, {built / 1e6:.0f} MB before "
+              f"the freed memory went back), {(after - before) / n:.0f} B/point over the imports")
     else:
         after = tracemalloc.get_traced_memory()[0]
         print(f"{n} points: traced {(after - before) / 1e6:.1f} MB = {(after - before) / n:.0f} B/point")
         assert base is not None
-        for st in tracemalloc.take_snapshot().compare_to(base, "filename")[:10]:
-            print(f"  {st.size_diff / n:8.0f} B/point  {st.traceback[0].filename}")
+        # MEM_BY=lineno MEM_TOP=30: by line instead of by file
+        by, top = os.environ.get("MEM_BY", "filename"), int(os.environ.get("MEM_TOP", "10"))
+        for st in tracemalloc.take_snapshot().compare_to(base, by)[:top]:
+            where = st.traceback[0]
+            line = f":{where.lineno}" if by == "lineno" else ""
+            print(f"  {st.size_diff / n:8.0f} B/point  {where.filename}{line}")
     del gw
 
 

@@ -55,8 +55,10 @@ async def holey() -> AsyncIterator[int]:
     task.cancel()
 
 
-async def _poll(drv: ModbusDriver) -> dict[str, tuple[Any, Quality, str | None]]:
-    names = [p.name for p in drv.config.points]
+async def _poll(
+    drv: ModbusDriver, cfg: ModbusTcpDevice | ModbusRtuDevice
+) -> dict[str, tuple[Any, Quality, str | None]]:
+    names = [p.name for p in cfg.points]  # the driver keeps the points' layouts, not their models
     return {names[i]: (v, q, why) for i, _ts, v, q, why in await drv.read()}
 
 
@@ -79,13 +81,13 @@ async def test_configured_illegal_points_inside_and_at_the_end_spoil_only_themse
     })
     async with ModbusDriver(cfg, first_index=0) as drv:
         assert drv.requests_per_poll == 2  # 95..112 and 295..300, before anything is known
-        first = await _poll(drv)
+        first = await _poll(drv, cfg)
         _expect(first, {"r100", "r300"})  # every readable point is good in the very first poll
         assert drv.unbridgeable == {(HR, 100), (HR, 111), (HR, 300)}  # exactly the refused addresses
         learned = drv.requests
         for _ in range(3):
             before = drv.requests
-            _expect(await _poll(drv), {"r100", "r300"})
+            _expect(await _poll(drv, cfg), {"r100", "r300"})
             # 95..99, 100 alone, 101..110, 112, 295..299, 300 alone: split and staying split
             assert drv.requests - before == drv.requests_per_poll == 6
         assert learned <= 2 + 2 * 12, learned  # narrowing cost a bounded number of requests, once
@@ -107,7 +109,7 @@ async def test_a_refused_wide_point_is_isolated_with_its_aliases_and_its_readabl
     async with ModbusDriver(cfg, first_index=0) as drv:
         for _ in range(3):
             before = drv.requests
-            got = await _poll(drv)
+            got = await _poll(drv, cfg)
             assert got.pop("wide") == got.pop("wide_again") == (None, Quality.BAD, ILLEGAL)
             _expect(got, set())
         assert drv.requests_per_poll == 3  # 98..99 (r98, r99), the two 32-bit views at once, 101
@@ -128,7 +130,7 @@ async def test_views_of_one_register_are_read_once(holey: int) -> None:
         ],
     })
     async with ModbusDriver(cfg, first_index=0) as drv:
-        got = await _poll(drv)
+        got = await _poll(drv, cfg)
         assert drv.requests == drv.requests_per_poll == 1
     assert {k: v for k, (v, _q, _r) in got.items()} == {
         "word": 255, "bit0": True, "bit8": False, "signed": 255, "pair": (255 << 16) | 256, "next": 256,
@@ -145,7 +147,7 @@ async def test_signed_and_unsigned_views_of_a_negative_word(holey: int) -> None:
         ],
     })
     async with ModbusDriver(cfg, first_index=0) as drv:
-        got = await _poll(drv)
+        got = await _poll(drv, cfg)
         assert drv.requests == 1
     assert got == {"unsigned": (0xFFFE, Quality.GOOD, None), "signed": (-2, Quality.GOOD, None),
                    "high_bit": (True, Quality.GOOD, None)}
@@ -164,7 +166,7 @@ def _libmodbus_points() -> list[dict[str, Any]]:
 async def _libmodbus_polls(cfg: ModbusTcpDevice | ModbusRtuDevice) -> None:
     async with ModbusDriver(cfg, first_index=0) as drv:
         for _ in range(3):
-            got = await _poll(drv)
+            got = await _poll(drv, cfg)
             # 196 = 0b11000100
             assert [got.pop(n) for n in ("bit2", "bit0", "signed")] == [
                 (True, Quality.GOOD, None), (False, Quality.GOOD, None), (196, Quality.GOOD, None)]

@@ -9,6 +9,7 @@ big-endian (ABCD) before unpacking, so every layout shares one code path.  The r
 from __future__ import annotations
 
 import array
+import functools
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -95,8 +96,14 @@ class _Run:
                 fmt.append(f"{off - pos}x")
             fmt.append(char)
             pos = off + size
-        self.struct = struct.Struct("".join(fmt))
+        self.struct = _struct("".join(fmt))
         self.indices = tuple(f[3] for f in fields)
+
+
+@functools.lru_cache(maxsize=4096)
+def _struct(fmt: str) -> struct.Struct:
+    """One Struct per layout: devices of one type (one register map) share it (about 1 KB each)."""
+    return struct.Struct(fmt)
 
 
 def _runs(fields: list[tuple[int, str, int, int]], little: bool) -> list[_Run]:

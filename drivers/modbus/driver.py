@@ -14,21 +14,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Self
 
 from drivers.modbus.client import Connection, Framing
-from drivers.modbus.config import ModbusDevice, ModbusPoint, ModbusRtuDevice, ModbusRtuTcpDevice, Table, line_key
+from drivers.modbus.config import (
+    ByteOrder,
+    DataType,
+    ModbusDevice,
+    ModbusPoint,
+    ModbusRtuDevice,
+    ModbusRtuTcpDevice,
+    StringOrder,
+    Table,
+    line_key,
+)
 from drivers.modbus.decode import BitDecoder, Decoder, Field
 from drivers.modbus.framing import ExceptionResponse, FrameError
-from drivers.modbus.plan import Block, plan
+from drivers.modbus.plan import Block, Span, plan
 from gateway.core.errors import ConnectError, ReadError
 from gateway.core.line import Line as SharedLine
 from gateway.core.line import LinePool as SharedLines
 from gateway.core.line import Opener, serial_opener, tcp_opener
 from gateway.core.point import Quality, SampleBatch, now_ns
+from gateway.core.values import StringEncoding
 
-__all__ = ["Line", "LinePool", "ModbusDriver", "ModbusTcpDriver"]
+__all__ = ["Line", "LinePool", "ModbusDriver", "ModbusTcpDriver", "PointLayout"]
 
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
@@ -53,12 +65,47 @@ class Line(SharedLine[Connection, "ModbusDriver"]):
         self.framing = framing
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class PointLayout:
+    """What the driver needs of one configured point, all the time (planning, decoding, narrowing
+    down a refused address), with the device's defaults applied.  Equal layouts are stored once
+    (:meth:`LinePool.layout`): a plant repeats one register map over many devices of a type, and the
+    parsed point models (about 1.2 KB a point) are released once the gateway is built (#17)."""
+
+    table: Table
+    address: int
+    registers: int
+    data_type: DataType
+    byte_order: ByteOrder
+    bit: int | None
+    length: int
+    string_order: StringOrder
+    string_encoding: StringEncoding
+    enum: Mapping[int, str] | None
+    group: str
+
+
 class LinePool(SharedLines[ModbusDevice, Line]):
     """The lines of one gateway: devices with the same serial port or RTU-over-TCP endpoint share one;
-    a Modbus TCP device has a connection of its own."""
+    a Modbus TCP device has a connection of its own.  Also where the devices' equal point layouts are
+    stored once."""
 
     def __init__(self) -> None:
         super().__init__(line_key, _line)
+        self._layouts: dict[tuple[object, ...], PointLayout] = {}
+
+    def layout(self, pt: ModbusPoint, dev: ModbusDevice) -> PointLayout:
+        order = pt.byte_order or dev.byte_order
+        encoding = pt.string_encoding or dev.string_encoding
+        enum = tuple(sorted(pt.enum.items())) if pt.enum is not None else None
+        key = (pt.table, pt.address, pt.registers, pt.data_type, order, pt.bit, pt.length or 0, pt.string_order,
+               encoding, enum, pt.group or "")
+        found = self._layouts.get(key)
+        if found is None:
+            found = self._layouts[key] = PointLayout(
+                pt.table, pt.address, pt.registers, pt.data_type, order, pt.bit, pt.length or 0, pt.string_order,
+                encoding, dict(enum) if enum is not None else None, pt.group or "")
+        return found
 
 
 def _line(config: ModbusDevice) -> Line:
@@ -83,14 +130,19 @@ class _Group:
 
 class ModbusDriver:
     def __init__(self, config: ModbusDevice, first_index: int, lines: LinePool | None = None) -> None:
+        """Keeps the device's settings and a :class:`PointLayout` per point, not the point models."""
+        pool = lines or LinePool()
+        self.points: tuple[PointLayout, ...] = tuple(pool.layout(p, config) for p in config.points)
+        intervals = config.group_intervals_ms()
+        config = config.model_copy(update={"points": []})
         self.config = config
         self._first = first_index
         self.unbridgeable: set[tuple[Table, int]] = set()
-        self.line = (lines or LinePool()).line_for(config)
+        self.line = pool.line_for(config)
         self.shared = line_key(config) is not None
         self.groups: dict[str, _Group] = {}
-        for name, ms in config.group_intervals_ms().items():
-            members = [i for i, p in enumerate(config.points) if (p.group or "") == name]
+        for name, ms in intervals.items():
+            members = [i for i, p in enumerate(self.points) if p.group == name]
             self.groups[name] = _Group(name, ms / 1000, members)
         self._entered = False
         self.requests = 0  # requests sent, for benchmarks and diagnostics
@@ -102,7 +154,7 @@ class ModbusDriver:
         """Build blocks and their decoders per poll group; rerun when an address turned out unreadable."""
         config = self.config
         for group in self.groups.values():
-            subset = [config.points[i] for i in group.points]
+            subset = [self.points[i] for i in group.points]
             group.blocks = []
             for block in plan(subset, config.max_gap, config.max_bit_gap, self.unbridgeable):
                 # members are positions in `subset`: map them back to the device's point list
@@ -111,21 +163,20 @@ class ModbusDriver:
                 group.blocks.append((block, self._decoder(block)))
 
     def _decoder(self, block: Block) -> Decoder | BitDecoder:
-        config = self.config
         fields = []
         width = 1 if block.table.is_bit else 2
         for member in block.members:
-            pt = config.points[member]
+            pt = self.points[member]
             fields.append(
                 Field(
                     index=self._first + member,
                     offset=(pt.address - block.address) * width,
                     data_type=pt.data_type,
-                    order=pt.byte_order or config.byte_order,
+                    order=pt.byte_order,
                     bit=pt.bit,
-                    length=pt.length or 0,
+                    length=pt.length,
                     string_order=pt.string_order,
-                    encoding=pt.string_encoding or config.string_encoding,
+                    encoding=pt.string_encoding,
                     enum=pt.enum,
                 )
             )
@@ -190,7 +241,7 @@ class ModbusDriver:
                     ts, data = await self._request(conn, block)
                 except ExceptionResponse as err:
                     if err.code == 2:
-                        await self._narrow(conn, block.table, _clusters(block, self.config.points), out)
+                        await self._narrow(conn, block.table, _clusters(block, self.points), out)
                     else:
                         out.extend(_refused(block, self._first, err))
                     continue
@@ -245,7 +296,7 @@ class ModbusDriver:
             return
         (cluster,) = clusters
         spans: dict[tuple[int, int], list[int]] = {}
-        points = self.config.points
+        points = self.points
         for m in cluster.members:
             spans.setdefault((points[m].address, points[m].address + points[m].registers), []).append(m)
         if len(spans) == 1:
@@ -299,7 +350,7 @@ class _Cluster:
         self.lo, self.hi, self.members = lo, hi, members
 
 
-def _clusters(block: Block, points: Sequence[ModbusPoint]) -> list[_Cluster]:
+def _clusters(block: Block, points: Sequence[Span]) -> list[_Cluster]:
     out: list[_Cluster] = []
     for lo, hi, m in sorted((points[m].address, points[m].address + points[m].registers, m) for m in block.members):
         if out and lo < out[-1].hi:

@@ -16,13 +16,25 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from drivers.modbus.config import ModbusPoint, Table
+from drivers.modbus.config import Table
 
-__all__ = ["MAX_BITS", "MAX_REGISTERS", "Block", "gap_addresses", "plan"]
+__all__ = ["MAX_BITS", "MAX_REGISTERS", "Block", "Span", "gap_addresses", "plan"]
 
 MAX_REGISTERS = 125  # Modbus limit for FC 3 / FC 4
 MAX_BITS = 2000  # Modbus limit for FC 1 / FC 2
+
+
+class Span(Protocol):
+    """The registers a point reads: a config model (``ModbusPoint``) or the driver's compact layout."""
+
+    @property
+    def table(self) -> Table: ...
+    @property
+    def address(self) -> int: ...
+    @property
+    def registers(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +46,7 @@ class Block:
 
 
 def plan(
-    points: Sequence[ModbusPoint],
+    points: Sequence[Span],
     max_gap: int,
     max_bit_gap: int = 64,
     unbridgeable: Collection[tuple[Table, int]] = (),
@@ -70,7 +82,7 @@ def plan(
     return blocks
 
 
-def gap_addresses(block: Block, points: Sequence[ModbusPoint]) -> set[tuple[Table, int]]:
+def gap_addresses(block: Block, points: Sequence[Span]) -> set[tuple[Table, int]]:
     """Addresses inside ``block`` that no point covers: the ones a device may refuse."""
     covered: set[int] = set()
     for m in block.members:

@@ -1,0 +1,166 @@
+"""The running gateway's resident memory per configured point: python scripts/memory_running.py N [N ...]
+
+For each N: simulated PLCs (``hil.bench_plcs``: N / 100 Modbus TCP devices of 100 holding registers, the
+points of ``scripts/memory_per_point.py`` and ``edgegw bench modbus``) and a mosquitto on loopback, a
+config file, and the real ``edgegw run -c FILE`` in a process of its own, polling every device and
+publishing to the broker.  Once the gateway says it is running, ``--warmup`` seconds later, its resident
+size is read from ``/proc/PID/statm`` every half second for ``--seconds``; a run reports the median.
+``--runs`` runs per N, median of them; ``--json FILE`` writes the figures.  Prints a line per run and a
+table ``points -> MB``, with the least-squares fit ``base MB + bytes per point``.  #17, item 1.
+
+Options: ``--poll-ms`` (default 1000), ``--workers`` (PLC processes, default 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import tomli_w
+
+from drivers.modbus.bench import _points, _start_plcs, _stop_plcs
+from hil.services import Mosquitto, free_ports
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/statm", encoding="ascii") as f:
+        return int(f.read().split()[1]) * _PAGE / 1e6
+
+
+async def _one(n: int, mq_port: int, work: Path, args: argparse.Namespace) -> float:
+    devices = max(1, n // 100)
+    for attempt in range(5):  # a port chosen free may be taken by another process before a PLC binds it
+        ports = free_ports(devices)
+        try:
+            plcs = await _start_plcs(100, ports, args.workers)
+            break
+        except RuntimeError:
+            if attempt == 4:
+                raise
+    cfg = {
+        "gateway": {"id": "memory", "site": "bench", "enterprise_prefix": "88.608.5288"},
+        "uplink": {"host": "127.0.0.1", "port": mq_port, "client_id": f"memory-{os.getpid()}",
+                   "no_subscribers": "accept"},
+        "buffer": {"path": str(work / "buffer.db")},
+        "devices": [
+            {"type": "modbus_tcp", "name": f"plc{d:04d}", "host": "127.0.0.1", "port": p, "unit_id": 1,
+             "poll_interval_ms": args.poll_ms, "timeout_ms": 1000, "backoff_max_ms": 2000,
+             "points": _points(100)}
+            for d, p in enumerate(ports)
+        ],
+    }
+    path = work / "gateway.toml"
+    path.write_text(tomli_w.dumps(cfg), encoding="utf-8")
+    del cfg
+    gw = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "run", "-c", str(path),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    started = asyncio.Event()
+    assert gw.stderr is not None
+    stderr = gw.stderr
+
+    async def drain() -> None:  # read the log (a full pipe would stop the gateway); note when it runs
+        while line := await stderr.readline():
+            if b"starting:" in line:
+                started.set()
+            if args.verbose:
+                sys.stderr.write(line.decode(errors="replace"))
+
+    reader = asyncio.create_task(drain())
+    try:
+        await asyncio.wait_for(started.wait(), args.start_timeout)
+        await asyncio.sleep(args.warmup)
+        samples = []
+        end = time.monotonic() + args.seconds
+        while time.monotonic() < end and gw.returncode is None:
+            samples.append(_rss_mb(gw.pid))
+            await asyncio.sleep(0.5)
+        if gw.returncode is not None or not samples:
+            raise RuntimeError(f"the gateway exited early (code {gw.returncode})")
+        if args.verbose_samples:
+            print(f"  samples: min {min(samples):.1f}, max {max(samples):.1f}, last {samples[-1]:.1f} MB", flush=True)
+        return statistics.median(samples)
+    finally:
+        if gw.returncode is None:
+            gw.terminate()
+            try:
+                await asyncio.wait_for(gw.wait(), 30)
+            except TimeoutError:
+                gw.kill()
+                await gw.wait()
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        await _stop_plcs(plcs)
+
+
+def _fit(rows: list[tuple[int, float]]) -> tuple[float, float]:
+    """Least squares MB = base + slope * points: (base MB, bytes per point)."""
+    if len(rows) < 2:
+        return float("nan"), float("nan")
+    xs, ys = [r[0] for r in rows], [r[1] for r in rows]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+    return my - slope * mx, slope * 1e6
+
+
+async def main(args: argparse.Namespace) -> None:
+    base = Path(tempfile.mkdtemp(prefix="edgegw-memory-"))
+    base.chmod(0o755)  # mosquitto started as root reads its config as user 'mosquitto'
+    mq = Mosquitto(workdir=base)
+    mq.start()
+    result: dict[str, object] = {"poll_interval_ms": args.poll_ms, "runs": args.runs, "seconds": args.seconds,
+                                 "load_average_1m": round(os.getloadavg()[0], 2)}
+    medians: list[tuple[int, float]] = []
+    try:
+        for n in args.points:
+            runs = []
+            for k in range(args.runs):
+                work = base / f"run-{n}-{k}"
+                work.mkdir()
+                rss = await _one(n, mq.port, work, args)
+                shutil.rmtree(work, ignore_errors=True)
+                runs.append(rss)
+                print(f"{n} points, run {k + 1}: {rss:.1f} MB", flush=True)
+            medians.append((n, statistics.median(runs)))
+            result[str(n)] = {"rss_mb_runs": [round(r, 1) for r in runs], "rss_mb": round(medians[-1][1], 1),
+                              "rss_bytes_per_point": round(medians[-1][1] * 1e6 / n)}
+    finally:
+        mq.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    base_mb, per_point = _fit(medians)
+    print("points     RSS MB (median)")
+    for n, mb in medians:
+        print(f"{n:>7,}    {mb:7.1f}")
+    if len(medians) > 1:
+        result["fit_base_mb"], result["fit_bytes_per_point"] = round(base_mb, 1), round(per_point)
+        print(f"fit: {base_mb:.1f} MB + {per_point:.0f} B/point (load average {os.getloadavg()[0]:.1f})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("points", type=int, nargs="+")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--warmup", type=float, default=5.0)
+    p.add_argument("--poll-ms", type=int, default=1000)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--start-timeout", type=float, default=300.0)
+    p.add_argument("--json", default=None)
+    p.add_argument("-v", "--verbose", action="store_true", help="pass the gateway's log through")
+    p.add_argument("--samples", dest="verbose_samples", action="store_true",
+                   help="also print each run's smallest, largest and last sample")
+    asyncio.run(main(p.parse_args()))
