@@ -187,15 +187,14 @@ def _notation_warnings(path: str) -> list[ConfigIssue]:
     They need the file as written (the validated model no longer tells ``30003`` from ``"30003"``),
     i.e. a second TOML parse: 2 s of a 9 s check for 100,000 points.  A file with no integer address
     that could be flagged is not parsed again."""
-    import tomllib
-
     from drivers.modbus.config import notation_warnings
+    from gateway.core import tomlread
 
     with open(path, "rb") as f:
         raw = f.read()
     if not _NOTATION_CANDIDATE.search(raw):
         return []
-    return notation_warnings(tomllib.loads(raw.decode("utf-8")).get("devices"))
+    return notation_warnings(tomlread.loads(raw.decode("utf-8")).get("devices"))
 
 
 def _with_http(cfg: Config, listen: str | None) -> Config:
@@ -974,10 +973,10 @@ def _import_meters(args: argparse.Namespace, text: str) -> int:
         line = {"type": "dlt645", "port": args.serial_port or "/dev/ttyUSB0"}
     toml = meters_to_toml(meters, line)
     try:
-        import tomllib
+        from gateway.core import tomlread
 
         parse({"gateway": {"id": "import", "site": "import", "enterprise_prefix": "88.0.0"},
-               **tomllib.loads(toml)})
+               **tomlread.loads(toml)})
     except ConfigError as err:
         addresses = list(meters)
         issues = []

@@ -14,7 +14,6 @@ import enum
 import logging
 import os
 import re
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
@@ -23,6 +22,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, PrivateAttr, TypeAdapter, ValidationError, field_validator, model_validator
 
 from gateway.catalog import Catalog, build_catalog
+from gateway.core import tomlread
 from gateway.core.clock import RELEASE_DATE, ns_of_date
 from gateway.core.errors import ConfigError, ConfigIssue
 from gateway.core.schema import DeviceBase, Key, StrictModel, check_code, check_name_text, check_tags, error_message
@@ -868,10 +868,10 @@ def load(path: str | os.PathLike[str], progress: StartupProgress | None = None) 
         except OSError as err:
             raise ConfigError([ConfigIssue("", f"cannot read config file: {err.strerror}")], str(p)) from None
         try:
-            box = [tomllib.loads(raw.decode("utf-8"))]
+            box = [tomlread.loads(raw.decode("utf-8"))]
         except UnicodeDecodeError as err:
             raise ConfigError([ConfigIssue("", f"not UTF-8 text ({err.reason} at byte {err.start})")], str(p)) from None
-        except tomllib.TOMLDecodeError as err:
+        except tomlread.TOMLDecodeError as err:
             raise ConfigError([ConfigIssue("", f"TOML syntax error: {err}")], str(p)) from None
     try:
         return _parse(box, str(p), progress)

@@ -17,6 +17,8 @@ import asyncio
 import math
 from typing import Self
 
+from pymodbus.transport.serialtransport import create_serial_connection
+
 from drivers.dlt645.codec import (
     Control,
     Deframer,
@@ -108,7 +110,8 @@ class LinePool(SharedLines[Dlt645Device, Line]):
 def _line(config: Dlt645Device) -> Line:
     gap = config.frame_gap_ms / 1000
     if isinstance(config, Dlt645SerialDevice):
-        opener = serial_opener(config.port, baudrate=config.baudrate, parity=config.parity, stopbits=config.stopbits)
+        opener = serial_opener(config.port, create_serial_connection, baudrate=config.baudrate,
+                               parity=config.parity, stopbits=config.stopbits)
         return Line(f"serial port {config.port}", gap, opener)
     return Line(f"{config.host}:{config.port}", gap, tcp_opener(config.host, config.port))
 

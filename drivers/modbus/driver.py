@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Self
 
+from pymodbus.transport.serialtransport import create_serial_connection
+
 from drivers.modbus.client import Connection, Framing
 from drivers.modbus.config import (
     ByteOrder,
@@ -110,8 +112,8 @@ class LinePool(SharedLines[ModbusDevice, Line]):
 
 def _line(config: ModbusDevice) -> Line:
     if isinstance(config, ModbusRtuDevice):
-        opener = serial_opener(config.port, baudrate=config.baudrate, parity=config.parity,
-                               stopbits=config.stopbits, bytesize=config.bytesize)
+        opener = serial_opener(config.port, create_serial_connection, baudrate=config.baudrate,
+                               parity=config.parity, stopbits=config.stopbits, bytesize=config.bytesize)
         return Line(f"serial port {config.port}", Framing.RTU, config.effective_frame_gap_s(), opener)
     framing = Framing.RTU if isinstance(config, ModbusRtuTcpDevice) else Framing.MBAP
     gap = config.frame_gap_ms / 1000 if isinstance(config, ModbusRtuTcpDevice) else 0.0

@@ -13,8 +13,8 @@ agree on its settings (:func:`line_issues`).
 Each request has its own timeout, counted from when the line is ours, so a dead device delays the
 others by at most its own timeout per attempt and never closes the connection they use.
 
-The serial port is opened with pymodbus's asyncio serial transport (on pyserial), imported only when
-a serial port is opened; nothing else of pymodbus is used here.
+A serial port is opened with an asyncio serial transport the driver hands in (pymodbus's, on
+pyserial): no protocol library is imported here.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ from gateway.core.errors import ConfigIssue, ConnectError
 if TYPE_CHECKING:
     from gateway.core.schema import DeviceBase
 
+# ``create_serial_connection(loop, protocol_factory, port, **settings)`` of an asyncio serial transport
+SerialConnect = Callable[..., Awaitable[Any]]
+
 __all__ = [
     "Line",
     "LineConnection",
@@ -38,6 +41,7 @@ __all__ = [
     "LineMember",
     "LinePool",
     "Opener",
+    "SerialConnect",
     "line_issues",
     "serial_opener",
     "tcp_opener",
@@ -258,17 +262,16 @@ def tcp_opener(host: str, port: int) -> Opener[LineConnection[Any]]:
 
 
 def serial_opener(
-    port: str, *, baudrate: int, parity: str, stopbits: int, bytesize: int = 8
+    port: str, connect: SerialConnect, *, baudrate: int, parity: str, stopbits: int, bytesize: int = 8
 ) -> Opener[LineConnection[Any]]:
-    """Opens a serial port (RS-485 adapter) with the given character format."""
+    """Opens a serial port (RS-485 adapter) with the given character format.  ``connect`` is the
+    asyncio serial transport's ``create_serial_connection`` (pymodbus's, on pyserial), handed in by
+    the driver: the one place that imports the protocol library."""
 
     async def open_serial(conn: LineConnection[Any]) -> None:
-        from pymodbus.transport.serialtransport import create_serial_connection
-
         loop = asyncio.get_running_loop()
-        await create_serial_connection(
-            loop, lambda: conn, port, baudrate=baudrate, bytesize=bytesize, parity=parity, stopbits=stopbits,
-        )
+        await connect(loop, lambda: conn, port, baudrate=baudrate, bytesize=bytesize, parity=parity,
+                      stopbits=stopbits)
         for _ in range(100):  # the transport announces itself on a later loop iteration
             if conn.transport is not None:
                 return

@@ -10,12 +10,13 @@ read back as exactly the tables it was given.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import tomli_w
+
+from gateway.core import tomlread
 
 __all__ = ["Table", "comment", "render"]
 
@@ -99,6 +100,6 @@ def render(tables: Sequence[Table], preamble: Sequence[str] = ()) -> str:
         lines.append("")
         _place(expected, t)
     text = "\n".join(lines)
-    if tomllib.loads(text) != expected:
+    if tomlread.loads(text) != expected:
         raise ValueError("generated TOML does not read back as the tables it was made from")
     return text
