@@ -4,9 +4,8 @@ Each run starts its own mosquitto (the shipped ``deploy/mosquitto/mosquitto.conf
 (VictoriaMetrics, or InfluxDB 1.x with ``--store influxdb1``) on 127.0.0.1, then:
 
 - ``points_per_s``: one ``edgegw ingest`` process (a real subprocess) drains a backlog of
-  pre-encoded 1000-point batches that waited at the broker for its session; the clock runs from the
-  last look that found no row of it in the store (its imports and connect are not timed) to the last
-  row counted there;
+  pre-encoded 1000-point batches that waited at the broker for its session; the clock runs from its
+  subscription (its log line; imports and connect are not timed) to the last row counted in the store;
 - ``points_per_s_2procs``: the same backlog split between two processes of one share group;
 - ``limit_points_per_s``: the store's own ingest of the same rows as pre-built line-protocol bodies
   of ``batch_max_points`` lines, posted one after the other through the same writer (same HTTP path);
@@ -131,12 +130,12 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(5)
 
 
-def _wait(cond: Any, timeout_s: float, what: str) -> None:
+def _wait(cond: Any, timeout_s: float, what: str, every_s: float = 0.05) -> None:
     end = time.monotonic() + timeout_s
     while not cond():
         if time.monotonic() > end:
             raise RuntimeError(f"bench ingest: timed out waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(every_s)
 
 
 async def _publish(port: int, payloads: list[bytes], catalog: tuple[str, bytes] | None) -> None:
@@ -167,17 +166,14 @@ def _drain(broker: Mosquitto, store: _Store, db: str, payloads: list[bytes], cat
         _stop(p)
     asyncio.run(_publish(broker.port, payloads, catalog))
     before = store.rows(db)
+    seen = [lg.read_text(errors="replace").count("Ingest subscribed") for lg in logs]
     running = [_start(c, lg) for c, lg in zip(cfgs, logs, strict=True)]
     try:
-        # the clock starts at the last look that found no row yet: process start-up (imports, connect) is
-        # not the drain, and a small backlog drained between two looks still has a time (at most one
-        # look, 10 ms, too long)
-        t0, cpu0, end = time.monotonic(), _cpu_s(running[0].pid), time.monotonic() + 120
-        while store.rows(db) == before:
-            if time.monotonic() > end:
-                raise RuntimeError("bench ingest: timed out waiting for the first rows in the store")
-            t0, cpu0 = time.monotonic(), _cpu_s(running[0].pid)
-            time.sleep(0.01)
+        # the clock starts when the (first) process has subscribed: its imports and connect are not the
+        # drain; the backlog flows from that moment (looked for every 10 ms)
+        _wait(lambda: any(lg.read_text(errors="replace").count("Ingest subscribed") > k
+                          for lg, k in zip(logs, seen, strict=True)), 120, "the ingest's subscription", 0.01)
+        t0, cpu0 = time.monotonic(), _cpu_s(running[0].pid)
         _wait(lambda: store.rows(db) - before >= total, 600, f"{total} points in the store")
         wall = time.monotonic() - t0
         cpu = _cpu_s(running[0].pid) - cpu0

@@ -80,6 +80,7 @@ def test_bench_ingest_writes_its_keys(tmp_path: Path, mosquitto: Mosquitto) -> N
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
     assert result["params"]["writes_in_flight"] == 3
-    for key in ("points_per_s", "points_per_s_2procs", "limit_points_per_s", "ratio_to_limit", "cpu_fraction"):
+    for key in ("points_per_s", "points_per_s_2procs", "limit_points_per_s", "ratio_to_limit"):
         assert result[key] > 0, (key, result)
+    assert result["cpu_fraction"] >= 0
     assert result["ratio_to_limit"] == pytest.approx(result["points_per_s"] / result["limit_points_per_s"], rel=0.01)
