@@ -1380,7 +1380,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--wire", type=int, choices=(1, 2), default=2,
                    help="wire format of the batches: 2 (the default: catalog once, zstd) or 1 (rows in every batch)")
     b.add_argument("--writes-in-flight", type=int, default=None, metavar="N",
-                   help="the ingest's [ingest] writes_in_flight (default: the ingest's default, 2)")
+                   help="the ingest's [ingest] writes_in_flight (default: the ingest's default, 3)")
     b.add_argument("--runs", type=int, default=3)
     b.add_argument("--json", default=None, help="also write the figures to FILE")
     b.set_defaults(func=cmd_bench_ingest)

@@ -366,7 +366,7 @@ class IngestSection(StrictModel):
         description="MQTT 5: messages the broker may have unacknowledged towards this ingest; it holds the rest",
     )
     writes_in_flight: int = Field(
-        default=2, ge=1, le=16,
+        default=3, ge=1, le=16,
         description="bodies being written to the store at once while the next is prepared; acknowledgements "
                     "to the broker stay in the order the messages came",
     )
