@@ -7,6 +7,7 @@ silent skip.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -65,6 +66,22 @@ def rss_mb() -> float:
     """This process's resident set size in MB (benchmarks)."""
     with open("/proc/self/statm", encoding="ascii") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+async def stop_process(proc: asyncio.subprocess.Process, timeout_s: float = 30.0, *, by_stdin: bool = False) -> None:
+    """Stop a process started with asyncio (the benchmarks' gateways and simulator workers): SIGTERM, or
+    with ``by_stdin`` its stdin closed (the simulator workers end at end of input); its own stop
+    awaited for up to ``timeout_s``, then SIGKILL."""
+    if proc.returncode is None:
+        if by_stdin and proc.stdin is not None:
+            proc.stdin.close()
+        else:
+            proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), timeout_s)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
 
 
 def _find(binary: str) -> str:

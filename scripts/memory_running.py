@@ -27,7 +27,7 @@ from pathlib import Path
 import tomli_w
 
 from drivers.modbus.bench import _points, _start_plcs, _stop_plcs
-from hil.services import Mosquitto, free_ports
+from hil.services import Mosquitto, free_ports, stop_process
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -92,13 +92,7 @@ async def _one(n: int, mq_port: int, work: Path, args: argparse.Namespace) -> fl
             print(f"  samples: min {min(samples):.1f}, max {max(samples):.1f}, last {samples[-1]:.1f} MB", flush=True)
         return statistics.median(samples)
     finally:
-        if gw.returncode is None:
-            gw.terminate()
-            try:
-                await asyncio.wait_for(gw.wait(), 30)
-            except TimeoutError:
-                gw.kill()
-                await gw.wait()
+        await stop_process(gw)
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)
         await _stop_plcs(plcs)

@@ -24,7 +24,7 @@ from firmware_stubs.energy_meters import EnergyMeter, plant_meters
 from gateway.config import parse
 from gateway.core.point import Quality, SampleBatch
 from gateway.runner import DeviceRunner
-from hil.services import free_ports
+from hil.services import free_ports, stop_process
 from pipelines.normalise import Normalise
 
 __all__ = ["BenchResult", "main", "run_bench"]
@@ -118,12 +118,7 @@ async def run_bench(lines: int = 8, meters: int = 8, seconds: int = 10, poll_int
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), 10)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        await stop_process(proc, 10, by_stdin=True)
 
 
 def format_table(r: BenchResult) -> str:

@@ -23,7 +23,7 @@ from gateway.catalog import build_catalog
 from gateway.config import parse
 from gateway.core.point import Quality, SampleBatch
 from gateway.runner import StreamRunner
-from hil.services import free_port
+from hil.services import free_port, stop_process
 from pipelines.normalise import Normalise
 
 __all__ = ["BenchResult", "main", "run_bench"]
@@ -109,12 +109,7 @@ async def run_bench(points: int = 2000, rate: float = 0.0, seconds: int = 10) ->
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), 10)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        await stop_process(proc, 10, by_stdin=True)
 
 
 def format_table(r: BenchResult) -> str:

@@ -33,7 +33,7 @@ from drivers.modbus.driver import LinePool, ModbusDriver
 from gateway.config import parse
 from gateway.core.point import Quality, SampleBatch
 from gateway.runner import DeviceRunner
-from hil.services import free_port, free_ports, rss_mb
+from hil.services import free_port, free_ports, rss_mb, stop_process
 from pipelines.normalise import Normalise
 
 __all__ = ["BenchError", "BenchResult", "PlcStartError", "ScaleResult", "main", "main_scale", "run_bench", "run_scale"]
@@ -106,15 +106,7 @@ async def _start_plcs(registers: int, ports: list[int], workers: int, *, quiet: 
 
 
 async def _stop_plcs(procs: list[asyncio.subprocess.Process]) -> None:
-    for proc in procs:
-        if proc.stdin is not None:
-            proc.stdin.close()
-    for proc in procs:
-        try:
-            await asyncio.wait_for(proc.wait(), 10)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+    await asyncio.gather(*(stop_process(p, 10, by_stdin=True) for p in procs))
 
 
 async def run_bench(
@@ -455,13 +447,7 @@ async def _scale_once(work: Path, run: int, ports: list[int], registers: int, mq
         m1 = await _scrape(url, proc)
         s1 = (t2 + time.monotonic()) / 2
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 30)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop_process(proc)
     wall = t2 - t1
     polled_rate = (m1["edgegw_device_points_total"] - m0["edgegw_device_points_total"]) / (s1 - s0)
     cpu = (cpu2 - cpu1) / wall

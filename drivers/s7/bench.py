@@ -26,7 +26,7 @@ from drivers.s7.plan import lower_bound
 from gateway.config import parse
 from gateway.core.point import Quality, SampleBatch
 from gateway.runner import DeviceRunner
-from hil.services import rss_mb
+from hil.services import rss_mb, stop_process
 from pipelines.normalise import Normalise
 
 __all__ = ["BenchResult", "main", "run_bench"]
@@ -90,15 +90,7 @@ class BenchError(Exception):
 
 
 async def _stop(procs: list[asyncio.subprocess.Process]) -> None:
-    for proc in procs:
-        if proc.stdin is not None:
-            proc.stdin.close()
-    for proc in procs:
-        try:
-            await asyncio.wait_for(proc.wait(), 10)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+    await asyncio.gather(*(stop_process(p, 10, by_stdin=True) for p in procs))
 
 
 async def run_bench(devices: int = 50, points: int = 200, seconds: int = 10, workers: int = 2) -> BenchResult:
