@@ -677,16 +677,13 @@ class Ingest(IngestCore):
             # these messages, and these copies are the last ones; a redelivered copy is an identical
             # row.  Found by the HIL campaign (hil/scenarios/broker_kill.toml).
             await self._write_held(list(writing), prepared)
-            writing.clear()
             raise
         finally:
             if nxt is not None:
                 nxt.cancel()
             for task in writing:
-                task.cancel()  # not acknowledged: the broker redelivers
-            for task in writing:
-                with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                    await task
+                task.cancel()  # not acknowledged: the broker redelivers (a no-op for a finished one)
+            await asyncio.gather(*writing, return_exceptions=True)  # (their outcomes are retrieved)
 
     async def _write_held(self, writing: list[asyncio.Future[None]], prepared: list[Prepared]) -> None:
         """After losing the broker: finish the writes in flight and write the messages received since,
