@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import gc
 import logging
 import time
@@ -38,6 +39,7 @@ from gateway.core.errors import BufferFullError, ConfigError, ConfigIssue, Rejec
 from gateway.core.point import SampleBatch, now_ns
 from gateway.driver_registry import DriverFactory, spec_of
 from gateway.forwarder import Forwarder
+from gateway.prebuild import Prebuilt, prebuild
 from gateway.registry import RegistrySync, make_client, records
 from gateway.reload import (
     ReloadPlan,
@@ -399,13 +401,23 @@ async def _cancel(tasks: list[asyncio.Task[None]], rounds: int = 40) -> None:
 
 class Gateway:
     def __init__(
-        self, cfg: Config, observer: Callable[[SampleBatch], None] | None = None, clock: Clock = SYSTEM_CLOCK,
-        progress: StartupProgress | None = None, reload_source: Callable[[], Config] | None = None,
+        self, cfg: Config | Prebuilt, observer: Callable[[SampleBatch], None] | None = None,
+        clock: Clock = SYSTEM_CLOCK, progress: StartupProgress | None = None,
+        reload_source: Callable[[], Config | Prebuilt] | None = None,
     ) -> None:
-        """``clock``: the wall and monotonic clocks and boot id of the buffers and the pipeline (tests and
-        HIL scenarios hand in a controlled one).  ``progress`` logs the phases of the start.
-        ``reload_source`` reads the config again (SIGHUP, ``edgegw reload``): see :meth:`request_reload`;
-        it runs in a worker thread and raises :class:`ConfigError` for a config that cannot run."""
+        """``cfg``: a parsed config, or what a child process made of one (:mod:`gateway.prebuild`: no
+        parsed point model in this process).  ``clock``: the wall and monotonic clocks and boot id of
+        the buffers and the pipeline (tests and HIL scenarios hand in a controlled one).  ``progress``
+        logs the phases of the start.  ``reload_source`` reads the config again (SIGHUP, ``edgegw
+        reload``): see :meth:`request_reload`; it runs in a worker thread and raises
+        :class:`ConfigError` for a config that cannot run; it may return :meth:`prepare_reload`'s
+        result, made in a child process."""
+        forms: Mapping[str, object] = {}
+        digests: Mapping[str, bytes] | None = None
+        if isinstance(cfg, Prebuilt):
+            forms, digests = cfg.forms, cfg.digests
+            progress = progress or StartupProgress(cfg.points)
+            cfg = cfg.cfg
         progress = progress or StartupProgress(sum(len(d.points) for d in cfg.devices))
         if cfg.gateway is None or cfg.uplink is None or not cfg.devices:
             missing = [n for n, v in (("gateway", cfg.gateway), ("uplink", cfg.uplink)) if v is None]
@@ -492,22 +504,24 @@ class Gateway:
         self._device_tasks: dict[str, asyncio.Task[None]] = {}
         self._device_failed: asyncio.Future[None] | None = None
         with progress.phase("devices planned"):
-            self.runners = [self._make_runner(dev, self.catalog) for dev in cfg.devices if dev.enabled]
+            self.runners = [self._make_runner(dev, self.catalog, forms.get(dev.name))
+                            for dev in cfg.devices if dev.enabled]
         self._runners_by_name = {r.driver.name: r for r in self.runners}
         self.batcher.pipeline.tap = self._health_tap
         # the point table is built: keep the sections and device settings, not the parsed point models
         # (about 1.2 KB per point); a reload compares each device's digest (gateway.reload)
-        self.cfg, self._device_digests = running_config(cfg, settings=self._driver_settings())
+        self.cfg, self._device_digests = running_config(cfg, digests, settings=self._driver_settings())
 
     def _driver_settings(self) -> dict[str, object]:
         """The device settings each driver keeps (the Modbus driver keeps them without the points), for
         :func:`gateway.reload.running_config` to share instead of copying again."""
         return {r.driver.name: getattr(r.driver, "config", None) for r in self.runners}
 
-    def _make_runner(self, dev: DeviceConfig, catalog: Catalog) -> DeviceRunner | StreamRunner:
-        """The device's driver, in the runner its package registered (polled or pushed)."""
+    def _make_runner(self, dev: DeviceConfig, catalog: Catalog, form: object = None) -> DeviceRunner | StreamRunner:
+        """The device's driver, in the runner its package registered (polled or pushed); ``form``: the
+        compact form of its points where ``dev`` is a lean device (:mod:`gateway.prebuild`)."""
         spec = spec_of(dev)
-        driver = self._drivers.make(dev, catalog.by_device[dev.name].start)
+        driver = self._drivers.make(dev, catalog.by_device[dev.name].start, form)
         runner: DeviceRunner | StreamRunner
         if spec.runner_kind(dev) is RunnerKind.PUSHED:
             runner = StreamRunner(
@@ -696,14 +710,30 @@ class Gateway:
             # the parsed configs (the new one's point models, the old running one) are gone by now
             release_free_memory()
 
-    async def _reload_once(self, source: Callable[[], Config]) -> None:
+    async def _reload_once(self, source: Callable[[], Config | Prebuilt]) -> None:
         try:
             # a large config takes a while to read and check: off the event loop, so polling keeps its cadence
             new = await asyncio.to_thread(source)
-            # each device's digest costs a few microseconds a point: off the loop too
-            await self.reload(new, await asyncio.to_thread(device_digests, new))
+            if isinstance(new, Prebuilt):
+                await self.reload(new)
+            else:
+                # each device's digest costs a few microseconds a point: off the loop too
+                await self.reload(new, await asyncio.to_thread(device_digests, new))
         except ConfigError as err:
             self._refused(err)
+
+    def prepare_reload(self, new: Config) -> Prebuilt:
+        """What :meth:`reload` needs of ``new``, without its point models: the config as it would be
+        applied (the sections that wait for a restart kept from the running one), its point table,
+        device digests and drivers' compact forms.  Pure: ``edgegw run`` calls it in a child process
+        (:func:`gateway.prebuild.in_child`), so the new config's models never exist in the gateway's
+        heap.  Raises :class:`ConfigError` as :meth:`reload` would."""
+        plan = plan_reload(self.cfg, new, self._device_digests)
+        eff = plan.effective
+        refused = policy_issues(eff)
+        if refused:
+            raise ConfigError(refused, "the new config with the settings kept until a restart")
+        return dataclasses.replace(prebuild(eff, plan.digests), not_applied=plan.not_applied)
 
     def _refused(self, err: ConfigError) -> None:
         lines = config_error_lines(err, limit=50)
@@ -715,25 +745,37 @@ class Gateway:
         rs.refused += 1
         rs.last_result, rs.last_time_ns, rs.last_summary = "refused", time.time_ns(), lines[0]
 
-    async def reload(self, new: Config, digests: Mapping[str, bytes] | None = None) -> ReloadPlan:
+    async def reload(self, new: Config | Prebuilt, digests: Mapping[str, bytes] | None = None) -> ReloadPlan:
         """Apply a new (validated) config without a gap: devices whose config is equal keep running,
         untouched (same task, same connection, same point indices); changed devices restart, added ones
         start, removed ones stop.  What cannot change live (identity, buffer, uplink, ...) is named in a
         warning and keeps its old value.  Raises :class:`ConfigError` (nothing changed) when the new
         devices cannot run with the sections kept.  ``digests``: :func:`gateway.reload.device_digests` of
-        ``new`` where already computed."""
+        ``new`` where already computed.  ``new`` may be :meth:`prepare_reload`'s result."""
+        forms: Mapping[str, object] = {}
+        table: Catalog | None = None
+        waiting: tuple[str, ...] = ()
+        if isinstance(new, Prebuilt):
+            # made by prepare_reload against the running config: its sections are the ones kept, and
+            # its point table is that of the full config (its lean devices could not build it again)
+            forms, digests, waiting, new = new.forms, new.digests, new.not_applied, new.cfg
+            table = new.catalog()
         plan = plan_reload(self.cfg, new, self._device_digests, digests)
         eff = plan.effective
+        if table is not None and eff is not new:
+            raise RuntimeError("a prepared reload was planned against another running config")
+        if waiting:
+            plan = dataclasses.replace(plan, not_applied=waiting)
         refused = policy_issues(eff)
         if refused:
             raise ConfigError(refused, "the new config with the settings kept until a restart")
-        catalog = relayout(self.catalog, eff.catalog(), plan.same_layout)
+        catalog = relayout(self.catalog, table if table is not None else eff.catalog(), plan.same_layout)
         by_name = {d.name: d for d in eff.devices}
         # what the kept devices share stays theirs (Modbus: a line stays open for the devices kept on it);
         # everything else is made afresh (its settings may have changed with all the devices on it)
         self._drivers = self._drivers.for_reload([d for d in eff.devices if d.name in plan.unchanged])
         # drivers are made before anything stops: a device that cannot be made leaves the old config running
-        starting = [self._make_runner(by_name[n], catalog) for n in (*plan.changed, *plan.added)]
+        starting = [self._make_runner(by_name[n], catalog, forms.get(n)) for n in (*plan.changed, *plan.added)]
         stopping = [n for n in (*plan.changed, *plan.removed)]
         await _cancel([self._device_tasks.pop(n) for n in stopping if n in self._device_tasks])
         gw = eff.gateway

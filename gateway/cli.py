@@ -219,7 +219,8 @@ def _listen_arg(text: str) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from gateway.app import Gateway
     from gateway.config import load
-    from gateway.preflight import open_files_needed, raise_open_files
+    from gateway.prebuild import Prebuilt, in_child, prebuild
+    from gateway.preflight import file_problems, open_files_needed, raise_open_files
     from gateway.startup import StartupProgress
 
     progress = StartupProgress()
@@ -227,7 +228,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         size = os.path.getsize(args.config)
         if size >= 1 << 20:  # a large config takes a while to read: say so before the first phase ends
             logging.getLogger("edgegw.startup").info("Start-up: reading %s (%.0f MB).", args.config, size / 1e6)
-    cfg = _with_http(load(args.config, progress), args.http)
+
+    def read() -> tuple[Prebuilt, list[tuple[str, float]]]:
+        """In a child process: the file read and checked, the point table built; back comes the config
+        without its point models (the gateway's heap never holds them, #17: gateway.prebuild)."""
+        cfg = _with_http(load(args.config, progress), args.http)
+        with progress.phase("point table built"):
+            built = prebuild(cfg)
+        return built, progress.phases
+
+    built, phases = in_child(read)
+    progress.phases, progress.points = list(phases), built.points
+    cfg = built.cfg
     try:
         with progress.phase("pre-flight checks"):
             _preflight(cfg, args.config, "edge")
@@ -236,26 +248,29 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError(err.issues, err.source or args.config) from None
     role = cfg.gateway is not None and cfg.uplink is not None and bool(cfg.devices)  # else Gateway() says why
 
-    def reread() -> Config:
-        """SIGHUP: the file again, with the same --http, and the same file checks as at start."""
-        from gateway.preflight import file_problems
+    def reread() -> Prebuilt:
+        """SIGHUP: the file again, with the same --http, and the same file checks as at start; read,
+        checked and compiled against the running config in a child process (gateway.prebuild)."""
 
-        new = _with_http(load(args.config), args.http)
-        files = file_problems(new, "edge")
-        if files.errors:
-            raise ConfigError(files.errors, args.config)
-        raise_open_files(open_files_needed(new))  # devices added by the reload
+        def child() -> Prebuilt:
+            new = _with_http(load(args.config), args.http)
+            files = file_problems(new, "edge")
+            if files.errors:
+                raise ConfigError(files.errors, args.config)
+            return gw.prepare_reload(new)
+
+        prepared = in_child(child, quiet=True)
+        raise_open_files(open_files_needed(prepared.cfg))  # devices added by the reload
         logging.getLogger("edgegw.reload").info("Reloading %s (SIGHUP).", args.config)
-        return new
+        return prepared
 
     with _one_instance(cfg.buffer.path) if role else contextlib.nullcontext():
         try:
-            gw = Gateway(cfg, progress=progress, reload_source=reread)
+            gw = Gateway(built, progress=progress, reload_source=reread)
         except ConfigError as err:
             raise ConfigError(err.issues, err.source or args.config) from None
-        # the gateway keeps what it needs (point table, drivers' layouts): the parsed models, about
-        # 1.2 KB per configured point, must not stay alive in this frame while it runs (#17)
-        del cfg
+        # the gateway keeps what it needs (point table, drivers' layouts, device settings)
+        del cfg, built
         progress.done()
         _run(gw.run(), hangup=gw.request_reload)
     return EXIT_OK

@@ -89,8 +89,24 @@ class DriverFactory:
                 new._shared[spec.name] = spec.keep_shared(self._shared[spec.name], mine)
         return new
 
-    def make(self, dev: DeviceBase, first_index: int) -> PollingDriver | StreamingDriver:
-        spec = spec_of(dev)
+    def _shared_of(self, spec: DriverSpec[Any]) -> object:
         if spec.name not in self._shared:
             self._shared[spec.name] = spec.shared() if spec.shared is not None else None
-        return spec.make(dev, first_index, self._shared[spec.name])
+        return self._shared[spec.name]
+
+    def make(self, dev: DeviceBase, first_index: int, form: object = None) -> PollingDriver | StreamingDriver:
+        """``form``: what :meth:`lean` made of the device (``dev`` is then its lean copy), or None."""
+        spec = spec_of(dev)
+        if form is not None:
+            if spec.make_lean is None:
+                raise TypeError(f"driver {spec.name} makes no driver from a lean device")
+            return spec.make_lean(dev, form, first_index, self._shared_of(spec))
+        return spec.make(dev, first_index, self._shared_of(spec))
+
+    def lean(self, dev: DeviceBase) -> tuple[DeviceBase, object]:
+        """The device without its points and the compact form its driver is made from (``spec.lean``),
+        or the device as it is and None where its package keeps its model."""
+        spec = spec_of(dev)
+        if spec.lean is None:
+            return dev, None
+        return spec.lean(dev, self._shared_of(spec))

@@ -42,7 +42,7 @@ from gateway.core.line import Opener, serial_opener, tcp_opener
 from gateway.core.point import Quality, SampleBatch, now_ns
 from gateway.core.values import StringEncoding
 
-__all__ = ["Line", "LinePool", "ModbusDriver", "ModbusTcpDriver", "PointLayout"]
+__all__ = ["DeviceLayout", "Line", "LinePool", "ModbusDriver", "ModbusTcpDriver", "PointLayout", "lean_device"]
 
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
@@ -130,13 +130,37 @@ class _Group:
         self.blocks: list[tuple[Block, Decoder | BitDecoder]] = []
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceLayout:
+    """What a :class:`ModbusDriver` keeps of a device's points (picklable): a layout per point and the
+    interval of each poll group.  Made where the config is parsed (:func:`lean_device`), which may be
+    another process than the one polling."""
+
+    points: tuple[PointLayout, ...]
+    intervals_ms: Mapping[str, int]
+
+
+def lean_device(config: ModbusDevice, lines: LinePool | None = None) -> tuple[ModbusDevice, DeviceLayout]:
+    """The device's settings without its points, and its :class:`DeviceLayout` (equal layouts stored
+    once in ``lines``)."""
+    pool = lines or LinePool()
+    layout = DeviceLayout(tuple(pool.layout(p, config) for p in config.points), config.group_intervals_ms())
+    return config.model_copy(update={"points": []}), layout
+
+
 class ModbusDriver:
-    def __init__(self, config: ModbusDevice, first_index: int, lines: LinePool | None = None) -> None:
-        """Keeps the device's settings and a :class:`PointLayout` per point, not the point models."""
+    def __init__(self, config: ModbusDevice, first_index: int, lines: LinePool | None = None,
+                 layout: DeviceLayout | None = None) -> None:
+        """Keeps the device's settings and a :class:`PointLayout` per point, not the point models.
+        ``layout``: the points' layouts made beforehand (:func:`lean_device`); ``config`` is then the
+        device without its points."""
         pool = lines or LinePool()
-        self.points: tuple[PointLayout, ...] = tuple(pool.layout(p, config) for p in config.points)
-        intervals = config.group_intervals_ms()
-        config = config.model_copy(update={"points": []})
+        if layout is None:
+            config, layout = lean_device(config, pool)
+        elif config.points:
+            raise ValueError(f"device {config.name}: a layout made beforehand goes with the device without its points")
+        self.points: tuple[PointLayout, ...] = layout.points
+        intervals = layout.intervals_ms
         self.config = config
         self._first = first_index
         self.unbridgeable: set[tuple[Table, int]] = set()

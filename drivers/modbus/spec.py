@@ -41,6 +41,18 @@ def _make(dev: ModbusDevice, first_index: int, lines: LinePool | None) -> Modbus
     return ModbusDriver(dev, first_index, lines)
 
 
+def _lean(dev: ModbusDevice, lines: LinePool | None) -> tuple[ModbusDevice, object]:
+    from drivers.modbus.driver import lean_device
+
+    return lean_device(dev, lines)
+
+
+def _make_lean(dev: ModbusDevice, layout: Any, first_index: int, lines: LinePool | None) -> ModbusDriver:
+    from drivers.modbus.driver import ModbusDriver
+
+    return ModbusDriver(dev, first_index, lines, layout)
+
+
 def _poll_settings(dev: ModbusDevice, driver: Any) -> PollSettings:
     return PollSettings(
         # the driver times each request itself once the line is its own (shared lines): no watchdog
@@ -71,4 +83,6 @@ SPEC: DriverSpec[ModbusDevice] = DriverSpec(
     keep_shared=_keep_lines,
     config_issues=line_issues,  # devices sharing a line agree on its settings
     tags=TagImport(read=csv_to_points, to_toml=points_to_toml, device=_tag_device),
+    lean=_lean,
+    make_lean=_make_lean,
 )

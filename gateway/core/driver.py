@@ -84,7 +84,12 @@ class DriverSpec(Generic[D]):
     - ``config_issues(devices)``: checks across devices (all of ``[[devices]]``, pick yours with
       isinstance), as located issues (``devices[3].port``);
     - ``security_warnings(device, where)``: settings of one device that work but weaken security;
-    - ``tags``: the tag-list import of ``edgegw import-tags <name>`` (:class:`TagImport`), if any.
+    - ``tags``: the tag-list import of ``edgegw import-tags <name>`` (:class:`TagImport`), if any;
+    - ``lean(device, shared)``: the device's settings without its points, and the compact, picklable
+      form its driver keeps of them (``shared``: a ``shared()`` of the process that computes it); with
+      ``make_lean(lean_device, form, first_index, shared)`` the driver is made from the two.  A gateway
+      reads and validates its config in a child process and gets only these back, so the parsed point
+      models never exist in its own heap (#17); a package without them gets its whole device model.
     """
 
     name: str
@@ -97,6 +102,8 @@ class DriverSpec(Generic[D]):
     config_issues: Callable[[Sequence[DeviceBase]], list[ConfigIssue]] | None = None
     security_warnings: Callable[[D, str], list[ConfigIssue]] | None = None
     tags: TagImport | None = None
+    lean: Callable[[D, Any], tuple[D, object]] | None = None
+    make_lean: Callable[[D, Any, int, Any], PollingDriver | StreamingDriver] | None = None
 
     @property
     def types(self) -> tuple[str, ...]:
