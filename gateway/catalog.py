@@ -198,13 +198,6 @@ class Catalog:
                               self.site_description, self.gateway_display_name, self.device_names))
 
 
-def _catalog_of(gateway_id: str, site: str, columns: tuple[list[Any], ...], by_device: dict[str, range],
-                site_display_name: str, site_description: str, gateway_display_name: str,
-                device_names: dict[str, tuple[str, str]]) -> Catalog:
-    points = tuple(map(PointInfo._of, *columns))
-    return Catalog(gateway_id, site, points, by_device, site_display_name, site_description, gateway_display_name,
-                   device_names)
-
     def point(self, sample: Sample) -> Point:
         """The self-describing form of a sample (tests, demo, diagnostics; not the hot path)."""
         idx, ts, value, quality, reason = sample
@@ -232,6 +225,14 @@ def _catalog_of(gateway_id: str, site: str, columns: tuple[list[Any], ...], by_d
         """Every point of ``device`` as quality bad: what a dead device reports."""
         none: Value | None = None
         return [(i, ts_ns, none, Quality.BAD, reason) for i in self.by_device[device]]
+
+
+def _catalog_of(gateway_id: str, site: str, columns: tuple[list[Any], ...], by_device: dict[str, range],
+                site_display_name: str, site_description: str, gateway_display_name: str,
+                device_names: dict[str, tuple[str, str]]) -> Catalog:
+    points = tuple(map(PointInfo._of, *columns))
+    return Catalog(gateway_id, site, points, by_device, site_display_name, site_description, gateway_display_name,
+                   device_names)
 
 
 def build_catalog(cfg: Config) -> Catalog:
