@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import enum
+import functools
 import logging
 import os
 import re
@@ -710,7 +711,11 @@ def _semantic_issues(cfg: Config) -> list[ConfigIssue]:
     return issues
 
 
-_DEVICE_ADAPTER: TypeAdapter[Any] = TypeAdapter(DeviceConfig)
+@functools.cache
+def _device_adapter() -> TypeAdapter[Any]:
+    """Made on first use (an invalid config's errors): a gateway's own process never validates (#17)."""
+    return TypeAdapter(DeviceConfig)
+
 _LOC_INDEX = re.compile(r"^devices\[(\d+)\](?:\.points\[(\d+)\])?")
 
 
@@ -741,7 +746,7 @@ def _salvaged(data: dict[str, Any]) -> tuple[list[ConfigIssue], Config | None, d
         points = list(range(len(dev["points"]))) if isinstance(dev.get("points"), list) else []
         for attempt in range(3):
             try:
-                _DEVICE_ADAPTER.validate_python(dev)
+                _device_adapter().validate_python(dev)
                 break
             except ValidationError as err:
                 if attempt == 2:

@@ -110,7 +110,7 @@ def group_intervals_ms(poll_groups: dict[str, int], groups: list[str | None], po
 class StrictModel(BaseModel):
     """Unknown keys are errors; models are immutable once loaded."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False, defer_build=True)
 
 
 class DataGrade(enum.StrEnum):
