@@ -18,8 +18,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Self
 
-from pymodbus.transport.serialtransport import create_serial_connection
-
 from drivers.modbus.client import Connection, Framing
 from drivers.modbus.config import (
     ByteOrder,
@@ -112,6 +110,10 @@ class LinePool(SharedLines[ModbusDevice, Line]):
 
 def _line(config: ModbusDevice) -> Line:
     if isinstance(config, ModbusRtuDevice):
+        # pymodbus's serial transport (on pyserial), only where a device is on a serial port: 1.5 MB
+        # resident that a gateway of Modbus TCP devices does not carry (#17)
+        from pymodbus.transport.serialtransport import create_serial_connection
+
         opener = serial_opener(config.port, create_serial_connection, baudrate=config.baudrate,
                                parity=config.parity, stopbits=config.stopbits, bytesize=config.bytesize)
         return Line(f"serial port {config.port}", Framing.RTU, config.effective_frame_gap_s(), opener)
