@@ -9,6 +9,8 @@ needed (``Gateway.reload`` is applied to a gateway that is built but not running
 from __future__ import annotations
 
 import gc
+import os
+import pickle
 import tomllib
 import typing
 import weakref
@@ -87,6 +89,87 @@ def test_edgegw_run_keeps_no_parsed_point_while_the_gateway_runs(tmp_path: Path,
     monkeypatch.setattr(gateway.app.Gateway, "run", run)
     assert cli.main(["run", "-c", str(path)]) == 0
     assert seen == [(0, 60)]
+
+
+def _record_calls(monkeypatch: pytest.MonkeyPatch, log: Path) -> None:
+    """Every read of TOML text and every validation of a config appends the PID of the process that
+    does it to ``log`` (a file: a forked child's writes reach the test, its memory does not)."""
+    import gateway.config
+    import gateway.core.tomlread
+
+    def recording(name: str, fn: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with log.open("a") as f:
+                f.write(f"{name} {os.getpid()}\n")
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(gateway.core.tomlread, "loads", recording("toml", gateway.core.tomlread.loads))
+    monkeypatch.setattr(gateway.config, "_parse", recording("validate", gateway.config._parse))
+
+
+def _calls(log: Path) -> list[tuple[str, int]]:
+    return [(w, int(p)) for w, p in (line.split() for line in log.read_text().splitlines())] if log.exists() else []
+
+
+def test_edgegw_run_and_its_reload_never_parse_the_config_in_the_gateways_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file's text, the TOML objects and the models exist only in a child process (gateway.prebuild):
+    the gateway's heap holds only what it keeps, allocated in one go (#17)."""
+    path = tmp_path / "gateway.toml"
+    path.write_text(tomli_w.dumps(_data(tmp_path)), encoding="utf-8")
+    log = tmp_path / "calls.log"
+    _record_calls(monkeypatch, log)
+    seen: list[object] = []
+
+    async def run(self: Gateway) -> None:  # instead of polling: the start, then a reload (SIGHUP)
+        seen.append((_live_points(), len(self.catalog.points), len(_calls(log))))
+        path.write_text(tomli_w.dumps(_data(tmp_path, interval_ms=500, devices=4)), encoding="utf-8")
+        assert self.reload_source is not None
+        await self._reload_once(self.reload_source)
+        rs = self.reload_status
+        seen.append((_live_points(), len(self.catalog.points), rs.applied, rs.last_summary))
+        seen.append([r.driver.name for r in self.runners])
+        seen.append(sorted({len(getattr(r.driver, "points", ())) for r in self.runners}))
+
+    monkeypatch.setattr(gateway.app.Gateway, "run", run)
+    assert cli.main(["run", "-c", str(path)]) == 0
+    calls = _calls(log)
+    assert seen[0] == (0, 60, 2)  # the start read the file and validated it once, elsewhere
+    assert seen[1] == (0, 80, 1, "1 changed (plc1), 1 added (plc3), 0 removed, 2 unchanged")
+    assert seen[2] == ["plc0", "plc1", "plc2", "plc3"] and seen[3] == [20]  # every driver has its points
+    assert [w for w, _ in calls] == ["toml", "validate", "toml", "validate"]
+    assert os.getpid() not in {pid for _, pid in calls}
+
+
+@pytest.mark.parametrize("mistake", [
+    ('data_type = "int16"', 'data_type = "int17"'),  # a validation error, located in the file
+    ("unit_id = 1", "unit_id = 1\nunit_idd = 2"),  # an unknown key
+    ("[gateway]", "[gateway"),  # TOML syntax
+])
+def test_a_config_error_reads_the_same_from_run_as_from_check(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], mistake: tuple[str, str]) -> None:
+    path = tmp_path / "gateway.toml"
+    text = tomli_w.dumps(_data(tmp_path))
+    assert mistake[0] in text
+    path.write_text(text.replace(mistake[0], mistake[1], 1), encoding="utf-8")
+    assert cli.main(["check", "-c", str(path)]) == 2
+    checked = capsys.readouterr().err
+    assert cli.main(["run", "-c", str(path)]) == 2
+    ran = capsys.readouterr().err
+    assert ran == checked and f"{path}:" in ran
+
+
+def test_a_point_table_pickles_by_columns_with_the_shared_code_stem(tmp_path: Path) -> None:
+    data = _data(tmp_path)
+    points = data["devices"][0]["points"] = [dict(p) for p in data["devices"][0]["points"]]
+    points[1]["code"] = "88.608.5288/GIVEN.1"
+    cat = parse(data).catalog()
+    back = pickle.loads(pickle.dumps(cat))
+    assert back == cat and [p.code for p in back.points] == [p.code for p in cat.points]
+    assert back.points[1].code == "88.608.5288/GIVEN.1"
+    stems = {id(p._code) for i, p in enumerate(back.points) if i != 1}
+    assert len(stems) == 1  # one minted-code stem for the whole table, not a code per point
 
 
 def test_device_digests_are_equal_exactly_when_the_device_configs_are(tmp_path: Path) -> None:
