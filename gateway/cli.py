@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import sys
+import time
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Literal
@@ -229,16 +230,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         if size >= 1 << 20:  # a large config takes a while to read: say so before the first phase ends
             logging.getLogger("edgegw.startup").info("Start-up: reading %s (%.0f MB).", args.config, size / 1e6)
 
-    def read() -> tuple[Prebuilt, list[tuple[str, float]]]:
+    def read() -> tuple[Prebuilt, list[tuple[str, float]], float]:
         """In a child process: the file read and checked, the point table built; back comes the config
         without its point models (the gateway's heap never holds them, #17: gateway.prebuild)."""
         cfg = _with_http(load(args.config, progress), args.http)
-        with progress.phase("point table built"):
+        with progress.phase("device layouts and digests made"):
             built = prebuild(cfg)
-        return built, progress.phases
+        return built, progress.phases, time.perf_counter()
 
-    built, phases = in_child(read)
+    built, phases, sent = in_child(read)
     progress.phases, progress.points = list(phases), built.points
+    # the pickled result through the pipe, unpickled here (CLOCK_MONOTONIC: the same clock in both)
+    progress.record("config handed over (from the process that read it)", time.perf_counter() - sent)
     cfg = built.cfg
     try:
         with progress.phase("pre-flight checks"):

@@ -35,7 +35,10 @@ class StartupProgress:
     def phase(self, name: str) -> Iterator[None]:
         t0 = time.perf_counter()
         yield
-        took = time.perf_counter() - t0
+        self.record(name, time.perf_counter() - t0)
+
+    def record(self, name: str, took: float) -> None:
+        """A phase timed elsewhere (``took`` seconds, ending now)."""
         self.phases.append((name, took))
         total = time.perf_counter() - self.started
         extra = {"phase": name, "phase_s": round(took, 3)}
