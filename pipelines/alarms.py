@@ -85,7 +85,9 @@ class AlarmStage:
     def __init__(self, specs: Sequence[PointSpec]) -> None:
         self._alarm: list[AlarmSpec | None] = [s.alarm for s in specs]
         self.active = any(a is not None for a in self._alarm)
-        self._level: list[Level] = [Level.NORMAL] * len(specs)
+        if not self.active:
+            self._alarm = []  # no per-point state where no point has an alarm (#17)
+        self._level: list[Level] = [Level.NORMAL] * len(self._alarm)
         # the band in which a point at level normal stays normal: [low, first upper threshold)
         inf = float("inf")
         self._quiet: list[tuple[float, float] | None] = [
@@ -99,11 +101,13 @@ class AlarmStage:
     def carry(self, old: AlarmStage, indices: Iterable[int]) -> None:
         """A config reload: the points at ``indices`` (unchanged, same index) keep their alarm level, so an
         alarm in force is neither raised again nor cleared by the reload."""
+        if not (self.active and old.active):
+            return
         for i in indices:
             self._level[i] = old._level[i]
 
     def level(self, index: int) -> Level:
-        return self._level[index]
+        return self._level[index] if self.active else Level.NORMAL
 
     def __call__(self, batch: SampleBatch) -> list[AlarmEvent]:
         events: list[AlarmEvent] = []

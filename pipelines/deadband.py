@@ -24,15 +24,19 @@ class Deadband:
             (s.deadband, s.max_silence_ns or never) if s.deadband is not None else None for s in specs
         ]
         self.active = any(c is not None for c in self._cfg)
+        if not self.active:
+            self._cfg = []  # no per-point state where no point has a deadband (#17)
         # per point: (value, quality, reason, source time) of the last forwarded sample
-        self._last: list[tuple[Value | None, int, str | None, int] | None] = [None] * len(specs)
+        self._last: list[tuple[Value | None, int, str | None, int] | None] = [None] * len(self._cfg)
         self.suppressed = 0
 
     def carry(self, old: Deadband, indices: Iterable[int]) -> None:
         """A config reload: the points at ``indices`` (unchanged, same index) keep their last forwarded sample."""
+        self.suppressed = old.suppressed
+        if not (self.active and old.active):
+            return
         for i in indices:
             self._last[i] = old._last[i]
-        self.suppressed = old.suppressed
 
     def __call__(self, batch: SampleBatch) -> SampleBatch:
         if not self.active:

@@ -31,8 +31,11 @@ class Plausibility:
         ]
         self.active = any(c is not None for c in self._cfg)
         # per point: last accepted value, last value seen, whether the last one was a spike,
-        # source time since which the value has not changed
-        n = len(specs)
+        # source time since which the value has not changed; none where no point is checked (48
+        # bytes a point a gateway without spike or stuck checks does not hold, #17)
+        n = len(specs) if self.active else 0
+        if not self.active:
+            self._cfg = []
         self._ref: list[float | None] = [None] * n
         self._prev: list[float | None] = [None] * n
         self._spiked: list[bool] = [False] * n
@@ -41,6 +44,8 @@ class Plausibility:
 
     def carry(self, old: Plausibility, indices: Iterable[int]) -> None:
         """A config reload: the points at ``indices`` (unchanged, same index) keep their spike and stuck state."""
+        if not (self.active and old.active):
+            return
         for i in indices:
             self._ref[i], self._prev[i], self._spiked[i] = old._ref[i], old._prev[i], old._spiked[i]
             self._since[i], self._restart[i] = old._since[i], old._restart[i]

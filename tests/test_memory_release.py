@@ -218,3 +218,30 @@ def test_no_device_model_holds_a_secret_the_reload_digest_would_read_masked() ->
     seen: set[type[BaseModel]] = set()
     found = [f for spec in DRIVERS for m in spec.models for f in _secret_fields(m, seen)]
     assert len(seen) > len(DRIVERS) and found == []
+
+
+def test_stages_with_nothing_configured_hold_no_per_point_state_and_reload_either_way() -> None:
+    """Spike / stuck checks, alarms and deadbands keep a list slot per point only where a point uses
+    them (#17); a reload between a config with none and one with some carries what there is."""
+    from pipelines.pipeline import Pipeline
+    from pipelines.spec import AlarmSpec, PointSpec
+
+    bare = Pipeline([PointSpec()] * 1000)
+    stages = (bare.plausibility, bare.alarms, bare.deadband)
+    assert [s.active for s in stages] == [False, False, False]
+    assert bare.plausibility._ref == bare.alarms._level == bare.deadband._last == []
+    batch = [(i, 1_000_000_000, float(i), 0, None) for i in (0, 999)]
+    out, events = bare(batch, 2_000_000_000, 0)
+    assert out == batch and events == [] and bare.alarms.level(999).name == "NORMAL"
+
+    used = Pipeline([PointSpec(deadband=1.0, spike_delta=100.0, alarm=AlarmSpec(high=500.0))] * 1000)
+    used.carry(bare, range(1000))  # nothing to carry from stages without state
+    assert len(used.deadband._last) == 1000 and len(used.plausibility._ref) == 1000
+    first, _ = used([(7, 1_000_000_000, 1.0, 0, None)], 2_000_000_000, 0)
+    again, _ = used([(7, 1_100_000_000, 1.5, 0, None)], 2_000_000_000, 0)
+    assert len(first) == 1 and again == []  # within the deadband
+    _, events = used([(8, 1_000_000_000, 600.0, 0, None)], 2_000_000_000, 0)
+    assert [e.index for e in events] == [8]
+    back = Pipeline([PointSpec()] * 1000)
+    back.carry(used, range(1000))
+    assert back.deadband._last == [] and back.deadband.suppressed == used.deadband.suppressed == 1
