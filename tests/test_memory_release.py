@@ -25,6 +25,7 @@ import gateway.app
 from gateway import cli
 from gateway.app import Gateway
 from gateway.config import parse
+from gateway.core.point import Quality, SampleBatch
 from gateway.core.schema import PointBase
 from gateway.driver_registry import DRIVERS
 from gateway.reload import device_digest, plan_reload, running_config
@@ -229,18 +230,19 @@ def test_stages_with_nothing_configured_hold_no_per_point_state_and_reload_eithe
     bare = Pipeline([PointSpec()] * 1000)
     stages = (bare.plausibility, bare.alarms, bare.deadband)
     assert [s.active for s in stages] == [False, False, False]
-    assert bare.plausibility._ref == bare.alarms._level == bare.deadband._last == []
-    batch = [(i, 1_000_000_000, float(i), 0, None) for i in (0, 999)]
+    assert bare.plausibility._ref == [] and bare.alarms._level == [] and bare.deadband._last == []
+    good = Quality.GOOD
+    batch: SampleBatch = [(i, 1_000_000_000, float(i), good, None) for i in (0, 999)]
     out, events = bare(batch, 2_000_000_000, 0)
     assert out == batch and events == [] and bare.alarms.level(999).name == "NORMAL"
 
     used = Pipeline([PointSpec(deadband=1.0, spike_delta=100.0, alarm=AlarmSpec(high=500.0))] * 1000)
     used.carry(bare, range(1000))  # nothing to carry from stages without state
     assert len(used.deadband._last) == 1000 and len(used.plausibility._ref) == 1000
-    first, _ = used([(7, 1_000_000_000, 1.0, 0, None)], 2_000_000_000, 0)
-    again, _ = used([(7, 1_100_000_000, 1.5, 0, None)], 2_000_000_000, 0)
+    first, _ = used([(7, 1_000_000_000, 1.0, good, None)], 2_000_000_000, 0)
+    again, _ = used([(7, 1_100_000_000, 1.5, good, None)], 2_000_000_000, 0)
     assert len(first) == 1 and again == []  # within the deadband
-    _, events = used([(8, 1_000_000_000, 600.0, 0, None)], 2_000_000_000, 0)
+    _, events = used([(8, 1_000_000_000, 600.0, good, None)], 2_000_000_000, 0)
     assert [e.index for e in events] == [8]
     back = Pipeline([PointSpec()] * 1000)
     back.carry(used, range(1000))
