@@ -227,23 +227,23 @@ def test_stages_with_nothing_configured_hold_no_per_point_state_and_reload_eithe
     from pipelines.pipeline import Pipeline
     from pipelines.spec import AlarmSpec, PointSpec
 
-    bare = Pipeline([PointSpec()] * 1000)
+    bare = Pipeline([PointSpec()] * 1000, min_valid_ns=0)
     stages = (bare.plausibility, bare.alarms, bare.deadband)
     assert [s.active for s in stages] == [False, False, False]
     assert bare.plausibility._ref == [] and bare.alarms._level == [] and bare.deadband._last == []
-    good = Quality.GOOD
-    batch: SampleBatch = [(i, 1_000_000_000, float(i), good, None) for i in (0, 999)]
-    out, events = bare(batch, 2_000_000_000, 0)
+    good, t = Quality.GOOD, 1_780_000_000_000_000_000  # source times in 2026 (a set clock)
+    batch: SampleBatch = [(i, t, float(i), good, None) for i in (0, 999)]
+    out, events = bare(batch, t + 10**9, 0)
     assert out == batch and events == [] and bare.alarms.level(999).name == "NORMAL"
 
-    used = Pipeline([PointSpec(deadband=1.0, spike_delta=100.0, alarm=AlarmSpec(high=500.0))] * 1000)
+    used = Pipeline([PointSpec(deadband=1.0, spike_delta=100.0, alarm=AlarmSpec(high=500.0))] * 1000, min_valid_ns=0)
     used.carry(bare, range(1000))  # nothing to carry from stages without state
     assert len(used.deadband._last) == 1000 and len(used.plausibility._ref) == 1000
-    first, _ = used([(7, 1_000_000_000, 1.0, good, None)], 2_000_000_000, 0)
-    again, _ = used([(7, 1_100_000_000, 1.5, good, None)], 2_000_000_000, 0)
+    first, _ = used([(7, t, 1.0, good, None)], t + 10**9, 0)
+    again, _ = used([(7, t + 10**8, 1.5, good, None)], t + 10**9, 0)
     assert len(first) == 1 and again == []  # within the deadband
-    _, events = used([(8, 1_000_000_000, 600.0, good, None)], 2_000_000_000, 0)
+    _, events = used([(8, t, 600.0, good, None)], t + 10**9, 0)
     assert [e.index for e in events] == [8]
-    back = Pipeline([PointSpec()] * 1000)
+    back = Pipeline([PointSpec()] * 1000, min_valid_ns=0)
     back.carry(used, range(1000))
     assert back.deadband._last == [] and back.deadband.suppressed == used.deadband.suppressed == 1
