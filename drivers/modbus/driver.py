@@ -125,7 +125,7 @@ def _line(config: ModbusDevice) -> Line:
 class _Group:
     __slots__ = ("blocks", "interval_s", "name", "points")
 
-    def __init__(self, name: str, interval_s: float, points: list[int]) -> None:
+    def __init__(self, name: str, interval_s: float, points: Sequence[int]) -> None:
         self.name = name
         self.interval_s = interval_s
         self.points = points  # positions in the device's point list
@@ -170,7 +170,9 @@ class ModbusDriver:
         self.shared = line_key(config) is not None
         self.groups: dict[str, _Group] = {}
         for name, ms in intervals.items():
-            members = [i for i, p in enumerate(self.points) if p.group == name]
+            members: Sequence[int] = [i for i, p in enumerate(self.points) if p.group == name]
+            if members and list(range(members[0], members[-1] + 1)) == members:
+                members = range(members[0], members[-1] + 1)  # the common case: a slot a point less
             self.groups[name] = _Group(name, ms / 1000, members)
         self._entered = False
         self.requests = 0  # requests sent, for benchmarks and diagnostics
