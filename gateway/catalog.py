@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from gateway.core.errors import ConfigError, ConfigIssue, IdentifierError
 from gateway.core.identifiers import mint, parse_handle
-from gateway.core.point import Point, Quality, Sample, Value
+from gateway.core.point import Point, Quality, Sample, Value, index_int
 from gateway.core.units import conversion
 from pipelines.spec import AlarmSpec, PointSpec, ns
 
@@ -81,7 +81,7 @@ class PointInfo:
 
     def with_index(self, index: int) -> PointInfo:
         """The same point at another index (a reload's re-layout), sharing its profile."""
-        return PointInfo._of(index, self.key, self._code, self.device, self.device_code, self.display_name,
+        return PointInfo._of(index_int(index), self.key, self._code, self.device, self.device_code, self.display_name,
                              self.description, self._profile)
 
     @property
@@ -230,7 +230,8 @@ class Catalog:
 def _catalog_of(gateway_id: str, site: str, columns: tuple[list[Any], ...], by_device: dict[str, range],
                 site_display_name: str, site_description: str, gateway_display_name: str,
                 device_names: dict[str, tuple[str, str]]) -> Catalog:
-    points = tuple(map(PointInfo._of, *columns))
+    indices, *rest = columns
+    points = tuple(map(PointInfo._of, map(index_int, indices), *rest))
     return Catalog(gateway_id, site, points, by_device, site_display_name, site_description, gateway_display_name,
                    device_names)
 

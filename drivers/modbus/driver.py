@@ -37,7 +37,7 @@ from gateway.core.errors import ConnectError, ReadError
 from gateway.core.line import Line as SharedLine
 from gateway.core.line import LinePool as SharedLines
 from gateway.core.line import Opener, serial_opener, tcp_opener
-from gateway.core.point import Quality, SampleBatch, now_ns
+from gateway.core.point import Quality, SampleBatch, index_int, now_ns
 from gateway.core.values import StringEncoding
 
 __all__ = ["DeviceLayout", "Line", "LinePool", "ModbusDriver", "ModbusTcpDriver", "PointLayout", "lean_device"]
@@ -199,7 +199,7 @@ class ModbusDriver:
             pt = self.points[member]
             fields.append(
                 Field(
-                    index=self._first + member,
+                    index=index_int(self._first + member),  # the point table's int object
                     offset=(pt.address - block.address) * width,
                     data_type=pt.data_type,
                     order=pt.byte_order,

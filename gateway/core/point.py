@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
-__all__ = ["Point", "Quality", "Sample", "SampleBatch", "Value", "now_ns"]
+__all__ = ["Point", "Quality", "Sample", "SampleBatch", "Value", "index_int", "now_ns"]
 
 Value: TypeAlias = float | int | bool | str
 
@@ -33,6 +33,19 @@ class Quality(enum.IntEnum):
 # (point index, source time in UTC ns, value or None when bad, quality, reason or None)
 Sample: TypeAlias = tuple[int, int, Value | None, Quality, str | None]
 SampleBatch: TypeAlias = list[Sample]
+
+
+# one int object per point index, for the whole process: the point table and the drivers' decoders
+# (whose samples carry it) share it instead of each making its own, 28 bytes a point (#17)
+_INDEX_INTS: list[int] = []
+
+
+def index_int(i: int) -> int:
+    """The process's shared int object equal to point index ``i`` (``i >= 0``)."""
+    ints = _INDEX_INTS
+    if i >= len(ints):
+        ints.extend(range(len(ints), i + 1024))
+    return ints[i]
 
 
 def now_ns() -> int:
