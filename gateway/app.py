@@ -28,7 +28,7 @@ import aiomqtt
 from gateway.alarms import AlarmPublisher
 from gateway.buffer import SqliteBuffer, open_buffer
 from gateway.buffer.writer import BufferWriter
-from gateway.catalog import Catalog, relayout
+from gateway.catalog import Catalog, relayout, without_rows
 from gateway.catalog_archive import archive, archive_dir, messages
 from gateway.codec import Compression, Encoder, zstd_available
 from gateway.config import BufferConfig, Config, DeviceConfig, UplinkConfig, policy_issues
@@ -733,7 +733,13 @@ class Gateway:
         refused = policy_issues(eff)
         if refused:
             raise ConfigError(refused, "the new config with the settings kept until a restart")
-        return dataclasses.replace(prebuild(eff, plan.digests), not_applied=plan.not_applied)
+        built = prebuild(eff, plan.digests)
+        # the unchanged devices keep their rows of the running table (relayout): theirs are not
+        # handed over, nor unpickled here only to be dropped (holes in the gateway's heap, #17)
+        slim = built.cfg
+        slim._catalog = ((slim.gateway, slim.devices, slim.data_policy),
+                         without_rows(slim.catalog(), plan.same_layout))
+        return dataclasses.replace(built, not_applied=plan.not_applied, rows_kept=plan.same_layout)
 
     def _refused(self, err: ConfigError) -> None:
         lines = config_error_lines(err, limit=50)
@@ -755,14 +761,16 @@ class Gateway:
         forms: Mapping[str, object] = {}
         table: Catalog | None = None
         waiting: tuple[str, ...] = ()
+        rows_kept: frozenset[str] = frozenset()
         if isinstance(new, Prebuilt):
             # made by prepare_reload against the running config: its sections are the ones kept, and
             # its point table is that of the full config (its lean devices could not build it again)
-            forms, digests, waiting, new = new.forms, new.digests, new.not_applied, new.cfg
+            # without the rows of the devices that keep theirs
+            forms, digests, waiting, rows_kept, new = new.forms, new.digests, new.not_applied, new.rows_kept, new.cfg
             table = new.catalog()
         plan = plan_reload(self.cfg, new, self._device_digests, digests)
         eff = plan.effective
-        if table is not None and eff is not new:
+        if table is not None and (eff is not new or not rows_kept <= plan.same_layout):
             raise RuntimeError("a prepared reload was planned against another running config")
         if waiting:
             plan = dataclasses.replace(plan, not_applied=waiting)

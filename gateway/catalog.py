@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from gateway.config import Config
     from gateway.core.schema import PointBase
 
-__all__ = ["Catalog", "PointInfo", "build_catalog", "compile_spec", "relayout"]
+__all__ = ["Catalog", "PointInfo", "build_catalog", "compile_spec", "relayout", "without_rows"]
 
 
 # unit, scale, offset, min, max, data grade, tags, stage spec, class, data domain
@@ -268,6 +268,21 @@ def relayout(old: Catalog, new: Catalog, keep: Collection[str]) -> Catalog:
         slots.pop()
     points = tuple(p if p is not None else _unused(i) for i, p in enumerate(slots))
     return replace(new, points=points, by_device={name: ranges[name] for name in new.by_device})
+
+
+def without_rows(cat: Catalog, devices: Collection[str]) -> Catalog:
+    """The table without the rows of ``devices`` (their ranges empty, their order kept): what a config
+    reload hands over from the process that read the new config when those devices keep the rows they
+    run with (:func:`relayout` takes them from the running table).  Only :func:`relayout` reads it."""
+    points: list[PointInfo] = []
+    by_device: dict[str, range] = {}
+    for name, r in cat.by_device.items():
+        if name in devices:
+            by_device[name] = range(0)
+            continue
+        by_device[name] = range(len(points), len(points) + len(r))
+        points.extend(cat.points[i] for i in r)
+    return replace(cat, points=tuple(points), by_device=by_device)
 
 
 def _first_fit(slots: list[PointInfo | None], n: int) -> int:

@@ -48,13 +48,15 @@ class Prebuilt:
     :func:`gateway.reload.device_digest` (of the full device); ``forms``: device name -> the compact
     form its driver is made from; ``points``: the number of configured points; ``not_applied``: for a
     reload (:meth:`gateway.app.Gateway.prepare_reload`), the keys that wait for a restart (their running
-    values are already in ``cfg``)."""
+    values are already in ``cfg``); ``rows_kept``: for a reload, the devices whose rows ``cfg``'s point
+    table leaves out (:func:`gateway.catalog.without_rows`: unchanged, they keep their running rows)."""
 
     cfg: Config
     digests: Mapping[str, bytes]
     forms: Mapping[str, object] = field(default_factory=dict)
     points: int = 0
     not_applied: tuple[str, ...] = ()
+    rows_kept: frozenset[str] = frozenset()
 
 
 def prebuild(cfg: Config, digests: Mapping[str, bytes] | None = None) -> Prebuilt:

@@ -281,3 +281,19 @@ def test_every_drivers_sample_builds_from_a_child_process_read(sample: Path, tmp
         assert gw._device_digests == digests and all(not d.points for d in gw.cfg.devices)
     finally:
         gw.buffer.close()
+
+
+def test_a_reload_hands_over_only_the_rows_of_changed_and_added_devices(tmp_path: Path) -> None:
+    """The unchanged devices keep their running rows: the table a reload's child hands over leaves
+    theirs out, and the re-laid-out table is the same as from the whole new table."""
+    from gateway.catalog import relayout, without_rows
+
+    old = parse(_data(tmp_path)).catalog()
+    new = parse(_data(tmp_path, interval_ms=500, devices=4)).catalog()
+    keep = {"plc0", "plc2"}
+    part = without_rows(new, keep)
+    assert len(part.points) == 40 and list(part.by_device) == list(new.by_device)
+    assert pickle.loads(pickle.dumps(part)) == part
+    full, lean = relayout(old, new, keep), relayout(old, part, keep)
+    assert lean == full and lean.by_device == full.by_device
+    assert all(lean.points[i] is old.points[i] for n in keep for i in old.by_device[n])
