@@ -8,7 +8,9 @@ size is read from ``/proc/PID/statm`` every half second for ``--seconds``; a run
 ``--runs`` runs per N, median of them; ``--json FILE`` writes the figures.  Prints a line per run and a
 table ``points -> MB``, with the least-squares fit ``base MB + bytes per point``.  #17, item 1.
 
-Options: ``--poll-ms`` (default 1000), ``--workers`` (PLC processes, default 2).
+Options: ``--poll-ms`` (default 1000), ``--workers`` (PLC processes, default 2), ``--reloads K``: then K
+times a live reload (SIGHUP, the first device's poll interval changed), the resident size measured
+again after each the same way (printed; the table's figures stay those before any reload).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -37,6 +40,17 @@ def _rss_mb(pid: int) -> float:
         return int(f.read().split()[1]) * _PAGE / 1e6
 
 
+async def _rss_median(pid: int, proc: asyncio.subprocess.Process, seconds: float) -> list[float]:
+    samples = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and proc.returncode is None:
+        samples.append(_rss_mb(pid))
+        await asyncio.sleep(0.5)
+    if proc.returncode is not None or not samples:
+        raise RuntimeError(f"the gateway exited early (code {proc.returncode})")
+    return samples
+
+
 async def _one(n: int, mq_port: int, work: Path, args: argparse.Namespace) -> float:
     devices = max(1, n // 100)
     for attempt in range(5):  # a port chosen free may be taken by another process before a PLC binds it
@@ -47,26 +61,28 @@ async def _one(n: int, mq_port: int, work: Path, args: argparse.Namespace) -> fl
         except RuntimeError:
             if attempt == 4:
                 raise
-    cfg = {
-        "gateway": {"id": "memory", "site": "bench", "enterprise_prefix": "88.608.5288"},
-        "uplink": {"host": "127.0.0.1", "port": mq_port, "client_id": f"memory-{os.getpid()}",
-                   "no_subscribers": "accept"},
-        "buffer": {"path": str(work / "buffer.db")},
-        "devices": [
-            {"type": "modbus_tcp", "name": f"plc{d:04d}", "host": "127.0.0.1", "port": p, "unit_id": 1,
-             "poll_interval_ms": args.poll_ms, "timeout_ms": 1000, "backoff_max_ms": 2000,
-             "points": _points(100)}
-            for d, p in enumerate(ports)
-        ],
-    }
+    def config(first_poll_ms: int) -> dict[str, object]:
+        return {
+            "gateway": {"id": "memory", "site": "bench", "enterprise_prefix": "88.608.5288"},
+            "uplink": {"host": "127.0.0.1", "port": mq_port, "client_id": f"memory-{os.getpid()}",
+                       "no_subscribers": "accept"},
+            "buffer": {"path": str(work / "buffer.db")},
+            "devices": [
+                {"type": "modbus_tcp", "name": f"plc{d:04d}", "host": "127.0.0.1", "port": p, "unit_id": 1,
+                 "poll_interval_ms": first_poll_ms if d == 0 else args.poll_ms, "timeout_ms": 1000,
+                 "backoff_max_ms": 2000, "points": _points(100)}
+                for d, p in enumerate(ports)
+            ],
+        }
+
     path = work / "gateway.toml"
-    path.write_text(tomli_w.dumps(cfg), encoding="utf-8")
-    del cfg
+    path.write_text(tomli_w.dumps(config(args.poll_ms)), encoding="utf-8")
     gw = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway.cli", "run", "-c", str(path),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )
     started = asyncio.Event()
+    reloaded = asyncio.Event()
     assert gw.stderr is not None
     stderr = gw.stderr
 
@@ -74,6 +90,8 @@ async def _one(n: int, mq_port: int, work: Path, args: argparse.Namespace) -> fl
         while line := await stderr.readline():
             if b"starting:" in line:
                 started.set()
+            if b"Reloaded config" in line or b"Reload refused" in line:
+                reloaded.set()
             if args.verbose:
                 sys.stderr.write(line.decode(errors="replace"))
 
@@ -81,15 +99,19 @@ async def _one(n: int, mq_port: int, work: Path, args: argparse.Namespace) -> fl
     try:
         await asyncio.wait_for(started.wait(), args.start_timeout)
         await asyncio.sleep(args.warmup)
-        samples = []
-        end = time.monotonic() + args.seconds
-        while time.monotonic() < end and gw.returncode is None:
-            samples.append(_rss_mb(gw.pid))
-            await asyncio.sleep(0.5)
-        if gw.returncode is not None or not samples:
-            raise RuntimeError(f"the gateway exited early (code {gw.returncode})")
+        samples = await _rss_median(gw.pid, gw, args.seconds)
         if args.verbose_samples:
             print(f"  samples: min {min(samples):.1f}, max {max(samples):.1f}, last {samples[-1]:.1f} MB", flush=True)
+        for k in range(args.reloads):
+            path.write_text(tomli_w.dumps(config(args.poll_ms // 2 if k % 2 == 0 else args.poll_ms)), encoding="utf-8")
+            reloaded.clear()
+            t0 = time.monotonic()
+            gw.send_signal(signal.SIGHUP)
+            await asyncio.wait_for(reloaded.wait(), args.start_timeout)
+            took = time.monotonic() - t0
+            await asyncio.sleep(args.warmup)
+            after = statistics.median(await _rss_median(gw.pid, gw, args.seconds))
+            print(f"  after reload {k + 1} ({took:.1f} s from SIGHUP to applied): {after:.1f} MB", flush=True)
         return statistics.median(samples)
     finally:
         await stop_process(gw)
@@ -152,6 +174,7 @@ if __name__ == "__main__":
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument("--poll-ms", type=int, default=1000)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--reloads", type=int, default=0, help="then this many live reloads (SIGHUP), RSS after each")
     p.add_argument("--start-timeout", type=float, default=300.0)
     p.add_argument("--json", default=None)
     p.add_argument("-v", "--verbose", action="store_true", help="pass the gateway's log through")
