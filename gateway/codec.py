@@ -64,6 +64,7 @@ __all__ = [
     "decode_columns",
     "encode",
     "encode_alarm",
+    "inflate",
     "is_catalog_topic",
     "mark_historical",
     "points_payload",
@@ -574,7 +575,7 @@ class CatalogCache:
         (site, gateway) of its topic, which it must name.  The oldest is forgotten beyond
         ``catalog_slots`` (a batch then finds it missing and the ingest asks the broker again)."""
         outer = _load(payload)
-        doc = _inflate(outer) if "z" in outer else outer
+        doc = inflate(outer) if "z" in outer else outer
         if doc.get("v") != WIRE_V2 or doc.get("kind") != "catalog":
             raise CodecError("not a v2 catalog message")
         gw, site, cid, cat = doc.get("gw"), doc.get("site"), doc.get("c"), doc.get("cat")
@@ -644,7 +645,7 @@ def decode_columns(payload: bytes, catalogs: CatalogCache | None = None,
     ``None``).  ``origin``: (site, gateway) of the topic; a v2 catalog of another gateway is not used."""
     outer = _load(payload)
     historical = outer.get("h", False)
-    doc = _inflate(outer) if "z" in outer else outer
+    doc = inflate(outer) if "z" in outer else outer
     if not isinstance(historical, bool) or not isinstance(doc.get("h", False), bool):
         raise CodecError("h must be a boolean")
     historical = historical or doc.get("h", False)
@@ -655,7 +656,8 @@ def decode_columns(payload: bytes, catalogs: CatalogCache | None = None,
     return _columns(doc, historical, catalogs)
 
 
-def _inflate(outer: dict[str, Any]) -> dict[str, Any]:
+def inflate(outer: dict[str, Any]) -> dict[str, Any]:
+    """The document inside a compression envelope (zlib or zstd), checked and size-limited."""
     version, z, data = outer.get("v"), outer["z"], outer.get("d")
     if version not in (SCHEMA_VERSION, WIRE_V2):
         raise CodecError(f"unsupported wire format version {version!r} (this build reads 1 and 2)")

@@ -7,7 +7,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.catalog import _divisor
+from gateway.catalog import decimal_divisor
 from gateway.core.point import Quality, Sample, Value
 from pipelines.normalise import Normalise
 from pipelines.spec import PointSpec
@@ -18,7 +18,7 @@ SPECS = [(1.0, 0.0, None, None), (0.1, 0.0, None, None), (0.01, -40.0, None, Non
 
 def _specs() -> list[PointSpec]:
     """The stage's table as build_catalog compiles it from (scale, offset, min, max)."""
-    return [PointSpec(scale=sc, divisor=_divisor(sc), offset=off, min=lo, max=hi) for sc, off, lo, hi in SPECS]
+    return [PointSpec(scale=sc, divisor=decimal_divisor(sc), offset=off, min=lo, max=hi) for sc, off, lo, hi in SPECS]
 
 
 def reference(sample: Sample) -> Sample:
