@@ -84,3 +84,14 @@ def test_the_common_batch_passes_as_it_is() -> None:
     early = [(0, FLOOR - 1, 1.0, Quality.GOOD, None), *batch]
     assert check(early, wall, 0)[0][4] == "clock_unsynced"
     assert check([], wall, 0) == []
+
+
+def test_a_poll_stamped_with_one_time_is_checked_by_that_time() -> None:
+    check = ClockCheck(TOL, JUMP, FLOOR)
+    wall = FLOOR + 100 * S
+    for t, reason in ((wall, None), (wall + TOL, None), (wall + TOL + 1, "future_timestamp"),
+                      (FLOOR, None), (FLOOR - 1, "clock_unsynced")):
+        poll: SampleBatch = [(i, t, float(i), Quality.GOOD, None) for i in range(50)]
+        got = check(poll, wall, 0)
+        assert [s[4] for s in got] == [reason] * 50
+        assert (got is poll) is (reason is None)
