@@ -385,8 +385,6 @@ def _decimal_search(floats: list[float] | tuple[float, ...], rest: list[int],
         rest = list(itertools.compress(rest, map(operator.not_, ok)))
 
 
-_HINT_MAX = 2.0**33  # below it a double's spacing is < 1e-6: at most one decimal per exponent (see _values_hinted)
-_F32_MAX = 3.4028234663852886e38
 
 
 def _decimals(x: float) -> int | None:
@@ -400,41 +398,37 @@ def _decimals(x: float) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class DecimalHints:
-    """Per point of a catalog, the decimals its float values are expected to have (a register scaled
-    by 0.1 with an offset of -40: 1), for :func:`_values_hinted`.  Only a hint: it is checked."""
+    """Per point of a catalog, the decimals of its scaling (a register scaled by 0.1 with an offset
+    of -40: 1; 0.01: 2), for :func:`_values_hinted`; none for points without a decimal scaling (as
+    read, a unit conversion, a scale such as 1/3).  Only a hint: every value is checked."""
 
-    pow_f: list[float]  # 10.0**e (1.0: no hint, the search decides)
-    pow_i: list[int]  # 10**e
+    pow_f: list[float]  # 10.0**e (1.0 without a hint)
+    pow_i: list[float]  # 10**e as an int; NaN without a hint (m / NaN is never the float: not accepted)
     kind_f: list[int]  # K_DEC + e
     kind_row: list[tuple[int, int]]  # (K_INT, K_DEC + e): a sample's kind by "is it a float"
 
     @classmethod
     def of(cls, catalog: Catalog) -> DecimalHints:
-        exps: list[int] = []
-        rows: dict[int, tuple[int, int]] = {e: (K_INT, K_DEC + e) for e in _DEC_EXP}
+        exps: list[int | None] = []
         for p in catalog.points:
             spec = p.spec
             e: int | None = None
-            if spec.conv_factor == 1.0 and spec.conv_offset == 0.0:
+            if spec.conv_factor == 1.0 and spec.conv_offset == 0.0 and not spec.identity_scale:
                 es = _decimals(1 / spec.divisor if spec.divisor else spec.scale)
                 eo = _decimals(spec.offset)
                 e = max(es, eo) if es is not None and eo is not None else None
-            exps.append(e or 0)
-        return cls([float(_POW[e]) for e in exps], [_POW[e] for e in exps], [K_DEC + e for e in exps],
-                   [rows[e] for e in exps])
+            exps.append(e or None)
+        return cls([float(_POW[e or 0]) for e in exps], [math.nan if e is None else _POW[e] for e in exps],
+                   [K_DEC + (e or 0) for e in exps], [(K_INT, K_DEC + (e or 0)) for e in exps])
 
 
 def _values_hinted(val: tuple[Any, ...], idx: tuple[int, ...], hints: DecimalHints,
                    types: set[type]) -> dict[str, Any]:
-    """:func:`_values_v2` for a batch of ints and floats, in one decimal pass: each float is tried at
-    its point's hinted exponent, and the search runs only for the samples where that fails.  The
-    result is the same, column for column, as the search's:
-
-    - a float that is a float32 exactly stays K_F32 (checked first, as there);
-    - below 2**33 a double's spacing is under 1e-6, so an exponent e <= 6 has at most one integer m
-      with m / 10**e == f; if m is not a multiple of 10, no smaller exponent has one either (its
-      integer times 10**(e - e') would be a second one at e), so e is the smallest, as the search
-      finds it.  A multiple of 10, a float beyond 2**33 or a failed check: the search decides.
+    """:func:`_values_v2` for a batch of ints and floats, in one pass over the floats: a float of a
+    point with a decimal scaling that is exactly a decimal at that scaling's exponent is sent as that
+    decimal (0.1: 20.9 is 209 e1, 412.0 is 4120 e1, 20.5 is 205 e1); the others as the search
+    decides (float32 if exact, else the smallest decimal, else float64).  The decoder gets the same
+    64 bits back: m / 10**e is checked to be the float, as there (-0.0 is never a decimal).
 
     Raises OverflowError for a float whose product with its hint overflows (the caller searches)."""
     n = len(val)
@@ -454,35 +448,34 @@ def _values_hinted(val: tuple[Any, ...], idx: tuple[int, ...], hints: DecimalHin
     if not _all_finite(floats):  # type: ignore[arg-type]
         raise ValueError("a NaN or infinite value")
     ms = list(map(float.__round__, map(operator.mul, floats, map(hints.pow_f.__getitem__, fidx))))  # round()
-    f32 = _float32_exact(floats)  # type: ignore[arg-type]
-    # accepted (non-zero): exact at the hint and not a float32, times the integer's last digit
-    acc: list[int] = list(map(
-        operator.mul,
-        map(operator.gt, map(operator.eq, map(operator.truediv, ms, map(hints.pow_i.__getitem__, fidx)), floats),
-            f32),
-        map(operator.mod, ms, itertools.repeat(10))))
-    if min(floats) <= -_HINT_MAX or max(floats) >= _HINT_MAX:
-        acc = list(map(operator.mul, acc, map(operator.lt, map(abs, floats), itertools.repeat(_HINT_MAX))))
+    acc = list(map(operator.eq, map(operator.truediv, ms, map(hints.pow_i.__getitem__, fidx)), floats))
+    if min(floats) <= -_DEC_MAX or max(floats) >= _DEC_MAX:  # no decimal beyond: a mantissa < 2**53
+        acc = list(map(operator.and_, acc, map(operator.lt, map(abs, floats), itertools.repeat(_DEC_MAX))))
+    if 0.0 in floats:  # -0.0 is 0 e1 by the check (0.0 == -0.0), but decodes to +0.0: never a decimal
+        for j, f in enumerate(floats):
+            if f == 0.0 and math.copysign(1.0, f) < 0:
+                acc[j] = False
     out: dict[str, Any] = {}
     f32s: list[float] = []
     f64s: list[float] = []
-    if 0 in acc:
+    if False in acc:
         nf = len(floats)
         fpos = range(n) if isf is None else list(itertools.compress(range(n), isf))
         others = list(itertools.compress(range(nf), map(operator.not_, acc)))
+        f32 = _float32_exact([floats[j] for j in others])
         fkind = dict.fromkeys(others, K_F64)
         rest = []
-        for j in others:
-            if f32[j]:
+        for j, exact in zip(others, f32, strict=True):
+            if exact:
                 fkind[j] = K_F32
-            elif -_DEC_MAX < floats[j] < _DEC_MAX:
+            elif -_DEC_MAX < floats[j] < _DEC_MAX:  # (-0.0 is a float32: never here)
                 rest.append(j)
         mant: dict[int, int | None] = {}
         _decimal_search(floats, rest, fkind, mant)
         for j in others:
             fk = kinds[fpos[j]] = fkind[j]
             if fk >= K_DEC:
-                acc[j] = 1
+                acc[j] = True
                 ms[j] = mant[j]  # type: ignore[assignment]
             elif fk == K_F32:
                 f32s.append(floats[j])

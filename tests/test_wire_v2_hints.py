@@ -1,8 +1,9 @@
-"""The v2 value columns with the point table's decimal hints (codec._values_hinted) are exactly the
-columns of the full search (codec._values_v2 without hints), and what they encode the ingest's
-decoder gives back bit for bit: right mantissa and exponent, float32 / float64 choice, -0.0, huge
-and tiny floats, integer-valued floats, values near 2**33 and 9e9 (the limits of the one-pass
-argument and of decimals), ints beyond 2**53, mixed kinds, NaN / inf turned bad."""
+"""The v2 value columns with the point table's decimal hints (codec._values_hinted): a float of a
+point with a decimal scaling that is a decimal at its exponent goes as that decimal, the others as
+the full search decides; the ingest's decoder gives back the same 64 bits as from the search's
+columns: right mantissa and exponent, float32 / float64 choice, -0.0, huge and tiny floats,
+integer-valued floats, values near 9e9 (the limit of decimals), ints beyond 2**53, mixed kinds,
+NaN / inf turned bad."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.catalog import Catalog, PointInfo, decimal_divisor
-from gateway.codec import CatalogCache, DecimalHints, Encoder, _values_v2, decode_columns
+from gateway.codec import CatalogCache, DecimalHints, Encoder, _decode_values, _values_v2, decode_columns
 from gateway.core.point import Quality, SampleBatch
 from pipelines.spec import PointSpec
 
@@ -39,7 +40,8 @@ HINTS = DecimalHints.of(CATALOG)
 
 
 def test_the_hints_follow_the_scaling() -> None:
-    assert HINTS.pow_i == [1, 10, 100, 1000, 10**6, 10, 100, 1, 1]
+    # as read, a unit conversion, 1/3: no hint (NaN: never accepted)
+    assert [None if math.isnan(p) else p for p in HINTS.pow_i] == [None, 10, 100, 1000, 10**6, 10, 100, None, None]
 
 
 def _f32(x: float) -> float:
@@ -72,12 +74,26 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+def _decoded(cols: dict[str, Any], n: int) -> list[Any]:
+    k = cols["k"]
+    kinds = bytes((k,)) * n if isinstance(k, int) else k
+    return _decode_values(kinds, n, cols.get("vi", []), cols.get("vd", []), cols.get("vg", b""),
+                          cols.get("vf", b""), cols.get("vs", []))
+
+
 @settings(max_examples=400)
 @given(numbers)
-def test_hinted_columns_are_the_searchs(batch: list[tuple[int, Any]]) -> None:
+def test_hinted_columns_decode_to_the_searchs_values(batch: list[tuple[int, Any]]) -> None:
     idx = tuple(i for i, _ in batch)
     val = tuple(v for _, v in batch)
-    assert _values_v2(val, idx, HINTS) == _values_v2(val)
+    hinted, searched = _values_v2(val, idx, HINTS), _values_v2(val)
+    got = _decoded(hinted, len(val))
+    assert all(_same(a, b) for a, b in zip(got, _decoded(searched, len(val)), strict=True))
+    assert all(_same(a, b) for a, b in zip(got, val, strict=True))
+    # a point without a hint: the search's kind
+    kh, ks = (bytes((c["k"],)) * len(val) if isinstance(c["k"], int) else c["k"] for c in (hinted, searched))
+    assert [a for a, i in zip(kh, idx, strict=True) if math.isnan(HINTS.pow_i[i])] == \
+        [b for b, i in zip(ks, idx, strict=True) if math.isnan(HINTS.pow_i[i])]
 
 
 @settings(max_examples=200)
@@ -95,28 +111,29 @@ def test_what_is_encoded_decodes_bit_for_bit(batch: list[tuple[int, Any]], compr
     assert [q for q, v in zip(cols.q, carried, strict=True) if v is None] == [2] * carried.count(None)
 
 
-def test_scaled_registers_take_one_pass_and_the_exact_exponent() -> None:
-    """Mantissa and exponent as the search picks them, float32 first, then the smallest exponent."""
+def test_scaled_registers_go_as_decimals_at_their_exponent() -> None:
     val = (20.9, 2.09, 412.0, 0.5, 1.23, 1.2299999999999969, 8589934591.5, 1e10 + 0.5, -0.0, 20.95, 3)
     idx = (1, 2, 1, 1, 2, 2, 1, 1, 2, 6, 0)
     got = _values_v2(val, idx, HINTS)
-    assert got == _values_v2(val)
-    # 20.9 = 209 e1; 2.09 = 209 e2; 412.0 f32; 0.5 f32; 1.23 = 123 e2; the noisy one f64;
-    # 8589934591.5 = 85899345915 e1 (hint 1); 1e10 + 0.5: beyond the decimals, f64; -0.0 f32;
-    # 20.95 on a 0.1 + 0.05 point (hint e2) = 2095 e2; 3 an int
-    assert list(got["k"]) == [17, 18, 6, 6, 18, 5, 17, 5, 6, 18, 3]
-    assert got["vd"] == [209, 209, 123, 85899345915, 2095]
+    # 20.9 = 209 e1; 2.09 = 209 e2; 412.0 = 4120 e1 and 0.5 = 5 e1 (the search: float32); 1.23 = 123 e2;
+    # the noisy one f64; 8589934591.5 = 85899345915 e1; 1e10 + 0.5: beyond the decimals, f64;
+    # -0.0 f32 (never a decimal: it would come back +0.0); 20.95 on a 0.1 + 0.05 point = 2095 e2; 3 an int
+    assert list(got["k"]) == [17, 18, 17, 17, 18, 5, 17, 5, 6, 18, 3]
+    assert got["vd"] == [209, 209, 4120, 5, 123, 85899345915, 2095]
     assert got["vi"] == [3]
-    assert struct.unpack("<3f", got["vg"]) == (412.0, 0.5, -0.0)
-    assert math.copysign(1, struct.unpack("<3f", got["vg"])[2]) == -1
+    assert struct.unpack("<1f", got["vg"]) == (-0.0,) and math.copysign(1, struct.unpack("<f", got["vg"])[0]) == -1
     assert struct.unpack("<2d", got["vf"]) == (1.2299999999999969, 1e10 + 0.5)
+    assert all(_same(a, b) for a, b in zip(_decoded(got, len(val)), val, strict=True))
 
 
-def test_a_mantissa_multiple_of_ten_takes_the_smaller_exponent() -> None:
-    # 2090 / 100 = 20.9: the hint (e2) works, but the search finds e1 first; so must the hinted path
-    got = _values_v2((20.9, 20.0 + 2**30), (2, 2), HINTS)
-    assert got == _values_v2((20.9, 20.0 + 2**30))
-    assert list(got["k"]) == [17, 16] and got["vd"] == [209, 2**30 + 20]
+def test_a_point_without_a_decimal_scaling_keeps_the_search() -> None:
+    # as read (0), a unit conversion (7), 1/3 (8): float32 first, then the smallest exponent
+    val = (20.9, 412.0, 20.9, 0.5, -0.0)
+    idx = (0, 0, 7, 8, 8)
+    got = _values_v2(val, idx, HINTS)
+    assert got == _values_v2(val) and list(got["k"]) == [17, 6, 17, 6, 6]
+    # the same value on a 0.01 point: at its exponent, 2090 e2
+    assert _values_v2((20.9, 20.0 + 2**30), (2, 2), HINTS)["vd"] == [2090, (2**30 + 20) * 100]
 
 
 def test_nan_and_infinity_turn_bad_and_the_rest_encodes() -> None:
