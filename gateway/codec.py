@@ -295,10 +295,11 @@ def _values_v2(val: tuple[Any, ...], idx: tuple[int, ...] | None = None,
     register: 20.93 is 2093 e2), else float32 when it is one exactly (a float32 sensor), else float64.
     Whole columns at a time (map / compress run in C): the common batch is mostly floats."""
     n = len(val)
-    types = set(map(type, val))
+    tl = list(map(type, val))
+    types = set(tl)
     if hints is not None and idx is not None and float in types and types <= _INT_FLOAT:
         try:
-            return _values_hinted(val, idx, hints, types)
+            return _values_hinted(val, idx, hints, tl, types)
         except OverflowError:  # a float near the double's limit times its hint: the search decides
             pass
     kinds = bytearray(n)
@@ -422,7 +423,7 @@ class DecimalHints:
                    [K_DEC + (e or 0) for e in exps], [(K_INT, K_DEC + (e or 0)) for e in exps])
 
 
-def _values_hinted(val: tuple[Any, ...], idx: tuple[int, ...], hints: DecimalHints,
+def _values_hinted(val: tuple[Any, ...], idx: tuple[int, ...], hints: DecimalHints, tl: list[type],
                    types: set[type]) -> dict[str, Any]:
     """:func:`_values_v2` for a batch of ints and floats, in one pass over the floats: a float of a
     point with a decimal scaling that is exactly a decimal at that scaling's exponent is sent as that
@@ -439,7 +440,7 @@ def _values_hinted(val: tuple[Any, ...], idx: tuple[int, ...], hints: DecimalHin
         ints: list[int] = []
         kinds = bytearray(map(hints.kind_f.__getitem__, idx))
     else:
-        isf = list(map(operator.is_, map(type, val), itertools.repeat(float)))
+        isf = list(map(operator.is_, tl, itertools.repeat(float)))  # tl: the values' types
         floats = list(itertools.compress(val, isf))
         fidx = list(itertools.compress(idx, isf))
         ints = list(itertools.compress(val, map(operator.not_, isf)))
