@@ -128,6 +128,8 @@ class Dlt645Driver:
             (first_index + i, p.di_value, p.di_value.to_bytes(4, "little"), p.value_format())
             for i, p in enumerate(config.points)
         ]
+        # the reads above are what the points need: the parsed point models (~1.2 KB a point) go (#17)
+        self.config = config.model_copy(update={"points": []})
         self._entered = False
         self.requests = 0
         self.answering = False

@@ -70,6 +70,8 @@ class Iec104Driver:
         self._seen: set[int] = set()
         self._checked: set[tuple[int, int]] = set()
         self._clock = clock
+        # the routes above are what the points need: the parsed point models (~1.2 KB a point) go (#17)
+        self.config = config.model_copy(update={"points": []})
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._session: Session | None = None

@@ -23,6 +23,7 @@ import struct
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Self
 
@@ -141,6 +142,20 @@ def status_name(code: int) -> str:
 # encoding, the value types that go as read: str only when the point's strings are UTF-8, whose
 # surrogate-escaped bytes the pipeline's first stage turns into encoding_error)
 _Route = tuple[int, int, int, bool, StringEncoding, frozenset[type]]
+# a monitored item's settings with the device's defaults applied:
+# (trigger, deadband type, deadband value, sampling interval ms, queue size, discard oldest)
+_ItemSettings = tuple[Trigger, DeadbandType, float, float, int, bool]
+
+
+def _item_settings(dev: OpcUaDevice, p: OpcUaPoint) -> _ItemSettings:
+    return (
+        p.trigger or dev.trigger,
+        p.deadband_type or dev.deadband_type,
+        p.deadband_value if p.deadband_value is not None else dev.deadband_value,
+        p.sampling_interval_ms if p.sampling_interval_ms is not None else dev.sampling_interval_ms,
+        p.queue_size if p.queue_size is not None else dev.queue_size,
+        p.discard_oldest if p.discard_oldest is not None else dev.discard_oldest,
+    )
 # a monitored node deleted at run time; asyncua servers report it as a subscription status change
 _NODE_GONE = frozenset({ua.StatusCodes.BadNodeIdUnknown, ua.StatusCodes.BadNodeIdInvalid})
 
@@ -288,7 +303,13 @@ class OpcUaDriver:
     """One OPC UA session to one server; everything above sees only gateway errors and samples."""
 
     def __init__(self, config: OpcUaDevice, first_index: int, *, queue_batches: int = 256) -> None:
-        self.config = config
+        # what a point needs after the config is parsed, with the device's defaults applied; the parsed
+        # point models (~1.2 KB a point) are not kept (#17), and neither are the protocol objects made
+        # from them at each connect (node ids in subscription mode, monitored-item requests)
+        self._node_id_texts = [p.node_id for p in config.points]
+        self._point_names = [p.name for p in config.points]
+        shared: dict[_ItemSettings, _ItemSettings] = {}  # equal settings stored once
+        self._item_settings = [shared.setdefault(s, s) for s in map(partial(_item_settings, config), config.points)]
         self._first = first_index
         self._routes: list[_Route] = []
         for i, p in enumerate(config.points):
@@ -301,6 +322,7 @@ class OpcUaDriver:
                 enc,
                 _PLAIN if enc is StringEncoding.UTF_8 else _NUMERIC,
             ))
+        self.config = config.model_copy(update={"points": []})  # the device's settings, shared with the reload
         # ask only for the timestamps some point uses: decoding two DateTimes per notification is a
         # measurable share of the client's CPU at 10,000 notifications/s
         wanted = {r[1] for r in self._routes}
@@ -310,8 +332,7 @@ class OpcUaDriver:
             else ua.TimestampsToReturn.Server if wanted - {2} == {1}
             else ua.TimestampsToReturn.Neither
         )
-        self._node_ids: list[ua.NodeId] = []
-        self._item_requests: list[ua.MonitoredItemCreateRequest] = []
+        self._node_ids: list[ua.NodeId] = []  # polling mode: parsed at the first connect, kept
         self._client: Client | None = None
         self._queue: asyncio.Queue[SampleBatch] = asyncio.Queue(maxsize=queue_batches)
         self._lost: asyncio.Event = asyncio.Event()
@@ -340,11 +361,7 @@ class OpcUaDriver:
         self._locate_gone = False
         while not self._queue.empty():
             self._queue.get_nowait()
-        if not self._node_ids:  # static: parsed on the first connect, reused on every reconnect
-            try:
-                self._node_ids = [ua.NodeId.from_string(p.node_id) for p in cfg.points]
-            except (UaError, ValueError) as err:
-                raise ConnectError(cfg.name, f"invalid node id: {err}") from err
+        node_ids = self._node_ids or self._parse_node_ids()  # checked before anything connects
         # asyncua's liveness probe reads ServerState with a timeout of one watchdog interval: at 1 s a
         # server busy with a 10,000-item publish looked dead.  Our keep-alive watchdog in stream() is
         # the fast detector; this probe only catches a half-open socket.
@@ -379,7 +396,9 @@ class OpcUaDriver:
             limits = await operation_limits(client)
             self._read_batch = batch_size(limits[0], cfg.max_items_per_request)
             if self.streaming:
-                await self._subscribe(client, batch_size(limits[1], cfg.max_items_per_request))
+                await self._subscribe(client, batch_size(limits[1], cfg.max_items_per_request), node_ids)
+            else:
+                self._node_ids = node_ids  # polling reads them every cycle: parsed once, kept
         except UaStatusCodeError as err:
             await self.__aexit__(None, None, None)
             raise ConnectError(cfg.name, f"subscription refused: {status_name(err.code)}") from err
@@ -436,7 +455,7 @@ class OpcUaDriver:
             client.user_private_key = load_pem_private_key(key, password=None)
 
     # ------------------------------------------------------------ subscription
-    async def _subscribe(self, client: Client, per_call: int) -> None:
+    async def _subscribe(self, client: Client, per_call: int, node_ids: list[ua.NodeId]) -> None:
         cfg = self.config
         params = ua.CreateSubscriptionParameters(
             RequestedPublishingInterval=cfg.publishing_interval_ms,
@@ -451,57 +470,57 @@ class OpcUaDriver:
         self.revised_publishing_interval_s = result.RevisedPublishingInterval / 1000
         self.revised_keepalive_count = result.RevisedMaxKeepAliveCount
         self._last_publish = time.monotonic()
-        if not self._item_requests:  # static too: 10,000 of them are ~0.1 s of CPU on every reconnect
-            self._item_requests = [self._item_request(handle, p) for handle, p in enumerate(cfg.points)]
-        requests = self._item_requests
         bad: SampleBatch = []
         ts = now_ns()
-        for chunk in chunks(requests, per_call):
+        # the requests of one call at a time (made again at each connect: ~10 us an item, where keeping
+        # them all would cost ~0.3 KB a point for the life of the process)
+        for chunk in chunks(list(range(len(node_ids))), per_call):
             self.counters.create_item_calls += 1
             results = await client.uaclient.create_monitored_items(
                 ua.CreateMonitoredItemsParameters(
                     SubscriptionId=result.SubscriptionId,
                     TimestampsToReturn=self._timestamps,
-                    ItemsToCreate=list(chunk),
+                    ItemsToCreate=[self._item_request(handle, node_ids[handle]) for handle in chunk],
                 )
             )
-            for req, res in zip(chunk, results, strict=True):
+            for handle, res in zip(chunk, results, strict=True):
                 code = res.StatusCode.value
                 if quality_of(code) is Quality.BAD:
-                    handle = req.RequestedParameters.ClientHandle
                     bad.append((self._routes[handle][0], ts, None, Quality.BAD, status_name(code)))
                     self.counters.bad_items += 1
-                    log.warning(
-                        "Device %s: node %s (point %s) cannot be monitored: %s.",
-                        cfg.name,
-                        cfg.points[handle].node_id,
-                        cfg.points[handle].name,
-                        status_name(code),
-                        extra={"device": cfg.name, "point": cfg.points[handle].name, "reason": status_name(code)},
-                    )
+                    self._say_bad_node(handle, "cannot be monitored", code)
         if bad:
             self._queue.put_nowait(bad)
 
-    def _item_request(self, handle: int, p: OpcUaPoint) -> ua.MonitoredItemCreateRequest:
-        cfg = self.config
-        db_type = p.deadband_type or cfg.deadband_type
-        trigger = p.trigger or cfg.trigger
+    def _say_bad_node(self, handle: int, what: str, code: int) -> None:
+        name = self._point_names[handle]
+        log.warning(
+            "Device %s: node %s (point %s) %s: %s.", self.name, self._node_id_texts[handle], name, what,
+            status_name(code), extra={"device": self.name, "point": name, "reason": status_name(code)},
+        )
+
+    def _parse_node_ids(self) -> list[ua.NodeId]:
+        try:
+            return [ua.NodeId.from_string(text) for text in self._node_id_texts]
+        except (UaError, ValueError) as err:
+            raise ConnectError(self.name, f"invalid node id: {err}") from err
+
+    def _item_request(self, handle: int, node_id: ua.NodeId) -> ua.MonitoredItemCreateRequest:
+        trigger, db_type, db_value, sampling_ms, queue_size, discard_oldest = self._item_settings[handle]
         mfilter = None
         if db_type is not DeadbandType.NONE or trigger is not Trigger.STATUS_VALUE:
             mfilter = ua.DataChangeFilter(
-                Trigger=_TRIGGERS[trigger],
-                DeadbandType=_DEADBANDS[db_type],
-                DeadbandValue=p.deadband_value if p.deadband_value is not None else cfg.deadband_value,
+                Trigger=_TRIGGERS[trigger], DeadbandType=_DEADBANDS[db_type], DeadbandValue=db_value,
             )
         mparams = ua.MonitoringParameters(
             ClientHandle=handle,
-            SamplingInterval=p.sampling_interval_ms if p.sampling_interval_ms is not None else cfg.sampling_interval_ms,
+            SamplingInterval=sampling_ms,
             Filter=mfilter,
-            QueueSize=p.queue_size if p.queue_size is not None else cfg.queue_size,
-            DiscardOldest=p.discard_oldest if p.discard_oldest is not None else cfg.discard_oldest,
+            QueueSize=queue_size,
+            DiscardOldest=discard_oldest,
         )
         return ua.MonitoredItemCreateRequest(
-            ItemToMonitor=ua.ReadValueId(NodeId=self._node_ids[handle], AttributeId=ua.AttributeIds.Value),
+            ItemToMonitor=ua.ReadValueId(NodeId=node_id, AttributeId=ua.AttributeIds.Value),
             MonitoringMode=ua.MonitoringMode.Reporting,
             RequestedParameters=mparams,
         )
@@ -603,26 +622,18 @@ class OpcUaDriver:
             return []
         ts = now_ns()
         out: SampleBatch = []
-        for chunk in chunks(list(range(len(self._node_ids))), self._read_batch):
+        node_ids = self._node_ids or self._parse_node_ids()  # subscription mode keeps none: rare, parsed again
+        for chunk in chunks(list(range(len(node_ids))), self._read_batch):
             self.counters.read_calls += 1
             try:
-                values = await client.uaclient.read_attributes(
-                    [self._node_ids[i] for i in chunk], ua.AttributeIds.NodeClass
-                )
+                values = await client.uaclient.read_attributes([node_ids[i] for i in chunk], ua.AttributeIds.NodeClass)
             except (*_COMM_ERRORS, ConnectionError) as err:
                 raise ReadError(self.name, f"Read failed: {err!r}", reason="disconnected", disconnect=True) from err
             for i, dv in zip(chunk, values, strict=True):
                 code = dv.StatusCode.value if dv.StatusCode is not None else 0
                 if code in _NODE_GONE:
                     out.append((self._routes[i][0], ts, None, Quality.BAD, status_name(code)))
-                    log.warning(
-                        "Device %s: node %s (point %s) was deleted from the server: %s.",
-                        self.name,
-                        self.config.points[i].node_id,
-                        self.config.points[i].name,
-                        status_name(code),
-                        extra={"device": self.name, "point": self.config.points[i].name, "reason": status_name(code)},
-                    )
+                    self._say_bad_node(i, "was deleted from the server", code)
         self.counters.bad_items += len(out)
         return out
 

@@ -22,10 +22,11 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Self
+from typing import NamedTuple, Self
 
+from drivers.s7.address import Address
 from drivers.s7.codec import Reader, reader
-from drivers.s7.config import S7Device
+from drivers.s7.config import DataType, S7Device
 from drivers.s7.plan import Plan, plan
 from drivers.s7.wire import (
     RETURN_OK,
@@ -45,6 +46,7 @@ from drivers.s7.wire import (
 )
 from gateway.core.errors import ConnectError, ReadError
 from gateway.core.point import Quality, SampleBatch, now_ns
+from gateway.core.values import StringEncoding
 
 __all__ = ["S7Driver"]
 
@@ -52,6 +54,16 @@ MAX_FRAGMENTS = 16  # COTP data TPDUs one S7 PDU may span (a PDU is at most 960 
 
 # (point index, offset in its range, its reader)
 _Field = tuple[int, int, Reader]
+
+
+class _Layout(NamedTuple):
+    """One point as the planner and the decoder see it (its device's defaults applied)."""
+
+    parsed: Address
+    span: tuple[int, int]
+    type: DataType
+    length: int
+    encoding: StringEncoding
 
 
 class _Group:
@@ -79,6 +91,10 @@ class S7Driver:
             members = [i for i, p in enumerate(config.points) if (p.group or "") == name]
             self.groups[name] = _Group(ms / 1000, members)
         self.requests = 0  # requests sent, for benchmarks and diagnostics
+        # what planning and decoding need of each point; the parsed point models (~1.2 KB a point) go (#17)
+        self._layouts = [_Layout(p.parsed, p.span, p.type, p.length or 254, p.string_encoding or config.string_encoding)
+                         for p in config.points]
+        self.config = config.model_copy(update={"points": []})
 
     @property
     def name(self) -> str:
@@ -148,7 +164,7 @@ class S7Driver:
         """Plan every poll group for the negotiated PDU; again when points had to be read alone."""
         cfg = self.config
         for g in self.groups.values():
-            subset = [cfg.points[i] for i in g.points]
+            subset = [self._layouts[i] for i in g.points]
             alone = {j for j, i in enumerate(g.points) if i in self.alone}
             g.plan = plan(subset, self.pdu_size, cfg.max_items, cfg.max_gap, alone)
             g.fields = [[self._field(g.points[m], subset[m].span[0] - r.start) for m in r.members]
@@ -191,16 +207,15 @@ class S7Driver:
             self.alone |= failed
             self._replan()
             order = sorted(failed)
-            sub = [self.config.points[i] for i in order]
+            sub = [self._layouts[i] for i in order]
             retry = plan(sub, self.pdu_size, self.config.max_items, 0, range(len(sub)))
             fields = [[self._field(order[m], 0) for m in r.members] for r in retry.ranges]
             await self._read_plan(retry, fields, order, out)
         return out
 
     def _field(self, i: int, offset: int) -> _Field:
-        p = self.config.points[i]
-        return (self._first + i, offset,
-                reader(p.type, p.parsed.bit, p.length or 254, p.string_encoding or self.config.string_encoding))
+        p = self._layouts[i]
+        return self._first + i, offset, reader(p.type, p.parsed.bit, p.length, p.encoding)
 
     async def _read_plan(self, pl: Plan, fields: list[list[_Field]], position: Sequence[int],
                          out: SampleBatch) -> set[int]:

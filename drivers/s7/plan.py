@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from drivers.s7.config import S7Point
+from drivers.s7.address import Address
 from drivers.s7.wire import (
     ITEM_HEADER,
     ITEM_SPEC,
@@ -71,7 +72,17 @@ def item_payload(pdu: int) -> int:
     return pdu - RESPONSE_HEADER - READ_PARAM - ITEM_HEADER
 
 
-def plan(points: Sequence[S7Point], pdu: int, max_items: int, max_gap: int, alone: Collection[int] = ()) -> Plan:
+class Planned(Protocol):
+    """What planning needs of a point (an ``S7Point``, or the driver's compact form of one)."""
+
+    @property
+    def parsed(self) -> Address: ...
+
+    @property
+    def span(self) -> tuple[int, int]: ...
+
+
+def plan(points: Sequence[Planned], pdu: int, max_items: int, max_gap: int, alone: Collection[int] = ()) -> Plan:
     cap = item_payload(pdu)
     max_items = items_per_request(pdu, max_items)
     isolated = set(alone)

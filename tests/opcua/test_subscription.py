@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from typing import Any
 
@@ -99,6 +100,39 @@ async def test_subscription_delivers_changes_statuses_and_survives_an_unknown_no
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_the_driver_keeps_no_point_model_and_subscribes_again_after_a_reconnect(
+        plant: PlantServer, caplog: pytest.LogCaptureFixture) -> None:
+    """#17: the driver keeps what each point needs (node id text, name, item settings with the device's
+    defaults applied), not the parsed point models (~1.2 KB a point) nor the monitored-item requests
+    (~0.3 KB a point): those are made again at each connect, so a reconnect must subscribe every item
+    again, with its own settings (the deadband of the first point, the unknown node reported by name)."""
+    from drivers.opcua.config import DeadbandType, OpcUaPoint
+
+    pts = [{"name": "current_db", "node_id": plant.node_id("CellLine3.Rectifier.LineCurrent"),
+            "deadband_type": "absolute", "deadband_value": 1.0}, *gasifier_points(plant)]
+    cfg, cat = catalog_for(device(plant.endpoint, pts))
+    drv = OpcUaDriver(cfg.devices[0], 0)
+    del cfg
+    gc.collect()
+    assert not [o for o in gc.get_objects() if isinstance(o, OpcUaPoint)]
+    assert drv.config.points == [] and drv.config.endpoint == plant.endpoint
+    assert drv._item_settings[0][1:3] == (DeadbandType.ABSOLUTE, 1.0)  # the point's own deadband
+    assert drv._item_settings[1] is drv._item_settings[2]  # equal settings (the device's) stored once
+    idx = {p.key.split(".", 1)[1]: p.index for p in cat.points}
+    for session in (1, 2):
+        out = Collector()
+        async with drv:
+            async for batch in drv.stream():
+                await out(batch)
+                if all(out.latest(i) is not None for i in idx.values()):
+                    break
+        assert drv.counters.sessions == session
+        assert drv.counters.bad_items == session  # the unknown node, once per subscription
+        assert out.latest(idx["ghost"])[2:] == (None, Quality.BAD, "BadNodeIdUnknown")  # type: ignore[index]
+        assert out.latest(idx["temp"])[3] is Quality.GOOD  # type: ignore[index]
+    assert "node ns=2;s=Does.Not.Exist (point ghost) cannot be monitored: BadNodeIdUnknown" in caplog.text
 
 
 async def test_absolute_deadband_suppresses_small_changes(plant: PlantServer) -> None:
