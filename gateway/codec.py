@@ -419,8 +419,12 @@ class DecimalHints:
                 eo = _decimals(spec.offset)
                 e = max(es, eo) if es is not None and eo is not None else None
             exps.append(e or None)
-        return cls([float(_POW[e or 0]) for e in exps], [math.nan if e is None else _POW[e] for e in exps],
-                   [K_DEC + (e or 0) for e in exps], [(K_INT, K_DEC + (e or 0)) for e in exps])
+        # shared objects: four pointers (32 bytes) a point, no float or tuple of its own
+        pow_f = {e: float(_POW[e or 0]) for e in (None, *_DEC_EXP)}
+        pow_i = {e: math.nan if e is None else _POW[e] for e in (None, *_DEC_EXP)}
+        row = {e: (K_INT, K_DEC + (e or 0)) for e in (None, *_DEC_EXP)}
+        return cls([pow_f[e] for e in exps], [pow_i[e] for e in exps], [K_DEC + (e or 0) for e in exps],
+                   [row[e] for e in exps])
 
 
 def _values_hinted(val: tuple[Any, ...], idx: tuple[int, ...], hints: DecimalHints, tl: list[type],
