@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from gateway.status import LiveTable
     from pipelines.normalise import Normalise
 
-__all__ = ["GROUP_MAX_BATCHES", "Batcher", "Gateway", "release_free_memory", "tune_gc"]
+__all__ = ["GROUP_MAX_BATCHES", "Batcher", "Gateway", "release_free_memory", "tune_gc", "uplink_encoder"]
 
 log = logging.getLogger("edgegw.app")
 
@@ -120,6 +120,12 @@ def _compression(up: UplinkConfig) -> Compression:
                     "1,000-point batches, larger small batches).")
         return "zlib"
     return c
+
+
+def uplink_encoder(catalog: Catalog, up: UplinkConfig) -> Encoder:
+    """The encoder of the uplink's settings (wire format, payload format, compression), as the gateway
+    builds it at start and on every reload (and ``edgegw bench`` with the default settings)."""
+    return Encoder(catalog, up.payload_format, _compression(up), version=up.wire_format)
 
 
 class Batcher:
@@ -437,7 +443,7 @@ class Gateway:
         up = cfg.uplink
         gw = cfg.gateway
         with progress.phase("stages compiled"):
-            encoder = Encoder(self.catalog, up.payload_format, _compression(up), version=up.wire_format)
+            encoder = uplink_encoder(self.catalog, up)
             pipeline = Pipeline(
                 self.catalog.specs,
                 future_tolerance_ns=gw.future_tolerance_ms * 1_000_000,
@@ -793,7 +799,7 @@ class Gateway:
         old = self.batcher.pipeline
         pipeline.carry(old, [i for n in plan.same_layout for i in catalog.by_device[n]])
         up = eff.uplink
-        encoder = Encoder(catalog, up.payload_format, _compression(up), version=up.wire_format)
+        encoder = uplink_encoder(catalog, up)
         if encoder.version == 2 and encoder.catalog_id != self.encoder.catalog_id:
             # the new catalog is archived and published before the first batch that refers to it exists
             self._archive(encoder)

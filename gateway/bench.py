@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import math
@@ -38,16 +39,18 @@ from typing import Any
 
 import msgpack
 
-from gateway.app import Batcher, Gateway, tune_gc
+from gateway.app import Batcher, Gateway, tune_gc, uplink_encoder
 from gateway.buffer import SqliteBuffer
-from gateway.catalog import Catalog, PointInfo
-from gateway.codec import Encoder
+from gateway.catalog import Catalog, PointInfo, decimal_divisor
+from gateway.codec import Encoder, inflate
 from gateway.config import BufferConfig, UplinkConfig, parse
 from gateway.core.point import Quality, SampleBatch, now_ns
 from gateway.forwarder import Forwarder
 from gateway.sinks.mqtt import MqttUplink
 from gateway.watch import Watch
 from hil.services import Mosquitto, free_ports, rss_mb
+from pipelines.pipeline import Pipeline
+from pipelines.spec import PointSpec
 
 __all__ = [
     "bench_chain", "bench_drain", "bench_latency", "bench_overload", "bench_pipeline", "burning", "main",
@@ -55,6 +58,20 @@ __all__ = [
 ]
 
 _SITE, _GW = "bench-site", "bench-gw"
+
+
+def _uplink(port: int = 1883, max_inflight: int = 20) -> UplinkConfig:
+    """The benches' uplink: the default settings (so the default wire format and compression), on the
+    benchmark's own broker, where nobody subscribes (its PUBACK 0x10 counts as delivered)."""
+    return UplinkConfig(port=port, topic_prefix="bench", max_inflight=max_inflight, timeout_s=30,
+                        no_subscribers="accept")
+
+
+def encoding() -> dict[str, Any]:
+    """The encoding the benches ship (the gateway's default uplink), for the JSON params."""
+    up = _uplink()
+    enc = uplink_encoder(synthetic_catalog(1), up)
+    return {"wire_format": enc.version, "compression": enc.compression, "payload_format": enc.payload_format}
 
 
 def synthetic_catalog(n_points: int) -> Catalog:
@@ -65,10 +82,13 @@ def synthetic_catalog(n_points: int) -> Catalog:
         kind = i % 4
         scale, offset = ((0.1, 0.0), (0.1, 0.0), (0.01, -40.0), (1.0, 0.0))[kind]
         lo, hi = (0.0, 6553.5) if kind == 0 else (None, None)
+        # the stages read the scaling from the spec (as compile_spec makes it from a config), not from
+        # PointInfo's scale / offset: without it every value passed through as the raw int
+        spec = PointSpec(scale=scale, divisor=decimal_divisor(scale), offset=offset, min=lo, max=hi)
         pts.append(PointInfo(
             i, f"plc{i // 100}.p{i % 100}", f"88.608.5288/DEV.{_SITE}.plc{i // 100}.p{i % 100}", f"plc{i // 100}",
             f"88.608.5288/DEV.{_SITE}.plc{i // 100}", ("degC", "kPa", "m3/h", "")[kind], scale, offset, lo, hi,
-            "general", (("site", _SITE), ("asset", f"line{i // 500}")),
+            "general", (("site", _SITE), ("asset", f"line{i // 500}")), spec,
         ))
     return Catalog(_GW, _SITE, tuple(pts), {})
 
@@ -125,11 +145,10 @@ async def _rig(
     path = workdir / f"buffer-{time.monotonic_ns()}.db"
     buffer = SqliteBuffer(path, max_bytes=max_bytes, when_full=when_full, durability=durability)
     wake = asyncio.Event()
-    # nobody subscribes to a benchmark's broker: its PUBACK 0x10 counts as delivered here
-    cfg = UplinkConfig(port=port, topic_prefix="bench", max_inflight=max_inflight, timeout_s=30,
-                       no_subscribers="accept")
+    cfg = _uplink(port, max_inflight)
     fwd_box: list[Forwarder] = []  # natural batching, as in the gateway (Gateway._link_free)
     batcher = Batcher(catalog, buffer, BufferConfig(batch_max_points=batch_points, linger_ms=linger_ms), wake,
+                      encoder=uplink_encoder(catalog, cfg),
                       link_free=lambda: bool(fwd_box) and fwd_box[0].stats.connected
                       and buffer.pending_batches < max_inflight)
     if prefill is not None:
@@ -168,12 +187,16 @@ async def _wait(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
 
 # -- pipeline ------------------------------------------------------------------------------------
 def _prebuilt(n_points: int, batch_points: int) -> bytes:
-    """One encoded batch of ``batch_points`` samples: the floor's and the backlog's payload."""
+    """One encoded batch of ``batch_points`` samples: the floor's and the backlog's payload, with the
+    stages run (scaled values, as the pipeline run sends) and the uplink's encoder."""
+    catalog = synthetic_catalog(n_points)
+    pipeline = Pipeline(catalog.specs)
     src = SyntheticSource(n_points)
     samples: SampleBatch = []
     while len(samples) < batch_points:
-        samples.extend(src.poll())
-    return Encoder(synthetic_catalog(n_points)).encode(samples[:batch_points], 1, now_ns())
+        samples.extend(pipeline(src.poll(), now_ns(), time.monotonic_ns())[0])
+    encoder: Encoder = uplink_encoder(catalog, _uplink())
+    return encoder.encode(samples[:batch_points], 1, now_ns())
 
 
 async def _timed(port: int, workdir: Path, n_points: int, batch_points: int, total: int,
@@ -255,7 +278,7 @@ async def bench_pipeline(total: int, n_points: int, batch_points: int, runs: int
             rows.append({"points_per_s": pipe, "limit_points_per_s": floor, "ratio_to_limit": pipe / floor})
     return _summary("pipeline", rows, {"points": total, "points_per_poll": n_points, "batch_points": batch_points,
                                        "durability": durability, "burn_cores": burn_cores,
-                                       "sync_delay_ms": _sync_delay_ms()},
+                                       "sync_delay_ms": _sync_delay_ms(), "encoding": encoding()},
                     {"points_per_s": ">= 300000", "ratio_to_limit": ">= 0.5"})
 
 
@@ -276,7 +299,7 @@ class LatencyProbe:
         if historical != self.historical or not self.recording:
             return
         now = now_ns()
-        ts = msgpack.unpackb(payload)["ts"]
+        ts = source_times(payload)
         self.points += len(ts)
         self.buckets.update((now - t) // 100_000 for t in ts)
 
@@ -290,6 +313,16 @@ class LatencyProbe:
             if seen > rank:
                 return (bucket + 1) / 10  # upper edge of the bucket, ms
         return (max(self.buckets) + 1) / 10
+
+
+def source_times(payload: bytes) -> list[int]:
+    """The source times of a batch as published (v1 or v2, compressed or not), without decoding values."""
+    doc = msgpack.unpackb(payload)
+    if "z" in doc:
+        doc = inflate(doc)
+    if doc.get("v") == 2:
+        return list(itertools.accumulate(doc["ts"])) if "ts" in doc else list(doc.get("ta", []))
+    return list(doc["ts"])
 
 
 async def _paced_source(rig: Rig, src: SyntheticSource, rate: float, stop: asyncio.Event) -> None:
@@ -334,7 +367,8 @@ async def bench_latency(rate: float, duration_s: float, n_points: int, linger_ms
         rows = [await _latency_once(mq.port, Path(tmp), rate, duration_s, n_points, linger_ms) for _ in range(runs)]
     return _summary("latency", rows, {"rate_points_per_s": rate, "duration_s": duration_s,
                                       "points_per_poll": n_points, "linger_ms": linger_ms,
-                                      "burn_cores": burn_cores, "sync_delay_ms": _sync_delay_ms()},
+                                      "burn_cores": burn_cores, "sync_delay_ms": _sync_delay_ms(),
+                                      "encoding": encoding()},
                     {"p99_ms": "<= 50"})
 
 
@@ -391,7 +425,7 @@ async def bench_drain(backlog: int, rate: float, n_points: int, batch_points: in
     return _summary("drain", rows, {"backlog_points": backlog, "live_rate_points_per_s": rate,
                                     "backlog_batch_points": batch_points, "backlog_share": share,
                                     "max_inflight": max_inflight,
-                                    "linger_ms": linger_ms},
+                                    "linger_ms": linger_ms, "encoding": encoding()},
                     {"drain_points_per_s": ">= 500000", "live_p99_ms": "<= 200", "rss_mb": "flat"})
 
 
@@ -492,7 +526,7 @@ async def bench_overload(start: float, factor: float, steps: int, duration_s: fl
     result = _summary("overload", rows, {"start_points_per_s": start, "factor": factor, "steps": steps,
                                          "duration_s": duration_s, "points_per_poll": n_points,
                                          "durability": durability, "max_bytes": max_bytes,
-                                         "lag_warn_s": lag_warn_s},
+                                         "lag_warn_s": lag_warn_s, "encoding": encoding()},
                       {"delivered_share": ">= 0.99 up to max_points_per_s_full_delivery"})
     result["beyond_logged"] = [b.get("logged", []) for b in beyond_runs]
     return result

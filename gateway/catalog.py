@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from gateway.config import Config
     from gateway.core.schema import PointBase
 
-__all__ = ["Catalog", "PointInfo", "build_catalog", "compile_spec", "relayout", "without_rows"]
+__all__ = ["Catalog", "PointInfo", "build_catalog", "compile_spec", "decimal_divisor", "relayout", "without_rows"]
 
 
 # unit, scale, offset, min, max, data grade, tags, stage spec, class, data domain
@@ -411,7 +411,7 @@ def _mint(prefix: str, issues: list[ConfigIssue], loc: str, *keys: str) -> str |
 
 def compile_spec(pt: PointBase, *, forward: bool = True) -> PointSpec:
     """Everything the stages need about one point, as plain numbers (validated by the config model)."""
-    scale, offset, divisor = pt.scale, pt.offset, _divisor(pt.scale)
+    scale, offset, divisor = pt.scale, pt.offset, decimal_divisor(pt.scale)
     fault_low = fault_high = None
     if pt.scaling is not None:
         scale, offset = pt.scaling.linear()
@@ -456,7 +456,7 @@ def compile_spec(pt: PointBase, *, forward: bool = True) -> PointSpec:
     )
 
 
-def _divisor(scale: float) -> int:
+def decimal_divisor(scale: float) -> int:
     """100 for a scale of 0.01; 0 when the scale is not the inverse of an integer.
 
     Dividing by 100 gives the correctly rounded decimal (2090 -> 20.9, where 2090 * 0.01 is

@@ -22,22 +22,35 @@ from pipelines.spec import PointSpec
 
 __all__ = ["Normalise"]
 
-_Row = tuple[bool, float, int, float, float | None, float | None, bool, float, float, float | None, float | None]
+_Row = tuple[bool, float, int, float, float | None, float | None, bool, float, float, float | None, float | None,
+             int | None]
 
 
 class Normalise:
     """raw -> (fault limits) -> linear scaling -> unit conversion -> NaN / Inf / range.  Pure; batch-wise.
 
     A decimal scale such as 0.01 is applied as a division by 100, which gives the correctly
-    rounded decimal (2090 -> 20.9, where 2090 * 0.01 is 20.900000000000002).
+    rounded decimal (2090 -> 20.9, where 2090 * 0.01 is 20.900000000000002).  With a decimal
+    offset, an integer raw value has the offset added in those units first (-40 at 0.01 is -4000
+    hundredths): 4123 -> (4123 - 4000) / 100 = 1.23, where 4123 / 100 - 40 is 1.2299999999999969.
     """
 
     def __init__(self, specs: Sequence[PointSpec]) -> None:
         # one flat row per point index, resolved once; None when the value passes as read
         # (no scaling, conversion, fault limits or range: only the NaN / Inf check applies)
         self._table: list[_Row | None] = []
+        # the common scaled register, for integer values: (offset in units, divisor, min, max) of the
+        # points with a decimal divisor and offset, nothing else (no fault limits, no conversion)
+        self._dec: list[tuple[int, int, float, float] | None] = []
         rows: dict[PointSpec, _Row] = {}  # equal specs (shared by the point table) share their row
+        decs: dict[PointSpec, tuple[int, int, float, float] | None] = {}
         for s in specs:
+            if s not in decs:
+                units = _offset_units(s.offset, s.divisor)
+                simple = s.identity_conversion and s.raw_fault_low is None and s.raw_fault_high is None
+                decs[s] = (units, s.divisor, -math.inf if s.min is None else s.min,
+                           math.inf if s.max is None else s.max) if units is not None and simple else None
+            self._dec.append(decs[s])
             if (row := rows.get(s)) is not None:
                 self._table.append(row)
                 continue
@@ -63,12 +76,14 @@ class Normalise:
                 s.conv_offset,
                 s.min,
                 s.max,
+                _offset_units(s.offset, s.divisor),
             )
             self._table.append(row)
 
     def __call__(self, batch: SampleBatch) -> SampleBatch:
         # the hot path of every sample: one loop, no calls but isfinite on floats
         table = self._table
+        dec = self._dec
         out: SampleBatch = []
         append = out.append
         bad = Quality.BAD
@@ -77,6 +92,19 @@ class Normalise:
         for sample in batch:
             idx, ts, value, quality, reason = sample
             tv = type(value)
+            if tv is int and quality is not bad and (d := dec[idx]) is not None:
+                # a scaled register (the general path below, in short): one rounding, never inf or NaN
+                d_units, d_div, d_lo, d_hi = d
+                try:
+                    v = (value + d_units) / d_div  # type: ignore[operator]
+                except OverflowError:  # an int beyond a float's range (~1e308)
+                    append(admit(sample))
+                    continue
+                if d_lo <= v <= d_hi:
+                    append((idx, ts, v, quality, reason))
+                else:
+                    append((idx, ts, None, bad, "out_of_range"))
+                continue
             if quality is bad or (tv is not int and tv is not float):
                 # a gap, a bool, ASCII text: as read; anything else is admitted
                 if value is None or tv is bool or (tv is str and value.isascii()):  # type: ignore[union-attr]
@@ -96,7 +124,7 @@ class Normalise:
                     continue
                 append(sample)
                 continue
-            identity, scale, divisor, offset, flo, fhi, noconv, cf, co, lo, hi = row
+            identity, scale, divisor, offset, flo, fhi, noconv, cf, co, lo, hi, units = row
             if (flo is not None and num < flo) or (fhi is not None and num > fhi):
                 append((idx, ts, None, bad, "signal_fault"))
                 continue
@@ -104,7 +132,8 @@ class Normalise:
                 if identity:
                     v = num
                 elif divisor:
-                    v = num / divisor + offset
+                    # an int with a decimal offset: one rounding, the correctly rounded decimal
+                    v = (num + units) / divisor if tv is int and units is not None else num / divisor + offset
                 else:
                     v = num * scale + offset
                 if not noconv:
@@ -125,3 +154,12 @@ class Normalise:
 
     def one(self, sample: Sample) -> Sample:
         return self([sample])[0]
+
+
+def _offset_units(offset: float, divisor: int) -> int | None:
+    """The offset in units of 1 / ``divisor`` when it is a whole number of them (-40.0 at a divisor of
+    100: -4000; 0.05 at 10: None), so that an integer raw value is scaled with one rounding."""
+    if not divisor:
+        return None
+    units = round(offset * divisor)
+    return units if units / divisor == offset else None

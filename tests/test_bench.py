@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.bench import encoding
 from hil.services import Mosquitto
 
 __all__: list[str] = []
@@ -47,6 +48,8 @@ def test_bench_command_writes_its_keys(command: str, tmp_path: Path, mosquitto: 
     assert "median" in proc.stdout
     if command == "chain":  # the real gateway polled the PLCs and its uplink delivered what it polled
         assert result["polled_points_per_s"] > 0 and result["delivered_points_per_s"] > 0
+    else:  # the rig ships what the gateway's default uplink ships (wire format 2, zstd where installed)
+        assert result["params"]["encoding"] == encoding() and encoding()["wire_format"] == 2
 
 
 @pytest.mark.integration

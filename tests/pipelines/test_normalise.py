@@ -7,7 +7,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.catalog import _divisor
+from gateway.catalog import decimal_divisor
 from gateway.core.point import Quality, Sample, Value
 from pipelines.normalise import Normalise
 from pipelines.spec import PointSpec
@@ -18,7 +18,7 @@ SPECS = [(1.0, 0.0, None, None), (0.1, 0.0, None, None), (0.01, -40.0, None, Non
 
 def _specs() -> list[PointSpec]:
     """The stage's table as build_catalog compiles it from (scale, offset, min, max)."""
-    return [PointSpec(scale=sc, divisor=_divisor(sc), offset=off, min=lo, max=hi) for sc, off, lo, hi in SPECS]
+    return [PointSpec(scale=sc, divisor=decimal_divisor(sc), offset=off, min=lo, max=hi) for sc, off, lo, hi in SPECS]
 
 
 def reference(sample: Sample) -> Sample:
@@ -32,7 +32,10 @@ def reference(sample: Sample) -> Sample:
     if scale == 1.0 and offset == 0.0:
         v: Value = value
     elif scale < 1 and abs(1 / scale - round(1 / scale)) < 1e-9 / scale:
-        v = value / round(1 / scale) + offset
+        div = round(1 / scale)
+        units = round(offset * div)
+        # an int with an offset of whole 1 / div units: the correctly rounded decimal, one rounding
+        v = (value + units) / div if isinstance(value, int) and units / div == offset else value / div + offset
     else:
         v = value * scale + offset
     if isinstance(v, float) and not math.isfinite(v):
@@ -58,3 +61,28 @@ def test_batch_normaliser_matches_the_per_sample_rules(batch: list[Sample]) -> N
         assert g[:2] == w[:2] and g[3:] == w[3:]
         assert type(g[2]) is type(w[2])
         assert g[2] == w[2] or (isinstance(g[2], float) and math.isnan(g[2]) and math.isnan(w[2]))  # type: ignore[arg-type]
+
+
+def test_decimal_offsets_give_the_correctly_rounded_decimal() -> None:
+    """A register scaled by 0.01 with an offset of -40 reads as the decimal it stands for (1.23, not
+    1.2299999999999969): one rounding of the exact value, so the codec sends it as 123 e2."""
+    from fractions import Fraction
+
+    norm = Normalise([PointSpec(scale=0.01, divisor=100, offset=-40.0), PointSpec(scale=0.1, divisor=10, offset=0.5),
+                      PointSpec(scale=0.1, divisor=10, offset=0.05)])
+    raws = list(range(0, 65536, 7))
+    for i, offset, div in ((0, Fraction(-40), 100), (1, Fraction(1, 2), 10)):
+        got = norm([(i, 0, r, Quality.GOOD, None) for r in raws])
+        assert [s[2] for s in got] == [float(Fraction(r, div) + offset) for r in raws]
+    assert norm.one((0, 0, 4123, Quality.GOOD, None))[2] == 1.23 != 4123 / 100 - 40
+    # an offset that is no whole number of the divisor's units, and a float raw value: as before
+    assert norm.one((2, 0, 4123, Quality.GOOD, None))[2] == 4123 / 10 + 0.05
+    assert norm.one((0, 0, 4123.0, Quality.GOOD, None))[2] == 4123.0 / 100 - 40
+    # the short path for scaled registers keeps the general path's edges: range, huge ints, bad quality
+    ranged = Normalise([PointSpec(scale=0.1, divisor=10, offset=0.0, min=0.0, max=6553.5)])
+    assert ranged.one((0, 0, 65535, Quality.GOOD, None))[2] == 6553.5
+    assert ranged.one((0, 0, 65536, Quality.GOOD, None))[3:] == (Quality.BAD, "out_of_range")
+    assert ranged.one((0, 0, -1, Quality.GOOD, None))[3:] == (Quality.BAD, "out_of_range")
+    assert ranged.one((0, 0, 10**400, Quality.GOOD, None))[3:] == (Quality.BAD, "encoding_error")
+    assert ranged.one((0, 0, 5, Quality.BAD, "timeout")) == (0, 0, 5, Quality.BAD, "timeout")
+    assert ranged.one((0, 0, 5, Quality.UNCERTAIN, "x")) == (0, 0, 0.5, Quality.UNCERTAIN, "x")
