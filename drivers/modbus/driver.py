@@ -93,6 +93,7 @@ class LinePool(SharedLines[ModbusDevice, Line]):
     def __init__(self) -> None:
         super().__init__(line_key, _line)
         self._layouts: dict[tuple[object, ...], PointLayout] = {}
+        self._maps: dict[tuple[PointLayout, ...], tuple[PointLayout, ...]] = {}
 
     def layout(self, pt: ModbusPoint, dev: ModbusDevice) -> PointLayout:
         order = pt.byte_order or dev.byte_order
@@ -106,6 +107,11 @@ class LinePool(SharedLines[ModbusDevice, Line]):
                 pt.table, pt.address, pt.registers, pt.data_type, order, pt.bit, pt.length or 0, pt.string_order,
                 encoding, dict(enum) if enum is not None else None, pt.group or "")
         return found
+
+    def register_map(self, layouts: tuple[PointLayout, ...]) -> tuple[PointLayout, ...]:
+        """One tuple for the devices with the same layouts (a register map repeated over a plant's
+        devices of a type): a slot a point less for each device after the first."""
+        return self._maps.setdefault(layouts, layouts)
 
 
 def _line(config: ModbusDevice) -> Line:
@@ -146,7 +152,8 @@ def lean_device(config: ModbusDevice, lines: LinePool | None = None) -> tuple[Mo
     """The device's settings without its points, and its :class:`DeviceLayout` (equal layouts stored
     once in ``lines``)."""
     pool = lines or LinePool()
-    layout = DeviceLayout(tuple(pool.layout(p, config) for p in config.points), config.group_intervals_ms())
+    layouts = pool.register_map(tuple(pool.layout(p, config) for p in config.points))
+    layout = DeviceLayout(layouts, config.group_intervals_ms())
     return config.model_copy(update={"points": []}), layout
 
 
