@@ -718,8 +718,17 @@ class Gateway:
 
     async def _reload_once(self, source: Callable[[], Config | Prebuilt]) -> None:
         try:
-            # a large config takes a while to read and check: off the event loop, so polling keeps its cadence
-            new = await asyncio.to_thread(source)
+            try:
+                # a large config takes a while to read and check: off the event loop, so polling keeps its cadence
+                new = await asyncio.to_thread(source)
+            except (ConfigError, asyncio.CancelledError):
+                raise
+            except Exception as err:  # the read failed: its process crashed, hung or ran out of memory
+                # nothing was applied yet: the gateway carries on with the running config
+                log.exception("Reload failed: the config could not be read (%s); still running the config read "
+                              "before.", err, extra={"reason": "reload_failed"})
+                self._count_refused(f"the config could not be read: {err}")
+                return
             if isinstance(new, Prebuilt):
                 await self.reload(new)
             else:
@@ -753,9 +762,12 @@ class Gateway:
                   extra={"reason": "config", "source": err.source})
         for line, issue in zip(lines[1:], err.issues, strict=False):
             log.error("Reload refused: %s", line.strip(), extra={"reason": "config", "location": issue.location})
+        self._count_refused(lines[0])
+
+    def _count_refused(self, summary: str) -> None:
         rs = self.reload_status
         rs.refused += 1
-        rs.last_result, rs.last_time_ns, rs.last_summary = "refused", time.time_ns(), lines[0]
+        rs.last_result, rs.last_time_ns, rs.last_summary = "refused", time.time_ns(), summary
 
     async def reload(self, new: Config | Prebuilt, digests: Mapping[str, bytes] | None = None) -> ReloadPlan:
         """Apply a new (validated) config without a gap: devices whose config is equal keep running,

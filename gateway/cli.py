@@ -217,6 +217,10 @@ def _listen_arg(text: str) -> str:
     return text
 
 
+# a reload's config read (a 100,000-point file takes ~3 s): past this its process is stopped, the reload fails
+RELOAD_READ_TIMEOUT_S = 300.0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from gateway.app import Gateway
     from gateway.config import load
@@ -262,7 +266,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 raise ConfigError(files.errors, args.config)
             return gw.prepare_reload(new)
 
-        prepared = in_child(child, quiet=True)
+        prepared = in_child(child, quiet=True, timeout_s=RELOAD_READ_TIMEOUT_S)
         raise_open_files(open_files_needed(prepared.cfg))  # devices added by the reload
         logging.getLogger("edgegw.reload").info("Reloading %s (SIGHUP).", args.config)
         return prepared

@@ -23,8 +23,10 @@ import contextlib
 import logging
 import os
 import pickle
+import select
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -77,13 +79,15 @@ def prebuild(cfg: Config, digests: Mapping[str, bytes] | None = None) -> Prebuil
     return Prebuilt(slim, digests, forms, len(catalog.points))
 
 
-def in_child(fn: Callable[[], T], *, quiet: bool = False) -> T:
+def in_child(fn: Callable[[], T], *, quiet: bool = False, timeout_s: float | None = None) -> T:
     """``fn()`` run in a forked child process, its result pickled back; a :class:`ConfigError` it
     raises is raised here as the same error.  Any other exception is raised here as a RuntimeError
     with the child's traceback.  ``fn`` only reads and computes.  ``quiet``: the child logs and
     prints nothing (where other threads run, as in a running gateway's reload: one of them may have
     held the lock of stderr's buffer at the moment of the fork, and the child would wait for it
-    forever); at start-up, with no other thread yet, the child logs its phases."""
+    forever); at start-up, with no other thread yet, the child logs its phases.  ``timeout_s``: a
+    child that has not answered by then (hung, or stopped by a debugger) is killed and this raises
+    a RuntimeError, so a reload can never wait forever."""
     if not hasattr(os, "fork"):
         return fn()
     read_fd, write_fd = os.pipe()
@@ -93,8 +97,16 @@ def in_child(fn: Callable[[], T], *, quiet: bool = False) -> T:
         os.close(read_fd)
         _child(fn, write_fd, quiet)
     os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as pipe:
-        data = pipe.read()
+    try:
+        data = _read_all(read_fd, None if timeout_s is None else time.monotonic() + timeout_s)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise RuntimeError(f"the process reading the config gave no result within {timeout_s:g} s "
+                           "and was stopped") from None
+    finally:
+        os.close(read_fd)
     _, status = os.waitpid(pid, 0)
     if not data:
         code = os.waitstatus_to_exitcode(status)
@@ -110,6 +122,20 @@ def in_child(fn: Callable[[], T], *, quiet: bool = False) -> T:
         err.positions = positions
         raise err
     raise RuntimeError(f"reading the config failed in its process:\n{payload}")
+
+
+def _read_all(fd: int, deadline: float | None) -> bytes:
+    """Everything written to the pipe until the writer closed it; TimeoutError past ``deadline``."""
+    chunks: list[bytes] = []
+    while True:
+        if deadline is not None:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise TimeoutError
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 def _child(fn: Callable[[], object], fd: int, quiet: bool) -> None:

@@ -1,0 +1,60 @@
+"""A config read in a child process (gateway.prebuild.in_child) that crashes or hangs fails that read
+only: ``edgegw run``'s live reload is refused, the gateway keeps running the config it has, and the
+next reload applies.  Real processes (fork), no broker: the gateway is built, its ``run`` replaced by
+the reloads under test (nothing is polled)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+import gateway.app
+from gateway import cli
+from gateway.app import Gateway
+from gateway.prebuild import in_child
+from tests.test_memory_release import _data
+
+
+def test_a_child_that_hangs_is_stopped_at_the_timeout() -> None:
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"gave no result within 1 s and was stopped"):
+        in_child(lambda: time.sleep(60), quiet=True, timeout_s=1)
+    assert time.monotonic() - t0 < 30  # not the child's 60 s
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # no child left behind (killed and reaped)
+
+
+def test_a_child_that_dies_is_an_error_naming_its_exit_status() -> None:
+    with pytest.raises(RuntimeError, match=r"ended without a result \(exit status 7"):
+        in_child(lambda: os._exit(7), quiet=True, timeout_s=30)
+    assert in_child(lambda: 6 * 7, quiet=True, timeout_s=30) == 42  # and the next one works
+
+
+def test_a_reload_whose_read_crashes_is_refused_and_the_gateway_carries_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(tomli_w.dumps(_data(tmp_path)), encoding="utf-8")
+    prepare = Gateway.prepare_reload
+    seen: list[object] = []
+
+    async def run(self: Gateway) -> None:  # instead of polling: two reloads (SIGHUP)
+        path.write_text(tomli_w.dumps(_data(tmp_path, devices=4)), encoding="utf-8")
+        assert self.reload_source is not None
+        monkeypatch.setattr(Gateway, "prepare_reload", lambda gw, new: os._exit(9))  # the child dies
+        await self._reload_once(self.reload_source)
+        rs = self.reload_status
+        seen.append((rs.applied, rs.refused, rs.last_result, len(self.catalog.points), len(self.runners)))
+        seen.append(rs.last_summary)
+        monkeypatch.setattr(Gateway, "prepare_reload", prepare)
+        await self._reload_once(self.reload_source)
+        seen.append((rs.applied, rs.refused, rs.last_result, len(self.catalog.points), len(self.runners)))
+
+    monkeypatch.setattr(gateway.app.Gateway, "run", run)
+    assert cli.main(["run", "-c", str(path)]) == 0
+    assert seen[0] == (0, 1, "refused", 60, 3)  # refused, the running config untouched
+    assert "could not be read" in str(seen[1]) and "exit status 9" in str(seen[1])
+    assert seen[2] == (1, 1, "applied", 80, 4)  # the next reload applies
