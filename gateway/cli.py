@@ -1490,11 +1490,20 @@ def main(argv: list[str] | None = None) -> int:
     except (BufferCorruptError, BufferStorageError) as err:
         _print_error(json_logs, str(err), reason="buffer")
         return EXIT_FAILURE
+    except KeyboardInterrupt:  # Ctrl-C before the gateway took over its signals (reading a large config)
+        return 130
     except OSError as err:  # a file the checks before start-up could not foresee: one line, not a traceback
         if args.verbose:
             raise
         where = f"{err.filename}: " if err.filename else ""
         _print_error(json_logs, f"{where}{err.strerror or err}", reason="os_error")
+        return EXIT_FAILURE
+    except RuntimeError as err:
+        from gateway.prebuild import ConfigReadFailed
+
+        if not isinstance(err, ConfigReadFailed):
+            raise
+        _print_error(json_logs, f"{getattr(args, 'config', 'config')}: {err}", reason="config_read")
         return EXIT_FAILURE
 
 

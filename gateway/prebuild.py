@@ -37,7 +37,7 @@ from gateway.core.errors import ConfigError
 from gateway.driver_registry import DriverFactory
 from gateway.reload import device_digests
 
-__all__ = ["Prebuilt", "in_child", "prebuild"]
+__all__ = ["ConfigReadFailed", "Prebuilt", "in_child", "prebuild"]
 
 T = TypeVar("T")
 
@@ -81,13 +81,13 @@ def prebuild(cfg: Config, digests: Mapping[str, bytes] | None = None) -> Prebuil
 
 def in_child(fn: Callable[[], T], *, quiet: bool = False, timeout_s: float | None = None) -> T:
     """``fn()`` run in a forked child process, its result pickled back; a :class:`ConfigError` it
-    raises is raised here as the same error.  Any other exception is raised here as a RuntimeError
+    raises is raised here as the same error.  Any other exception is raised here as a :class:`ConfigReadFailed`
     with the child's traceback.  ``fn`` only reads and computes.  ``quiet``: the child logs and
     prints nothing (where other threads run, as in a running gateway's reload: one of them may have
     held the lock of stderr's buffer at the moment of the fork, and the child would wait for it
     forever); at start-up, with no other thread yet, the child logs its phases.  ``timeout_s``: a
     child that has not answered by then (hung, or stopped by a debugger) is killed and this raises
-    a RuntimeError, so a reload can never wait forever."""
+    a :class:`ConfigReadFailed`, so a reload can never wait forever."""
     if not hasattr(os, "fork"):
         return fn()
     read_fd, write_fd = os.pipe()
@@ -103,15 +103,13 @@ def in_child(fn: Callable[[], T], *, quiet: bool = False, timeout_s: float | Non
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
-        raise RuntimeError(f"the process reading the config gave no result within {timeout_s:g} s "
-                           "and was stopped") from None
+        raise ConfigReadFailed(f"the process reading the config gave no result within {timeout_s:g} s "
+                               "and was stopped") from None
     finally:
         os.close(read_fd)
     _, status = os.waitpid(pid, 0)
     if not data:
-        code = os.waitstatus_to_exitcode(status)
-        raise RuntimeError(f"the process reading the config ended without a result (exit status {code}; "
-                           "out of memory?)")
+        raise ConfigReadFailed(f"the process reading the config ended without a result ({_how_it_ended(status)})")
     kind, payload = pickle.loads(data)
     del data
     if kind == "ok":
@@ -121,7 +119,24 @@ def in_child(fn: Callable[[], T], *, quiet: bool = False, timeout_s: float | Non
         err = ConfigError(issues, source)
         err.positions = positions
         raise err
-    raise RuntimeError(f"reading the config failed in its process:\n{payload}")
+    raise ConfigReadFailed(f"reading the config failed in its process:\n{payload}")
+
+
+class ConfigReadFailed(RuntimeError):
+    """The child process reading the config gave no answer (crashed, killed, hung): not a config
+    error, nothing about the file is known; ``edgegw run`` says so in one line and exits 1."""
+
+
+def _how_it_ended(status: int) -> str:
+    code = os.waitstatus_to_exitcode(status)
+    if code >= 0:
+        return f"exit status {code}"
+    sig = signal.Signals(-code)
+    if sig is signal.SIGINT:  # Ctrl-C reached the whole process group: this process was interrupted too
+        raise KeyboardInterrupt
+    if sig is signal.SIGKILL:
+        return "exit status -9: killed, by the kernel when memory ran out or by hand"
+    return f"exit status {code}: ended by {sig.name}"
 
 
 def _read_all(fd: int, deadline: float | None) -> bytes:
