@@ -61,23 +61,26 @@ def test_a_reload_whose_read_crashes_is_refused_and_the_gateway_carries_on(
     assert seen[2] == (1, 1, "applied", 80, 4)  # the next reload applies
 
 
+def _run_with_the_reader_ending_by(sig: signal.Signals, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> int:
+    """``edgegw run`` on a good file whose reading process receives ``sig``."""
+    path = tmp_path / "gateway.toml"
+    path.write_text(tomli_w.dumps(_data(tmp_path)), encoding="utf-8")
+    monkeypatch.setattr("gateway.config.load", lambda *a, **k: os.kill(os.getpid(), sig))
+    return cli.main(["run", "-c", str(path)])
+
+
 def test_edgegw_run_says_in_one_line_when_its_config_reader_is_killed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """As the kernel's OOM killer would end a child reading a huge config: exit 1, no traceback."""
-    path = tmp_path / "gateway.toml"
-    path.write_text(tomli_w.dumps(_data(tmp_path)), encoding="utf-8")
-    monkeypatch.setattr("gateway.config.load", lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL))
-    assert cli.main(["run", "-c", str(path)]) == 1
+    assert _run_with_the_reader_ending_by(signal.SIGKILL, tmp_path, monkeypatch) == 1
     err = capsys.readouterr().err
+    path = tmp_path / "gateway.toml"
     assert f"{path}: the process reading the config ended without a result (exit status -9: killed" in err
     assert "Traceback" not in err
 
 
 def test_ctrl_c_while_the_config_is_read_exits_quietly(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    path = tmp_path / "gateway.toml"
-    path.write_text(tomli_w.dumps(_data(tmp_path)), encoding="utf-8")
     # Ctrl-C reaches the whole foreground process group; here only the child gets it
-    monkeypatch.setattr("gateway.config.load", lambda *a, **k: os.kill(os.getpid(), signal.SIGINT))
-    assert cli.main(["run", "-c", str(path)]) == 130
+    assert _run_with_the_reader_ending_by(signal.SIGINT, tmp_path, monkeypatch) == 130
     assert "Traceback" not in capsys.readouterr().err
