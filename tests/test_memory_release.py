@@ -27,7 +27,7 @@ from gateway.app import Gateway
 from gateway.config import parse
 from gateway.core.point import Quality, SampleBatch
 from gateway.core.schema import PointBase
-from gateway.driver_registry import DRIVERS
+from gateway.driver_registry import DRIVERS, spec_of
 from gateway.reload import device_digest, plan_reload, running_config
 
 
@@ -251,13 +251,14 @@ def test_stages_with_nothing_configured_hold_no_per_point_state_and_reload_eithe
 
 
 SAMPLES = sorted(Path(__file__).resolve().parents[1].glob("drivers/*/sample.toml"))
+LEAN = {"modbus", "opcua"}  # the driver packages with a compact, picklable form of their points
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=[p.parent.name for p in SAMPLES])
 def test_every_drivers_sample_builds_from_a_child_process_read(sample: Path, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """As ``edgegw run`` builds: the config parsed in a child, the Gateway from what comes back; a
-    package with a compact form (Modbus) gets its devices without points, the others their models,
+    package with a compact form (Modbus, OPC UA) gets its devices without points, the others their models,
     which their drivers let go.  The same table, drivers and digests as from a config parsed here."""
     from gateway.prebuild import Prebuilt, in_child, prebuild
 
@@ -271,6 +272,9 @@ def test_every_drivers_sample_builds_from_a_child_process_read(sample: Path, tmp
     del reference
     built = in_child(lambda: prebuild(parse(data)))
     assert isinstance(built, Prebuilt) and built.points == len(table) > 0
+    # a package with a compact form hands over no point model at all
+    lean = [(bool(d.points), d.name in built.forms) for d in built.cfg.devices if spec_of(d).lean is not None]
+    assert lean == [(False, True)] * len(lean) and bool(lean) == (sample.parent.name in LEAN)
     gw = Gateway(built)
     del built
     gc.collect()

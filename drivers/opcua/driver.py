@@ -156,6 +156,45 @@ def _item_settings(dev: OpcUaDevice, p: OpcUaPoint) -> _ItemSettings:
         p.queue_size if p.queue_size is not None else dev.queue_size,
         p.discard_oldest if p.discard_oldest is not None else dev.discard_oldest,
     )
+
+
+# a point's route without its index: (timestamp source, array index or -1, array as JSON, string
+# encoding, the value types taken as they are)
+_RouteTail = tuple[int, int, bool, StringEncoding, frozenset[type]]
+
+
+@dataclass(frozen=True, slots=True)
+class OpcUaPoints:
+    """What the driver keeps of a device's points, with the device's defaults applied: picklable, so
+    that ``edgegw run``'s config-reading child hands over this instead of the point models
+    (:func:`lean_device`); equal settings and routes are stored once."""
+
+    node_ids: list[str]
+    names: list[str]
+    settings: list[_ItemSettings]
+    routes: list[_RouteTail]
+
+
+def points_form(dev: OpcUaDevice) -> OpcUaPoints:
+    settings: dict[_ItemSettings, _ItemSettings] = {}
+    tails: dict[_RouteTail, _RouteTail] = {}
+    routes: list[_RouteTail] = []
+    for p in dev.points:
+        enc = p.string_encoding or dev.string_encoding
+        tail = (_TS[p.timestamp or dev.timestamp], -1 if p.array_index is None else p.array_index,
+                p.array_mode is ArrayMode.JSON, enc, _PLAIN if enc is StringEncoding.UTF_8 else _NUMERIC)
+        routes.append(tails.setdefault(tail, tail))
+    return OpcUaPoints(
+        [p.node_id for p in dev.points], [p.name for p in dev.points],
+        [settings.setdefault(s, s) for s in map(partial(_item_settings, dev), dev.points)], routes,
+    )
+
+
+def lean_device(dev: OpcUaDevice) -> tuple[OpcUaDevice, OpcUaPoints]:
+    """The device without its points, and the compact form the driver is made from (``DriverSpec.lean``)."""
+    return dev.model_copy(update={"points": []}), points_form(dev)
+
+
 # a monitored node deleted at run time; asyncua servers report it as a subscription status change
 _NODE_GONE = frozenset({ua.StatusCodes.BadNodeIdUnknown, ua.StatusCodes.BadNodeIdInvalid})
 
@@ -302,27 +341,23 @@ class DriverCounters:
 class OpcUaDriver:
     """One OPC UA session to one server; everything above sees only gateway errors and samples."""
 
-    def __init__(self, config: OpcUaDevice, first_index: int, *, queue_batches: int = 256) -> None:
+    def __init__(self, config: OpcUaDevice, first_index: int, *, queue_batches: int = 256,
+                 form: OpcUaPoints | None = None) -> None:
+        """``form``: :func:`lean_device`'s compact form of the points when ``config`` is the device
+        without them (``edgegw run`` reads its config in a child process and hands over only that);
+        otherwise made here from ``config.points``."""
         # what a point needs after the config is parsed, with the device's defaults applied; the parsed
         # point models (~1.2 KB a point) are not kept (#17), and neither are the protocol objects made
         # from them at each connect (node ids in subscription mode, monitored-item requests)
-        self._node_id_texts = [p.node_id for p in config.points]
-        self._point_names = [p.name for p in config.points]
-        shared: dict[_ItemSettings, _ItemSettings] = {}  # equal settings stored once
-        self._item_settings = [shared.setdefault(s, s) for s in map(partial(_item_settings, config), config.points)]
+        if form is None:
+            form = points_form(config)
+        self._node_id_texts = form.node_ids
+        self._point_names = form.names
+        self._item_settings = form.settings
         self._first = first_index
-        self._routes: list[_Route] = []
-        for i, p in enumerate(config.points):
-            enc = p.string_encoding or config.string_encoding
-            self._routes.append((
-                first_index + i,
-                _TS[p.timestamp or config.timestamp],
-                -1 if p.array_index is None else p.array_index,
-                p.array_mode is ArrayMode.JSON,
-                enc,
-                _PLAIN if enc is StringEncoding.UTF_8 else _NUMERIC,
-            ))
-        self.config = config.model_copy(update={"points": []})  # the device's settings, shared with the reload
+        self._routes: list[_Route] = [(first_index + i, *tail) for i, tail in enumerate(form.routes)]
+        # the device's settings, shared with the reload
+        self.config = config.model_copy(update={"points": []}) if config.points else config
         # ask only for the timestamps some point uses: decoding two DateTimes per notification is a
         # measurable share of the client's CPU at 10,000 notifications/s
         wanted = {r[1] for r in self._routes}

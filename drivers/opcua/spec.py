@@ -22,6 +22,18 @@ def _make(dev: OpcUaDevice, first_index: int, shared: Any) -> OpcUaDriver:
     return OpcUaDriver(dev, first_index)
 
 
+def _lean(dev: OpcUaDevice, shared: Any) -> tuple[OpcUaDevice, object]:
+    from drivers.opcua.driver import lean_device
+
+    return lean_device(dev)
+
+
+def _make_lean(dev: OpcUaDevice, form: Any, first_index: int, shared: Any) -> OpcUaDriver:
+    from drivers.opcua.driver import OpcUaDriver
+
+    return OpcUaDriver(dev, first_index, form=form)
+
+
 def _runner(dev: OpcUaDevice) -> RunnerKind:
     return RunnerKind.PUSHED if dev.mode is Mode.SUBSCRIPTION else RunnerKind.POLLED
 
@@ -53,6 +65,8 @@ SPEC: DriverSpec[OpcUaDevice] = DriverSpec(
     name="opcua",
     models=(OpcUaDevice,),
     make=_make,
+    lean=_lean,
+    make_lean=_make_lean,
     runner=_runner,
     security_warnings=security_warnings,
 )
