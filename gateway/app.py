@@ -721,7 +721,7 @@ class Gateway:
             try:
                 # a large config takes a while to read and check: off the event loop, so polling keeps its cadence
                 new = await asyncio.to_thread(source)
-            except (ConfigError, asyncio.CancelledError):
+            except ConfigError:
                 raise
             except Exception as err:  # the read failed: its process crashed, hung or ran out of memory
                 # nothing was applied yet: the gateway carries on with the running config

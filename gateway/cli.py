@@ -21,7 +21,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Literal
 
 from gateway import __version__
-from gateway.core.errors import BufferCorruptError, BufferStorageError, ConfigError, ConfigIssue
+from gateway.core.errors import BufferCorruptError, BufferStorageError, ConfigError, ConfigIssue, ConfigReadFailed
 from gateway.logs import ENV_VAR, JsonFormatter, LogFormat, configure_logging
 
 if TYPE_CHECKING:  # imported where used: `edgegw --version` and `check` stay quick
@@ -1498,11 +1498,7 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{err.filename}: " if err.filename else ""
         _print_error(json_logs, f"{where}{err.strerror or err}", reason="os_error")
         return EXIT_FAILURE
-    except RuntimeError as err:
-        from gateway.prebuild import ConfigReadFailed
-
-        if not isinstance(err, ConfigReadFailed):
-            raise
+    except ConfigReadFailed as err:
         _print_error(json_logs, f"{getattr(args, 'config', 'config')}: {err}", reason="config_read")
         return EXIT_FAILURE
 

@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from gateway.config import Config
-from gateway.core.errors import ConfigError
+from gateway.core.errors import ConfigError, ConfigReadFailed
 from gateway.driver_registry import DriverFactory
 from gateway.reload import device_digests
 
-__all__ = ["ConfigReadFailed", "Prebuilt", "in_child", "prebuild"]
+__all__ = ["Prebuilt", "in_child", "prebuild"]
 
 T = TypeVar("T")
 
@@ -120,11 +120,6 @@ def in_child(fn: Callable[[], T], *, quiet: bool = False, timeout_s: float | Non
         err.positions = positions
         raise err
     raise ConfigReadFailed(f"reading the config failed in its process:\n{payload}")
-
-
-class ConfigReadFailed(RuntimeError):
-    """The child process reading the config gave no answer (crashed, killed, hung): not a config
-    error, nothing about the file is known; ``edgegw run`` says so in one line and exits 1."""
 
 
 def _how_it_ended(status: int) -> str:

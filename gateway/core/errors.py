@@ -16,6 +16,7 @@ __all__ = [
     "CodecError",
     "ConfigError",
     "ConfigIssue",
+    "ConfigReadFailed",
     "ConnectError",
     "DataRejectedError",
     "DeviceError",
@@ -55,6 +56,11 @@ class ConfigError(GatewayError):
         self.positions: dict[str, tuple[int, int]] = {}  # location -> (line, column) in the source file
         head = f"{source}: " if source else ""
         super().__init__(head + "; ".join(str(i) for i in issues))
+
+
+class ConfigReadFailed(GatewayError, RuntimeError):
+    """The process reading the config gave no answer (crashed, killed, hung): not a config error,
+    nothing about the file is known; ``edgegw run`` says so in one line and exits 1."""
 
 
 class IdentifierError(GatewayError, ValueError):
