@@ -29,8 +29,10 @@ import json
 import logging
 import math
 import operator
+import os
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -239,16 +241,21 @@ class Encoder:
     def _encode_v2(self, samples: SampleBatch, seq: int, created_ns: int, flags: list[int] | None,
                    check: bool) -> bytes:
         n = len(samples)
-        if n:
-            idx, ts, val, q, rsn = zip(*samples, strict=False)
-        else:
-            idx = ts = val = q = rsn = ()
-        if n and (min(idx) < 0 or max(idx) >= self._n or not set(map(type, idx)) <= {int}):
-            raise IndexError("a sample's point index is not in the catalog")
-        if check and n and max(ts) > TS_MAX:
-            raise OverflowError("a source time is beyond the signed 64-bit nanosecond range")
         doc: dict[str, Any] = {"v": WIRE_V2, "c": self.catalog_id, "seq": seq, "t": created_ns}
-        if n:
+        kernel = _KERNEL
+        cols = kernel(samples, self._n, self._hints.kind_f) if n and kernel and self._hints is not None else None
+        if cols is not None:  # the common batch, by the compiled kernel (gateway/codec_kernel.py)
+            doc.update(cols)
+            if flags is not None and any(flags):
+                if len(flags) != n:
+                    raise ValueError("flags must have one entry per sample")
+                doc["f"] = [x for k, f in enumerate(flags) if f for x in (k, f)]
+        elif n:
+            idx, ts, val, q, rsn = zip(*samples, strict=False)
+            if min(idx) < 0 or max(idx) >= self._n or not set(map(type, idx)) <= {int}:
+                raise IndexError("a sample's point index is not in the catalog")
+            if check and max(ts) > TS_MAX:
+                raise OverflowError("a source time is beyond the signed 64-bit nanosecond range")
             # operator.sub: int.__sub__ through map is 3 times slower (idx are ints: checked above)
             doc["i"] = [idx[0], *map(operator.sub, idx[1:], idx)]
             if not set(map(type, ts)) <= _INT:
@@ -275,6 +282,21 @@ class Encoder:
         elif self.compression == "zlib":
             body = self._packer.pack({"v": WIRE_V2, "z": "zlib", "d": zlib.compress(body, self.level)})
         return body
+
+
+def _kernel() -> Callable[[SampleBatch, int, list[int]], dict[str, Any] | None] | None:
+    """The compiled per-sample loop of the v2 encoder when the native build made it (and
+    EDGEGW_PURE_PYTHON is not set); None: the pure-Python column code below does it all."""
+    if os.environ.get("EDGEGW_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from gateway import codec_kernel
+    except ImportError:  # a broken or foreign build: the pure-Python path is complete on its own
+        return None
+    return codec_kernel.columns_v2 if codec_kernel.COMPILED else None
+
+
+_KERNEL = _kernel()
 
 
 # v2 value kinds (one byte per sample in "k"): where a sample's value is and what type it has

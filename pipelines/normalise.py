@@ -14,7 +14,9 @@ only plain values.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from gateway.core.point import Quality, Sample, SampleBatch
 from gateway.core.values import INT_MAX, INT_MIN, admit
@@ -48,8 +50,11 @@ class Normalise:
             if s not in decs:
                 units = _offset_units(s.offset, s.divisor)
                 simple = s.identity_conversion and s.raw_fault_low is None and s.raw_fault_high is None
-                decs[s] = (units, s.divisor, -math.inf if s.min is None else s.min,
-                           math.inf if s.max is None else s.max) if units is not None and simple else None
+                lo = -math.inf if s.min is None else float(s.min)
+                hi = math.inf if s.max is None else float(s.max)
+                # floats (as the compiled kernel reads them); a bound no float equals: the general path
+                exact = (s.min is None or lo == s.min) and (s.max is None or hi == s.max)
+                decs[s] = (units, s.divisor, lo, hi) if units is not None and simple and exact else None
             self._dec.append(decs[s])
             if (row := rows.get(s)) is not None:
                 self._table.append(row)
@@ -81,6 +86,15 @@ class Normalise:
             self._table.append(row)
 
     def __call__(self, batch: SampleBatch) -> SampleBatch:
+        kernel = _KERNEL
+        if kernel is not None:  # the native build: the common samples in C, the others by _pure
+            return kernel(batch, self._dec, self._table, self._one_pure)
+        return self._pure(batch)
+
+    def _one_pure(self, sample: Sample) -> Sample:
+        return self._pure([sample])[0]
+
+    def _pure(self, batch: SampleBatch) -> SampleBatch:
         # the hot path of every sample: one loop, no calls but isfinite on floats
         table = self._table
         dec = self._dec
@@ -154,6 +168,21 @@ class Normalise:
 
     def one(self, sample: Sample) -> Sample:
         return self([sample])[0]
+
+
+def _kernel() -> Callable[[SampleBatch, list[Any], list[Any], Callable[[Sample], Sample]], SampleBatch] | None:
+    """The compiled loop of the common samples when the native build made it (and EDGEGW_PURE_PYTHON
+    is not set); None: :meth:`Normalise._pure` does every sample."""
+    if os.environ.get("EDGEGW_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from pipelines import normalise_kernel
+    except ImportError:  # a broken or foreign build: the pure-Python path is complete on its own
+        return None
+    return normalise_kernel.normalise if normalise_kernel.COMPILED else None
+
+
+_KERNEL = _kernel()
 
 
 def _offset_units(offset: float, divisor: int) -> int | None:

@@ -1,0 +1,222 @@
+"""The per-sample work of the v2 encoder (:meth:`gateway.codec.Encoder.encode`) as one typed loop, for mypyc.
+
+This module is compiled to a C extension by the optional native build (``setup.py``, mypyc); it is
+then used by :mod:`gateway.codec` for the common batch.  Interpreted it would be slower than the
+codec's own column-at-a-time code, so the codec uses it only when compiled (:data:`COMPILED`), except
+in the tests, which run it both ways and compare the bytes with the pure-Python path.
+
+:func:`columns_v2` returns the columns of the common batch (int point indices in the catalog, int
+times in 0..2**62, good / uncertain / bad qualities, int and finite float values of magnitude below
+9e9) exactly as the pure-Python path builds them: the same keys in the same order, the same values,
+so the same bytes.  For anything else it returns None and the pure-Python path decides (and raises
+what it raises).  Keep the two in step: tests/test_codec_kernel.py compares them.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any, Final
+
+from gateway.core.point import Quality
+
+__all__ = ["COMPILED", "columns_v2"]
+
+# the value kinds of gateway.codec (not imported: a compiled module reads them as C constants)
+_K_INT: Final = 3
+_K_F64: Final = 5
+_K_F32: Final = 6
+_K_DEC: Final = 16
+_DEC_MAX: Final = 9e9
+_TS_LIMIT: Final = 1 << 62
+
+
+def _compiled() -> bool:
+    """True when this module runs as a mypyc-compiled extension."""
+    return not __file__.endswith((".py", ".pyc"))
+
+
+COMPILED: Final = _compiled()
+
+
+def columns_v2(samples: list[Any], npoints: int, kind_f: list[int]) -> dict[str, Any] | None:
+    """The columns i, ts, vd, vg, vf, k, vi, q, r of a v2 batch of ``samples`` (not empty), or None
+    when the batch needs the general path.  ``kind_f``: per point index, K_DEC + the decimal exponent
+    of its scaling, K_DEC where it has none (:attr:`gateway.codec.DecimalHints.kind_f`)."""
+    good, uncertain, bad = Quality.GOOD, Quality.UNCERTAIN, Quality.BAD
+    pows = [1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0]  # a local list: C doubles, compiled
+    n = len(samples)
+    di: list[int] = []
+    dts: list[int] = []
+    kinds: list[int] = []  # one kind a sample, appended (compiled: no generic bytearray store)
+    vd: list[int] = []
+    vi: list[int] = []
+    qp: list[int] = []
+    rp: list[Any] = []
+    # floats no hint makes exact: (sample position, position in vd order, value), decided after the loop
+    others: list[int] = []
+    other_f: list[float] = []
+    n_float = 0
+    prev_i = 0
+    prev_t = 0
+    first = True
+    for k in range(n):
+        s: tuple[object, object, object, object, object] = samples[k]
+        i_o, t_o, v, q, r = s
+        if type(i_o) is not int or type(t_o) is not int:
+            return None
+        i: int = i_o
+        t: int = t_o
+        if i < 0 or i >= npoints or t < 0 or t >= _TS_LIMIT:
+            return None
+        if first:
+            di.append(i)
+            dts.append(t)
+            first = False
+        else:
+            di.append(i - prev_i)
+            dts.append(t - prev_t)
+        prev_i = i
+        prev_t = t
+        if type(v) is float:
+            f: float = v
+            n_float += 1
+            if not -_DEC_MAX < f < _DEC_MAX:  # also NaN: the general path raises or searches
+                return None
+            e = kind_f[i] - _K_DEC
+            if e > 0:
+                p = pows[e]
+                m = _round(f * p)
+                # -0.0 passes the check (0 / p == -0.0) but would decode as +0.0: never a decimal
+                if m / p == f and (f != 0.0 or math.copysign(1.0, f) > 0.0):
+                    kinds.append(_K_DEC + e)
+                    vd.append(m)
+                else:
+                    kinds.append(_K_F64)  # decided below
+                    others.append(k)
+                    other_f.append(f)
+                    vd.append(0)  # a placeholder, removed below unless the search finds a decimal
+            else:  # no hint
+                kinds.append(_K_F64)
+                others.append(k)
+                other_f.append(f)
+                vd.append(0)
+        elif type(v) is int:
+            kinds.append(_K_INT)
+            vi.append(v)
+        else:  # None, bool, str or no wire type: the general path
+            return None
+        qv: int
+        if q is good:
+            qv = 0
+        elif q is uncertain:
+            qv = 1
+        elif q is bad:
+            qv = 2
+        elif type(q) is int:
+            qv = q
+        else:
+            return None
+        if qv:
+            qp.append(k)
+            qp.append(qv)
+        if r is not None:
+            rp.append(k)
+            rp.append(r)
+    if n_float == 0:
+        return _finish(di, dts, kinds, vd, vi, qp, rp, b"", b"")
+    f32s = b""
+    f64s = b""
+    if others:
+        f32s, f64s = _decide_others(others, other_f, kinds, vd, n)
+    return _finish(di, dts, kinds, vd, vi, qp, rp, f32s, f64s)
+
+
+def _round(x: float) -> int:
+    """``round(x)`` (half to even) for ``|x| < 2**53``, without a call to the builtin (compiled: C)."""
+    t = int(x)  # toward zero; x - t is exact
+    d = x - t
+    if d > 0.5 or (d == 0.5 and t % 2 == 1):
+        return t + 1
+    if d < -0.5 or (d == -0.5 and t % 2 == 1):
+        return t - 1
+    return t
+
+
+def _decide_others(others: list[int], other_f: list[float], kinds: list[int], vd: list[int],
+                   n: int) -> tuple[bytes, bytes]:
+    """Floats the hint did not make exact: float32 when exact, else the smallest decimal (e 0..6), else
+    float64 (the codec's search).  Fills their kinds and mantissas; returns the packed vg and vf."""
+    pows = [1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0]
+    m_of: dict[int, int] = {}
+    f32_list: list[float] = []
+    f64_list: list[float] = []
+    exact = _float32_exact(other_f)
+    for j in range(len(others)):
+        k = others[j]
+        f = other_f[j]
+        if exact[j]:
+            kinds[k] = _K_F32
+            f32_list.append(f)
+            continue
+        found = False
+        for e in range(7):
+            p = pows[e]
+            m = _round(f * p)
+            if m / p == f:
+                kinds[k] = _K_DEC + e
+                m_of[k] = m
+                found = True
+                break
+        if not found:
+            kinds[k] = _K_F64
+            f64_list.append(f)
+    # vd holds one entry per float, in sample order: keep those of decimal floats, with their mantissas
+    out: list[int] = []
+    pos = 0
+    for k in range(n):
+        kd = kinds[k]
+        if kd == _K_INT:
+            continue
+        if kd >= _K_DEC:
+            out.append(m_of.get(k, vd[pos]))
+        pos += 1
+    vd[:] = out
+    vg = struct.pack(f"<{len(f32_list)}f", *f32_list) if f32_list else b""
+    vf = struct.pack(f"<{len(f64_list)}d", *f64_list) if f64_list else b""
+    return vg, vf
+
+
+def _float32_exact(floats: list[float]) -> list[bool]:
+    try:
+        back = struct.unpack(f"<{len(floats)}f", struct.pack(f"<{len(floats)}f", *floats))
+    except (OverflowError, struct.error):
+        return [_one_float32(f) for f in floats]
+    return [back[j] == floats[j] for j in range(len(floats))]
+
+
+def _one_float32(f: float) -> bool:
+    try:
+        return bool(struct.unpack("<f", struct.pack("<f", f))[0] == f)
+    except (OverflowError, struct.error):
+        return False
+
+
+def _finish(di: list[int], dts: list[int], kinds: list[int], vd: list[int], vi: list[int], qp: list[int],
+            rp: list[Any], vg: bytes, vf: bytes) -> dict[str, Any]:
+    out: dict[str, Any] = {"i": di, "ts": dts}
+    if vd:
+        out["vd"] = vd
+    if vg:
+        out["vg"] = vg
+    if vf:
+        out["vf"] = vf
+    first = kinds[0]
+    out["k"] = first if kinds.count(first) == len(kinds) else bytes(kinds)  # bytes(list): in C
+    if vi:
+        out["vi"] = vi
+    if qp:
+        out["q"] = qp
+    if rp:
+        out["r"] = rp
+    return out
