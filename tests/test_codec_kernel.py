@@ -1,0 +1,169 @@
+"""The v2 encoder's three ways to the same bytes: the pure-Python column code (no native build, or
+EDGEGW_PURE_PYTHON=1), the per-sample kernel gateway/codec_kernel.py compiled by mypyc (the native
+build), and the same kernel interpreted (its logic, on any machine).  Every batch, common or odd,
+must encode to identical bytes all three ways, and decode back (the ingest's decoder)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import gateway.codec as codec
+from gateway.bench import SyntheticSource, synthetic_catalog
+from gateway.catalog import Catalog
+from gateway.codec import Encoder, decode_columns
+from gateway.core.point import Quality, SampleBatch, now_ns
+from pipelines.pipeline import Pipeline
+from tests.conftest import IN_CI
+from tests.test_wire_v2_hints import CATALOG, floats
+
+__all__: list[str] = []
+
+Kernel = Callable[[SampleBatch, int, list[int]], dict[str, Any] | None]
+KERNEL_SOURCE = Path(codec.__file__).with_name("codec_kernel.py")
+
+
+def _interpreted() -> Kernel:
+    """gateway/codec_kernel.py run by the interpreter (a module of its own, never the extension)."""
+    spec = importlib.util.spec_from_file_location("codec_kernel_interpreted", KERNEL_SOURCE)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.COMPILED is False
+    return mod.columns_v2  # type: ignore[no-any-return]
+
+
+def compiled_kernel() -> Kernel | None:
+    from gateway import codec_kernel
+
+    return codec_kernel.columns_v2 if codec_kernel.COMPILED else None
+
+
+def _need_compiled() -> Kernel:
+    kernel = compiled_kernel()
+    if kernel is None:
+        if IN_CI and os.environ.get("EDGEGW_PURE_PYTHON", "") in ("", "0"):
+            pytest.fail("the native build is missing: `pip install -e .` compiles it (mypyc and gcc)")
+        pytest.skip("no native build here (pure-Python install): the compiled kernel is not tested")
+    return kernel
+
+
+@contextmanager
+def _with(kernel: Kernel | None) -> Iterator[None]:
+    saved = codec._KERNEL
+    codec._KERNEL = kernel
+    try:
+        yield
+    finally:
+        codec._KERNEL = saved
+
+
+def encode_three_ways(enc: Encoder, samples: SampleBatch, flags: list[int] | None = None,
+                      compiled: Kernel | None = None) -> bytes:
+    """The batch's message, checked identical from the pure path, the interpreted and the compiled kernel."""
+    outs = {}
+    for name, kernel in (("pure", None), ("interpreted", INTERPRETED), ("compiled", compiled)):
+        if name == "compiled" and kernel is None:
+            continue
+        with _with(kernel):
+            outs[name] = enc.encode(list(samples), 7, 1_700_000_000_000_000_000, flags)
+    assert len(set(outs.values())) == 1, {k: v.hex()[:80] for k, v in outs.items()}
+    return outs["pure"]
+
+
+INTERPRETED = _interpreted()
+
+
+def test_the_gateway_uses_the_compiled_kernel_when_built() -> None:
+    kernel = _need_compiled()
+    assert codec._KERNEL is kernel or os.environ.get("EDGEGW_PURE_PYTHON", "") not in ("", "0")
+
+
+def _bench_batch(n: int) -> tuple[Catalog, SampleBatch]:
+    cat = synthetic_catalog(1000)
+    src, pipe = SyntheticSource(1000), Pipeline(cat.specs)
+    batch: SampleBatch = []
+    while len(batch) < n:
+        batch.extend(pipe(src.poll(), now_ns(), 0)[0])
+    return cat, batch[:n]
+
+
+@pytest.mark.parametrize("variant", ["interpreted", "compiled"])
+def test_the_kernel_takes_the_common_batch(variant: str) -> None:
+    """The bench's batch (scaled registers: decimals; raw ints) is the kernel's, not handed back."""
+    kernel = INTERPRETED if variant == "interpreted" else _need_compiled()
+    cat, batch = _bench_batch(5000)
+    enc = Encoder(cat, version=2, compression="zstd")
+    assert enc._hints is not None
+    cols = kernel(batch, len(cat.points), enc._hints.kind_f)
+    assert cols is not None and list(cols) == ["i", "ts", "vd", "k", "vi"]
+    payload = encode_three_ways(enc, batch, compiled=compiled_kernel())
+    back = decode_columns(payload)
+    assert back.idx == [s[0] for s in batch] and back.ts == [s[1] for s in batch]
+    assert back.val == [s[2] for s in batch]
+    assert [type(v) for v in back.val] == [type(s[2]) for s in batch]
+
+
+ENC = Encoder(CATALOG, version=2, compression="zstd")
+N = len(CATALOG.points)
+qualities = st.sampled_from([Quality.GOOD, Quality.GOOD, Quality.UNCERTAIN, Quality.BAD, 0, 1, 2])
+values = st.one_of(floats, st.integers(-(2**63), 2**64 - 1), floats.map(lambda f: -f),
+                   st.sampled_from([0.0, -0.0, 1e-310, -1e-310, 3.4028234663852886e38, 1e39]))
+odd_values = st.one_of(values, st.none(), st.booleans(), st.text(max_size=3), st.just(float("nan")),
+                       st.just(float("inf")))
+times = st.one_of(st.integers(1_600_000_000_000_000_000, 1_800_000_000_000_000_000), st.integers(0, 2**62 - 1))
+
+
+INDICES = st.integers(0, N - 1)
+
+
+def _samples(vals: st.SearchStrategy[Any], idx: st.SearchStrategy[int] = INDICES,
+             ts: st.SearchStrategy[int] = times) -> st.SearchStrategy[list[Any]]:
+    sample = st.tuples(idx, ts, vals, qualities, st.one_of(st.none(), st.sampled_from(["spike", "stuck", "é"])))
+    return st.lists(sample, min_size=1, max_size=40)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_samples(values))
+def test_common_batches_encode_identically_and_round_trip(samples: SampleBatch) -> None:
+    payload = encode_three_ways(ENC, samples, compiled=compiled_kernel())
+    back = decode_columns(payload)
+    assert back.idx == [s[0] for s in samples] and back.ts == [s[1] for s in samples]
+    assert list(map(repr, back.val)) == [repr(s[2]) for s in samples]  # -0.0 stays -0.0, 20 stays an int
+    assert back.q == [int(s[3]) for s in samples] and back.rsn == [s[4] for s in samples]
+
+
+@settings(max_examples=300, deadline=None)
+@given(_samples(odd_values, idx=st.one_of(st.integers(0, N - 1), st.integers(-2, N + 1)),
+                ts=st.one_of(times, st.integers(-(2**63), 2**63 - 1))),  # (beyond: admit stamps it now)
+       st.one_of(st.none(), st.lists(st.integers(0, 3), min_size=0, max_size=40)))
+def test_odd_batches_encode_identically(samples: SampleBatch, flags: list[int] | None) -> None:
+    """Gaps, bools, strings, NaN, out-of-range indices and times, wrong flag counts: the kernel
+    hands the batch back and the pure path decides, so the bytes (or the error) are the same."""
+    errors = set()
+    outs = set()
+    for kernel in (None, INTERPRETED, compiled_kernel()):
+        with _with(kernel):
+            try:
+                outs.add(ENC.encode(list(samples), 1, 5, flags))
+            except Exception as err:  # noqa: BLE001  # the same exception type all ways
+                errors.add(type(err))
+    assert len(outs) + len(errors) == 1
+
+
+def test_flags_and_qualities_in_the_kernel() -> None:
+    samples: SampleBatch = [(0, 10, 1.5, Quality.GOOD, None), (1, 11, 20.9, Quality.UNCERTAIN, "spike"),
+                            (2, 11, 7, Quality.GOOD, None), (8, 12, 1 / 3, Quality.GOOD, None)]
+    assert INTERPRETED(samples, N, ENC._hints.kind_f if ENC._hints else []) is not None
+    payload = encode_three_ways(ENC, samples, flags=[0, 1, 0, 1], compiled=compiled_kernel())
+    back = decode_columns(payload)
+    assert back.flags == [0, 1, 0, 1] and back.q == [0, 1, 0, 0] and back.rsn == [None, "spike", None, None]
+    assert back.val == [1.5, 20.9, 7, 1 / 3]
