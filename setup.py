@@ -29,7 +29,7 @@ def _native_extensions() -> list[Any]:
         print(f"edgegw: mypyc is not available ({err}): pure-Python build", file=sys.stderr)
         return []
     try:
-        extensions = mypycify(NATIVE_MODULES, opt_level="3", group_name="edgegw_native")
+        extensions = mypycify(NATIVE_MODULES, opt_level="3", debug_level="0", group_name="edgegw_native")
     except Exception as err:  # noqa: BLE001  # a mypyc that cannot compile these (any reason): pure Python
         print(f"edgegw: mypyc failed ({err}): pure-Python build", file=sys.stderr)
         return []

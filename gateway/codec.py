@@ -291,7 +291,9 @@ def _kernel() -> Callable[[SampleBatch, int, list[int]], dict[str, Any] | None] 
         return None
     try:
         from gateway import codec_kernel
-    except ImportError:  # a broken or foreign build: the pure-Python path is complete on its own
+    except ImportError as err:  # a native build that does not load here: the pure-Python path is complete
+        log.warning("The native build of the encoder does not load (%s); the pure-Python code runs instead "
+                    "(same output, slower: docs/benchmarks.md).", err)
         return None
     return codec_kernel.columns_v2 if codec_kernel.COMPILED else None
 

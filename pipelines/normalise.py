@@ -13,6 +13,7 @@ only plain values.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -177,7 +178,10 @@ def _kernel() -> Callable[[SampleBatch, list[Any], list[Any], Callable[[Sample],
         return None
     try:
         from pipelines import normalise_kernel
-    except ImportError:  # a broken or foreign build: the pure-Python path is complete on its own
+    except ImportError as err:  # a native build that does not load here: the pure-Python path is complete
+        logging.getLogger("edgegw.pipeline").warning(
+            "The native build of the normalise stage does not load (%s); the pure-Python code runs instead "
+            "(same output, slower: docs/benchmarks.md).", err)
         return None
     return normalise_kernel.normalise if normalise_kernel.COMPILED else None
 
