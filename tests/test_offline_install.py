@@ -91,6 +91,16 @@ def test_install_with_no_network_then_check_the_examples(wheelhouse: Path, tmp_p
                  env=env, cwd=tmp_path, timeout=60)
     assert where.returncode == 0 and str(venv) in where.stdout and str(REPO) not in where.stdout, where
 
+    # the native build (built here, for here: this machine is the target) loads from the wheel
+    native = [w.name for w in wheelhouse.glob("edgegw-*.whl") if "linux_" in w.name]
+    kernels = _run([*offline, str(venv / "bin" / "python"), "-c",
+                    "from gateway import codec_kernel as c; from pipelines import normalise_kernel as n; "
+                    "print(c.COMPILED, n.COMPILED)"], env=env, cwd=tmp_path, timeout=60)
+    assert kernels.returncode == 0, kernels.stderr
+    assert kernels.stdout.split() == (["True", "True"] if native else ["False", "False"]), (native, kernels.stdout)
+    if not native and (IN_CI and shutil.which("gcc")):
+        pytest.fail("a pure-Python gateway wheel for this machine, with a C compiler here: the native build failed")
+
     assert len(EXAMPLES) >= 2
     for cfg in EXAMPLES:
         check = _run([*offline, str(venv / "bin" / "edgegw"), "check", "-c", str(cfg)], env=env, cwd=tmp_path,
