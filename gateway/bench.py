@@ -54,7 +54,7 @@ from pipelines.spec import PointSpec
 
 __all__ = [
     "bench_chain", "bench_drain", "bench_latency", "bench_overload", "bench_pipeline", "burning", "main",
-    "synthetic_catalog", "with_sync_delay",
+    "native_build", "synthetic_catalog", "with_sync_delay",
 ]
 
 _SITE, _GW = "bench-site", "bench-gw"
@@ -71,7 +71,16 @@ def encoding() -> dict[str, Any]:
     """The encoding the benches ship (the gateway's default uplink), for the JSON params."""
     up = _uplink()
     enc = uplink_encoder(synthetic_catalog(1), up)
-    return {"wire_format": enc.version, "compression": enc.compression, "payload_format": enc.payload_format}
+    return {"wire_format": enc.version, "compression": enc.compression, "payload_format": enc.payload_format,
+            "native_build": native_build()}
+
+
+def native_build() -> bool:
+    """Whether the hot loops run compiled (the native build, setup.py), for the benches' JSON params."""
+    from gateway import codec
+    from pipelines import normalise
+
+    return codec._KERNEL is not None and normalise._KERNEL is not None
 
 
 def synthetic_catalog(n_points: int) -> Catalog:

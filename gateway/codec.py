@@ -29,7 +29,6 @@ import json
 import logging
 import math
 import operator
-import os
 import struct
 import zlib
 from collections.abc import Callable
@@ -42,6 +41,7 @@ import msgpack
 
 from gateway.catalog import Catalog
 from gateway.core.errors import CodecError
+from gateway.core.native import load_kernel
 from gateway.core.point import Point, Quality, SampleBatch
 from gateway.core.values import INT_MAX, INT_MIN, TS_MAX, TS_MIN, admit
 from gateway.names import NO_NAMES, Names, names_doc
@@ -284,21 +284,10 @@ class Encoder:
         return body
 
 
-def _kernel() -> Callable[[SampleBatch, int, list[int]], dict[str, Any] | None] | None:
-    """The compiled per-sample loop of the v2 encoder when the native build made it (and
-    EDGEGW_PURE_PYTHON is not set); None: the pure-Python column code below does it all."""
-    if os.environ.get("EDGEGW_PURE_PYTHON", "") not in ("", "0"):
-        return None
-    try:
-        from gateway import codec_kernel
-    except ImportError as err:  # a native build that does not load here: the pure-Python path is complete
-        log.warning("The native build of the encoder does not load (%s); the pure-Python code runs instead "
-                    "(same output, slower: docs/benchmarks.md).", err)
-        return None
-    return codec_kernel.columns_v2 if codec_kernel.COMPILED else None
-
-
-_KERNEL = _kernel()
+# the compiled per-sample loop of the v2 encoder when the native build made it (gateway/core/native.py);
+# None: the pure-Python column code below does it all
+_KERNEL: Callable[[SampleBatch, int, list[int]], dict[str, Any] | None] | None = load_kernel(
+    "gateway.codec_kernel", "columns_v2")
 
 
 # v2 value kinds (one byte per sample in "k"): where a sample's value is and what type it has

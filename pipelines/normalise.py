@@ -13,12 +13,11 @@ only plain values.
 
 from __future__ import annotations
 
-import logging
 import math
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from gateway.core.native import load_kernel
 from gateway.core.point import Quality, Sample, SampleBatch
 from gateway.core.values import INT_MAX, INT_MIN, admit
 from pipelines.spec import PointSpec
@@ -171,22 +170,10 @@ class Normalise:
         return self([sample])[0]
 
 
-def _kernel() -> Callable[[SampleBatch, list[Any], list[Any], Callable[[Sample], Sample]], SampleBatch] | None:
-    """The compiled loop of the common samples when the native build made it (and EDGEGW_PURE_PYTHON
-    is not set); None: :meth:`Normalise._pure` does every sample."""
-    if os.environ.get("EDGEGW_PURE_PYTHON", "") not in ("", "0"):
-        return None
-    try:
-        from pipelines import normalise_kernel
-    except ImportError as err:  # a native build that does not load here: the pure-Python path is complete
-        logging.getLogger("edgegw.pipeline").warning(
-            "The native build of the normalise stage does not load (%s); the pure-Python code runs instead "
-            "(same output, slower: docs/benchmarks.md).", err)
-        return None
-    return normalise_kernel.normalise if normalise_kernel.COMPILED else None
-
-
-_KERNEL = _kernel()
+# the compiled loop of the common samples when the native build made it (gateway/core/native.py);
+# None: Normalise._pure does every sample
+_KERNEL: Callable[[SampleBatch, list[Any], list[Any], Callable[[Sample], Sample]], SampleBatch] | None = load_kernel(
+    "pipelines.normalise_kernel", "normalise")
 
 
 def _offset_units(offset: float, divisor: int) -> int | None:

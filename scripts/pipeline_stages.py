@@ -26,7 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from gateway.app import tune_gc
-from gateway.bench import SyntheticSource, synthetic_catalog
+from gateway.bench import SyntheticSource, native_build, synthetic_catalog
 from gateway.codec import Encoder, decode_columns
 from gateway.core.point import SampleBatch, now_ns
 from pipelines.pipeline import Pipeline
@@ -100,10 +100,11 @@ def run(points_per_poll: int, batch_points: int, reps: int, min_s: float) -> dic
         figures["source.poll"] + figures["pipeline (all stages)"] + figures["encode v2 zstd (default)"], 1)
     print(f"{'source+pipeline+v2 zstd':>26}: {figures['source+pipeline+encode v2 zstd']:>8.1f} ns/point")
     load = [round(x, 2) for x in os.getloadavg()]
-    print(f"bytes per point: {sizes}; value types after the stages: {kinds}; "
+    print(f"bytes per point: {sizes}; value types after the stages: {kinds}; native build: {native_build()}; "
           f"load average {load[0]} {load[1]} {load[2]} on {os.cpu_count()} CPUs")
     return {"bench": "pipeline_stages", "ns_per_point": figures, "bytes_per_point": sizes,
             "params": {"points_per_poll": points_per_poll, "batch_points": batch_points, "reps": reps,
+                       "native_build": native_build(),
                        "min_s": min_s, "value_types": kinds, "python": sys.version.split()[0]},
             "load_avg": load, "cpus": os.cpu_count()}
 
