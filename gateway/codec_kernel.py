@@ -28,7 +28,7 @@ _K_F64: Final = 5
 _K_F32: Final = 6
 _K_DEC: Final = 16
 _DEC_MAX: Final = 9e9
-_TS_LIMIT: Final = 1 << 62
+_TS_MAX: Final = (1 << 62) - 1  # deltas stay in int64 (the codec's rule); unboxed in a compiled module
 
 
 def _compiled() -> bool:
@@ -67,7 +67,7 @@ def columns_v2(samples: list[Any], npoints: int, kind_f: list[int]) -> dict[str,
             return None
         i: int = i_o
         t: int = t_o
-        if i < 0 or i >= npoints or t < 0 or t >= _TS_LIMIT:
+        if i < 0 or i >= npoints or t < 0 or t > _TS_MAX:
             return None
         if first:
             di.append(i)

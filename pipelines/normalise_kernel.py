@@ -28,7 +28,9 @@ from gateway.core.point import Quality
 __all__ = ["COMPILED", "normalise"]
 
 _EXACT: Final = 1 << 53  # below, an int converts to a double exactly: a C division rounds as Python's
-_SHORT: Final = 1 << 62  # an int within is within what a wire format carries (beyond: the general path)
+# an int within is within what a wire format carries (beyond: the general path); the largest int a
+# compiled module holds unboxed, so the comparison is a C one
+_SHORT: Final = (1 << 62) - 1
 
 
 def _compiled() -> bool:
@@ -69,7 +71,7 @@ def normalise(batch: list[Any], dec: list[Dec | None], table: list[Any],
                                 else:
                                     out.append((idx_o, ts, None, bad, "out_of_range"))
                                 continue
-                        elif table[idx] is None and -_SHORT < value < _SHORT:  # short: a C compare
+                        elif table[idx] is None and -_SHORT <= value <= _SHORT:
                             out.append(sample)
                             continue
                     elif type(value) is float:
