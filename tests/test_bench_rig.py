@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import time
 
+from gateway import codec
 from gateway.app import uplink_encoder
-from gateway.bench import SyntheticSource, _prebuilt, _uplink, encoding, source_times, synthetic_catalog
+from gateway.bench import (
+    SyntheticSource,
+    _prebuilt,
+    _uplink,
+    encoding,
+    native_build,
+    source_times,
+    synthetic_catalog,
+)
 from gateway.codec import Encoder, decode_columns
 from gateway.config import UplinkConfig
 from gateway.core.point import now_ns
@@ -29,7 +38,9 @@ def test_the_rig_encodes_as_the_gateways_default_uplink() -> None:
     default = UplinkConfig()
     enc = uplink_encoder(synthetic_catalog(4), _uplink())
     assert (enc.version, enc.compression) == (default.wire_format, default.codec_compression)
-    assert encoding() == {"wire_format": enc.version, "compression": enc.compression, "payload_format": "msgpack"}
+    assert encoding() == {"wire_format": enc.version, "compression": enc.compression, "payload_format": "msgpack",
+                          "native_build": native_build()}
+    assert native_build() == (codec._KERNEL is not None)  # the JSON says which code the figures are of
     assert encoding()["wire_format"] == 2
 
 
