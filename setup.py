@@ -1,8 +1,7 @@
-"""The optional native build: the gateway's hot loops compiled to C extensions by mypyc.
+"""The optional native build: the gateway's two hot loops compiled to C extensions by mypyc.
 
-``gateway/codec_kernel.py`` (the v2 encoder's per-sample loop), ``pipelines/normalise_kernel.py``
-(the common samples of the normalise stage) and ``pipelines/validate_kernel.py`` (the clock check's
-scan of the time column) are compiled when mypyc (part of mypy, a build
+``gateway/codec_kernel.py`` (the v2 encoder's per-sample loop) and ``pipelines/normalise_kernel.py``
+(the common samples of the normalise stage) are compiled when mypyc (part of mypy, a build
 requirement) and a C compiler are there; the metadata is in pyproject.toml.  Without a compiler,
 on a Python or platform mypyc does not support, or with ``EDGEGW_PURE_PYTHON=1`` in the build's
 environment, the package is pure Python and behaves the same, slower (docs/benchmarks.md, pipeline).
@@ -17,7 +16,7 @@ from typing import Any
 
 from setuptools import setup
 
-NATIVE_MODULES = ["gateway/codec_kernel.py", "pipelines/normalise_kernel.py", "pipelines/validate_kernel.py"]
+NATIVE_MODULES = ["gateway/codec_kernel.py", "pipelines/normalise_kernel.py"]
 
 
 def _native_extensions() -> list[Any]:

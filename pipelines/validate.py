@@ -8,17 +8,12 @@ pass untouched.  Stateful but pure: no I/O, the clock readings are arguments.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
-from gateway.core.native import load_kernel
 from gateway.core.point import Quality, Sample, SampleBatch
 from pipelines.spec import PointSpec
 
 __all__ = ["ClockCheck", "Plausibility"]
-
-# the compiled scan of the time column when the native build made it (gateway/core/native.py)
-_TIMES_WITHIN: Callable[[SampleBatch, int, int], bool] | None = load_kernel(
-    "pipelines.validate_kernel", "times_within")
 
 
 class Plausibility:
@@ -149,8 +144,6 @@ class ClockCheck:
             self.unsynced += sum(1 for s in batch if s[3] is Quality.GOOD)
             return unset
         limit = wall_ns + self.future_tol
-        if not jumped and batch and _TIMES_WITHIN is not None and _TIMES_WITHIN(batch, floor, limit):
-            return batch  # the native build's scan (pipelines/validate_kernel.py): nothing to change
         if not jumped and batch:
             # the time column's range at C speed, no per-sample test; a poll stamps its samples with
             # one time (one int object: list.count compares by identity first)

@@ -38,8 +38,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # the native build (setup.py: mypyc compiles the kernels) is redone when a kernel's source changed
 if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ] || [ setup.py -nt .venv/.installed ] \
-   || [ gateway/codec_kernel.py -nt .venv/.installed ] || [ pipelines/normalise_kernel.py -nt .venv/.installed ] \
-   || [ pipelines/validate_kernel.py -nt .venv/.installed ]; then
+   || [ gateway/codec_kernel.py -nt .venv/.installed ] || [ pipelines/normalise_kernel.py -nt .venv/.installed ]; then
   echo "== installing Python packages"
   .venv/bin/pip install -q -e '.[dev]'
   .venv/bin/pip check
