@@ -16,7 +16,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -26,6 +26,7 @@ from gateway.logs import ENV_VAR, JsonFormatter, LogFormat, configure_logging
 
 if TYPE_CHECKING:  # imported where used: `edgegw --version` and `check` stay quick
     from gateway.config import Config
+    from gateway.prebuild import Prebuilt
 
 __all__ = ["main"]
 
@@ -222,12 +223,15 @@ RELOAD_READ_TIMEOUT_S = 300.0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from gateway.app import Gateway
-    from gateway.config import load
-    from gateway.prebuild import Prebuilt, in_child, prebuild
-    from gateway.preflight import file_problems, open_files_needed, raise_open_files
+    # The config is read in a child process (gateway.prebuild), started before this process imports
+    # any config model: it then switches to plain mode (gateway.core.plain), imports the gateway
+    # while the child reads, and never imports pydantic (#17).  A process that already has the
+    # models (a test calling main()) keeps them: same result, with pydantic.
+    from gateway.core import plain
+    from gateway.reader import in_child, in_new_process
     from gateway.startup import StartupProgress
 
+    plain_mode = plain.enabled() or "gateway.core.models" not in sys.modules
     progress = StartupProgress()
     with contextlib.suppress(OSError):
         size = os.path.getsize(args.config)
@@ -237,12 +241,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     def read() -> tuple[Prebuilt, list[tuple[str, float]], float]:
         """In a child process: the file read and checked, the point table built; back comes the config
         without its point models (the gateway's heap never holds them, #17: gateway.prebuild)."""
+        from gateway.config import load
+        from gateway.prebuild import prebuild
+
         cfg = _with_http(load(args.config, progress), args.http)
         with progress.phase("device layouts and digests made"):
             built = prebuild(cfg)
         return built, progress.phases, time.perf_counter()
 
-    built, phases, sent = in_child(read)
+    def meanwhile() -> None:
+        if plain_mode:
+            plain.enable()
+        import gateway.app  # noqa: F401 - imported while the child reads
+
+    built, phases, sent = in_child(read, meanwhile=meanwhile)
+    from gateway.app import Gateway
+    from gateway.preflight import open_files_needed, raise_open_files
+
     progress.phases, progress.points = list(phases), built.points
     # the pickled result through the pipe, unpickled here (CLOCK_MONOTONIC: the same clock in both)
     progress.record("config handed over (from the process that read it)", time.perf_counter() - sent)
@@ -257,16 +272,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     def reread() -> Prebuilt:
         """SIGHUP: the file again, with the same --http, and the same file checks as at start; read,
-        checked and compiled against the running config in a child process (gateway.prebuild)."""
-
-        def child() -> Prebuilt:
-            new = _with_http(load(args.config), args.http)
-            files = file_problems(new, "edge")
-            if files.errors:
-                raise ConfigError(files.errors, args.config)
-            return gw.prepare_reload(new)
-
-        prepared = in_child(child, quiet=True, timeout_s=RELOAD_READ_TIMEOUT_S)
+        checked and compiled against the running config in a process of its own (gateway.prebuild):
+        a fresh interpreter where this one is in plain mode (its forks could not validate)."""
+        if plain_mode:
+            running, digests = gw.reload_basis()
+            prepared = in_new_process(_read_for_reload, args.config, args.http, running, digests,
+                                      timeout_s=RELOAD_READ_TIMEOUT_S)
+        else:
+            prepared = in_child(lambda: _read_for_reload(args.config, args.http, prepare=gw.prepare_reload),
+                                quiet=True, timeout_s=RELOAD_READ_TIMEOUT_S)
         raise_open_files(open_files_needed(prepared.cfg))  # devices added by the reload
         logging.getLogger("edgegw.reload").info("Reloading %s (SIGHUP).", args.config)
         return prepared
@@ -281,6 +295,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress.done()
         _run(gw.run(), hangup=gw.request_reload)
     return EXIT_OK
+
+
+def _read_for_reload(path: str, listen: str | None, running: Config | None = None,
+                     digests: Mapping[str, bytes] | None = None,
+                     prepare: Callable[[Config], Prebuilt] | None = None) -> Prebuilt:
+    """In a reload's reading process: the file read with ``--http`` ``listen``, given the start's file
+    checks, and prepared against the running config (``prepare``, the gateway's own where this is a
+    fork of it; else ``running`` and its ``digests``, handed over)."""
+    from gateway.config import load
+    from gateway.prebuild import prepare_reload
+    from gateway.preflight import file_problems
+
+    new = _with_http(load(path), listen)
+    files = file_problems(new, "edge")
+    if files.errors:
+        raise ConfigError(files.errors, path)
+    if prepare is not None:
+        return prepare(new)
+    assert running is not None and digests is not None
+    return prepare_reload(running, digests, new)
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
@@ -1414,11 +1448,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", default=None, help="also write the figures to FILE")
     b.set_defaults(func=cmd_bench_wire)
 
-    from gateway.driver_registry import DRIVERS
-
     s = sub.add_parser("import-tags", help="tag list -> config TOML (CSV; s7: TIA Portal XLSX or CSV)")
-    s.add_argument("protocol", choices=sorted({d.name for d in DRIVERS if d.tags is not None} | {"dlt645", "s7"}),
-                   help="a driver with a tag-list import (docs/drivers.md)")
+    s.add_argument("protocol", choices=_TagImports(), metavar="PROTOCOL",
+                   help="a driver with a tag-list import: %(choices)s (docs/drivers.md)")
     s.add_argument("file")
     s.add_argument("-o", "--output", default=None, help="write here instead of stdout")
     s.add_argument("--serial-port", default=None, help="dlt645: the meters' RS-485 port (default /dev/ttyUSB0)")
@@ -1445,6 +1477,23 @@ def build_parser() -> argparse.ArgumentParser:
             i.add_argument("codes", nargs="+", metavar="CODE")
         i.set_defaults(func=cmd_ids_registry)
     return p
+
+
+class _TagImports:
+    """The drivers with a tag-list import, for argparse's ``choices``: the driver registry (and with it
+    the config models) is imported only when a command line names ``import-tags`` or asks for help, not
+    for ``edgegw run``, which starts its config reader before it imports any model (gateway.core.plain)."""
+
+    def _names(self) -> list[str]:
+        from gateway.driver_registry import DRIVERS
+
+        return sorted({d.name for d in DRIVERS if d.tags is not None} | {"dlt645", "s7"})
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
 
 
 def _verbose_everywhere(parser: argparse.ArgumentParser) -> None:

@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, PrivateAttr, TypeAdapter, ValidationError, field_validator, model_validator
-
 from gateway.catalog import Catalog, build_catalog
 from gateway.core import tomlread
 from gateway.core.clock import RELEASE_DATE, ns_of_date
 from gateway.core.errors import ConfigError, ConfigIssue
+from gateway.core.models import Field, PrivateAttr, TypeAdapter, ValidationError, field_validator, model_validator
 from gateway.core.schema import DeviceBase, Key, StrictModel, check_code, check_name_text, check_tags, error_message
 from gateway.driver_registry import DEVICE_TYPES, DRIVERS, device_union, spec_of
 
