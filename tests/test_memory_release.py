@@ -251,15 +251,17 @@ def test_stages_with_nothing_configured_hold_no_per_point_state_and_reload_eithe
 
 
 SAMPLES = sorted(Path(__file__).resolve().parents[1].glob("drivers/*/sample.toml"))
-LEAN = {"modbus", "opcua"}  # the driver packages with a compact, picklable form of their points
+# the driver packages with a compact, picklable form of their points: every one
+LEAN = {"modbus", "opcua", "s7", "iec104", "dlt645"}
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=[p.parent.name for p in SAMPLES])
 def test_every_drivers_sample_builds_from_a_child_process_read(sample: Path, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """As ``edgegw run`` builds: the config parsed in a child, the Gateway from what comes back; a
-    package with a compact form (Modbus, OPC UA) gets its devices without points, the others their models,
-    which their drivers let go.  The same table, drivers and digests as from a config parsed here."""
+    package with a compact form (all of them: Modbus, OPC UA, S7, IEC 104, DL/T 645) gets its devices
+    without points; one without would hand over its models, which its driver lets go.  The same table,
+    drivers and digests as from a config parsed here."""
     from gateway.prebuild import Prebuilt, in_child, prebuild
 
     monkeypatch.chdir(tmp_path)  # relative paths of the samples (buffer, pki) land here

@@ -37,7 +37,23 @@ from gateway.core.line import LineConnection, Opener, serial_opener, tcp_opener
 from gateway.core.line import LinePool as SharedLines
 from gateway.core.point import Quality, SampleBatch, now_ns
 
-__all__ = ["Dlt645Driver", "Line", "LinePool", "Link"]
+__all__ = ["Dlt645Driver", "Line", "LinePool", "Link", "lean_device"]
+
+# what a meter's point needs, with its defaults applied: (data identifier, its 4 bytes, value format)
+_Read = tuple[int, bytes, ValueFormat]
+
+
+def points_form(config: Dlt645Device) -> list[_Read]:
+    """The meter's reads, in point order: picklable, so that ``edgegw run``'s config-reading child hands
+    over this instead of the point models (:func:`lean_device`); equal value formats are stored once."""
+    formats: dict[ValueFormat, ValueFormat] = {}
+    return [(p.di_value, p.di_value.to_bytes(4, "little"), formats.setdefault(f := p.value_format(), f))
+            for p in config.points]
+
+
+def lean_device(config: Dlt645Device) -> tuple[Dlt645Device, list[_Read]]:
+    """The meter without its points, and the compact form the driver is made from (``DriverSpec.lean``)."""
+    return config.model_copy(update={"points": []}), points_form(config)
 
 MAX_FOLLOWUPS = 16  # follow-up frames of one answer (the values read here need none; long ones a few)
 
@@ -119,17 +135,21 @@ def _line(config: Dlt645Device) -> Line:
 class Dlt645Driver:
     """One meter: every point is one read (0x11) of its data identifier, in turn, on the meter's line."""
 
-    def __init__(self, config: Dlt645Device, first_index: int, lines: LinePool | None = None) -> None:
+    def __init__(self, config: Dlt645Device, first_index: int, lines: LinePool | None = None, *,
+                 form: list[_Read] | None = None) -> None:
+        """``form``: :func:`lean_device`'s compact form of the points when ``config`` is the meter
+        without them (``edgegw run`` reads its config in a child process and hands over only that);
+        otherwise made here from ``config.points``, which are then let go: the reads are what the
+        points need, the parsed point models (~1.2 KB a point) go (#17)."""
+        if form is None:
+            config, form = lean_device(config)
         self.config = config
         self._first = first_index
         self.line = (lines or LinePool()).line_for(config)
         self._address = config.address_bytes
         self._reads: list[tuple[int, int, bytes, ValueFormat]] = [
-            (first_index + i, p.di_value, p.di_value.to_bytes(4, "little"), p.value_format())
-            for i, p in enumerate(config.points)
+            (first_index + i, di, di_bytes, fmt) for i, (di, di_bytes, fmt) in enumerate(form)
         ]
-        # the reads above are what the points need: the parsed point models (~1.2 KB a point) go (#17)
-        self.config = config.model_copy(update={"points": []})
         self._entered = False
         self.requests = 0
         self.answering = False

@@ -32,6 +32,18 @@ def _make(dev: Dlt645Device, first_index: int, lines: LinePool | None) -> Dlt645
     return Dlt645Driver(dev, first_index, lines)
 
 
+def _lean(dev: Dlt645Device, lines: LinePool | None) -> tuple[Dlt645Device, object]:
+    from drivers.dlt645.driver import lean_device
+
+    return lean_device(dev)
+
+
+def _make_lean(dev: Dlt645Device, form: Any, first_index: int, lines: LinePool | None) -> Dlt645Driver:
+    from drivers.dlt645.driver import Dlt645Driver
+
+    return Dlt645Driver(dev, first_index, lines, form=form)
+
+
 def _poll_settings(dev: Dlt645Device, driver: Any) -> PollSettings:
     # the driver times each request once the line is its own, and suspends a silent meter
     return PollSettings(
@@ -46,6 +58,8 @@ SPEC: DriverSpec[Dlt645Device] = DriverSpec(
     name="dlt645",
     models=(Dlt645SerialDevice, Dlt645TcpDevice),
     make=_make,
+    lean=_lean,
+    make_lean=_make_lean,
     runner=RunnerKind.POLLED,
     poll_settings=_poll_settings,
     shared=_lines,

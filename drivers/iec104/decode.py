@@ -27,6 +27,7 @@ import datetime as dt
 import math
 import zoneinfo
 from collections import Counter
+from typing import NamedTuple
 
 from drivers.iec104.codec import (
     FLAG_BL,
@@ -39,10 +40,10 @@ from drivers.iec104.codec import (
     Asdu,
     Cp56,
 )
-from drivers.iec104.config import FAMILIES, Iec104Device, family_of
+from drivers.iec104.config import FAMILIES, Iec104Device, PointType, family_of
 from gateway.core.point import Quality, Sample, SampleBatch
 
-__all__ = ["MONITOR_TYPES", "Router", "quality_of"]
+__all__ = ["MONITOR_TYPES", "Iec104Points", "Router", "points_form", "quality_of"]
 
 MONITOR_TYPES = frozenset().union(*FAMILIES.values())
 _DOUBLE = FAMILIES["double"]
@@ -65,16 +66,32 @@ def quality_of(type_id: int, value: object, flags: int) -> tuple[Quality, str | 
     return Quality.GOOD, None
 
 
+class Iec104Points(NamedTuple):
+    """What the driver keeps of a station's points: each point's (CA, IOA), with the station's common
+    address applied, and its type.  Picklable, so that ``edgegw run``'s config-reading child hands over
+    this instead of the point models (:func:`drivers.iec104.driver.lean_device`)."""
+
+    addresses: list[tuple[int, int]]
+    types: list[PointType]
+
+
+def points_form(dev: Iec104Device) -> Iec104Points:
+    return Iec104Points([dev.address(p) for p in dev.points], [p.type_id for p in dev.points])
+
+
 class Router:
     """One device's points by (CA, IOA); :meth:`samples` turns a monitor-direction ASDU into samples.
 
     Counters say what was skipped: objects at addresses no point has (``unconfigured``), values of
     another type (``type_mismatch``)."""
 
-    def __init__(self, dev: Iec104Device, first_index: int) -> None:
+    def __init__(self, dev: Iec104Device, first_index: int, form: Iec104Points | None = None) -> None:
+        """``form``: the points (:func:`points_form`) when ``dev`` is the station without them."""
         self.tz: dt.tzinfo = dt.UTC if dev.time_zone == "UTC" else zoneinfo.ZoneInfo(dev.time_zone)
+        form = form or points_form(dev)
         self.routes: dict[tuple[int, int], tuple[int, frozenset[int]]] = {
-            dev.address(p): (first_index + i, FAMILIES[family_of(p.type_id)]) for i, p in enumerate(dev.points)
+            address: (first_index + i, FAMILIES[family_of(t)])
+            for i, (address, t) in enumerate(zip(form.addresses, form.types, strict=True))
         }
         self.counters: Counter[str] = Counter()
         # the objects of one ASDU (and bursts of ASDUs) mostly share one time tag: convert it once

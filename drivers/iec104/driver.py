@@ -36,12 +36,17 @@ from drivers.iec104.codec import (
     encode_asdu,
 )
 from drivers.iec104.config import ClockSync, Iec104Device, PointType
-from drivers.iec104.decode import MONITOR_TYPES, Router
+from drivers.iec104.decode import MONITOR_TYPES, Iec104Points, Router, points_form
 from drivers.iec104.session import LinkError, LinkParams, Session
 from gateway.core.errors import ConnectError, ReadError
 from gateway.core.point import Quality, SampleBatch, now_ns
 
-__all__ = ["Iec104Driver"]
+__all__ = ["Iec104Driver", "lean_device"]
+
+
+def lean_device(config: Iec104Device) -> tuple[Iec104Device, Iec104Points]:
+    """The station without its points, and the compact form the driver is made from (``DriverSpec.lean``)."""
+    return config.model_copy(update={"points": []}), points_form(config)
 
 log = logging.getLogger("edgegw.iec104")
 
@@ -55,23 +60,29 @@ class Iec104Driver:
 
     streaming = True
 
-    def __init__(self, config: Iec104Device, first_index: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, config: Iec104Device, first_index: int, *, clock: Callable[[], float] = time.monotonic,
+                 form: Iec104Points | None = None) -> None:
+        """``form``: :func:`lean_device`'s compact form of the points when ``config`` is the station
+        without them (``edgegw run`` reads its config in a child process and hands over only that);
+        otherwise made here from ``config.points``, which are then let go: the routes are what the
+        points need, the parsed point models (~1.2 KB a point) go (#17)."""
+        if form is None:
+            config, form = lean_device(config)
         self.config = config
-        self.router = Router(config, first_index)
+        self.router = Router(config, first_index, form)
         self.params = LinkParams(config.k, config.w, config.t0_s, config.t1_s, config.t2_s, config.t3_s)
-        self.common_addresses = sorted({config.address(p)[0] for p in config.points})
-        self.has_totals = any(p.type_id in (PointType.M_IT_NA_1, PointType.M_IT_TB_1) for p in config.points)
+        self.common_addresses = sorted({ca for ca, _ in form.addresses})
+        totals = (PointType.M_IT_NA_1, PointType.M_IT_TB_1)
+        self.has_totals = any(t in totals for t in form.types)
         self.counters: Counter[str] = Counter()
         # per CA, the points an interrogation must answer: general (all but totals), counter (totals)
         self._expected: dict[tuple[int, int], list[int]] = {}
-        for i, p in enumerate(config.points):
-            kind = TypeId.C_CI_NA_1 if p.type_id in (PointType.M_IT_NA_1, PointType.M_IT_TB_1) else TypeId.C_IC_NA_1
-            self._expected.setdefault((config.address(p)[0], kind), []).append(first_index + i)
+        for i, ((ca, _), t) in enumerate(zip(form.addresses, form.types, strict=True)):
+            kind = TypeId.C_CI_NA_1 if t in totals else TypeId.C_IC_NA_1
+            self._expected.setdefault((ca, kind), []).append(first_index + i)
         self._seen: set[int] = set()
         self._checked: set[tuple[int, int]] = set()
         self._clock = clock
-        # the routes above are what the points need: the parsed point models (~1.2 KB a point) go (#17)
-        self.config = config.model_copy(update={"points": []})
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._session: Session | None = None

@@ -48,7 +48,7 @@ from gateway.core.errors import ConnectError, ReadError
 from gateway.core.point import Quality, SampleBatch, now_ns
 from gateway.core.values import StringEncoding
 
-__all__ = ["S7Driver"]
+__all__ = ["S7Driver", "S7Points", "lean_device"]
 
 MAX_FRAGMENTS = 16  # COTP data TPDUs one S7 PDU may span (a PDU is at most 960 bytes)
 
@@ -76,8 +76,35 @@ class _Group:
         self.fields: list[list[_Field]] = []  # per range of the plan
 
 
+class S7Points(NamedTuple):
+    """What the driver keeps of a device's points, with the device's defaults applied: picklable, so
+    that ``edgegw run``'s config-reading child hands over this instead of the point models
+    (:func:`lean_device`)."""
+
+    layouts: list[_Layout]
+    groups: dict[str, tuple[int, list[int]]]  # poll group -> (interval ms, positions of its points)
+
+
+def points_form(config: S7Device) -> S7Points:
+    layouts = [_Layout(p.parsed, p.span, p.type, p.length or 254, p.string_encoding or config.string_encoding)
+               for p in config.points]
+    groups = {name: (ms, [i for i, p in enumerate(config.points) if (p.group or "") == name])
+              for name, ms in config.group_intervals_ms().items()}
+    return S7Points(layouts, groups)
+
+
+def lean_device(config: S7Device) -> tuple[S7Device, S7Points]:
+    """The device without its points, and the compact form the driver is made from (``DriverSpec.lean``)."""
+    return config.model_copy(update={"points": []}), points_form(config)
+
+
 class S7Driver:
-    def __init__(self, config: S7Device, first_index: int) -> None:
+    def __init__(self, config: S7Device, first_index: int, *, form: S7Points | None = None) -> None:
+        """``form``: :func:`lean_device`'s compact form of the points when ``config`` is the device
+        without them (``edgegw run`` reads its config in a child process and hands over only that);
+        otherwise made here from ``config.points``."""
+        if form is None:
+            config, form = lean_device(config)
         self.config = config
         self._first = first_index
         self._reader: asyncio.StreamReader | None = None
@@ -87,14 +114,11 @@ class S7Driver:
         self.max_jobs = 1
         self.alone: set[int] = set()  # points that spoiled a shared item: read on their own
         self.groups: dict[str, _Group] = {}  # poll group ("" = the device's poll_interval_ms) -> its plan
-        for name, ms in config.group_intervals_ms().items():
-            members = [i for i, p in enumerate(config.points) if (p.group or "") == name]
+        for name, (ms, members) in form.groups.items():
             self.groups[name] = _Group(ms / 1000, members)
         self.requests = 0  # requests sent, for benchmarks and diagnostics
         # what planning and decoding need of each point; the parsed point models (~1.2 KB a point) go (#17)
-        self._layouts = [_Layout(p.parsed, p.span, p.type, p.length or 254, p.string_encoding or config.string_encoding)
-                         for p in config.points]
-        self.config = config.model_copy(update={"points": []})
+        self._layouts = form.layouts
 
     @property
     def name(self) -> str:

@@ -22,6 +22,18 @@ def _make(dev: S7Device, first_index: int, shared: Any) -> S7Driver:
     return S7Driver(dev, first_index)
 
 
+def _lean(dev: S7Device, shared: Any) -> tuple[S7Device, object]:
+    from drivers.s7.driver import lean_device
+
+    return lean_device(dev)
+
+
+def _make_lean(dev: S7Device, form: Any, first_index: int, shared: Any) -> S7Driver:
+    from drivers.s7.driver import S7Driver
+
+    return S7Driver(dev, first_index, form=form)
+
+
 def _poll_settings(dev: S7Device, driver: Any) -> PollSettings:
     # one connection per CPU: the runner's watchdog bounds a poll, as the driver bounds each request
     return PollSettings(schedules=driver.schedules())
@@ -31,6 +43,8 @@ SPEC: DriverSpec[S7Device] = DriverSpec(
     name="s7",
     models=(S7Device,),
     make=_make,
+    lean=_lean,
+    make_lean=_make_lean,
     runner=RunnerKind.POLLED,
     poll_settings=_poll_settings,
 )
