@@ -16,7 +16,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -201,11 +201,9 @@ def _notation_warnings(path: str) -> list[ConfigIssue]:
 
 def _with_http(cfg: Config, listen: str | None) -> Config:
     """``--http HOST:PORT`` overrides (or adds) the config's [http] section."""
-    from gateway.config import HttpSection
+    from gateway.prebuild import with_http
 
-    if listen is None:
-        return cfg
-    return cfg.model_copy(update={"http": HttpSection(listen=listen)})
+    return with_http(cfg, listen)
 
 
 def _listen_arg(text: str) -> str:
@@ -242,9 +240,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         """In a child process: the file read and checked, the point table built; back comes the config
         without its point models (the gateway's heap never holds them, #17: gateway.prebuild)."""
         from gateway.config import load
-        from gateway.prebuild import prebuild
+        from gateway.prebuild import prebuild, with_http
 
-        cfg = _with_http(load(args.config, progress), args.http)
+        cfg = with_http(load(args.config, progress), args.http)
         with progress.phase("device layouts and digests made"):
             built = prebuild(cfg)
         return built, progress.phases, time.perf_counter()
@@ -256,6 +254,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     built, phases, sent = in_child(read, meanwhile=meanwhile)
     from gateway.app import Gateway
+    from gateway.prebuild import read_for_reload
     from gateway.preflight import open_files_needed, raise_open_files
 
     progress.phases, progress.points = list(phases), built.points
@@ -276,10 +275,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         a fresh interpreter where this one is in plain mode (its forks could not validate)."""
         if plain_mode:
             running, digests = gw.reload_basis()
-            prepared = in_new_process(_read_for_reload, args.config, args.http, running, digests,
+            prepared = in_new_process(read_for_reload, args.config, args.http, running, digests,
                                       timeout_s=RELOAD_READ_TIMEOUT_S)
         else:
-            prepared = in_child(lambda: _read_for_reload(args.config, args.http, prepare=gw.prepare_reload),
+            prepared = in_child(lambda: read_for_reload(args.config, args.http, prepare=gw.prepare_reload),
                                 quiet=True, timeout_s=RELOAD_READ_TIMEOUT_S)
         raise_open_files(open_files_needed(prepared.cfg))  # devices added by the reload
         logging.getLogger("edgegw.reload").info("Reloading %s (SIGHUP).", args.config)
@@ -295,26 +294,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress.done()
         _run(gw.run(), hangup=gw.request_reload)
     return EXIT_OK
-
-
-def _read_for_reload(path: str, listen: str | None, running: Config | None = None,
-                     digests: Mapping[str, bytes] | None = None,
-                     prepare: Callable[[Config], Prebuilt] | None = None) -> Prebuilt:
-    """In a reload's reading process: the file read with ``--http`` ``listen``, given the start's file
-    checks, and prepared against the running config (``prepare``, the gateway's own where this is a
-    fork of it; else ``running`` and its ``digests``, handed over)."""
-    from gateway.config import load
-    from gateway.prebuild import prepare_reload
-    from gateway.preflight import file_problems
-
-    new = _with_http(load(path), listen)
-    files = file_problems(new, "edge")
-    if files.errors:
-        raise ConfigError(files.errors, path)
-    if prepare is not None:
-        return prepare(new)
-    assert running is not None and digests is not None
-    return prepare_reload(running, digests, new)
 
 
 def cmd_reload(args: argparse.Namespace) -> int:

@@ -20,7 +20,8 @@ starts its reader before it imports any).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from gateway.catalog import without_rows
@@ -30,7 +31,7 @@ from gateway.driver_registry import DriverFactory
 from gateway.reader import in_child, in_new_process
 from gateway.reload import device_digests, plan_reload
 
-__all__ = ["Prebuilt", "in_child", "in_new_process", "prebuild", "prepare_reload"]
+__all__ = ["Prebuilt", "in_child", "in_new_process", "prebuild", "prepare_reload", "read_for_reload", "with_http"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,3 +89,33 @@ def prepare_reload(running: Config, running_digests: Mapping[str, bytes], new: C
     slim._catalog = ((slim.gateway, slim.devices, slim.data_policy),
                      without_rows(slim.catalog(), plan.same_layout))
     return dataclasses.replace(built, not_applied=plan.not_applied, rows_kept=plan.same_layout)
+
+
+def with_http(cfg: Config, listen: str | None) -> Config:
+    """``--http HOST:PORT`` overrides (or adds) the config's [http] section."""
+    from gateway.config import HttpSection
+
+    if listen is None:
+        return cfg
+    return cfg.model_copy(update={"http": HttpSection(listen=listen)})
+
+
+def read_for_reload(path: str | os.PathLike[str], listen: str | None, running: Config | None = None,
+                    digests: Mapping[str, bytes] | None = None,
+                    prepare: Callable[[Config], Prebuilt] | None = None) -> Prebuilt:
+    """In the reading process of ``edgegw run``'s live reload: the file read with ``--http``
+    ``listen``, given the start's file checks, and prepared against the running config: by
+    ``prepare`` (the gateway's own, where this process is a fork of it), else from ``running`` and its
+    ``digests`` (handed over to a fresh interpreter, :func:`gateway.reader.in_new_process`)."""
+    from gateway.config import load
+    from gateway.preflight import file_problems
+
+    new = with_http(load(path), listen)
+    files = file_problems(new, "edge")
+    if files.errors:
+        raise ConfigError(files.errors, str(path))
+    if prepare is not None:
+        return prepare(new)
+    if running is None or digests is None:
+        raise TypeError("read_for_reload needs the running config and its digests, or prepare")
+    return prepare_reload(running, digests, new)

@@ -90,6 +90,8 @@ def in_new_process(fn: Callable[..., T], *args: object, timeout_s: float | None 
     import subprocess
     import tempfile
 
+    if getattr(fn, "__module__", "__main__") == "__main__":  # a name the new interpreter cannot find
+        raise TypeError(f"{fn!r}: give a function of an importable module (this one is __main__'s)")
     with tempfile.TemporaryFile() as given:
         pickle.dump((fn, args), given, protocol=pickle.HIGHEST_PROTOCOL)
         given.seek(0)
