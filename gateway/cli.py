@@ -236,30 +236,36 @@ def cmd_run(args: argparse.Namespace) -> int:
         if size >= 1 << 20:  # a large config takes a while to read: say so before the first phase ends
             logging.getLogger("edgegw.startup").info("Start-up: reading %s (%.0f MB).", args.config, size / 1e6)
 
-    def read() -> tuple[Prebuilt, list[tuple[str, float]], float]:
+    def read() -> tuple[Prebuilt, list[tuple[str, float]], float, float]:
         """In a child process: the file read and checked, the point table built; back comes the config
         without its point models (the gateway's heap never holds them, #17: gateway.prebuild)."""
         from gateway.config import load
         from gateway.prebuild import prebuild, with_http
 
+        progress.started = time.perf_counter()  # the start's phases count from here, as before the fork
         cfg = with_http(load(args.config, progress), args.http)
         with progress.phase("device layouts and digests made"):
             built = prebuild(cfg)
-        return built, progress.phases, time.perf_counter()
+        return built, progress.phases, progress.started, time.perf_counter()
+
+    imported = [0.0]
 
     def meanwhile() -> None:
         if plain_mode:
             plain.enable()
         import gateway.app  # noqa: F401 - imported while the child reads
 
-    built, phases, sent = in_child(read, meanwhile=meanwhile)
+        imported[0] = time.perf_counter()
+
+    built, phases, started, sent = in_child(read, meanwhile=meanwhile)
     from gateway.app import Gateway
     from gateway.prebuild import read_for_reload
     from gateway.preflight import open_files_needed, raise_open_files
 
-    progress.phases, progress.points = list(phases), built.points
-    # the pickled result through the pipe, unpickled here (CLOCK_MONOTONIC: the same clock in both)
-    progress.record("config handed over (from the process that read it)", time.perf_counter() - sent)
+    progress.phases, progress.points, progress.started = list(phases), built.points, started
+    # the pickled result through the pipe, unpickled here (CLOCK_MONOTONIC: the same clock in both),
+    # from when both were ready (this process imported the gateway meanwhile)
+    progress.record("config handed over (from the process that read it)", time.perf_counter() - max(sent, imported[0]))
     cfg = built.cfg
     try:
         with progress.phase("pre-flight checks"):
