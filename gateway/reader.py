@@ -4,7 +4,7 @@
 :mod:`gateway.prebuild`).  ``edgegw run`` forks its reader before it imports any config model, then
 switches its own process to plain mode (:mod:`gateway.core.plain`: the models without pydantic).  A
 fork of that process has the plain classes and could not validate, so the live reload's reader is a
-fresh interpreter instead: :func:`in_new_process` (``python -m gateway.reader``), which imports the
+fresh interpreter instead: :func:`in_new_process`, which imports the
 real models and gets what it needs of the running gateway pickled.  Both raise a reader's
 :class:`ConfigError` here as the same error, and anything else as a :class:`ConfigReadFailed`.
 
@@ -14,6 +14,7 @@ This module imports no config model (nor pydantic): it is imported first.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import pickle
@@ -23,7 +24,6 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.core.errors import ConfigError, ConfigReadFailed
@@ -81,12 +81,17 @@ def _stop(pid: int) -> None:
     os.waitpid(pid, 0)
 
 
+# the new interpreter's program: this process's sys.path (the same modules, however this one was
+# started: installed, from a checkout, with PYTHONPATH), then _main
+_BOOT = "import json, sys; sys.path[:] = json.loads(sys.argv[1]); from gateway.reader import _main; _main()"
+
+
 def in_new_process(fn: Callable[..., T], *args: object, timeout_s: float | None = None) -> T:
-    """``fn(*args)`` run in a fresh Python interpreter (``python -m gateway.reader``), as
+    """``fn(*args)`` run in a fresh Python interpreter (this one's executable), as
     :func:`in_child` runs it in a fork (quiet: the reader logs and prints nothing), with the same
     errors.  ``fn`` is pickled by name (a function of a module) and ``args`` by value: a plain-mode
-    model loads as pydantic's there.  For a process that cannot fork a reader of its own (a plain-mode
-    gateway)."""
+    model loads as pydantic's there.  The reader has this process's ``sys.path``.  For a process that
+    cannot fork a reader of its own (a plain-mode gateway)."""
     import subprocess
     import tempfile
 
@@ -97,15 +102,10 @@ def in_new_process(fn: Callable[..., T], *args: object, timeout_s: float | None 
         given.seek(0)
         read_fd, write_fd = os.pipe()
         try:
-            env = dict(os.environ)
-            # where this package is: the reader imports it whether or not it is installed
-            root = str(Path(__file__).resolve().parent.parent)
-            env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
             try:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "gateway.reader", str(write_fd)], stdin=given,
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(write_fd,), env=env,
-                    close_fds=True,
+                proc = subprocess.Popen(  # this interpreter, with this process's module path
+                    [sys.executable, "-c", _BOOT, json.dumps(sys.path), str(write_fd)], stdin=given,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(write_fd,), close_fds=True,
                 )
             finally:
                 os.close(write_fd)
@@ -199,7 +199,8 @@ def _child(fn: Callable[[], object], fd: int, quiet: bool) -> None:
 
 
 def _main() -> None:
-    """``python -m gateway.reader FD``: (function, arguments) pickled on stdin, the result to FD."""
+    """The new interpreter of :func:`in_new_process`: (function, arguments) pickled on stdin, the result
+    to the pipe whose descriptor is the last argument."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # as early as can be: see _child
         signal.signal(sig, signal.SIG_DFL)
 
@@ -207,8 +208,4 @@ def _main() -> None:
         fn, args = pickle.load(sys.stdin.buffer)
         return fn(*args)
 
-    _child(call, int(sys.argv[1]), quiet=True)
-
-
-if __name__ == "__main__":
-    _main()
+    _child(call, int(sys.argv[-1]), quiet=True)
