@@ -97,7 +97,9 @@ def in_new_process(fn: Callable[..., T], *args: object, timeout_s: float | None 
 
     if getattr(fn, "__module__", "__main__") == "__main__":  # a name the new interpreter cannot find
         raise TypeError(f"{fn!r}: give a function of an importable module (this one is __main__'s)")
-    with tempfile.TemporaryFile() as given:
+    # the reader's stdin: a file in memory (Linux), else a temporary file (nothing can block on it)
+    made = os.memfd_create("edgegw-reload-input") if hasattr(os, "memfd_create") else None
+    with os.fdopen(made, "w+b") if made is not None else tempfile.TemporaryFile() as given:
         pickle.dump((fn, args), given, protocol=pickle.HIGHEST_PROTOCOL)
         given.seek(0)
         read_fd, write_fd = os.pipe()
