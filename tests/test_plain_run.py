@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 
+from gateway.core import plain
 from gateway.core.errors import ConfigError, ConfigIssue, ConfigReadFailed
 from hil.modbus_server import SimulatedPlc
 from hil.services import Mosquitto, free_port
@@ -199,3 +200,43 @@ def test_the_fresh_reader_does_not_inherit_plain_mode(tmp_path: Path) -> None:
                          check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "devices[0].poll_interval_ms"
+
+
+class _Section(plain.BaseModel):
+    host: str
+    port: int = plain.Field(default=1883, ge=1, description="validated only where pydantic is")
+    tags: dict[str, str] = plain.Field(default_factory=dict)
+    tls: bool = False
+    _cache: int | None = plain.PrivateAttr(default=None)
+
+    _check = plain.field_validator("host")(str.strip)  # a no-op here
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def test_a_plain_model_reads_copies_compares_and_pickles_as_pydantics_does() -> None:
+    s = _Section(host="broker")
+    assert (s.host, s.port, s.tags, s.tls, s.address, s._cache) == ("broker", 1883, {}, False, "broker:1883", None)
+    assert s.tags is not _Section(host="x").tags  # a default factory makes one per model
+    t = s.model_copy(update={"port": 8883})
+    assert (t.port, s.port, t.address) == (8883, 1883, "broker:8883")
+    assert t != s and t.model_copy(update={"port": 1883}) == s
+    s._cache = 5
+    assert s._cache == 5 and "_cache" not in s.__dict__
+    u = s.model_copy()
+    u._cache = None
+    assert u != s and u._cache is None and s._cache == 5  # a copy has its own private values
+    state = s.__getstate__()
+    assert state["__dict__"] == {"host": "broker", "port": 1883, "tags": {}, "tls": False}
+    assert state["__pydantic_private__"] == {"_cache": 5}
+    back = pickle.loads(pickle.dumps(s))
+    assert back == s and back._cache == 5
+    assert s.model_dump() == {"host": "broker", "port": 1883, "tags": {}, "tls": False}
+    assert set(_Section.model_fields) == {"host", "port", "tags", "tls"}
+    assert _Section.model_fields["port"].annotation is int
+    with pytest.raises(TypeError, match="'host' is required"):
+        _Section()
+    with pytest.raises(RuntimeError, match="plain mode"):
+        plain.TypeAdapter(_Section)
