@@ -207,7 +207,7 @@ def _with_http(cfg: Config, listen: str | None) -> Config:
 
 
 def _listen_arg(text: str) -> str:
-    from gateway.config import parse_listen
+    from gateway.listen import parse_listen
 
     try:
         parse_listen(text)

@@ -45,12 +45,11 @@ def _mapped_pydantic(pid: int) -> list[str]:
     return sorted({line.split()[-1] for line in maps if "pydantic" in line})
 
 
-def _config(tmp: Path, plc_port: int, broker_port: int, http_port: int, intervals: dict[int, int]) -> str:
+def _config(tmp: Path, plc_port: int, broker_port: int, intervals: dict[int, int]) -> str:
     head = (
         '[gateway]\nid = "gw-plain"\nsite = "baotou-mine-01"\nenterprise_prefix = "88.608.5288"\n\n'
         f'[buffer]\npath = "{tmp / "buffer.db"}"\nlinger_ms = 20\n\n'
         f'[uplink]\nhost = "127.0.0.1"\nport = {broker_port}\ntopic_prefix = "t-plain"\nclient_id = "gw-plain"\n\n'
-        f'[http]\nlisten = "127.0.0.1:{http_port}"\n\n'
     )
     blocks = [gas_substations_toml(plc_port, 1, first=d, poll_interval_ms=ms) for d, ms in intervals.items()]
     return head + "\n".join(blocks)
@@ -69,22 +68,22 @@ async def test_edgegw_run_polls_and_reloads_without_pydantic_in_its_process(tmp_
     log = tmp_path / "gateway.log"
     http = free_port()
     async with SimulatedPlc(tick_s=0.1) as plc, collect(mosquitto.port, "t-plain/+/+/data", "plain-oracle") as got:
-        cfg.write_text(_config(tmp_path, plc.port, mosquitto.port, http, {0: 500, 1: 500}))
+        cfg.write_text(_config(tmp_path, plc.port, mosquitto.port, {0: 500, 1: 500}))
         with log.open("ab") as out:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-X", "faulthandler", "-m", "gateway.cli", "run", "-c", str(cfg),
-                cwd=REPO, stdout=out, stderr=out,
+                "--http", f"127.0.0.1:{http}", cwd=REPO, stdout=out, stderr=out,
             )
         try:
             await eventually(lambda: all(len(_samples(got).get(f"gas-sub-{d}", [])) >= 4 for d in range(2)),
                              timeout=60, what="both devices polled and published")
             assert _mapped_pydantic(proc.pid) == [], "the gateway's process loaded pydantic"
-            # the status page reads the running config (plain models)
+            # the status page (--http: checked before the reader starts) reads the running config's plain models
             status = await asyncio.to_thread(_status, http)
             assert [d["name"] for d in status["devices"]] == ["gas-sub-0", "gas-sub-1"]  # type: ignore[attr-defined]
 
             # a reload that changes one device applies
-            cfg.write_text(_config(tmp_path, plc.port, mosquitto.port, http, {0: 500, 1: 250}))
+            cfg.write_text(_config(tmp_path, plc.port, mosquitto.port, {0: 500, 1: 250}))
             proc.send_signal(signal.SIGHUP)
             await eventually(lambda: "Reloaded config:" in log.read_text(), timeout=60, what="the reload")
             text = log.read_text()
