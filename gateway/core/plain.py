@@ -149,13 +149,16 @@ class _ModelMeta(type):
         return out
 
 
-def _dump(v: Any, exclude_none: bool) -> Any:
+def _dump(v: Any, mode: str, exclude_none: bool) -> Any:
     if isinstance(v, BaseModel):
-        return v.model_dump(exclude_none=exclude_none)
+        return v.model_dump(mode=mode, exclude_none=exclude_none)
     if isinstance(v, dict):
-        return {k: _dump(x, exclude_none) for k, x in v.items()}
+        return {k: _dump(x, mode, exclude_none) for k, x in v.items()}
     if isinstance(v, list | tuple | set | frozenset):
-        return type(v)(_dump(x, exclude_none) for x in v)
+        items = [_dump(x, mode, exclude_none) for x in v]
+        return items if mode == "json" else type(v)(items)
+    if mode == "json" and isinstance(v, enum.Enum):
+        return v.value
     return v
 
 
@@ -253,8 +256,6 @@ class BaseModel(metaclass=_ModelMeta):
         return new
 
     def model_dump(self, *, mode: str = "python", exclude_none: bool = False, **_: Any) -> dict[str, Any]:
-        """The fields as a dict, nested models as dicts (``mode="json"``: enum members as their values)."""
-        out = {k: _dump(v, exclude_none) for k, v in self.__dict__.items() if not (exclude_none and v is None)}
-        if mode == "json":
-            out = {k: v.value if isinstance(v, enum.Enum) else v for k, v in out.items()}
-        return out
+        """The fields as a dict, nested models as dicts (``mode="json"``: enum members as their values,
+        sequences as lists; other values as they are)."""
+        return {k: _dump(v, mode, exclude_none) for k, v in self.__dict__.items() if not (exclude_none and v is None)}
