@@ -58,6 +58,12 @@ def in_child(fn: Callable[[], T], *, quiet: bool = False, timeout_s: float | Non
         os.close(read_fd)
         _child(fn, write_fd, quiet)
     os.close(write_fd)
+    return _collect(pid, read_fd, timeout_s, meanwhile)  # type: ignore[no-any-return]
+
+
+def _collect(pid: int, read_fd: int, timeout_s: float | None, meanwhile: Callable[[], object] | None = None) -> Any:
+    """The result of the reader ``pid`` that writes to ``read_fd`` (closed here), once it ended; the
+    reader is killed (and reaped) past ``timeout_s`` or when this process is interrupted."""
     try:
         if meanwhile is not None:
             meanwhile()
@@ -72,7 +78,7 @@ def in_child(fn: Callable[[], T], *, quiet: bool = False, timeout_s: float | Non
     finally:
         os.close(read_fd)
     _, status = os.waitpid(pid, 0)
-    return _result(data, os.waitstatus_to_exitcode(status))  # type: ignore[no-any-return]
+    return _result(data, os.waitstatus_to_exitcode(status))
 
 
 def _stop(pid: int) -> None:
@@ -114,20 +120,9 @@ def in_new_process(fn: Callable[..., T], *args: object, timeout_s: float | None 
         except OSError as err:
             os.close(read_fd)
             raise ConfigReadFailed(f"the process to read the config could not be started: {err}") from None
-        try:
-            data = _read_all(read_fd, None if timeout_s is None else time.monotonic() + timeout_s)
-        except TimeoutError:
-            proc.kill()
-            proc.wait()
-            raise ConfigReadFailed(f"the process reading the config gave no result within {timeout_s:g} s "
-                                   "and was stopped") from None
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        finally:
-            os.close(read_fd)
-        return _result(data, proc.wait())  # type: ignore[no-any-return]
+        # _collect waits for it (os.waitpid): the Popen object only started it and must not reap it too
+        proc.returncode = 0
+        return _collect(proc.pid, read_fd, timeout_s)  # type: ignore[no-any-return]
 
 
 def _result(data: bytes, code: int) -> Any:
