@@ -7,10 +7,11 @@ and an arena goes back to the system only when all of it is free: the running ga
 a point it did not use (#17, docs/benchmarks.md "Memory per configured point").
 
 So ``edgegw run`` (and its live reload) parses in another process (a forked child at start, a new
-interpreter for a reload: the gateway's own process has no pydantic, :mod:`gateway.core.plain`): it reads and checks the file
-and builds the point table, each device's digest (for reloads) and the compact form each driver keeps
-of its points (Modbus: a layout per point), and hands back a :class:`Prebuilt` (pickled, over a
-pipe): the config's sections and its devices without their points, plus those.  The gateway is then
+interpreter for a reload: the gateway's own process has no pydantic, :mod:`gateway.core.plain`): it
+reads and checks the file and builds the point table, each device's digest (for reloads) and the
+compact form each driver keeps of its points (Modbus: a layout per point), and hands back a
+:class:`Prebuilt` (pickled, over a pipe): the config's sections and its devices without their points,
+plus those.  The gateway is then
 built from it: its heap only ever holds what it keeps, made in one go.  A config error reaches the
 caller as the same :class:`ConfigError` (issues, source, positions in the file).
 
