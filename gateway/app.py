@@ -29,7 +29,7 @@ from gateway.alarms import AlarmPublisher
 from gateway.buffer import SqliteBuffer, open_buffer
 from gateway.buffer.writer import BufferWriter
 from gateway.catalog import Catalog, relayout
-from gateway.catalog_archive import archive, archive_dir, messages
+from gateway.catalog_archive import archive, archive_dir, archived, messages
 from gateway.codec import Compression, Encoder, zstd_available
 from gateway.config import BufferConfig, Config, DeviceConfig, UplinkConfig, policy_issues
 from gateway.core.clock import SYSTEM_CLOCK, Clock, describe_step
@@ -452,11 +452,12 @@ class Gateway:
             )
         self.encoder = encoder
         self.catalog_dir = archive_dir(bc.path)
-        # wire format 2: the catalogs this process's batches refer to (a reload adds one), newest last
-        self.catalogs_used: dict[str, bytes] = {}
+        # wire format 2: the catalogs this process's batches refer to (a reload adds one), newest last; the
+        # message where it could not be archived, else None: read back from the archive when published (a
+        # catalog message is ~8 B a point, and a run of reloads would keep one each)
+        self.catalogs_used: dict[str, bytes | None] = {}
         if up.wire_format == 2:
-            self._archive(encoder)
-            self.catalogs_used[encoder.catalog_id] = encoder.catalog_message
+            self._use_catalog(encoder)
         self.alarms: AlarmPublisher | None = None
         if pipeline.alarms.active:
             forwarded = frozenset(i for i in range(len(self.catalog.points)) if pipeline.is_forwarded(i))
@@ -649,9 +650,15 @@ class Gateway:
         retained, before any batch on this connection; while batches are buffered also the archived
         ones (a backlog may predate a config change or a restart)."""
         enc = self.encoder
-        out = list(reversed(self.catalogs_used.items()))
-        if enc.catalog_id not in self.catalogs_used:
-            out.insert(0, (enc.catalog_id, enc.catalog_message))
+        out = [(enc.catalog_id, enc.catalog_message)]
+        for cid, kept in reversed(self.catalogs_used.items()):
+            if cid != enc.catalog_id:
+                message = kept if kept is not None else archived(self.catalog_dir, cid)
+                if message is None:
+                    log.warning("The point catalog %s of a config used before (this run) is no longer archived: "
+                                "batches of it still buffered cannot be decoded by an ingest that missed it.", cid)
+                else:
+                    out.append((cid, message))
         if backlog:
             out += [(cid, m) for cid, m in messages(self.catalog_dir) if cid not in dict(out)]
         for cid, message in out:
@@ -664,12 +671,21 @@ class Gateway:
         log.info("Published the point catalog %s (%d bytes)%s.", enc.catalog_id, len(enc.catalog_message),
                  f" and {len(out) - 1} archived" if len(out) > 1 else "")
 
-    def _archive(self, encoder: Encoder) -> None:
+    def _use_catalog(self, encoder: Encoder) -> None:
+        """``encoder``'s catalog archived and noted as used by this run (the newest 16 of a long run of
+        reloads; older ones are in the archive, published with a backlog); kept in memory only where it
+        could not be archived."""
         try:
             archive(self.catalog_dir, encoder.catalog_id, encoder.catalog_message)
+            kept = None
         except OSError as err:
             log.warning("Cannot keep the point catalog %s in %s (%s): batches buffered now may not decode after "
                         "a later config change and restart.", encoder.catalog_id, self.catalog_dir, err)
+            kept = encoder.catalog_message
+        self.catalogs_used.pop(encoder.catalog_id, None)
+        self.catalogs_used[encoder.catalog_id] = kept
+        while len(self.catalogs_used) > 16:
+            del self.catalogs_used[next(iter(self.catalogs_used))]
 
     async def _announce_catalog(self, encoder: Encoder) -> None:
         """A reload's new catalog on the live connection (if any; otherwise the next connection
@@ -808,10 +824,7 @@ class Gateway:
         encoder = uplink_encoder(catalog, up)
         if encoder.version == 2 and encoder.catalog_id != self.encoder.catalog_id:
             # the new catalog is archived and published before the first batch that refers to it exists
-            self._archive(encoder)
-            self.catalogs_used[encoder.catalog_id] = encoder.catalog_message
-            while len(self.catalogs_used) > 16:  # the oldest of a long run of reloads: archived, sent with a backlog
-                del self.catalogs_used[next(iter(self.catalogs_used))]
+            self._use_catalog(encoder)
             await self._announce_catalog(encoder)
         not_applied = list(plan.not_applied)
         if self.alarms is None and pipeline.alarms.active:

@@ -17,7 +17,7 @@ from pathlib import Path
 from gateway.codec import CatalogCache
 from gateway.core.errors import CodecError
 
-__all__ = ["KEEP", "archive", "archive_dir", "learn_archive", "messages"]
+__all__ = ["KEEP", "archive", "archive_dir", "archived", "learn_archive", "messages"]
 
 KEEP = 16
 log = logging.getLogger("edgegw.catalog")
@@ -44,6 +44,18 @@ def archive(folder: Path, catalog_id: str, message: bytes) -> None:
     files = sorted(folder.glob("*.msgpack"), key=lambda f: f.stat().st_mtime, reverse=True)
     for old in files[KEEP:]:
         old.unlink(missing_ok=True)
+
+
+def archived(folder: Path, catalog_id: str) -> bytes | None:
+    """The archived message of one catalog, or None (pruned, or unreadable: said in the log)."""
+    path = folder / f"{catalog_id}.msgpack"
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        log.warning("Cannot read the archived catalog %s: %s", path, err)
+        return None
 
 
 def messages(folder: Path) -> list[tuple[str, bytes]]:

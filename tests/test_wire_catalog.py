@@ -174,3 +174,68 @@ async def test_a_batch_before_its_catalog_waits_for_it(
                               protocol=aiomqtt.ProtocolVersion.V5) as pub:
         await pub.publish(f"{base}/catalog/{enc.catalog_id}", b"", qos=1, retain=True)  # clear the retained one
     assert len(_rows(influx1, db)) == len(samples)
+
+
+@pytest.mark.parametrize("archive_writable", [True, False], ids=["archived", "archive-unwritable"])
+async def test_after_a_reload_a_new_connection_publishes_every_catalog_of_the_run_again(
+    tmp_path: Path, mosquitto: Mosquitto, archive_writable: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reload that changes the catalog (every index): batches of the old catalog may still be
+    buffered, so each connection publishes both catalogs, retained, byte for byte.  The running
+    gateway keeps the catalogs of its run in the archive beside the buffer, not in memory (about
+    8 B a point each, #17), and reads them back for a new connection; where the archive cannot be
+    written, the message stays in memory and is published all the same.  (A connection made with
+    batches buffered also publishes every archived catalog: that scan is turned off here, so only
+    the run's own list can bring the old catalog back.)"""
+    import gateway.app
+
+    monkeypatch.setattr(gateway.app, "messages", lambda folder: [])
+    prefix = f"wire-reload-{archive_writable}"
+    async with SimulatedPlc(tick_s=0, seed=5) as plc:
+        d = config_dict(plc.port, mosquitto.port, tmp_path, {"api": "v1", "url": "http://127.0.0.1:1", "database": "x"},
+                        f"reload-{archive_writable}", prefix)
+        cfg_a = parse(d)
+        d["devices"][0]["points"] = list(reversed(copy.deepcopy(d["devices"][0]["points"])))
+        cfg_b = parse(d)
+        if not archive_writable:
+            (tmp_path / "buffer-catalogs").write_text("not a folder")
+        gw = Gateway(cfg_a)
+        id_a, message_a = gw.encoder.catalog_id, gw.encoder.catalog_message
+        base = f"{prefix}/{gw.catalog.site}/{gw.catalog.gateway_id}"
+        async with running(gw.run()):
+            await step(gw, plc, range(2))
+            await gw.reload(cfg_b)
+            id_b, message_b = gw.encoder.catalog_id, gw.encoder.catalog_message
+            assert id_b != id_a
+            kept = {cid: m is not None for cid, m in gw.catalogs_used.items()}
+            assert kept == {id_a: not archive_writable, id_b: not archive_writable}
+            await step(gw, plc, range(2, 4))
+            client_id = cfg_a.uplink.client_id if cfg_a.uplink else ""
+            async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"clear-{prefix}",
+                                      protocol=aiomqtt.ProtocolVersion.V5) as pub:
+                for cid in (id_a, id_b):  # the broker forgets both: only a new connection brings them back
+                    await pub.publish(f"{base}/catalog/{cid}", b"", qos=1, retain=True)
+            async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=client_id,
+                                      protocol=aiomqtt.ProtocolVersion.V5):
+                pass  # takes the gateway's session over: the gateway connects again
+            retained: dict[str, bytes] = {}
+
+            async def fetch() -> bool:
+                async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"read-{prefix}",
+                                          protocol=aiomqtt.ProtocolVersion.V5) as sub:
+                    await sub.subscribe(f"{base}/catalog/+", qos=1)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(0.5):
+                            async for msg in sub.messages:
+                                retained[str(msg.topic).rsplit("/", 1)[1]] = bytes(msg.payload)
+                return len(retained) == 2
+
+            for _ in range(60):
+                if await fetch():
+                    break
+                await asyncio.sleep(0.5)
+            assert retained == {id_a: message_a, id_b: message_b}
+            async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier=f"clear-{prefix}",
+                                      protocol=aiomqtt.ProtocolVersion.V5) as pub:
+                for cid in (id_a, id_b):
+                    await pub.publish(f"{base}/catalog/{cid}", b"", qos=1, retain=True)
