@@ -223,13 +223,14 @@ RELOAD_READ_TIMEOUT_S = 300.0
 def cmd_run(args: argparse.Namespace) -> int:
     # The config is read in a child process (gateway.prebuild), started before this process imports
     # any config model: it then switches to plain mode (gateway.core.plain), imports the gateway
-    # while the child reads, and never imports pydantic (#17).  A process that already has the
-    # models (a test calling main()) keeps them: same result, with pydantic.
+    # while the child reads, and never imports pydantic (#17).  Only where the process is this
+    # command's own and has no model yet: a caller of main([...]) (tests) keeps pydantic's models, and
+    # gets the same result with them.
     from gateway.core import plain
     from gateway.reader import in_child, in_new_process
     from gateway.startup import StartupProgress
 
-    plain_mode = plain.enabled() or "gateway.core.models" not in sys.modules
+    plain_mode = plain.enabled() or (getattr(args, "whole_process", False) and "gateway.core.models" not in sys.modules)
     progress = StartupProgress()
     with contextlib.suppress(OSError):
         size = os.path.getsize(args.config)
@@ -1497,6 +1498,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     _verbose_everywhere(parser)
     args = parser.parse_args(argv)
+    # the process's own command line (not a caller's main([...]), as tests do): edgegw run may then
+    # switch the whole process to plain mode (gateway.core.plain)
+    args.whole_process = argv is None
     try:
         configure_logging(args.log_format, verbose=args.verbose)
     except ValueError:

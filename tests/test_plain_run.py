@@ -239,3 +239,20 @@ def test_a_plain_model_reads_copies_compares_and_pickles_as_pydantics_does() -> 
         _Section()
     with pytest.raises(RuntimeError, match="plain mode"):
         plain.TypeAdapter(_Section)
+
+
+def test_a_caller_of_main_keeps_pydantics_models(tmp_path: Path) -> None:
+    """``cli.main(["run", ...])`` from a process with no model imported yet (a test, a script) leaves
+    that process as it was: only ``edgegw run``'s own process switches to plain mode."""
+    path = tmp_path / "gw.toml"
+    path.write_text('[gateway]\nid = "gw"\nsite = "s"\n\n[[devices]]\ntype = "nope"\n', encoding="utf-8")
+    script = (
+        "import sys\nfrom gateway import cli\nfrom gateway.core import plain\n"
+        "assert cli.main(['run', '-c', sys.argv[1]]) == 2\n"
+        "assert not plain.enabled() and 'pydantic' in sys.modules\n"
+        "from gateway.config import parse\nparse({'gateway': {'id': 'a', 'site': 'b'}})  # validates\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(path)], cwd=REPO, capture_output=True, text=True,
+                         check=False)
+    assert out.returncode == 0, out.stderr
+    assert "unknown device type 'nope'" in out.stderr or "nope" in out.stderr
