@@ -28,7 +28,7 @@ import aiomqtt
 from gateway.alarms import AlarmPublisher
 from gateway.buffer import SqliteBuffer, open_buffer
 from gateway.buffer.writer import BufferWriter
-from gateway.catalog import Catalog, relayout, without_rows
+from gateway.catalog import Catalog, relayout
 from gateway.catalog_archive import archive, archive_dir, archived, messages
 from gateway.codec import Compression, Encoder, zstd_available
 from gateway.config import BufferConfig, Config, DeviceConfig, UplinkConfig, policy_issues
@@ -39,7 +39,7 @@ from gateway.core.errors import BufferFullError, ConfigError, ConfigIssue, Rejec
 from gateway.core.point import SampleBatch, now_ns
 from gateway.driver_registry import DriverFactory, spec_of
 from gateway.forwarder import Forwarder
-from gateway.prebuild import Prebuilt, prebuild
+from gateway.prebuild import Prebuilt, prepare_reload
 from gateway.registry import RegistrySync, make_client, records
 from gateway.reload import (
     ReloadPlan,
@@ -759,18 +759,12 @@ class Gateway:
         device digests and drivers' compact forms.  Pure: ``edgegw run`` calls it in a child process
         (:func:`gateway.prebuild.in_child`), so the new config's models never exist in the gateway's
         heap.  Raises :class:`ConfigError` as :meth:`reload` would."""
-        plan = plan_reload(self.cfg, new, self._device_digests)
-        eff = plan.effective
-        refused = policy_issues(eff)
-        if refused:
-            raise ConfigError(refused, "the new config with the settings kept until a restart")
-        built = prebuild(eff, plan.digests)
-        # the unchanged devices keep their rows of the running table (relayout): theirs are not
-        # handed over, nor unpickled here only to be dropped (holes in the gateway's heap, #17)
-        slim = built.cfg
-        slim._catalog = ((slim.gateway, slim.devices, slim.data_policy),
-                         without_rows(slim.catalog(), plan.same_layout))
-        return dataclasses.replace(built, not_applied=plan.not_applied, rows_kept=plan.same_layout)
+        return prepare_reload(self.cfg, self._device_digests, new)
+
+    def reload_basis(self) -> tuple[Config, Mapping[str, bytes]]:
+        """What :meth:`prepare_reload` needs of this gateway, for a process of its own
+        (:func:`gateway.prebuild.prepare_reload`): the running config and its devices' digests."""
+        return self.cfg, self._device_digests
 
     def _refused(self, err: ConfigError) -> None:
         lines = config_error_lines(err, limit=50)

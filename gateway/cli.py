@@ -26,6 +26,7 @@ from gateway.logs import ENV_VAR, JsonFormatter, LogFormat, configure_logging
 
 if TYPE_CHECKING:  # imported where used: `edgegw --version` and `check` stay quick
     from gateway.config import Config
+    from gateway.prebuild import Prebuilt
 
 __all__ = ["main"]
 
@@ -200,15 +201,13 @@ def _notation_warnings(path: str) -> list[ConfigIssue]:
 
 def _with_http(cfg: Config, listen: str | None) -> Config:
     """``--http HOST:PORT`` overrides (or adds) the config's [http] section."""
-    from gateway.config import HttpSection
+    from gateway.prebuild import with_http
 
-    if listen is None:
-        return cfg
-    return cfg.model_copy(update={"http": HttpSection(listen=listen)})
+    return with_http(cfg, listen)
 
 
 def _listen_arg(text: str) -> str:
-    from gateway.config import parse_listen
+    from gateway.listen import parse_listen
 
     try:
         parse_listen(text)
@@ -222,30 +221,52 @@ RELOAD_READ_TIMEOUT_S = 300.0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from gateway.app import Gateway
-    from gateway.config import load
-    from gateway.prebuild import Prebuilt, in_child, prebuild
-    from gateway.preflight import file_problems, open_files_needed, raise_open_files
+    # The config is read in a child process (gateway.prebuild), started before this process imports
+    # any config model: it then switches to plain mode (gateway.core.plain), imports the gateway
+    # while the child reads, and never imports pydantic (#17).  Only where the process is this
+    # command's own and has no model yet: a caller of main([...]) (tests) keeps pydantic's models, and
+    # gets the same result with them.
+    from gateway.core import plain
+    from gateway.reader import in_child, in_new_process
     from gateway.startup import StartupProgress
 
+    plain_mode = plain.enabled() or (getattr(args, "whole_process", False) and "gateway.core.models" not in sys.modules)
     progress = StartupProgress()
     with contextlib.suppress(OSError):
         size = os.path.getsize(args.config)
         if size >= 1 << 20:  # a large config takes a while to read: say so before the first phase ends
             logging.getLogger("edgegw.startup").info("Start-up: reading %s (%.0f MB).", args.config, size / 1e6)
 
-    def read() -> tuple[Prebuilt, list[tuple[str, float]], float]:
+    def read() -> tuple[Prebuilt, list[tuple[str, float]], float, float]:
         """In a child process: the file read and checked, the point table built; back comes the config
         without its point models (the gateway's heap never holds them, #17: gateway.prebuild)."""
-        cfg = _with_http(load(args.config, progress), args.http)
+        from gateway.config import load
+        from gateway.prebuild import prebuild, with_http
+
+        progress.started = time.perf_counter()  # the start's phases count from here, as before the fork
+        cfg = with_http(load(args.config, progress), args.http)
         with progress.phase("device layouts and digests made"):
             built = prebuild(cfg)
-        return built, progress.phases, time.perf_counter()
+        return built, progress.phases, progress.started, time.perf_counter()
 
-    built, phases, sent = in_child(read)
-    progress.phases, progress.points = list(phases), built.points
-    # the pickled result through the pipe, unpickled here (CLOCK_MONOTONIC: the same clock in both)
-    progress.record("config handed over (from the process that read it)", time.perf_counter() - sent)
+    imported = [0.0]
+
+    def meanwhile() -> None:
+        if plain_mode:
+            plain.enable()
+        import gateway.app  # noqa: F401 - imported while the child reads
+
+        imported[0] = time.perf_counter()
+
+    built, phases, started, sent = in_child(read, meanwhile=meanwhile)
+    from gateway.app import Gateway
+    from gateway.prebuild import read_for_reload
+    from gateway.preflight import open_files_needed, raise_open_files
+
+    progress.phases, progress.points, progress.started = list(phases), built.points, started
+    # the pickled result through the pipe, unpickled here (CLOCK_MONOTONIC: the same clock in both),
+    # from when both were ready (this process imported the gateway meanwhile)
+    progress.record("config handed over (from the process that read it)", time.perf_counter() - max(sent, imported[0]))
     cfg = built.cfg
     try:
         with progress.phase("pre-flight checks"):
@@ -257,16 +278,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     def reread() -> Prebuilt:
         """SIGHUP: the file again, with the same --http, and the same file checks as at start; read,
-        checked and compiled against the running config in a child process (gateway.prebuild)."""
-
-        def child() -> Prebuilt:
-            new = _with_http(load(args.config), args.http)
-            files = file_problems(new, "edge")
-            if files.errors:
-                raise ConfigError(files.errors, args.config)
-            return gw.prepare_reload(new)
-
-        prepared = in_child(child, quiet=True, timeout_s=RELOAD_READ_TIMEOUT_S)
+        checked and compiled against the running config in a process of its own (gateway.prebuild):
+        a fresh interpreter where this one is in plain mode (its forks could not validate)."""
+        if plain_mode:
+            running, digests = gw.reload_basis()
+            prepared = in_new_process(read_for_reload, args.config, args.http, running, digests,
+                                      timeout_s=RELOAD_READ_TIMEOUT_S)
+        else:
+            prepared = in_child(lambda: read_for_reload(args.config, args.http, prepare=gw.prepare_reload),
+                                quiet=True, timeout_s=RELOAD_READ_TIMEOUT_S)
         raise_open_files(open_files_needed(prepared.cfg))  # devices added by the reload
         logging.getLogger("edgegw.reload").info("Reloading %s (SIGHUP).", args.config)
         return prepared
@@ -1414,11 +1434,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", default=None, help="also write the figures to FILE")
     b.set_defaults(func=cmd_bench_wire)
 
-    from gateway.driver_registry import DRIVERS
-
     s = sub.add_parser("import-tags", help="tag list -> config TOML (CSV; s7: TIA Portal XLSX or CSV)")
-    s.add_argument("protocol", choices=sorted({d.name for d in DRIVERS if d.tags is not None} | {"dlt645", "s7"}),
-                   help="a driver with a tag-list import (docs/drivers.md)")
+    s.add_argument("protocol", choices=_TagImports(), metavar="PROTOCOL",
+                   help="a driver with a tag-list import: %(choices)s (docs/drivers.md)")
     s.add_argument("file")
     s.add_argument("-o", "--output", default=None, help="write here instead of stdout")
     s.add_argument("--serial-port", default=None, help="dlt645: the meters' RS-485 port (default /dev/ttyUSB0)")
@@ -1447,6 +1465,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _TagImports:
+    """The drivers with a tag-list import, for argparse's ``choices``: the driver registry (and with it
+    the config models) is imported only when a command line names ``import-tags`` or asks for help, not
+    for ``edgegw run``, which starts its config reader before it imports any model (gateway.core.plain)."""
+
+    def _names(self) -> list[str]:
+        from gateway.driver_registry import DRIVERS
+
+        return sorted({d.name for d in DRIVERS if d.tags is not None} | {"dlt645", "s7"})
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+
 def _verbose_everywhere(parser: argparse.ArgumentParser) -> None:
     """``edgegw run -v`` as well as ``edgegw -v run``: every sub-command accepts the global -v (SUPPRESS
     keeps a -v given before the sub-command)."""
@@ -1463,6 +1498,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     _verbose_everywhere(parser)
     args = parser.parse_args(argv)
+    # the process's own command line (not a caller's main([...]), as tests do): edgegw run may then
+    # switch the whole process to plain mode (gateway.core.plain)
+    args.whole_process = argv is None
     try:
         configure_logging(args.log_format, verbose=args.verbose)
     except ValueError:

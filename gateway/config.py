@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, PrivateAttr, TypeAdapter, ValidationError, field_validator, model_validator
-
 from gateway.catalog import Catalog, build_catalog
 from gateway.core import tomlread
 from gateway.core.clock import RELEASE_DATE, ns_of_date
 from gateway.core.errors import ConfigError, ConfigIssue
+from gateway.core.models import Field, PrivateAttr, TypeAdapter, ValidationError, field_validator, model_validator
 from gateway.core.schema import DeviceBase, Key, StrictModel, check_code, check_name_text, check_tags, error_message
 from gateway.driver_registry import DEVICE_TYPES, DRIVERS, device_union, spec_of
+from gateway.listen import is_loopback, parse_listen
 
 if TYPE_CHECKING:
     from gateway.startup import StartupProgress
@@ -428,24 +428,6 @@ class RegistrySection(StrictModel):
 
     def password(self) -> str:
         return (_env_password(self.password_env) or "") if self.password_env else ""
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port); port 0 takes any free port (tests)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:9180, [::1]:9180)")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"{text!r}: write an IPv6 address in brackets, e.g. [::1]:9180")
-    if not 0 <= int(port) <= 65535:
-        raise ValueError(f"{text!r}: port must be within 0..65535")
-    return host, int(port)
-
-
-def is_loopback(host: str) -> bool:
-    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 class HttpSection(StrictModel):

@@ -21,8 +21,6 @@ import operator
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from pydantic import Field
-
 from drivers.dlt645.spec import SPEC as DLT645
 from drivers.iec104.spec import SPEC as IEC104
 from drivers.modbus.spec import SPEC as MODBUS
@@ -30,6 +28,7 @@ from drivers.opcua.spec import SPEC as OPCUA
 from drivers.s7.spec import SPEC as S7
 from gateway.core.contracts import PollingDriver, StreamingDriver
 from gateway.core.driver import DriverSpec
+from gateway.core.models import Field
 from gateway.core.schema import DeviceBase
 
 __all__ = ["BY_TYPE", "DEVICE_TYPES", "DRIVERS", "DriverFactory", "device_union", "spec_of"]

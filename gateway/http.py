@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.config import parse_listen
+from gateway.listen import parse_listen
 from gateway.metrics import GatewayCollector, make_registry
 from gateway.status import (
     POINTS_LIMIT,

@@ -6,40 +6,34 @@ own heap, the long-lived table ends up spread over the allocator's arenas that t
 and an arena goes back to the system only when all of it is free: the running gateway kept about 1 KB
 a point it did not use (#17, docs/benchmarks.md "Memory per configured point").
 
-So ``edgegw run`` (and its live reload) parses in a forked child: the child reads and checks the file
-and builds the point table, each device's digest (for reloads) and the compact form each driver keeps
-of its points (Modbus: a layout per point), and hands back a :class:`Prebuilt` (pickled, over a
-pipe): the config's sections and its devices without their points, plus those.  The gateway is then
+So ``edgegw run`` (and its live reload) parses in another process (a forked child at start, a new
+interpreter for a reload: the gateway's own process has no pydantic, :mod:`gateway.core.plain`): it
+reads and checks the file and builds the point table, each device's digest (for reloads) and the
+compact form each driver keeps of its points (Modbus: a layout per point), and hands back a
+:class:`Prebuilt` (pickled, over a pipe): the config's sections and its devices without their points,
+plus those.  The gateway is then
 built from it: its heap only ever holds what it keeps, made in one go.  A config error reaches the
 caller as the same :class:`ConfigError` (issues, source, positions in the file).
 
-Where there is no ``fork`` (not POSIX), the function runs in this process: the same result, the
-memory as before.
+The processes themselves are :mod:`gateway.reader`'s (it imports no config model: ``edgegw run``
+starts its reader before it imports any).
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
+import dataclasses
 import os
-import pickle
-import select
-import signal
-import sys
-import time
-import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
 
-from gateway.config import Config
-from gateway.core.errors import ConfigError, ConfigReadFailed
+from gateway.catalog import without_rows
+from gateway.config import Config, policy_issues
+from gateway.core.errors import ConfigError
 from gateway.driver_registry import DriverFactory
-from gateway.reload import device_digests
+from gateway.reader import in_child, in_new_process
+from gateway.reload import device_digests, plan_reload
 
-__all__ = ["Prebuilt", "in_child", "prebuild"]
-
-T = TypeVar("T")
+__all__ = ["Prebuilt", "in_child", "in_new_process", "prebuild", "prepare_reload", "read_for_reload", "with_http"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,99 +73,51 @@ def prebuild(cfg: Config, digests: Mapping[str, bytes] | None = None) -> Prebuil
     return Prebuilt(slim, digests, forms, len(catalog.points))
 
 
-def in_child(fn: Callable[[], T], *, quiet: bool = False, timeout_s: float | None = None) -> T:
-    """``fn()`` run in a forked child process, its result pickled back; a :class:`ConfigError` it
-    raises is raised here as the same error.  Any other exception is raised here as a :class:`ConfigReadFailed`
-    with the child's traceback.  ``fn`` only reads and computes.  ``quiet``: the child logs and
-    prints nothing (where other threads run, as in a running gateway's reload: one of them may have
-    held the lock of stderr's buffer at the moment of the fork, and the child would wait for it
-    forever); at start-up, with no other thread yet, the child logs its phases.  ``timeout_s``: a
-    child that has not answered by then (hung, or stopped by a debugger) is killed and this raises
-    a :class:`ConfigReadFailed`, so a reload can never wait forever."""
-    if not hasattr(os, "fork"):
-        return fn()
-    read_fd, write_fd = os.pipe()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns
-        os.close(read_fd)
-        _child(fn, write_fd, quiet)
-    os.close(write_fd)
-    try:
-        data = _read_all(read_fd, None if timeout_s is None else time.monotonic() + timeout_s)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        raise ConfigReadFailed(f"the process reading the config gave no result within {timeout_s:g} s "
-                               "and was stopped") from None
-    finally:
-        os.close(read_fd)
-    _, status = os.waitpid(pid, 0)
-    if not data:
-        raise ConfigReadFailed(f"the process reading the config ended without a result ({_how_it_ended(status)})")
-    kind, payload = pickle.loads(data)
-    del data
-    if kind == "ok":
-        return payload  # type: ignore[no-any-return]
-    if kind == "config":
-        issues, source, positions = payload
-        err = ConfigError(issues, source)
-        err.positions = positions
-        raise err
-    raise ConfigReadFailed(f"reading the config failed in its process:\n{payload}")
 
 
-def _how_it_ended(status: int) -> str:
-    code = os.waitstatus_to_exitcode(status)
-    if code >= 0:
-        return f"exit status {code}"
-    sig = signal.Signals(-code)
-    if sig is signal.SIGINT:  # Ctrl-C reached the whole process group: this process was interrupted too
-        raise KeyboardInterrupt
-    if sig is signal.SIGKILL:
-        return "exit status -9: killed, by the kernel when memory ran out or by hand"
-    return f"exit status {code}: ended by {sig.name}"
+def prepare_reload(running: Config, running_digests: Mapping[str, bytes], new: Config) -> Prebuilt:
+    """:meth:`gateway.app.Gateway.prepare_reload` of a gateway running ``running`` (its
+    :func:`gateway.reload.running_config`, whose devices have the digests ``running_digests``): a
+    function of the two, so that a process other than the gateway's can run it."""
+    plan = plan_reload(running, new, running_digests)
+    eff = plan.effective
+    refused = policy_issues(eff)
+    if refused:
+        raise ConfigError(refused, "the new config with the settings kept until a restart")
+    built = prebuild(eff, plan.digests)
+    # the unchanged devices keep their rows of the running table (relayout): theirs are not
+    # handed over, nor unpickled in the gateway only to be dropped (holes in its heap, #17)
+    slim = built.cfg
+    slim._catalog = ((slim.gateway, slim.devices, slim.data_policy),
+                     without_rows(slim.catalog(), plan.same_layout))
+    return dataclasses.replace(built, not_applied=plan.not_applied, rows_kept=plan.same_layout)
 
 
-def _read_all(fd: int, deadline: float | None) -> bytes:
-    """Everything written to the pipe until the writer closed it; TimeoutError past ``deadline``."""
-    chunks: list[bytes] = []
-    while True:
-        if deadline is not None:
-            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                raise TimeoutError
-        chunk = os.read(fd, 1 << 20)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
+def with_http(cfg: Config, listen: str | None) -> Config:
+    """``--http HOST:PORT`` overrides (or adds) the config's [http] section."""
+    from gateway.config import HttpSection
+
+    if listen is None:
+        return cfg
+    return cfg.model_copy(update={"http": HttpSection(listen=listen)})
 
 
-def _child(fn: Callable[[], object], fd: int, quiet: bool) -> None:
-    code = 0
-    try:
-        if quiet:
-            logging.disable(logging.CRITICAL)
-            sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - the process ends with os._exit
-        # a signal meant for the gateway (SIGTERM from systemd to the whole group) ends this process
-        # quietly instead of running the gateway's handlers here
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_DFL)
-        with contextlib.suppress(ValueError):
-            signal.set_wakeup_fd(-1)
-        try:
-            out: tuple[str, object] = ("ok", fn())
-        except ConfigError as err:
-            out = ("config", (err.issues, err.source, err.positions))
-        except BaseException:  # reported to the parent, which raises it  # noqa: BLE001
-            out = ("crash", traceback.format_exc())
-        data = pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
-        with os.fdopen(fd, "wb") as pipe:
-            pipe.write(data)
-    except BaseException:  # noqa: BLE001 - a child must never return into the parent's code
-        code = 1
-    finally:
-        with contextlib.suppress(BaseException):
-            sys.stderr.flush()
-        os._exit(code)
+def read_for_reload(path: str | os.PathLike[str], listen: str | None, running: Config | None = None,
+                    digests: Mapping[str, bytes] | None = None,
+                    prepare: Callable[[Config], Prebuilt] | None = None) -> Prebuilt:
+    """In the reading process of ``edgegw run``'s live reload: the file read with ``--http``
+    ``listen``, given the start's file checks, and prepared against the running config: by
+    ``prepare`` (the gateway's own, where this process is a fork of it), else from ``running`` and its
+    ``digests`` (handed over to a fresh interpreter, :func:`gateway.reader.in_new_process`)."""
+    from gateway.config import load
+    from gateway.preflight import file_problems
+
+    new = with_http(load(path), listen)
+    files = file_problems(new, "edge")
+    if files.errors:
+        raise ConfigError(files.errors, str(path))
+    if prepare is not None:
+        return prepare(new)
+    if running is None or digests is None:
+        raise TypeError("read_for_reload needs the running config and its digests, or prepare")
+    return prepare_reload(running, digests, new)

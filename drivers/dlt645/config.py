@@ -11,12 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
-
 from drivers.dlt645.codec import ValueFormat, format_address, format_di, parse_address, parse_di
 from drivers.dlt645.dataids import lookup
 from gateway.core.errors import ConfigIssue
 from gateway.core.line import line_issues as shared_line_issues
+from gateway.core.models import Field, field_validator, model_validator
 from gateway.core.schema import DeviceBase, PointBase
 
 __all__ = [

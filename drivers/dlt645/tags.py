@@ -14,11 +14,10 @@ import csv
 import io
 from typing import Any
 
-from pydantic import ValidationError
-
 from drivers.dlt645.codec import format_address, parse_address
 from drivers.dlt645.config import Dlt645Point
 from gateway.core.errors import ConfigError, ConfigIssue
+from gateway.core.models import ValidationError
 from gateway.core.toml_writer import Table, render
 
 __all__ = ["csv_to_meters", "meters_to_toml"]

@@ -11,9 +11,8 @@ import enum
 import zoneinfo
 from typing import Any, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
-
 from drivers.iec104.codec import TypeId
+from gateway.core.models import Field, field_validator, model_validator
 from gateway.core.schema import DeviceBase, PointBase
 
 __all__ = ["FAMILIES", "ClockSync", "Iec104Device", "Iec104Point", "PointType", "family_of"]

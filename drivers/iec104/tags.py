@@ -16,11 +16,10 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import ValidationError
-
 from drivers.iec104.codec import TypeId
 from drivers.iec104.config import Iec104Point, PointType
 from gateway.core.errors import ConfigError, ConfigIssue
+from gateway.core.models import ValidationError
 from gateway.core.toml_writer import Table, render
 
 __all__ = ["csv_to_points", "points_to_toml"]

@@ -7,10 +7,9 @@ import re
 from collections.abc import Sequence
 from typing import Any, Literal, Self
 
-from pydantic import Field, model_validator
-
 from gateway.core.errors import ConfigIssue
 from gateway.core.line import line_issues as shared_line_issues
+from gateway.core.models import Field, model_validator
 from gateway.core.schema import DeviceBase, Key, PointBase, check_poll_groups, group_intervals_ms
 from gateway.core.values import StringEncoding
 

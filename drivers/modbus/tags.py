@@ -15,11 +15,10 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import ValidationError
-
 from drivers.modbus.config import ModbusPoint
 from gateway.core.config_source import did_you_mean
 from gateway.core.errors import ConfigError, ConfigIssue
+from gateway.core.models import ValidationError
 from gateway.core.schema import error_message
 from gateway.core.toml_writer import Table, render
 

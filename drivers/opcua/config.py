@@ -11,8 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import Field, model_validator
-
+from gateway.core.models import Field, model_validator
 from gateway.core.schema import DeviceBase, PointBase
 from gateway.core.values import StringEncoding
 

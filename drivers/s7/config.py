@@ -11,9 +11,8 @@ from __future__ import annotations
 import enum
 from typing import Any, Literal, Self
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
-
 from drivers.s7.address import Address, AddressError, Area, Size, parse_address
+from gateway.core.models import Field, PrivateAttr, field_validator, model_validator
 from gateway.core.schema import DeviceBase, Key, PointBase, check_poll_groups, group_intervals_ms
 from gateway.core.values import StringEncoding
 

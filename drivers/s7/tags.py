@@ -25,10 +25,9 @@ import zipfile
 from typing import Any
 from xml.etree import ElementTree
 
-from pydantic import ValidationError
-
 from drivers.s7.config import DataType, S7Point
 from gateway.core.errors import ConfigError, ConfigIssue
+from gateway.core.models import ValidationError
 from gateway.core.schema import KEY_PATTERN
 from gateway.core.toml_writer import Table, render
 

@@ -14,7 +14,7 @@ import types
 import typing
 from typing import Any
 
-from pydantic import BaseModel
+from gateway.core.models import BaseModel
 
 __all__ = ["did_you_mean", "key_positions", "position_of"]
 

@@ -12,12 +12,11 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
 from gateway.core.errors import IdentifierError
 from gateway.core.identifiers import parse_handle
 from gateway.core.lineproto import config_tag_issue, tag_value_issue
 from gateway.core.mine import CH4_LOCATIONS, PointClass, apply_preset
+from gateway.core.models import BaseModel, ConfigDict, Field, field_validator, model_validator
 from gateway.core.units import UnitError, conversion
 
 __all__ = [
