@@ -5,11 +5,15 @@ then used by :mod:`gateway.codec` for the common batch.  Interpreted it would be
 codec's own column-at-a-time code, so the codec uses it only when compiled (:data:`COMPILED`), except
 in the tests, which run it both ways and compare the bytes with the pure-Python path.
 
-:func:`columns_v2` returns the columns of the common batch (int point indices in the catalog, int
-times in 0..2**62, good / uncertain / bad qualities, int and finite float values of magnitude below
-9e9) exactly as the pure-Python path builds them: the same keys in the same order, the same values,
-so the same bytes.  For anything else it returns None and the pure-Python path decides (and raises
-what it raises).  Keep the two in step: tests/test_codec_kernel.py compares them.
+:func:`columns_v2` returns the columns of a batch (int point indices in the catalog, int times in
+0..2**62, good / uncertain / bad qualities, values of the wire's kinds: int, finite float, bool,
+None, str) exactly as the pure-Python path builds them: the same keys in the same order, the same
+values, so the same bytes.  A batch with a bool, a gap or a string is a *plain* one, as for the pure
+path (:func:`gateway.codec._values_v2`): every float is then decided without the point's decimal hint
+(float32 when exact, else the smallest decimal, else float64), and so is a batch where a float times
+its hint overflows.  For anything else (NaN or infinity, an index or time out of range, a value or
+quality of no wire type) it returns None and the pure-Python path decides (and raises what it
+raises).  Keep the two in step: tests/test_codec_kernel.py compares them.
 """
 
 from __future__ import annotations
@@ -23,7 +27,11 @@ from gateway.core.point import Quality
 __all__ = ["COMPILED", "columns_v2"]
 
 # the value kinds of gateway.codec (not imported: a compiled module reads them as C constants)
+_K_NONE: Final = 0
+_K_FALSE: Final = 1
+_K_TRUE: Final = 2
 _K_INT: Final = 3
+_K_STR: Final = 4
 _K_F64: Final = 5
 _K_F32: Final = 6
 _K_DEC: Final = 16
@@ -40,7 +48,7 @@ COMPILED: Final = _compiled()
 
 
 def columns_v2(samples: list[Any], npoints: int, kind_f: list[int]) -> dict[str, Any] | None:
-    """The columns i, ts, vd, vg, vf, k, vi, q, r of a v2 batch of ``samples`` (not empty), or None
+    """The columns i, ts, vd, vg, vf, k, vi, vs, q, r of a v2 batch of ``samples`` (not empty), or None
     when the batch needs the general path.  ``kind_f``: per point index, K_DEC + the decimal exponent
     of its scaling, K_DEC where it has none (:attr:`gateway.codec.DecimalHints.kind_f`)."""
     good, uncertain, bad = Quality.GOOD, Quality.UNCERTAIN, Quality.BAD
@@ -51,12 +59,15 @@ def columns_v2(samples: list[Any], npoints: int, kind_f: list[int]) -> dict[str,
     kinds: list[int] = []  # one kind a sample, appended (compiled: no generic bytearray store)
     vd: list[int] = []
     vi: list[int] = []
+    vs: list[str] = []
     qp: list[int] = []
     rp: list[Any] = []
     # floats no hint makes exact: (sample position, position in vd order, value), decided after the loop
     others: list[int] = []
     other_f: list[float] = []
     n_float = 0
+    n_hinted = 0  # floats made decimals by their point's hint
+    plain = False  # a bool, gap or string seen (or a hint overflowed): no hints, as the pure path
     prev_i = 0
     prev_t = 0
     first = True
@@ -81,22 +92,30 @@ def columns_v2(samples: list[Any], npoints: int, kind_f: list[int]) -> dict[str,
         if type(v) is float:
             f: float = v
             n_float += 1
-            if not -_DEC_MAX < f < _DEC_MAX:  # also NaN: the general path raises or searches
-                return None
             e = kind_f[i] - _K_DEC
-            if e > 0:
+            if not -_DEC_MAX < f < _DEC_MAX:
+                if f - f != 0.0:  # NaN or an infinity: the general path raises
+                    return None
+                if e > 0 and not plain and (f * pows[e]) - (f * pows[e]) != 0.0:
+                    plain = True  # the pure path's hinted product overflows: it searches them all
+                kinds.append(_K_F64)  # float32 or float64 (no decimal beyond 9e9): decided below
+                others.append(k)
+                other_f.append(f)
+                vd.append(0)
+            elif e > 0 and not plain:
                 p = pows[e]
                 m = _round(f * p)
                 # -0.0 passes the check (0 / p == -0.0) but would decode as +0.0: never a decimal
                 if m / p == f and (f != 0.0 or math.copysign(1.0, f) > 0.0):
                     kinds.append(_K_DEC + e)
                     vd.append(m)
+                    n_hinted += 1
                 else:
                     kinds.append(_K_F64)  # decided below
                     others.append(k)
                     other_f.append(f)
                     vd.append(0)  # a placeholder, removed below unless the search finds a decimal
-            else:  # no hint
+            else:  # no hint (or a plain batch)
                 kinds.append(_K_F64)
                 others.append(k)
                 other_f.append(f)
@@ -104,7 +123,17 @@ def columns_v2(samples: list[Any], npoints: int, kind_f: list[int]) -> dict[str,
         elif type(v) is int:
             kinds.append(_K_INT)
             vi.append(v)
-        else:  # None, bool, str or no wire type: the general path
+        elif type(v) is bool:
+            kinds.append(_K_TRUE if v else _K_FALSE)
+            plain = True
+        elif v is None:
+            kinds.append(_K_NONE)
+            plain = True
+        elif type(v) is str:
+            kinds.append(_K_STR)
+            vs.append(v)
+            plain = True
+        else:  # no wire type: the general path raises
             return None
         qv: int
         if q is good:
@@ -124,12 +153,23 @@ def columns_v2(samples: list[Any], npoints: int, kind_f: list[int]) -> dict[str,
             rp.append(k)
             rp.append(r)
     if n_float == 0:
-        return _finish(di, dts, kinds, vd, vi, qp, rp, b"", b"")
+        return _finish(di, dts, kinds, vd, vi, vs, qp, rp, b"", b"")
+    if plain and n_hinted:  # floats decided by a hint before the batch turned plain: decide them all
+        others = []
+        other_f = []
+        for k in range(n):
+            if kinds[k] >= _K_F64:
+                sk: tuple[object, object, object, object, object] = samples[k]
+                fv = sk[2]
+                if type(fv) is float:  # (always: the floats' kinds)
+                    others.append(k)
+                    other_f.append(fv)
+        vd = [0] * len(others)
     f32s = b""
     f64s = b""
     if others:
         f32s, f64s = _decide_others(others, other_f, kinds, vd, n)
-    return _finish(di, dts, kinds, vd, vi, qp, rp, f32s, f64s)
+    return _finish(di, dts, kinds, vd, vi, vs, qp, rp, f32s, f64s)
 
 
 def _round(x: float) -> int:
@@ -145,8 +185,9 @@ def _round(x: float) -> int:
 
 def _decide_others(others: list[int], other_f: list[float], kinds: list[int], vd: list[int],
                    n: int) -> tuple[bytes, bytes]:
-    """Floats the hint did not make exact: float32 when exact, else the smallest decimal (e 0..6), else
-    float64 (the codec's search).  Fills their kinds and mantissas; returns the packed vg and vf."""
+    """Floats the hint did not make exact: float32 when exact, else the smallest decimal (e 0..6) below
+    9e9 in magnitude, else float64 (the codec's search).  Fills their kinds and mantissas; returns the
+    packed vg and vf."""
     pows = [1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0]
     m_of: dict[int, int] = {}
     f32_list: list[float] = []
@@ -160,6 +201,10 @@ def _decide_others(others: list[int], other_f: list[float], kinds: list[int], vd
             f32_list.append(f)
             continue
         found = False
+        if not -_DEC_MAX < f < _DEC_MAX:  # a mantissa could pass 2**53: never a decimal
+            kinds[k] = _K_F64
+            f64_list.append(f)
+            continue
         for e in range(7):
             p = pows[e]
             m = _round(f * p)
@@ -176,7 +221,7 @@ def _decide_others(others: list[int], other_f: list[float], kinds: list[int], vd
     pos = 0
     for k in range(n):
         kd = kinds[k]
-        if kd == _K_INT:
+        if kd < _K_F64:  # not a float: none, false, true, int, str
             continue
         if kd >= _K_DEC:
             out.append(m_of.get(k, vd[pos]))
@@ -202,8 +247,8 @@ def _one_float32(f: float) -> bool:
         return False
 
 
-def _finish(di: list[int], dts: list[int], kinds: list[int], vd: list[int], vi: list[int], qp: list[int],
-            rp: list[Any], vg: bytes, vf: bytes) -> dict[str, Any]:
+def _finish(di: list[int], dts: list[int], kinds: list[int], vd: list[int], vi: list[int], vs: list[str],
+            qp: list[int], rp: list[Any], vg: bytes, vf: bytes) -> dict[str, Any]:
     out: dict[str, Any] = {"i": di, "ts": dts}
     if vd:
         out["vd"] = vd
@@ -215,6 +260,8 @@ def _finish(di: list[int], dts: list[int], kinds: list[int], vd: list[int], vi: 
     out["k"] = first if kinds.count(first) == len(kinds) else bytes(kinds)  # bytes(list): in C
     if vi:
         out["vi"] = vi
+    if vs:
+        out["vs"] = vs
     if qp:
         out["q"] = qp
     if rp:

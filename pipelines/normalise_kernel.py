@@ -10,9 +10,10 @@ It does what the pure-Python loop does for the common samples, with the same res
   division, the range check (``out_of_range``);
 - a finite float or an integer within 64 bits of a point without scaling, range or fault limits
   (``table[i] is None``): the sample itself;
-- a gap (``None``) or a boolean: the sample itself.
+- a gap (``None``), a boolean or an ASCII string (a coil, an alarm, an operating state), whatever
+  its quality: the sample itself.
 
-Every other sample (a string, a NaN, a bad integer, a general scaling, an integer beyond 2**53 where
+Every other sample (a non-ASCII string, a NaN, a bad integer, a general scaling, an integer beyond 2**53 where
 a C division would round differently, anything malformed) goes to ``general``, the pure-Python path
 for one sample.  Keep the two in step: tests/pipelines/test_normalise_kernel.py compares them.
 """
@@ -56,6 +57,11 @@ def normalise(batch: list[Any], dec: list[Dec | None], table: list[Any],
             if value is None or type(value) is bool:  # a gap or a bool: as read
                 out.append(sample)
                 continue
+            if type(value) is str:
+                text: str = value
+                if text.isascii():  # ASCII text: as read (other text is admitted by the pure path)
+                    out.append(sample)
+                    continue
             if type(idx_o) is int and quality is not bad:
                 idx: int = idx_o
                 if 0 <= idx < nd:

@@ -21,6 +21,7 @@ from gateway.bench import SyntheticSource, synthetic_catalog
 from gateway.catalog import Catalog
 from gateway.codec import Encoder, decode_columns
 from gateway.core.point import Quality, SampleBatch, now_ns
+from gateway.wire_mix import WireMix, mix_catalog
 from pipelines.pipeline import Pipeline
 from tests.conftest import IN_CI
 from tests.test_wire_v2_hints import CATALOG, floats
@@ -117,8 +118,10 @@ N = len(CATALOG.points)
 qualities = st.sampled_from([Quality.GOOD, Quality.GOOD, Quality.UNCERTAIN, Quality.BAD, 0, 1, 2])
 values = st.one_of(floats, st.integers(-(2**63), 2**64 - 1), floats.map(lambda f: -f),
                    st.sampled_from([0.0, -0.0, 1e-310, -1e-310, 3.4028234663852886e38, 1e39]))
-odd_values = st.one_of(values, st.none(), st.booleans(), st.text(max_size=3), st.just(float("nan")),
-                       st.just(float("inf")))
+# what a plant sends besides numbers: gaps, coils and alarms, operating states (the kernel's too)
+plain_values = st.one_of(values, st.none(), st.booleans(), st.text(max_size=3),
+                         st.sampled_from(["RUNNING", "", "é", 1.7e308, -1.7e308, 2.5e307, 9e9, -9e9]))
+odd_values = st.one_of(plain_values, st.just(float("nan")), st.just(float("inf")), st.just(float("-inf")))
 times = st.one_of(st.integers(1_600_000_000_000_000_000, 1_800_000_000_000_000_000), st.integers(0, 2**62 - 1))
 
 
@@ -167,3 +170,71 @@ def test_flags_and_qualities_in_the_kernel() -> None:
     back = decode_columns(payload)
     assert back.flags == [0, 1, 0, 1] and back.q == [0, 1, 0, 0] and back.rsn == [None, "spike", None, None]
     assert back.val == [1.5, 20.9, 7, 1 / 3]
+
+
+def _kernels() -> list[Kernel]:
+    compiled = compiled_kernel()
+    return [INTERPRETED] if compiled is None else [INTERPRETED, compiled]
+
+
+def _check_round_trip(payload: bytes, samples: SampleBatch) -> None:
+    back = decode_columns(payload)
+    assert back.idx == [s[0] for s in samples] and back.ts == [s[1] for s in samples]
+    assert list(map(repr, back.val)) == [repr(s[2]) for s in samples]  # True stays True, 1 stays 1
+    assert back.q == [int(s[3]) for s in samples] and back.rsn == [s[4] for s in samples]
+
+
+@settings(max_examples=500, deadline=None)
+@given(_samples(plain_values), st.one_of(st.none(), st.lists(st.integers(0, 3), min_size=40, max_size=40)))
+def test_mixed_batches_are_the_kernels_and_encode_identically(samples: SampleBatch, flags: list[int] | None) -> None:
+    """Bools, gaps, strings and floats of any finite size among the numbers: the kernel encodes the
+    batch itself (no None) to the pure path's bytes, and the ingest decodes it back."""
+    assert ENC._hints is not None
+    for kernel in _kernels():
+        assert kernel(list(samples), N, ENC._hints.kind_f) is not None
+    flags = None if flags is None else flags[:len(samples)]
+    payload = encode_three_ways(ENC, samples, flags, compiled=compiled_kernel())
+    _check_round_trip(payload, samples)
+
+
+def test_a_batch_turns_plain_after_its_hinted_floats() -> None:
+    """The pure path decides the floats of a batch with a bool, gap or string without hints (20.0 of a
+    0.1 point: float32, not 200 e1), and so when a float times its hint overflows: so must the
+    kernel, also for the floats before the first such sample."""
+    assert ENC._hints is not None
+    kind_f = ENC._hints.kind_f
+    hinted: SampleBatch = [(1, 10, 20.0, Quality.GOOD, None), (1, 11, 20.9, Quality.GOOD, None),
+                           (4, 12, 0.000123, Quality.GOOD, None)]
+    cols = INTERPRETED(hinted, N, kind_f)
+    assert cols is not None and cols["k"] == bytes([17, 17, 22]) and cols["vd"] == [200, 209, 123]  # by the hints
+    for tail in ((2, 13, True, Quality.GOOD, None), (2, 13, None, Quality.BAD, "timeout"),
+                 (2, 13, "STOPPED", Quality.GOOD, None), (1, 13, 1.7e308, Quality.GOOD, None)):
+        batch = [*hinted, tail]
+        for kernel in _kernels():
+            cols = kernel(batch, N, kind_f)
+            assert cols is not None
+            assert cols["vd"] == [209, 123] and cols["k"][:3] == bytes([6, 17, 22])  # float32, then the search
+        _check_round_trip(encode_three_ways(ENC, batch, compiled=compiled_kernel()), batch)
+    # beyond 9e9 at a point without a hint, or with one that does not overflow: still hinted
+    for big in ((0, 13, 1.7e308, Quality.GOOD, None), (1, 13, 2.5e300, Quality.GOOD, None)):
+        cols = INTERPRETED([*hinted, big], N, kind_f)
+        assert cols is not None and cols["vd"] == [200, 209, 123] and "vf" in cols
+        encode_three_ways(ENC, [*hinted, big], compiled=compiled_kernel())
+
+
+@pytest.mark.parametrize("size", [10, 100, 1000])
+def test_the_wire_mix_is_the_kernels(size: int) -> None:
+    """`edgegw bench wire`'s plant (bools, strings, a bad gap now and then; after the deadband about 1
+    sample in 500 is one of these, so most 1000-sample batches have one): every batch by the kernel,
+    byte for byte the pure path's."""
+    cat = mix_catalog()
+    enc = Encoder(cat, version=2, compression="zstd", zstd_dict=True)
+    assert enc._hints is not None
+    batches = WireMix().batches(size, 30_000 // size if size < 1000 else 40)  # the bench's batches
+    kinds_seen: set[type] = set()
+    for batch in batches:
+        for kernel in _kernels():
+            assert kernel(list(batch), len(cat.points), enc._hints.kind_f) is not None
+        kinds_seen.update(type(s[2]) for s in batch)
+        _check_round_trip(encode_three_ways(enc, batch, compiled=compiled_kernel()), batch)
+    assert {bool, str, float, int} <= kinds_seen

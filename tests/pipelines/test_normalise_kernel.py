@@ -109,11 +109,12 @@ def test_every_batch_normalises_the_same_three_ways(batch: SampleBatch) -> None:
 
 
 def test_the_common_samples_stay_in_the_kernel() -> None:
-    """Scaled registers, as-read ints and floats, gaps and bools: no sample to the pure path."""
+    """Scaled registers, as-read ints and floats, gaps, bools and ASCII strings: no sample to the pure path."""
     batch: SampleBatch = [(1, 5, 2093, Quality.GOOD, None), (2, 5, 4123, Quality.UNCERTAIN, "x"),
                           (0, 5, 7, Quality.GOOD, None), (0, 5, 1.25, Quality.GOOD, None),
                           (5, 5, 70000, Quality.GOOD, None), (4, 5, None, Quality.BAD, "timeout"),
-                          (3, 5, True, Quality.GOOD, None)]
+                          (3, 5, True, Quality.GOOD, None), (6, 5, "RUNNING", Quality.GOOD, None),
+                          (7, 5, "", Quality.BAD, "comm")]
     calls: list[Sample] = []
 
     def general(s: Sample) -> Sample:
@@ -123,7 +124,7 @@ def test_the_common_samples_stay_in_the_kernel() -> None:
     out = INTERPRETED(batch, STAGE._dec, STAGE._table, general)
     assert calls == []
     assert out == [(1, 5, 209.3, Quality.GOOD, None), (2, 5, 1.23, Quality.UNCERTAIN, "x"), batch[2], batch[3],
-                   (5, 5, None, Quality.BAD, "out_of_range"), batch[5], batch[6]]
+                   (5, 5, None, Quality.BAD, "out_of_range"), batch[5], batch[6], batch[7], batch[8]]
     assert out[2] is batch[2] and out[3] is batch[3]  # as read: the sample itself, no copy
     assert repr(_three_ways(STAGE, batch)) == repr(out)
 
