@@ -35,6 +35,8 @@ def _native_extensions() -> list[Any]:
         return []
     for ext in extensions:
         ext.optional = True  # no C compiler, or it fails: build_ext warns and the install goes on
+        if os.name != "nt":  # (gcc, clang) no fused multiply-add: each float operation rounds, as Python's
+            ext.extra_compile_args = [*(ext.extra_compile_args or []), "-ffp-contract=off"]
     return extensions
 
 

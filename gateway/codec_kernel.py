@@ -37,6 +37,11 @@ _K_F32: Final = 6
 _K_DEC: Final = 16
 _DEC_MAX: Final = 9e9
 _TS_MAX: Final = (1 << 62) - 1  # deltas stay in int64 (the codec's rule); unboxed in a compiled module
+_F32_MIN_NORMAL: Final = 1.1754943508222875e-38  # 2**-126, float32's smallest normal
+_F32_LIMIT: Final = 3.402823669209385e38  # 2**128: float32's largest is just below
+_TWO29: Final = 536870912.0  # 2**29: a split of the double's 53 bits at 24
+_TWO149: Final = 7.1362384635297994e44  # 2**149: float32's smallest subnormal is 2**-149
+_ROUNDER: Final = 6755399441055744.0  # 1.5 * 2**52: x + it - it is x rounded to an integer (|x| < 2**51)
 
 
 def _compiled() -> bool:
@@ -189,42 +194,46 @@ def _decide_others(others: list[int], other_f: list[float], kinds: list[int], vd
     9e9 in magnitude, else float64 (the codec's search).  Fills their kinds and mantissas; returns the
     packed vg and vf."""
     pows = [1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0]
-    m_of: dict[int, int] = {}
+    m_list: list[int] = []  # per other float: its mantissa when a decimal (else 0, unused)
     f32_list: list[float] = []
     f64_list: list[float] = []
-    exact = _float32_exact(other_f)
     for j in range(len(others)):
         k = others[j]
         f = other_f[j]
-        if exact[j]:
+        if _is_float32(f):
             kinds[k] = _K_F32
             f32_list.append(f)
+            m_list.append(0)
             continue
         found = False
-        if not -_DEC_MAX < f < _DEC_MAX:  # a mantissa could pass 2**53: never a decimal
-            kinds[k] = _K_F64
-            f64_list.append(f)
-            continue
-        for e in range(7):
-            p = pows[e]
-            m = _round(f * p)
-            if m / p == f:
-                kinds[k] = _K_DEC + e
-                m_of[k] = m
-                found = True
-                break
+        if -_DEC_MAX < f < _DEC_MAX:  # beyond, a mantissa could pass 2**53: never a decimal
+            for e in range(7):
+                p = pows[e]
+                m = _round(f * p)
+                if m / p == f:
+                    kinds[k] = _K_DEC + e
+                    m_list.append(m)
+                    found = True
+                    break
         if not found:
             kinds[k] = _K_F64
             f64_list.append(f)
-    # vd holds one entry per float, in sample order: keep those of decimal floats, with their mantissas
+            m_list.append(0)
+    # vd holds one entry per float, in sample order: keep those of decimal floats, the others' from m_list
     out: list[int] = []
-    pos = 0
+    pos = 0  # in vd: the floats so far
+    j = 0  # in others
+    n_others = len(others)
     for k in range(n):
         kd = kinds[k]
         if kd < _K_F64:  # not a float: none, false, true, int, str
             continue
-        if kd >= _K_DEC:
-            out.append(m_of.get(k, vd[pos]))
+        if j < n_others and others[j] == k:
+            if kd >= _K_DEC:
+                out.append(m_list[j])
+            j += 1
+        elif kd >= _K_DEC:  # decided by its hint
+            out.append(vd[pos])
         pos += 1
     vd[:] = out
     vg = struct.pack(f"<{len(f32_list)}f", *f32_list) if f32_list else b""
@@ -232,19 +241,22 @@ def _decide_others(others: list[int], other_f: list[float], kinds: list[int], vd
     return vg, vf
 
 
-def _float32_exact(floats: list[float]) -> list[bool]:
-    try:
-        back = struct.unpack(f"<{len(floats)}f", struct.pack(f"<{len(floats)}f", *floats))
-    except (OverflowError, struct.error):
-        return [_one_float32(f) for f in floats]
-    return [back[j] == floats[j] for j in range(len(floats))]
+def _is_float32(f: float) -> bool:
+    """Whether ``f`` is exactly a float32 (what a ``struct`` "<f" round trip tells), in float arithmetic.
 
-
-def _one_float32(f: float) -> bool:
-    try:
-        return bool(struct.unpack("<f", struct.pack("<f", f))[0] == f)
-    except (OverflowError, struct.error):
-        return False
+    In float32's normal range, Veltkamp's split of f at 24 bits (c = f * (2**29 + 1), f rounded to 24
+    bits is c - (c - f)) gives f back exactly when f has at most 24 significant bits.  The product is
+    written f * 2**29 + f: exact, then one rounding, so a C compiler's fused multiply-add gives the same
+    c (setup.py also turns contraction off).  Below it, float32's subnormals: the multiples of 2**-149.
+    Beyond 2**128: not a float32.  For finite floats (the only ones here)."""
+    a = f if f >= 0.0 else -f
+    if _F32_MIN_NORMAL <= a < _F32_LIMIT:
+        c = f * _TWO29 + f
+        return c - (c - f) == f
+    if a < _F32_MIN_NORMAL:
+        g = a * _TWO149  # exact (a power of two), below 2**23
+        return (g + _ROUNDER) - _ROUNDER == g  # an integer: rounding it to one changes nothing
+    return False
 
 
 def _finish(di: list[int], dts: list[int], kinds: list[int], vd: list[int], vi: list[int], vs: list[str],

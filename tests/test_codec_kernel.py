@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 import gateway.codec as codec
 from gateway.bench import SyntheticSource, synthetic_catalog
 from gateway.catalog import Catalog
-from gateway.codec import Encoder, decode_columns
+from gateway.codec import Encoder, _one_float32, decode_columns
 from gateway.core.point import Quality, SampleBatch, now_ns
 from gateway.wire_mix import WireMix, mix_catalog
 from pipelines.pipeline import Pipeline
@@ -32,14 +32,18 @@ Kernel = Callable[[SampleBatch, int, list[int]], dict[str, Any] | None]
 KERNEL_SOURCE = Path(codec.__file__).with_name("codec_kernel.py")
 
 
-def _interpreted() -> Kernel:
+def _interpreted_module() -> Any:
     """gateway/codec_kernel.py run by the interpreter (a module of its own, never the extension)."""
     spec = importlib.util.spec_from_file_location("codec_kernel_interpreted", KERNEL_SOURCE)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     assert mod.COMPILED is False
-    return mod.columns_v2  # type: ignore[no-any-return]
+    return mod
+
+
+def _interpreted() -> Kernel:
+    return INTERPRETED_MODULE.columns_v2  # type: ignore[no-any-return]
 
 
 def compiled_kernel() -> Kernel | None:
@@ -80,6 +84,7 @@ def encode_three_ways(enc: Encoder, samples: SampleBatch, flags: list[int] | Non
     return outs["pure"]
 
 
+INTERPRETED_MODULE = _interpreted_module()
 INTERPRETED = _interpreted()
 
 
@@ -238,3 +243,26 @@ def test_the_wire_mix_is_the_kernels(size: int) -> None:
         kinds_seen.update(type(s[2]) for s in batch)
         _check_round_trip(encode_three_ways(enc, batch, compiled=compiled_kernel()), batch)
     assert {bool, str, float, int} <= kinds_seen
+
+
+F32_EDGES = [0.0, -0.0, 2.0**-149, -(2.0**-149), 2.0**-150, 3 * 2.0**-150, 2.0**-126, 2.0**-126 - 2.0**-149,
+             2.0**-126 + 2.0**-149, 2.0**-126 + 2.0**-150, 3.4028234663852886e38, 3.4028235677973366e38, 2.0**128,
+             -(2.0**128), 1 + 2.0**-23, 1 + 2.0**-24, 16777217.0, 16777216.0, 5e-324, 1.7976931348623157e308,
+             0.1, 20.9]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(st.floats(allow_nan=False, allow_infinity=False),
+                 st.floats(width=32, allow_nan=False, allow_infinity=False).map(float), st.sampled_from(F32_EDGES),
+                 st.floats(width=32, allow_nan=False, allow_infinity=False).map(lambda f: float(f) * (1 + 2.0**-30)),
+                 st.floats(min_value=-(2.0**-120), max_value=2.0**-120)))  # float32's subnormals and near
+def test_the_kernels_float32_check_is_structs(f: float) -> None:
+    """The kernel tells a float32 by arithmetic (no struct round trip): the same answer for every finite
+    float (the only ones it sees), float32's subnormals, its limits and the floats just off one included."""
+    want = _one_float32(f)
+    assert INTERPRETED_MODULE._is_float32(f) is want
+    compiled = compiled_kernel()
+    if compiled is not None:
+        from gateway import codec_kernel
+
+        assert codec_kernel._is_float32(f) is want
