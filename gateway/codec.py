@@ -244,7 +244,7 @@ class Encoder:
         doc: dict[str, Any] = {"v": WIRE_V2, "c": self.catalog_id, "seq": seq, "t": created_ns}
         kernel = _KERNEL
         cols = kernel(samples, self._n, self._hints.kind_f) if n and kernel and self._hints is not None else None
-        if cols is not None:  # the common batch, by the compiled kernel (gateway/codec_kernel.py)
+        if cols is not None:  # any batch of the wire's kinds, by the compiled kernel (gateway/codec_kernel.py)
             doc.update(cols)
             if flags is not None and any(flags):
                 if len(flags) != n:
