@@ -5,7 +5,6 @@ must encode to identical bytes all three ways, and decode back (the ingest's dec
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,7 +22,7 @@ from gateway.codec import Encoder, _one_float32, decode_columns
 from gateway.core.point import Quality, SampleBatch, now_ns
 from gateway.wire_mix import WireMix, mix_catalog
 from pipelines.pipeline import Pipeline
-from tests.conftest import IN_CI
+from tests.native_kernels import interpreted, need_compiled
 from tests.test_wire_v2_hints import CATALOG, floats
 
 __all__: list[str] = []
@@ -34,12 +33,7 @@ KERNEL_SOURCE = Path(codec.__file__).with_name("codec_kernel.py")
 
 def _interpreted_module() -> Any:
     """gateway/codec_kernel.py run by the interpreter (a module of its own, never the extension)."""
-    spec = importlib.util.spec_from_file_location("codec_kernel_interpreted", KERNEL_SOURCE)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    assert mod.COMPILED is False
-    return mod
+    return interpreted(KERNEL_SOURCE, "codec_kernel_interpreted")
 
 
 def _interpreted() -> Kernel:
@@ -53,12 +47,7 @@ def compiled_kernel() -> Kernel | None:
 
 
 def _need_compiled() -> Kernel:
-    kernel = compiled_kernel()
-    if kernel is None:
-        if IN_CI and os.environ.get("EDGEGW_PURE_PYTHON", "") in ("", "0"):
-            pytest.fail("the native build is missing: `pip install -e .` compiles it (mypyc and gcc)")
-        pytest.skip("no native build here (pure-Python install): the compiled kernel is not tested")
-    return kernel
+    return need_compiled(compiled_kernel())
 
 
 @contextmanager

@@ -6,13 +6,11 @@ do itself to the pure path one sample at a time."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,7 +20,7 @@ from gateway.catalog import decimal_divisor
 from gateway.core.point import Quality, Sample, SampleBatch
 from pipelines.normalise import Normalise
 from pipelines.spec import PointSpec
-from tests.conftest import IN_CI
+from tests.native_kernels import interpreted, need_compiled
 
 __all__: list[str] = []
 
@@ -31,12 +29,7 @@ SOURCE = Path(normalise_mod.__file__).with_name("normalise_kernel.py")
 
 
 def _interpreted() -> Kernel:
-    spec = importlib.util.spec_from_file_location("normalise_kernel_interpreted", SOURCE)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    assert mod.COMPILED is False
-    return mod.normalise  # type: ignore[no-any-return]
+    return interpreted(SOURCE, "normalise_kernel_interpreted").normalise  # type: ignore[no-any-return]
 
 
 INTERPRETED = _interpreted()
@@ -49,12 +42,7 @@ def _compiled() -> Kernel | None:
 
 
 def _need_compiled() -> Kernel:
-    kernel = _compiled()
-    if kernel is None:
-        if IN_CI and os.environ.get("EDGEGW_PURE_PYTHON", "") in ("", "0"):
-            pytest.fail("the native build is missing: `pip install -e .` compiles it (mypyc and gcc)")
-        pytest.skip("no native build here (pure-Python install): the compiled kernel is not tested")
-    return kernel
+    return need_compiled(_compiled())
 
 
 # (scale, offset, min, max, fault low, fault high, conversion factor)
