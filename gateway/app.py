@@ -29,7 +29,7 @@ from gateway.alarms import AlarmPublisher
 from gateway.buffer import SqliteBuffer, open_buffer
 from gateway.buffer.writer import BufferWriter
 from gateway.catalog import Catalog, relayout
-from gateway.catalog_archive import archive, archive_dir, archived, messages
+from gateway.catalog_archive import KEEP, archive, archive_dir, archived, messages
 from gateway.codec import Compression, Encoder, zstd_available
 from gateway.config import BufferConfig, Config, DeviceConfig, UplinkConfig, policy_issues
 from gateway.core.clock import SYSTEM_CLOCK, Clock, describe_step
@@ -650,18 +650,19 @@ class Gateway:
         retained, before any batch on this connection; while batches are buffered also the archived
         ones (a backlog may predate a config change or a restart)."""
         enc = self.encoder
-        out = [(enc.catalog_id, enc.catalog_message)]
+        stored = dict(messages(self.catalog_dir)) if backlog else {}  # every archived one, read once
+        out = {enc.catalog_id: enc.catalog_message}
         for cid, kept in reversed(self.catalogs_used.items()):
-            if cid != enc.catalog_id:
-                message = kept if kept is not None else archived(self.catalog_dir, cid)
+            if cid not in out:
+                message = kept or stored.get(cid) or archived(self.catalog_dir, cid)
                 if message is None:
                     log.warning("The point catalog %s of a config used before (this run) is no longer archived: "
                                 "batches of it still buffered cannot be decoded by an ingest that missed it.", cid)
                 else:
-                    out.append((cid, message))
-        if backlog:
-            out += [(cid, m) for cid, m in messages(self.catalog_dir) if cid not in dict(out)]
-        for cid, message in out:
+                    out[cid] = message
+        for cid, message in stored.items():
+            out.setdefault(cid, message)
+        for cid, message in out.items():
             try:
                 await conn.publish_catalog(cid, message)
             except RejectedError as err:
@@ -672,7 +673,7 @@ class Gateway:
                  f" and {len(out) - 1} archived" if len(out) > 1 else "")
 
     def _use_catalog(self, encoder: Encoder) -> None:
-        """``encoder``'s catalog archived and noted as used by this run (the newest 16 of a long run of
+        """``encoder``'s catalog archived and noted as used by this run (the newest KEEP of a long run of
         reloads; older ones are in the archive, published with a backlog); kept in memory only where it
         could not be archived."""
         try:
@@ -684,7 +685,7 @@ class Gateway:
             kept = encoder.catalog_message
         self.catalogs_used.pop(encoder.catalog_id, None)
         self.catalogs_used[encoder.catalog_id] = kept
-        while len(self.catalogs_used) > 16:
+        while len(self.catalogs_used) > KEEP:
             del self.catalogs_used[next(iter(self.catalogs_used))]
 
     async def _announce_catalog(self, encoder: Encoder) -> None:

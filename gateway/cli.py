@@ -199,13 +199,6 @@ def _notation_warnings(path: str) -> list[ConfigIssue]:
     return notation_warnings(tomlread.loads(raw.decode("utf-8")).get("devices"))
 
 
-def _with_http(cfg: Config, listen: str | None) -> Config:
-    """``--http HOST:PORT`` overrides (or adds) the config's [http] section."""
-    from gateway.prebuild import with_http
-
-    return with_http(cfg, listen)
-
-
 def _listen_arg(text: str) -> str:
     from gateway.listen import parse_listen
 
@@ -530,8 +523,9 @@ def _ingest_section(args: argparse.Namespace, what: str) -> Any:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from gateway.ingest import Ingest
+    from gateway.prebuild import with_http
 
-    cfg = _with_http(_ingest_config(args, "ingest"), args.http)
+    cfg = with_http(_ingest_config(args, "ingest"), args.http)
     _preflight(cfg, args.config, "ingest")
     assert cfg.ingest is not None
     _run(Ingest(cfg.ingest, http_listen=cfg.http.listen if cfg.http else None).run())

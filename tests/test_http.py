@@ -287,7 +287,7 @@ def test_listen_addresses(text: str, want: tuple[str, int] | None) -> None:
 
 
 def test_cli_http_flag_overrides_the_section(tmp_path: Path) -> None:
-    from gateway.cli import _with_http
+    from gateway.prebuild import with_http as _with_http
 
     cfg = plant_config([1502], 1883, tmp_path, listen="127.0.0.1:9180")
     assert _with_http(cfg, None).http == cfg.http

@@ -26,19 +26,8 @@ __all__ = [
     "model_validator",
 ]
 
-if TYPE_CHECKING:
+if TYPE_CHECKING or not plain.enabled():  # mypy always sees pydantic
     from pydantic import (
-        BaseModel,
-        ConfigDict,
-        Field,
-        PrivateAttr,
-        TypeAdapter,
-        ValidationError,
-        field_validator,
-        model_validator,
-    )
-elif plain.enabled():
-    from gateway.core.plain import (
         BaseModel,
         ConfigDict,
         Field,
@@ -49,7 +38,7 @@ elif plain.enabled():
         model_validator,
     )
 else:
-    from pydantic import (
+    from gateway.core.plain import (
         BaseModel,
         ConfigDict,
         Field,
