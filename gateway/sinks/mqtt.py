@@ -14,14 +14,17 @@ import contextlib
 import json
 import logging
 import ssl
+import types
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.config import MqttConfig
 from gateway.core.errors import ConfigError, ConfigIssue, RejectedError, RetryableError
@@ -106,6 +109,8 @@ class MqttClient(aiomqtt.Client):
         self.session_present = False
         if manual_ack:
             self._client.manual_ack_set(True)
+        if v5:  # an instance attribute: paho's _packet_handle looks the method up on the client
+            self._client._handle_pubackcomp = types.MethodType(_handle_pubackcomp, self._client)  # type: ignore[method-assign]
 
     # paho callbacks (run on the event loop thread through aiomqtt's socket callbacks)
     def _on_connect(
@@ -165,6 +170,44 @@ class MqttClient(aiomqtt.Client):
     def lost(self) -> asyncio.Future[None]:
         """Done once the connection ended (also while nothing is being published)."""
         return self._disconnected
+
+
+# PUBACK reason code value -> the ReasonCode paho would have made for it (one per value: they are only read)
+_PUBACK_CODES: dict[int, ReasonCode] = {}
+_NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
+
+
+def _puback_code(value: int) -> ReasonCode:
+    code = _PUBACK_CODES.get(value)
+    if code is None:
+        code = ReasonCode(PacketTypes.PUBACK)
+        code.unpack(bytes((value,)))  # raises for a value that is no PUBACK reason code
+        _PUBACK_CODES[value] = code
+    return code
+
+
+def _handle_pubackcomp(client: paho.Client, cmd: str) -> MQTTErrorCode:
+    """paho's ``Client._handle_pubackcomp`` for MQTT 5 with a fast path for the PUBACK of every batch.
+
+    paho decodes each PUBACK into two new ReasonCode and two new Properties objects (about 30 us, as much
+    as a tenth of a batch's encoding); a PUBACK of 2 to 4 bytes (packet id, reason code, no properties:
+    what brokers send for a QoS 1 publish) gets the same callbacks with a shared ReasonCode per value and
+    a shared empty Properties, which our callbacks only read.  Anything else (PUBCOMP, properties, a
+    malformed packet) goes through paho's own decoding, errors included."""
+    packet = client._in_packet["packet"]
+    n = len(packet)
+    if cmd != "PUBACK" or not (n == 2 or n == 3 or (n == 4 and packet[3] == 0)):
+        return paho.Client._handle_pubackcomp(client, cmd)  # type: ignore[arg-type]
+    try:
+        code = _puback_code(packet[2] if n > 2 else 0)
+    except (KeyError, ValueError, IndexError):
+        return paho.Client._handle_pubackcomp(client, cmd)  # type: ignore[arg-type]
+    mid = (packet[0] << 8) | packet[1]
+    client._easy_log(paho.MQTT_LOG_DEBUG, "Received %s (Mid: %d)", cmd, mid)
+    with client._out_message_mutex:
+        if mid in client._out_messages:
+            return client._do_on_publish(mid, code, _NO_PROPERTIES)
+    return MQTTErrorCode.MQTT_ERR_SUCCESS
 
 
 def state_message(state: str, **detail: object) -> bytes:
