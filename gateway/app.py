@@ -228,6 +228,9 @@ class Batcher:
 
     async def _get(self, timeout: float | None) -> SampleBatch | None:
         """The next poll; None after ``timeout`` or once the group committing ahead is done."""
+        if not self.queue.empty():
+            # what ``await queue.get()`` returns without waiting, without a timer or a task per poll
+            return self.queue.get_nowait()
         ahead = self._ahead[0] if self._ahead is not None and not self._ahead[0].done() else None
         if ahead is None:
             try:
