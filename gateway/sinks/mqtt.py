@@ -132,6 +132,29 @@ class MqttClient(aiomqtt.Client):
             fut.set_result(int(getattr(reason_code, "value", 0)) if self._v5 else 0)
         super()._on_publish(client, userdata, mid, reason_code, properties)
 
+    def _on_socket_register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        """paho queued a packet (a publish, a PUBACK of the ingest).  On the event loop's thread it is
+        written at once, as paho itself does without an external loop; only what the socket does not
+        take waits for writability.  aiomqtt instead scheduled every packet through the loop from any
+        thread (a write to the loop's wake-up pipe, a writer registered and removed, one more loop
+        turn per publish).  From another thread (the connect, in an executor) aiomqtt's way stays."""
+        try:
+            on_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            on_loop = False
+        if not on_loop or not client._in_callback_mutex.acquire(False):  # inside a paho callback: later
+            super()._on_socket_register_write(client, userdata, sock)
+            return
+        client._in_callback_mutex.release()
+        try:
+            client.loop_write()
+        except OSError as exc:  # as aiomqtt's writer callback: the connection is broken (paho returns most as codes)
+            if not self._disconnected.done():
+                self._disconnected.set_exception(exc)
+            return
+        if client._registered_write:  # the socket took only part of it: the rest when writable
+            super()._on_socket_register_write(client, userdata, sock)
+
     def _on_disconnect(self, client: paho.Client, userdata: Any, *args: Any, **kwargs: Any) -> None:
         acks, self._acks = self._acks, {}
         for fut in acks.values():

@@ -1,9 +1,13 @@
-"""The PUBACK of every batch skips paho's per-packet ReasonCode / Properties objects (gateway.sinks.mqtt):
-the callbacks must see exactly what paho's own decoding gives them, for every form of PUBACK, and
-anything the fast path does not cover must still go through paho (its errors included)."""
+"""The uplink's per-batch MQTT work (gateway.sinks.mqtt).
+
+The PUBACK of every batch skips paho's per-packet ReasonCode / Properties objects: the callbacks must
+see exactly what paho's own decoding gives them, for every form of PUBACK, and anything the fast path
+does not cover must still go through paho (its errors included).  A publish on the event loop's thread
+is written at once; what the socket does not take is written when it becomes writable."""
 
 from __future__ import annotations
 
+import asyncio
 import types
 import uuid
 from typing import Any
@@ -68,7 +72,7 @@ def test_what_paho_refuses_is_refused_the_same_way(packet: bytes) -> None:
         client.publish("t", b"x", 1)
         client._in_packet["command"] = 0x40
         client._in_packet["packet"] = packet
-        with pytest.raises(Exception) as info:  # noqa: PT011 (whatever paho raises, both must raise it)
+        with pytest.raises(Exception) as info:  # whatever paho raises: both must raise it
             client._packet_handle()
         errors.append((type(info.value), str(info.value), seen))
     assert errors[0] == errors[1]
@@ -87,3 +91,26 @@ async def test_publishes_are_confirmed_through_the_fast_path(mosquitto: Mosquitt
             read = [await client.publish_checked(topic, b"y" * n, timeout=5.0) for n in (1, 10_000)]
     assert alone == [0x10, 0x10, 0x10]
     assert read == [0x00, 0x00]
+
+
+async def test_a_publish_is_written_at_once_and_a_large_one_completes(mosquitto: Mosquitto) -> None:
+    """No writer is left registered after a publish the socket took whole; a payload far larger than the
+    socket's buffer (written in parts, the rest on writability) still arrives whole and is confirmed."""
+    cfg = MqttConfig(port=mosquitto.port)
+    topic = f"write-probe/{uuid.uuid4().hex}/data"
+    async with MqttClient(cfg, f"write-reader-{uuid.uuid4().hex[:8]}") as reader:
+        await reader.subscribe(topic, qos=1)
+        async with MqttClient(cfg, f"write-probe-{uuid.uuid4().hex[:8]}") as client:
+            fut = asyncio.ensure_future(client.publish_checked(topic, b"s" * 100, timeout=10.0))
+            await asyncio.sleep(0)  # the publish ran up to its wait for the PUBACK
+            assert not client._client._registered_write  # written whole, nothing waits for writability
+            assert await fut == 0
+            big = bytes(range(256)) * (32 << 12)  # 32 MiB
+            assert await client.publish_checked(topic, big, timeout=30.0) == 0
+        got = []
+        async for message in reader.messages:
+            got.append(message.payload)
+            if len(got) == 2:
+                break
+    assert got[0] == b"s" * 100
+    assert got[1] == big
