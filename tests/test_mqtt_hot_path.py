@@ -14,7 +14,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from gateway.config import MqttConfig
 from gateway.sinks.mqtt import MqttClient, _handle_pubackcomp
@@ -35,7 +35,7 @@ _PACKETS = [
 
 def _client(fast: bool) -> tuple[paho.Client, list[tuple[Any, ...]]]:
     seen: list[tuple[Any, ...]] = []
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
 
     def on_publish(_c: paho.Client, _u: Any, mid: int, code: Any, props: Any) -> None:
         seen.append((mid, code.value, code.getName(), code.packetType, props.json()))
@@ -55,7 +55,7 @@ def test_fast_path_calls_back_as_paho_does(packet: bytes, known_mid: bool) -> No
         if known_mid:
             assert client.publish("t", b"x", 1).mid == 1  # not connected: kept for sending, awaiting its PUBACK
         client._in_packet["command"] = 0x40
-        client._in_packet["packet"] = packet
+        client._in_packet["packet"] = bytearray(packet)  # what paho reads into
         rc = client._packet_handle()
         results.append((rc, seen, sorted(client._out_messages), client._inflight_messages))
     assert results[0] == results[1]
@@ -71,7 +71,7 @@ def test_what_paho_refuses_is_refused_the_same_way(packet: bytes) -> None:
         client, seen = _client(fast)
         client.publish("t", b"x", 1)
         client._in_packet["command"] = 0x40
-        client._in_packet["packet"] = packet
+        client._in_packet["packet"] = bytearray(packet)  # what paho reads into
         with pytest.raises(Exception) as info:  # whatever paho raises: both must raise it
             client._packet_handle()
         errors.append((type(info.value), str(info.value), seen))
