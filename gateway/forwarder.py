@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.buffer import Outcome, SqliteBuffer, Transaction
-from gateway.buffer.writer import BufferWriter
+from gateway.buffer.writer import BufferWriter, outcome_on_loop
 from gateway.codec import mark_historical
 from gateway.core.errors import CodecError, RejectedError, RetryableError
 from gateway.latency import Histogram
@@ -154,7 +154,7 @@ class Forwarder:
         what it took is released again right after it (one reader thread: in order)."""
         job = self.writer.submit_read(self._take, free, boundary, share, room)
         try:
-            return await asyncio.shield(asyncio.wrap_future(job))
+            return await outcome_on_loop(job)
         except asyncio.CancelledError:
             self.writer.submit_read(self._untake, job)
             raise

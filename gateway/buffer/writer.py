@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 from gateway.buffer.sqlite import Outcome, SqliteBuffer, Transaction
 from gateway.core.errors import BufferFullError
 
-__all__ = ["GROUP_MAX_BATCHES", "GROUP_MAX_BYTES", "BufferWriter"]
+__all__ = ["GROUP_MAX_BATCHES", "GROUP_MAX_BYTES", "BufferWriter", "outcome_on_loop"]
 
 _T = TypeVar("_T")
 
@@ -128,21 +128,21 @@ class BufferWriter:
     async def put_many(self, batches: Sequence[tuple[bytes, int]]) -> list[bool]:
         """:meth:`SqliteBuffer.put_many`, off the loop: returns once committed (and synced in fsync
         durability); under ``block`` the list may be shorter, or :class:`BufferFullError` is raised."""
-        return await asyncio.shield(asyncio.wrap_future(self.submit_put_many(batches)))
+        return await outcome_on_loop(self.submit_put_many(batches))
 
     async def put(self, payload: bytes, npoints: int) -> bool:
         return (await self.put_many([(payload, npoints)]))[0]
 
     async def call(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-        # shielded: the request's future keeps its result for whoever looks after a cancellation
-        return await asyncio.shield(asyncio.wrap_future(self.submit(fn, *args, **kwargs)))
+        # the request's future keeps its result for whoever looks after a cancellation
+        return await outcome_on_loop(self.submit(fn, *args, **kwargs))
 
     def submit_read(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> concurrent.futures.Future[_T]:
         """On the reader thread (no commit: begin, release for a retry); not run if cancelled first."""
         return self._reader.submit(fn, *args, **kwargs)
 
     async def read(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-        return await asyncio.shield(asyncio.wrap_future(self.submit_read(fn, *args, **kwargs)))
+        return await outcome_on_loop(self.submit_read(fn, *args, **kwargs))
 
     async def begin(self, max_batches: int, *, after_id: int = 0, up_to_id: int | None = None) -> Transaction:
         return await self.read(self.buffer.begin, max_batches, after_id=after_id, up_to_id=up_to_id)
@@ -254,6 +254,37 @@ class BufferWriter:
     @property
     def queued(self) -> int:
         return len(self._jobs)
+
+
+def outcome_on_loop(job: concurrent.futures.Future[_T]) -> asyncio.Future[_T]:
+    """A future of the running event loop that gets ``job``'s outcome once the buffer's thread sets it.
+
+    What ``asyncio.shield(asyncio.wrap_future(job))`` gives, in one turn of the loop instead of three
+    (wrap_future's copy, shield's, the task's wake-up), which counted for every batch: cancelling the
+    returned future (its awaiting task cancelled) leaves ``job`` alone, so the request still runs and
+    its result stays on ``job`` for whoever looks after the cancellation."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[_T] = loop.create_future()
+
+    def finished(done: concurrent.futures.Future[_T]) -> None:  # on the thread that set the outcome
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(_copy_outcome, done, fut)
+
+    job.add_done_callback(finished)
+    return fut
+
+
+def _copy_outcome(job: concurrent.futures.Future[_T], fut: asyncio.Future[_T]) -> None:
+    if fut.done():  # cancelled meanwhile: nobody waits for it any more
+        return
+    if job.cancelled():
+        fut.cancel()
+        return
+    err = job.exception()
+    if err is not None:
+        fut.set_exception(err)
+    else:
+        fut.set_result(job.result())
 
 
 def _settle(fut: concurrent.futures.Future[Any], fn: Callable[[], Any]) -> None:
