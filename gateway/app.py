@@ -295,10 +295,9 @@ class Batcher:
         return [self.pending[i * mp:(i + 1) * mp] for i in range(min(n, self.group_points // mp))]
 
     def _encode(self, chunks: list[SampleBatch]) -> list[tuple[bytes, int]]:
-        """Encode a group with the next sequence numbers, and hand its samples over (out of ``pending``).
-        The bodies: the writer thread compresses them (``seal=self.encoder.seal``), off the loop."""
+        """Encode a group with the next sequence numbers, and hand its samples over (out of ``pending``)."""
         created = now_ns()
-        encoded = [(self.encoder.encode_body(c, self.seq + 1 + k, created), len(c)) for k, c in enumerate(chunks)]
+        encoded = [(self.encoder.encode(c, self.seq + 1 + k, created), len(c)) for k, c in enumerate(chunks)]
         self.seq += len(chunks)
         del self.pending[: sum(len(c) for c in chunks)]
         return encoded
@@ -320,7 +319,7 @@ class Batcher:
             chunks = self._group(whole_only=True)
             if chunks:
                 base = self.seq
-                fut = asyncio.wrap_future(self.writer.submit_put_many(self._encode(chunks), self.encoder.seal))
+                fut = asyncio.wrap_future(self.writer.submit_put_many(self._encode(chunks)))
                 fut.add_done_callback(lambda _f: self.wake.set())  # committed: the forwarder may send it
                 self._ahead = (fut, chunks, base)
 
@@ -355,7 +354,7 @@ class Batcher:
                 base = self.seq
                 encoded = self._encode(chunks)
                 try:
-                    done = len(await self.writer.put_many(encoded, self.encoder.seal))
+                    done = len(await self.writer.put_many(encoded))
                 except BufferFullError:
                     done = 0
                 if done < len(chunks):
@@ -367,7 +366,7 @@ class Batcher:
         """Stopping: hand every pending sample to the writer thread without waiting (it commits them in
         order, after anything already submitted, before the buffer closes)."""
         while self.pending:
-            self.writer.submit_put_many(self._encode(self._group(whole_only=False)), self.encoder.seal)
+            self.writer.submit_put_many(self._encode(self._group(whole_only=False)))
 
     async def flush(self, whole_only: bool = False) -> None:
         blocked = False

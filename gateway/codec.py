@@ -30,7 +30,6 @@ import logging
 import math
 import operator
 import struct
-import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -140,8 +139,6 @@ class Encoder:
         if version == WIRE_V2:
             KNOWN_CATALOGS.remember(self.catalog_id, self.catalog_message)  # in-process tools decode what it writes
         self._zstd: Any = _zstd_compressor(self.level, zstd_dict) if compression == "zstd" else None
-        self._seal_lock = threading.Lock()
-        self._seal_packer = msgpack.Packer(use_bin_type=True)  # (a Packer's buffer is not shared across threads)
         self._zstd_dict = zstd_dict
         self._hints = DecimalHints.of(catalog) if version == WIRE_V2 else None
         self.spoiled_samples = 0  # turned bad here because they did not encode (see encode)
@@ -154,12 +151,6 @@ class Encoder:
         range, a value of no wire type) turns bad with reason ``encoding_error`` and the rest of
         the batch encodes unchanged (:func:`gateway.core.values.admit`).  The pipeline's first stage
         already admits values; this is the backstop, free while every batch encodes."""
-        return self.seal(self.encode_body(samples, seq, created_ns, flags))
-
-    def encode_body(self, samples: SampleBatch, seq: int, created_ns: int, flags: list[int] | None = None) -> bytes:
-        """:meth:`encode` without v2's compression: ``seal(encode_body(...)) == encode(...)``, so that
-        the compression can run on another thread (the buffer's writer: python-zstandard releases the
-        GIL) than the encoding."""
         try:
             return self._encode(samples, seq, created_ns, flags, check=True)
         except (TypeError, ValueError, OverflowError, IndexError, KeyError) as err:
@@ -290,22 +281,14 @@ class Encoder:
                 doc["f"] = [x for k, f in enumerate(flags) if f for x in (k, f)]
         if cols is None:
             body = self._packer.pack(doc)
-        return body  # compressed by seal()
-
-    def seal(self, body: bytes) -> bytes:
-        """The message of an :meth:`encode_body` body: v2's compression envelope (v1 bodies are final).
-        Any thread (one compression at a time per encoder: a zstd context is not shared)."""
-        if self.version != WIRE_V2 or self.compression == "none":
-            return body
-        with self._seal_lock:
-            if self.compression == "zstd":
-                envelope = {"v": WIRE_V2, "z": "zstd", "zd": ZSTD_DICT, "d": self._zstd.compress(body)}
-                if not self._zstd_dict:
-                    del envelope["zd"]
-            else:
-                envelope = {"v": WIRE_V2, "z": "zlib", "d": zlib.compress(body, self.level)}
-            sealed: bytes = self._seal_packer.pack(envelope)
-        return sealed
+        if self.compression == "zstd":
+            envelope = {"v": WIRE_V2, "z": "zstd", "zd": ZSTD_DICT, "d": self._zstd.compress(body)}
+            if not self._zstd_dict:
+                del envelope["zd"]
+            body = self._packer.pack(envelope)
+        elif self.compression == "zlib":
+            body = self._packer.pack({"v": WIRE_V2, "z": "zlib", "d": zlib.compress(body, self.level)})
+        return body
 
 
 # the compiled per-sample loop of the v2 encoder when the native build made it (gateway/core/native.py);

@@ -381,14 +381,3 @@ def test_the_assembled_body_is_msgpacks_own(samples: SampleBatch, flags: list[in
     doc = msgpack.unpackb(body)
     assert list(doc)[:4] == ["v", "c", "seq", "t"] and doc["v"] == 2
     assert msgpack.packb(doc) == body
-
-
-@pytest.mark.parametrize(("version", "compression"), [(2, "zstd"), (2, "zlib"), (2, "none"), (1, "zlib"), (1, "none")])
-def test_seal_of_the_body_is_the_message(version: int, compression: Any) -> None:
-    """The batcher encodes the body on the loop and the buffer's writer thread seals it (compression
-    envelope): together, byte for byte :meth:`Encoder.encode`."""
-    cat, batch = _bench_batch(300)
-    enc = Encoder(cat, version=version, compression=compression)
-    body = enc.encode_body(batch, 3, 1_700_000_000_000_000_000)
-    assert enc.seal(body) == enc.encode(batch, 3, 1_700_000_000_000_000_000)
-    assert (body == enc.seal(body)) == (version == 1 or compression == "none")

@@ -8,14 +8,13 @@ import os
 import sqlite3
 from pathlib import Path
 
-import msgpack
 import pytest
 
-from gateway.app import GROUP_MAX_BATCHES, Batcher, uplink_encoder
+from gateway.app import GROUP_MAX_BATCHES, Batcher
 from gateway.buffer import SqliteBuffer
-from gateway.config import BufferConfig, UplinkConfig
+from gateway.config import BufferConfig
 from gateway.core.errors import BufferFullError, BufferStorageError
-from gateway.core.point import Quality, Sample
+from gateway.core.point import Quality
 from tests.conftest import eventually
 from tests.test_buffer_durability import assert_ledger, catalog
 
@@ -166,65 +165,4 @@ def test_deletes_ride_on_the_next_sync_within_a_bound(tmp_path: Path, monkeypatc
     assert len(syncs) == 4 and buf._unsynced_deletes == 0
     assert buf.counters()["delivered_batches"] == 73
     assert_ledger(buf)
-    buf.close()
-
-
-def test_the_writer_seals_each_payload_just_before_its_commit(tmp_path: Path) -> None:
-    """A request's ``seal`` (the encoder's compression) runs on the writer thread, for every payload,
-    and what is stored is the sealed bytes; a seal that raises fails its group as a failed commit does
-    (nothing of it stored) and the writer goes on with the next request, in order."""
-    from gateway.buffer.writer import BufferWriter
-
-    buf = SqliteBuffer(tmp_path / "b.db", durability="fsync")
-    writer = BufferWriter.of(buf)
-    threads: set[str] = set()
-
-    def seal(p: bytes) -> bytes:
-        import threading
-
-        threads.add(threading.current_thread().name)
-        if p == b"boom":
-            raise ValueError("a seal that fails")
-        return b"sealed:" + p
-
-    assert writer.submit_put_many([(b"a", 1), (b"b", 2)], seal).result(timeout=30) == [True, True]
-    with pytest.raises(ValueError, match="a seal that fails"):
-        writer.submit_put_many([(b"c", 3), (b"boom", 4)], seal).result(timeout=30)
-    assert writer.submit_put_many([(b"d", 5)], seal).result(timeout=30) == [True]
-    assert writer.submit_put_many([(b"raw", 6)]).result(timeout=30) == [True]  # no seal: stored as given
-    assert [(b.payload, b.npoints) for b in buf.batches()] == [(b"sealed:a", 1), (b"sealed:b", 2), (b"sealed:d", 5),
-                                                               (b"raw", 6)]
-    assert threads and all(name.startswith("edgegw-buffer:") for name in threads)  # the writer thread's
-    buf.close()
-
-
-async def test_the_batcher_stores_what_the_encoder_would_send(tmp_path: Path) -> None:
-    """The batcher encodes on the loop and the writer compresses: the stored payloads are the encoder's
-    messages (zstd envelope), byte for byte what ``encode`` gives for the same samples and numbers."""
-    from gateway.codec import decode_columns, inflate
-
-    cat = catalog()
-    buf = SqliteBuffer(tmp_path / "b.db", durability="fsync")
-    batcher = Batcher(cat, buf, BufferConfig(batch_max_points=4, linger_ms=10_000), asyncio.Event(),
-                      encoder=uplink_encoder(cat, UplinkConfig()))
-    assert batcher.encoder.compression == "zstd" and batcher.encoder.version == 2  # the default uplink's
-    for tick in range(10):
-        poll: list[Sample] = [(i, 1_700_000_000_000_000_000 + tick * 10 + i, tick + i / 10, Quality.GOOD, None)
-                              for i in range(2)]
-        await batcher.submit(poll)
-    task = asyncio.create_task(batcher.run())
-    try:
-        await eventually(lambda: buf.counters()["accepted_points"] >= 20, what="every sample committed")
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-    stored = list(buf.batches())
-    assert [b.npoints for b in stored] == [4] * 5
-    for b in stored:
-        back = decode_columns(b.payload)
-        body = msgpack.packb(inflate(msgpack.unpackb(b.payload)))  # (a body is msgpack's own: packs back the same)
-        assert batcher.encoder.seal(body) == b.payload  # the same compression of the same body
-        samples: list[Sample] = [(i, t, v, Quality(q), r) for i, t, v, q, r in
-                                 zip(back.idx, back.ts, back.val, back.q, back.rsn, strict=True)]
-        assert batcher.encoder.encode(samples, back.seq, back.created_ns) == b.payload
     buf.close()

@@ -53,7 +53,6 @@ _PAGE = 4096  # what a commit or a delete adds to the log besides the payloads, 
 class _Put:
     batches: Sequence[tuple[bytes, int]]
     future: concurrent.futures.Future[list[bool]]
-    seal: Callable[[bytes], bytes] | None = None  # applied to each payload here, before the commit
 
 
 @dataclass(slots=True)
@@ -106,13 +105,9 @@ class BufferWriter:
             return writer
 
     # -- submitting (any thread) -------------------------------------------------------------------
-    def submit_put_many(self, batches: Sequence[tuple[bytes, int]],
-                        seal: Callable[[bytes], bytes] | None = None) -> concurrent.futures.Future[list[bool]]:
-        """``seal``: what turns each payload into the bytes stored, run on the writer thread just before
-        the commit (the encoder's compression, :meth:`gateway.codec.Encoder.seal`, off the event loop;
-        it releases the GIL); a seal that raises fails the request's group as a failed commit does."""
+    def submit_put_many(self, batches: Sequence[tuple[bytes, int]]) -> concurrent.futures.Future[list[bool]]:
         fut: concurrent.futures.Future[list[bool]] = concurrent.futures.Future()
-        self._enqueue(_Put(batches, fut, seal))
+        self._enqueue(_Put(batches, fut))
         return fut
 
     def submit(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> concurrent.futures.Future[_T]:
@@ -130,11 +125,10 @@ class BufferWriter:
     # -- awaiting (the event loop) -----------------------------------------------------------------
     # A cancelled await does not withdraw the request: it still runs, in order (a batch handed over
     # is committed; a delete of delivered batches is done).
-    async def put_many(self, batches: Sequence[tuple[bytes, int]],
-                       seal: Callable[[bytes], bytes] | None = None) -> list[bool]:
+    async def put_many(self, batches: Sequence[tuple[bytes, int]]) -> list[bool]:
         """:meth:`SqliteBuffer.put_many`, off the loop: returns once committed (and synced in fsync
         durability); under ``block`` the list may be shorter, or :class:`BufferFullError` is raised."""
-        return await asyncio.shield(asyncio.wrap_future(self.submit_put_many(batches, seal)))
+        return await asyncio.shield(asyncio.wrap_future(self.submit_put_many(batches)))
 
     async def put(self, payload: bytes, npoints: int) -> bool:
         return (await self.put_many([(payload, npoints)]))[0]
@@ -221,13 +215,8 @@ class BufferWriter:
         of the group is refused too (order is kept: none of its batches overtakes a refused one)."""
         self.commits += 1
         self.grouped_requests += len(group) - 1
+        batches = [b for put in group for b in put.batches]
         try:
-            for put in group:
-                seal = put.seal
-                if seal is not None:
-                    put.batches = [(seal(p), n) for p, n in put.batches]
-                    put.seal = None
-            batches = [b for put in group for b in put.batches]
             results = self.buffer.put_many(batches)
         except BufferFullError as err:
             for put in group:
