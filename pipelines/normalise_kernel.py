@@ -16,6 +16,13 @@ It does what the pure-Python loop does for the common samples, with the same res
 Every other sample (a non-ASCII string, a NaN, a bad integer, a general scaling, an integer beyond 2**53 where
 a C division would round differently, anything malformed) goes to ``general``, the pure-Python path
 for one sample.  Keep the two in step: tests/pipelines/test_normalise_kernel.py compares them.
+
+:class:`Kernel` is built once per stage: its point table is a list of :class:`Point` objects, C
+structs when compiled, so that a sample costs no tuple unpacking or float unboxing of its point's
+scaling.  The loop keeps the sample's own objects (the sample itself when it passes as read; its
+index and time in a new sample: compiled code would otherwise box the checked index into a new int),
+and notes the earliest and latest source time on the way for the clock check
+(:class:`~pipelines.validate.ClockCheck`), which then need not scan the batch.
 """
 
 from __future__ import annotations
