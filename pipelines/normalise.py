@@ -85,7 +85,7 @@ class Normalise:
             )
             self._table.append(row)
         # the native build's loop with this table (the common samples in C, the others by _one_pure)
-        self._kernel: Any = None if _KERNEL is None else _KERNEL(self._dec, self._table, self._one_pure)
+        self._kernel: Any = None if _KERNEL is None else _KERNEL(self._dec, self._table)
 
     def __call__(self, batch: SampleBatch) -> SampleBatch:
         return self.run(batch)[0]
@@ -95,7 +95,7 @@ class Normalise:
         build noted them on the way (None, None: not known; the pure path does not note them)."""
         kernel = self._kernel
         if kernel is not None:
-            return kernel.run(batch)  # type: ignore[no-any-return]
+            return kernel.run(batch, self._one_pure)  # type: ignore[no-any-return]
         return self._pure(batch), None, None
 
     def _one_pure(self, sample: Sample) -> Sample:
@@ -179,7 +179,7 @@ class Normalise:
 
 # the compiled loop of the common samples when the native build made it (gateway/core/native.py);
 # None: Normalise._pure does every sample
-_KERNEL: Callable[[list[Any], list[Any], Callable[[Sample], Sample]], Any] | None = load_kernel(
+_KERNEL: Callable[[list[Any], list[Any]], Any] | None = load_kernel(
     "pipelines.normalise_kernel", "Kernel")
 
 

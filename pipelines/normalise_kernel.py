@@ -70,10 +70,11 @@ class Point:
 class Kernel:
     """The loop of one :class:`~pipelines.normalise.Normalise` stage with its point table, built once.
 
-    ``dec`` and ``table`` are the stage's (one entry per point index); ``general`` does one sample
-    the pure-Python way."""
+    ``dec`` and ``table`` are the stage's (one entry per point index).  It holds no reference to the
+    stage (``general`` is an argument of :meth:`run`): no reference cycle, which ``gc.freeze`` at
+    start-up would otherwise keep alive after a config reload."""
 
-    def __init__(self, dec: list[Dec | None], table: list[Any], general: Callable[[Any], Any]) -> None:
+    def __init__(self, dec: list[Dec | None], table: list[Any]) -> None:
         shared: dict[tuple[Dec | None, bool], Point] = {}
         points: list[Point] = []
         for d, row in zip(dec, table, strict=True):
@@ -83,11 +84,11 @@ class Kernel:
                 p = shared[key] = Point(d, row is None)
             points.append(p)
         self.points = points
-        self.general = general
         self.bad: object = Quality.BAD
 
-    def run(self, batch: list[Any]) -> tuple[list[Any], object, object]:
-        """The normalised batch (one sample out per sample in, in order), and the earliest and latest
+    def run(self, batch: list[Any], general: Callable[[Any], Any]) -> tuple[list[Any], object, object]:
+        """The normalised batch (one sample out per sample in, in order; ``general`` does one sample the
+        pure-Python way), and the earliest and latest
         source time of its samples; None, None when not known (an empty batch, a time that is not an
         int, a sample done by ``general``, which may stamp it anew).  The times are compared only
         where the time object changes from one sample to the next: once a block (a driver stamps a
@@ -95,7 +96,6 @@ class Kernel:
         out: list[Any] = []
         bad = self.bad
         points = self.points
-        general = self.general
         n = len(points)
         known = True  # the times' range so far is known (no sample to ``general``, no other time than ints)
         empty = True  # no time yet
@@ -161,4 +161,4 @@ class Kernel:
 def normalise(batch: list[Any], dec: list[Dec | None], table: list[Any],
               general: Callable[[Any], Any]) -> list[Any]:
     """The normalised batch: one sample out per sample in, in order (:meth:`Kernel.run`, once)."""
-    return Kernel(dec, table, general).run(batch)[0]
+    return Kernel(dec, table).run(batch, general)[0]

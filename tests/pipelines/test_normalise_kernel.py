@@ -6,8 +6,10 @@ do itself to the pure path one sample at a time."""
 
 from __future__ import annotations
 
+import gc
 import math
 import os
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from tests.native_kernels import interpreted, need_compiled
 
 __all__: list[str] = []
 
-Kernel = Callable[..., Any]  # the module's Kernel class: Kernel(dec, table, general).run(batch)
+Kernel = Callable[..., Any]  # the module's Kernel class: Kernel(dec, table).run(batch, general)
 SOURCE = Path(normalise_mod.__file__).with_name("normalise_kernel.py")
 
 
@@ -39,7 +41,7 @@ INTERPRETED_KERNEL = _interpreted()
 
 def interpreted_normalise(batch: list[Any], dec: list[Any], table: list[Any],
                           general: Callable[[Any], Any]) -> SampleBatch:
-    return INTERPRETED_KERNEL(dec, table, general).run(batch)[0]  # type: ignore[no-any-return]
+    return INTERPRETED_KERNEL(dec, table).run(batch, general)[0]  # type: ignore[no-any-return]
 
 
 def _compiled() -> Kernel | None:
@@ -81,10 +83,10 @@ def _three_ways(stage: Normalise, batch: list[Any]) -> SampleBatch:
         general_calls.append(s)
         return stage._one_pure(s)
 
-    runs = {"interpreted": INTERPRETED_KERNEL(stage._dec, stage._table, general).run(list(batch))}
+    runs = {"interpreted": INTERPRETED_KERNEL(stage._dec, stage._table).run(list(batch), general)}
     compiled = _compiled()
     if compiled is not None:
-        runs["compiled"] = compiled(stage._dec, stage._table, stage._one_pure).run(list(batch))
+        runs["compiled"] = compiled(stage._dec, stage._table).run(list(batch), stage._one_pure)
     times = [s[1] for s in batch]
     span = (min(times), max(times)) if times and not general_calls and all(type(t) is int for t in times) else None
     for name, (out, lo, hi) in runs.items():
@@ -176,7 +178,7 @@ def test_as_read_samples_are_the_samples_themselves_compiled_too() -> None:
     if (compiled := _compiled()) is not None:
         kernels.append(compiled)
     for k in kernels:
-        out, lo, hi = k(dec, table, lambda s: pytest.fail(f"{s} went to the pure path")).run(list(batch))
+        out, lo, hi = k(dec, table).run(list(batch), lambda s: pytest.fail(f"{s} went to the pure path"))
         assert all(o is s for o, s in zip(out[:5], batch[:5], strict=True)), k
         assert out[5] == (big, ts, 209.3, Quality.GOOD, None)
         assert out[5][0] is batch[5][0] and out[5][1] is batch[5][1], k
@@ -193,10 +195,28 @@ def test_the_time_range_of_blocks_and_odd_times() -> None:
     if (compiled := _compiled()) is not None:
         kernels.append(compiled)
     for k in kernels:
-        run = k(STAGE._dec, STAGE._table, STAGE._one_pure).run
-        assert run(blocks)[1:] == (t2, t3)
-        assert run([])[1:] == (None, None)
-        assert run([(4, None, None, Quality.BAD, "x"), (4, t1, None, Quality.BAD, "x")])[1:] == (None, None)
-        assert run([(4, t1, None, Quality.BAD, "x"), (4, float(t1), None, Quality.BAD, "x")])[1:] == (None, None)
-        assert run([*blocks, (0, t1, float("nan"), Quality.GOOD, None)])[1:] == (None, None)  # the pure path
+        kernel = k(STAGE._dec, STAGE._table)
+
+        def run(batch: list[Any], kernel: Any = kernel) -> tuple[Any, ...]:
+            return kernel.run(batch, STAGE._one_pure)[1:]  # type: ignore[no-any-return]
+
+        assert run(blocks) == (t2, t3)
+        assert run([]) == (None, None)
+        assert run([(4, None, None, Quality.BAD, "x"), (4, t1, None, Quality.BAD, "x")]) == (None, None)
+        assert run([(4, t1, None, Quality.BAD, "x"), (4, float(t1), None, Quality.BAD, "x")]) == (None, None)
+        assert run([*blocks, (0, t1, float("nan"), Quality.GOOD, None)]) == (None, None)  # the pure path
     _three_ways(STAGE, blocks)
+
+
+def test_a_stage_is_freed_without_the_cycle_collector() -> None:
+    """No reference cycle between the stage and its kernel: gc.freeze() at start-up would keep such a
+    cycle, and the old point table with it, after every config reload."""
+    stage = Normalise(synthetic_catalog(100).specs)
+    stage(SyntheticSource(100).poll())
+    ref = weakref.ref(stage)
+    gc.disable()
+    try:
+        del stage
+        assert ref() is None
+    finally:
+        gc.enable()
