@@ -33,7 +33,7 @@ from typing import Any, Final
 
 from gateway.core.point import Quality
 
-__all__ = ["COMPILED", "Kernel", "Point", "normalise"]
+__all__ = ["COMPILED", "Kernel", "Point"]
 
 _EXACT: Final = 1 << 53  # below, an int converts to a double exactly: a C division rounds as Python's
 # an int within is within what a wire format carries (beyond: the general path); the largest int a
@@ -88,11 +88,10 @@ class Kernel:
 
     def run(self, batch: list[Any], general: Callable[[Any], Any]) -> tuple[list[Any], object, object]:
         """The normalised batch (one sample out per sample in, in order; ``general`` does one sample the
-        pure-Python way), and the earliest and latest
-        source time of its samples; None, None when not known (an empty batch, a time that is not an
-        int, a sample done by ``general``, which may stamp it anew).  The times are compared only
-        where the time object changes from one sample to the next: once a block (a driver stamps a
-        block's samples with one int object), not once a sample."""
+        pure-Python way), and the earliest and latest source time of its samples; None, None when not
+        known (an empty batch, a time that is not an int, a sample done by ``general``, which may stamp
+        it anew).  The times are compared only where the time object changes from one sample to the
+        next: once a block (a driver stamps a block's samples with one int object), not once a sample."""
         out: list[Any] = []
         bad = self.bad
         points = self.points
@@ -156,9 +155,3 @@ class Kernel:
         if known and not empty:
             return out, tlo, thi
         return out, None, None
-
-
-def normalise(batch: list[Any], dec: list[Dec | None], table: list[Any],
-              general: Callable[[Any], Any]) -> list[Any]:
-    """The normalised batch: one sample out per sample in, in order (:meth:`Kernel.run`, once)."""
-    return Kernel(dec, table).run(batch, general)[0]
