@@ -244,12 +244,18 @@ class Encoder:
         doc: dict[str, Any] = {"v": WIRE_V2, "c": self.catalog_id, "seq": seq, "t": created_ns}
         kernel = _KERNEL
         cols = kernel(samples, self._n, self._hints.kind_f) if n and kernel and self._hints is not None else None
+        body: bytes
         if cols is not None:  # any batch of the wire's kinds, by the compiled kernel (gateway/codec_kernel.py)
-            doc.update(cols)
+            # its columns come as msgpack map entries: after the 4 of the head (a fixmap: 15 entries at most)
+            entries, packed = cols
+            head = self._packer.pack(doc)
+            tail = b""
             if flags is not None and any(flags):
                 if len(flags) != n:
                     raise ValueError("flags must have one entry per sample")
-                doc["f"] = [x for k, f in enumerate(flags) if f for x in (k, f)]
+                tail = b"\xa1f" + self._packer.pack([x for k, f in enumerate(flags) if f for x in (k, f)])
+                entries += 1
+            body = b"".join((bytes((0x84 + entries,)), memoryview(head)[1:], packed, tail))
         elif n:
             idx, ts, val, q, rsn = zip(*samples, strict=False)
             if min(idx) < 0 or max(idx) >= self._n or not set(map(type, idx)) <= {int}:
@@ -273,7 +279,8 @@ class Encoder:
                 if len(flags) != n:
                     raise ValueError("flags must have one entry per sample")
                 doc["f"] = [x for k, f in enumerate(flags) if f for x in (k, f)]
-        body: bytes = self._packer.pack(doc)
+        if cols is None:
+            body = self._packer.pack(doc)
         if self.compression == "zstd":
             envelope = {"v": WIRE_V2, "z": "zstd", "zd": ZSTD_DICT, "d": self._zstd.compress(body)}
             if not self._zstd_dict:
@@ -286,7 +293,7 @@ class Encoder:
 
 # the compiled per-sample loop of the v2 encoder when the native build made it (gateway/core/native.py);
 # None: the pure-Python column code below does it all
-_KERNEL: Callable[[SampleBatch, int, list[int]], dict[str, Any] | None] | None = load_kernel(
+_KERNEL: Callable[[SampleBatch, int, list[int]], tuple[int, bytes] | None] | None = load_kernel(
     "gateway.codec_kernel", "columns_v2")
 
 

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -27,7 +28,7 @@ from tests.test_wire_v2_hints import CATALOG, floats
 
 __all__: list[str] = []
 
-Kernel = Callable[[SampleBatch, int, list[int]], dict[str, Any] | None]
+Kernel = Callable[[SampleBatch, int, list[int]], tuple[int, bytes] | None]
 KERNEL_SOURCE = Path(codec.__file__).with_name("codec_kernel.py")
 
 
@@ -38,6 +39,15 @@ def _interpreted_module() -> Any:
 
 def _interpreted() -> Kernel:
     return INTERPRETED_MODULE.columns_v2  # type: ignore[no-any-return]
+
+
+def columns(result: tuple[int, bytes] | None) -> dict[str, Any]:
+    """A kernel's result (its map entries, msgpack) as the dict they encode."""
+    assert result is not None
+    entries, packed = result
+    cols = msgpack.unpackb(bytes((0x80 + entries,)) + packed)
+    assert isinstance(cols, dict) and len(cols) == entries
+    return cols
 
 
 def compiled_kernel() -> Kernel | None:
@@ -98,8 +108,8 @@ def test_the_kernel_takes_the_common_batch(variant: str) -> None:
     cat, batch = _bench_batch(5000)
     enc = Encoder(cat, version=2, compression="zstd")
     assert enc._hints is not None
-    cols = kernel(batch, len(cat.points), enc._hints.kind_f)
-    assert cols is not None and list(cols) == ["i", "ts", "vd", "k", "vi"]
+    cols = columns(kernel(batch, len(cat.points), enc._hints.kind_f))
+    assert list(cols) == ["i", "ts", "vd", "k", "vi"]
     payload = encode_three_ways(enc, batch, compiled=compiled_kernel())
     back = decode_columns(payload)
     assert back.idx == [s[0] for s in batch] and back.ts == [s[1] for s in batch]
@@ -199,20 +209,19 @@ def test_a_batch_turns_plain_after_its_hinted_floats() -> None:
     kind_f = ENC._hints.kind_f
     hinted: SampleBatch = [(1, 10, 20.0, Quality.GOOD, None), (1, 11, 20.9, Quality.GOOD, None),
                            (4, 12, 0.000123, Quality.GOOD, None)]
-    cols = INTERPRETED(hinted, N, kind_f)
-    assert cols is not None and cols["k"] == bytes([17, 17, 22]) and cols["vd"] == [200, 209, 123]  # by the hints
+    cols = columns(INTERPRETED(hinted, N, kind_f))
+    assert cols["k"] == bytes([17, 17, 22]) and cols["vd"] == [200, 209, 123]  # by the hints
     for tail in ((2, 13, True, Quality.GOOD, None), (2, 13, None, Quality.BAD, "timeout"),
                  (2, 13, "STOPPED", Quality.GOOD, None), (1, 13, 1.7e308, Quality.GOOD, None)):
         batch = [*hinted, tail]
         for kernel in _kernels():
-            cols = kernel(batch, N, kind_f)
-            assert cols is not None
+            cols = columns(kernel(batch, N, kind_f))
             assert cols["vd"] == [209, 123] and cols["k"][:3] == bytes([6, 17, 22])  # float32, then the search
         _check_round_trip(encode_three_ways(ENC, batch, compiled=compiled_kernel()), batch)
     # beyond 9e9 at a point without a hint, or with one that does not overflow: still hinted
     for big in ((0, 13, 1.7e308, Quality.GOOD, None), (1, 13, 2.5e300, Quality.GOOD, None)):
-        cols = INTERPRETED([*hinted, big], N, kind_f)
-        assert cols is not None and cols["vd"] == [200, 209, 123] and "vf" in cols
+        cols = columns(INTERPRETED([*hinted, big], N, kind_f))
+        assert cols["vd"] == [200, 209, 123] and "vf" in cols
         encode_three_ways(ENC, [*hinted, big], compiled=compiled_kernel())
 
 
@@ -255,3 +264,120 @@ def test_the_kernels_float32_check_is_structs(f: float) -> None:
         from gateway import codec_kernel
 
         assert codec_kernel._is_float32(f) is want
+
+
+# msgpack's int forms change at these: fixint / uint8 / 16 / 32 / 64, negative fixint / int8 / 16 / 32 / 64
+INT_EDGES = sorted({x + d for x in (0, 127, 128, 255, 256, 65535, 65536, 2**31, 2**32, 2**63, 2**64,
+                                    -32, -33, -128, -129, -32768, -32769, -(2**31), -(2**31) - 1, -(2**63))
+                    for d in (-1, 0, 1)})
+
+
+def _writers() -> list[Any]:
+    """The kernel modules: interpreted, and compiled where built."""
+    from gateway import codec_kernel
+
+    return [INTERPRETED_MODULE, codec_kernel] if codec_kernel.COMPILED else [INTERPRETED_MODULE]
+
+
+def _put_int(mod: Any, v: int) -> bytes | None:
+    from librt.strings import BytesWriter
+
+    w = BytesWriter()
+    return w.getvalue() if mod._put_int(w, v) else None
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(st.sampled_from(INT_EDGES), st.integers(-(2**64), 2**65),
+                 st.integers(-(2**16), 2**17), st.integers(-(2**33), 2**33)))
+def test_the_kernels_ints_are_msgpacks(v: int) -> None:
+    """Every int in the form msgpack-python packs it (the smallest, unsigned when not negative), both
+    ways the kernel runs; beyond 64 bits nothing is written (msgpack raises: the pure path decides)."""
+    try:
+        want: bytes | None = msgpack.packb(v)
+    except OverflowError:
+        want = None
+    for mod in _writers():
+        assert _put_int(mod, v) == want, (mod.__name__, v)
+
+
+def test_ints_at_every_msgpack_width_encode_identically() -> None:
+    """Values, index deltas (negative too), time deltas (up to 2**62) and qualities at msgpack's width
+    boundaries, in batches the kernel takes: the pure path's bytes; beyond 64 bits the same outcome."""
+    assert ENC._hints is not None
+    t0 = 1_700_000_000_000_000_000
+    in_range = [v for v in INT_EDGES if -(2**63) <= v < 2**64]
+    batch: SampleBatch = [(k % N, t0 + k, v, Quality.GOOD, None) for k, v in enumerate(in_range)]
+    payload = encode_three_ways(ENC, batch, compiled=compiled_kernel())
+    _check_round_trip(payload, batch)
+    # index deltas from -(N-1) to N-1, time deltas of every width (0 .. 2**62 - 1, and back down)
+    deltas = [0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**40, 2**62 - 1]
+    times = [0]
+    for d in deltas[1:]:
+        times.append(min(times[-1] + d, 2**62 - 1))
+    times += [2**62 - 1, 0, 2**62 - 1, 5, 5]
+    idx = [0, N - 1, 0, 1, N - 1, N // 2, 0]
+    batch = [(idx[k % len(idx)], t, 1.5, Quality.GOOD, None) for k, t in enumerate(times)]
+    for kernel in _kernels():
+        assert kernel(list(batch), N, ENC._hints.kind_f) is not None
+    _check_round_trip(encode_three_ways(ENC, batch, compiled=compiled_kernel()), batch)
+    # qualities as ints of any width (a quality int, as the pure path sends it), reasons of str8/16/32
+    quals = [3, 127, 128, 65536, 2**32, 2**63, -1, -129, -(2**63)]
+    odd_q: list[Any] = [(k % N, t0, 20.5, q, "x" * (k * 40)) for k, q in enumerate(quals)]
+    encode_three_ways(ENC, odd_q, compiled=compiled_kernel())
+    # beyond 64 bits (a value, a quality): the kernel hands the batch back, the pure path decides
+    odds: list[Any] = [(0, t0, 2**64, Quality.GOOD, None), (0, t0, -(2**63) - 1, Quality.GOOD, None),
+                       (0, t0, 1.5, 2**64, None)]
+    for odd in odds:
+        for kernel in _kernels():
+            assert kernel([odd], N, ENC._hints.kind_f) is None
+        outs = set()
+        for way in (None, INTERPRETED, compiled_kernel()):
+            with _with(way):
+                outs.add(ENC.encode([odd], 1, 5))
+        assert len(outs) == 1
+
+
+@pytest.mark.parametrize("n", [1, 15, 16, 255, 256, 65535, 65536, 70_000])
+def test_column_headers_at_every_msgpack_size(n: int) -> None:
+    """Array and bin headers (fix / 16 / 32) at their boundaries: batches of n samples, kinds one byte
+    each (bin8..32), strings of str8 / str16 / str32 size; the assembled body is msgpack's own: unpacked
+    and packed again it gives the same bytes."""
+    enc = Encoder(CATALOG, version=2, compression="none")
+    assert enc._hints is not None
+    t0 = 1_700_000_000_000_000_000
+    vals: list[Any] = [20.5, 7, 1 / 3, 3.0, -0.0, 2.0**-149]
+    batch: SampleBatch = [(k % N, t0 + k // 3, vals[k % len(vals)], Quality.GOOD if k % 7 else Quality.BAD,
+                           None if k % 5 else "spike") for k in range(n)]
+    body = encode_three_ways(enc, batch, compiled=compiled_kernel())
+    assert msgpack.packb(msgpack.unpackb(body)) == body
+    _check_round_trip(body, batch)
+    if n <= 256:  # strings in a plain batch: fixstr, str8, str16, str32
+        strs = ["", "a" * 31, "b" * 32, "é" * 128, "c" * 255, "d" * 256, "e" * 65535, "f" * 65536]
+        plain: SampleBatch = [(k % N, t0, strs[k % len(strs)] if k % 2 else k * 1.25, Quality.GOOD,
+                               strs[(k + 3) % len(strs)] or None) for k in range(n)]
+        for kernel in _kernels():
+            assert kernel(list(plain), N, enc._hints.kind_f) is not None
+        body = encode_three_ways(enc, plain, compiled=compiled_kernel())
+        assert msgpack.packb(msgpack.unpackb(body)) == body
+        _check_round_trip(body, plain)
+
+
+def test_a_string_that_does_not_encode_is_spoiled_the_same_way() -> None:
+    """A lone surrogate (a value or a reason) does not encode in UTF-8: the kernel raises what msgpack
+    raises, so the encoder turns that sample bad and sends the rest, byte for byte as the pure path."""
+    batch: SampleBatch = [(0, 10, "ok", Quality.GOOD, None), (1, 11, "\udc80", Quality.GOOD, None),
+                          (2, 12, 1.5, Quality.BAD, "\ud800x")]
+    encode_three_ways(ENC, batch, compiled=compiled_kernel())
+
+
+@settings(max_examples=300, deadline=None)
+@given(_samples(plain_values), st.one_of(st.none(), st.lists(st.integers(0, 3), min_size=40, max_size=40)))
+def test_the_assembled_body_is_msgpacks_own(samples: SampleBatch, flags: list[int] | None) -> None:
+    """The body the codec assembles from the kernel's bytes (uncompressed) unpacks to the pure path's
+    document, and msgpack packs that document back to the same bytes."""
+    enc = Encoder(CATALOG, version=2, compression="none")
+    flags = None if flags is None else flags[:len(samples)]
+    body = encode_three_ways(enc, samples, flags, compiled=compiled_kernel())
+    doc = msgpack.unpackb(body)
+    assert list(doc)[:4] == ["v", "c", "seq", "t"] and doc["v"] == 2
+    assert msgpack.packb(doc) == body

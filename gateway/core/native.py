@@ -11,6 +11,7 @@ in the log, once, at import.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -31,7 +32,12 @@ def load_kernel(module: str, name: str) -> Any:
         return None
     try:
         mod = importlib.import_module(module)
-    except ImportError as err:  # a native build that does not load here (an older glibc, another Python)
+    except (ImportError, ValueError) as err:
+        # a native build that does not load here (an older glibc, another Python; librt, mypyc's runtime
+        # library, missing or older than the build's: ValueError), or a pure install without librt
+        spec = importlib.util.find_spec(module)
+        if spec is not None and (spec.origin or "").endswith(".py"):
+            return None  # a pure-Python install: nothing to say
         log.warning("The native build of %s does not load (%s); the pure-Python code runs instead "
                     "(same output, slower: docs/benchmarks.md).", module, err)
         return None
