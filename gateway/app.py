@@ -294,15 +294,22 @@ class Batcher:
         """The next group (one transaction) of the pending samples: batches of ``batch_max_points``, up
         to GROUP_MAX_BATCHES; ``whole_only`` keeps a last, partial batch pending (it may still fill up)."""
         mp = self.max_points
-        n = len(self.pending) // mp if whole_only else -(-len(self.pending) // mp)
-        return [self.pending[i * mp:(i + 1) * mp] for i in range(min(n, self.group_points // mp))]
+        pending = self.pending
+        n = min(len(pending) // mp if whole_only else -(-len(pending) // mp), self.group_points // mp)
+        if n == 1 and len(pending) <= mp:
+            return [pending]  # all of it is the one batch: the list itself, no copy (_encode starts a new one)
+        return [pending[i * mp:(i + 1) * mp] for i in range(n)]
 
     def _encode(self, chunks: list[SampleBatch]) -> list[tuple[bytes, int]]:
         """Encode a group with the next sequence numbers, and hand its samples over (out of ``pending``)."""
         created = now_ns()
         encoded = [(self.encoder.encode(c, self.seq + 1 + k, created), len(c)) for k, c in enumerate(chunks)]
         self.seq += len(chunks)
-        del self.pending[: sum(len(c) for c in chunks)]
+        taken = sum(len(c) for c in chunks)
+        if taken == len(self.pending):
+            self.pending = []  # not cleared in place: it may be the group's one batch (_group)
+        else:
+            del self.pending[:taken]
         return encoded
 
     async def _commit_ahead(self) -> None:

@@ -44,7 +44,7 @@ from gateway.buffer import SqliteBuffer
 from gateway.catalog import Catalog, PointInfo, decimal_divisor
 from gateway.codec import Encoder, inflate
 from gateway.config import BufferConfig, UplinkConfig, parse
-from gateway.core.point import Quality, SampleBatch, now_ns
+from gateway.core.point import SampleBatch, good_samples, index_int, now_ns
 from gateway.forwarder import Forwarder
 from gateway.sinks.mqtt import MqttUplink
 from gateway.watch import Watch
@@ -103,19 +103,23 @@ def synthetic_catalog(n_points: int) -> Catalog:
 
 
 class SyntheticSource:
-    """Raw register-like integers for every point, one poll = one batch, deterministic."""
+    """Raw register-like integers for every point, one poll = one batch, deterministic.
+
+    A poll's samples are built as the Modbus driver builds a block's (drivers/modbus/decode.py:
+    :func:`~gateway.core.point.good_samples` over the point table's shared index ints, one time
+    for the poll); the values are taken from eight precomputed cycles instead of being unpacked
+    from a response."""
 
     def __init__(self, n_points: int) -> None:
-        self.index = range(n_points)
-        self.cycles = [[(i * 7 + c * 13) % 60_000 for i in self.index] for c in range(8)]
+        self.index = tuple(index_int(i) for i in range(n_points))
+        self.cycles = [[(i * 7 + c * 13) % 60_000 for i in range(n_points)] for c in range(8)]
         self.n = 0
 
     def poll(self) -> SampleBatch:
         ts = now_ns()
         values = self.cycles[self.n % 8]
         self.n += 1
-        good = Quality.GOOD
-        return [(i, ts, v, good, None) for i, v in zip(self.index, values, strict=True)]
+        return good_samples(self.index, ts, values)
 
 
 @contextmanager

@@ -84,12 +84,19 @@ class Normalise:
                 _offset_units(s.offset, s.divisor),
             )
             self._table.append(row)
+        # the native build's loop with this table (the common samples in C, the others by _one_pure)
+        self._kernel: Any = None if _KERNEL is None else _KERNEL(self._dec, self._table)
 
     def __call__(self, batch: SampleBatch) -> SampleBatch:
-        kernel = _KERNEL
-        if kernel is not None:  # the native build: the common samples in C, the others by _pure
-            return kernel(batch, self._dec, self._table, self._one_pure)
-        return self._pure(batch)
+        return self.run(batch)[0]
+
+    def run(self, batch: SampleBatch) -> tuple[SampleBatch, int | None, int | None]:
+        """The normalised batch, and the earliest and latest source time of its samples when the native
+        build noted them on the way (None, None: not known; the pure path does not note them)."""
+        kernel = self._kernel
+        if kernel is not None:
+            return kernel.run(batch, self._one_pure)  # type: ignore[no-any-return]
+        return self._pure(batch), None, None
 
     def _one_pure(self, sample: Sample) -> Sample:
         return self._pure([sample])[0]
@@ -172,8 +179,8 @@ class Normalise:
 
 # the compiled loop of the common samples when the native build made it (gateway/core/native.py);
 # None: Normalise._pure does every sample
-_KERNEL: Callable[[SampleBatch, list[Any], list[Any], Callable[[Sample], Sample]], SampleBatch] | None = load_kernel(
-    "pipelines.normalise_kernel", "normalise")
+_KERNEL: Callable[[list[Any], list[Any]], Any] | None = load_kernel(
+    "pipelines.normalise_kernel", "Kernel")
 
 
 def _offset_units(offset: float, divisor: int) -> int | None:

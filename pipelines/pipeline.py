@@ -57,9 +57,9 @@ class Pipeline:
         the caller decides what leaves the site)."""
         c = self.counters
         c.samples_in += len(batch)
-        batch = self.normalise(batch)
+        batch, earliest, latest = self.normalise.run(batch)
         jumps = self.clock.jumps
-        batch = self.clock(batch, wall_ns, mono_ns)
+        batch = self.clock(batch, wall_ns, mono_ns, earliest, latest)
         if self.clock.jumps != jumps:
             self.plausibility.clock_stepped()
         batch = self.plausibility(batch)

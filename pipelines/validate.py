@@ -124,7 +124,10 @@ class ClockCheck:
         self.clock_valid: bool | None = None  # whether the wall clock read >= min_valid at the last batch
         self.unsynced = 0  # samples flagged clock_unsynced
 
-    def __call__(self, batch: SampleBatch, wall_ns: int, mono_ns: int) -> SampleBatch:
+    def __call__(self, batch: SampleBatch, wall_ns: int, mono_ns: int,
+                 earliest: int | None = None, latest: int | None = None) -> SampleBatch:
+        """``earliest``, ``latest``: the range of the samples' source times when the caller knows it (the
+        normalise stage notes it on the way), so that the batch is not scanned for it; None: scanned."""
         offset = wall_ns - mono_ns
         prev = self._offset
         jumped = False
@@ -145,15 +148,19 @@ class ClockCheck:
             return unset
         limit = wall_ns + self.future_tol
         if not jumped and batch:
-            # the time column's range at C speed, no per-sample test; a poll stamps its samples with
-            # one time (one int object: list.count compares by identity first)
-            ts = [s[1] for s in batch]
-            first = ts[0]
-            if ts.count(first) == len(ts):
-                if floor <= first <= limit:
-                    return batch  # the common case: nothing to change, no copy
-            elif min(ts) >= floor and max(ts) <= limit:
-                return batch
+            if earliest is not None and latest is not None:  # the common case: nothing to scan
+                if floor <= earliest and latest <= limit:
+                    return batch  # nothing to change, no copy
+            else:
+                # the time column's range at C speed, no per-sample test; a poll stamps its samples
+                # with one time (one int object: list.count compares by identity first)
+                times = [s[1] for s in batch]
+                first = times[0]
+                if times.count(first) == len(times):
+                    if floor <= first <= limit:
+                        return batch
+                elif min(times) >= floor and max(times) <= limit:
+                    return batch
         out: list[Sample] = []
         append = out.append
         for sample in batch:

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from drivers.modbus.config import ByteOrder, DataType, StringOrder
 from drivers.modbus.decode import BitDecoder, Decoder, Field, bcd_value, registers_to_bytes
+from gateway.core.point import Quality, good_samples
 
 A, B, C, D = ByteOrder.ABCD, ByteOrder.BADC, ByteOrder.CDAB, ByteOrder.DCBA
 
@@ -141,3 +142,26 @@ def test_aliases_of_one_register_block_decode_each_and_gaps_are_skipped() -> Non
     ]
     got = {i: v for i, v, _ in Decoder(fields).decode(data)}
     assert got == {0: 0x00010002, 1: 1, 2: 2, 3: -1, 4: pytest.approx(3.1415927), 5: 0x00020001, 6: 0xDB0F}
+
+
+def test_a_block_of_runs_becomes_good_samples_of_its_one_time() -> None:
+    """Two runs of plain fields (big and little endian, one swapped) and a special field: every sample
+    is (index, ts, value, GOOD, None) in the runs' order, carrying the block's one time object."""
+    ts = 1_700_000_000_123_456_789
+    fields = [Field(300 + k, 2 * k, DataType.UINT16) for k in range(4)]
+    fields += [Field(400, 8, DataType.INT32, C), Field(401, 12, DataType.INT16, D),
+               Field(402, 14, DataType.BOOL, bit=3)]
+    data = registers_to_bytes([1, 2, 3, 4, 0xFFFE, 0xFFFF, 0x0500, 0x0008])
+    out = Decoder(fields).samples(data, ts)
+    assert sorted(out) == sorted([(300, ts, 1, Quality.GOOD, None), (301, ts, 2, Quality.GOOD, None),
+                                  (302, ts, 3, Quality.GOOD, None), (303, ts, 4, Quality.GOOD, None),
+                                  (400, ts, -2, Quality.GOOD, None), (401, ts, 5, Quality.GOOD, None),
+                                  (402, ts, True, Quality.GOOD, None)])
+    assert all(s[1] is ts for s in out) and [s[0] for s in out[:4]] == [300, 301, 302, 303]
+
+
+def test_good_samples_refuses_unequal_lengths() -> None:
+    ts = 5
+    assert good_samples((1, 2), ts, [7, 8.5]) == [(1, 5, 7, Quality.GOOD, None), (2, 5, 8.5, Quality.GOOD, None)]
+    with pytest.raises(ValueError, match="zip"):
+        good_samples((1, 2), ts, [7])

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from drivers.modbus.config import ByteOrder, DataType, StringOrder
-from gateway.core.point import Quality, SampleBatch
+from gateway.core.point import Quality, SampleBatch, good_samples
 from gateway.core.values import ENCODING_ERROR, StringEncoding, decode_text
 
 __all__ = ["BitDecoder", "Decoder", "Field", "bcd_value", "permutation", "registers_to_bytes"]
@@ -149,13 +149,15 @@ class Decoder:
         good = Quality.GOOD
         out: SampleBatch = []
         for run in self._plain:
-            values = run.struct.unpack_from(data, run.start)
-            out += [(i, ts, v, good, None) for i, v in zip(run.indices, values, strict=True)]
+            block = good_samples(run.indices, ts, run.struct.unpack_from(data, run.start))
+            if out:
+                out += block
+            else:
+                out = block  # the usual block of one run: its list, no copy
         if self._swapped:
             swapped = _swap_words(data)
             for run in self._swapped:
-                values = run.struct.unpack_from(swapped, run.start)
-                out += [(i, ts, v, good, None) for i, v in zip(run.indices, values, strict=True)]
+                out += good_samples(run.indices, ts, run.struct.unpack_from(swapped, run.start))
         for f, st, perm in self._special:
             i, v, why = _decode_special(f, st, perm, data)
             out.append((i, ts, v, good, None) if why is None else (i, ts, None, Quality.BAD, why))

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import TypeAlias
 
-__all__ = ["Point", "Quality", "Sample", "SampleBatch", "Value", "index_int", "now_ns"]
+__all__ = ["Point", "Quality", "Sample", "SampleBatch", "Value", "good_samples", "index_int", "now_ns"]
 
 Value: TypeAlias = float | int | bool | str
 
@@ -46,6 +48,15 @@ def index_int(i: int) -> int:
     if i >= len(ints):
         ints.extend(range(len(ints), i + 1024))
     return ints[i]
+
+
+def good_samples(indices: Sequence[int], ts: int, values: Sequence[Value]) -> SampleBatch:
+    """One good sample ``(index, ts, value, GOOD, None)`` per index and value (equal lengths), as a
+    driver makes a block's: the tuples are built by ``zip`` in C, cheaper than a comprehension
+    (docs/benchmarks.md), and the samples carry the one ``ts`` object (which the normalise stage
+    notices: the clock check then has no times to scan)."""
+    n = len(indices)
+    return list(zip(indices, repeat(ts, n), values, repeat(Quality.GOOD, n), repeat(None, n), strict=True))
 
 
 def now_ns() -> int:

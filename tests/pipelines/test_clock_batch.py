@@ -67,11 +67,18 @@ def test_clock_check_matches_the_per_sample_rules(data: st.DataObject, steps: li
         new_offset = wall - mono
         jumped = offset is not None and abs(new_offset - offset) > JUMP
         offset = new_offset
-        jumps = check.jumps
+        jumps, unsynced = check.jumps, check.unsynced
+        # the range of the times given (as the normalise stage notes it) or scanned: the same result
+        twin = ClockCheck(TOL, JUMP, FLOOR)
+        twin._offset, twin.jumps = check._offset, check.jumps
+        times = [s[1] for s in batch]
+        ranged = twin(batch, wall, mono, min(times, default=None), max(times, default=None))
         got = check(batch, wall, mono)
         assert got == reference(batch, jumped, wall)
-        assert check.jumps == jumps + jumped
-        assert check.clock_valid is (wall >= FLOOR)
+        assert ranged == got and (ranged is batch) is (got is batch)
+        assert check.jumps == jumps + jumped and twin.jumps == check.jumps
+        assert check.clock_valid is (wall >= FLOOR) and twin.clock_valid is check.clock_valid
+        assert twin.unsynced == check.unsynced - unsynced
 
 
 def test_the_common_batch_passes_as_it_is() -> None:
@@ -95,3 +102,22 @@ def test_a_poll_stamped_with_one_time_is_checked_by_that_time() -> None:
         got = check(poll, wall, 0)
         assert [s[4] for s in got] == [reason] * 50
         assert (got is poll) is (reason is None)
+
+
+def test_a_poll_whose_time_range_is_given_is_not_scanned() -> None:
+    """The times' range given (the normalise stage's) decides the common batch; the flags stay the
+    per-sample rules' when it is outside the window, after a step, or while the clock is unset."""
+    check = ClockCheck(TOL, JUMP, FLOOR)
+    wall = FLOOR + 100 * S
+    for lo, hi, reasons in ((wall, wall, [None, None]), (FLOOR, wall + TOL, [None, None]),
+                            (FLOOR - 1, wall, ["clock_unsynced", None]),
+                            (wall, wall + TOL + 1, [None, "future_timestamp"])):
+        poll: SampleBatch = [(0, lo, 1.0, Quality.GOOD, None), (1, hi, 2.0, Quality.GOOD, None)]
+        got = check(poll, wall, 0, lo, hi)
+        assert [s[4] for s in got] == reasons
+        assert (got is poll) is (reasons == [None, None])
+    stepped: SampleBatch = [(0, wall + 10 * S, 1.0, Quality.GOOD, None)]
+    assert check(stepped, wall + 10 * S, 0, wall + 10 * S, wall + 10 * S)[0][4] == "clock_jump"
+    unset = ClockCheck(TOL, JUMP, FLOOR)
+    assert unset([(0, 5, 1.0, Quality.GOOD, None)], 5, 0, 5, 5)[0][4] == "clock_unsynced"
+    assert unset.unsynced == 1 and unset.clock_valid is False

@@ -6,11 +6,15 @@ do itself to the pure path one sample at a time."""
 
 from __future__ import annotations
 
+import gc
+import math
 import os
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,21 +28,26 @@ from tests.native_kernels import interpreted, need_compiled
 
 __all__: list[str] = []
 
-Kernel = Callable[..., SampleBatch]
+Kernel = Callable[..., Any]  # the module's Kernel class: Kernel(dec, table).run(batch, general)
 SOURCE = Path(normalise_mod.__file__).with_name("normalise_kernel.py")
 
 
 def _interpreted() -> Kernel:
-    return interpreted(SOURCE, "normalise_kernel_interpreted").normalise  # type: ignore[no-any-return]
+    return interpreted(SOURCE, "normalise_kernel_interpreted").Kernel  # type: ignore[no-any-return]
 
 
-INTERPRETED = _interpreted()
+INTERPRETED_KERNEL = _interpreted()
+
+
+def interpreted_normalise(batch: list[Any], dec: list[Any], table: list[Any],
+                          general: Callable[[Any], Any]) -> SampleBatch:
+    return INTERPRETED_KERNEL(dec, table).run(batch, general)[0]  # type: ignore[no-any-return]
 
 
 def _compiled() -> Kernel | None:
     from pipelines import normalise_kernel
 
-    return normalise_kernel.normalise if normalise_kernel.COMPILED else None
+    return normalise_kernel.Kernel if normalise_kernel.COMPILED else None
 
 
 def _need_compiled() -> Kernel:
@@ -65,6 +74,8 @@ N = len(SPECS)
 
 
 def _three_ways(stage: Normalise, batch: list[Any]) -> SampleBatch:
+    """The pure path's samples; the kernel's (both ways) equal them, and the time range the kernel notes
+    is the samples' (or None, None when some sample went to the pure path or carries no int time)."""
     pure = stage._pure(list(batch))
     general_calls: list[Sample] = []
 
@@ -72,13 +83,17 @@ def _three_ways(stage: Normalise, batch: list[Any]) -> SampleBatch:
         general_calls.append(s)
         return stage._one_pure(s)
 
-    outs = {"interpreted": INTERPRETED(list(batch), stage._dec, stage._table, general)}
+    runs = {"interpreted": INTERPRETED_KERNEL(stage._dec, stage._table).run(list(batch), general)}
     compiled = _compiled()
     if compiled is not None:
-        outs["compiled"] = compiled(list(batch), stage._dec, stage._table, stage._one_pure)
-    for name, out in outs.items():
+        runs["compiled"] = compiled(stage._dec, stage._table).run(list(batch), stage._one_pure)
+    times = [s[1] for s in batch]
+    span = (min(times), max(times)) if times and not general_calls and all(type(t) is int for t in times) else None
+    for name, (out, lo, hi) in runs.items():
         assert list(map(repr, out)) == list(map(repr, pure)), name
         assert [list(map(type, s)) for s in out] == [list(map(type, s)) for s in pure], name
+        assert ((lo, hi) if lo is not None else None) == span, name
+        assert (lo is None) is (hi is None), name
     return pure
 
 
@@ -109,7 +124,7 @@ def test_the_common_samples_stay_in_the_kernel() -> None:
         calls.append(s)
         return STAGE._one_pure(s)
 
-    out = INTERPRETED(batch, STAGE._dec, STAGE._table, general)
+    out = interpreted_normalise(batch, STAGE._dec, STAGE._table, general)
     assert calls == []
     assert out == [(1, 5, 209.3, Quality.GOOD, None), (2, 5, 1.23, Quality.UNCERTAIN, "x"), batch[2], batch[3],
                    (5, 5, None, Quality.BAD, "out_of_range"), batch[5], batch[6], batch[7], batch[8]]
@@ -127,7 +142,7 @@ def test_odd_samples_go_to_the_pure_path() -> None:
         calls.append(s)
         return STAGE._one_pure(s)
 
-    out = INTERPRETED(odd[:-1], STAGE._dec, STAGE._table, general)
+    out = interpreted_normalise(odd[:-1], STAGE._dec, STAGE._table, general)
     assert calls == odd[:-1] and len(out) == 5
     _three_ways(STAGE, odd[:-1])
 
@@ -141,3 +156,67 @@ def test_the_stage_uses_the_compiled_kernel_when_built() -> None:
     for _ in range(3):
         poll = src.poll()
         assert repr(stage(poll)) == repr(stage._pure(poll))
+        _, lo, hi = stage.run(poll)
+        if normalise_mod._KERNEL is not None:
+            assert lo == hi == poll[0][1]  # a poll's one time, noted on the way
+
+
+def test_as_read_samples_are_the_samples_themselves_compiled_too() -> None:
+    """A gap, a bool, ASCII text, an as-read int or float: the kernel appends the sample itself, no copy,
+    and a scaled register's sample keeps the index and time objects (no int made anew)."""
+    big = 1000  # an index int beyond the small-int cache
+    table_n = big + 1
+    dec: list[Any] = [None] * table_n
+    dec[big] = (0, 10, -math.inf, math.inf)
+    table: list[Any] = [None] * table_n
+    table[big] = (False, 0.1, 10, 0.0, None, None, True, 1.0, 0.0, None, None, 0)
+    ts = 1_700_000_000_123_456_789
+    batch: list[Any] = [(0, ts, None, Quality.BAD, "timeout"), (0, ts, True, Quality.GOOD, None),
+                        (0, ts, "RUN", Quality.GOOD, None), (0, ts, 7, Quality.GOOD, None),
+                        (0, ts, 1.5, Quality.GOOD, None), (big, ts, 2093, Quality.GOOD, None)]
+    kernels = [INTERPRETED_KERNEL]
+    if (compiled := _compiled()) is not None:
+        kernels.append(compiled)
+    for k in kernels:
+        out, lo, hi = k(dec, table).run(list(batch), lambda s: pytest.fail(f"{s} went to the pure path"))
+        assert all(o is s for o, s in zip(out[:5], batch[:5], strict=True)), k
+        assert out[5] == (big, ts, 209.3, Quality.GOOD, None)
+        assert out[5][0] is batch[5][0] and out[5][1] is batch[5][1], k
+        assert lo == hi == ts
+
+
+def test_the_time_range_of_blocks_and_odd_times() -> None:
+    """Blocks stamped with their own times (a Modbus poll of several requests): the earliest and latest;
+    a time that is not an int, a sample for the pure path, an empty batch: not known."""
+    t1, t2, t3 = 1_700_000_000 * 10**9 + 5, 1_700_000_000 * 10**9 + 3, 1_700_000_000 * 10**9 + 9
+    blocks = ([(1, t1, 2093 + i, Quality.GOOD, None) for i in range(3)] + [(0, t2, 7, Quality.GOOD, None)] * 2
+              + [(1, t3, 5, Quality.GOOD, None), (0, t1, 8, Quality.GOOD, None)])
+    kernels = [INTERPRETED_KERNEL]
+    if (compiled := _compiled()) is not None:
+        kernels.append(compiled)
+    for k in kernels:
+        kernel = k(STAGE._dec, STAGE._table)
+
+        def run(batch: list[Any], kernel: Any = kernel) -> tuple[Any, ...]:
+            return kernel.run(batch, STAGE._one_pure)[1:]  # type: ignore[no-any-return]
+
+        assert run(blocks) == (t2, t3)
+        assert run([]) == (None, None)
+        assert run([(4, None, None, Quality.BAD, "x"), (4, t1, None, Quality.BAD, "x")]) == (None, None)
+        assert run([(4, t1, None, Quality.BAD, "x"), (4, float(t1), None, Quality.BAD, "x")]) == (None, None)
+        assert run([*blocks, (0, t1, float("nan"), Quality.GOOD, None)]) == (None, None)  # the pure path
+    _three_ways(STAGE, blocks)
+
+
+def test_a_stage_is_freed_without_the_cycle_collector() -> None:
+    """No reference cycle between the stage and its kernel: gc.freeze() at start-up would keep such a
+    cycle, and the old point table with it, after every config reload."""
+    stage = Normalise(synthetic_catalog(100).specs)
+    stage(SyntheticSource(100).poll())
+    ref = weakref.ref(stage)
+    gc.disable()
+    try:
+        del stage
+        assert ref() is None
+    finally:
+        gc.enable()
