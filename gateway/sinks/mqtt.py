@@ -14,17 +14,14 @@ import contextlib
 import json
 import logging
 import ssl
-import types
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho
-from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.config import MqttConfig
 from gateway.core.errors import ConfigError, ConfigIssue, RejectedError, RetryableError
@@ -109,8 +106,6 @@ class MqttClient(aiomqtt.Client):
         self.session_present = False
         if manual_ack:
             self._client.manual_ack_set(True)
-        if v5:  # an instance attribute: paho's _packet_handle looks the method up on the client
-            self._client._handle_pubackcomp = types.MethodType(_handle_pubackcomp, self._client)  # type: ignore[method-assign]
 
     # paho callbacks (run on the event loop thread through aiomqtt's socket callbacks)
     def _on_connect(
@@ -131,29 +126,6 @@ class MqttClient(aiomqtt.Client):
         if fut is not None and not fut.done():
             fut.set_result(int(getattr(reason_code, "value", 0)) if self._v5 else 0)
         super()._on_publish(client, userdata, mid, reason_code, properties)
-
-    def _on_socket_register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        """paho queued a packet (a publish, a PUBACK of the ingest).  On the event loop's thread it is
-        written at once, as paho itself does without an external loop; only what the socket does not
-        take waits for writability.  aiomqtt instead scheduled every packet through the loop from any
-        thread (a write to the loop's wake-up pipe, a writer registered and removed, one more loop
-        turn per publish).  From another thread (the connect, in an executor) aiomqtt's way stays."""
-        try:
-            on_loop = asyncio.get_running_loop() is self._loop
-        except RuntimeError:
-            on_loop = False
-        if not on_loop or not client._in_callback_mutex.acquire(False):  # inside a paho callback: later
-            super()._on_socket_register_write(client, userdata, sock)
-            return
-        client._in_callback_mutex.release()
-        try:
-            client.loop_write()
-        except OSError as exc:  # as aiomqtt's writer callback: the connection is broken (paho returns most as codes)
-            if not self._disconnected.done():
-                self._disconnected.set_exception(exc)
-            return
-        if client._registered_write:  # the socket took only part of it: the rest when writable
-            super()._on_socket_register_write(client, userdata, sock)
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, *args: Any, **kwargs: Any) -> None:
         acks, self._acks = self._acks, {}
@@ -193,44 +165,6 @@ class MqttClient(aiomqtt.Client):
     def lost(self) -> asyncio.Future[None]:
         """Done once the connection ended (also while nothing is being published)."""
         return self._disconnected
-
-
-# PUBACK reason code value -> the ReasonCode paho would have made for it (one per value: they are only read)
-_PUBACK_CODES: dict[int, ReasonCode] = {}
-_NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
-
-
-def _puback_code(value: int) -> ReasonCode:
-    code = _PUBACK_CODES.get(value)
-    if code is None:
-        code = ReasonCode(PacketTypes.PUBACK)
-        code.unpack(bytes((value,)))  # raises for a value that is no PUBACK reason code
-        _PUBACK_CODES[value] = code
-    return code
-
-
-def _handle_pubackcomp(client: paho.Client, cmd: str) -> MQTTErrorCode:
-    """paho's ``Client._handle_pubackcomp`` for MQTT 5 with a fast path for the PUBACK of every batch.
-
-    paho decodes each PUBACK into two new ReasonCode and two new Properties objects (about 30 us, as much
-    as a tenth of a batch's encoding); a PUBACK of 2 to 4 bytes (packet id, reason code, no properties:
-    what brokers send for a QoS 1 publish) gets the same callbacks with a shared ReasonCode per value and
-    a shared empty Properties, which our callbacks only read.  Anything else (PUBCOMP, properties, a
-    malformed packet) goes through paho's own decoding, errors included."""
-    packet = client._in_packet["packet"]
-    n = len(packet)
-    if cmd != "PUBACK" or not (n == 2 or n == 3 or (n == 4 and packet[3] == 0)):
-        return paho.Client._handle_pubackcomp(client, cmd)  # type: ignore[arg-type]
-    try:
-        code = _puback_code(packet[2] if n > 2 else 0)
-    except (KeyError, ValueError, IndexError):
-        return paho.Client._handle_pubackcomp(client, cmd)  # type: ignore[arg-type]
-    mid = (packet[0] << 8) | packet[1]
-    client._easy_log(paho.MQTT_LOG_DEBUG, "Received %s (Mid: %d)", cmd, mid)
-    with client._out_message_mutex:
-        if mid in client._out_messages:
-            return client._do_on_publish(mid, code, _NO_PROPERTIES)
-    return MQTTErrorCode.MQTT_ERR_SUCCESS
 
 
 def state_message(state: str, **detail: object) -> bytes:
