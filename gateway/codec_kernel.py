@@ -254,19 +254,23 @@ def _put_array(w: BytesWriter, n: int) -> None:
         write_i32_be(w, n)  # (below 2**31: a list's length)
 
 
-def _put_bin(w: BytesWriter, b: bytes) -> None:
-    """msgpack's bin (as msgpack-python packs bytes with use_bin_type)."""
-    n = len(b)
+def _put_size(w: BytesWriter, n: int, code8: int, code16: int, code32: int) -> None:
+    """A msgpack length ``n`` (below 2**31) after the smallest of its three type codes: 8, 16 or 32 bits."""
     if n < 256:
-        w.append(0xC4)
+        w.append(code8)
         w.append(n)
     elif n < 65536:
-        w.append(0xC5)
+        w.append(code16)
         w.append(n >> 8)
         w.append(n & 0xFF)
     else:
-        w.append(0xC6)
-        write_i32_be(w, n)  # (below 2**31: the batch's bytes)
+        w.append(code32)
+        write_i32_be(w, n)
+
+
+def _put_bin(w: BytesWriter, b: bytes) -> None:
+    """msgpack's bin (as msgpack-python packs bytes with use_bin_type)."""
+    _put_size(w, len(b), 0xC4, 0xC5, 0xC6)
     w.write(b)
 
 
@@ -276,16 +280,8 @@ def _put_str(w: BytesWriter, s: str) -> None:
     n = len(b)
     if n < 32:
         w.append(0xA0 + n)
-    elif n < 256:
-        w.append(0xD9)
-        w.append(n)
-    elif n < 65536:
-        w.append(0xDA)
-        w.append(n >> 8)
-        w.append(n & 0xFF)
     else:
-        w.append(0xDB)
-        write_i32_be(w, n)  # (below 2**31: a str's UTF-8)
+        _put_size(w, n, 0xD9, 0xDA, 0xDB)
     w.write(b)
 
 
