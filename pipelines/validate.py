@@ -148,19 +148,15 @@ class ClockCheck:
             return unset
         limit = wall_ns + self.future_tol
         if not jumped and batch:
-            if earliest is not None and latest is not None:  # the common case: nothing to scan
-                if floor <= earliest and latest <= limit:
-                    return batch  # nothing to change, no copy
-            else:
+            if earliest is None or latest is None:  # not given (the common case is): scanned
                 # the time column's range at C speed, no per-sample test; a poll stamps its samples
                 # with one time (one int object: list.count compares by identity first)
                 times = [s[1] for s in batch]
                 first = times[0]
-                if times.count(first) == len(times):
-                    if floor <= first <= limit:
-                        return batch
-                elif min(times) >= floor and max(times) <= limit:
-                    return batch
+                one = times.count(first) == len(times)
+                earliest, latest = (first, first) if one else (min(times), max(times))
+            if floor <= earliest and latest <= limit:
+                return batch  # nothing to change, no copy
         out: list[Sample] = []
         append = out.append
         for sample in batch:
